@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+# bpf/%.bpf.c -> $(BUILD)/%.bpf.o -> $(BUILD)/%.skel.h -> userspace binaries.
+# BUILD may be set per worker (make BUILD=build-foo) so parallel builds never
+# share an output tree.
+
+BUILD      ?= build
+CLANG      ?= clang
+BPFTOOL    ?= bpftool
+CC         ?= cc
+ARCH       := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+VERSION    := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
+
+WARN       := -Wall -Wextra -Werror
+CFLAGS     ?= -O2 -g
+CFLAGS     += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace/lib -I$(BUILD) \
+              -DFERRY_VERSION='"$(VERSION)"'
+LDLIBS     := -lbpf -lelf -lz -ljson-c -lssl -lcrypto -lmnl -lpthread
+BPF_CFLAGS := -target bpf -mcpu=v3 -O2 -g $(WARN) -Wno-unused-function -D__TARGET_ARCH_$(ARCH) \
+              -Iinclude -Ibpf -Ivmlinux/$(ARCH)
+
+BPF_SRCS   := $(wildcard bpf/*.bpf.c)
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+SKELS      := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+BPF_HDRS   := $(wildcard bpf/lib/*.h) $(wildcard include/ferry/*.h)
+
+LIB_SRCS   := $(wildcard userspace/lib/*.c)
+LIB_OBJS   := $(patsubst userspace/lib/%.c,$(BUILD)/obj/lib/%.o,$(LIB_SRCS))
+LIB_HDRS   := $(wildcard userspace/lib/*.h) $(wildcard include/ferry/*.h)
+LIBFERRY   := $(BUILD)/libferry.a
+
+FERRYD_SRCS := $(wildcard userspace/ferryd/*.c)
+FERRYD_OBJS := $(patsubst userspace/ferryd/%.c,$(BUILD)/obj/ferryd/%.o,$(FERRYD_SRCS))
+CTL_SRCS    := $(wildcard tools/ferryctl/*.c)
+CTL_OBJS    := $(patsubst tools/ferryctl/%.c,$(BUILD)/obj/ferryctl/%.o,$(CTL_SRCS))
+BENCH_SRCS  := $(wildcard tools/bench/*.c)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+BPFT_SRCS   := $(wildcard tests/bpf/test_*.c)
+BPFT_BINS   := $(patsubst tests/bpf/%.c,$(BUILD)/tests/%,$(BPFT_SRCS))
+HELPER_SRCS := $(wildcard tests/integration/*.c)
+HELPER_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
+
+.PHONY: all deps vmlinux clean check unit demo bench
+.DELETE_ON_ERROR:
+
+all: $(BUILD)/ferryd $(BUILD)/ferryctl $(BUILD)/ferry-bench
+
+# Debian packages needed to build and test; quiet when all are present.
+DEPS := clang llvm libbpf-dev libelf-dev zlib1g-dev libssl-dev libmnl-dev libjson-c-dev \
+        libcmocka-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl
+deps:
+	@missing=""; for p in $(DEPS); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >$(BUILD).deps.log 2>&1 \
+	    || { cat $(BUILD).deps.log; exit 1; }; \
+	fi
+
+vmlinux:
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(BPF_HDRS) | $(BUILD)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	$(BPFTOOL) gen skeleton $< > $@
+
+$(BUILD)/obj/lib/%.o: userspace/lib/%.c $(LIB_HDRS) | $(BUILD)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBFERRY): $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+$(BUILD)/obj/ferryd/%.o: userspace/ferryd/%.c $(SKELS) $(LIB_HDRS) $(wildcard userspace/ferryd/*.h) | $(BUILD)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iuserspace/ferryd -c $< -o $@
+
+$(BUILD)/ferryd: $(FERRYD_OBJS) $(LIBFERRY)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/obj/ferryctl/%.o: tools/ferryctl/%.c $(LIB_HDRS) $(wildcard tools/ferryctl/*.h) | $(BUILD)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itools/ferryctl -c $< -o $@
+
+$(BUILD)/ferryctl: $(CTL_OBJS) $(LIBFERRY)
+	$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/ferry-bench: $(BENCH_SRCS) $(LIBFERRY) $(SKELS)
+	$(CC) $(CFLAGS) $(BENCH_SRCS) $(LIBFERRY) $(LDLIBS) -o $@
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBFERRY)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $< $(LIBFERRY) $(LDLIBS) -lcmocka -o $@
+
+$(BUILD)/tests/test_%: tests/bpf/test_%.c $(LIBFERRY) $(SKELS)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests/bpf $< $(LIBFERRY) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/integration/%.c $(LIBFERRY)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $< $(LIBFERRY) $(LDLIBS) -o $@
+
+$(BUILD):
+	@mkdir -p $@
+
+# The embedded default: ferryd in a throw-away cgroup + netns balancing a client.
+demo: deps
+	@$(MAKE) --no-print-directory all
+	BUILD=$(BUILD) bash tools/demo.sh
+
+# Every test; the last line is "N passed, N failed".
+check: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS)
+	BUILD=$(BUILD) bash tests/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(HELPER_BINS)
+	BUILD=$(BUILD) bash tools/bench/run.sh
+
+clean:
+	rm -rf $(BUILD)

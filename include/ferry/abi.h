@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The ABI between ferry's BPF programs and userspace: map key/value layouts,
+ * enums and limits. One definition, included by bpf/ (after vmlinux.h) and by
+ * userspace (after <linux/types.h>). Plain __u32/__be32 types only.
+ *
+ * Every map is pinned by name under one bpffs directory. A map's name carries
+ * its layout version (ferry_svc_v1); bump it when a layout below changes, so a
+ * new daemon never reinterprets an old pinned map.
+ */
+#ifndef FERRY_ABI_H
+#define FERRY_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Map sizes: load-time tunables; these are the defaults. */
+#define FERRY_DEF_MAX_SERVICES	65536
+#define FERRY_DEF_MAX_BACKENDS	262144
+#define FERRY_DEF_MAX_REVNAT	262144
+/* Backends in one service; bounds every in-kernel scan of a service. */
+#define FERRY_MAX_SVC_BACKENDS	4096
+/* Size of the per-service maglev lookup table used by the socket LB (prime). */
+#define FERRY_SOCK_MAGLEV_M	16381
+#define FERRY_MAX_WEIGHT	65535
+#define FERRY_NAME_LEN		64
+#define FERRY_ERR_LEN		256
+
+/* Pinned map names (also the BPF map names: at most 15 characters). */
+#define FERRY_MAP_SVC		"ferry_svc_v1"
+#define FERRY_MAP_SLOT		"ferry_slot_v1"
+#define FERRY_MAP_BACKEND	"ferry_be_v1"
+#define FERRY_MAP_MAGLEV	"ferry_mag_v1"
+#define FERRY_MAP_REVNAT	"ferry_rev_v1"
+#define FERRY_MAP_STATS		"ferry_stats_v1"
+#define FERRY_MAP_BESTAT	"ferry_bestat_v1"
+#define FERRY_MAP_STATUS	"ferry_status_v1"
+#define FERRY_MAP_SVCNAME	"ferry_name_v1"
+
+enum ferry_lb {
+	FERRY_LB_ROUND_ROBIN	= 0,
+	FERRY_LB_RANDOM		= 1,
+	FERRY_LB_WEIGHTED	= 2,
+	FERRY_LB_MAGLEV		= 3,
+	FERRY_LB_LEAST_CONN	= 4,
+	FERRY_LB_MAX,
+};
+
+/* Administrative state of a backend (set by the registry or ferryctl). */
+enum ferry_be_state {
+	FERRY_BE_ACTIVE		= 0,
+	FERRY_BE_DRAINING	= 1,	/* keeps its connections, gets no new ones */
+	FERRY_BE_QUARANTINED	= 2,	/* ejected by hand */
+	FERRY_BE_STATE_MAX,
+};
+
+/* Health as probed by ferryd. UNKNOWN (never probed) counts as healthy. */
+enum ferry_health {
+	FERRY_HEALTH_UNKNOWN	= 0,
+	FERRY_HEALTH_HEALTHY	= 1,
+	FERRY_HEALTH_DEGRADED	= 2,
+	FERRY_HEALTH_UNHEALTHY	= 3,
+};
+
+/* Circuit breaker state, kept by the kernel in struct ferry_bestat. */
+enum ferry_circuit {
+	FERRY_CIRCUIT_CLOSED	= 0,
+	FERRY_CIRCUIT_OPEN	= 1,
+	FERRY_CIRCUIT_HALF_OPEN	= 2,
+};
+
+/* ferry_svc.flags */
+#define FERRY_SVC_F_REGISTRY	(1U << 0)	/* owned by the registry file */
+#define FERRY_SVC_F_MANUAL	(1U << 1)	/* created by ferryctl */
+#define FERRY_SVC_F_XDP		(1U << 2)	/* reachable from outside via XDP */
+
+/*
+ * Service key: (VIP, port, protocol). IPv4 addresses sit in addr[0] with
+ * addr[1..3] zero; family tells which. Port in network byte order.
+ */
+struct ferry_svc_key {
+	__u32	addr[4];	/* network byte order */
+	__u16	port;		/* network byte order */
+	__u8	proto;		/* IPPROTO_TCP / IPPROTO_UDP */
+	__u8	family;		/* AF_INET / AF_INET6 */
+};
+
+/* Outlier detection config of a service (Envoy-style); 0 = default. */
+struct ferry_circuit_cfg {
+	__u16	consecutive_failures;	/* 0: circuit breaking off */
+	__u16	half_open_probes;
+	__u32	base_ejection_ms;
+	__u32	max_ejection_ms;
+	__u32	max_connections;	/* per backend; 0: unlimited */
+	__u8	max_ejection_percent;
+	__u8	pad[3];
+};
+
+/* Service value. Backends live in ferry_slot_v1 at (id, 0..count-1). */
+struct ferry_svc {
+	__u32	id;		/* 1..max_services */
+	__u32	count;		/* backend slots in use */
+	__u32	weight_sum;	/* sum of usable weights (weighted policy) */
+	__u32	rr;		/* round robin cursor (atomically bumped) */
+	__u8	lb;		/* enum ferry_lb */
+	__u8	flags;		/* FERRY_SVC_F_* */
+	__u16	pad;
+	struct ferry_circuit_cfg circuit;
+};
+
+struct ferry_slot_key {
+	__u32	svc_id;
+	__u32	slot;
+};
+
+struct ferry_slot {
+	__u32	backend_id;
+	__u32	cum_weight;	/* sum of weights of slots 0..slot (weighted) */
+};
+
+/* Backend of one service; id is unique per (service, address, port). */
+struct ferry_backend {
+	__u32	addr[4];	/* network byte order */
+	__u16	port;		/* network byte order */
+	__u8	family;
+	__u8	state;		/* enum ferry_be_state */
+	__u16	weight;		/* 0: no new connections */
+	__u8	health;		/* enum ferry_health, written by ferryd */
+	__u8	pad;
+	__u32	svc_id;
+};
+
+/*
+ * Per-backend runtime counters and circuit state, written by the kernel
+ * (sockops + connect hooks) with atomic operations; userspace only reads
+ * them (and resets them when a backend id is reused).
+ */
+struct ferry_bestat {
+	__u64	active;		/* established, not yet closed */
+	__u64	opened;		/* connects issued to this backend */
+	__u64	success;	/* handshakes completed */
+	__u64	failed;		/* handshakes failed (RST, timeout, unreachable) */
+	__u64	consecutive;	/* failures since the last success */
+	__u64	ejections;	/* times the circuit opened */
+	__u64	open_until_ns;	/* bpf_ktime_get_ns() at which OPEN ends */
+	__u64	last_change_ns;
+	__u32	circuit;	/* enum ferry_circuit */
+	__u32	half_open_inflight;
+	__u64	bytes_sent;
+	__u64	bytes_received;
+};
+
+/* Reverse translation: which VIP a socket connected to a backend asked for. */
+struct ferry_revnat_key {
+	__u64	cookie;		/* socket cookie */
+	__u32	addr[4];	/* backend address */
+	__u16	port;		/* backend port, network order */
+	__u8	family;
+	__u8	pad[5];
+};
+
+struct ferry_revnat {
+	__u32	addr[4];	/* VIP */
+	__u16	port;		/* VIP port, network order */
+	__u8	family;
+	__u8	pad;
+	__u32	backend_id;
+};
+
+/* Per-CPU outcome counters: ferry_stats_v1[FERRY_STAT_*]. */
+enum ferry_stat {
+	FERRY_STAT_CONNECT_HIT = 0,	/* connect to a VIP rewritten */
+	FERRY_STAT_CONNECT_MISS,	/* not a VIP: untouched */
+	FERRY_STAT_CONNECT_NO_BACKEND,	/* VIP with backends, none usable: refused */
+	FERRY_STAT_CONNECT_EMPTY,	/* VIP without backends: untouched */
+	FERRY_STAT_SENDMSG_HIT,
+	FERRY_STAT_SENDMSG_MISS,
+	FERRY_STAT_SENDMSG_NO_BACKEND,
+	FERRY_STAT_REVNAT_HIT,		/* getpeername/recvmsg showed the VIP */
+	FERRY_STAT_REVNAT_MISS,
+	FERRY_STAT_REVNAT_UPDATE_FAIL,	/* reverse entry could not be stored */
+	FERRY_STAT_SELECT_RETRY,	/* picked backend unusable, looked further */
+	FERRY_STAT_LOOKUP_FAIL,		/* a slot or backend entry was missing */
+	FERRY_STAT_MAX_CONN_REJECT,	/* all backends at max_connections */
+	FERRY_STAT_CIRCUIT_OPENED,
+	FERRY_STAT_CIRCUIT_HALF_OPEN,
+	FERRY_STAT_CIRCUIT_CLOSED,
+	FERRY_STAT_SOCKMAP_REDIRECT,	/* sk_msg redirected to the peer */
+	FERRY_STAT_SOCKMAP_MISS,	/* peer not in the sockhash: normal path */
+	FERRY_STAT_SOCKMAP_ADD,		/* socket registered */
+	FERRY_STAT_SOCKMAP_SKIP,	/* excluded by policy */
+	FERRY_STAT_MAX = 64,
+};
+
+/*
+ * Daemon status, one entry in ferry_status_v1. ferryd writes it after every
+ * registry sync; ferryctl reads it with or without a running daemon.
+ */
+struct ferry_status {
+	__u64	last_sync_ns;		/* CLOCK_REALTIME */
+	__u64	last_ok_ns;
+	__u64	last_sync_dur_ns;
+	__u64	syncs;
+	__u64	sync_errors;
+	__u32	daemon_pid;
+	__u32	services;
+	__u32	backends;
+	__u32	last_ok;		/* 1: last sync applied */
+	char	registry[FERRY_ERR_LEN];
+	char	error[FERRY_ERR_LEN];	/* last error, "" if none */
+};
+
+/* Service names (for humans and metrics): svc_id -> name. */
+struct ferry_svc_name {
+	char	name[FERRY_NAME_LEN];
+};
+
+#endif /* FERRY_ABI_H */

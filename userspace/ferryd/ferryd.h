@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* ferryd's shared context: config, loaded objects, the event loop. */
+#ifndef FERRYD_H
+#define FERRYD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <linux/types.h>
+
+#include "maps.h"
+#include "registry.h"
+
+struct sock_lb_bpf;
+struct bpf_program;
+struct ferryd;
+
+typedef void (*ev_cb)(struct ferryd *d, int fd, uint32_t events, void *arg);
+
+struct ferryd_cfg {
+	const char *registry;
+	const char *bpffs;
+	const char *cgroup;
+	bool	once;
+	bool	log_json;
+	int	verbose;
+	__u32	max_services;
+	__u32	max_backends;
+	__u32	max_revnat;
+	int	resync_s;	/* periodic resync; 0: off */
+};
+
+struct ferryd {
+	struct ferryd_cfg cfg;
+	struct ferry_maps maps;
+	struct sock_lb_bpf *sock;
+	int	cgroup_fd;
+	int	epfd;
+	bool	stop;
+	bool	synced;		/* the registry was applied at least once */
+	struct ferry_status status;
+	struct registry reg;	/* last good registry */
+};
+
+/* Event loop: callbacks run on the daemon's one thread. */
+int ev_add(struct ferryd *d, int fd, uint32_t events, ev_cb cb, void *arg);
+void ev_del(struct ferryd *d, int fd);
+
+/* loader.c: load, pin and attach every program; adopt pinned links. */
+int loader_load(struct ferryd *d);
+void loader_close(struct ferryd *d);
+/* Attach prog to the cgroup, or swap it into the link pinned as name. */
+int loader_attach_cgroup(struct ferryd *d, struct bpf_program *prog, const char *name);
+/* Where links are pinned: <bpffs>/links/<name>. */
+void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_t len);
+
+/* sync.c: read the registry and make the maps equal to it. */
+int sync_registry(struct ferryd *d);
+
+#endif /* FERRYD_H */

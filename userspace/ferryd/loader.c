@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Load ferry's BPF objects with their maps pinned by name under --bpffs,
+ * and attach programs through pinned bpf_links. A restarted ferryd finds the
+ * pinned maps (libbpf reuses them) and the pinned links, and swaps its fresh
+ * programs into those links with one atomic update: the data path never has
+ * a moment without a program.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "ferryd.h"
+#include "log.h"
+#include "sock_lb.skel.h"
+
+void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/links/%s", d->cfg.bpffs, name);
+}
+
+static __u64 cgroup_id_of_fd(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) ? 0 : st.st_ino;
+}
+
+int loader_attach_cgroup(struct ferryd *d, struct bpf_program *prog, const char *name)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	struct bpf_link *link;
+	char path[512];
+	int err;
+
+	loader_link_path(d, name, path, sizeof(path));
+	link = access(path, F_OK) ? NULL : bpf_link__open(path);
+	if (link) {
+		if (!bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) &&
+		    info.cgroup.cgroup_id == cgroup_id_of_fd(d->cgroup_fd) &&
+		    !bpf_link__update_program(link, prog)) {
+			log_debug("link %s: adopted, program replaced in place", name);
+			bpf_link__disconnect(link);	/* the pin keeps it */
+			bpf_link__destroy(link);
+			return 0;
+		}
+		log_warnx("link %s: pinned link is stale or on another cgroup; replacing it", name);
+		bpf_link__unpin(link);
+		bpf_link_detach(bpf_link__fd(link));
+		bpf_link__destroy(link);
+	}
+	link = bpf_program__attach_cgroup(prog, d->cgroup_fd);
+	if (!link) {
+		err = -errno;
+		log_warnx("attach %s to cgroup %s: %s", name, d->cfg.cgroup, strerror(-err));
+		return err;
+	}
+	err = bpf_link__pin(link, path);
+	if (err) {
+		log_warnx("pin link %s: %s", path, strerror(-err));
+		bpf_link__destroy(link);
+		return err;
+	}
+	bpf_link__disconnect(link);
+	bpf_link__destroy(link);
+	log_debug("link %s: attached and pinned", name);
+	return 0;
+}
+
+static int set_sizes(struct ferryd *d, struct bpf_object *obj)
+{
+	struct { const char *name; __u32 size; } t[] = {
+		{ FERRY_MAP_SVC, d->cfg.max_services },
+		{ FERRY_MAP_SVCNAME, d->cfg.max_services },
+		{ FERRY_MAP_MAGLEV, d->cfg.max_services },
+		{ FERRY_MAP_SLOT, d->cfg.max_backends },
+		{ FERRY_MAP_BACKEND, d->cfg.max_backends },
+		{ FERRY_MAP_BESTAT, d->cfg.max_backends },
+		{ FERRY_MAP_REVNAT, d->cfg.max_revnat },
+	};
+	size_t i;
+	int err;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, t[i].name);
+
+		if (m && (err = bpf_map__set_max_entries(m, t[i].size)))
+			return err;
+	}
+	return 0;
+}
+
+int loader_load(struct ferryd *d)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = d->cfg.bpffs);
+	struct { struct bpf_program *prog; const char *name; } progs[8];
+	char links[512];
+	const char *which = NULL;
+	size_t i;
+	int err;
+
+	if ((err = bpffs_prepare(d->cfg.bpffs))) {
+		log_warnx("bpffs %s: %s (is it a bpffs mount?)", d->cfg.bpffs, strerror(-err));
+		return err;
+	}
+	snprintf(links, sizeof(links), "%s/links", d->cfg.bpffs);
+	if (mkdir(links, 0700) && errno != EEXIST) {
+		err = -errno;
+		log_warn("mkdir %s", links);
+		return err;
+	}
+	d->cgroup_fd = open(d->cfg.cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->cgroup_fd < 0) {
+		err = -errno;
+		log_warn("cgroup %s", d->cfg.cgroup);
+		return err;
+	}
+
+	d->sock = sock_lb_bpf__open_opts(&oo);
+	if (!d->sock) {
+		err = -errno;
+		log_warnx("open sock_lb: %s", strerror(-err));
+		return err;
+	}
+	if ((err = set_sizes(d, d->sock->obj)))
+		return err;
+	err = sock_lb_bpf__load(d->sock);
+	if (err) {
+		log_warnx("load sock_lb: %s (a pinned map whose size differs from --max-* cannot be reused: "
+			  "ferryctl teardown, or the sizes it was created with)", strerror(-err));
+		return err;
+	}
+
+	i = 0;
+	progs[i].prog = d->sock->progs.ferry_connect4, progs[i++].name = "sock_connect4";
+	progs[i].prog = d->sock->progs.ferry_connect6, progs[i++].name = "sock_connect6";
+	progs[i].prog = d->sock->progs.ferry_sendmsg4, progs[i++].name = "sock_sendmsg4";
+	progs[i].prog = d->sock->progs.ferry_sendmsg6, progs[i++].name = "sock_sendmsg6";
+	progs[i].prog = d->sock->progs.ferry_getpeername4, progs[i++].name = "sock_getpeername4";
+	progs[i].prog = d->sock->progs.ferry_getpeername6, progs[i++].name = "sock_getpeername6";
+	progs[i].prog = d->sock->progs.ferry_recvmsg4, progs[i++].name = "sock_recvmsg4";
+	progs[i].prog = d->sock->progs.ferry_recvmsg6, progs[i++].name = "sock_recvmsg6";
+	for (i = 0; i < sizeof(progs) / sizeof(progs[0]); i++)
+		if ((err = loader_attach_cgroup(d, progs[i].prog, progs[i].name)))
+			return err;
+
+	if ((err = ferry_maps_open(d->cfg.bpffs, &d->maps, &which))) {
+		log_warnx("open pinned map %s/%s: %s", d->cfg.bpffs, which, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+void loader_close(struct ferryd *d)
+{
+	ferry_maps_close(&d->maps);
+	sock_lb_bpf__destroy(d->sock);
+	d->sock = NULL;
+	if (d->cgroup_fd >= 0)
+		close(d->cgroup_fd);
+	d->cgroup_fd = -1;
+}

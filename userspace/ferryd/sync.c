@@ -1,0 +1,93 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Registry -> maps. A registry that fails to parse or to plan changes
+ * nothing: the maps keep the last good state, and the error goes to the log
+ * and to the status map (ferryctl status).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ferryd.h"
+#include "log.h"
+#include "reconcile.h"
+#include "state.h"
+
+static __u64 now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void status_fail(struct ferryd *d, const char *msg)
+{
+	d->status.sync_errors++;
+	d->status.last_ok = 0;
+	snprintf(d->status.error, sizeof(d->status.error), "%s", msg);
+	log_warnx("registry not applied, keeping the last good state: %s", msg);
+}
+
+int sync_registry(struct ferryd *d)
+{
+	struct registry_limits lim = {
+		.max_services = d->maps.max_services, .max_backends = d->maps.max_backends,
+	};
+	__u64 t0 = now_ns(CLOCK_MONOTONIC);
+	struct registry reg;
+	struct fstate st;
+	struct plan plan;
+	char err[FERRY_ERR_LEN];
+	int ret;
+
+	d->status.syncs++;
+	d->status.last_sync_ns = now_ns(CLOCK_REALTIME);
+	d->status.daemon_pid = getpid();
+	snprintf(d->status.registry, sizeof(d->status.registry), "%s", d->cfg.registry);
+
+	ret = registry_load(d->cfg.registry, &lim, &reg, err, sizeof(err));
+	if (ret) {
+		status_fail(d, err);
+		goto out;
+	}
+	ret = fstate_load(&d->maps, &st);
+	if (ret) {
+		snprintf(err, sizeof(err), "reading the maps: %s", strerror(-ret));
+		status_fail(d, err);
+		registry_free(&reg);
+		goto out;
+	}
+	plan_init(&plan);
+	ret = plan_registry(&plan, &st, &reg, err, sizeof(err));
+	if (!ret)
+		ret = plan_apply(&d->maps, &plan, err, sizeof(err));
+	if (ret) {
+		status_fail(d, err);
+		registry_free(&reg);
+	} else {
+		struct plan_summary *s = &plan.sum;
+
+		registry_free(&d->reg);
+		d->reg = reg;
+		d->synced = true;
+		d->status.last_ok = 1;
+		d->status.last_ok_ns = d->status.last_sync_ns;
+		d->status.error[0] = '\0';
+		d->status.services = reg.nsvcs;
+		d->status.backends = reg.nbackends;
+		log_info("sync %s: %zu services (+%zu -%zu ~%zu), backends +%zu -%zu ~%zu, %zu map writes in %.1f ms",
+			 d->cfg.registry, reg.nsvcs, s->svc_added, s->svc_removed, s->svc_changed,
+			 s->be_added, s->be_removed, s->be_changed, plan_writes(&plan),
+			 (now_ns(CLOCK_MONOTONIC) - t0) / 1e6);
+	}
+	plan_free(&plan);
+	fstate_free(&st);
+out:
+	d->status.last_sync_dur_ns = now_ns(CLOCK_MONOTONIC) - t0;
+	if (status_write(&d->maps, &d->status))
+		log_warn("writing %s", FERRY_MAP_STATUS);
+	return ret;
+}

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ferry/abi.h>
+#include "addr.h"
+
+int faddr_parse(const char *s, struct faddr *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, s, &out->a[0]) == 1) {
+		out->family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, out->a) == 1) {
+		out->family = AF_INET6;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+const char *proto_name(int proto)
+{
+	return proto == IPPROTO_UDP ? "udp" : proto == IPPROTO_TCP ? "tcp" : "?";
+}
+
+int proto_parse(const char *s)
+{
+	if (!strcmp(s, "tcp"))
+		return IPPROTO_TCP;
+	if (!strcmp(s, "udp"))
+		return IPPROTO_UDP;
+	return -EINVAL;
+}
+
+int endpoint_parse(const char *s, struct faddr *addr, int *port, int *proto)
+{
+	char buf[128], *host, *p, *slash, *end;
+	long v;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	slash = strrchr(buf, '/');
+	if (slash) {
+		int pr;
+
+		if (!proto)
+			return -EINVAL;
+		*slash = '\0';
+		pr = proto_parse(slash + 1);
+		if (pr < 0)
+			return -EINVAL;
+		*proto = pr;
+	} else if (proto) {
+		*proto = IPPROTO_TCP;
+	}
+	if (buf[0] == '[') {
+		host = buf + 1;
+		p = strchr(host, ']');
+		if (!p || p[1] != ':')
+			return -EINVAL;
+		*p = '\0';
+		p += 2;
+	} else {
+		host = buf;
+		p = strrchr(buf, ':');
+		if (!p || strchr(buf, ':') != p)	/* bare IPv6 needs [] */
+			return -EINVAL;
+		*p++ = '\0';
+	}
+	errno = 0;
+	v = strtol(p, &end, 10);
+	if (errno || *end || end == p || v < 1 || v > 65535)
+		return -EINVAL;
+	*port = (int)v;
+	return faddr_parse(host, addr);
+}
+
+const char *faddr_str(const struct faddr *a, char *buf, size_t len)
+{
+	if (!inet_ntop(a->family == AF_INET6 ? AF_INET6 : AF_INET, a->a, buf, len))
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+const char *svc_key_str(const struct ferry_svc_key *k, char *buf, size_t len)
+{
+	struct faddr a = { .family = k->family };
+	char ip[INET6_ADDRSTRLEN];
+
+	memcpy(a.a, k->addr, sizeof(a.a));
+	faddr_str(&a, ip, sizeof(ip));
+	snprintf(buf, len, k->family == AF_INET6 ? "[%s]:%u/%s" : "%s:%u/%s",
+		 ip, ntohs(k->port), proto_name(k->proto));
+	return buf;
+}
+
+bool faddr_eq(const struct faddr *a, const struct faddr *b)
+{
+	return a->family == b->family && !memcmp(a->a, b->a, sizeof(a->a));
+}

@@ -1,0 +1,324 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <mntent.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "maps.h"
+
+void ferry_pin_path(char *buf, size_t len, const char *dir, const char *name)
+{
+	snprintf(buf, len, "%s/%s", dir, name);
+}
+
+static int open_pin(const char *dir, const char *name, int *fd)
+{
+	char path[512];
+
+	ferry_pin_path(path, sizeof(path), dir, name);
+	*fd = bpf_obj_get(path);
+	return *fd < 0 ? -errno : 0;
+}
+
+int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
+{
+	struct { const char *name; int *fd; } t[] = {
+		{ FERRY_MAP_SVC, &m->svc }, { FERRY_MAP_SLOT, &m->slot },
+		{ FERRY_MAP_BACKEND, &m->be }, { FERRY_MAP_BESTAT, &m->bestat },
+		{ FERRY_MAP_MAGLEV, &m->mag }, { FERRY_MAP_REVNAT, &m->rev },
+		{ FERRY_MAP_STATS, &m->stats }, { FERRY_MAP_STATUS, &m->status },
+		{ FERRY_MAP_SVCNAME, &m->name },
+	};
+	size_t i;
+	int err;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		*t[i].fd = -1;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		if ((err = open_pin(dir, t[i].name, t[i].fd))) {
+			if (which)
+				*which = t[i].name;
+			ferry_maps_close(m);
+			errno = -err;
+			return err;
+		}
+	}
+	map_max_entries(m->svc, &m->max_services);
+	map_max_entries(m->be, &m->max_backends);
+	return 0;
+}
+
+void ferry_maps_close(struct ferry_maps *m)
+{
+	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
+		       &m->stats, &m->status, &m->name };
+	size_t i;
+
+	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
+int map_max_entries(int fd, __u32 *max)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	*max = info.max_entries;
+	return 0;
+}
+
+static int map_dump_iter(int fd, size_t ksz, size_t vsz, char **keys, char **vals,
+			 size_t *n, size_t cap)
+{
+	char *prev = NULL;
+
+	*n = 0;
+	for (;;) {
+		if (*n == cap) {
+			char *k, *v;
+
+			cap = cap ? cap * 2 : 1024;
+			k = realloc(*keys, cap * ksz);
+			v = realloc(*vals, cap * vsz);
+			if (k)
+				*keys = k;
+			if (v)
+				*vals = v;
+			if (!k || !v)
+				return -ENOMEM;
+		}
+		prev = *n ? *keys + (*n - 1) * ksz : NULL;
+		if (bpf_map_get_next_key(fd, prev, *keys + *n * ksz))
+			return errno == ENOENT ? 0 : -errno;
+		if (bpf_map_lookup_elem(fd, *keys + *n * ksz, *vals + *n * vsz)) {
+			if (errno == ENOENT)
+				continue;	/* deleted under us: skip */
+			return -errno;
+		}
+		(*n)++;
+	}
+}
+
+int map_dump(int fd, size_t ksz, size_t vsz, void **keys_out, void **vals_out, size_t *n)
+{
+	char *keys = NULL, *vals = NULL;
+	__u32 max, batch = 4096, count;
+	__u64 in = 0, out = 0;
+	bool first = true;
+	size_t cap;
+	int err;
+
+	*n = 0;
+	if ((err = map_max_entries(fd, &max)))
+		return err;
+	cap = 1024;
+	keys = malloc(cap * ksz);
+	vals = malloc(cap * vsz);
+	if (!keys || !vals) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	for (;;) {
+		if (*n + batch > cap) {
+			char *k, *v;
+
+			cap = (*n + batch) * 2;
+			k = realloc(keys, cap * ksz);
+			v = realloc(vals, cap * vsz);
+			if (k)
+				keys = k;
+			if (v)
+				vals = v;
+			if (!k || !v) {
+				err = -ENOMEM;
+				goto cleanup;
+			}
+		}
+		count = batch;
+		err = bpf_map_lookup_batch(fd, first ? NULL : &in, &out,
+					   keys + *n * ksz, vals + *n * vsz, &count, NULL);
+		if (err && errno == ENOSPC && batch < (1u << 20)) {
+			batch *= 2;	/* a hash bucket larger than the batch */
+			continue;
+		}
+		if (err && errno != ENOENT) {
+			if (first && (errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP)) {
+				err = map_dump_iter(fd, ksz, vsz, &keys, &vals, n, cap);
+				if (err)
+					goto cleanup;
+				break;
+			}
+			err = -errno;
+			goto cleanup;
+		}
+		*n += count;
+		if (err)	/* ENOENT: done */
+			break;
+		in = out;
+		first = false;
+	}
+	err = 0;
+cleanup:
+	if (err) {
+		free(keys);
+		free(vals);
+		keys = vals = NULL;
+		*n = 0;
+	}
+	*keys_out = keys;
+	*vals_out = vals;
+	return err;
+}
+
+int map_update_many(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n)
+{
+	const char *k = keys, *v = vals;
+	size_t done = 0, i;
+
+	while (done < n) {
+		__u32 count = n - done > 65536 ? 65536 : n - done;
+
+		if (bpf_map_update_batch(fd, k + done * ksz, v + done * vsz, &count, NULL)) {
+			if (errno != EINVAL && errno != ENOTSUP && errno != EOPNOTSUPP)
+				return -errno;
+			break;	/* no batch support: one at a time */
+		}
+		done += count;
+	}
+	for (i = done; i < n; i++)
+		if (bpf_map_update_elem(fd, k + i * ksz, v + i * vsz, BPF_ANY))
+			return -errno;
+	return 0;
+}
+
+int map_delete_many(int fd, const void *keys, size_t ksz, size_t n)
+{
+	const char *k = keys;
+	size_t i;
+
+	/* One at a time: a batch delete stops at the first missing key. */
+	for (i = 0; i < n; i++)
+		if (bpf_map_delete_elem(fd, k + i * ksz) && errno != ENOENT)
+			return -errno;
+	return 0;
+}
+
+int percpu_sum(int fd, __u32 key, __u64 *sum)
+{
+	int ncpu = libbpf_num_possible_cpus(), i;
+	__u64 *vals;
+
+	*sum = 0;
+	if (ncpu <= 0)
+		return -EINVAL;
+	vals = calloc(ncpu, sizeof(*vals));
+	if (!vals)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(fd, &key, vals)) {
+		int err = -errno;
+
+		free(vals);
+		return err;
+	}
+	for (i = 0; i < ncpu; i++)
+		*sum += vals[i];
+	free(vals);
+	return 0;
+}
+
+int map_count(int fd, size_t ksz, size_t *n)
+{
+	char k[256], prev[256];
+	bool first = true;
+
+	*n = 0;
+	if (ksz > sizeof(k))
+		return -EINVAL;
+	while (!bpf_map_get_next_key(fd, first ? NULL : prev, k)) {
+		memcpy(prev, k, ksz);
+		first = false;
+		(*n)++;
+	}
+	return errno == ENOENT ? 0 : -errno;
+}
+
+int status_read(const struct ferry_maps *m, struct ferry_status *st)
+{
+	__u32 k = 0;
+
+	return bpf_map_lookup_elem(m->status, &k, st) ? -errno : 0;
+}
+
+int status_write(const struct ferry_maps *m, const struct ferry_status *st)
+{
+	__u32 k = 0;
+
+	return bpf_map_update_elem(m->status, &k, st, BPF_ANY) ? -errno : 0;
+}
+
+int cgroup2_mount(char *buf, size_t len)
+{
+	struct mntent *e;
+	FILE *f = setmntent("/proc/mounts", "r");
+	int err = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while ((e = getmntent(f))) {
+		if (!strcmp(e->mnt_type, "cgroup2")) {
+			snprintf(buf, len, "%s", e->mnt_dir);
+			err = 0;
+			break;
+		}
+	}
+	endmntent(f);
+	return err;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[512], *p;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int bpffs_prepare(const char *dir)
+{
+	struct statfs sfs;
+	int err;
+
+	/* Below /sys/fs/bpf: mount bpffs there first if nobody has. */
+	if (!strncmp(dir, "/sys/fs/bpf/", 12) &&
+	    (statfs("/sys/fs/bpf", &sfs) || sfs.f_type != BPF_FS_MAGIC) &&
+	    mount("bpffs", "/sys/fs/bpf", "bpf", 0, "mode=0700"))
+		return -errno;
+	if ((err = mkdir_p(dir)))
+		return err;
+	if (statfs(dir, &sfs))
+		return -errno;
+	return sfs.f_type == BPF_FS_MAGIC ? 0 : -ENOTSUP;
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Pinned-map access shared by ferryd and ferryctl. */
+#ifndef FERRY_MAPS_H
+#define FERRY_MAPS_H
+
+#include <stddef.h>
+#include <linux/types.h>
+#include <ferry/abi.h>
+
+#define FERRY_DEF_BPFFS	"/sys/fs/bpf/ferry"
+
+struct ferry_maps {
+	int	svc, slot, be, bestat, mag, rev, stats, status, name;
+	__u32	max_services, max_backends;
+};
+
+/* Open every pinned map under dir. -ENOENT (and errno) when ferry is not
+ * loaded there; which names the first map that was missing. */
+int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which);
+void ferry_maps_close(struct ferry_maps *m);
+/* Path of a pinned object: dir/name. */
+void ferry_pin_path(char *buf, size_t len, const char *dir, const char *name);
+
+/* Whole-map read into malloc'd arrays (batch lookups, falls back to
+ * iteration). *n is the number of entries. */
+int map_dump(int fd, size_t ksz, size_t vsz, void **keys, void **vals, size_t *n);
+/* Batch writes and deletes; fall back to one call per element. */
+int map_update_many(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n);
+int map_delete_many(int fd, const void *keys, size_t ksz, size_t n);
+/* Sum a per-CPU __u64 array slot over all possible CPUs. */
+int percpu_sum(int fd, __u32 key, __u64 *sum);
+int map_max_entries(int fd, __u32 *max);
+int map_count(int fd, size_t ksz, size_t *n);
+
+/* Read or write the daemon status record. */
+int status_read(const struct ferry_maps *m, struct ferry_status *st);
+int status_write(const struct ferry_maps *m, const struct ferry_status *st);
+
+/* The cgroup v2 mount point from /proc/mounts (never assumed). */
+int cgroup2_mount(char *buf, size_t len);
+/* Mount bpffs on dir's mount point if dir is not on one yet, then mkdir -p dir. */
+int bpffs_prepare(const char *dir);
+
+#endif /* FERRY_MAPS_H */

@@ -1,0 +1,501 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+
+#include "maglev.h"
+#include "maps.h"
+#include "reconcile.h"
+
+static void vec_init(struct vec *v, size_t esz)
+{
+	memset(v, 0, sizeof(*v));
+	v->esz = esz;
+}
+
+static int vec_push(struct vec *v, const void *e)
+{
+	if (v->n == v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 16;
+		void *d = realloc(v->d, cap * v->esz);
+
+		if (!d)
+			return -ENOMEM;
+		v->d = d;
+		v->cap = cap;
+	}
+	memcpy((char *)v->d + v->n * v->esz, e, v->esz);
+	v->n++;
+	return 0;
+}
+
+void plan_init(struct plan *p)
+{
+	memset(p, 0, sizeof(*p));
+	vec_init(&p->be_put_k, sizeof(__u32));
+	vec_init(&p->be_put_v, sizeof(struct ferry_backend));
+	vec_init(&p->bestat_del, sizeof(__u32));
+	vec_init(&p->slot_put_k, sizeof(struct ferry_slot_key));
+	vec_init(&p->slot_put_v, sizeof(struct ferry_slot));
+	vec_init(&p->mag, sizeof(struct plan_mag));
+	vec_init(&p->name_put_k, sizeof(__u32));
+	vec_init(&p->name_put_v, sizeof(struct ferry_svc_name));
+	vec_init(&p->svc_put_k, sizeof(struct ferry_svc_key));
+	vec_init(&p->svc_put_v, sizeof(struct ferry_svc));
+	vec_init(&p->svc_del, sizeof(struct ferry_svc_key));
+	vec_init(&p->slot_del, sizeof(struct ferry_slot_key));
+	vec_init(&p->be_del, sizeof(__u32));
+	vec_init(&p->mag_del, sizeof(__u32));
+	vec_init(&p->name_del, sizeof(__u32));
+}
+
+void plan_free(struct plan *p)
+{
+	struct vec *all[] = { &p->be_put_k, &p->be_put_v, &p->bestat_del, &p->slot_put_k,
+		&p->slot_put_v, &p->mag, &p->name_put_k, &p->name_put_v, &p->svc_put_k,
+		&p->svc_put_v, &p->svc_del, &p->slot_del, &p->be_del, &p->mag_del, &p->name_del };
+	size_t i;
+
+	for (i = 0; i < p->mag.n; i++)
+		free(((struct plan_mag *)p->mag.d)[i].table);
+	for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		free(all[i]->d);
+	memset(p, 0, sizeof(*p));
+}
+
+size_t plan_writes(const struct plan *p)
+{
+	return p->be_put_k.n + p->bestat_del.n + p->slot_put_k.n + p->mag.n +
+	       p->name_put_k.n + p->svc_put_k.n + p->svc_del.n + p->slot_del.n +
+	       p->be_del.n + p->mag_del.n + p->name_del.n;
+}
+
+static __u32 usable_weight(const struct ferry_backend *b)
+{
+	return b->state == FERRY_BE_ACTIVE ? b->weight : 0;
+}
+
+/* Lookup of current backends by endpoint. */
+struct ep_idx {
+	__u32	addr[4];
+	__u16	port;	/* network order */
+	__u32	idx;
+};
+
+static int cmp_ep(const void *a, const void *b)
+{
+	const struct ep_idx *x = a, *y = b;
+	int r = memcmp(x->addr, y->addr, sizeof(x->addr));
+
+	return r ? r : (int)x->port - (int)y->port;
+}
+
+static int plan_delete(struct plan *p, const struct svc_state *cur)
+{
+	struct ferry_slot_key sk = { .svc_id = cur->val.id };
+	size_t i;
+	int err;
+
+	if ((err = vec_push(&p->svc_del, &cur->key)))
+		return err;
+	for (i = 0; i < cur->n; i++) {
+		sk.slot = i;
+		if ((err = vec_push(&p->slot_del, &sk)))
+			return err;
+		if (cur->bes[i].id && (err = vec_push(&p->be_del, &cur->bes[i].id)))
+			return err;
+	}
+	if (cur->has_maglev && (err = vec_push(&p->mag_del, &cur->val.id)))
+		return err;
+	if ((err = vec_push(&p->name_del, &cur->val.id)))
+		return err;
+	p->sum.svc_removed++;
+	p->sum.be_removed += cur->n;
+	return 0;
+}
+
+static int plan_maglev(struct plan *p, __u32 svc_id, const struct be_state *bes, size_t n)
+{
+	struct maglev_backend *mb = calloc(n ? n : 1, sizeof(*mb));
+	struct plan_mag pm = { .svc_id = svc_id };
+	size_t i;
+	int err;
+
+	pm.table = malloc(FERRY_SOCK_MAGLEV_M * sizeof(__u32));
+	if (!mb || !pm.table) {
+		free(mb);
+		free(pm.table);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		mb[i].id = bes[i].id;
+		mb[i].weight = usable_weight(&bes[i].be);
+		memcpy(mb[i].addr, bes[i].be.addr, sizeof(mb[i].addr));
+		mb[i].port = bes[i].be.port;
+	}
+	err = maglev_build(mb, n, FERRY_SOCK_MAGLEV_M, pm.table);
+	free(mb);
+	if (!err)
+		err = vec_push(&p->mag, &pm);
+	if (err)
+		free(pm.table);
+	return err;
+}
+
+static struct ferry_backend want_backend(const struct reg_backend *rb, __u32 svc_id)
+{
+	struct ferry_backend be = {};
+
+	memcpy(be.addr, rb->addr.a, sizeof(be.addr));
+	be.port = htons(rb->port);
+	be.family = rb->addr.family;
+	be.state = rb->state;
+	be.weight = rb->weight;
+	be.svc_id = svc_id;
+	return be;
+}
+
+/*
+ * Lay out the new slot array: retained backends keep their slots (so an
+ * unrelated change moves nobody), new ones fill the holes removed ones left,
+ * then go at the end; if the service shrank, entries past the new end move
+ * down into the remaining holes. Every position below n ends up filled.
+ */
+static void place_slots(struct be_state *nb, size_t old_n, size_t n,
+			const struct be_state *added, size_t nadded)
+{
+	size_t pos, a = 0, top;
+
+	for (pos = 0; pos < old_n && a < nadded; pos++)
+		if (!nb[pos].id)
+			nb[pos] = added[a++];
+	for (pos = old_n; a < nadded; pos++)
+		nb[pos] = added[a++];
+	top = old_n;
+	for (pos = 0; pos < n; pos++) {
+		if (nb[pos].id)
+			continue;
+		while (top > n && !nb[top - 1].id)
+			top--;
+		if (top <= n)
+			break;
+		nb[pos] = nb[--top];
+		memset(&nb[top], 0, sizeof(nb[top]));
+	}
+}
+
+int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
+		 const struct reg_service *want, const struct plan_opts *o,
+		 char *err, size_t errlen)
+{
+	struct be_state *nb = NULL, *added = NULL;
+	struct ep_idx *eps = NULL;
+	__u8 *kept = NULL;
+	struct ferry_svc nv = {};
+	size_t i, old_n, new_n, nadded = 0;
+	bool members_changed = false, changed = false;
+	char kbuf[96];
+	__u32 cum;
+	int ret;
+
+	if (!want)
+		return cur ? plan_delete(p, cur) : 0;
+
+	old_n = cur ? cur->n : 0;
+	new_n = want->nbackends;
+	nb = calloc((new_n > old_n ? new_n : old_n) + 1, sizeof(*nb));
+	added = calloc(new_n + 1, sizeof(*added));
+	eps = calloc(old_n + 1, sizeof(*eps));
+	kept = calloc(old_n + 1, 1);
+	if (!nb || !added || !eps || !kept) {
+		ret = -ENOMEM;
+		goto cleanup;
+	}
+	nv.id = cur ? cur->val.id : idset_alloc(&st->svc_ids);
+	if (!nv.id) {
+		snprintf(err, errlen, "service %s: no free service id: map capacity of %u services reached",
+			 svc_key_str(&want->key, kbuf, sizeof(kbuf)), st->svc_ids.max);
+		ret = -ENOSPC;
+		goto cleanup;
+	}
+
+	for (i = 0; i < old_n; i++) {
+		memcpy(eps[i].addr, cur->bes[i].be.addr, sizeof(eps[i].addr));
+		eps[i].port = cur->bes[i].be.port;
+		eps[i].idx = i;
+	}
+	qsort(eps, old_n, sizeof(*eps), cmp_ep);
+
+	for (i = 0; i < new_n; i++) {
+		struct ferry_backend be = want_backend(&want->backends[i], nv.id);
+		struct ep_idx probe = { .port = be.port }, *hit = NULL;
+
+		memcpy(probe.addr, be.addr, sizeof(probe.addr));
+		if (old_n)
+			hit = bsearch(&probe, eps, old_n, sizeof(*eps), cmp_ep);
+		if (hit && !kept[hit->idx]) {
+			const struct be_state *cb = &cur->bes[hit->idx];
+
+			kept[hit->idx] = 1;
+			be.health = cb->be.health;	/* ferryd's probes own it */
+			if (o->keep_quarantine && cb->be.state == FERRY_BE_QUARANTINED)
+				be.state = FERRY_BE_QUARANTINED;
+			nb[hit->idx].id = cb->id;
+			nb[hit->idx].be = be;
+			if (!cb->id || memcmp(&be, &cb->be, sizeof(be))) {
+				if ((ret = vec_push(&p->be_put_k, &cb->id)) ||
+				    (ret = vec_push(&p->be_put_v, &be)))
+					goto cleanup;
+				p->sum.be_changed++;
+				if (usable_weight(&be) != usable_weight(&cb->be))
+					members_changed = true;
+			}
+			continue;
+		}
+		added[nadded].be = be;
+		added[nadded].id = idset_alloc(&st->be_ids);
+		if (!added[nadded].id) {
+			snprintf(err, errlen, "service %s: no free backend id: map capacity of %u backends reached",
+				 svc_key_str(&want->key, kbuf, sizeof(kbuf)), st->be_ids.max);
+			ret = -ENOSPC;
+			goto cleanup;
+		}
+		if ((ret = vec_push(&p->bestat_del, &added[nadded].id)) ||
+		    (ret = vec_push(&p->be_put_k, &added[nadded].id)) ||
+		    (ret = vec_push(&p->be_put_v, &added[nadded].be)))
+			goto cleanup;
+		nadded++;
+		p->sum.be_added++;
+		members_changed = true;
+	}
+	for (i = 0; i < old_n; i++) {
+		if (kept[i])
+			continue;
+		if (cur->bes[i].id && (ret = vec_push(&p->be_del, &cur->bes[i].id)))
+			goto cleanup;
+		p->sum.be_removed++;
+		members_changed = true;
+	}
+
+	place_slots(nb, old_n, new_n, added, nadded);
+
+	cum = 0;
+	for (i = 0; i < new_n; i++) {
+		struct ferry_slot_key sk = { .svc_id = nv.id, .slot = i };
+		struct ferry_slot sv;
+
+		cum += usable_weight(&nb[i].be);
+		sv.backend_id = nb[i].id;
+		sv.cum_weight = cum;
+		if (i < old_n && cur->bes[i].id == nb[i].id && cur->bes[i].cum_weight == cum)
+			continue;
+		if ((ret = vec_push(&p->slot_put_k, &sk)) || (ret = vec_push(&p->slot_put_v, &sv)))
+			goto cleanup;
+		changed = true;
+	}
+	for (i = new_n; i < old_n; i++) {
+		struct ferry_slot_key sk = { .svc_id = nv.id, .slot = i };
+
+		if ((ret = vec_push(&p->slot_del, &sk)))
+			goto cleanup;
+	}
+
+	nv.count = new_n;
+	nv.weight_sum = cum;
+	nv.rr = cur ? cur->val.rr : 0;
+	nv.lb = want->lb;
+	nv.flags = (cur ? cur->val.flags : 0) & ~(FERRY_SVC_F_REGISTRY | FERRY_SVC_F_MANUAL | FERRY_SVC_F_XDP);
+	nv.flags |= o->owner | (want->xdp ? FERRY_SVC_F_XDP : 0);
+	nv.circuit = want->circuit;
+
+	if (want->lb == FERRY_LB_MAGLEV &&
+	    (!cur || !cur->has_maglev || members_changed || cur->val.lb != FERRY_LB_MAGLEV)) {
+		if ((ret = plan_maglev(p, nv.id, nb, new_n)))
+			goto cleanup;
+		changed = true;
+	} else if (want->lb != FERRY_LB_MAGLEV && cur && cur->has_maglev) {
+		if ((ret = vec_push(&p->mag_del, &nv.id)))
+			goto cleanup;
+	}
+
+	if (!cur || strncmp(cur->name, want->name, FERRY_NAME_LEN)) {
+		struct ferry_svc_name name = {};
+
+		snprintf(name.name, sizeof(name.name), "%s", want->name);
+		if ((ret = vec_push(&p->name_put_k, &nv.id)) || (ret = vec_push(&p->name_put_v, &name)))
+			goto cleanup;
+		changed = true;
+	}
+	{
+		struct ferry_svc a = nv, b = cur ? cur->val : nv;
+
+		a.rr = b.rr = 0;
+		if (!cur || memcmp(&a, &b, sizeof(a))) {
+			if ((ret = vec_push(&p->svc_put_k, &want->key)) ||
+			    (ret = vec_push(&p->svc_put_v, &nv)))
+				goto cleanup;
+			changed = true;
+		}
+	}
+	if (!cur)
+		p->sum.svc_added++;
+	else if (changed || members_changed || p->sum.be_changed)
+		p->sum.svc_changed++;
+	else
+		p->sum.svc_unchanged++;
+	ret = 0;
+cleanup:
+	free(nb);
+	free(added);
+	free(eps);
+	free(kept);
+	return ret;
+}
+
+static int cmp_reg_idx(const void *a, const void *b, void *arg)
+{
+	const struct reg_service *s = arg;
+
+	return svc_key_cmp(&s[*(const size_t *)a].key, &s[*(const size_t *)b].key);
+}
+
+int plan_registry(struct plan *p, struct fstate *st, const struct registry *reg,
+		  char *err, size_t errlen)
+{
+	struct plan_opts o = { .owner = FERRY_SVC_F_REGISTRY, .keep_quarantine = true };
+	size_t *idx, i = 0, j = 0;
+	int ret = 0;
+
+	idx = calloc(reg->nsvcs + 1, sizeof(*idx));
+	if (!idx)
+		return -ENOMEM;
+	for (i = 0; i < reg->nsvcs; i++)
+		idx[i] = i;
+	qsort_r(idx, reg->nsvcs, sizeof(*idx), cmp_reg_idx, reg->svcs);
+
+	/* Merge two key-sorted lists. */
+	i = 0;
+	while (!ret && (i < st->n || j < reg->nsvcs)) {
+		const struct svc_state *cur = i < st->n ? &st->svcs[i] : NULL;
+		const struct reg_service *want = j < reg->nsvcs ? &reg->svcs[idx[j]] : NULL;
+		int c = !cur ? 1 : !want ? -1 : svc_key_cmp(&cur->key, &want->key);
+
+		if (c < 0) {
+			if (cur->val.flags & FERRY_SVC_F_REGISTRY)
+				ret = plan_service(p, st, cur, NULL, &o, err, errlen);
+			i++;
+		} else if (c > 0) {
+			ret = plan_service(p, st, NULL, want, &o, err, errlen);
+			j++;
+		} else {
+			ret = plan_service(p, st, cur, want, &o, err, errlen);
+			i++;
+			j++;
+		}
+	}
+	free(idx);
+	if (ret)
+		return ret;
+	/* Garbage an interrupted apply may have left. */
+	for (i = 0; i < st->n_orphan_slot; i++)
+		if ((ret = vec_push(&p->slot_del, &st->orphan_slot[i])))
+			return ret;
+	for (i = 0; i < st->n_orphan_be; i++)
+		if ((ret = vec_push(&p->be_del, &st->orphan_be[i])))
+			return ret;
+	return 0;
+}
+
+int svc_state_to_reg(const struct svc_state *s, struct reg_service *out)
+{
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", s->name);
+	out->key = s->key;
+	out->lb = s->val.lb;
+	out->xdp = !!(s->val.flags & FERRY_SVC_F_XDP);
+	out->circuit = s->val.circuit;
+	out->backends = calloc(s->n + 1, sizeof(*out->backends));
+	if (!out->backends)
+		return -ENOMEM;
+	out->nbackends = s->n;
+	for (i = 0; i < s->n; i++) {
+		const struct ferry_backend *b = &s->bes[i].be;
+
+		memcpy(out->backends[i].addr.a, b->addr, sizeof(b->addr));
+		out->backends[i].addr.family = b->family;
+		out->backends[i].port = ntohs(b->port);
+		out->backends[i].weight = b->weight;
+		out->backends[i].state = b->state;
+	}
+	return 0;
+}
+
+static int apply_step(int ret, const char *what, char *err, size_t errlen)
+{
+	if (ret)
+		snprintf(err, errlen, "writing %s: %s", what, strerror(-ret));
+	return ret;
+}
+
+static int apply_maglev(const struct ferry_maps *m, const struct plan_mag *pm)
+{
+	__u32 *keys;
+	int inner, ret = 0;
+	__u32 i;
+
+	inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "ferry_mag_in", sizeof(__u32), sizeof(__u32),
+			       FERRY_SOCK_MAGLEV_M, NULL);
+	if (inner < 0)
+		return -errno;
+	keys = malloc(FERRY_SOCK_MAGLEV_M * sizeof(*keys));
+	if (!keys) {
+		close(inner);
+		return -ENOMEM;
+	}
+	for (i = 0; i < FERRY_SOCK_MAGLEV_M; i++)
+		keys[i] = i;
+	ret = map_update_many(inner, keys, pm->table, sizeof(__u32), sizeof(__u32), FERRY_SOCK_MAGLEV_M);
+	/* The new table replaces the old in one write: no half-built table is seen. */
+	if (!ret && bpf_map_update_elem(m->mag, &pm->svc_id, &inner, BPF_ANY))
+		ret = -errno;
+	free(keys);
+	close(inner);
+	return ret;
+}
+
+int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen)
+{
+	size_t i;
+	int ret;
+
+#define PUT(fd, k, v, what) \
+	if ((ret = apply_step(map_update_many(fd, (k)->d, (v)->d, (k)->esz, (v)->esz, (k)->n), what, err, errlen))) \
+		return ret
+#define DEL(fd, k, what) \
+	if ((ret = apply_step(map_delete_many(fd, (k)->d, (k)->esz, (k)->n), what, err, errlen))) \
+		return ret
+
+	DEL(m->bestat, &p->bestat_del, "backend counters");
+	PUT(m->be, &p->be_put_k, &p->be_put_v, FERRY_MAP_BACKEND);
+	PUT(m->slot, &p->slot_put_k, &p->slot_put_v, FERRY_MAP_SLOT);
+	for (i = 0; i < p->mag.n; i++)
+		if ((ret = apply_step(apply_maglev(m, (struct plan_mag *)p->mag.d + i), FERRY_MAP_MAGLEV, err, errlen)))
+			return ret;
+	PUT(m->name, &p->name_put_k, &p->name_put_v, FERRY_MAP_SVCNAME);
+	PUT(m->svc, &p->svc_put_k, &p->svc_put_v, FERRY_MAP_SVC);
+	DEL(m->svc, &p->svc_del, FERRY_MAP_SVC);
+	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);
+	DEL(m->slot, &p->slot_del, FERRY_MAP_SLOT);
+	DEL(m->be, &p->be_del, FERRY_MAP_BACKEND);
+	DEL(m->bestat, &p->be_del, "backend counters");
+	DEL(m->name, &p->name_del, FERRY_MAP_SVCNAME);
+#undef PUT
+#undef DEL
+	return 0;
+}

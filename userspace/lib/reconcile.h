@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Reconcile: turn (current state, desired services) into the minimal set of
+ * map writes, ordered so the data path never sees a service whose slot
+ * points at a missing backend:
+ *
+ *   1. new/changed backends        4. service names, services
+ *   2. slots                       5. removed services
+ *   3. maglev tables (swapped in)  6. stale slots   7. removed backends
+ *
+ * Planning is pure (unit-tested without BPF); plan_apply() does the writes.
+ */
+#ifndef FERRY_RECONCILE_H
+#define FERRY_RECONCILE_H
+
+#include <stddef.h>
+#include <linux/types.h>
+#include <ferry/abi.h>
+
+#include "registry.h"
+#include "state.h"
+
+struct ferry_maps;
+
+struct vec {
+	void	*d;
+	size_t	n, cap, esz;
+};
+
+struct plan_mag {
+	__u32	svc_id;
+	__u32	*table;	/* FERRY_SOCK_MAGLEV_M entries */
+};
+
+struct plan_summary {
+	size_t	svc_added, svc_removed, svc_changed, svc_unchanged;
+	size_t	be_added, be_removed, be_changed;
+};
+
+struct plan {
+	struct vec be_put_k, be_put_v, bestat_del;
+	struct vec slot_put_k, slot_put_v;
+	struct vec mag;			/* struct plan_mag */
+	struct vec name_put_k, name_put_v;
+	struct vec svc_put_k, svc_put_v;
+	struct vec svc_del, slot_del, be_del, mag_del, name_del;
+	struct plan_summary sum;
+};
+
+struct plan_opts {
+	__u8	owner;			/* FERRY_SVC_F_REGISTRY or FERRY_SVC_F_MANUAL */
+	bool	keep_quarantine;	/* registry: an operator's ejection stays */
+};
+
+void plan_init(struct plan *p);
+void plan_free(struct plan *p);
+/* Whole registry against state: services the registry owned and no longer
+ * names are removed; services ferryctl created are left alone. */
+int plan_registry(struct plan *p, struct fstate *st, const struct registry *reg,
+		  char *err, size_t errlen);
+/* One service: cur NULL to create, want NULL to delete. */
+int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
+		 const struct reg_service *want, const struct plan_opts *o,
+		 char *err, size_t errlen);
+/* Map writes the plan does (for logs and the "minimal change" tests). */
+size_t plan_writes(const struct plan *p);
+int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen);
+
+/* The desired form of a service as it is now in the maps (ferryctl edits it). */
+int svc_state_to_reg(const struct svc_state *s, struct reg_service *out);
+
+#endif /* FERRY_RECONCILE_H */
