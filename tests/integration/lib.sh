@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Shared by the integration scripts: a throw-away world per script (cgroup,
+# netns pair, bpffs pin dir, all with a unique suffix), removed on any exit.
+#
+#   source "$(dirname "$0")/lib.sh"
+#   world_up                 # cgroup $CG, netns $NS_C (client) and $NS_B
+#                            # (backends) joined by a veth: client 192.0.2.1,
+#                            # 2001:db8::1; backends add their own addresses
+#   backend_addr 192.0.2.11  # add an address in $NS_B (v4 or v6)
+#   ferryd_start REGFILE [args]   # ferryd in the background, waits for the
+#                                 # first sync; $FERRYD_PID
+#   in_client CMD...         # run CMD in the client netns inside $CG
+#   check NAME CMD...        # PASS/FAIL NAME by CMD's exit status
+#   assert_eq NAME ACTUAL EXPECTED
+#
+# Addresses come from the documentation ranges (192.0.2.0/24, 198.51.100.0/24,
+# 2001:db8::/32) and exist only inside our own namespaces.
+set -u
+BUILD=${BUILD:-build}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+B="$ROOT/$BUILD"
+case "$BUILD" in /*) B="$BUILD" ;; esac
+SUF="$(basename "$0" .sh | tr -c 'a-z0-9\n' '-' | cut -c1-12)-$$-$RANDOM"
+CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
+CG="$CG2/ferry-test-$SUF"
+NS_C="ferry-c-$SUF"
+NS_B="ferry-b-$SUF"
+PIN="/sys/fs/bpf/ferry-test-$SUF"
+TMP=$(mktemp -d "/tmp/ferry-test-$SUF.XXXX")
+FERRYD_PID=""
+_PIDS=()
+
+skip_all() { echo "SKIP $(basename "$0" .sh): $*"; exit 0; }
+
+need_root() {
+	[ "$(id -u)" = 0 ] || skip_all "needs root"
+	[ -n "$CG2" ] || skip_all "no cgroup2 mount"
+}
+
+world_down() {
+	local p
+	for p in "${_PIDS[@]}" $FERRYD_PID; do
+		[ -n "$p" ] && kill "$p" 2>/dev/null
+	done
+	for p in "${_PIDS[@]}" $FERRYD_PID; do
+		[ -n "$p" ] && wait "$p" 2>/dev/null
+	done
+	# Links first (detaches from our cgroup), then every pin, then the rest.
+	if [ -d "$PIN" ]; then
+		"$B/ferryctl" --bpffs "$PIN" teardown >/dev/null 2>&1
+		find "$PIN" -mindepth 1 -depth \( -type f -o -type l \) -exec rm -f {} + 2>/dev/null
+		find "$PIN" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+		rmdir "$PIN" 2>/dev/null
+	fi
+	if [ -d "$CG" ]; then
+		# move any straggler of ours back to the parent before removing
+		while read -r p; do echo "$p" > "$CG2/cgroup.procs" 2>/dev/null; done < "$CG/cgroup.procs"
+		rmdir "$CG" 2>/dev/null
+	fi
+	ip netns del "$NS_C" 2>/dev/null
+	ip netns del "$NS_B" 2>/dev/null
+	rm -rf "$TMP"
+}
+trap world_down EXIT
+trap 'exit 130' INT TERM
+
+world_up() {
+	need_root
+	mkdir -p "$CG" || skip_all "cannot create cgroup $CG"
+	ip netns add "$NS_C" && ip netns add "$NS_B" || skip_all "cannot create netns"
+	ip link add fc0 netns "$NS_C" type veth peer name fb0 netns "$NS_B"
+	ip -n "$NS_C" link set lo up
+	ip -n "$NS_B" link set lo up
+	ip -n "$NS_C" addr add 192.0.2.1/24 dev fc0
+	ip -n "$NS_C" addr add 2001:db8::1/64 dev fc0 nodad
+	ip -n "$NS_C" link set fc0 up
+	ip -n "$NS_B" link set fb0 up
+}
+
+backend_addr() {	# v4 or v6 address in the backend netns
+	case "$1" in
+	*:*) ip -n "$NS_B" addr add "$1/64" dev fb0 nodad ;;
+	*) ip -n "$NS_B" addr add "$1/24" dev fb0 ;;
+	esac
+}
+
+bg() {	# start a background command, remember its pid
+	"$@" &
+	_PIDS+=($!)
+}
+
+in_client() {	# run in the client netns, inside the managed cgroup
+	bash -c 'echo $$ > "$1/cgroup.procs" && shift && exec ip netns exec "$@"' _ "$CG" "$NS_C" "$@"
+}
+
+in_backend() {
+	ip netns exec "$NS_B" "$@"
+}
+
+# Wait (bounded) until a command succeeds; polls an observable condition.
+wait_for() {	# tries, command...
+	local n=$1; shift
+	while [ "$n" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		n=$((n - 1))
+		sleep 0.05
+	done
+	return 1
+}
+
+ferryd_synced() {	# the status map says a sync succeeded at least N times
+	"$B/ferryctl" --bpffs "$PIN" -j status 2>/dev/null | grep -q '"last_ok": *true'
+}
+
+ferryd_start() {	# registry, extra args
+	local reg=$1; shift
+	"$B/ferryd" --registry "$reg" --bpffs "$PIN" --cgroup "$CG" "$@" >"$TMP/ferryd.log" 2>&1 &
+	FERRYD_PID=$!
+	wait_for 200 ferryd_synced || { echo "ferryd did not sync:"; cat "$TMP/ferryd.log"; return 1; }
+}
+
+ferryd_stop() {
+	[ -n "$FERRYD_PID" ] || return 0
+	kill "$FERRYD_PID" 2>/dev/null
+	wait "$FERRYD_PID" 2>/dev/null
+	FERRYD_PID=""
+}
+
+check() {	# name, command...
+	local name=$1; shift
+	if "$@"; then echo "PASS $name"; else echo "FAIL $name"; fi
+}
+
+assert_eq() {	# name, actual, expected
+	if [ "$2" = "$3" ]; then
+		echo "PASS $1"
+	else
+		echo "FAIL $1: got '$2', expected '$3'"
+	fi
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs every test: cmocka unit tests, BPF_PROG_TEST_RUN tests, then the
+# integration scripts. Each reports "PASS name" / "FAIL name" / "SKIP name:
+# reason" lines; the last line is "N passed, N failed".
+set -u
+BUILD=${BUILD:-build}
+export BUILD
+cd "$(dirname "$0")/.."
+pass=0 fail=0 skip=0
+failed_names=()
+log=$(mktemp -d /tmp/ferry-test-log.XXXXXX)
+
+tally() {	# reads a test's output, counts its verdict lines
+	local line
+	while IFS= read -r line; do
+		printf '%s\n' "$line"
+		case "$line" in
+		PASS\ *) pass=$((pass + 1)) ;;
+		FAIL\ *) fail=$((fail + 1)); failed_names+=("${line#FAIL }") ;;
+		SKIP\ *) skip=$((skip + 1)) ;;
+		esac
+	done
+}
+
+run_one() {	# name, command...: a crash or a non-zero exit without FAIL lines counts as a failure
+	local name=$1; shift
+	local out="$log/$(echo "$name" | tr '/ ' '__').out" rc
+	"$@" >"$out" 2>&1
+	rc=$?
+	if ! grep -qE '^(PASS|FAIL|SKIP) ' "$out"; then
+		cat "$out"
+		if [ $rc -eq 0 ]; then echo "PASS $name"; else echo "FAIL $name (exit $rc, no verdicts)"; fi
+	else
+		grep -vE '^(PASS|FAIL|SKIP) ' "$out" | tail -n 40
+		grep -E '^(PASS|FAIL|SKIP) ' "$out"
+		if [ $rc -ne 0 ] && ! grep -q '^FAIL ' "$out"; then echo "FAIL $name (exit $rc)"; fi
+	fi
+}
+
+# cmocka per-test lines become PASS/FAIL/SKIP lines.
+{
+for t in "$BUILD"/tests/test_*; do
+	[ -x "$t" ] || continue
+	case "$(basename "$t")" in
+	test_bpf_*) run_one "$(basename "$t")" "$t" ;;
+	*) run_one "$(basename "$t")" bash -c '"$1" 2>&1 | sed -E "s/^\[       OK \] (.*)/PASS \1/; s/^\[  FAILED  \] ([^ ]+)$/FAIL \1/; s/^\[  SKIPPED \] (.*)/SKIP \1/"; exit ${PIPESTATUS[0]}' _ "$t" ;;
+	esac
+done
+for t in tests/integration/*.sh; do
+	[ -f "$t" ] || continue
+	case "$(basename "$t")" in lib.sh) continue ;; esac
+	run_one "$(basename "$t" .sh)" bash "$t"
+done
+} > "$log/all" 2>&1
+tally < "$log/all"
+rm -rf "$log"
+if [ ${#failed_names[@]} -gt 0 ]; then
+	echo "failed:"
+	printf '  %s\n' "${failed_names[@]}"
+fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * ferryctl: one do_<cmd>() per command, each with a plain table and a -j JSON
+ * branch. Exit codes: 0 ok, 1 runtime failure, 2 usage.
+ */
+#ifndef FERRYCTL_H
+#define FERRYCTL_H
+
+#include <stdbool.h>
+#include <json-c/json.h>
+
+#include "maps.h"
+
+#define EXIT_USAGE	2
+
+struct ctl {
+	bool	json;
+	const char *bpffs;
+	struct ferry_maps maps;
+	bool	maps_open;
+};
+
+struct cmd {
+	const char *name;
+	int	(*fn)(struct ctl *c, int argc, char **argv);
+	const char *usage;
+};
+
+/* Open the pinned maps (once); prints the error and returns 1 on failure. */
+int ctl_open(struct ctl *c);
+/* "Error: <what> '<object>': <strerror> (<errno>)" or {"error": ...}; returns 1. */
+int ctl_err(struct ctl *c, const char *what, const char *obj, int err);
+/* Usage error: message (+ usage line), returns EXIT_USAGE. */
+int ctl_usage(struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Print a JSON document (takes ownership) in -j mode. */
+void ctl_json_print(struct json_object *o);
+/* Dispatch argv[0] in a sub-command table. */
+int ctl_dispatch(struct ctl *c, const struct cmd *cmds, const char *what, int argc, char **argv);
+
+/* Commands (one file each). */
+int do_service(struct ctl *c, int argc, char **argv);	/* service.c */
+int do_backend(struct ctl *c, int argc, char **argv);	/* service.c */
+int do_status(struct ctl *c, int argc, char **argv);	/* status.c */
+int do_teardown(struct ctl *c, int argc, char **argv);	/* status.c */
+
+#endif /* FERRYCTL_H */
