@@ -73,12 +73,20 @@ int endpoint_parse(const char *s, struct faddr *addr, int *port, int *proto)
 			return -EINVAL;
 		*p++ = '\0';
 	}
+	/* Digits only: strtol would also take a sign or leading blanks. */
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
 	errno = 0;
 	v = strtol(p, &end, 10);
 	if (errno || *end || end == p || v < 1 || v > 65535)
 		return -EINVAL;
 	*port = (int)v;
-	return faddr_parse(host, addr);
+	if (faddr_parse(host, addr))
+		return -EINVAL;
+	/* Brackets are for IPv6 literals (RFC 3986); "[192.0.2.1]:80" is a typo. */
+	if ((buf[0] == '[') != (addr->family == AF_INET6))
+		return -EINVAL;
+	return 0;
 }
 
 const char *faddr_str(const struct faddr *a, char *buf, size_t len)
