@@ -42,6 +42,7 @@ HELPER_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
 
 .PHONY: all deps vmlinux clean check unit demo bench
 .DELETE_ON_ERROR:
+.SECONDARY:
 
 all: $(BUILD)/ferryd $(BUILD)/ferryctl $(BUILD)/ferry-bench
 

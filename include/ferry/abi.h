@@ -101,7 +101,7 @@ struct ferry_circuit_cfg {
 struct ferry_svc {
 	__u32	id;		/* 1..max_services */
 	__u32	count;		/* backend slots in use */
-	__u32	weight_sum;	/* sum of usable weights (weighted policy) */
+	__u32	weight_sum;	/* weighted policy: sum of usable weights; else 0 */
 	__u32	rr;		/* round robin cursor (atomically bumped) */
 	__u8	lb;		/* enum ferry_lb */
 	__u8	flags;		/* FERRY_SVC_F_* */
@@ -116,7 +116,7 @@ struct ferry_slot_key {
 
 struct ferry_slot {
 	__u32	backend_id;
-	__u32	cum_weight;	/* sum of weights of slots 0..slot (weighted) */
+	__u32	cum_weight;	/* weighted policy: sum of usable weights of slots 0..slot; else 0 */
 };
 
 /* Backend of one service; id is unique per (service, address, port). */

@@ -198,6 +198,8 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 	struct ferry_svc nv = {};
 	size_t i, old_n, new_n, nadded = 0;
 	bool members_changed = false, changed = false;
+	bool weighted = want->lb == FERRY_LB_WEIGHTED;
+	size_t be_changed = 0;
 	char kbuf[96];
 	__u32 cum;
 	int ret;
@@ -250,7 +252,7 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 				if ((ret = vec_push(&p->be_put_k, &cb->id)) ||
 				    (ret = vec_push(&p->be_put_v, &be)))
 					goto cleanup;
-				p->sum.be_changed++;
+				be_changed++;
 				if (usable_weight(&be) != usable_weight(&cb->be))
 					members_changed = true;
 			}
@@ -283,12 +285,15 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 
 	place_slots(nb, old_n, new_n, added, nadded);
 
+	/* Cumulative weights only matter to the weighted policy; elsewhere they
+	 * stay 0 so a weight or state change is a single backend write. */
 	cum = 0;
 	for (i = 0; i < new_n; i++) {
 		struct ferry_slot_key sk = { .svc_id = nv.id, .slot = i };
 		struct ferry_slot sv;
 
-		cum += usable_weight(&nb[i].be);
+		if (weighted)
+			cum += usable_weight(&nb[i].be);
 		sv.backend_id = nb[i].id;
 		sv.cum_weight = cum;
 		if (i < old_n && cur->bes[i].id == nb[i].id && cur->bes[i].cum_weight == cum)
@@ -341,9 +346,10 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 			changed = true;
 		}
 	}
+	p->sum.be_changed += be_changed;
 	if (!cur)
 		p->sum.svc_added++;
-	else if (changed || members_changed || p->sum.be_changed)
+	else if (changed || members_changed || be_changed)
 		p->sum.svc_changed++;
 	else
 		p->sum.svc_unchanged++;
