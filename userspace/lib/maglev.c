@@ -23,6 +23,21 @@ static __u64 be_hash(const struct maglev_backend *b, __u64 seed)
 	return h;
 }
 
+/* Canonical order: by identity, so the table does not depend on the order
+ * a node happens to hold its backends in (slot order follows its history). */
+static int cmp_identity(const void *a, const void *b, void *arg)
+{
+	const struct maglev_backend *bes = arg;
+	const struct maglev_backend *x = &bes[*(const size_t *)a], *y = &bes[*(const size_t *)b];
+	int r = memcmp(x->addr, y->addr, sizeof(x->addr));
+
+	if (r)
+		return r;
+	if (x->port != y->port)
+		return x->port < y->port ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
 bool maglev_is_prime(__u32 m)
 {
 	__u32 d;
@@ -39,7 +54,7 @@ int maglev_build(const struct maglev_backend *bes, size_t n, __u32 m, __u32 *tab
 {
 	__u32 *offset = NULL, *skip = NULL, *next = NULL, wmax = 0;
 	__u64 *credit = NULL;
-	size_t i, filled = 0, live = 0;
+	size_t i, k, *order = NULL, filled = 0, live = 0;
 	int err = 0;
 
 	if (!maglev_is_prime(m))
@@ -56,10 +71,14 @@ int maglev_build(const struct maglev_backend *bes, size_t n, __u32 m, __u32 *tab
 	skip = calloc(n, sizeof(*skip));
 	next = calloc(n, sizeof(*next));
 	credit = calloc(n, sizeof(*credit));
-	if (!offset || !skip || !next || !credit) {
+	order = calloc(n, sizeof(*order));
+	if (!offset || !skip || !next || !credit || !order) {
 		err = -ENOMEM;
 		goto cleanup;
 	}
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	qsort_r(order, n, sizeof(*order), cmp_identity, (void *)bes);
 	for (i = 0; i < n; i++) {
 		offset[i] = be_hash(&bes[i], 0x5bd1e995) % m;
 		skip[i] = be_hash(&bes[i], 0xc2b2ae35) % (m - 1) + 1;
@@ -67,7 +86,8 @@ int maglev_build(const struct maglev_backend *bes, size_t n, __u32 m, __u32 *tab
 	/* Each round every backend earns its weight in credit; a backend
 	 * claims one entry per wmax credit, so entries follow the weights. */
 	while (filled < m) {
-		for (i = 0; i < n && filled < m; i++) {
+		for (k = 0; k < n && filled < m; k++) {
+			i = order[k];
 			if (!bes[i].weight)
 				continue;
 			credit[i] += bes[i].weight;
@@ -89,5 +109,6 @@ cleanup:
 	free(skip);
 	free(next);
 	free(credit);
+	free(order);
 	return err;
 }
