@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# make demo: ferry's main job on the embedded default registry, no cluster.
+# ferryd runs in a throw-away cgroup; a client in its own netns connects to
+# the VIPs of deploy/examples/registry.json and is balanced across backends
+# in a second netns. Everything it creates is removed on exit.
+set -u
+source "$(dirname "$0")/../tests/integration/lib.sh"
+REG="$ROOT/deploy/examples/registry.json"
+T="$B/tests/ferry-traffic"
+CTL=("$B/ferryctl" --bpffs "$PIN")
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+world_up
+for a in 192.0.2.11 192.0.2.12 192.0.2.13 2001:db8::11 2001:db8::12; do backend_addr "$a"; done
+eps=()
+for a in 192.0.2.11 192.0.2.12 192.0.2.13; do
+	for p in 8080 8081 8082; do eps+=("$a:$p"); done
+done
+eps+=("[2001:db8::11]:8080" "[2001:db8::12]:8080")
+in_backend "$T" serve "${eps[@]}" --timeout 120 > "$TMP/serve.out" 2>&1 &
+_PIDS+=($!)
+in_backend "$T" serve 192.0.2.11:5353 192.0.2.12:5353 --udp --timeout 120 > "$TMP/serve-udp.out" 2>&1 &
+_PIDS+=($!)
+wait_for 200 grep -q ready "$TMP/serve.out" || { echo "backends did not start"; cat "$TMP/serve.out"; exit 1; }
+wait_for 200 grep -q ready "$TMP/serve-udp.out" || { echo "udp backends did not start"; exit 1; }
+
+say "ferryd: loading, pinning in $PIN, attaching to $CG"
+ferryd_start "$REG" || exit 1
+sed 's/^/  /' "$TMP/ferryd.log"
+
+say "ferryctl service list"
+"${CTL[@]}" service list
+
+for vip in 198.51.100.10:80 198.51.100.11:80 198.51.100.12:80 "[2001:db8:ffff::10]:80"; do
+	say "client -> $vip  ($("${CTL[@]}" -j service show "$vip" | sed -n 's/.*"lb": "\(.*\)".*/\1/p'))"
+	in_client "$T" connect "$vip" -n 60 | sed 's/^/  /'
+done
+say "client -> 198.51.100.53:53/udp (unconnected UDP, random)"
+in_client "$T" connect 198.51.100.53:53 -n 60 --udp | sed 's/^/  /'
+
+say "drain 192.0.2.11:8080 with ferryctl; new connections avoid it"
+"${CTL[@]}" backend set 198.51.100.10:80 192.0.2.11:8080 --state draining
+in_client "$T" connect 198.51.100.10:80 -n 60 | sed 's/^/  /'
+"${CTL[@]}" service show 198.51.100.10:80
+
+say "ferryctl status"
+"${CTL[@]}" status
+say "done: tearing down (programs detached, pins, cgroup and netns removed)"
