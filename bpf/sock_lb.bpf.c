@@ -16,6 +16,7 @@
 
 #define SYS_PROCEED	1
 #define SYS_REJECT	0
+#define FERRY_ENODATA	61	/* a VIP without backends: proceed, counted apart */
 
 /* Load-time tunable: 1 disables the sendmsg/recvmsg (unconnected UDP) path. */
 const volatile __u32 cfg_no_udp_sendmsg = 0;
@@ -125,7 +126,7 @@ static __always_inline int sock_lb_pick(struct bpf_sock_addr *ctx,
 	if (!svc)
 		return -FERRY_ENOENT;
 	if (!svc->count)
-		return -FERRY_ENOENT;
+		return -FERRY_ENODATA;
 	id = select_backend(svc, svc->lb == FERRY_LB_MAGLEV ? flow_hash(ctx, k) : 0);
 	if (!id)
 		return -FERRY_ECONNREFUSED;
@@ -196,6 +197,10 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, bool connect)
 
 static __always_inline int verdict(int err, __u32 hit, __u32 miss, __u32 refused)
 {
+	if (err == -FERRY_ENODATA) {
+		stat_inc(FERRY_STAT_CONNECT_EMPTY);
+		return SYS_PROCEED;
+	}
 	if (!err) {
 		stat_inc(hit);
 		return SYS_PROCEED;

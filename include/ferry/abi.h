@@ -173,7 +173,7 @@ enum ferry_stat {
 	FERRY_STAT_CONNECT_HIT = 0,	/* connect to a VIP rewritten */
 	FERRY_STAT_CONNECT_MISS,	/* not a VIP: untouched */
 	FERRY_STAT_CONNECT_NO_BACKEND,	/* VIP with backends, none usable: refused */
-	FERRY_STAT_CONNECT_EMPTY,	/* VIP without backends: untouched */
+	FERRY_STAT_CONNECT_EMPTY,	/* VIP without backends (connect or sendmsg): untouched */
 	FERRY_STAT_SENDMSG_HIT,
 	FERRY_STAT_SENDMSG_MISS,
 	FERRY_STAT_SENDMSG_NO_BACKEND,
