@@ -198,7 +198,7 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 	struct ferry_svc nv = {};
 	size_t i, old_n, new_n, nadded = 0;
 	bool members_changed = false, changed = false;
-	bool weighted = want->lb == FERRY_LB_WEIGHTED;
+	bool weighted;
 	size_t be_changed = 0;
 	char kbuf[96];
 	__u32 cum;
@@ -206,6 +206,7 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 
 	if (!want)
 		return cur ? plan_delete(p, cur) : 0;
+	weighted = want->lb == FERRY_LB_WEIGHTED;
 
 	old_n = cur ? cur->n : 0;
 	new_n = want->nbackends;
