@@ -42,5 +42,6 @@ int do_service(struct ctl *c, int argc, char **argv);	/* service.c */
 int do_backend(struct ctl *c, int argc, char **argv);	/* service.c */
 int do_status(struct ctl *c, int argc, char **argv);	/* status.c */
 int do_teardown(struct ctl *c, int argc, char **argv);	/* status.c */
+int do_stats(struct ctl *c, int argc, char **argv);	/* stats.c */
 
 #endif /* FERRYCTL_H */

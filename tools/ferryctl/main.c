@@ -17,6 +17,7 @@ static const struct cmd cmds[] = {
 	{ "service", do_service, "service list | show VIP:PORT[/proto] | add NAME VIP:PORT[/proto] --lb POLICY | del VIP:PORT[/proto]" },
 	{ "backend", do_backend, "backend add|del|set VIP:PORT[/proto] IP:PORT [--weight N] [--state active|draining|quarantined]" },
 	{ "status", do_status, "status" },
+	{ "stats", do_stats, "stats [--no-backends] [--prometheus]" },
 	{ "teardown", do_teardown, "teardown" },
 	{ NULL, NULL, NULL },
 };

@@ -27,6 +27,9 @@ struct ferryd_cfg {
 	__u32	max_backends;
 	__u32	max_revnat;
 	int	resync_s;	/* periodic resync; 0: off */
+	const char *metrics_addr;	/* HOST:PORT, or "off" */
+	__u32	metrics_max_series;	/* per-backend series cap */
+	__u32	metrics_timeout_ms;	/* per-connection request deadline */
 };
 
 struct ferryd {
@@ -39,6 +42,7 @@ struct ferryd {
 	bool	synced;		/* the registry was applied at least once */
 	struct ferry_status status;
 	struct registry reg;	/* last good registry */
+	struct metrics_srv *metrics;
 };
 
 /* Event loop: callbacks run on the daemon's one thread. */
@@ -55,5 +59,11 @@ void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_
 
 /* sync.c: read the registry and make the maps equal to it. */
 int sync_registry(struct ferryd *d);
+
+/* metrics.c: the /metrics, /healthz, /readyz endpoint on the event loop. */
+#define FERRYD_DEF_METRICS_ADDR		"127.0.0.1:9464"
+#define FERRYD_DEF_METRICS_TIMEOUT_MS	5000
+int metrics_start(struct ferryd *d);
+void metrics_stop(struct ferryd *d);
 
 #endif /* FERRYD_H */

@@ -21,6 +21,7 @@
 
 #include "ferryd.h"
 #include "log.h"
+#include "metrics.h"
 
 #define MAX_WATCHERS 64
 
@@ -71,10 +72,15 @@ static void usage(FILE *f)
 "  --max-services N      service map size (default %d)\n"
 "  --max-backends N      backend map size (default %d)\n"
 "  --max-revnat N        reverse-translation LRU size (default %d)\n"
+"  --metrics-addr HOST:PORT  /metrics, /healthz, /readyz (default " FERRYD_DEF_METRICS_ADDR "; off)\n"
+"  --metrics-max-backend-series N  backends with their own series; the rest are\n"
+"                        summed as backend=\"__overflow__\" (default %d)\n"
+"  --metrics-timeout MS  deadline for a metrics client's request (default %d)\n"
 "  --log-format text|json\n"
 "  -v                    more logging (twice: libbpf debug)\n"
 "  --help, --version\n",
-		FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS, FERRY_DEF_MAX_REVNAT);
+		FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS, FERRY_DEF_MAX_REVNAT,
+		FERRY_METRICS_DEF_MAX_BACKEND_SERIES, FERRYD_DEF_METRICS_TIMEOUT_MS);
 }
 
 static int parse_u32(const char *opt, const char *s, __u32 lo, __u32 *out)
@@ -94,7 +100,8 @@ static int parse_u32(const char *opt, const char *s, __u32 lo, __u32 *out)
 
 static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 {
-	enum { O_REG = 256, O_BPFFS, O_CG, O_ONCE, O_LOGF, O_VER, O_MS, O_MB, O_MR, O_RESYNC };
+	enum { O_REG = 256, O_BPFFS, O_CG, O_ONCE, O_LOGF, O_VER, O_MS, O_MB, O_MR, O_RESYNC,
+	       O_MXADDR, O_MXSERIES, O_MXTIMEOUT };
 	static const struct option opts[] = {
 		{ "registry", required_argument, NULL, O_REG },
 		{ "bpffs", required_argument, NULL, O_BPFFS },
@@ -105,6 +112,9 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 		{ "max-backends", required_argument, NULL, O_MB },
 		{ "max-revnat", required_argument, NULL, O_MR },
 		{ "resync", required_argument, NULL, O_RESYNC },
+		{ "metrics-addr", required_argument, NULL, O_MXADDR },
+		{ "metrics-max-backend-series", required_argument, NULL, O_MXSERIES },
+		{ "metrics-timeout", required_argument, NULL, O_MXTIMEOUT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, O_VER },
 		{ NULL, 0, NULL, 0 },
@@ -142,6 +152,15 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 			if (parse_u32("--resync", optarg, 0, &v))
 				return 2;
 			c->resync_s = v;
+			break;
+		case O_MXADDR: c->metrics_addr = optarg; break;
+		case O_MXSERIES:
+			if (parse_u32("--metrics-max-backend-series", optarg, 0, &c->metrics_max_series))
+				return 2;
+			break;
+		case O_MXTIMEOUT:
+			if (parse_u32("--metrics-timeout", optarg, 1, &c->metrics_timeout_ms))
+				return 2;
 			break;
 		case 'v': c->verbose++; break;
 		case 'h': usage(stdout); exit(0);
@@ -254,6 +273,9 @@ int main(int argc, char **argv)
 	d.cfg.max_backends = FERRY_DEF_MAX_BACKENDS;
 	d.cfg.max_revnat = FERRY_DEF_MAX_REVNAT;
 	d.cfg.resync_s = 60;
+	d.cfg.metrics_addr = FERRYD_DEF_METRICS_ADDR;
+	d.cfg.metrics_max_series = FERRY_METRICS_DEF_MAX_BACKEND_SERIES;
+	d.cfg.metrics_timeout_ms = FERRYD_DEF_METRICS_TIMEOUT_MS;
 	d.maps = (struct ferry_maps){ .svc = -1 };
 	if ((err = parse_args(argc, argv, &d.cfg)))
 		return err;
@@ -302,6 +324,7 @@ int main(int argc, char **argv)
 		if (tfd < 0 || timerfd_settime(tfd, 0, &its, NULL) || ev_add(&d, tfd, EPOLLIN, on_resync, NULL))
 			fatal("timerfd");
 	}
+	metrics_start(&d);	/* /readyz says 503 until the first good sync */
 	sync_registry(&d);	/* a bad registry at start still leaves the daemon up */
 
 	while (!d.stop) {
@@ -325,6 +348,7 @@ int main(int argc, char **argv)
 	}
 	err = 0;
 cleanup:
+	metrics_stop(&d);
 	if (w.fd >= 0)
 		close(w.fd);
 	if (sfd >= 0)

@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# The metrics endpoint end to end: /readyz before and after the first sync,
+# /metrics passes promtool and counts exactly the connections we make, gzip
+# decodes to the same text, a real Prometheus scrapes ferryd and answers a
+# query with our count, ferryctl stats agrees without the daemon, and bad
+# clients (unknown path, wrong method, huge headers, slowloris, too many
+# connections) get their status without stalling the daemon.
+source "$(dirname "$0")/lib.sh"
+need_root
+command -v curl >/dev/null || skip_all "curl not installed (make deps)"
+command -v promtool >/dev/null || skip_all "promtool not installed (Debian package prometheus; make deps)"
+[ -x "$B/tests/ferry-traffic" ] || skip_all "no $B/tests/ferry-traffic (make check builds it)"
+world_up
+
+N=7			# connections through the VIP
+VIP=198.51.100.80
+REG="$TMP/registry.json"
+PROM_PID=""
+
+free_port() {	# a TCP port nobody listens on (a race we accept: the start fails loudly)
+	local p i
+	for i in $(seq 1 50); do
+		p=$((20000 + RANDOM % 40000))
+		ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+	done
+	return 1
+}
+
+http_code() {	# url, curl args...: the status code only
+	local url=$1; shift
+	curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url"
+}
+
+registry() {	# backends...: the test service with these backends
+	local b first=1
+	{
+		printf '{ "services": [ { "name": "mx/web", "vip": "%s", "port": 80, "lb": "round_robin",\n  "backends": [' "$VIP"
+		for b in "$@"; do
+			[ $first = 1 ] || printf ','
+			first=0
+			printf ' { "ip": "%s", "port": 8080 }' "$b"
+		done
+		printf ' ] } ] }\n'
+	} > "$REG.tmp" && mv "$REG.tmp" "$REG"	# atomic: ferryd never reads half a file
+}
+
+metric() {	# name{labels} as written by the exporter: its value (empty if absent)
+	curl -s --max-time 5 "$MURL/metrics" | awk -v k="$1" '$1 == k { print $2 }'
+}
+
+backend_addr 192.0.2.11
+backend_addr 192.0.2.12
+bg ip netns exec "$NS_B" "$B/tests/ferry-traffic" serve 192.0.2.11:8080 192.0.2.12:8080 --timeout 300 \
+	> "$TMP/serve.log" 2>&1
+wait_for 100 grep -q ready "$TMP/serve.log" || { echo "FAIL metrics_setup: backends did not start"; exit 1; }
+
+MPORT=$(free_port) || { echo "FAIL metrics_setup: no free port"; exit 1; }
+MURL="http://127.0.0.1:$MPORT"
+
+# --- /readyz is 503 until the registry is applied -----------------------
+# The registry file does not exist yet: ferryd starts, the sync fails.
+"$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --resync 0 \
+	--metrics-addr "127.0.0.1:$MPORT" --metrics-timeout 1000 >"$TMP/ferryd.log" 2>&1 &
+FERRYD_PID=$!
+if ! wait_for 200 curl -sf --max-time 1 "$MURL/healthz"; then
+	echo "FAIL metrics_listen: /healthz never answered"; cat "$TMP/ferryd.log"; exit 1
+fi
+echo "PASS metrics_listen"
+assert_eq readyz_503_before_sync "$(http_code "$MURL/readyz")" 503
+assert_eq metrics_served_before_sync "$(http_code "$MURL/metrics")" 200
+assert_eq metrics_last_sync_failed "$(metric ferry_registry_last_sync_success)" 0
+registry 192.0.2.11 192.0.2.12
+ready() { [ "$(http_code "$MURL/readyz")" = 200 ]; }
+check readyz_200_after_sync wait_for 200 ready
+assert_eq metrics_last_sync_ok "$(metric ferry_registry_last_sync_success)" 1
+
+# --- format --------------------------------------------------------------
+curl -s --max-time 5 "$MURL/metrics" > "$TMP/plain.txt"
+if promtool check metrics < "$TMP/plain.txt" > "$TMP/promtool.out" 2>&1; then
+	echo "PASS promtool_check_metrics"
+else
+	echo "FAIL promtool_check_metrics: $(head -5 "$TMP/promtool.out")"
+fi
+ctype=$(curl -s -o /dev/null -w '%{content_type}' "$MURL/metrics")
+assert_eq metrics_content_type "$ctype" "text/plain; version=0.0.4; charset=utf-8"
+
+# --- counters match what we did ------------------------------------------
+L='service="mx/web",vip="198.51.100.80:80/tcp"'
+assert_eq opened_before "$(metric "ferry_service_connections_opened_total{$L}")" 0
+hit0=$(metric 'ferry_sock_connect_total{outcome="hit"}')
+in_client "$B/tests/ferry-traffic" connect "$VIP:80" -n "$N" > "$TMP/connect.out" 2>&1
+assert_eq connects_succeeded "$(awk '$1 == "errors" { print $2 }' "$TMP/connect.out")" 0
+assert_eq service_opened_total "$(metric "ferry_service_connections_opened_total{$L}")" "$N"
+hit1=$(metric 'ferry_sock_connect_total{outcome="hit"}')
+assert_eq connect_hit_total_delta "$((hit1 - hit0))" "$N"
+b1=$(metric "ferry_backend_connections_opened_total{$L,backend=\"192.0.2.11:8080\"}")
+b2=$(metric "ferry_backend_connections_opened_total{$L,backend=\"192.0.2.12:8080\"}")
+assert_eq backend_opened_total_sum "$((b1 + b2))" "$N"
+assert_eq service_backends_gauge "$(metric "ferry_service_backends{$L}")" 2
+
+# ferryctl stats reads the same counters straight from the maps.
+sj=$("$B/ferryctl" --bpffs "$PIN" -j stats --no-backends)
+assert_eq ferryctl_stats_opened "$(echo "$sj" | tr -d ' \n' | grep -o '"service":"mx/web","vip":"[^"]*","backends":2,[^}]*"opened":[0-9]*' | grep -o '"opened":[0-9]*$' | cut -d: -f2)" "$N"
+assert_eq ferryctl_stats_connect_hit "$(echo "$sj" | tr -d ' \n' | grep -o '"connect_hit":[0-9]*' | cut -d: -f2)" "$hit1"
+check ferryctl_stats_plain bash -c '"$1" --bpffs "$2" stats | grep -q "^  mx/web .* 198.51.100.80:80/tcp"' _ "$B/ferryctl" "$PIN"
+check ferryctl_stats_prometheus_format bash -c '"$1" --bpffs "$2" stats --prometheus | promtool check metrics' _ "$B/ferryctl" "$PIN"
+
+# --- gzip ----------------------------------------------------------------
+# Between two scrapes only the exporter's own bookkeeping may change.
+strip() { grep -vE '^(# (HELP|TYPE) )?ferry_(metrics_|daemon_ready)'; }
+curl -s --max-time 5 -H 'Accept-Encoding: gzip' -D "$TMP/gz.hdr" "$MURL/metrics" > "$TMP/body.gz"
+curl -s --max-time 5 "$MURL/metrics" > "$TMP/plain2.txt"
+check gzip_content_encoding grep -qi '^Content-Encoding: gzip' "$TMP/gz.hdr"
+if gunzip -c "$TMP/body.gz" > "$TMP/gunzipped.txt" 2>/dev/null && \
+   diff <(strip < "$TMP/gunzipped.txt") <(strip < "$TMP/plain2.txt") > "$TMP/gz.diff"; then
+	echo "PASS gzip_decodes_to_same_text"
+else
+	echo "FAIL gzip_decodes_to_same_text: $(head -5 "$TMP/gz.diff")"
+fi
+check gzip_smaller test "$(stat -c %s "$TMP/body.gz")" -lt "$(stat -c %s "$TMP/plain2.txt")"
+check no_gzip_when_q0 bash -c '! curl -s -D - -o /dev/null -H "Accept-Encoding: gzip;q=0" "$1/metrics" | grep -qi "^Content-Encoding"' _ "$MURL"
+
+# --- a real Prometheus scrapes ferryd ------------------------------------
+PPORT=$(free_port) || { echo "FAIL prometheus_setup: no free port"; exit 1; }
+mkdir -p "$TMP/prom-data"
+cat > "$TMP/prom.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: ferry
+    static_configs:
+      - targets: ['127.0.0.1:$MPORT']
+EOF
+prometheus --config.file="$TMP/prom.yml" --storage.tsdb.path="$TMP/prom-data" \
+	--web.listen-address="127.0.0.1:$PPORT" --log.level=warn > "$TMP/prom.log" 2>&1 &
+PROM_PID=$!
+_PIDS+=("$PROM_PID")
+prom_value() {	# PromQL: the first sample's value
+	curl -s --max-time 2 -G "http://127.0.0.1:$PPORT/api/v1/query" --data-urlencode "query=$1" |
+		grep -o '"value":\[[^]]*\]' | head -1 | sed -E 's/.*,"([^"]*)"\]/\1/'
+}
+prom_sees_n() { [ "$(prom_value "ferry_service_connections_opened_total{service=\"mx/web\"}")" = "$N" ]; }
+if wait_for 600 prom_sees_n; then
+	echo "PASS prometheus_query_opened_total"
+else
+	echo "FAIL prometheus_query_opened_total: got '$(prom_value 'ferry_service_connections_opened_total')'"
+	tail -5 "$TMP/prom.log"
+fi
+assert_eq prometheus_target_up "$(prom_value 'up{job="ferry"}')" 1
+kill "$PROM_PID" 2>/dev/null; wait "$PROM_PID" 2>/dev/null
+
+# --- bad requests --------------------------------------------------------
+assert_eq unknown_path_404 "$(http_code "$MURL/nope")" 404
+assert_eq wrong_method_405 "$(http_code "$MURL/metrics" -X POST)" 405
+big=$(head -c 20000 /dev/zero | tr '\0' a)
+assert_eq huge_headers_431 "$(http_code "$MURL/metrics" -H "X-Big: $big")" 431
+raw_status() {	# raw request text: the status line of the answer
+	local fd line
+	exec {fd}<>"/dev/tcp/127.0.0.1/$MPORT" || return
+	printf "$1" >&"$fd"
+	IFS= read -r -t 5 line <&"$fd"
+	exec {fd}<&-
+	printf '%s' "${line%$'\r'}"
+}
+assert_eq bad_request_400 "$(raw_status 'BLAH\r\n\r\n')" "HTTP/1.1 400 Bad Request"
+assert_eq bad_version_505 "$(raw_status 'GET /metrics HTTP/3.0\r\n\r\n')" "HTTP/1.1 505 HTTP Version Not Supported"
+
+# Slowloris: half a request head, then nothing. The daemon keeps serving
+# and reconciling; the slow client is cut off with 408 at its deadline.
+exec {slow}<>"/dev/tcp/127.0.0.1/$MPORT"
+printf 'GET /metrics HTTP/1.1\r\nHost: x\r\n' >&"$slow"
+assert_eq healthz_during_slow_client "$(http_code "$MURL/healthz")" 200
+registry 192.0.2.11 192.0.2.12 192.0.2.13
+three_backends() { [ "$(metric "ferry_service_backends{$L}")" = 3 ]; }
+check reconcile_during_slow_client wait_for 200 three_backends
+slow_reply=$(timeout 10 cat <&"$slow" | head -1 | tr -d '\r')
+exec {slow}<&-
+assert_eq slow_client_408 "$slow_reply" "HTTP/1.1 408 Request Timeout"
+
+# Connection cap: hold more connections than the server takes; the excess
+# is refused with 503 at once, and the daemon recovers when they go.
+fds=()
+for i in $(seq 1 40); do
+	exec {fd}<>"/dev/tcp/127.0.0.1/$MPORT" && fds+=("$fd")
+done
+over=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$MURL/healthz")
+for fd in "${fds[@]}"; do exec {fd}<&-; done
+assert_eq connection_cap_503 "$over" 503
+healthy() { [ "$(http_code "$MURL/healthz")" = 200 ]; }
+check healthz_after_cap wait_for 200 healthy
+check ferryd_still_running kill -0 "$FERRYD_PID"
+n408=$(metric 'ferry_metrics_http_requests_total{code="408"}')
+check timeouts_counted test "${n408:-0}" -ge 1

@@ -1,0 +1,672 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The metrics endpoint: a small HTTP/1.1 server on ferryd's event loop.
+ *
+ *   /metrics  Prometheus text format 0.0.4 (gzip when the scraper asks)
+ *   /healthz  200 while the daemon runs its loop
+ *   /readyz   200 once the programs are attached and the registry was
+ *             applied; 503 (with the reason) before
+ *
+ * It never blocks the loop: sockets are non-blocking, a response body is
+ * built in one go (maps read and rendered, milliseconds even for 100k
+ * backends) and then written as the socket drains, across epoll events.
+ * Connections live in a private epoll set, registered with the daemon's loop
+ * as one fd, so any number of them costs the loop one watcher. Abuse is
+ * bounded: a connection cap (503 past it), a request-header limit (431), and
+ * a per-connection deadline that cuts off slow clients (408).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/uio.h>
+
+#include "addr.h"
+#include "ferryd.h"
+#include "log.h"
+#include "metrics.h"
+
+#define MX_MAX_CONNS	32		/* concurrent connections */
+#define MX_HDR_MAX	8192		/* request line + headers */
+#define MX_WRITE_MIN_MS	30000		/* a response may take at least this long to drain */
+#define MX_TICK_MS	100		/* deadline check period while connections are open */
+#define MX_LINGER_MS	1000		/* discard a closing client's leftovers this long */
+#define MX_GZIP_LEVEL	1		/* fast: a scrape is mostly repeated label text */
+
+enum { TAG_LISTEN = 0, TAG_TIMER = 1, TAG_CONN = 2 };
+
+/* READ: waiting for a request head; WRITE: a response is draining;
+ * LINGER: after a closing response, reading and discarding what the client
+ * still sends, so closing does not reset the connection (and lose our
+ * response in the client's receive queue) while its data is unread. */
+enum conn_state { C_FREE = 0, C_READ, C_WRITE, C_LINGER };
+
+struct mx_conn {
+	int	fd;
+	enum conn_state state;
+	bool	close_after;	/* close once the response is written */
+	__u64	deadline_ns;
+	size_t	rlen;
+	char	req[MX_HDR_MAX + 1];
+	struct mbuf hdr, body;	/* response: headers, then body */
+	size_t	sent;		/* bytes of hdr + body written */
+};
+
+/* Status codes the server answers with; counted per code. */
+static const int codes[] = { 200, 400, 404, 405, 408, 431, 503, 505 };
+#define NCODES (sizeof(codes) / sizeof(codes[0]))
+
+struct metrics_srv {
+	struct ferryd *d;
+	int	lfd, epfd, tfd;
+	bool	ticking;
+	unsigned int nconns;
+	struct mx_conn conns[MX_MAX_CONNS];
+	__u64	requests[NCODES];
+	__u64	rejected;	/* connections refused at the cap */
+	__u64	timeouts;
+	__u64	last_scrape_ns;	/* collect + render + compress of the last /metrics */
+	__u64	last_body_bytes;
+	struct mbuf gz;		/* scratch for compression */
+};
+
+static __u64 mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static const char *reason(int code)
+{
+	switch (code) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 431: return "Request Header Fields Too Large";
+	case 503: return "Service Unavailable";
+	case 505: return "HTTP Version Not Supported";
+	}
+	return "Error";
+}
+
+static void count_code(struct metrics_srv *s, int code)
+{
+	size_t i;
+
+	for (i = 0; i < NCODES; i++)
+		if (codes[i] == code)
+			s->requests[i]++;
+}
+
+static void set_timer(struct metrics_srv *s, bool on)
+{
+	struct itimerspec its = {};
+
+	if (on == s->ticking)
+		return;
+	if (on) {
+		its.it_interval.tv_nsec = MX_TICK_MS * 1000000L;
+		its.it_value.tv_nsec = MX_TICK_MS * 1000000L;
+	}
+	if (!timerfd_settime(s->tfd, 0, &its, NULL))
+		s->ticking = on;
+}
+
+static void conn_close(struct metrics_srv *s, struct mx_conn *c)
+{
+	epoll_ctl(s->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	mbuf_free(&c->hdr);
+	mbuf_free(&c->body);
+	c->state = C_FREE;
+	c->fd = -1;
+	if (--s->nconns == 0)
+		set_timer(s, false);
+}
+
+static void conn_events(struct metrics_srv *s, struct mx_conn *c, __u32 events)
+{
+	struct epoll_event ev = { .events = events, .data.u32 = TAG_CONN + (c - s->conns) };
+
+	epoll_ctl(s->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Waiting for a request: the whole request must arrive within the timeout. */
+static void conn_await_request(struct metrics_srv *s, struct mx_conn *c)
+{
+	c->state = C_READ;
+	c->sent = 0;
+	mbuf_free(&c->hdr);
+	mbuf_free(&c->body);
+	c->deadline_ns = mono_ns() + s->d->cfg.metrics_timeout_ms * 1000000ULL;
+	conn_events(s, c, EPOLLIN | EPOLLRDHUP);
+}
+
+/* Queue a response; body_len may differ from body->len for HEAD (0 sent). */
+static void respond(struct metrics_srv *s, struct mx_conn *c, int code, const char *ctype,
+		    const char *extra, bool head)
+{
+	__u64 wms = s->d->cfg.metrics_timeout_ms > MX_WRITE_MIN_MS ? s->d->cfg.metrics_timeout_ms
+								     : MX_WRITE_MIN_MS;
+
+	count_code(s, code);
+	mbuf_reset(&c->hdr);
+	mbuf_printf(&c->hdr, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
+		    code, reason(code), ctype, c->body.len, extra ? extra : "",
+		    c->close_after ? "Connection: close\r\n" : "");
+	if (head)
+		c->body.len = 0;
+	if (c->hdr.oom || c->body.oom) {
+		conn_close(s, c);
+		return;
+	}
+	c->state = C_WRITE;
+	c->sent = 0;
+	c->deadline_ns = mono_ns() + wms * 1000000ULL;
+	conn_events(s, c, EPOLLOUT);
+}
+
+static void respond_text(struct metrics_srv *s, struct mx_conn *c, int code, const char *text,
+			 const char *extra, bool head)
+{
+	mbuf_reset(&c->body);
+	mbuf_puts(&c->body, text);
+	respond(s, c, code, "text/plain; charset=utf-8", extra, head);
+}
+
+/* Accept-Encoding lists gzip (or x-gzip) with a q-value above 0. */
+static bool wants_gzip(const char *v)
+{
+	char buf[512], *tok, *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", v);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *params = strchr(tok, ';'), *end, *qv;
+
+		if (params)
+			*params++ = '\0';
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		for (end = tok + strlen(tok); end > tok && (end[-1] == ' ' || end[-1] == '\t'); end--)
+			;
+		*end = '\0';
+		if (strcasecmp(tok, "gzip") && strcasecmp(tok, "x-gzip"))
+			continue;
+		qv = params ? strcasestr(params, "q=") : NULL;
+		return !qv || strtod(qv + 2, NULL) > 0;
+	}
+	return false;
+}
+
+static void append_daemon_metrics(struct metrics_srv *s, struct mbuf *b, bool ready)
+{
+	size_t i;
+
+	mbuf_puts(b, "# HELP ferry_daemon_ready 1 when programs are attached and the registry was applied (/readyz).\n"
+		     "# TYPE ferry_daemon_ready gauge\n");
+	mbuf_printf(b, "ferry_daemon_ready %d\n", ready);
+	mbuf_puts(b, "# HELP ferry_metrics_http_requests_total Requests answered by the metrics endpoint, by status code.\n"
+		     "# TYPE ferry_metrics_http_requests_total counter\n");
+	for (i = 0; i < NCODES; i++)
+		mbuf_printf(b, "ferry_metrics_http_requests_total{code=\"%d\"} %llu\n", codes[i],
+			    (unsigned long long)s->requests[i]);
+	mbuf_puts(b, "# HELP ferry_metrics_http_connections_rejected_total Connections refused because the connection cap was reached.\n"
+		     "# TYPE ferry_metrics_http_connections_rejected_total counter\n");
+	mbuf_printf(b, "ferry_metrics_http_connections_rejected_total %llu\n", (unsigned long long)s->rejected);
+	mbuf_puts(b, "# HELP ferry_metrics_http_timeouts_total Connections cut off at their deadline (slow or idle clients).\n"
+		     "# TYPE ferry_metrics_http_timeouts_total counter\n");
+	mbuf_printf(b, "ferry_metrics_http_timeouts_total %llu\n", (unsigned long long)s->timeouts);
+	mbuf_puts(b, "# HELP ferry_metrics_last_scrape_duration_seconds Time the previous /metrics response took to build (read, render, compress).\n"
+		     "# TYPE ferry_metrics_last_scrape_duration_seconds gauge\n");
+	mbuf_printf(b, "ferry_metrics_last_scrape_duration_seconds %.6f\n", s->last_scrape_ns / 1e9);
+	mbuf_puts(b, "# HELP ferry_metrics_last_scrape_bytes Uncompressed size of the previous /metrics response.\n"
+		     "# TYPE ferry_metrics_last_scrape_bytes gauge\n");
+	mbuf_printf(b, "ferry_metrics_last_scrape_bytes %llu\n", (unsigned long long)s->last_body_bytes);
+}
+
+/* Why the daemon is not ready, or NULL when it is. */
+static const char *not_ready(struct ferryd *d)
+{
+	char path[512];
+
+	if (!d->sock)
+		return "programs not loaded";
+	loader_link_path(d, "sock_connect4", path, sizeof(path));
+	if (access(path, F_OK))
+		return "programs not attached (link pin missing)";
+	if (!d->synced)
+		return "registry not applied yet";
+	return NULL;
+}
+
+static void serve_metrics(struct metrics_srv *s, struct mx_conn *c, bool gzip, bool head)
+{
+	struct metrics_opts o = {
+		.max_backend_series = s->d->cfg.metrics_max_series, .version = FERRY_VERSION,
+	};
+	struct ferry_snapshot snap;
+	__u64 t0 = mono_ns();
+	int err;
+
+	mbuf_reset(&c->body);
+	err = snapshot_collect(&s->d->maps, s->d->cfg.bpffs, &snap);
+	if (!err) {
+		err = metrics_render(&snap, &o, &c->body);
+		snapshot_free(&snap);
+	}
+	if (err) {
+		log_warnx("metrics: building the response: %s", strerror(-err));
+		respond_text(s, c, 503, "metrics unavailable\n", NULL, head);
+		return;
+	}
+	append_daemon_metrics(s, &c->body, !not_ready(s->d));
+	s->last_body_bytes = c->body.len;
+	if (gzip && !c->body.oom && !mbuf_gzip(c->body.p, c->body.len, &s->gz, MX_GZIP_LEVEL)) {
+		struct mbuf t = c->body;
+
+		c->body = s->gz;	/* swap: the scratch keeps the plain buffer's memory */
+		s->gz = t;
+	}
+	s->last_scrape_ns = mono_ns() - t0;
+	respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
+		gzip ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "Vary: Accept-Encoding\r\n",
+		head);
+}
+
+/* Answer one request head (NUL-terminated, modified in place). */
+static void handle_request(struct metrics_srv *s, struct mx_conn *c, char *req)
+{
+	char *line, *save = NULL, *method, *target, *version, *q;
+	bool gzip = false, head, body = false;
+
+	line = strtok_r(req, "\n", &save);
+	method = line ? strtok_r(line, " \r", &q) : NULL;
+	target = method ? strtok_r(NULL, " \r", &q) : NULL;
+	version = target ? strtok_r(NULL, " \r", &q) : NULL;
+	if (!version || strtok_r(NULL, " \r", &q) || target[0] != '/') {
+		c->close_after = true;
+		respond_text(s, c, 400, "bad request\n", NULL, false);
+		return;
+	}
+	if (strncmp(version, "HTTP/1.", 7) || !version[7] || version[8]) {
+		c->close_after = true;
+		respond_text(s, c, 505, "only HTTP/1.x\n", NULL, false);
+		return;
+	}
+	c->close_after = version[7] == '0';
+	while ((line = strtok_r(NULL, "\n", &save))) {
+		char *colon = strchr(line, ':'), *v, *end;
+
+		if (!colon)
+			continue;
+		*colon = '\0';
+		for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
+			;
+		for (end = v + strlen(v); end > v && (end[-1] == '\r' || end[-1] == ' '); end--)
+			;
+		*end = '\0';
+		if (!strcasecmp(line, "accept-encoding"))
+			gzip = wants_gzip(v);
+		else if (!strcasecmp(line, "connection"))
+			c->close_after = strcasestr(v, "close") ? true :
+					 strcasestr(v, "keep-alive") ? false : c->close_after;
+		else if ((!strcasecmp(line, "content-length") && strcmp(v, "0")) ||
+			 !strcasecmp(line, "transfer-encoding"))
+			body = true;
+	}
+	if (body)
+		c->close_after = true;	/* we read no bodies: the rest of the stream is garbage */
+	if ((q = strchr(target, '?')))
+		*q = '\0';
+	head = !strcmp(method, "HEAD");
+	if (strcmp(target, "/metrics") && strcmp(target, "/healthz") && strcmp(target, "/readyz") &&
+	    strcmp(target, "/")) {
+		respond_text(s, c, 404, "not found: try /metrics, /healthz or /readyz\n", NULL, head);
+		return;
+	}
+	if (strcmp(method, "GET") && !head) {
+		respond_text(s, c, 405, "method not allowed\n", "Allow: GET, HEAD\r\n", false);
+		return;
+	}
+	if (!strcmp(target, "/metrics")) {
+		serve_metrics(s, c, gzip, head);
+	} else if (!strcmp(target, "/healthz")) {
+		respond_text(s, c, 200, "ok\n", NULL, head);
+	} else if (!strcmp(target, "/readyz")) {
+		const char *why = not_ready(s->d);
+		char msg[128];
+
+		snprintf(msg, sizeof(msg), "not ready: %s\n", why ? why : "");
+		respond_text(s, c, why ? 503 : 200, why ? msg : "ready\n", NULL, head);
+	} else {
+		respond_text(s, c, 200, "ferryd metrics: /metrics /healthz /readyz\n", NULL, head);
+	}
+}
+
+/* End of the request head: "\r\n\r\n" (or bare "\n\n"); 0 if not yet. */
+static size_t head_end(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 1; i < n; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (p[i - 1] == '\n')
+			return i + 1;
+		if (i >= 3 && p[i - 1] == '\r' && p[i - 2] == '\n' && p[i - 3] == '\r')
+			return i + 1;
+	}
+	return 0;
+}
+
+/* Write what the socket takes; true once the whole response is out. */
+static bool conn_flush(struct metrics_srv *s, struct mx_conn *c)
+{
+	size_t total = c->hdr.len + c->body.len;
+
+	while (c->sent < total) {
+		struct iovec iov[2];
+		int niov = 0;
+		ssize_t n;
+
+		if (c->sent < c->hdr.len)
+			iov[niov++] = (struct iovec){ c->hdr.p + c->sent, c->hdr.len - c->sent };
+		if (c->body.len) {
+			size_t off = c->sent > c->hdr.len ? c->sent - c->hdr.len : 0;
+
+			iov[niov++] = (struct iovec){ c->body.p + off, c->body.len - off };
+		}
+		n = writev(c->fd, iov, niov);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				conn_close(s, c);
+			return false;	/* EAGAIN: EPOLLOUT brings us back */
+		}
+		c->sent += n;
+	}
+	return true;
+}
+
+/*
+ * Move a connection as far as it can go without waiting: finish a response,
+ * then answer requests already buffered (pipelining), until it needs the
+ * socket again. A loop, not recursion: a client may pipeline hundreds.
+ */
+static void conn_drive(struct metrics_srv *s, struct mx_conn *c)
+{
+	char head[MX_HDR_MAX + 1];
+	size_t hlen;
+
+	while (c->state == C_READ || c->state == C_WRITE) {
+		if (c->state == C_WRITE) {
+			if (!conn_flush(s, c))
+				return;
+			if (!c->close_after) {
+				conn_await_request(s, c);
+				continue;
+			}
+			shutdown(c->fd, SHUT_WR);
+			c->state = C_LINGER;
+			c->deadline_ns = mono_ns() + MX_LINGER_MS * 1000000ULL;
+			conn_events(s, c, EPOLLIN | EPOLLRDHUP);
+			return;
+		}
+		hlen = head_end(c->req, c->rlen);
+		if (!hlen) {
+			if (c->rlen < MX_HDR_MAX)
+				return;
+			c->close_after = true;
+			respond_text(s, c, 431, "request headers too large\n", NULL, false);
+			continue;
+		}
+		memcpy(head, c->req, hlen);
+		head[hlen] = '\0';
+		c->rlen -= hlen;
+		memmove(c->req, c->req + hlen, c->rlen);
+		handle_request(s, c, head);
+	}
+}
+
+static void conn_read(struct metrics_srv *s, struct mx_conn *c)
+{
+	char junk[4096];
+	ssize_t n;
+
+	if (c->state == C_LINGER)
+		n = recv(c->fd, junk, sizeof(junk), 0);
+	else
+		n = recv(c->fd, c->req + c->rlen, MX_HDR_MAX - c->rlen, 0);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		conn_close(s, c);
+		return;
+	}
+	if (n < 0 || c->state == C_LINGER)
+		return;
+	c->rlen += n;
+	conn_drive(s, c);
+}
+
+static void on_accept(struct metrics_srv *s)
+{
+	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+				   "Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n";
+	int i, fd, one = 1;
+
+	for (i = 0; i < 64; i++) {
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+		struct mx_conn *c = NULL;
+		unsigned int k;
+
+		fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return;	/* EAGAIN, or a transient error: the next event retries */
+		for (k = 0; k < MX_MAX_CONNS && !c; k++)
+			if (s->conns[k].state == C_FREE)
+				c = &s->conns[k];
+		if (!c) {
+			/* Best effort, never waits: the client may not read it. */
+			if (send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+				(void)0;
+			close(fd);
+			s->rejected++;
+			count_code(s, 503);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		memset(c, 0, offsetof(struct mx_conn, req));
+		c->fd = fd;
+		c->rlen = 0;
+		ev.data.u32 = TAG_CONN + (c - s->conns);
+		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev)) {
+			close(fd);
+			continue;
+		}
+		s->nconns++;
+		set_timer(s, true);
+		conn_await_request(s, c);
+	}
+}
+
+/* Cut off connections past their deadline; a half-sent request gets 408. */
+static void on_tick(struct metrics_srv *s)
+{
+	static const char slow[] = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\n"
+				   "Content-Length: 16\r\nConnection: close\r\n\r\nrequest timeout\n";
+	__u64 now = mono_ns(), ticks;
+	unsigned int k;
+
+	if (read(s->tfd, &ticks, sizeof(ticks)) < 0)
+		(void)0;	/* EAGAIN: a spurious wakeup */
+	for (k = 0; k < MX_MAX_CONNS; k++) {
+		struct mx_conn *c = &s->conns[k];
+
+		if (c->state == C_FREE || now < c->deadline_ns)
+			continue;
+		if (c->state == C_READ && c->rlen) {	/* slow client: tell it why */
+			if (send(c->fd, slow, sizeof(slow) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+				(void)0;
+			count_code(s, 408);
+		}
+		if (c->state != C_LINGER)
+			s->timeouts++;
+		log_debug("metrics: connection %d past its deadline: closed", c->fd);
+		conn_close(s, c);
+	}
+}
+
+static void on_event(struct ferryd *d, int fd, uint32_t events, void *arg)
+{
+	struct metrics_srv *s = arg;
+	struct epoll_event evs[32];
+	int n, i;
+
+	(void)d;
+	(void)fd;
+	(void)events;
+	n = epoll_wait(s->epfd, evs, 32, 0);
+	for (i = 0; i < n; i++) {
+		__u32 tag = evs[i].data.u32;
+		struct mx_conn *c;
+
+		if (tag == TAG_LISTEN) {
+			on_accept(s);
+			continue;
+		}
+		if (tag == TAG_TIMER) {
+			on_tick(s);
+			continue;
+		}
+		c = &s->conns[tag - TAG_CONN];
+		if (c->state == C_FREE)
+			continue;	/* closed earlier in this batch */
+		if (c->state == C_WRITE)
+			conn_drive(s, c);
+		else
+			conn_read(s, c);
+	}
+}
+
+static int listen_on(const char *spec, int *out)
+{
+	struct sockaddr_storage ss = {};
+	struct faddr a;
+	socklen_t slen;
+	int port, fd, one = 1, err;
+
+	if (endpoint_parse(spec, &a, &port, NULL))
+		return -EINVAL;
+	if (a.family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		sin->sin_addr.s_addr = a.a[0];
+		slen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		memcpy(&sin6->sin6_addr, a.a, 16);
+		slen = sizeof(*sin6);
+	}
+	fd = socket(a.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, slen) || listen(fd, 64)) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	return 0;
+}
+
+int metrics_start(struct ferryd *d)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct metrics_srv *s;
+	unsigned int k;
+	int err;
+
+	if (!d->cfg.metrics_addr || !strcmp(d->cfg.metrics_addr, "off"))
+		return 0;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->d = d;
+	s->lfd = s->epfd = s->tfd = -1;
+	for (k = 0; k < MX_MAX_CONNS; k++)
+		s->conns[k].fd = -1;
+	if ((err = listen_on(d->cfg.metrics_addr, &s->lfd))) {
+		log_warnx("metrics: cannot listen on %s: %s; running without the metrics endpoint",
+			  d->cfg.metrics_addr, strerror(-err));
+		goto fail;
+	}
+	s->epfd = epoll_create1(EPOLL_CLOEXEC);
+	s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (s->epfd < 0 || s->tfd < 0) {
+		err = -errno;
+		log_warn("metrics: epoll/timerfd");
+		goto fail;
+	}
+	ev.data.u32 = TAG_LISTEN;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->lfd, &ev)) {
+		err = -errno;
+		goto fail;
+	}
+	ev.data.u32 = TAG_TIMER;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tfd, &ev)) {
+		err = -errno;
+		goto fail;
+	}
+	if ((err = ev_add(d, s->epfd, EPOLLIN, on_event, s))) {
+		log_warnx("metrics: event loop: %s", strerror(-err));
+		goto fail;
+	}
+	d->metrics = s;
+	log_info("metrics on http://%s/metrics (/healthz, /readyz)", d->cfg.metrics_addr);
+	return 0;
+fail:
+	if (s->lfd >= 0)
+		close(s->lfd);
+	if (s->epfd >= 0)
+		close(s->epfd);
+	if (s->tfd >= 0)
+		close(s->tfd);
+	free(s);
+	return err;
+}
+
+void metrics_stop(struct ferryd *d)
+{
+	struct metrics_srv *s = d->metrics;
+	unsigned int k;
+
+	if (!s)
+		return;
+	for (k = 0; k < MX_MAX_CONNS; k++)
+		if (s->conns[k].state != C_FREE)
+			conn_close(s, &s->conns[k]);
+	ev_del(d, s->epfd);
+	close(s->lfd);
+	close(s->tfd);
+	close(s->epfd);
+	mbuf_free(&s->gz);
+	free(s);
+	d->metrics = NULL;
+}
