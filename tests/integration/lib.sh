@@ -108,8 +108,12 @@ wait_for() {	# tries, command...
 	return 1
 }
 
-ferryd_synced() {	# the status map says a sync succeeded at least N times
-	"$B/ferryctl" --bpffs "$PIN" -j status 2>/dev/null | grep -q '"last_ok": *true'
+ferryd_synced() {	# the status map says the last sync succeeded (by $FERRYD_PID if set:
+			# a restarted daemon finds its predecessor's status pinned)
+	local st
+	st=$("$B/ferryctl" --bpffs "$PIN" -j status 2>/dev/null) || return 1
+	grep -q '"last_ok": *true' <<<"$st" || return 1
+	[ -z "$FERRYD_PID" ] || grep -q "\"daemon_pid\": *$FERRYD_PID," <<<"$st"
 }
 
 ferryd_start() {	# registry, extra args
