@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# ferryctl against a running ferryd: every command's plain and -j output,
+# exit codes (2 usage, 1 runtime, naming the object), and ownership: a
+# ferryctl edit of a registry service lasts until the next sync, a service
+# ferryctl created survives syncs.
+source "$(dirname "$0")/lib.sh"
+
+command -v jq >/dev/null || skip_all "jq missing (make deps installs it)"
+world_up
+T="$B/tests/ferry-traffic"
+REG="$TMP/registry.json"
+CTL() { "$B/ferryctl" --bpffs "$PIN" "$@"; }
+
+backend_addr 192.0.2.11
+backend_addr 192.0.2.12
+bg in_backend "$T" serve 192.0.2.11:8080 192.0.2.12:8080 192.0.2.11:9090 192.0.2.12:9090 --timeout 300 \
+	>"$TMP/serve.out" 2>&1
+wait_for 200 grep -qx ready "$TMP/serve.out" || skip_all "backends did not start"
+
+cat >"$REG" <<'EOF'
+{
+  "services": [
+    { "name": "web", "vip": "198.51.100.10", "port": 80, "lb": "round_robin",
+      "backends": [ {"ip": "192.0.2.11", "port": 8080}, {"ip": "192.0.2.12", "port": 8080} ] },
+    { "name": "dns", "vip": "198.51.100.53", "port": 53, "protocol": "udp", "lb": "random",
+      "backends": [ {"ip": "192.0.2.11", "port": 5353} ] },
+    { "name": "v6", "vip": "2001:db8:ffff::10", "port": 80, "lb": "maglev",
+      "backends": [ {"ip": "2001:db8::11", "port": 8080} ] }
+  ]
+}
+EOF
+ferryd_start "$REG" || { echo "FAIL ferryd_start"; exit 1; }
+
+syncs() { CTL -j status | jq -r .syncs; }
+attached() {	# programs attached to our cgroup (bpftool prints nothing for none)
+	local o
+	o=$(bpftool -j cgroup show "$CG" 2>/dev/null)
+	if [ -n "$o" ]; then jq length <<<"$o"; else echo 0; fi
+}
+synced_after() { [ "$(syncs)" -gt "$1" ]; }
+resync() {	# SIGHUP our ferryd and wait for the sync it triggers
+	local before
+	before=$(syncs)
+	kill -HUP "$FERRYD_PID"
+	wait_for 200 synced_after "$before"
+}
+# run: sets $rc, $out (stdout), $err (stderr)
+run() {
+	out=$("$@" 2>"$TMP/stderr")
+	rc=$?
+	err=$(cat "$TMP/stderr")
+}
+is_json() { jq -e . >/dev/null 2>&1 <<<"$1"; }
+verdict() {	# name: PASS/FAIL by the status of the command just before
+	if [ $? = 0 ]; then
+		echo "PASS $1"
+	else
+		echo "FAIL $1: exit $rc"
+		printf '%s\n' "$out" "$err" | head -n 8 | sed 's/^/# /'
+	fi
+}
+cnt() { awk -v id="$2" '$1 == id { print $2; f = 1 } END { if (!f) print 0 }' <<<"$1"; }
+
+# ---- read commands, plain and JSON ----
+run CTL service list
+[ "$rc" = 0 ] && grep -q '^NAME ' <<<"$out" && grep -q 'web .*198.51.100.10:80/tcp .*round_robin .*2 *registry' <<<"$out"; verdict service_list_plain
+run CTL -j service list
+[ "$rc" = 0 ] && is_json "$out" &&
+	[ "$(jq -r '[.[] | .service] | sort | join(" ")' <<<"$out")" = "198.51.100.10:80/tcp 198.51.100.53:53/udp [2001:db8:ffff::10]:80/tcp" ]; verdict service_list_json
+assert_eq service_list_json_fields "$(jq -c '.[] | select(.name == "web") | [.vip, .port, .protocol, .lb, .owner, .backend_count]' <<<"$out")" \
+	'["198.51.100.10",80,"tcp","round_robin","registry",2]'
+
+run CTL service show 198.51.100.10:80
+[ "$rc" = 0 ] && grep -q 'service 198.51.100.10:80/tcp .*name web .*lb round_robin' <<<"$out" &&
+	grep -qE '192.0.2.11:8080 +1 +active' <<<"$out" && grep -qE '192.0.2.12:8080 +1 +active' <<<"$out"; verdict service_show_plain
+run CTL -j service show 198.51.100.10:80/tcp
+[ "$rc" = 0 ] && is_json "$out" &&
+	[ "$(jq -c '[.backends[] | [.ip, .port, .weight, .state]]' <<<"$out")" = '[["192.0.2.11",8080,1,"active"],["192.0.2.12",8080,1,"active"]]' ]; verdict service_show_json
+run CTL -j service show "[2001:db8:ffff::10]:80"
+[ "$rc" = 0 ] && [ "$(jq -r '.lb + " " + .backends[0].ip' <<<"$out")" = "maglev 2001:db8::11" ]; verdict service_show_ipv6
+run CTL -j service show 198.51.100.53:53/udp
+[ "$rc" = 0 ] && [ "$(jq -r .protocol <<<"$out")" = udp ]; verdict service_show_udp
+
+run CTL status
+[ "$rc" = 0 ] && grep -q "ferryd: *running (pid $FERRYD_PID)" <<<"$out" &&
+	grep -q "registry: *$REG" <<<"$out" && grep -qE 'last sync: .*, ok,' <<<"$out" && grep -q '^links:' <<<"$out"; verdict status_plain
+run CTL -j status
+[ "$rc" = 0 ] && is_json "$out" && [ "$(jq -r '.last_ok' <<<"$out")" = true ] &&
+	[ "$(jq -r '.error' <<<"$out")" = "" ] && [ "$(jq -r '.daemon_pid' <<<"$out")" = "$FERRYD_PID" ] &&
+	[ "$(jq -r '.services' <<<"$out")" = 3 ] && [ "$(jq '.links | length' <<<"$out")" = "$(attached)" ]; verdict status_json
+
+# ---- usage errors: exit 2 ----
+usage_err() {	# name, args...: exit 2, a message on stderr, nothing half-done
+	local name=$1; shift
+	run "$B/ferryctl" "$@"
+	if [ "$rc" = 2 ] && [ -n "$err" ]; then echo "PASS usage_$name"; else echo "FAIL usage_$name: exit $rc, stderr '$err'"; fi
+}
+usage_err no_command --bpffs "$PIN"
+usage_err unknown_command --bpffs "$PIN" frobnicate
+usage_err unknown_option --bpffs "$PIN" --frob status
+usage_err service_no_sub --bpffs "$PIN" service
+usage_err service_unknown_sub --bpffs "$PIN" service frob
+usage_err show_no_key --bpffs "$PIN" service show
+usage_err show_bad_key --bpffs "$PIN" service show 198.51.100.10
+usage_err show_bare_ipv6 --bpffs "$PIN" service show 2001:db8:ffff::10:80
+usage_err add_bad_lb --bpffs "$PIN" service add x 198.51.100.30:80 --lb fastest
+usage_err add_no_key --bpffs "$PIN" service add x
+usage_err backend_bad_sub --bpffs "$PIN" backend frob 198.51.100.10:80 192.0.2.11:8080
+usage_err backend_set_nothing --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2.11:8080
+usage_err backend_bad_weight --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2.11:8080 --weight 65536
+usage_err backend_bad_state --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2.11:8080 --state gone
+usage_err backend_family --bpffs "$PIN" backend add 198.51.100.10:80 "[2001:db8::11]:8080"
+usage_err status_extra --bpffs "$PIN" status now
+# in JSON mode a usage error is a JSON object too
+run "$B/ferryctl" -j --bpffs "$PIN" service show nowhere
+[ "$rc" = 2 ] && is_json "$out" && jq -e '.error | test("nowhere")' >/dev/null <<<"$out"; verdict usage_json_error
+
+# ---- runtime errors: exit 1, naming the object ----
+runtime_err() {	# name, object, args...
+	local name=$1 obj=$2; shift 2
+	run "$B/ferryctl" "$@"
+	if [ "$rc" = 1 ] && grep -q "^Error: .*'$obj'" <<<"$err"; then
+		echo "PASS runtime_$name"
+	else
+		echo "FAIL runtime_$name: exit $rc, stderr '$err' (want exit 1 naming '$obj')"
+	fi
+}
+runtime_err no_such_service 198.51.100.99:80 --bpffs "$PIN" service show 198.51.100.99:80
+runtime_err del_no_such_service 198.51.100.99:80 --bpffs "$PIN" service del 198.51.100.99:80
+runtime_err add_existing 198.51.100.10:80 --bpffs "$PIN" service add again 198.51.100.10:80
+runtime_err backend_no_service 198.51.100.99:80 --bpffs "$PIN" backend add 198.51.100.99:80 192.0.2.11:8080
+runtime_err backend_no_such_backend 192.0.2.13:8080 --bpffs "$PIN" backend del 198.51.100.10:80 192.0.2.13:8080
+runtime_err backend_exists 192.0.2.11:8080 --bpffs "$PIN" backend add 198.51.100.10:80 192.0.2.11:8080
+runtime_err not_loaded "$TMP/nowhere/ferry_svc_v1" --bpffs "$TMP/nowhere" status
+runtime_err teardown_nothing "$TMP/nowhere" --bpffs "$TMP/nowhere" teardown
+run "$B/ferryctl" -j --bpffs "$PIN" service show 198.51.100.99:80
+[ "$rc" = 1 ] && is_json "$out" && jq -e '.error | test("198.51.100.99:80")' >/dev/null <<<"$out"; verdict runtime_json_error
+
+# ---- edits: ferryctl-created services ----
+run CTL service add manual 198.51.100.20:80 --lb maglev
+[ "$rc" = 0 ] && grep -qE '^198.51.100.20:80: [0-9]+ map writes$' <<<"$out"; verdict service_add_plain
+run CTL -j backend add 198.51.100.20:80 192.0.2.11:9090
+[ "$rc" = 0 ] && is_json "$out" && [ "$(jq -r .service <<<"$out")" = 198.51.100.20:80 ] &&
+	[ "$(jq -r '.map_writes > 0' <<<"$out")" = true ]; verdict backend_add_json
+run CTL backend add 198.51.100.20:80 192.0.2.12:9090 --weight 3
+[ "$rc" = 0 ] && grep -q 'map writes' <<<"$out"; verdict backend_add_plain
+run CTL -j backend set 198.51.100.20:80 192.0.2.12:9090 --weight 2
+[ "$rc" = 0 ] && is_json "$out" &&
+	[ "$(CTL -j service show 198.51.100.20:80 | jq -c '[.backends[] | [.ip, .weight]] | sort')" = '[["192.0.2.11",1],["192.0.2.12",2]]' ]; verdict backend_set_weight
+show_manual=$(CTL -j service show 198.51.100.20:80)
+assert_eq service_add_owner "$(jq -r '.owner + " " + .lb + " " + .name' <<<"$show_manual")" "ferryctl maglev manual"
+out=$(in_client "$T" connect 198.51.100.20:80 -n 20)
+assert_eq ferryctl_service_balances "$(awk '$1 ~ /:9090$/ { s += $2 } END { print s + 0 }' <<<"$out") $(awk '$1 == "errors" { print $2 }' <<<"$out")" "20 0"
+
+resync
+assert_eq ferryctl_service_survives_sync "$(CTL -j service show 198.51.100.20:80 | jq -c '[.owner, .lb, .id, (.backends | length)]')" \
+	"$(jq -c '[.owner, .lb, .id, (.backends | length)]' <<<"$show_manual")"
+
+run CTL backend del 198.51.100.20:80 192.0.2.11:9090
+[ "$rc" = 0 ] && [ "$(CTL -j service show 198.51.100.20:80 | jq -r '[.backends[].ip] | join(",")')" = 192.0.2.12 ]; verdict backend_del
+run CTL -j service del 198.51.100.20:80
+[ "$rc" = 0 ] && is_json "$out"; verdict service_del_json
+run CTL service show 198.51.100.20:80
+[ "$rc" = 1 ]; verdict service_del_gone
+
+# ---- edits of a registry service last until the next sync ----
+run CTL backend set 198.51.100.10:80 192.0.2.11:8080 --weight 5
+[ "$rc" = 0 ] && grep -q 'owned by the registry' <<<"$err"; verdict registry_edit_noted
+weight_11() { CTL -j service show 198.51.100.10:80 | jq -r '.backends[] | select(.ip == "192.0.2.11") | .weight'; }
+edited=$(weight_11)
+resync
+assert_eq registry_wins_after_sync "$edited -> $(weight_11)" "5 -> 1"
+run CTL service del 198.51.100.10:80
+resync
+CTL service show 198.51.100.10:80 >/dev/null; verdict registry_restores_deleted_service
+
+# An operator's quarantine is the one edit syncs keep.
+run CTL -j backend set 198.51.100.10:80 192.0.2.12:8080 --state quarantined
+resync
+assert_eq quarantine_survives_sync \
+	"$(CTL -j service show 198.51.100.10:80 | jq -r '.backends[] | select(.ip == "192.0.2.12") | .state')" quarantined
+out=$(in_client "$T" connect 198.51.100.10:80 -n 10)
+assert_eq quarantined_gets_nothing "$(cnt "$out" 192.0.2.12:8080) $(cnt "$out" 192.0.2.11:8080) $(cnt "$out" errors)" "0 10 0"
+CTL backend set 198.51.100.10:80 192.0.2.12:8080 --state active >/dev/null 2>&1
+
+# ---- teardown, plain and JSON ----
+n_links=$(CTL -j status | jq '.links | length')
+run CTL -j teardown
+[ "$rc" = 0 ] && is_json "$out" && [ "$n_links" -gt 0 ] && [ "$(jq -r '.links_detached' <<<"$out")" = "$n_links" ] &&
+	[ "$(jq -r '.pins_removed > 0' <<<"$out")" = true ]; verdict teardown_json
+[ ! -e "$PIN" ] && [ "$(attached)" = 0 ]; verdict teardown_removed
+ferryd_stop
+ferryd_start "$REG" || echo "FAIL ferryd_restart_after_teardown"
+run CTL teardown
+[ "$rc" = 0 ] && grep -qE "^teardown $PIN: $n_links links detached, [0-9]+ pins removed$" <<<"$out"; verdict teardown_plain
+ferryd_stop
