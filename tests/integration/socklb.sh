@@ -210,23 +210,33 @@ for ip in "${MAG_ALL[@]}"; do [ "$ip" = "$victim_ip" ] || survivors+=("$ip"); do
 mag_bes "${survivors[@]}"
 write_registry
 gone() { ! show 198.51.100.13:80 | jq -e --arg ip "$victim_ip" '.backends[] | select(.ip == $ip)' >/dev/null; }
+# Maglev rebuilds the whole table, and a few entries of surviving backends
+# change owner too: 0.07-0.15% of them for these four backends at M=16381
+# (computed with maglev_build). With at most 20 survivor clients, two or more
+# of them moving has a probability below 5e-4; one may move.
 if wait_for 200 gone; then
 	declare -A mag_after
 	maglev_clients mag_after
-	moved=0 stayed=0 bad=""
+	moved=0 stayed=0 shifted="" bad=""
 	for i in "${!mag_before[@]}"; do
 		if [ "${mag_before[$i]}" = "$victim" ]; then
-			[ "${mag_after[$i]}" != "$victim" ] && [ "${mag_after[$i]}" != many ] && moved=$((moved + 1)) || bad="$bad $i"
+			if [ "${mag_after[$i]}" != "$victim" ] && [ "${mag_after[$i]}" != many ]; then
+				moved=$((moved + 1))
+			else
+				bad="$bad $i:${mag_after[$i]}"
+			fi
 		elif [ "${mag_after[$i]}" = "${mag_before[$i]}" ]; then
 			stayed=$((stayed + 1))
+		elif [ "${mag_after[$i]}" != many ] && [ -z "$shifted" ]; then
+			shifted="$i:${mag_before[$i]}->${mag_after[$i]}"
 		else
 			bad="$bad $i:${mag_before[$i]}->${mag_after[$i]}"
 		fi
 	done
 	if [ -z "$bad" ] && [ "$moved" -ge 1 ]; then
-		echo "PASS maglev_removal_keeps_survivors ($stayed stayed, $moved moved off $victim)"
+		echo "PASS maglev_removal_keeps_survivors ($stayed stayed, $moved moved off $victim${shifted:+, one shifted: $shifted})"
 	else
-		echo "FAIL maglev_removal_keeps_survivors: clients moved wrongly:$bad"
+		echo "FAIL maglev_removal_keeps_survivors: clients moved wrongly:$bad${shifted:+ $shifted} ($moved moved off $victim)"
 	fi
 else
 	echo "FAIL maglev_removal_keeps_survivors: ferryctl still shows $victim"
