@@ -162,6 +162,12 @@ run CTL -j service del 198.51.100.20:80
 [ "$rc" = 0 ] && is_json "$out"; verdict service_del_json
 run CTL service show 198.51.100.20:80
 [ "$rc" = 1 ]; verdict service_del_gone
+run CTL -j service add other "[2001:db8:ffff::20]:53/udp" --lb random
+[ "$rc" = 0 ] && is_json "$out" && [ "$(jq -r .service <<<"$out")" = "[2001:db8:ffff::20]:53/udp" ] &&
+	[ "$(CTL -j service show "[2001:db8:ffff::20]:53/udp" | jq -r '.owner + " " + .lb + " " + .protocol')" = "ferryctl random udp" ]; verdict service_add_json
+run CTL service del "[2001:db8:ffff::20]:53/udp"
+[ "$rc" = 0 ] && grep -qE '^\[2001:db8:ffff::20\]:53/udp: [0-9]+ map writes$' <<<"$out" &&
+	! CTL service show "[2001:db8:ffff::20]:53/udp" >/dev/null 2>&1; verdict service_del_plain
 
 # ---- edits of a registry service last until the next sync ----
 run CTL backend set 198.51.100.10:80 192.0.2.11:8080 --weight 5
