@@ -109,7 +109,7 @@ $(BUILD):
 
 # The embedded default: ferryd in a throw-away cgroup + netns balancing a client.
 demo: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(HELPER_BINS)
 	BUILD=$(BUILD) bash tools/demo.sh
 
 # Every test; the last line is "N passed, N failed".
