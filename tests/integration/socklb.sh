@@ -148,6 +148,12 @@ out=$(traffic "[2001:db8:ffff::10]:80" -n 100)
 assert_eq ipv6_vip "$(cnt "$out" "[2001:db8::11]:8080") $(cnt "$out" "[2001:db8::12]:8080") $(field "$out" errors) $(field "$out" peer_mismatch)" \
 	"50 50 0 0"
 
+# An IPv4 VIP from a dual-stack IPv6 socket (::ffff:a.b.c.d): still balanced,
+# and the peer shown is the mapped VIP.
+out=$(traffic "[::ffff:198.51.100.10]:80" -n 30)
+assert_eq dual_stack_v4_mapped "$(cnt "$out" 192.0.2.11:8080) $(cnt "$out" 192.0.2.12:8080) $(cnt "$out" 192.0.2.13:8080) $(field "$out" errors) $(field "$out" peer_mismatch)" \
+	"10 10 10 0 0"
+
 # UDP: unconnected sendmsg/recvmsg (recvfrom's source is the VIP) and connected.
 out=$(traffic 198.51.100.53:53 --udp -n 40)
 assert_eq udp_unconnected "$(cnt "$out" 192.0.2.11:5353) $(cnt "$out" 192.0.2.12:5353) $(field "$out" errors) $(field "$out" peer_mismatch)" \
