@@ -87,7 +87,7 @@ run CTL status
 run CTL -j status
 [ "$rc" = 0 ] && is_json "$out" && [ "$(jq -r '.last_ok' <<<"$out")" = true ] &&
 	[ "$(jq -r '.error' <<<"$out")" = "" ] && [ "$(jq -r '.daemon_pid' <<<"$out")" = "$FERRYD_PID" ] &&
-	[ "$(jq -r '.services' <<<"$out")" = 3 ] && [ "$(jq '.links | length' <<<"$out")" = "$(attached)" ]; verdict status_json
+	[ "$(jq -r '.services' <<<"$out")" = 3 ] && [ "$(jq '[.links[] | select(.cgroup_id)] | length' <<<"$out")" = "$(attached)" ]; verdict status_json
 
 # ---- usage errors: exit 2 ----
 usage_err() {	# name, args...: exit 2, a message on stderr, nothing half-done

@@ -331,10 +331,11 @@ attached() {	# programs attached to our cgroup (bpftool prints nothing for none)
 }
 n_attached=$(attached)
 n_links=$(CTL -j status | jq '.links | length')
+n_cg_links=$(CTL -j status | jq '[.links[] | select(.cgroup_id)] | length')
 CTL teardown >"$TMP/teardown.out" 2>&1
 check teardown_ok grep -q "$n_links links detached" "$TMP/teardown.out"
-# every program on the cgroup came from one of ferry's pinned links, and none is left
-assert_eq teardown_detaches_all "$n_attached -> $(attached)" "$n_links -> 0"
+# every program on the cgroup came from one of ferry's pinned cgroup links, and none is left
+assert_eq teardown_detaches_all "$n_attached -> $(attached)" "$n_cg_links -> 0"
 assert_eq teardown_removes_pins "$(find "$PIN" 2>/dev/null | wc -l)" 0
 out=$(traffic 198.51.100.10:80 -n 3)
 assert_eq teardown_vip_untouched "$(errno_cnt "$out" ENETUNREACH)" 3
