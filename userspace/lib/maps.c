@@ -12,6 +12,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <ferry/xdp.h>
+
 #include "maps.h"
 
 void ferry_pin_path(char *buf, size_t len, const char *dir, const char *name)
@@ -40,6 +42,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	size_t i;
 	int err;
 
+	m->xring = m->xcfg = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		*t[i].fd = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -53,13 +56,19 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	}
 	map_max_entries(m->svc, &m->max_services);
 	map_max_entries(m->be, &m->max_backends);
+	/* Optional: present once ferryd has loaded the XDP load balancer. */
+	if (open_pin(dir, FERRY_MAP_XRING, &m->xring) || open_pin(dir, FERRY_MAP_XCFG, &m->xcfg)) {
+		if (m->xring >= 0)
+			close(m->xring);
+		m->xring = m->xcfg = -1;
+	}
 	return 0;
 }
 
 void ferry_maps_close(struct ferry_maps *m)
 {
 	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
-		       &m->stats, &m->status, &m->name };
+		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg };
 	size_t i;
 
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
@@ -67,6 +76,21 @@ void ferry_maps_close(struct ferry_maps *m)
 			close(*fds[i]);
 		*fds[i] = -1;
 	}
+}
+
+int map_inner_max_entries(int outer_fd, __u32 key, __u32 *max)
+{
+	__u32 id;
+	int fd, err;
+
+	if (bpf_map_lookup_elem(outer_fd, &key, &id))
+		return -errno;
+	fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return -errno;
+	err = map_max_entries(fd, max);
+	close(fd);
+	return err;
 }
 
 int map_max_entries(int fd, __u32 *max)

@@ -11,6 +11,8 @@
 
 struct ferry_maps {
 	int	svc, slot, be, bestat, mag, rev, stats, status, name;
+	/* XDP rings and config: -1 when the XDP load balancer was never loaded. */
+	int	xring, xcfg;
 	__u32	max_services, max_backends;
 };
 
@@ -30,6 +32,8 @@ int map_delete_many(int fd, const void *keys, size_t ksz, size_t n);
 /* Sum a per-CPU __u64 array slot over all possible CPUs. */
 int percpu_sum(int fd, __u32 key, __u64 *sum);
 int map_max_entries(int fd, __u32 *max);
+/* max_entries of the inner map stored at key of a map-in-map; -ENOENT if none. */
+int map_inner_max_entries(int outer_fd, __u32 key, __u32 *max);
 int map_count(int fd, size_t ksz, size_t *n);
 
 /* Read or write the daemon status record. */

@@ -7,6 +7,8 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 
+#include <ferry/xdp.h>
+
 #include "maglev.h"
 #include "maps.h"
 #include "reconcile.h"
@@ -50,6 +52,8 @@ void plan_init(struct plan *p)
 	vec_init(&p->slot_del, sizeof(struct ferry_slot_key));
 	vec_init(&p->be_del, sizeof(__u32));
 	vec_init(&p->mag_del, sizeof(__u32));
+	vec_init(&p->xring, sizeof(struct plan_mag));
+	vec_init(&p->xring_del, sizeof(__u32));
 	vec_init(&p->name_del, sizeof(__u32));
 }
 
@@ -57,11 +61,14 @@ void plan_free(struct plan *p)
 {
 	struct vec *all[] = { &p->be_put_k, &p->be_put_v, &p->bestat_del, &p->slot_put_k,
 		&p->slot_put_v, &p->mag, &p->name_put_k, &p->name_put_v, &p->svc_put_k,
-		&p->svc_put_v, &p->svc_del, &p->slot_del, &p->be_del, &p->mag_del, &p->name_del };
+		&p->svc_put_v, &p->svc_del, &p->slot_del, &p->be_del, &p->mag_del, &p->name_del,
+		&p->xring, &p->xring_del };
 	size_t i;
 
 	for (i = 0; i < p->mag.n; i++)
 		free(((struct plan_mag *)p->mag.d)[i].table);
+	for (i = 0; i < p->xring.n; i++)
+		free(((struct plan_mag *)p->xring.d)[i].table);
 	for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		free(all[i]->d);
 	memset(p, 0, sizeof(*p));
@@ -71,7 +78,7 @@ size_t plan_writes(const struct plan *p)
 {
 	return p->be_put_k.n + p->bestat_del.n + p->slot_put_k.n + p->mag.n +
 	       p->name_put_k.n + p->svc_put_k.n + p->svc_del.n + p->slot_del.n +
-	       p->be_del.n + p->mag_del.n + p->name_del.n;
+	       p->be_del.n + p->mag_del.n + p->name_del.n + p->xring.n + p->xring_del.n;
 }
 
 static __u32 usable_weight(const struct ferry_backend *b)
@@ -111,6 +118,8 @@ static int plan_delete(struct plan *p, const struct svc_state *cur)
 	}
 	if (cur->has_maglev && (err = vec_push(&p->mag_del, &cur->val.id)))
 		return err;
+	if (cur->xring_m && (err = vec_push(&p->xring_del, &cur->val.id)))
+		return err;
 	if ((err = vec_push(&p->name_del, &cur->val.id)))
 		return err;
 	p->sum.svc_removed++;
@@ -118,14 +127,16 @@ static int plan_delete(struct plan *p, const struct svc_state *cur)
 	return 0;
 }
 
-static int plan_maglev(struct plan *p, __u32 svc_id, const struct be_state *bes, size_t n)
+/* A maglev table of m entries over the usable weights of bes (socket LB, XDP ring). */
+static int plan_maglev(struct vec *v, __u32 svc_id, const struct be_state *bes, size_t n,
+		       __u32 m)
 {
 	struct maglev_backend *mb = calloc(n ? n : 1, sizeof(*mb));
-	struct plan_mag pm = { .svc_id = svc_id };
+	struct plan_mag pm = { .svc_id = svc_id, .m = m };
 	size_t i;
 	int err;
 
-	pm.table = malloc(FERRY_SOCK_MAGLEV_M * sizeof(__u32));
+	pm.table = malloc(m * sizeof(__u32));
 	if (!mb || !pm.table) {
 		free(mb);
 		free(pm.table);
@@ -137,10 +148,10 @@ static int plan_maglev(struct plan *p, __u32 svc_id, const struct be_state *bes,
 		memcpy(mb[i].addr, bes[i].be.addr, sizeof(mb[i].addr));
 		mb[i].port = bes[i].be.port;
 	}
-	err = maglev_build(mb, n, FERRY_SOCK_MAGLEV_M, pm.table);
+	err = maglev_build(mb, n, m, pm.table);
 	free(mb);
 	if (!err)
-		err = vec_push(&p->mag, &pm);
+		err = vec_push(v, &pm);
 	if (err)
 		free(pm.table);
 	return err;
@@ -320,12 +331,23 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 
 	if (want->lb == FERRY_LB_MAGLEV &&
 	    (!cur || !cur->has_maglev || members_changed || cur->val.lb != FERRY_LB_MAGLEV)) {
-		if ((ret = plan_maglev(p, nv.id, nb, new_n)))
+		if ((ret = plan_maglev(&p->mag, nv.id, nb, new_n, FERRY_SOCK_MAGLEV_M)))
 			goto cleanup;
 		changed = true;
 	} else if (want->lb != FERRY_LB_MAGLEV && cur && cur->has_maglev) {
 		if ((ret = vec_push(&p->mag_del, &nv.id)))
 			goto cleanup;
+	}
+	/* XDP ring: whenever the usable backend set or the configured size changed. */
+	if (want->xdp && st->xring_m &&
+	    (!cur || cur->xring_m != st->xring_m || members_changed)) {
+		if ((ret = plan_maglev(&p->xring, nv.id, nb, new_n, st->xring_m)))
+			goto cleanup;
+		changed = true;
+	} else if (!want->xdp && cur && cur->xring_m) {
+		if ((ret = vec_push(&p->xring_del, &nv.id)))
+			goto cleanup;
+		changed = true;
 	}
 
 	if (!cur || strncmp(cur->name, want->name, FERRY_NAME_LEN)) {
@@ -450,26 +472,29 @@ static int apply_step(int ret, const char *what, char *err, size_t errlen)
 	return ret;
 }
 
-static int apply_maglev(const struct ferry_maps *m, const struct plan_mag *pm)
+/* Build the table in a fresh inner map, then swap it into outer[svc id]. */
+static int apply_maglev(int outer, const struct plan_mag *pm, const char *name, __u32 flags)
 {
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = flags);
 	__u32 *keys;
 	int inner, ret = 0;
 	__u32 i;
 
-	inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "ferry_mag_in", sizeof(__u32), sizeof(__u32),
-			       FERRY_SOCK_MAGLEV_M, NULL);
+	if (outer < 0)
+		return -ENOENT;
+	inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u32), pm->m, &o);
 	if (inner < 0)
 		return -errno;
-	keys = malloc(FERRY_SOCK_MAGLEV_M * sizeof(*keys));
+	keys = malloc(pm->m * sizeof(*keys));
 	if (!keys) {
 		close(inner);
 		return -ENOMEM;
 	}
-	for (i = 0; i < FERRY_SOCK_MAGLEV_M; i++)
+	for (i = 0; i < pm->m; i++)
 		keys[i] = i;
-	ret = map_update_many(inner, keys, pm->table, sizeof(__u32), sizeof(__u32), FERRY_SOCK_MAGLEV_M);
+	ret = map_update_many(inner, keys, pm->table, sizeof(__u32), sizeof(__u32), pm->m);
 	/* The new table replaces the old in one write: no half-built table is seen. */
-	if (!ret && bpf_map_update_elem(m->mag, &pm->svc_id, &inner, BPF_ANY))
+	if (!ret && bpf_map_update_elem(outer, &pm->svc_id, &inner, BPF_ANY))
 		ret = -errno;
 	free(keys);
 	close(inner);
@@ -492,12 +517,20 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	PUT(m->be, &p->be_put_k, &p->be_put_v, FERRY_MAP_BACKEND);
 	PUT(m->slot, &p->slot_put_k, &p->slot_put_v, FERRY_MAP_SLOT);
 	for (i = 0; i < p->mag.n; i++)
-		if ((ret = apply_step(apply_maglev(m, (struct plan_mag *)p->mag.d + i), FERRY_MAP_MAGLEV, err, errlen)))
+		if ((ret = apply_step(apply_maglev(m->mag, (struct plan_mag *)p->mag.d + i, "ferry_mag_in", 0),
+				      FERRY_MAP_MAGLEV, err, errlen)))
+			return ret;
+	for (i = 0; i < p->xring.n; i++)
+		if ((ret = apply_step(apply_maglev(m->xring, (struct plan_mag *)p->xring.d + i,
+						   "ferry_xring_in", BPF_F_INNER_MAP),
+				      FERRY_MAP_XRING, err, errlen)))
 			return ret;
 	PUT(m->name, &p->name_put_k, &p->name_put_v, FERRY_MAP_SVCNAME);
 	PUT(m->svc, &p->svc_put_k, &p->svc_put_v, FERRY_MAP_SVC);
 	DEL(m->svc, &p->svc_del, FERRY_MAP_SVC);
 	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);
+	if (m->xring >= 0)
+		DEL(m->xring, &p->xring_del, FERRY_MAP_XRING);
 	DEL(m->slot, &p->slot_del, FERRY_MAP_SLOT);
 	DEL(m->be, &p->be_del, FERRY_MAP_BACKEND);
 	DEL(m->bestat, &p->be_del, "backend counters");

@@ -6,7 +6,8 @@
  *
  *   1. new/changed backends        4. service names, services
  *   2. slots                       5. removed services
- *   3. maglev tables (swapped in)  6. stale slots   7. removed backends
+ *   3. maglev tables and XDP rings  6. stale slots   7. removed backends
+ *      (swapped in)
  *
  * Planning is pure (unit-tested without BPF); plan_apply() does the writes.
  */
@@ -29,7 +30,8 @@ struct vec {
 
 struct plan_mag {
 	__u32	svc_id;
-	__u32	*table;	/* FERRY_SOCK_MAGLEV_M entries */
+	__u32	m;		/* entries: FERRY_SOCK_MAGLEV_M, or the XDP ring size */
+	__u32	*table;
 };
 
 struct plan_summary {
@@ -44,6 +46,7 @@ struct plan {
 	struct vec name_put_k, name_put_v;
 	struct vec svc_put_k, svc_put_v;
 	struct vec svc_del, slot_del, be_del, mag_del, name_del;
+	struct vec xring, xring_del;	/* XDP rings (struct plan_mag), svc ids */
 	struct plan_summary sum;
 };
 

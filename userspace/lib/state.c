@@ -4,6 +4,8 @@
 #include <string.h>
 #include <bpf/bpf.h>
 
+#include <ferry/xdp.h>
+
 #include "maps.h"
 #include "state.h"
 
@@ -150,6 +152,16 @@ int fstate_load(const struct ferry_maps *m, struct fstate *st)
 	for (i = 0; i < st->n; i++) {
 		by_id[st->svcs[i].val.id] = &st->svcs[i];
 		st->svcs[i].has_maglev = !bpf_map_lookup_elem(m->mag, &st->svcs[i].val.id, &mdummy);
+		if (m->xring >= 0 && map_inner_max_entries(m->xring, st->svcs[i].val.id,
+							   &st->svcs[i].xring_m))
+			st->svcs[i].xring_m = 0;
+	}
+	if (m->xcfg >= 0) {
+		struct ferry_xcfg xc;
+		__u32 zero = 0;
+
+		if (!bpf_map_lookup_elem(m->xcfg, &zero, &xc))
+			st->xring_m = xc.ring_size;
 	}
 	for (i = 0; i < nn; i++)
 		if (nkeys[i] <= m->max_services && by_id[nkeys[i]])

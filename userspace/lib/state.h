@@ -27,6 +27,7 @@ struct svc_state {
 	struct be_state *bes;	/* slot order */
 	size_t	n;
 	bool	has_maglev;
+	__u32	xring_m;	/* size of its XDP ring; 0: none */
 };
 
 /* An id allocator over 1..max (0 is never an id). */
@@ -40,6 +41,9 @@ struct fstate {
 	struct svc_state *svcs;	/* sorted by key */
 	size_t	n;
 	size_t	nbackends;
+	/* Ring size the XDP load balancer is configured for (ferry_xcfg_v1);
+	 * 0: XDP not loaded, no rings are planned. */
+	__u32	xring_m;
 	struct idset svc_ids, be_ids;
 	/* Entries no service reaches (left by an interrupted apply). */
 	__u32	*orphan_be;

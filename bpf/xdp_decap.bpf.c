@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Backend side of the XDP load balancer's direct server return: strip the
+ * outer IPv4 or IPv6 header of an IPIP / IPv6-in-IPv6 (or mixed 4in6, 6in4)
+ * packet addressed to this node and hand the inner datagram to the stack,
+ * which delivers it to the VIP bound locally (on lo or a dummy device); the
+ * reply goes from the VIP straight to the client. This kernel has no ipip
+ * module, so without this the tunnel packets would be dropped.
+ *
+ * Only outer destinations listed in ferry_xdcap_v1 (ferryd puts the
+ * addresses of each --decap-iface there) are decapsulated: anything else,
+ * tunnel or not, passes untouched, so this never opens a path the node did
+ * not have. VLAN tags (up to two) are kept.
+ */
+#include "lib/common.bpf.h"
+#include "lib/xdp_maps.bpf.h"
+#include "lib/xdp_parse.bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct ferry_xdcap_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xdcap_v1 SEC(".maps");
+
+static __always_inline bool is_tunnel(__u8 proto)
+{
+	return proto == IPPROTO_IPIP || proto == IPPROTO_IPV6;
+}
+
+/* Move the L2 header olen bytes forward (over the outer header) and drop the gap. */
+static __always_inline int strip(struct xdp_md *ctx, __u32 l2_len, __u32 olen, __u8 inner)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	__u8 l2[XL2_MAX];
+	__u8 *dst;
+
+	l2_len &= 0x1f;
+	olen &= 0x7f;
+	if (data + XL2_MAX > end)
+		return -1;
+	__builtin_memcpy(l2, data, XL2_MAX);
+	*(__be16 *)&l2[(l2_len - 2) & 0x1f & ~1] =
+		bpf_htons(inner == IPPROTO_IPIP ? XETH_P_IP : XETH_P_IPV6);
+	dst = data + olen;
+	if ((void *)(dst + XL2_MAX) > end)
+		return -1;
+	if (l2_len == XETH_HLEN) {
+		__builtin_memcpy(dst, l2, XETH_HLEN);
+	} else if (l2_len == XETH_HLEN + XVLAN_HLEN) {
+		__builtin_memcpy(dst, l2, XETH_HLEN + XVLAN_HLEN);
+	} else {
+		__builtin_memcpy(dst, l2, XL2_MAX);
+	}
+	return bpf_xdp_adjust_head(ctx, (int)olen) ? -1 : 0;
+}
+
+SEC("xdp")
+int ferry_xdp_decap(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ferry_xdcap_key k = {};
+	__u32 olen, l2, ilen;
+	__be16 proto;
+	__u8 inner;
+	int r;
+
+	r = parse_l2(data, end, &proto);
+	if (r < 0)
+		return XDP_PASS;
+	l2 = r;
+	if (proto == bpf_htons(XETH_P_IP)) {
+		struct iphdr *ip = data + l2;
+
+		if ((void *)(ip + 1) > end || !is_tunnel(ip->protocol))
+			return XDP_PASS;
+		if (ip->version != 4 || ip->ihl < 5 || (ip->frag_off & bpf_htons(XIP_MF_OFFSET)))
+			return XDP_PASS;	/* fragmented tunnel packets: the stack's business */
+		olen = ip->ihl * 4;
+		inner = ip->protocol;
+		k.family = AF_INET;
+		k.addr[0] = ip->daddr;
+	} else if (proto == bpf_htons(XETH_P_IPV6)) {
+		struct ipv6hdr *ip = data + l2;
+
+		if ((void *)(ip + 1) > end || !is_tunnel(ip->nexthdr))
+			return XDP_PASS;
+		olen = sizeof(*ip);
+		inner = ip->nexthdr;
+		k.family = AF_INET6;
+		__builtin_memcpy(k.addr, &ip->daddr, 16);
+	} else {
+		return XDP_PASS;
+	}
+	if (!bpf_map_lookup_elem(&ferry_xdcap_v1, &k)) {
+		xstat_inc(FERRY_XSTAT_DECAP_NOT_OURS);
+		return XDP_PASS;
+	}
+	/* The inner header must be there and of the announced version. */
+	ilen = inner == IPPROTO_IPIP ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	{
+		__u8 *in = data + l2 + olen;
+
+		if ((void *)(in + 1) > end || data + l2 + olen + ilen > end ||
+		    (*in >> 4) != (inner == IPPROTO_IPIP ? 4 : 6)) {
+			xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
+			return XDP_DROP;
+		}
+	}
+	if (strip(ctx, l2, olen, inner)) {
+		xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
+		return XDP_DROP;
+	}
+	xstat_inc(FERRY_XSTAT_DECAP_OK);
+	return XDP_PASS;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

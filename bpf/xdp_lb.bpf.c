@@ -1,0 +1,860 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * XDP L4 load balancer for traffic entering the node (Katran-style DSR).
+ *
+ * Per packet: parse Ethernet (up to two VLAN tags) / IPv4 / IPv6 and the
+ * TCP or UDP ports, look the destination up in ferry_svc_v1; anything that
+ * is not a service with FERRY_SVC_F_XDP passes untouched. For a VIP:
+ *
+ *   1. the flow (client, VIP, ports, protocol) is looked up in the per-CPU
+ *      LRU ferry_xflow_v1 (skipped for a TCP SYN, which always starts a new
+ *      flow); an entry present only in another CPU's slot (the flow moved
+ *      CPUs) is adopted, so established flows never change backend;
+ *   2. a new flow takes the service's maglev ring entry for its hash
+ *      (ferry_xring_v1, built by userspace from the weights, so every LB node
+ *      picks the same backend without shared state); a backend that may not
+ *      take new flows (draining, weight 0, UNHEALTHY, circuit OPEN) makes it
+ *      try the next entries, DEGRADED ones only if nothing better is near;
+ *   3. the packet is encapsulated (IPIP, or IPv6 outer for an IPv6 backend)
+ *      with an outer source whose host bits come from the flow hash, and sent
+ *      with XDP_TX, or XDP_REDIRECT when the route leaves by another device.
+ *      The next hop comes from bpf_fib_lookup, cached per backend and CPU for
+ *      FERRY_XNH_TTL_NS; the configured gateway MAC is the fallback.
+ *
+ * ICMP: echo and other informational messages pass (the node answers or
+ * not, as for any address). An error (destination unreachable incl. "frag
+ * needed", time exceeded, parameter problem; ICMPv6 1-4 incl. "packet too
+ * big") sent to a VIP quotes a reply the backend sent (VIP -> client); it is
+ * routed by the quoted flow, reversed, to the backend that owns the flow, so
+ * the backend's PMTU discovery works through the LB. When the encapsulated
+ * packet itself would exceed the egress MTU, the LB answers the client with
+ * "frag needed" (IPv4 with DF) / "packet too big" (IPv6) carrying the MTU
+ * minus the encapsulation overhead; an IPv4 packet without DF is dropped.
+ *
+ * Fragments pass (no ports to choose a backend by); IPv6 routing, hop-by-hop
+ * and destination-options headers are walked (three at most).
+ */
+#include "lib/common.bpf.h"
+#include "lib/maps.bpf.h"
+#include "lib/xdp_maps.bpf.h"
+#include "lib/xdp_parse.bpf.h"
+
+/* How long a resolved next hop is trusted before bpf_fib_lookup again. */
+#define FERRY_XNH_TTL_NS	(250ULL * 1000 * 1000)
+#define FERRY_XNH_SLOTS		4096	/* per CPU, direct-mapped by backend id */
+#define XDP_DEF_MTU		1500
+/* Bytes of the offending packet quoted in a generated ICMP error. */
+#define ICMP4_QUOTE		56
+#define ICMP6_QUOTE		200
+
+/* svc id -> this VIP's ring: FERRY_XDP_DEF_RING_M backend ids (any size with BPF_F_INNER_MAP). */
+struct ferry_xring_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FERRY_XDP_DEF_RING_M);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, FERRY_DEF_MAX_SERVICES + 1);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct ferry_xring_inner);
+} ferry_xring_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, FERRY_XDP_DEF_FLOWS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct ferry_xflow_key);
+	__type(value, struct ferry_xflow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xflow_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ferry_xcfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xcfg_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FERRY_DEF_MAX_SERVICES + 1);
+	__type(key, __u32);
+	__type(value, struct ferry_xcnt);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xvip_v1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FERRY_DEF_MAX_BACKENDS + 1);
+	__type(key, __u32);
+	__type(value, struct ferry_xcnt);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xbe_v1 SEC(".maps");
+
+/* A backend's resolved next hop; private to this program, not pinned. */
+struct xnh {
+	__u32	backend_id;	/* tag: 0 = empty */
+	__u32	ifindex;	/* egress device; 0 = gateway out of the ingress device */
+	__u64	expires_ns;	/* bpf_ktime_get_coarse_ns() */
+	__u32	addr[4];	/* backend address: outer destination */
+	__u8	dmac[6];
+	__u8	smac[6];
+	__u16	mtu;
+	__u8	family;
+	__u8	pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FERRY_XNH_SLOTS);
+	__type(key, __u32);
+	__type(value, struct xnh);
+} ferry_xnh SEC(".maps");
+
+/* What the parser learnt about a packet. */
+struct xpkt {
+	struct ferry_xflow_key key;
+	__u32	l2_len;		/* 14, 18 or 22 */
+	__u32	l4_off;
+	__u32	l3_len;		/* IP datagram length from its header */
+	__u32	pkt_len;	/* frame length, for byte counters */
+	__u8	tos;
+	__u8	df;		/* may not be fragmented (IPv6: always) */
+	__u8	icmp;		/* ICMP error steered by its quoted flow */
+	__u8	syn;		/* TCP SYN without ACK */
+};
+
+/* Packet offsets read back from struct xpkt are masked so the verifier
+ * sees their bound (L4 starts within the first 8 KiB). */
+#define XOFF_MASK	0x1fff
+
+/* Parser verdict: continue, or pass/drop after counting. */
+#define XP_CONTINUE	-1
+
+static __always_inline int xpass(__u32 slot)
+{
+	xstat_inc(slot);
+	return XDP_PASS;
+}
+
+static __always_inline int xdrop(__u32 slot)
+{
+	xstat_inc(slot);
+	return XDP_DROP;
+}
+
+static __always_inline void xcnt_add(void *map, __u32 id, __u32 bytes)
+{
+	struct ferry_xcnt *c = bpf_map_lookup_elem(map, &id);
+
+	if (c) {
+		c->packets++;
+		c->bytes += bytes;
+	}
+}
+
+/* ---- parsing ---------------------------------------------------------- */
+
+static __always_inline bool icmp4_is_error(__u8 type)
+{
+	return type == 3 || type == 11 || type == 12;	/* unreach, time exceeded, param */
+}
+
+/*
+ * An ICMPv4 error quoting a datagram the backend sent (VIP -> client):
+ * the flow it belongs to is the quoted one reversed.
+ */
+static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p)
+{
+	struct icmphdr *ic = data + (p->l4_off & XOFF_MASK);
+	struct iphdr *in;
+	struct xports *pt;
+	__u32 ihl;
+
+	if ((void *)(ic + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (!icmp4_is_error(ic->type))
+		return xpass(FERRY_XSTAT_PASS_ICMP);
+	in = (void *)(ic + 1);
+	if ((void *)(in + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (in->version != 4 || in->ihl < 5)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
+		return xpass(FERRY_XSTAT_PASS_ICMP);
+	ihl = in->ihl * 4;
+	pt = (void *)in + ihl;
+	if ((void *)(pt + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	p->key.src[0] = in->daddr;
+	p->key.dst[0] = in->saddr;
+	p->key.sport = pt->dst;
+	p->key.dport = pt->src;
+	p->key.proto = in->protocol;
+	p->icmp = 1;
+	return XP_CONTINUE;
+}
+
+static __always_inline int parse4(void *data, void *end, struct xpkt *p)
+{
+	struct iphdr *ip = data + (p->l2_len & 0x1f);
+	struct xports *pt;
+	__u32 ihl;
+
+	if ((void *)(ip + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (ip->version != 4 || ip->ihl < 5)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (ip->frag_off & bpf_htons(XIP_MF_OFFSET))
+		return xpass(FERRY_XSTAT_PASS_FRAG);
+	ihl = ip->ihl * 4;
+	p->l4_off = p->l2_len + ihl;
+	p->l3_len = bpf_ntohs(ip->tot_len);
+	p->tos = ip->tos;
+	p->df = !!(ip->frag_off & bpf_htons(XIP_DF));
+	p->key.family = AF_INET;
+	if (ip->protocol == IPPROTO_ICMP)
+		return parse_icmp4(data, end, p);
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
+	pt = data + (p->l4_off & XOFF_MASK);
+	if ((void *)(pt + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	p->key.src[0] = ip->saddr;
+	p->key.dst[0] = ip->daddr;
+	p->key.sport = pt->src;
+	p->key.dport = pt->dst;
+	p->key.proto = ip->protocol;
+	return XP_CONTINUE;
+}
+
+static __always_inline bool ip6_is_ext(__u8 nh)
+{
+	return nh == 0 || nh == 43 || nh == 60;	/* hop-by-hop, routing, dest opts */
+}
+
+static __always_inline void copy6(__u32 *dst, const struct in6_addr *a)
+{
+	dst[0] = a->in6_u.u6_addr32[0];
+	dst[1] = a->in6_u.u6_addr32[1];
+	dst[2] = a->in6_u.u6_addr32[2];
+	dst[3] = a->in6_u.u6_addr32[3];
+}
+
+static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p)
+{
+	struct icmp6hdr *ic = data + (p->l4_off & XOFF_MASK);
+	struct ipv6hdr *in;
+	struct xports *pt;
+
+	if ((void *)(ic + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (ic->icmp6_type < 1 || ic->icmp6_type > 4)	/* only errors quote a flow */
+		return xpass(FERRY_XSTAT_PASS_ICMP);
+	in = (void *)(ic + 1);
+	if ((void *)(in + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (in->version != 6)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
+		return xpass(FERRY_XSTAT_PASS_ICMP);
+	pt = (void *)(in + 1);
+	if ((void *)(pt + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	copy6(p->key.src, &in->daddr);
+	copy6(p->key.dst, &in->saddr);
+	p->key.sport = pt->dst;
+	p->key.dport = pt->src;
+	p->key.proto = in->nexthdr;
+	p->icmp = 1;
+	return XP_CONTINUE;
+}
+
+static __always_inline int parse6(void *data, void *end, struct xpkt *p)
+{
+	struct ipv6hdr *ip = data + (p->l2_len & 0x1f);
+	struct xports *pt;
+	__u32 off;
+	__u8 nh;
+	int i;
+
+	if ((void *)(ip + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (ip->version != 6)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	p->l3_len = bpf_ntohs(ip->payload_len) + sizeof(*ip);
+	p->tos = ip->priority << 4 | ip->flow_lbl[0] >> 4;
+	p->df = 1;
+	p->key.family = AF_INET6;
+	nh = ip->nexthdr;
+	off = p->l2_len + sizeof(*ip);
+#pragma unroll
+	for (i = 0; i < 3; i++) {
+		__u8 *e;
+
+		if (!ip6_is_ext(nh))
+			break;
+		e = data + off;
+		if ((void *)(e + 2) > end)
+			return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		nh = e[0];
+		off += (e[1] + 1) * 8;
+	}
+	if (nh == 44)
+		return xpass(FERRY_XSTAT_PASS_FRAG);
+	if (ip6_is_ext(nh))
+		return xpass(FERRY_XSTAT_PASS_V6_EXT);
+	p->l4_off = off;
+	if (nh == XIPPROTO_ICMPV6)
+		return parse_icmp6(data, end, p);
+	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
+		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
+	pt = data + off;
+	if ((void *)(pt + 1) > end)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	copy6(p->key.src, &ip->saddr);
+	copy6(p->key.dst, &ip->daddr);
+	p->key.sport = pt->src;
+	p->key.dport = pt->dst;
+	p->key.proto = nh;
+	return XP_CONTINUE;
+}
+
+/*
+ * The rest of a VIP packet must be sound before we carry it: the IP length
+ * within the frame, a full TCP (doff >= 5) or UDP header. Learns SYN.
+ */
+static __always_inline int validate_l4(void *data, void *end, struct xpkt *p)
+{
+	if (p->l3_len > p->pkt_len || p->l2_len + p->l3_len > p->pkt_len ||
+	    p->l4_off >= p->l2_len + p->l3_len)
+		return xdrop(FERRY_XSTAT_DROP_MALFORMED);
+	if (p->icmp)
+		return XP_CONTINUE;
+	if (p->key.proto == IPPROTO_TCP) {
+		struct tcphdr *th = data + (p->l4_off & XOFF_MASK);
+
+		if ((void *)(th + 1) > end || th->doff < 5)
+			return xdrop(FERRY_XSTAT_DROP_MALFORMED);
+		p->syn = th->syn && !th->ack;
+	} else {
+		struct udphdr *uh = data + (p->l4_off & XOFF_MASK);
+
+		if ((void *)(uh + 1) > end)
+			return xdrop(FERRY_XSTAT_DROP_MALFORMED);
+	}
+	return XP_CONTINUE;
+}
+
+/* ---- backend choice --------------------------------------------------- */
+
+enum xbe_class { XBE_NO = 0, XBE_DEGRADED, XBE_GOOD };
+
+/* May backend id take a new flow of svc? */
+static __always_inline enum xbe_class xbe_class(const struct ferry_svc *svc, __u32 id)
+{
+	struct ferry_backend *be = bpf_map_lookup_elem(&ferry_be_v1, &id);
+	struct ferry_bestat *st;
+
+	if (!be || be->svc_id != svc->id)
+		return XBE_NO;
+	if (be->state != FERRY_BE_ACTIVE || !be->weight || be->health == FERRY_HEALTH_UNHEALTHY)
+		return XBE_NO;
+	st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
+	if (st && st->circuit == FERRY_CIRCUIT_OPEN && bpf_ktime_get_ns() < st->open_until_ns)
+		return XBE_NO;
+	return be->health == FERRY_HEALTH_DEGRADED ? XBE_DEGRADED : XBE_GOOD;
+}
+
+#define RING_NONE	0xffffffffU	/* no ring (or one shorter than M): fail open */
+
+/* The ring entry for hash, or the next entries whose backend takes new flows. */
+static __always_inline __u32 ring_pick(const struct ferry_svc *svc, __u32 m, __u32 hash)
+{
+	__u32 id = svc->id, idx, last = 0, degraded = 0, *bid;
+	void *ring;
+	int i;
+
+	ring = bpf_map_lookup_elem(&ferry_xring_v1, &id);
+	if (!ring)
+		return RING_NONE;
+	idx = ferry_ring_index(hash, m);
+	for (i = 0; i < FERRY_XDP_RING_TRIES; i++) {
+		bid = bpf_map_lookup_elem(ring, &idx);
+		if (!bid)
+			return RING_NONE;
+		if (!*bid)
+			break;			/* empty ring: no backend has weight */
+		if (*bid != last) {
+			enum xbe_class c;
+
+			last = *bid;
+			c = xbe_class(svc, last);
+			if (c == XBE_GOOD)
+				return last;
+			if (c == XBE_DEGRADED && !degraded)
+				degraded = last;
+		}
+		xstat_inc(FERRY_XSTAT_RING_RETRY);
+		if (++idx >= m)
+			idx = 0;
+	}
+	return degraded;
+}
+
+/*
+ * The flow's entry in another CPU's slot: a flow whose packets moved to
+ * this CPU keeps its backend. Bounded by the configured CPU count.
+ */
+static __always_inline __u32 flow_other_cpu(const struct ferry_xflow_key *k, __u32 svc_id,
+					    __u32 ncpus)
+{
+	struct ferry_xflow *f;
+	__u32 cpu;
+
+	if (ncpus > 256)
+		ncpus = 256;
+	for (cpu = 0; cpu < ncpus; cpu++) {
+		f = bpf_map_lookup_percpu_elem(&ferry_xflow_v1, k, cpu);
+		if (!f)
+			break;
+		if (f->backend_id && f->svc_id == svc_id)
+			return f->backend_id;
+	}
+	return 0;
+}
+
+/* ---- next hop --------------------------------------------------------- */
+
+static __always_inline struct xnh *nh_cached(__u32 be_id, __u64 now)
+{
+	__u32 slot = be_id & (FERRY_XNH_SLOTS - 1);
+	struct xnh *nh = bpf_map_lookup_elem(&ferry_xnh, &slot);
+
+	if (nh && nh->backend_id == be_id && now < nh->expires_ns)
+		return nh;
+	return NULL;
+}
+
+enum { NH_OK = 0, NH_NO_BACKEND, NH_NO_ROUTE };
+
+/* Resolve backend be_id of service svc_id into this CPU's cache slot. */
+static __noinline struct xnh *nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cfg,
+					 __u32 be_id, __u32 svc_id, int *why)
+{
+	__u32 slot = be_id & (FERRY_XNH_SLOTS - 1);
+	struct bpf_fib_lookup fib = {};
+	struct ferry_backend *be;
+	struct xnh *nh;
+	int rc;
+
+	be = bpf_map_lookup_elem(&ferry_be_v1, &be_id);
+	if (!be || be->svc_id != svc_id) {
+		*why = NH_NO_BACKEND;
+		return NULL;
+	}
+	nh = bpf_map_lookup_elem(&ferry_xnh, &slot);
+	if (!nh) {
+		*why = NH_NO_ROUTE;
+		return NULL;
+	}
+	fib.ifindex = ctx->ingress_ifindex;
+	if (be->family == AF_INET) {
+		fib.family = AF_INET;
+		fib.ipv4_src = cfg->src4;
+		fib.ipv4_dst = be->addr[0];
+	} else {
+		fib.family = AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, cfg->src6, 16);
+		__builtin_memcpy(fib.ipv6_dst, be->addr, 16);
+	}
+	xstat_inc(FERRY_XSTAT_NH_LOOKUP);
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		__builtin_memcpy(nh->dmac, fib.dmac, 6);
+		__builtin_memcpy(nh->smac, fib.smac, 6);
+		nh->ifindex = fib.ifindex;
+		nh->mtu = fib.mtu_result ? fib.mtu_result : XDP_DEF_MTU;
+	} else if (cfg->flags & FERRY_XCFG_F_GW) {
+		xstat_inc(FERRY_XSTAT_NH_GATEWAY);
+		__builtin_memcpy(nh->dmac, cfg->gw_mac, 6);
+		nh->ifindex = 0;
+		nh->mtu = cfg->gw_mtu ? cfg->gw_mtu : XDP_DEF_MTU;
+	} else {
+		*why = NH_NO_ROUTE;
+		nh->backend_id = 0;
+		return NULL;
+	}
+	nh->backend_id = be_id;
+	nh->family = be->family;
+	__builtin_memcpy(nh->addr, be->addr, 16);
+	nh->expires_ns = bpf_ktime_get_coarse_ns() + FERRY_XNH_TTL_NS;
+	*why = NH_OK;
+	return nh;
+}
+
+/* ---- packet rewriting ------------------------------------------------- */
+
+/* L2 header as received: our MAC as the sender used it, and VLAN tags. */
+struct l2save {
+	__u8	dst[6];
+	__u8	tags[8];
+	__u32	len;
+};
+
+static __always_inline int l2_save(void *data, void *end, struct l2save *s, __u32 l2_len)
+{
+	__u8 *b = data;
+
+	if ((void *)(b + XL2_MAX) > end)
+		return -1;
+	__builtin_memcpy(s->dst, b, 6);
+	__builtin_memcpy(s->tags, b + 12, 8);
+	s->len = l2_len;
+	return 0;
+}
+
+/* Write L2 at data: new MACs, the saved tags, proto as the inner ethertype. */
+static __always_inline int l2_write(void *data, void *end, const struct l2save *s,
+				    const __u8 *dmac, const __u8 *smac, __be16 proto)
+{
+	__u8 *b = data;
+
+	if ((void *)(b + XL2_MAX) > end)
+		return -1;
+	__builtin_memcpy(b, dmac, 6);
+	__builtin_memcpy(b + 6, smac, 6);
+	if (s->len == XETH_HLEN) {
+		*(__be16 *)(b + 12) = proto;
+	} else if (s->len == XETH_HLEN + XVLAN_HLEN) {
+		__builtin_memcpy(b + 12, s->tags, 4);
+		*(__be16 *)(b + 16) = proto;
+	} else {
+		__builtin_memcpy(b + 12, s->tags, 8);
+		*(__be16 *)(b + 20) = proto;
+	}
+	return 0;
+}
+
+/* Encapsulate the L3 datagram for nh and write the new L2 header. */
+static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const struct xnh *nh,
+				 const struct ferry_xcfg *cfg, __u32 hash)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	__u32 olen = nh->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	__u32 bits = ferry_rotl32(hash, 16), l2_len = p->l2_len & 0x1f;
+	__u8 inner = p->key.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
+	struct l2save s;
+	const __u8 *smac;
+
+	if (l2_save(data, end, &s, l2_len))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -(int)olen))
+		return -1;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	smac = nh->ifindex ? nh->smac : s.dst;
+	if (nh->family == AF_INET) {
+		struct iphdr *ip = data + l2_len;
+		struct iphdr o = {};
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		o.version = 4;
+		o.ihl = 5;
+		o.tos = p->tos;
+		o.tot_len = bpf_htons(p->l3_len + sizeof(o));
+		o.frag_off = p->df ? bpf_htons(XIP_DF) : 0;
+		o.ttl = 64;
+		o.protocol = inner;
+		o.saddr = (cfg->src4 & cfg->src4_mask) | (bits & ~cfg->src4_mask);
+		o.daddr = nh->addr[0];
+		o.check = ip4_csum(&o);
+		__builtin_memcpy(ip, &o, sizeof(o));
+		if (l2_write(data, end, &s, nh->dmac, smac, bpf_htons(XETH_P_IP)))
+			return -1;
+	} else {
+		struct ipv6hdr *ip = data + l2_len;
+		__u32 *w;
+
+		if ((void *)(ip + 1) > end)
+			return -1;
+		w = (__u32 *)ip;
+		w[0] = bpf_htonl(6U << 28 | (__u32)p->tos << 20 | (hash & 0xfffff));
+		ip->payload_len = bpf_htons(p->l3_len);
+		ip->nexthdr = inner;
+		ip->hop_limit = 64;
+		ip->saddr.in6_u.u6_addr32[0] = cfg->src6[0];
+		ip->saddr.in6_u.u6_addr32[1] = cfg->src6[1];
+		ip->saddr.in6_u.u6_addr32[2] = cfg->src6[2];
+		ip->saddr.in6_u.u6_addr32[3] = (cfg->src6[3] & cfg->src6_mask) |
+					       (bits & ~cfg->src6_mask);
+		__builtin_memcpy(&ip->daddr, nh->addr, 16);
+		if (l2_write(data, end, &s, nh->dmac, smac, bpf_htons(XETH_P_IPV6)))
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Answer "fragmentation needed" (IPv4) for a datagram that does not fit
+ * after encapsulation: [L2 back to the sender][IPv4][ICMP 3/4][quote].
+ * The quote already sits where it belongs once the head grew by 28 bytes.
+ */
+static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct iphdr *oip, o = {};
+	struct icmphdr *ic;
+	struct l2save s;
+	__u8 smac[6];
+	__u32 vip, client, len;
+	int grow = sizeof(struct iphdr) + sizeof(struct icmphdr);
+	__u64 sum;
+
+	l2_len &= 0x1f;
+	if (l2_save(data, end, &s, l2_len))
+		return XDP_DROP;
+	__builtin_memcpy(smac, data + 6, 6);
+	oip = data + l2_len;
+	if ((void *)(oip + 1) > end)
+		return XDP_DROP;
+	vip = oip->daddr;
+	client = oip->saddr;
+	len = end - data;
+	if (len < l2_len + ICMP4_QUOTE)
+		return XDP_DROP;
+	if (bpf_xdp_adjust_head(ctx, -grow))
+		return XDP_DROP;
+	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + ICMP4_QUOTE) - (int)(len + grow)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + l2_len + grow + ICMP4_QUOTE > end)
+		return XDP_DROP;
+	if (l2_write(data, end, &s, smac, s.dst, bpf_htons(XETH_P_IP)))
+		return XDP_DROP;
+	ic = data + l2_len + sizeof(struct iphdr);
+	if ((void *)ic + sizeof(*ic) + ICMP4_QUOTE > end)
+		return XDP_DROP;
+	ic->type = 3;
+	ic->code = 4;
+	ic->checksum = 0;
+	ic->un.frag.__unused = 0;
+	ic->un.frag.mtu = bpf_htons(mtu);
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)ic, sizeof(*ic) + ICMP4_QUOTE, 0);
+	ic->checksum = csum_fold(sum);
+	o.version = 4;
+	o.ihl = 5;
+	o.tos = 0xc0;
+	o.tot_len = bpf_htons(grow + ICMP4_QUOTE);
+	o.ttl = 64;
+	o.protocol = IPPROTO_ICMP;
+	o.saddr = vip;
+	o.daddr = client;
+	o.check = ip4_csum(&o);
+	oip = data + l2_len;
+	if ((void *)(oip + 1) > end)
+		return XDP_DROP;
+	__builtin_memcpy(oip, &o, sizeof(o));
+	xstat_inc(FERRY_XSTAT_ICMP_TOO_BIG);
+	return XDP_TX;
+}
+
+/* IPv6 "packet too big", the same way; the checksum covers a pseudo-header. */
+static __noinline int too_big6(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct {
+		__u32 saddr[4];
+		__u32 daddr[4];
+		__be32 len;
+		__be32 nexthdr;
+	} ph = {};
+	struct ipv6hdr *ip;
+	struct icmp6hdr *ic;
+	struct l2save s;
+	__u8 smac[6];
+	__u32 len;
+	int grow = sizeof(struct ipv6hdr) + sizeof(struct icmp6hdr);
+	__u64 sum;
+
+	l2_len &= 0x1f;
+	if (l2_save(data, end, &s, l2_len))
+		return XDP_DROP;
+	__builtin_memcpy(smac, data + 6, 6);
+	ip = data + l2_len;
+	if ((void *)(ip + 1) > end)
+		return XDP_DROP;
+	copy6(ph.saddr, &ip->daddr);	/* from the VIP */
+	copy6(ph.daddr, &ip->saddr);	/* to the client */
+	len = end - data;
+	if (len < l2_len + ICMP6_QUOTE)
+		return XDP_DROP;
+	if (bpf_xdp_adjust_head(ctx, -grow))
+		return XDP_DROP;
+	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + ICMP6_QUOTE) - (int)(len + grow)))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	end = (void *)(long)ctx->data_end;
+	if (data + l2_len + grow + ICMP6_QUOTE > end)
+		return XDP_DROP;
+	if (l2_write(data, end, &s, smac, s.dst, bpf_htons(XETH_P_IPV6)))
+		return XDP_DROP;
+	ic = data + l2_len + sizeof(struct ipv6hdr);
+	if ((void *)ic + sizeof(*ic) + ICMP6_QUOTE > end)
+		return XDP_DROP;
+	ic->icmp6_type = 2;
+	ic->icmp6_code = 0;
+	ic->icmp6_cksum = 0;
+	ic->icmp6_dataun.un_data32[0] = bpf_htonl(mtu);
+	ph.len = bpf_htonl(sizeof(*ic) + ICMP6_QUOTE);
+	ph.nexthdr = bpf_htonl(XIPPROTO_ICMPV6);
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)ic, sizeof(*ic) + ICMP6_QUOTE, sum);
+	ic->icmp6_cksum = csum_fold(sum);
+	ip = data + l2_len;
+	if ((void *)(ip + 1) > end)
+		return XDP_DROP;
+	*(__u32 *)ip = bpf_htonl(6U << 28);
+	ip->payload_len = bpf_htons(sizeof(*ic) + ICMP6_QUOTE);
+	ip->nexthdr = XIPPROTO_ICMPV6;
+	ip->hop_limit = 64;
+	__builtin_memcpy(&ip->saddr, ph.saddr, 16);
+	__builtin_memcpy(&ip->daddr, ph.daddr, 16);
+	xstat_inc(FERRY_XSTAT_ICMP_TOO_BIG);
+	return XDP_TX;
+}
+
+/* ---- the program ------------------------------------------------------ */
+
+static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct ferry_svc_key sk = {};
+	struct ferry_xflow *fl = NULL;
+	const struct ferry_xcfg *cfg;
+	struct ferry_svc *svc;
+	struct xnh *nh = NULL;
+	__u32 zero = 0, be_id = 0, hash, olen;
+	__u64 now;
+	int ret, why = NH_OK;
+
+	__builtin_memcpy(sk.addr, p->key.dst, sizeof(sk.addr));
+	sk.port = p->key.dport;
+	sk.proto = p->key.proto;
+	sk.family = p->key.family;
+	svc = bpf_map_lookup_elem(&ferry_svc_v1, &sk);
+	if (!svc || !(svc->flags & FERRY_SVC_F_XDP))
+		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
+	cfg = bpf_map_lookup_elem(&ferry_xcfg_v1, &zero);
+	if (!cfg || !cfg->ring_size)
+		return xpass(FERRY_XSTAT_PASS_NO_RING);
+	ret = validate_l4(data, end, p);
+	if (ret != XP_CONTINUE)
+		return ret;
+
+	hash = ferry_xflow_hash(&p->key);
+	now = bpf_ktime_get_coarse_ns();
+	if (!p->syn) {
+		fl = bpf_map_lookup_elem(&ferry_xflow_v1, &p->key);
+		if (fl && fl->svc_id == svc->id && fl->backend_id) {
+			be_id = fl->backend_id;
+			xstat_inc(FERRY_XSTAT_LRU_HIT);
+		} else if (fl) {
+			be_id = flow_other_cpu(&p->key, svc->id, cfg->ncpus);
+			if (be_id) {
+				xstat_inc(FERRY_XSTAT_LRU_OTHER_CPU);
+				if (!p->icmp) {
+					fl->backend_id = be_id;
+					fl->svc_id = svc->id;
+				}
+			}
+		}
+	}
+	if (be_id) {
+		nh = nh_cached(be_id, now);
+		if (!nh)
+			nh = nh_resolve(ctx, cfg, be_id, svc->id, &why);
+		if (why == NH_NO_BACKEND)
+			be_id = 0;	/* the flow's backend is gone: choose again */
+	}
+	if (!be_id) {
+		be_id = ring_pick(svc, cfg->ring_size, hash);
+		if (be_id == RING_NONE)
+			return xpass(FERRY_XSTAT_PASS_NO_RING);
+		if (!be_id)
+			return xdrop(FERRY_XSTAT_DROP_NO_BACKEND);
+		xstat_inc(p->syn ? FERRY_XSTAT_SYN_NEW : FERRY_XSTAT_LRU_MISS);
+		if (!p->icmp) {
+			struct ferry_xflow v = { .backend_id = be_id, .svc_id = svc->id };
+
+			if (fl)
+				*fl = v;
+			else
+				bpf_map_update_elem(&ferry_xflow_v1, &p->key, &v, BPF_ANY);
+		}
+		nh = nh_cached(be_id, now);
+		if (!nh)
+			nh = nh_resolve(ctx, cfg, be_id, svc->id, &why);
+	}
+	if (!nh)
+		return xdrop(why == NH_NO_BACKEND ? FERRY_XSTAT_DROP_NO_BACKEND :
+						    FERRY_XSTAT_DROP_NO_ROUTE);
+
+	olen = nh->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	if (p->l3_len + olen > nh->mtu) {
+		__u32 mtu = nh->mtu - olen;
+
+		if (p->icmp || !p->df)
+			return xdrop(FERRY_XSTAT_DROP_TOO_BIG);
+		if (p->key.family == AF_INET)
+			return too_big4(ctx, p->l2_len, mtu < 68 ? 68 : mtu);
+		return too_big6(ctx, p->l2_len, mtu < 1280 ? 1280 : mtu);
+	}
+
+	if (p->icmp)
+		xstat_inc(FERRY_XSTAT_ICMP_FWD);
+	xcnt_add(&ferry_xvip_v1, svc->id, p->pkt_len);
+	xcnt_add(&ferry_xbe_v1, be_id, p->pkt_len);
+	if (encap(ctx, p, nh, cfg, hash))
+		return xdrop(FERRY_XSTAT_DROP_ADJUST);
+	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex) {
+		xstat_inc(FERRY_XSTAT_TX);
+		return XDP_TX;
+	}
+	xstat_inc(FERRY_XSTAT_REDIRECT);
+	return bpf_redirect(nh->ifindex, 0);
+}
+
+SEC("xdp")
+int ferry_xdp_lb(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
+	struct xpkt p = {};
+	__be16 proto;
+	int l2, ret;
+
+	l2 = parse_l2(data, end, &proto);
+	if (l2 < 0)
+		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	p.l2_len = l2;
+	p.pkt_len = end - data;
+	if (proto == bpf_htons(XETH_P_IP))
+		ret = parse4(data, end, &p);
+	else if (proto == bpf_htons(XETH_P_IPV6))
+		ret = parse6(data, end, &p);
+	else
+		return xpass(FERRY_XSTAT_PASS_NOT_IP);
+	if (ret != XP_CONTINUE)
+		return ret;
+	return lb(ctx, &p);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,1264 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The XDP load balancer and decap under BPF_PROG_TEST_RUN.
+ *
+ * A table of rows (description, input packet, expected action, expected
+ * output packet) covers parsing and rewriting: IPv4/IPv6, VLAN and QinQ, TCP
+ * and UDP, non-VIP and socket-only services, ICMP echo and errors, MTU
+ * overflow answered with ICMP, truncated and malformed headers. Every
+ * encapsulated output is checked field by field (outer addresses, protocol,
+ * lengths, TTL, checksum, MACs, the inner datagram byte for byte) and then
+ * fed to the decap program, which must give back the original datagram.
+ *
+ * Behaviour tests follow: flows stay on their backend when a backend is
+ * added, weights hold over 100,000 flows, draining / weight 0 / UNHEALTHY /
+ * circuit OPEN backends get no new flows but keep existing ones, a flow that
+ * moves CPUs keeps its backend, and the counters add up.
+ *
+ * The test runs in a network namespace of its own (unshare) with a veth
+ * whose neighbours are static, so bpf_fib_lookup has a deterministic answer,
+ * and pins its maps under a unique directory it removes at exit.
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/icmp.h>
+#include <linux/icmpv6.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <ferry/abi.h>
+#include <ferry/xdp.h>
+#include "maps.h"
+#include "reconcile.h"
+#include "registry.h"
+#include "state.h"
+#include "xdp_lb.skel.h"
+#include "xdp_decap.skel.h"
+
+static int npass, nfail;
+static char pin_dir[128];
+static struct xdp_lb_bpf *lb;
+static struct xdp_decap_bpf *dc;
+static struct ferry_maps fm;
+
+#define ASSERT_EQ(actual, expected, fmt, ...) ({				\
+	long long __a = (long long)(actual), __e = (long long)(expected);	\
+	bool __ok = __a == __e;							\
+	if (!__ok)								\
+		printf("  %s:%d: " fmt ": got %lld, expected %lld\n", __FILE__,	\
+		       __LINE__, ##__VA_ARGS__, __a, __e);			\
+	__ok; })
+
+#define ASSERT_TRUE(cond, fmt, ...) ({						\
+	bool __ok = !!(cond);							\
+	if (!__ok)								\
+		printf("  %s:%d: " fmt "\n", __FILE__, __LINE__, ##__VA_ARGS__); \
+	__ok; })
+
+static void verdict(const char *name, bool ok)
+{
+	printf("%s %s\n", ok ? "PASS" : "FAIL", name);
+	if (ok)
+		npass++;
+	else
+		nfail++;
+	fflush(stdout);
+}
+
+/* ---- the world ---------------------------------------------------------- */
+
+static const __u8 MAC_LB[6] = { 0x02, 0, 0, 0, 0, 0x02 };	/* xdt0 */
+static const __u8 MAC_GW[6] = { 0x02, 0, 0, 0, 0, 0xfe };
+static const __u8 MAC_CLIENT[6] = { 0x02, 0, 0, 0, 0, 0x01 };
+static const __u8 MAC_VIP_DST[6] = { 0x02, 0, 0, 0, 0, 0x0a };	/* as the client addressed us */
+
+struct nbr {
+	const char *ip;
+	__u8 mac[6];
+};
+
+static const struct nbr nbrs[] = {
+	{ "192.0.2.11", { 0x02, 0, 0, 0, 0, 0x11 } },
+	{ "192.0.2.12", { 0x02, 0, 0, 0, 0, 0x12 } },
+	{ "192.0.2.13", { 0x02, 0, 0, 0, 0, 0x13 } },
+	{ "2001:db8::11", { 0x02, 0, 0, 0, 0, 0x11 } },
+	{ "2001:db8::12", { 0x02, 0, 0, 0, 0, 0x12 } },
+};
+
+static int sh(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd);
+}
+
+static int net_setup(void)
+{
+	size_t i;
+
+	if (unshare(CLONE_NEWNET))
+		return -errno;
+	if (sh("ip link set lo up") ||
+	    sh("ip link add xdt0 type veth peer name xdt1") ||
+	    sh("ip link set xdt0 address 02:00:00:00:00:02") ||
+	    sh("ip addr add 192.0.2.2/24 dev xdt0") ||
+	    sh("ip addr add 2001:db8::2/64 dev xdt0 nodad") ||
+	    sh("ip link set xdt1 up && ip link set xdt0 up") ||
+	    sh("sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1"))
+		return -EIO;
+	for (i = 0; i < sizeof(nbrs) / sizeof(nbrs[0]); i++) {
+		const __u8 *m = nbrs[i].mac;
+
+		if (sh("ip neigh replace %s lladdr %02x:%02x:%02x:%02x:%02x:%02x dev xdt0 nud permanent",
+		       nbrs[i].ip, m[0], m[1], m[2], m[3], m[4], m[5]))
+			return -EIO;
+	}
+	return 0;
+}
+
+static void cleanup(void)
+{
+	xdp_decap_bpf__destroy(dc);
+	xdp_lb_bpf__destroy(lb);
+	ferry_maps_close(&fm);
+	if (pin_dir[0])
+		sh("rm -rf '%s'", pin_dir);
+}
+
+static int load(void)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	struct ferry_xcfg xc = {};
+	const char *which = NULL;
+	__u32 zero = 0;
+	int err;
+
+	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/ferry-test-xd-%d", getpid());
+	if ((err = bpffs_prepare(pin_dir)))
+		return err;
+	oo.pin_root_path = pin_dir;
+	lb = xdp_lb_bpf__open_opts(&oo);
+	if (!lb)
+		return -errno;
+	/* Small maps: this is a test, not a node. */
+	bpf_map__set_max_entries(lb->maps.ferry_svc_v1, 1024);
+	bpf_map__set_max_entries(lb->maps.ferry_name_v1, 1024);
+	bpf_map__set_max_entries(lb->maps.ferry_mag_v1, 1024);
+	bpf_map__set_max_entries(lb->maps.ferry_xring_v1, 1025);
+	bpf_map__set_max_entries(lb->maps.ferry_xvip_v1, 1025);
+	bpf_map__set_max_entries(lb->maps.ferry_slot_v1, 4096);
+	bpf_map__set_max_entries(lb->maps.ferry_be_v1, 4096);
+	bpf_map__set_max_entries(lb->maps.ferry_bestat_v1, 4096);
+	bpf_map__set_max_entries(lb->maps.ferry_xbe_v1, 4097);
+	bpf_map__set_max_entries(lb->maps.ferry_rev_v1, 1024);
+	if ((err = xdp_lb_bpf__load(lb)))
+		return err;
+	dc = xdp_decap_bpf__open_opts(&oo);
+	if (!dc)
+		return -errno;
+	if ((err = xdp_decap_bpf__load(dc)))
+		return err;
+	if ((err = ferry_maps_open(pin_dir, &fm, &which))) {
+		printf("  open %s: %s\n", which, strerror(-err));
+		return err;
+	}
+	xc.ring_size = FERRY_XDP_DEF_RING_M;
+	xc.flags = FERRY_XCFG_F_GW;
+	memcpy(xc.gw_mac, MAC_GW, 6);
+	inet_pton(AF_INET, "203.0.113.0", &xc.src4);
+	inet_pton(AF_INET, "255.255.255.0", &xc.src4_mask);
+	inet_pton(AF_INET6, "2001:db8:f::", xc.src6);
+	xc.src6_mask = htonl(0xffff0000);
+	xc.ncpus = libbpf_num_possible_cpus();
+	if (bpf_map_update_elem(fm.xcfg, &zero, &xc, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+/* ---- services through the real reconcile path ------------------------- */
+
+struct bspec {
+	const char *ip;
+	int weight;
+	int state;
+};
+
+static int svc_set(const char *name, const char *vip, int port, int proto, bool xdp,
+		   const struct bspec *bs, size_t n)
+{
+	struct plan_opts o = { .owner = FERRY_SVC_F_MANUAL };
+	struct reg_backend rb[8] = {};
+	struct reg_service want = {};
+	struct faddr va;
+	struct fstate st;
+	struct plan p;
+	char err[256] = "";
+	size_t i;
+	int ret;
+
+	if (faddr_parse(vip, &va))
+		return -EINVAL;
+	snprintf(want.name, sizeof(want.name), "%s", name);
+	memcpy(want.key.addr, va.a, sizeof(va.a));
+	want.key.family = va.family;
+	want.key.port = htons(port);
+	want.key.proto = proto;
+	want.lb = FERRY_LB_ROUND_ROBIN;
+	want.xdp = xdp;
+	circuit_defaults(&want.circuit);
+	for (i = 0; i < n; i++) {
+		if (faddr_parse(bs[i].ip, &rb[i].addr))
+			return -EINVAL;
+		rb[i].port = port;
+		rb[i].weight = bs[i].weight ? bs[i].weight : 1;
+		if (bs[i].weight < 0)
+			rb[i].weight = 0;
+		rb[i].state = bs[i].state;
+	}
+	want.backends = rb;
+	want.nbackends = n;
+	if ((ret = fstate_load(&fm, &st)))
+		return ret;
+	plan_init(&p);
+	ret = plan_service(&p, &st, fstate_find(&st, &want.key), &want, &o, err, sizeof(err));
+	if (!ret)
+		ret = plan_apply(&fm, &p, err, sizeof(err));
+	if (ret)
+		printf("  service %s: %s\n", name, err);
+	plan_free(&p);
+	fstate_free(&st);
+	return ret;
+}
+
+static int svc_lookup(const char *vip, int port, int proto, struct ferry_svc *out)
+{
+	struct ferry_svc_key k = {};
+	struct faddr a;
+
+	faddr_parse(vip, &a);
+	memcpy(k.addr, a.a, sizeof(a.a));
+	k.family = a.family;
+	k.port = htons(port);
+	k.proto = proto;
+	return bpf_map_lookup_elem(fm.svc, &k, out) ? -errno : 0;
+}
+
+/* Backend id of slot i of the service at vip:port. */
+static __u32 svc_backend(const char *vip, int port, int proto, __u32 slot)
+{
+	struct ferry_slot_key sk;
+	struct ferry_slot sv;
+	struct ferry_svc s;
+
+	if (svc_lookup(vip, port, proto, &s))
+		return 0;
+	sk.svc_id = s.id;
+	sk.slot = slot;
+	return bpf_map_lookup_elem(fm.slot, &sk, &sv) ? 0 : sv.backend_id;
+}
+
+/* Which backend the service's ring names for a flow (what maglev alone says). */
+static __u32 ring_backend(__u32 svc_id, const struct ferry_xflow_key *k)
+{
+	__u32 id, idx, be = 0;
+	int fd;
+
+	if (bpf_map_lookup_elem(fm.xring, &svc_id, &id))
+		return 0;
+	fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return 0;
+	idx = ferry_ring_index(ferry_xflow_hash(k), FERRY_XDP_DEF_RING_M);
+	bpf_map_lookup_elem(fd, &idx, &be);
+	close(fd);
+	return be;
+}
+
+/* ---- packets ------------------------------------------------------------ */
+
+struct pspec {
+	int	vlans;			/* 0, 1 or 2 tags */
+	int	family;			/* 4, 6; 0: an ARP frame */
+	int	proto;			/* IPPROTO_TCP / UDP / ICMP / ICMPV6 */
+	const char *src, *dst;
+	__u16	sport, dport;
+	__u8	tcp_flags;		/* default ACK */
+	int	payload;
+	bool	no_df;
+	/* ICMP: type/code; an error quotes a reply qsrc:qsport -> qdst:qdport */
+	int	icmp_type, icmp_code;
+	const char *qsrc, *qdst;
+	__u16	qsport, qdport;
+	int	qproto;
+	/* damage */
+	int	truncate;		/* cut the frame to this many bytes */
+	int	ihl;			/* IPv4 ihl override */
+	int	doff;			/* TCP doff override */
+	int	len_extra;		/* added to the IP length field */
+	bool	frag;			/* IPv4 MF / IPv6 fragment header */
+	bool	hbh;			/* IPv6 hop-by-hop header before L4 */
+	bool	ip_opts;		/* IPv4 with 8 bytes of options */
+};
+
+#define TCP_ACK	0x10
+#define TCP_SYN	0x02
+
+static __u16 csum16(const void *p, size_t n, __u32 sum)
+{
+	const __u8 *b = p;
+	size_t i;
+
+	for (i = 0; i + 1 < n; i += 2)
+		sum += b[i] << 8 | b[i + 1];
+	if (n & 1)
+		sum += b[n - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return htons(~sum & 0xffff);
+}
+
+/* Builds L4 (TCP/UDP header + payload) at p; returns its length. */
+static size_t put_l4(__u8 *p, int proto, __u16 sport, __u16 dport, __u8 flags, int payload, int doff)
+{
+	size_t i;
+
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *t = (void *)p;
+
+		memset(t, 0, sizeof(*t));
+		t->source = htons(sport);
+		t->dest = htons(dport);
+		t->seq = htonl(1000);
+		t->ack_seq = htonl(flags & TCP_ACK ? 2000 : 0);
+		t->doff = doff ? doff : 5;
+		p[13] = flags;
+		t->window = htons(65535);
+		t->check = 0x1234;	/* the LB never looks: carried as is */
+		for (i = 0; i < (size_t)payload; i++)
+			p[20 + i] = (__u8)i;
+		return 20 + payload;
+	}
+	{
+		struct udphdr *u = (void *)p;
+
+		u->source = htons(sport);
+		u->dest = htons(dport);
+		u->len = htons(8 + payload);
+		u->check = 0x4321;
+		for (i = 0; i < (size_t)payload; i++)
+			p[8 + i] = (__u8)(i * 7);
+		return 8 + payload;
+	}
+}
+
+/* A quoted datagram (for ICMP errors): IP header + 8 bytes of L4. */
+static size_t put_quote(__u8 *p, int family, int proto, const char *src, const char *dst,
+			__u16 sport, __u16 dport)
+{
+	if (family == 4) {
+		struct iphdr *ip = (void *)p;
+
+		memset(ip, 0, sizeof(*ip));
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tot_len = htons(1500);
+		ip->ttl = 60;
+		ip->protocol = proto;
+		inet_pton(AF_INET, src, &ip->saddr);
+		inet_pton(AF_INET, dst, &ip->daddr);
+		ip->check = csum16(ip, 20, 0);
+		put_l4(p + 20, proto, sport, dport, TCP_ACK, 0, 0);
+		return 28;
+	} else {
+		struct ipv6hdr *ip = (void *)p;
+
+		memset(ip, 0, sizeof(*ip));
+		ip->version = 6;
+		ip->payload_len = htons(1460);
+		ip->nexthdr = proto;
+		ip->hop_limit = 60;
+		inet_pton(AF_INET6, src, &ip->saddr);
+		inet_pton(AF_INET6, dst, &ip->daddr);
+		put_l4(p + 40, proto, sport, dport, TCP_ACK, 0, 0);
+		return 48;
+	}
+}
+
+/* Frame for spec s into buf; returns its length; *l3 is the L3 offset. */
+static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
+{
+	__u8 *p = buf;
+	size_t n = 0, l4len, iphl;
+	int i;
+
+	memcpy(p, MAC_VIP_DST, 6);
+	memcpy(p + 6, MAC_CLIENT, 6);
+	n = 12;
+	for (i = 0; i < s->vlans; i++) {
+		p[n] = i == 0 && s->vlans == 2 ? 0x88 : 0x81;
+		p[n + 1] = i == 0 && s->vlans == 2 ? 0xa8 : 0x00;
+		p[n + 2] = 0x00;
+		p[n + 3] = 100 + i;
+		n += 4;
+	}
+	if (s->family == 0) {		/* ARP */
+		p[n] = 0x08;
+		p[n + 1] = 0x06;
+		n += 2;
+		memset(p + n, 0x11, 28);
+		*l3 = n;
+		return n + 28;
+	}
+	p[n] = s->family == 4 ? 0x08 : 0x86;
+	p[n + 1] = s->family == 4 ? 0x00 : 0xdd;
+	n += 2;
+	*l3 = n;
+	if (s->family == 4) {
+		struct iphdr *ip = (void *)(p + n);
+		__u8 *l4;
+
+		iphl = s->ip_opts ? 28 : 20;
+		memset(ip, 0, iphl);
+		ip->version = 4;
+		ip->ihl = s->ihl ? (size_t)s->ihl : iphl / 4;
+		ip->tos = 0x28;
+		ip->id = htons(77);
+		ip->frag_off = htons((s->no_df ? 0 : 0x4000) | (s->frag ? 0x2000 : 0));
+		ip->ttl = 63;
+		ip->protocol = s->proto;
+		inet_pton(AF_INET, s->src, &ip->saddr);
+		inet_pton(AF_INET, s->dst, &ip->daddr);
+		if (s->ip_opts)
+			memset((__u8 *)ip + 20, 1, 8);	/* NOPs */
+		l4 = (__u8 *)ip + iphl;
+		if (s->proto == IPPROTO_ICMP) {
+			struct icmphdr *ic = (void *)l4;
+
+			memset(ic, 0, 8);
+			ic->type = s->icmp_type;
+			ic->code = s->icmp_code;
+			if (s->icmp_type == 3 && s->icmp_code == 4)
+				ic->un.frag.mtu = htons(1400);
+			l4len = 8;
+			if (s->qsrc)
+				l4len += put_quote(l4 + 8, 4, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport);
+			else
+				memset(l4 + 8, 0xab, 32), l4len += 32;
+			ic->checksum = csum16(ic, l4len, 0);
+		} else {
+			l4len = put_l4(l4, s->proto, s->sport, s->dport, s->tcp_flags ? s->tcp_flags : TCP_ACK,
+				       s->payload, s->doff);
+		}
+		ip->tot_len = htons(iphl + l4len + s->len_extra);
+		ip->check = csum16(ip, iphl, 0);
+		n += iphl + l4len;
+	} else {
+		struct ipv6hdr *ip = (void *)(p + n);
+		__u8 *l4 = (__u8 *)(ip + 1);
+		size_t ext = 0;
+
+		memset(ip, 0, sizeof(*ip));
+		ip->version = 6;
+		ip->priority = 2;
+		ip->flow_lbl[0] = 0x80;
+		ip->hop_limit = 63;
+		inet_pton(AF_INET6, s->src, &ip->saddr);
+		inet_pton(AF_INET6, s->dst, &ip->daddr);
+		if (s->hbh || s->frag) {
+			ip->nexthdr = s->hbh ? 0 : 44;
+			l4[0] = s->proto;
+			l4[1] = 0;
+			memset(l4 + 2, 0, 6);
+			if (s->hbh) {
+				l4[2] = 1;	/* PadN */
+				l4[3] = 4;
+			}
+			ext = 8;
+			l4 += 8;
+		} else {
+			ip->nexthdr = s->proto;
+		}
+		if (s->proto == IPPROTO_ICMPV6) {
+			struct icmp6hdr *ic = (void *)l4;
+
+			memset(ic, 0, 8);
+			ic->icmp6_type = s->icmp_type;
+			ic->icmp6_code = s->icmp_code;
+			l4len = 8;
+			if (s->qsrc)
+				l4len += put_quote(l4 + 8, 6, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport);
+			else
+				memset(l4 + 8, 0xab, 32), l4len += 32;
+		} else {
+			l4len = put_l4(l4, s->proto, s->sport, s->dport, s->tcp_flags ? s->tcp_flags : TCP_ACK,
+				       s->payload, s->doff);
+		}
+		ip->payload_len = htons(ext + l4len + s->len_extra);
+		n += sizeof(*ip) + ext + l4len;
+	}
+	if (s->truncate && (size_t)s->truncate < n)
+		n = s->truncate;
+	return n;
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+static int run(int prog_fd, const void *in, size_t inlen, void *out, __u32 *outlen, __u32 *action)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, t,
+		.data_in = in, .data_size_in = inlen,
+		.data_out = out, .data_size_out = *outlen,
+		.repeat = 1);
+	int err = bpf_prog_test_run_opts(prog_fd, &t);
+
+	if (err)
+		return -errno;
+	*outlen = t.data_size_out;
+	*action = t.retval;
+	return 0;
+}
+
+static int lb_fd(void)
+{
+	return bpf_program__fd(lb->progs.ferry_xdp_lb);
+}
+
+static int dc_fd(void)
+{
+	return bpf_program__fd(dc->progs.ferry_xdp_decap);
+}
+
+/* The flow as the LB keys it: for an ICMP error, the quoted reply reversed. */
+static void flow_key(const struct pspec *s, struct ferry_xflow_key *k)
+{
+	bool icmp = s->qsrc != NULL;
+	int af = s->family == 4 ? AF_INET : AF_INET6;
+	const char *cl = icmp ? s->qdst : s->src, *vip = icmp ? s->qsrc : s->dst;
+
+	memset(k, 0, sizeof(*k));
+	inet_pton(af, cl, k->src);
+	inet_pton(af, vip, k->dst);
+	k->sport = htons(icmp ? s->qdport : s->sport);
+	k->dport = htons(icmp ? s->qsport : s->dport);
+	k->proto = icmp ? s->qproto : s->proto;
+	k->family = af;
+}
+
+static const __u8 *nbr_mac(const struct ferry_backend *be)
+{
+	char buf[64];
+	size_t i;
+
+	inet_ntop(be->family, be->addr, buf, sizeof(buf));
+	for (i = 0; i < sizeof(nbrs) / sizeof(nbrs[0]); i++)
+		if (!strcmp(nbrs[i].ip, buf))
+			return nbrs[i].mac;
+	return NULL;
+}
+
+enum out_kind { OUT_SAME, OUT_ENCAP, OUT_TOOBIG, OUT_NONE };
+
+struct row {
+	const char *desc;
+	struct pspec in;
+	__u32 action;
+	enum out_kind out;
+	bool via_gw;		/* next hop from the configured gateway */
+	int mtu;		/* OUT_TOOBIG: the MTU announced */
+};
+
+#define V4C	"192.0.2.1"
+#define V4VIP	"198.51.100.10"
+#define V6C	"2001:db8::1"
+#define V6VIP	"2001:db8:ffff::10"
+
+/* Rows name only the fields that matter; the rest are zero. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static const struct row rows[] = {
+	{ "v4 tcp to VIP: encapsulated IPIP, redirected to the route's device",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40000, .dport = 80, .payload = 100 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v4 tcp SYN to VIP",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40001, .dport = 80, .tcp_flags = TCP_SYN },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v4 tcp with IP options to VIP",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40002, .dport = 80, .ip_opts = true, .payload = 10 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v4 udp to VIP",
+	  { .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5353, .dport = 53, .payload = 40 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v4 tcp VLAN-tagged to VIP: tag kept",
+	  { .vlans = 1, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40003, .dport = 80, .payload = 20 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v4 udp QinQ to VIP: both tags kept",
+	  { .vlans = 2, .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5354, .dport = 53, .payload = 20 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v6 tcp to VIP: IPv6-in-IPv6",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40000, .dport = 80, .payload = 100 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v6 udp VLAN-tagged to VIP",
+	  { .vlans = 1, .family = 6, .proto = IPPROTO_UDP, .src = V6C, .dst = V6VIP, .sport = 5353, .dport = 53, .payload = 30 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v6 tcp after a hop-by-hop header",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40001, .dport = 80, .hbh = true },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "backend without a route: configured gateway MAC, XDP_TX",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.30", .sport = 40000, .dport = 80 },
+	  XDP_TX, OUT_ENCAP, .via_gw = true },
+	{ "v4 tcp to a non-VIP address passes untouched",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.99", .sport = 40000, .dport = 80 },
+	  XDP_PASS, OUT_SAME },
+	{ "v4 tcp to the VIP on another port passes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40000, .dport = 81 },
+	  XDP_PASS, OUT_SAME },
+	{ "v4 udp to the tcp-only VIP port passes",
+	  { .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 40000, .dport = 80 },
+	  XDP_PASS, OUT_SAME },
+	{ "socket-LB-only service (no xdp flag) passes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.20", .sport = 40000, .dport = 80 },
+	  XDP_PASS, OUT_SAME },
+	{ "v6 to a non-VIP passes",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = "2001:db8::99", .sport = 40000, .dport = 80 },
+	  XDP_PASS, OUT_SAME },
+	{ "ARP passes",
+	  { .family = 0 }, XDP_PASS, OUT_SAME },
+	{ "ICMP echo to the VIP passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = V4C, .dst = V4VIP, .icmp_type = 8 },
+	  XDP_PASS, OUT_SAME },
+	{ "ICMPv6 echo to the VIP passes",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = V6C, .dst = V6VIP, .icmp_type = 128 },
+	  XDP_PASS, OUT_SAME },
+	{ "ICMP frag-needed quoting a VIP reply goes to that flow's backend",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "ICMPv6 packet-too-big quoting a VIP reply goes to that flow's backend",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "ICMP error quoting a non-VIP flow passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = "198.51.100.99", .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = "198.51.100.99", .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_PASS, OUT_SAME },
+	{ "v4 tcp too big after encapsulation (DF): frag-needed answered, mtu 1480",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40010, .dport = 80, .payload = 1450 },
+	  XDP_TX, OUT_TOOBIG, .mtu = 1480 },
+	{ "v4 tcp too big without DF: dropped",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40011, .dport = 80, .payload = 1450, .no_df = true },
+	  XDP_DROP, OUT_NONE },
+	{ "v4 tcp exactly fitting after encapsulation",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40012, .dport = 80, .payload = 1440 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v6 tcp too big after encapsulation: packet-too-big answered, mtu 1460",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40010, .dport = 80, .payload = 1420 },
+	  XDP_TX, OUT_TOOBIG, .mtu = 1460 },
+	{ "v4 fragment to the VIP passes (no ports)",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40000, .dport = 80, .frag = true },
+	  XDP_PASS, OUT_SAME },
+	{ "v6 fragment header passes",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40000, .dport = 80, .frag = true },
+	  XDP_PASS, OUT_SAME },
+	{ "Ethernet header alone (test_run needs 14 bytes) passes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .truncate = 14 },
+	  XDP_PASS, OUT_SAME },
+	{ "truncated VLAN tag passes",
+	  { .vlans = 1, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .truncate = 15 },
+	  XDP_PASS, OUT_SAME },
+	{ "truncated IPv4 header passes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .truncate = 14 + 12 },
+	  XDP_PASS, OUT_SAME },
+	{ "IPv4 ihl 4 passes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .ihl = 4 },
+	  XDP_PASS, OUT_SAME },
+	{ "IPv4 ihl 15 past the frame passes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .ihl = 15 },
+	  XDP_PASS, OUT_SAME },
+	{ "ports cut off passes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .truncate = 14 + 20 + 3 },
+	  XDP_PASS, OUT_SAME },
+	{ "VIP tcp header cut after the ports: dropped",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .truncate = 14 + 20 + 10 },
+	  XDP_DROP, OUT_NONE },
+	{ "VIP tcp doff 3: dropped",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .doff = 3 },
+	  XDP_DROP, OUT_NONE },
+	{ "VIP IPv4 total length past the frame: dropped",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .len_extra = 100 },
+	  XDP_DROP, OUT_NONE },
+	{ "VIP udp header cut: dropped",
+	  { .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 53, .truncate = 14 + 20 + 6 },
+	  XDP_DROP, OUT_NONE },
+	{ "truncated IPv6 header passes",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .truncate = 14 + 30 },
+	  XDP_PASS, OUT_SAME },
+	{ "VIP IPv6 payload length past the frame: dropped",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .len_extra = 8 },
+	  XDP_DROP, OUT_NONE },
+	{ "ICMP error with its quote cut passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .truncate = 14 + 20 + 8 + 22 },
+	  XDP_PASS, OUT_SAME },
+	{ "VIP whose only backend is UNHEALTHY: dropped",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.31", .sport = 40000, .dport = 80, .tcp_flags = TCP_SYN },
+	  XDP_DROP, OUT_NONE },
+};
+#pragma GCC diagnostic pop
+
+static bool ip4_csum_ok(const struct iphdr *ip)
+{
+	return csum16(ip, ip->ihl * 4, 0) == 0;
+}
+
+/* Checks an encapsulated frame against the original; the decap must undo it. */
+static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_t l3,
+			const __u8 *out, size_t outlen)
+{
+	struct ferry_xflow_key k;
+	struct ferry_backend be;
+	struct ferry_svc svc;
+	const __u8 *dmac, *smac;
+	size_t l3len = inlen - l3, ol3;
+	__u32 be_id;
+	bool ok = true;
+	int ofam;
+
+	flow_key(&r->in, &k);
+	{
+		char vip[64];
+
+		inet_ntop(k.family, k.dst, vip, sizeof(vip));
+		if (!ASSERT_TRUE(!svc_lookup(vip, ntohs(k.dport), k.proto, &svc), "service of %s", vip))
+			return false;
+	}
+	be_id = ring_backend(svc.id, &k);
+	if (!ASSERT_TRUE(be_id && !bpf_map_lookup_elem(fm.be, &be_id, &be), "ring entry for the flow"))
+		return false;
+	ofam = be.family;
+	dmac = r->via_gw ? MAC_GW : nbr_mac(&be);
+	smac = r->via_gw ? MAC_VIP_DST : MAC_LB;
+	ok &= ASSERT_TRUE(dmac && !memcmp(out, dmac, 6), "destination MAC");
+	ok &= ASSERT_TRUE(!memcmp(out + 6, smac, 6), "source MAC");
+	ok &= ASSERT_TRUE(!memcmp(out + 12, in + 12, l3 - 14), "VLAN tags kept");
+	ok &= ASSERT_EQ(out[l3 - 2] << 8 | out[l3 - 1], ofam == AF_INET ? 0x0800 : 0x86dd, "ethertype");
+	if (ofam == AF_INET) {
+		const struct iphdr *o = (const void *)(out + l3);
+		__u32 pfx = htonl(0xcb007100);	/* 203.0.113.0/24 */
+
+		ol3 = 20;
+		ok &= ASSERT_EQ(outlen, inlen + 20, "frame length");
+		ok &= ASSERT_EQ(o->version, 4, "outer version");
+		ok &= ASSERT_EQ(o->ihl, 5, "outer ihl");
+		ok &= ASSERT_EQ(o->protocol, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer protocol");
+		ok &= ASSERT_EQ(ntohs(o->tot_len), l3len + 20, "outer total length");
+		ok &= ASSERT_EQ(o->ttl, 64, "outer ttl");
+		ok &= ASSERT_TRUE(ip4_csum_ok(o), "outer header checksum");
+		ok &= ASSERT_EQ(o->daddr, be.addr[0], "outer destination is the ring's backend");
+		ok &= ASSERT_EQ(o->saddr & htonl(0xffffff00), pfx, "outer source in the configured prefix");
+		if (k.family == AF_INET && !r->in.qsrc)
+			ok &= ASSERT_EQ(o->tos, 0x28, "inner TOS copied");
+		if (k.family == AF_INET)
+			ok &= ASSERT_EQ(ntohs(o->frag_off), r->in.no_df ? 0 : 0x4000, "DF copied");
+	} else {
+		const struct ipv6hdr *o = (const void *)(out + l3);
+		struct in6_addr pfx;
+
+		ol3 = 40;
+		inet_pton(AF_INET6, "2001:db8:f::", &pfx);
+		ok &= ASSERT_EQ(outlen, inlen + 40, "frame length");
+		ok &= ASSERT_EQ(o->version, 6, "outer version");
+		ok &= ASSERT_EQ(o->nexthdr, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer next header");
+		ok &= ASSERT_EQ(ntohs(o->payload_len), l3len, "outer payload length");
+		ok &= ASSERT_EQ(o->hop_limit, 64, "outer hop limit");
+		ok &= ASSERT_TRUE(!memcmp(&o->daddr, be.addr, 16), "outer destination is the ring's backend");
+		ok &= ASSERT_TRUE(!memcmp(&o->saddr, &pfx, 14), "outer source in the configured prefix");
+		ok &= ASSERT_EQ(ntohl(*(const __u32 *)o) & 0xfffff, ferry_xflow_hash(&k) & 0xfffff,
+				"flow label from the flow hash");
+	}
+	ok &= ASSERT_TRUE(!memcmp(out + l3 + ol3, in + l3, l3len), "inner datagram carried byte for byte");
+
+	/* The backend's decap must give back the original datagram. */
+	{
+		__u8 dout[2048];
+		__u32 dlen = sizeof(dout), act;
+
+		if (!ASSERT_EQ(run(dc_fd(), out, outlen, dout, &dlen, &act), 0, "decap test run"))
+			return false;
+		ok &= ASSERT_EQ(act, XDP_PASS, "decap action");
+		ok &= ASSERT_EQ(dlen, inlen, "decapsulated length");
+		ok &= ASSERT_TRUE(!memcmp(dout, out, 12), "decap keeps the MACs");
+		ok &= ASSERT_TRUE(!memcmp(dout + 12, in + 12, l3 - 12), "decap restores tags and ethertype");
+		ok &= ASSERT_TRUE(!memcmp(dout + l3, in + l3, l3len), "decap restores the datagram");
+	}
+	return ok;
+}
+
+static bool check_toobig(const struct row *r, const __u8 *in, size_t l3, const __u8 *out, size_t outlen)
+{
+	bool ok = true;
+
+	ok &= ASSERT_TRUE(!memcmp(out, MAC_CLIENT, 6), "reply to the sender's MAC");
+	ok &= ASSERT_TRUE(!memcmp(out + 6, MAC_VIP_DST, 6), "reply from the MAC it used");
+	if (r->in.family == 4) {
+		const struct iphdr *ip = (const void *)(out + l3), *iin = (const void *)(in + l3);
+		const struct icmphdr *ic = (const void *)(ip + 1);
+
+		ok &= ASSERT_EQ(outlen, l3 + 20 + 8 + 56, "reply length");
+		ok &= ASSERT_EQ(ip->protocol, IPPROTO_ICMP, "protocol");
+		ok &= ASSERT_TRUE(ip4_csum_ok(ip), "IP checksum");
+		ok &= ASSERT_EQ(ip->saddr, iin->daddr, "from the VIP");
+		ok &= ASSERT_EQ(ip->daddr, iin->saddr, "to the client");
+		ok &= ASSERT_EQ(ntohs(ip->tot_len), 84, "IP total length");
+		ok &= ASSERT_EQ(ic->type, 3, "ICMP type");
+		ok &= ASSERT_EQ(ic->code, 4, "ICMP code");
+		ok &= ASSERT_EQ(ntohs(ic->un.frag.mtu), r->mtu, "next-hop MTU");
+		ok &= ASSERT_EQ(csum16(ic, 64, 0), 0, "ICMP checksum");
+		ok &= ASSERT_TRUE(!memcmp(ic + 1, in + l3, 56), "quote of the datagram");
+	} else {
+		const struct ipv6hdr *ip = (const void *)(out + l3), *iin = (const void *)(in + l3);
+		const struct icmp6hdr *ic = (const void *)(ip + 1);
+		__u8 ph[40] = {};
+		__u32 sum = 0;
+		size_t i;
+
+		ok &= ASSERT_EQ(outlen, l3 + 40 + 8 + 200, "reply length");
+		ok &= ASSERT_EQ(ip->nexthdr, IPPROTO_ICMPV6, "next header");
+		ok &= ASSERT_TRUE(!memcmp(&ip->saddr, &iin->daddr, 16), "from the VIP");
+		ok &= ASSERT_TRUE(!memcmp(&ip->daddr, &iin->saddr, 16), "to the client");
+		ok &= ASSERT_EQ(ntohs(ip->payload_len), 208, "payload length");
+		ok &= ASSERT_EQ(ic->icmp6_type, 2, "ICMPv6 type");
+		ok &= ASSERT_EQ(ntohl(ic->icmp6_dataun.un_data32[0]), r->mtu, "MTU");
+		memcpy(ph, &ip->saddr, 32);
+		ph[35] = 208;
+		ph[39] = IPPROTO_ICMPV6;
+		for (i = 0; i < 40; i += 2)
+			sum += ph[i] << 8 | ph[i + 1];
+		ok &= ASSERT_EQ(csum16(ic, 208, sum), 0, "ICMPv6 checksum over the pseudo-header");
+		ok &= ASSERT_TRUE(!memcmp(ic + 1, in + l3, 200), "quote of the datagram");
+	}
+	return ok;
+}
+
+static void test_rows(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const struct row *r = &rows[i];
+		__u8 in[2048], out[2048];
+		__u32 outlen = sizeof(out), act;
+		size_t inlen, l3;
+		bool ok;
+
+		inlen = build(&r->in, in, &l3);
+		ok = ASSERT_EQ(run(lb_fd(), in, inlen, out, &outlen, &act), 0, "test run");
+		ok = ok && ASSERT_EQ(act, r->action, "action");
+		if (ok) {
+			switch (r->out) {
+			case OUT_SAME:
+				ok &= ASSERT_EQ(outlen, inlen, "length unchanged");
+				ok &= ASSERT_TRUE(!memcmp(in, out, inlen), "bytes unchanged");
+				break;
+			case OUT_ENCAP:
+				ok &= check_encap(r, in, inlen, l3, out, outlen);
+				break;
+			case OUT_TOOBIG:
+				ok &= check_toobig(r, in, l3, out, outlen);
+				break;
+			case OUT_NONE:
+				break;
+			}
+		}
+		{
+			char name[160];
+
+			snprintf(name, sizeof(name), "xdp row: %s", r->desc);
+			verdict(name, ok);
+		}
+	}
+}
+
+/* ---- behaviour ------------------------------------------------------------ */
+
+/* One packet of flow (client port, VIP) through the LB; returns the outer destination's last byte. */
+static int send_flow(const char *vip, int port, __u32 client, __u16 sport, bool syn, __u32 *act_out)
+{
+	struct pspec s = { .family = 4, .proto = IPPROTO_TCP, .dst = vip, .dport = port,
+			   .sport = sport, .tcp_flags = syn ? TCP_SYN : TCP_ACK };
+	char src[32];
+	__u8 in[256], out[256];
+	__u32 outlen = sizeof(out), act;
+	size_t inlen, l3;
+
+	snprintf(src, sizeof(src), "192.0.2.%u", 100 + client % 100);
+	s.src = src;
+	inlen = build(&s, in, &l3);
+	if (run(lb_fd(), in, inlen, out, &outlen, &act))
+		return -1;
+	if (act_out)
+		*act_out = act;
+	if (act != XDP_REDIRECT && act != XDP_TX)
+		return -1;
+	return out[l3 + 19];	/* last byte of the outer IPv4 destination */
+}
+
+static void test_weights(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11", .weight = 3 }, { .ip = "192.0.2.12", .weight = 1 } };
+	int n = 100000, c11 = 0, c12 = 0, other = 0, i;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("weights", "198.51.100.40", 80, IPPROTO_TCP, true, bs, 2), 0, "service");
+	for (i = 0; ok && i < n; i++) {
+		int b = send_flow("198.51.100.40", 80, i / 1000, 1024 + i % 1000 * 61, true, NULL);
+
+		if (b == 11)
+			c11++;
+		else if (b == 12)
+			c12++;
+		else
+			other++;
+	}
+	ok &= ASSERT_EQ(other, 0, "flows not balanced");
+	/* 3:1 -> 75%; maglev's table is within a fraction of a percent. */
+	ok &= ASSERT_TRUE(c11 > n * 0.73 && c11 < n * 0.77, "weight 3 backend got %d of %d", c11, n);
+	printf("  weights 3:1 over %d flows: %d / %d (%.2f%%)\n", n, c11, c12, 100.0 * c11 / n);
+	verdict("xdp weight proportions over 100000 flows", ok);
+}
+
+static void test_stickiness_and_draining(void)
+{
+	struct bspec two[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	struct bspec three[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" }, { .ip = "192.0.2.13" } };
+	enum { N = 2000 };
+	static int first[N];
+	int moved = 0, to13 = 0, i, b, new13 = 0, drained_new = 0, drained_kept = 0, on11 = 0;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("sticky", "198.51.100.50", 80, IPPROTO_TCP, true, two, 2), 0, "service");
+	for (i = 0; ok && i < N; i++)
+		first[i] = send_flow("198.51.100.50", 80, 1, 2000 + i, true, NULL);
+	/* A third backend: maglev alone would move about a third of the flows. */
+	ok &= ASSERT_EQ(svc_set("sticky", "198.51.100.50", 80, IPPROTO_TCP, true, three, 3), 0, "add backend");
+	for (i = 0; ok && i < N; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		struct ferry_svc s;
+		struct ferry_backend be;
+		__u32 id;
+
+		b = send_flow("198.51.100.50", 80, 1, 2000 + i, false, NULL);
+		moved += b != first[i];
+		inet_pton(AF_INET, "192.0.2.101", k.src);
+		inet_pton(AF_INET, "198.51.100.50", k.dst);
+		k.sport = htons(2000 + i);
+		k.dport = htons(80);
+		svc_lookup("198.51.100.50", 80, IPPROTO_TCP, &s);
+		id = ring_backend(s.id, &k);
+		if (!bpf_map_lookup_elem(fm.be, &id, &be) && (ntohl(be.addr[0]) & 0xff) == 13)
+			to13++;
+	}
+	ok &= ASSERT_EQ(moved, 0, "established flows that changed backend after a backend was added");
+	ok &= ASSERT_TRUE(to13 > N / 5, "the new ring sends %d of %d flows to the new backend", to13, N);
+	for (i = 0; ok && i < N; i++)
+		new13 += send_flow("198.51.100.50", 80, 2, 2000 + i, true, NULL) == 13;
+	ok &= ASSERT_TRUE(new13 > N / 5, "new flows reach the new backend (%d of %d)", new13, N);
+	verdict("xdp established flows stay on their backend when one is added", ok);
+
+	/* Draining .11: its flows stay, no new flow goes there. */
+	three[0].state = FERRY_BE_DRAINING;
+	ok = ASSERT_EQ(svc_set("sticky", "198.51.100.50", 80, IPPROTO_TCP, true, three, 3), 0, "drain");
+	for (i = 0; ok && i < N; i++) {
+		if (first[i] != 11)
+			continue;
+		on11++;
+		drained_kept += send_flow("198.51.100.50", 80, 1, 2000 + i, false, NULL) == 11;
+	}
+	for (i = 0; ok && i < N; i++)
+		drained_new += send_flow("198.51.100.50", 80, 3, 2000 + i, true, NULL) == 11;
+	ok &= ASSERT_TRUE(on11 > 0, "flows on the drained backend before");
+	ok &= ASSERT_EQ(drained_kept, on11, "established flows kept on the draining backend");
+	ok &= ASSERT_EQ(drained_new, 0, "new flows sent to the draining backend");
+	verdict("xdp draining backend keeps its flows and gets no new ones", ok);
+
+	/* Weight 0 on .12: the same. */
+	three[0].state = FERRY_BE_ACTIVE;
+	three[1].weight = -1;
+	ok = ASSERT_EQ(svc_set("sticky", "198.51.100.50", 80, IPPROTO_TCP, true, three, 3), 0, "weight 0");
+	drained_kept = drained_new = on11 = 0;
+	for (i = 0; ok && i < N; i++) {
+		if (first[i] != 12)
+			continue;
+		on11++;
+		drained_kept += send_flow("198.51.100.50", 80, 1, 2000 + i, false, NULL) == 12;
+	}
+	for (i = 0; ok && i < N; i++)
+		drained_new += send_flow("198.51.100.50", 80, 4, 2000 + i, true, NULL) == 12;
+	ok &= ASSERT_EQ(drained_kept, on11, "established flows kept on the weight-0 backend");
+	ok &= ASSERT_EQ(drained_new, 0, "new flows sent to the weight-0 backend");
+	verdict("xdp weight-0 backend keeps its flows and gets no new ones", ok);
+}
+
+/* UNHEALTHY and an OPEN circuit are not in the ring's decision: the kernel skips them. */
+static void test_unusable(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	struct ferry_backend be;
+	struct ferry_bestat st = {};
+	__u32 id11, id12;
+	int i, to11 = 0, to12 = 0;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("unusable", "198.51.100.60", 80, IPPROTO_TCP, true, bs, 2), 0, "service");
+	id11 = svc_backend("198.51.100.60", 80, IPPROTO_TCP, 0);
+	id12 = svc_backend("198.51.100.60", 80, IPPROTO_TCP, 1);
+	ok &= ASSERT_TRUE(id11 && id12 && !bpf_map_lookup_elem(fm.be, &id11, &be), "backend ids");
+	be.health = FERRY_HEALTH_UNHEALTHY;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fm.be, &id11, &be, BPF_ANY), 0, "mark unhealthy");
+	for (i = 0; ok && i < 2000; i++)
+		to11 += send_flow("198.51.100.60", 80, 5, 1000 + i, true, NULL) == 11;
+	ok &= ASSERT_EQ(to11, 0, "new flows to the UNHEALTHY backend");
+	verdict("xdp UNHEALTHY backend gets no new flows", ok);
+
+	be.health = FERRY_HEALTH_HEALTHY;
+	ok = ASSERT_EQ(bpf_map_update_elem(fm.be, &id11, &be, BPF_ANY), 0, "mark healthy");
+	st.circuit = FERRY_CIRCUIT_OPEN;
+	st.open_until_ns = ~0ULL;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "open circuit");
+	for (i = 0; ok && i < 2000; i++) {
+		int b = send_flow("198.51.100.60", 80, 6, 1000 + i, true, NULL);
+
+		to12 += b == 12;
+		to11 += b == 11;
+	}
+	ok &= ASSERT_EQ(to12, 0, "new flows to the backend whose circuit is OPEN");
+	ok &= ASSERT_EQ(to11, 2000, "new flows to the other backend");
+	verdict("xdp backend with an OPEN circuit gets no new flows", ok);
+}
+
+/* A flow seen on CPU a keeps its backend when its packets show up on CPU b. */
+static void test_other_cpu(void)
+{
+	struct bspec two[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	struct bspec three[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" }, { .ip = "192.0.2.13" } };
+	int ncpu = libbpf_num_possible_cpus(), i, moved = 0;
+	static int first[1000];
+	cpu_set_t set;
+	__u64 before = 0, after = 0;
+	bool ok;
+
+	CPU_ZERO(&set);
+	CPU_SET(1, &set);
+	if (ncpu < 2 || sched_setaffinity(0, sizeof(set), &set)) {
+		printf("SKIP xdp flow moving CPUs keeps its backend: needs two CPUs\n");
+		return;
+	}
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	ok = ASSERT_EQ(svc_set("cpu", "198.51.100.70", 80, IPPROTO_TCP, true, two, 2), 0, "service");
+	for (i = 0; ok && i < 1000; i++)
+		first[i] = send_flow("198.51.100.70", 80, 7, 1000 + i, true, NULL);
+	ok &= ASSERT_EQ(svc_set("cpu", "198.51.100.70", 80, IPPROTO_TCP, true, three, 3), 0, "add");
+	percpu_sum(bpf_map__fd(lb->maps.ferry_xstat_v1), FERRY_XSTAT_LRU_OTHER_CPU, &before);
+	CPU_ZERO(&set);
+	CPU_SET(1, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	for (i = 0; ok && i < 1000; i++)
+		moved += send_flow("198.51.100.70", 80, 7, 1000 + i, false, NULL) != first[i];
+	percpu_sum(bpf_map__fd(lb->maps.ferry_xstat_v1), FERRY_XSTAT_LRU_OTHER_CPU, &after);
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	ok &= ASSERT_EQ(moved, 0, "flows that changed backend after moving CPU");
+	ok &= ASSERT_EQ(after - before, 1000, "flows adopted from the other CPU");
+	verdict("xdp flow moving CPUs keeps its backend", ok);
+}
+
+/* Per-VIP and per-backend packet/byte counters, outer source spread. */
+static void test_counters(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
+	int ncpu = libbpf_num_possible_cpus(), i, n = 500;
+	struct ferry_xcnt *c = calloc(ncpu, sizeof(*c));
+	__u64 pk = 0, by = 0, bpk = 0;
+	struct ferry_svc s;
+	__u32 id, be_id;
+	__u8 seen[256] = {};
+	int distinct = 0;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("count", "198.51.100.80", 80, IPPROTO_TCP, true, bs, 1), 0, "service");
+	ok &= ASSERT_EQ(svc_lookup("198.51.100.80", 80, IPPROTO_TCP, &s), 0, "lookup");
+	for (i = 0; ok && i < n; i++) {
+		struct pspec sp = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.80",
+				    .sport = 3000 + i, .dport = 80, .payload = 46 };
+		__u8 in[256], out[256];
+		__u32 ol = sizeof(out), act;
+		size_t l3, il = build(&sp, in, &l3);
+
+		if (run(lb_fd(), in, il, out, &ol, &act) || act != XDP_REDIRECT) {
+			ok = false;
+			break;
+		}
+		if (!seen[out[l3 + 15]]++)
+			distinct++;	/* host byte of the outer source */
+	}
+	id = s.id;
+	if (!bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xvip_v1), &id, c))
+		for (i = 0; i < ncpu; i++) {
+			pk += c[i].packets;
+			by += c[i].bytes;
+		}
+	be_id = svc_backend("198.51.100.80", 80, IPPROTO_TCP, 0);
+	if (!bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xbe_v1), &be_id, c))
+		for (i = 0; i < ncpu; i++)
+			bpk += c[i].packets;
+	ok &= ASSERT_EQ(pk, n, "VIP packets");
+	ok &= ASSERT_EQ(by, n * (14 + 20 + 20 + 46), "VIP bytes");
+	ok &= ASSERT_EQ(bpk, n, "backend packets");
+	ok &= ASSERT_TRUE(distinct > 200, "outer sources spread over the /24 (%d distinct of %d flows)", distinct, n);
+	free(c);
+	verdict("xdp per-VIP and per-backend counters, outer source spread", ok);
+}
+
+static void test_decap_rows(void)
+{
+	__u8 in[256], out[256];
+	__u32 ol, act;
+	bool ok = true;
+	size_t n;
+
+	/* IPIP to an address we do not own: passes untouched. */
+	memset(in, 0, sizeof(in));
+	in[12] = 0x08;
+	in[14] = 0x45;
+	in[14 + 3] = 60;
+	in[14 + 8] = 64;
+	in[14 + 9] = IPPROTO_IPIP;
+	inet_pton(AF_INET, "203.0.113.5", in + 14 + 12);
+	inet_pton(AF_INET, "192.0.2.99", in + 14 + 16);
+	in[34] = 0x45;
+	n = 14 + 20 + 40;
+	ol = sizeof(out);
+	ok &= ASSERT_EQ(run(dc_fd(), in, n, out, &ol, &act), 0, "run") &&
+	      ASSERT_EQ(act, XDP_PASS, "not ours: pass") && ASSERT_TRUE(!memcmp(in, out, n), "untouched");
+	verdict("xdp decap: tunnel to a foreign address passes untouched", ok);
+
+	/* Ours, but the inner header is cut: dropped. */
+	inet_pton(AF_INET, "192.0.2.11", in + 14 + 16);
+	ol = sizeof(out);
+	ok = ASSERT_EQ(run(dc_fd(), in, 14 + 20 + 10, out, &ol, &act), 0, "run") &&
+	     ASSERT_EQ(act, XDP_DROP, "truncated inner: drop");
+	/* Ours, inner version wrong: dropped. */
+	in[34] = 0x65;
+	ol = sizeof(out);
+	ok &= ASSERT_EQ(run(dc_fd(), in, n, out, &ol, &act), 0, "run") &&
+	      ASSERT_EQ(act, XDP_DROP, "inner version mismatch: drop");
+	verdict("xdp decap: malformed inner datagram dropped", ok);
+
+	/* Plain traffic passes. */
+	in[14 + 9] = IPPROTO_TCP;
+	ol = sizeof(out);
+	ok = ASSERT_EQ(run(dc_fd(), in, n, out, &ol, &act), 0, "run") &&
+	     ASSERT_EQ(act, XDP_PASS, "plain: pass") && ASSERT_TRUE(!memcmp(in, out, n), "untouched");
+	verdict("xdp decap: non-tunnel traffic passes untouched", ok);
+}
+
+static int setup_services(void)
+{
+	const struct bspec v4[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	const struct bspec v6[] = { { .ip = "2001:db8::11" }, { .ip = "2001:db8::12" } };
+	const struct bspec far[] = { { .ip = "198.51.100.199" } };
+	const struct bspec sick[] = { { .ip = "192.0.2.11" } };
+	struct ferry_xdcap_key dk = {};
+	struct ferry_backend be;
+	__u32 one = 1, id;
+	int err, i;
+	const char *dcaps[] = { "192.0.2.11", "192.0.2.12", "2001:db8::11", "2001:db8::12",
+				"198.51.100.199" };
+
+	if ((err = svc_set("tcp4", V4VIP, 80, IPPROTO_TCP, true, v4, 2)) ||
+	    (err = svc_set("udp4", V4VIP, 53, IPPROTO_UDP, true, v4, 2)) ||
+	    (err = svc_set("tcp6", V6VIP, 80, IPPROTO_TCP, true, v6, 2)) ||
+	    (err = svc_set("udp6", V6VIP, 53, IPPROTO_UDP, true, v6, 2)) ||
+	    (err = svc_set("sock-only", "198.51.100.20", 80, IPPROTO_TCP, false, v4, 2)) ||
+	    (err = svc_set("far", "198.51.100.30", 80, IPPROTO_TCP, true, far, 1)) ||
+	    (err = svc_set("sick", "198.51.100.31", 80, IPPROTO_TCP, true, sick, 1)))
+		return err;
+	id = svc_backend("198.51.100.31", 80, IPPROTO_TCP, 0);
+	if (bpf_map_lookup_elem(fm.be, &id, &be))
+		return -errno;
+	be.health = FERRY_HEALTH_UNHEALTHY;
+	if (bpf_map_update_elem(fm.be, &id, &be, BPF_ANY))
+		return -errno;
+	for (i = 0; i < 5; i++) {
+		struct faddr a;
+
+		faddr_parse(dcaps[i], &a);
+		memcpy(dk.addr, a.a, 16);
+		dk.family = a.family;
+		if (bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdcap_v1), &dk, &one, BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
+int main(void)
+{
+	cpu_set_t set;
+	int err;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (geteuid()) {
+		printf("SKIP test_bpf_xdp: needs root\n");
+		return 0;
+	}
+	if ((err = net_setup())) {
+		printf("SKIP test_bpf_xdp: cannot build a network namespace: %s\n", strerror(-err));
+		return 0;
+	}
+	CPU_ZERO(&set);
+	CPU_SET(0, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+	err = load();
+	if (err) {
+		printf("FAIL xdp programs load: %s\n", strerror(-err));
+		cleanup();
+		return 1;
+	}
+	verdict("xdp programs load and pass the verifier", true);
+	err = setup_services();
+	verdict("xdp services planned and applied through reconcile (rings built)", !err);
+	if (err) {
+		cleanup();
+		return 1;
+	}
+	test_rows();
+	test_decap_rows();
+	test_weights();
+	test_stickiness_and_draining();
+	test_unusable();
+	test_other_cpu();
+	test_counters();
+	cleanup();
+	printf("%d passed, %d failed\n", npass, nfail);
+	return nfail ? 1 : 0;
+}
