@@ -57,6 +57,32 @@ int loader_attach_cgroup(struct ferryd *d, struct bpf_program *prog, const char 
 /* Where links are pinned: <bpffs>/links/<name>. */
 void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_t len);
 
+/* Size the shared maps of obj as sock_lb's (they are reused by name). */
+struct bpf_object;
+int loader_set_sizes(struct ferryd *d, struct bpf_object *obj);
+
+/* xdp.c: the XDP load balancer (--xdp-*) and the backend decap (--decap-iface). */
+enum { XDP_OPT_IFACE = 0x1000, XDP_OPT_DECAP, XDP_OPT_RING, XDP_OPT_FLOWS, XDP_OPT_GW,
+       XDP_OPT_SRC, XDP_OPT_END };
+#define XDP_LONG_OPTIONS \
+	{ "xdp-iface", required_argument, NULL, XDP_OPT_IFACE }, \
+	{ "decap-iface", required_argument, NULL, XDP_OPT_DECAP }, \
+	{ "xdp-ring-size", required_argument, NULL, XDP_OPT_RING }, \
+	{ "xdp-flows", required_argument, NULL, XDP_OPT_FLOWS }, \
+	{ "xdp-gateway", required_argument, NULL, XDP_OPT_GW }, \
+	{ "xdp-src", required_argument, NULL, XDP_OPT_SRC }
+#define XDP_USAGE \
+"  --xdp-iface IFACE     XDP load balancer for services with \"xdp\": true on IFACE\n" \
+"                        (repeatable; native mode, generic as a fallback)\n" \
+"  --decap-iface IFACE   strip the LB's IPIP/IPv6 tunnels arriving on IFACE (repeatable)\n" \
+"  --xdp-ring-size N     maglev ring size, a prime (default 65537; same on every LB node)\n" \
+"  --xdp-flows N         flow table entries (default 262144)\n" \
+"  --xdp-gateway MAC     next hop when bpf_fib_lookup has no answer\n" \
+"  --xdp-src PREFIX/LEN  outer source prefix, v4 or v6 (default 172.16.0.0/16, 100::/64)\n"
+int xdp_option(int opt, const char *arg);
+int xdp_load(struct ferryd *d);
+void xdp_close(void);
+
 /* sync.c: read the registry and make the maps equal to it. */
 int sync_registry(struct ferryd *d);
 

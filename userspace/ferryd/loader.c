@@ -150,6 +150,8 @@ int loader_load(struct ferryd *d)
 		if ((err = loader_attach_cgroup(d, progs[i].prog, progs[i].name)))
 			return err;
 
+	if ((err = xdp_load(d)))
+		return err;
 	if ((err = ferry_maps_open(d->cfg.bpffs, &d->maps, &which))) {
 		log_warnx("open pinned map %s/%s: %s", d->cfg.bpffs, which, strerror(-err));
 		return err;
@@ -157,9 +159,15 @@ int loader_load(struct ferryd *d)
 	return 0;
 }
 
+int loader_set_sizes(struct ferryd *d, struct bpf_object *obj)
+{
+	return set_sizes(d, obj);
+}
+
 void loader_close(struct ferryd *d)
 {
 	ferry_maps_close(&d->maps);
+	xdp_close();
 	sock_lb_bpf__destroy(d->sock);
 	d->sock = NULL;
 	if (d->cgroup_fd >= 0)

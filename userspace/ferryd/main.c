@@ -76,6 +76,7 @@ static void usage(FILE *f)
 "  --metrics-max-backend-series N  backends with their own series; the rest are\n"
 "                        summed as backend=\"__overflow__\" (default %d)\n"
 "  --metrics-timeout MS  deadline for a metrics client's request (default %d)\n"
+XDP_USAGE
 "  --log-format text|json\n"
 "  -v                    more logging (twice: libbpf debug)\n"
 "  --help, --version\n",
@@ -115,6 +116,7 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 		{ "metrics-addr", required_argument, NULL, O_MXADDR },
 		{ "metrics-max-backend-series", required_argument, NULL, O_MXSERIES },
 		{ "metrics-timeout", required_argument, NULL, O_MXTIMEOUT },
+		XDP_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, O_VER },
 		{ NULL, 0, NULL, 0 },
@@ -160,6 +162,10 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 			break;
 		case O_MXTIMEOUT:
 			if (parse_u32("--metrics-timeout", optarg, 1, &c->metrics_timeout_ms))
+				return 2;
+			break;
+		case XDP_OPT_IFACE ... XDP_OPT_END - 1:
+			if (xdp_option(o, optarg))
 				return 2;
 			break;
 		case 'v': c->verbose++; break;

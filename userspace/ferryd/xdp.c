@@ -1,0 +1,365 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The XDP load balancer (--xdp-iface) and the backend-side decap
+ * (--decap-iface): load both objects with their maps pinned by name next to
+ * the socket LB's, write the LB's configuration, and attach through bpf_links
+ * pinned as <bpffs>/links/xdp_<ifname> and links/xdp_decap_<ifname>. A
+ * restarted ferryd swaps its programs into those links atomically.
+ *
+ * Native XDP is asked for first; a driver without it gets generic XDP and a
+ * warning (it works, at a fraction of the speed). The rings themselves are
+ * planned by reconcile for every service with "xdp": true.
+ */
+#include <errno.h>
+#include <ifaddrs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <linux/if_link.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <ferry/xdp.h>
+
+#include "ferryd.h"
+#include "log.h"
+#include "maglev.h"
+#include "xdp_lb.skel.h"
+#include "xdp_decap.skel.h"
+
+#define XDP_MAX_IFACES	16
+
+static struct {
+	const char *lb_ifs[XDP_MAX_IFACES];
+	int	n_lb;
+	const char *dc_ifs[XDP_MAX_IFACES];
+	int	n_dc;
+	__u32	ring_size, flows;
+	struct ferry_xcfg cfg;		/* prefixes and gateway as given */
+	bool	src4_set, src6_set;
+} xo = { .ring_size = FERRY_XDP_DEF_RING_M, .flows = FERRY_XDP_DEF_FLOWS };
+
+static struct xdp_lb_bpf *lb;
+static struct xdp_decap_bpf *dc;
+
+static int opt_err(const char *opt, const char *arg, const char *why)
+{
+	fprintf(stderr, "ferryd: %s: '%s' %s\n", opt, arg, why);
+	return -EINVAL;
+}
+
+static int add_iface(const char **list, int *n, const char *opt, const char *arg)
+{
+	int i;
+
+	if (!*arg || strlen(arg) >= IF_NAMESIZE)
+		return opt_err(opt, arg, "is not an interface name");
+	for (i = 0; i < *n; i++)
+		if (!strcmp(list[i], arg))
+			return 0;
+	if (*n == XDP_MAX_IFACES)
+		return opt_err(opt, arg, "is one interface too many (at most 16)");
+	list[(*n)++] = arg;
+	return 0;
+}
+
+static int parse_mac(const char *s, __u8 *mac)
+{
+	unsigned int b[6];
+	char end;
+	int i;
+
+	if (sscanf(s, "%x:%x:%x:%x:%x:%x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &end) != 6)
+		return -EINVAL;
+	for (i = 0; i < 6; i++) {
+		if (b[i] > 0xff)
+			return -EINVAL;
+		mac[i] = b[i];
+	}
+	return 0;
+}
+
+/* "PREFIX/LEN", v4 (LEN 8..32) or v6 (LEN 64..128: hash bits in the last 32). */
+static int parse_src(const char *arg)
+{
+	char buf[64], *slash;
+	unsigned long len;
+	__u32 a6[4];
+
+	snprintf(buf, sizeof(buf), "%s", arg);
+	slash = strchr(buf, '/');
+	if (!slash)
+		return opt_err("--xdp-src", arg, "is not PREFIX/LEN");
+	*slash++ = '\0';
+	len = strtoul(slash, NULL, 10);
+	if (inet_pton(AF_INET, buf, &xo.cfg.src4) == 1) {
+		if (len < 8 || len > 32)
+			return opt_err("--xdp-src", arg, "needs an IPv4 prefix length of 8..32");
+		xo.cfg.src4_mask = len == 32 ? 0xffffffff : htonl(~0U << (32 - len));
+		xo.src4_set = true;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, buf, a6) == 1) {
+		if (len < 64 || len > 128)
+			return opt_err("--xdp-src", arg, "needs an IPv6 prefix length of 64..128");
+		memcpy(xo.cfg.src6, a6, sizeof(a6));
+		xo.cfg.src6_mask = len <= 96 ? 0 : len == 128 ? 0xffffffff : htonl(~0U << (128 - len));
+		xo.src6_set = true;
+		return 0;
+	}
+	return opt_err("--xdp-src", arg, "is not an IPv4 or IPv6 prefix");
+}
+
+int xdp_option(int opt, const char *arg)
+{
+	unsigned long v;
+	char *end;
+
+	switch (opt) {
+	case XDP_OPT_IFACE:
+		return add_iface(xo.lb_ifs, &xo.n_lb, "--xdp-iface", arg);
+	case XDP_OPT_DECAP:
+		return add_iface(xo.dc_ifs, &xo.n_dc, "--decap-iface", arg);
+	case XDP_OPT_RING:
+		errno = 0;
+		v = strtoul(arg, &end, 10);
+		if (errno || *end || v > FERRY_XDP_MAX_RING_M || !maglev_is_prime(v))
+			return opt_err("--xdp-ring-size", arg, "is not a prime up to 1048573");
+		xo.ring_size = v;
+		return 0;
+	case XDP_OPT_FLOWS:
+		errno = 0;
+		v = strtoul(arg, &end, 10);
+		if (errno || *end || v < 1024 || v > (1UL << 28))
+			return opt_err("--xdp-flows", arg, "is not a number of flows (1024..2^28)");
+		xo.flows = v;
+		return 0;
+	case XDP_OPT_GW:
+		if (parse_mac(arg, xo.cfg.gw_mac))
+			return opt_err("--xdp-gateway", arg, "is not a MAC address");
+		xo.cfg.flags |= FERRY_XCFG_F_GW;
+		return 0;
+	case XDP_OPT_SRC:
+		return parse_src(arg);
+	}
+	return -EINVAL;
+}
+
+/* bpf_fib_lookup answers only on devices that forward. */
+static void check_forwarding(const char *ifname)
+{
+	char path[128], c = '1';
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/forwarding", ifname);
+	f = fopen(path, "r");
+	if (f) {
+		if (fread(&c, 1, 1, f) != 1)
+			c = '1';
+		fclose(f);
+	}
+	if (c == '0')
+		log_warnx("xdp %s: IPv4 forwarding is off on it, so bpf_fib_lookup cannot resolve "
+			  "backends: %s", ifname, xo.cfg.flags & FERRY_XCFG_F_GW ?
+			  "packets go to the --xdp-gateway MAC" : "packets to VIPs are dropped");
+}
+
+/*
+ * Attach prog to ifname through the link pinned as links/<kind>_<ifname>:
+ * adopt (program swapped in) a pinned link on the same device, else create
+ * one, native mode first.
+ */
+static int attach(struct ferryd *d, struct bpf_program *prog, const char *kind, const char *ifname)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = XDP_FLAGS_DRV_MODE);
+	int ifindex = if_nametoindex(ifname), fd, err;
+	char name[64], path[512];
+
+	if (!ifindex) {
+		err = -errno;
+		log_warnx("%s %s: no such interface: %s", kind, ifname, strerror(-err));
+		return err;
+	}
+	snprintf(name, sizeof(name), "%s_%s", kind, ifname);
+	loader_link_path(d, name, path, sizeof(path));
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		struct bpf_link_info info = {};
+		__u32 len = sizeof(info);
+
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len) && info.type == BPF_LINK_TYPE_XDP &&
+		    info.xdp.ifindex == (__u32)ifindex &&
+		    !bpf_link_update(fd, bpf_program__fd(prog), NULL)) {
+			log_debug("link %s: adopted, program replaced in place", name);
+			close(fd);
+			return 0;
+		}
+		log_warnx("link %s: pinned link is stale or on another device; replacing it", name);
+		unlink(path);
+		close(fd);
+	}
+	fd = bpf_link_create(bpf_program__fd(prog), ifindex, BPF_XDP, &lo);
+	if (fd < 0) {
+		log_warnx("%s %s: native XDP unavailable (%s); using generic XDP, which is much slower",
+			  kind, ifname, strerror(errno));
+		lo.flags = XDP_FLAGS_SKB_MODE;
+		fd = bpf_link_create(bpf_program__fd(prog), ifindex, BPF_XDP, &lo);
+	}
+	if (fd < 0) {
+		err = -errno;
+		log_warnx("attach %s to %s: %s (another XDP program there?)", kind, ifname, strerror(-err));
+		return err;
+	}
+	if (bpf_obj_pin(fd, path)) {
+		err = -errno;
+		log_warnx("pin link %s: %s", path, strerror(-err));
+		close(fd);
+		return err;
+	}
+	close(fd);
+	log_info("%s: attached to %s (%s mode), pinned as %s", kind, ifname,
+		 lo.flags == XDP_FLAGS_DRV_MODE ? "native" : "generic", path);
+	return 0;
+}
+
+static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
+{
+	struct { struct bpf_map *m; __u32 n; } sz[4];
+	__u32 zero = 0;
+	int err, i;
+
+	lb = xdp_lb_bpf__open_opts(oo);
+	if (!lb) {
+		err = -errno;
+		log_warnx("open xdp_lb: %s", strerror(-err));
+		return err;
+	}
+	if ((err = loader_set_sizes(d, lb->obj)))
+		return err;
+	sz[0].m = lb->maps.ferry_xring_v1, sz[0].n = d->cfg.max_services + 1;
+	sz[1].m = lb->maps.ferry_xvip_v1, sz[1].n = d->cfg.max_services + 1;
+	sz[2].m = lb->maps.ferry_xbe_v1, sz[2].n = d->cfg.max_backends + 1;
+	sz[3].m = lb->maps.ferry_xflow_v1, sz[3].n = xo.flows;
+	for (i = 0; i < 4; i++)
+		if ((err = bpf_map__set_max_entries(sz[i].m, sz[i].n)))
+			return err;
+	if ((err = xdp_lb_bpf__load(lb))) {
+		log_warnx("load xdp_lb: %s (pinned XDP maps sized differently, e.g. by another "
+			  "--xdp-flows, cannot be reused: ferryctl teardown first)", strerror(-err));
+		return err;
+	}
+	/* Katran's defaults when no --xdp-src: 172.16.0.0/16, 100::/64. */
+	if (!xo.src4_set) {
+		inet_pton(AF_INET, "172.16.0.0", &xo.cfg.src4);
+		xo.cfg.src4_mask = htonl(0xffff0000);
+	}
+	if (!xo.src6_set) {
+		inet_pton(AF_INET6, "100::", xo.cfg.src6);
+		xo.cfg.src6_mask = 0;
+	}
+	xo.cfg.ring_size = xo.ring_size;
+	xo.cfg.ncpus = libbpf_num_possible_cpus();
+	if (bpf_map_update_elem(bpf_map__fd(lb->maps.ferry_xcfg_v1), &zero, &xo.cfg, BPF_ANY)) {
+		err = -errno;
+		log_warn("writing %s", FERRY_MAP_XCFG);
+		return err;
+	}
+	for (i = 0; i < xo.n_lb; i++) {
+		check_forwarding(xo.lb_ifs[i]);
+		if ((err = attach(d, lb->progs.ferry_xdp_lb, "xdp", xo.lb_ifs[i])))
+			return err;
+	}
+	log_info("xdp: load balancer on %d interface(s), ring size %u, %u flows", xo.n_lb,
+		 xo.ring_size, xo.flows);
+	return 0;
+}
+
+/* The decap accepts tunnels addressed to the decap interfaces' own addresses. */
+static int fill_decap_addrs(void)
+{
+	struct ifaddrs *ifa, *a;
+	int fd = bpf_map__fd(dc->maps.ferry_xdcap_v1), n = 0, i;
+	__u32 one = 1;
+
+	if (getifaddrs(&ifa))
+		return -errno;
+	for (a = ifa; a; a = a->ifa_next) {
+		struct ferry_xdcap_key k = {};
+		bool mine = false;
+
+		if (!a->ifa_addr)
+			continue;
+		for (i = 0; i < xo.n_dc; i++)
+			mine |= !strcmp(a->ifa_name, xo.dc_ifs[i]);
+		if (!mine)
+			continue;
+		if (a->ifa_addr->sa_family == AF_INET) {
+			k.family = AF_INET;
+			k.addr[0] = ((struct sockaddr_in *)a->ifa_addr)->sin_addr.s_addr;
+		} else if (a->ifa_addr->sa_family == AF_INET6) {
+			k.family = AF_INET6;
+			memcpy(k.addr, &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr, 16);
+		} else {
+			continue;
+		}
+		if (!bpf_map_update_elem(fd, &k, &one, BPF_ANY))
+			n++;
+	}
+	freeifaddrs(ifa);
+	return n;
+}
+
+static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
+{
+	int err, i, n;
+
+	dc = xdp_decap_bpf__open_opts(oo);
+	if (!dc) {
+		err = -errno;
+		log_warnx("open xdp_decap: %s", strerror(-err));
+		return err;
+	}
+	if ((err = xdp_decap_bpf__load(dc))) {
+		log_warnx("load xdp_decap: %s", strerror(-err));
+		return err;
+	}
+	n = fill_decap_addrs();
+	if (n <= 0)
+		log_warnx("xdp_decap: no address on %s%s: no tunnel will be accepted",
+			  xo.dc_ifs[0], xo.n_dc > 1 ? " and the others" : "");
+	for (i = 0; i < xo.n_dc; i++)
+		if ((err = attach(d, dc->progs.ferry_xdp_decap, "xdp_decap", xo.dc_ifs[i])))
+			return err;
+	log_info("xdp_decap: on %d interface(s), accepting tunnels for %d address(es)", xo.n_dc, n);
+	return 0;
+}
+
+int xdp_load(struct ferryd *d)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = d->cfg.bpffs);
+	int err, i, j;
+
+	for (i = 0; i < xo.n_lb; i++)
+		for (j = 0; j < xo.n_dc; j++)
+			if (!strcmp(xo.lb_ifs[i], xo.dc_ifs[j])) {
+				log_warnx("%s: --xdp-iface and --decap-iface on one interface: "
+					  "one XDP program per device", xo.lb_ifs[i]);
+				return -EINVAL;
+			}
+	if (xo.n_lb && (err = load_lb(d, &oo)))
+		return err;
+	if (xo.n_dc && (err = load_decap(d, &oo)))
+		return err;
+	return 0;
+}
+
+void xdp_close(void)
+{
+	xdp_lb_bpf__destroy(lb);
+	lb = NULL;
+	xdp_decap_bpf__destroy(dc);
+	dc = NULL;
+}
