@@ -7,15 +7,19 @@
  *   /readyz   200 once the programs are attached and the registry was
  *             applied; 503 (with the reason) before
  *
- * It never blocks the loop: sockets are non-blocking, a response body is
- * built in one go (maps read and rendered, milliseconds even for 100k
- * backends) and then written as the socket drains, across epoll events.
+ * It never blocks the loop: sockets are non-blocking and responses are
+ * written as the socket drains, across epoll events. A /metrics body (maps
+ * read, rendered, compressed: a few hundred ms at 100k backends) is built
+ * by one worker thread, so reconcile, health checks and /healthz carry on
+ * meanwhile; requests that arrive while a body is being built share the
+ * next one. The worker only reads the pinned maps and its own job record.
  * Connections live in a private epoll set, registered with the daemon's loop
  * as one fd, so any number of them costs the loop one watcher. Abuse is
  * bounded: a connection cap (503 past it), a request-header limit (431), and
  * a per-connection deadline that cuts off slow clients (408).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
@@ -42,18 +47,21 @@
 #define MX_LINGER_MS	1000		/* discard a closing client's leftovers this long */
 #define MX_GZIP_LEVEL	1		/* fast: a scrape is mostly repeated label text */
 
-enum { TAG_LISTEN = 0, TAG_TIMER = 1, TAG_CONN = 2 };
+enum { TAG_LISTEN = 0, TAG_TIMER = 1, TAG_WORKER = 2, TAG_CONN = 3 };
 
-/* READ: waiting for a request head; WRITE: a response is draining;
+/* READ: waiting for a request head; WAIT: for the worker's /metrics body;
+ * WRITE: a response is draining;
  * LINGER: after a closing response, reading and discarding what the client
  * still sends, so closing does not reset the connection (and lose our
  * response in the client's receive queue) while its data is unread. */
-enum conn_state { C_FREE = 0, C_READ, C_WRITE, C_LINGER };
+enum conn_state { C_FREE = 0, C_READ, C_WAIT, C_WRITE, C_LINGER };
 
 struct mx_conn {
 	int	fd;
 	enum conn_state state;
 	bool	close_after;	/* close once the response is written */
+	bool	gzip, head;	/* of the /metrics request waiting for a body */
+	bool	assigned;	/* WAIT: the running job's body is for it */
 	__u64	deadline_ns;
 	size_t	rlen;
 	char	req[MX_HDR_MAX + 1];
@@ -65,9 +73,24 @@ struct mx_conn {
 static const int codes[] = { 200, 400, 404, 405, 408, 431, 503, 505 };
 #define NCODES (sizeof(codes) / sizeof(codes[0]))
 
+/*
+ * One /metrics body build. The loop fills the inputs before handing it to
+ * the worker (under mu) and reads the outputs after the worker says done
+ * (under mu): the worker never touches anything else of the server.
+ */
+struct mx_job {
+	bool	gzip;		/* a waiting client asked for gzip */
+	bool	ready;		/* the exporter's own gauges, as of the request */
+	__u64	requests[NCODES], rejected, timeouts, last_scrape_ns, last_body_bytes;
+	struct mbuf plain, gz;
+	bool	gz_ok;
+	int	err;
+	__u64	dur_ns;
+};
+
 struct metrics_srv {
 	struct ferryd *d;
-	int	lfd, epfd, tfd;
+	int	lfd, epfd, tfd, efd;
 	bool	ticking;
 	unsigned int nconns;
 	struct mx_conn conns[MX_MAX_CONNS];
@@ -76,7 +99,12 @@ struct metrics_srv {
 	__u64	timeouts;
 	__u64	last_scrape_ns;	/* collect + render + compress of the last /metrics */
 	__u64	last_body_bytes;
-	struct mbuf gz;		/* scratch for compression */
+	/* The worker: busy while a job is out; go/done/quit under mu. */
+	pthread_t th;
+	bool	th_started, busy, go, done, quit;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct mx_job job;
 };
 
 static __u64 mono_ns(void)
@@ -211,7 +239,7 @@ static bool wants_gzip(const char *v)
 	return false;
 }
 
-static void append_daemon_metrics(struct metrics_srv *s, struct mbuf *b, bool ready)
+static void append_daemon_metrics(const struct mx_job *s, struct mbuf *b, bool ready)
 {
 	size_t i;
 
@@ -252,38 +280,162 @@ static const char *not_ready(struct ferryd *d)
 	return NULL;
 }
 
-static void serve_metrics(struct metrics_srv *s, struct mx_conn *c, bool gzip, bool head)
+/* The worker's part: everything that takes time, on its own record only. */
+static void job_build(struct ferryd *d, struct mx_job *j)
 {
-	struct metrics_opts o = {
-		.max_backend_series = s->d->cfg.metrics_max_series, .version = FERRY_VERSION,
-	};
+	struct metrics_opts o = { .max_backend_series = d->cfg.metrics_max_series, .version = FERRY_VERSION };
 	struct ferry_snapshot snap;
 	__u64 t0 = mono_ns();
-	int err;
 
-	mbuf_reset(&c->body);
-	err = snapshot_collect(&s->d->maps, s->d->cfg.bpffs, &snap);
-	if (!err) {
-		err = metrics_render(&snap, &o, &c->body);
+	mbuf_reset(&j->plain);
+	j->gz_ok = false;
+	j->err = snapshot_collect(&d->maps, d->cfg.bpffs, &snap);
+	if (!j->err) {
+		j->err = metrics_render(&snap, &o, &j->plain);
 		snapshot_free(&snap);
 	}
-	if (err) {
-		log_warnx("metrics: building the response: %s", strerror(-err));
-		respond_text(s, c, 503, "metrics unavailable\n", NULL, head);
-		return;
+	if (!j->err) {
+		append_daemon_metrics(j, &j->plain, j->ready);
+		if (j->plain.oom)
+			j->err = -ENOMEM;
 	}
-	append_daemon_metrics(s, &c->body, !not_ready(s->d));
-	s->last_body_bytes = c->body.len;
-	if (gzip && !c->body.oom && !mbuf_gzip(c->body.p, c->body.len, &s->gz, MX_GZIP_LEVEL)) {
-		struct mbuf t = c->body;
+	if (!j->err && j->gzip)
+		j->gz_ok = !mbuf_gzip(j->plain.p, j->plain.len, &j->gz, MX_GZIP_LEVEL);
+	j->dur_ns = mono_ns() - t0;
+}
 
-		c->body = s->gz;	/* swap: the scratch keeps the plain buffer's memory */
-		s->gz = t;
+static void *worker(void *arg)
+{
+	struct metrics_srv *s = arg;
+	__u64 one = 1;
+
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		while (!s->go && !s->quit)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (s->quit) {
+			pthread_mutex_unlock(&s->mu);
+			return NULL;
+		}
+		s->go = false;
+		pthread_mutex_unlock(&s->mu);
+
+		job_build(s->d, &s->job);
+
+		pthread_mutex_lock(&s->mu);
+		s->done = true;
+		pthread_mutex_unlock(&s->mu);
+		if (write(s->efd, &one, sizeof(one)) < 0)
+			(void)0;	/* the counter is saturated: a wakeup is pending anyway */
 	}
-	s->last_scrape_ns = mono_ns() - t0;
-	respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
-		gzip ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "Vary: Accept-Encoding\r\n",
-		head);
+}
+
+static void job_finish(struct metrics_srv *s);
+
+/* Start a job for the clients waiting without one, unless one is running. */
+static void job_kick(struct metrics_srv *s)
+{
+	struct mx_job *j = &s->job;
+	bool any = false;
+	unsigned int k;
+
+	if (s->busy)
+		return;
+	j->gzip = false;
+	for (k = 0; k < MX_MAX_CONNS; k++) {
+		struct mx_conn *c = &s->conns[k];
+
+		if (c->state == C_WAIT && !c->assigned) {
+			c->assigned = any = true;
+			j->gzip |= c->gzip;
+		}
+	}
+	if (!any)
+		return;
+	j->ready = !not_ready(s->d);
+	memcpy(j->requests, s->requests, sizeof(j->requests));
+	j->rejected = s->rejected;
+	j->timeouts = s->timeouts;
+	j->last_scrape_ns = s->last_scrape_ns;
+	j->last_body_bytes = s->last_body_bytes;
+	s->busy = true;
+	if (!s->th_started) {
+		if (pthread_create(&s->th, NULL, worker, s)) {
+			/* No thread: build on the loop, slower for everyone but correct. */
+			log_warnx("metrics: no worker thread; building /metrics on the event loop");
+			job_build(s->d, j);
+			s->done = true;
+			job_finish(s);
+			return;
+		}
+		s->th_started = true;
+	}
+	pthread_mutex_lock(&s->mu);
+	s->go = true;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* The worker is done: answer everyone the body was built for. */
+static void job_finish(struct metrics_srv *s)
+{
+	struct mx_job *j = &s->job;
+	unsigned int k;
+	bool done;
+
+	pthread_mutex_lock(&s->mu);
+	done = s->done;
+	s->done = false;
+	pthread_mutex_unlock(&s->mu);
+	if (!done)
+		return;
+	s->busy = false;
+	s->last_scrape_ns = j->dur_ns;
+	if (!j->err)
+		s->last_body_bytes = j->plain.len;
+	else
+		log_warnx("metrics: building the response: %s", strerror(-j->err));
+	for (k = 0; k < MX_MAX_CONNS; k++) {
+		struct mx_conn *c = &s->conns[k];
+		bool gz;
+
+		if (c->state != C_WAIT || !c->assigned)
+			continue;
+		if (j->err) {
+			respond_text(s, c, 503, "metrics unavailable\n", NULL, c->head);
+			continue;
+		}
+		gz = c->gzip && j->gz_ok;
+		mbuf_reset(&c->body);
+		if (gz)
+			mbuf_add(&c->body, j->gz.p, j->gz.len);
+		else
+			mbuf_add(&c->body, j->plain.p, j->plain.len);
+		respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
+			gz ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "Vary: Accept-Encoding\r\n",
+			c->head);
+	}
+	/* Buffers of a big scrape are not kept between scrapes. */
+	if (j->plain.cap > (1u << 20)) {
+		mbuf_free(&j->plain);
+		mbuf_free(&j->gz);
+	}
+	job_kick(s);	/* those who came while it ran */
+}
+
+/* A /metrics request: wait for the worker's next body. */
+static void serve_metrics(struct metrics_srv *s, struct mx_conn *c, bool gzip, bool head)
+{
+	__u64 wms = s->d->cfg.metrics_timeout_ms > MX_WRITE_MIN_MS ? s->d->cfg.metrics_timeout_ms
+								     : MX_WRITE_MIN_MS;
+
+	c->state = C_WAIT;
+	c->gzip = gzip;
+	c->head = head;
+	c->assigned = false;
+	c->deadline_ns = mono_ns() + wms * 1000000ULL;
+	conn_events(s, c, 0);	/* hang-ups and errors only */
+	job_kick(s);
 }
 
 /* Answer one request head (NUL-terminated, modified in place). */
@@ -549,9 +701,22 @@ static void on_event(struct ferryd *d, int fd, uint32_t events, void *arg)
 			on_tick(s);
 			continue;
 		}
+		if (tag == TAG_WORKER) {
+			__u64 n;
+
+			if (read(s->efd, &n, sizeof(n)) < 0)
+				(void)0;	/* EAGAIN: already drained */
+			job_finish(s);
+			continue;
+		}
 		c = &s->conns[tag - TAG_CONN];
 		if (c->state == C_FREE)
 			continue;	/* closed earlier in this batch */
+		if (c->state == C_WAIT) {
+			if (evs[i].events & (EPOLLHUP | EPOLLERR))
+				conn_close(s, c);
+			continue;
+		}
 		if (c->state == C_WRITE)
 			conn_drive(s, c);
 		else
@@ -609,7 +774,9 @@ int metrics_start(struct ferryd *d)
 	if (!s)
 		return -ENOMEM;
 	s->d = d;
-	s->lfd = s->epfd = s->tfd = -1;
+	s->lfd = s->epfd = s->tfd = s->efd = -1;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
 	for (k = 0; k < MX_MAX_CONNS; k++)
 		s->conns[k].fd = -1;
 	if ((err = listen_on(d->cfg.metrics_addr, &s->lfd))) {
@@ -619,7 +786,8 @@ int metrics_start(struct ferryd *d)
 	}
 	s->epfd = epoll_create1(EPOLL_CLOEXEC);
 	s->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (s->epfd < 0 || s->tfd < 0) {
+	s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (s->epfd < 0 || s->tfd < 0 || s->efd < 0) {
 		err = -errno;
 		log_warn("metrics: epoll/timerfd");
 		goto fail;
@@ -631,6 +799,11 @@ int metrics_start(struct ferryd *d)
 	}
 	ev.data.u32 = TAG_TIMER;
 	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->tfd, &ev)) {
+		err = -errno;
+		goto fail;
+	}
+	ev.data.u32 = TAG_WORKER;
+	if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->efd, &ev)) {
 		err = -errno;
 		goto fail;
 	}
@@ -648,6 +821,8 @@ fail:
 		close(s->epfd);
 	if (s->tfd >= 0)
 		close(s->tfd);
+	if (s->efd >= 0)
+		close(s->efd);
 	free(s);
 	return err;
 }
@@ -662,11 +837,23 @@ void metrics_stop(struct ferryd *d)
 	for (k = 0; k < MX_MAX_CONNS; k++)
 		if (s->conns[k].state != C_FREE)
 			conn_close(s, &s->conns[k]);
+	if (s->th_started) {
+		/* A build in progress finishes first: bounded by one scrape. */
+		pthread_mutex_lock(&s->mu);
+		s->quit = true;
+		pthread_cond_signal(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		pthread_join(s->th, NULL);
+	}
 	ev_del(d, s->epfd);
 	close(s->lfd);
 	close(s->tfd);
+	close(s->efd);
 	close(s->epfd);
-	mbuf_free(&s->gz);
+	mbuf_free(&s->job.plain);
+	mbuf_free(&s->job.gz);
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
 	free(s);
 	d->metrics = NULL;
 }
