@@ -13,6 +13,7 @@
 #include "lib/common.bpf.h"
 #include "lib/maps.bpf.h"
 #include "lib/select.bpf.h"
+#include <ferry/flowhash.h>
 
 #define SYS_PROCEED	1
 #define SYS_REJECT	0
@@ -20,6 +21,9 @@
 
 /* Load-time tunable: 1 disables the sendmsg/recvmsg (unconnected UDP) path. */
 const volatile __u32 cfg_no_udp_sendmsg = 0;
+/* Load-time tunable: 1 stops tracking TCP connects (ferryd --no-circuit):
+ * no circuit breaking, max_connections or connection counts. */
+const volatile __u32 cfg_no_circuit = 0;
 
 struct sock_target {
 	__u32	addr[4];
@@ -62,32 +66,20 @@ static __always_inline __u8 ctx_proto(struct bpf_sock_addr *ctx)
 	return ctx->type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP;
 }
 
-/* Affinity hash for maglev: the client's netns and, if bound, its address. */
+/* Affinity hash for maglev: the client's netns and, if bound, its address
+ * (include/ferry/flowhash.h: ferryctl explain computes the same). */
 static __always_inline __u32 flow_hash(struct bpf_sock_addr *ctx,
 				       const struct ferry_svc_key *k)
 {
-	__u64 ns = bpf_get_netns_cookie(ctx);
-	__u32 h = 2166136261u, w[6];
-	int i;
+	__u32 src4 = 0, src6_3 = 0;
 
-	w[0] = (__u32)ns;
-	w[1] = (__u32)(ns >> 32);
-	w[2] = k->addr[0] ^ k->addr[3];
-	w[3] = k->port | (__u32)k->proto << 16;
-	w[4] = 0;
-	w[5] = 0;
 	if (ctx->sk) {
 		struct bpf_sock *sk = ctx->sk;
 
-		w[4] = sk->src_ip4;
-		w[5] = sk->src_ip6[3];
+		src4 = sk->src_ip4;
+		src6_3 = sk->src_ip6[3];
 	}
-	for (i = 0; i < 6; i++) {
-		h ^= w[i];
-		h *= 16777619u;
-		h ^= h >> 15;
-	}
-	return h;
+	return ferry_flow_hash(bpf_get_netns_cookie(ctx), k, src4, src6_3);
 }
 
 static __always_inline void revnat_store(struct bpf_sock_addr *ctx,
@@ -111,34 +103,58 @@ static __always_inline void revnat_store(struct bpf_sock_addr *ctx,
 
 /*
  * Resolve the service for key k and pick a backend. Returns 0 with *out set,
- * -ENOENT when k is not a balanced VIP (proceed untouched), or
- * -ECONNREFUSED when it is one but no backend may take the connection.
+ * -ENOENT when k is not a balanced VIP (proceed untouched), -ECONNREFUSED
+ * when it is one but no backend may take the connection, or -EBUSY when
+ * every candidate is at its max_connections.
+ *
+ * A TCP connect reserves a connection slot on the backend and is tracked
+ * in socket storage until sockops sees it end (circuit.bpf.h); a socket
+ * that is already connecting (a repeated connect() polling for EALREADY /
+ * EISCONN) keeps its backend and counts nothing twice.
  */
 static __always_inline int sock_lb_pick(struct bpf_sock_addr *ctx,
-					const struct ferry_svc_key *k,
+					const struct ferry_svc_key *k, bool connect,
 					struct ferry_backend *out, __u32 *out_id)
 {
+	bool tcp = connect && k->proto == IPPROTO_TCP && !cfg_no_circuit;
 	struct ferry_backend *be;
 	struct ferry_svc *svc;
-	__u32 id;
+	struct pick p = {};
+	bool again = false;
+	int err;
 
 	svc = bpf_map_lookup_elem(&ferry_svc_v1, k);
 	if (!svc)
 		return -FERRY_ENOENT;
 	if (!svc->count)
 		return -FERRY_ENODATA;
-	id = select_backend(svc, svc->lb == FERRY_LB_MAGLEV ? flow_hash(ctx, k) : 0);
-	if (!id)
-		return -FERRY_ECONNREFUSED;
-	be = bpf_map_lookup_elem(&ferry_be_v1, &id);
-	if (!be)
-		return -FERRY_ENOENT;
+	if (tcp)
+		again = (p.id = conn_current(ctx->sk)) != 0;
+	if (!again) {
+		err = select_backend(svc, svc->lb == FERRY_LB_MAGLEV ? flow_hash(ctx, k) : 0,
+				     tcp, &p);
+		if (err)
+			return err;
+	}
+	be = bpf_map_lookup_elem(&ferry_be_v1, &p.id);
 	/* A v4 VIP reached through a dual-stack socket only has v4 backends,
 	 * and the registry keeps families apart: nothing else to translate. */
-	if (be->family != k->family)
+	if (!be || be->family != k->family) {
+		if (p.tracked)
+			circuit_unreserve(p.id, p.probe);
 		return -FERRY_ENOENT;
+	}
+	if (again)
+		goto out;
+	if (!tcp) {
+		if (connect)
+			circuit_opened(p.id);
+	} else if (p.tracked && conn_track(ctx->sk, k, p.id, p.probe, p.now)) {
+		circuit_unreserve(p.id, p.probe);
+	}
+out:
 	*out = *be;
-	*out_id = id;
+	*out_id = p.id;
 	return 0;
 }
 
@@ -150,14 +166,12 @@ static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, bool connect)
 	int err;
 
 	key_from_v4(&k, ctx->user_ip4, ctx->user_port, ctx_proto(ctx));
-	err = sock_lb_pick(ctx, &k, &be, &id);
+	err = sock_lb_pick(ctx, &k, connect, &be, &id);
 	if (err)
 		return err;
 	ctx->user_ip4 = be.addr[0];
 	ctx->user_port = be.port;
 	revnat_store(ctx, &k, &be, id);
-	if (connect)
-		ferry_backend_connecting(id);
 	return 0;
 }
 
@@ -173,7 +187,7 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, bool connect)
 	ip6[2] = ctx->user_ip6[2];
 	ip6[3] = ctx->user_ip6[3];
 	key_from_v6(&k, ip6, ctx->user_port, ctx_proto(ctx));
-	err = sock_lb_pick(ctx, &k, &be, &id);
+	err = sock_lb_pick(ctx, &k, connect, &be, &id);
 	if (err)
 		return err;
 	if (be.family == AF_INET) {
@@ -190,8 +204,6 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, bool connect)
 	}
 	ctx->user_port = be.port;
 	revnat_store(ctx, &k, &be, id);
-	if (connect)
-		ferry_backend_connecting(id);
 	return 0;
 }
 
@@ -208,6 +220,13 @@ static __always_inline int verdict(int err, __u32 hit, __u32 miss, __u32 refused
 	if (err == -FERRY_ECONNREFUSED) {
 		stat_inc(refused);
 		bpf_set_retval(-FERRY_ECONNREFUSED);
+		return SYS_REJECT;
+	}
+	if (err == -FERRY_EBUSY) {
+		/* Every candidate at max_connections: EBUSY, which no TCP
+		 * connect returns otherwise, so callers can tell it apart. */
+		stat_inc(FERRY_STAT_MAX_CONN_REJECT);
+		bpf_set_retval(-FERRY_EBUSY);
 		return SYS_REJECT;
 	}
 	stat_inc(miss);

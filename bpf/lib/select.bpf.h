@@ -5,7 +5,9 @@
  * FERRY_MAX_SVC_BACKENDS slots) skips backends that may not take a new
  * connection. HEALTHY (or never probed) backends win; a DEGRADED one is used
  * only when no healthy one is left; UNHEALTHY, draining, quarantined,
- * weight 0 and OPEN circuits are never picked.
+ * weight 0, OPEN circuits (and half-open ones whose probe slots are taken)
+ * and backends at max_connections are never picked. A TCP connect then
+ * reserves its slot on the chosen backend (circuit.bpf.h).
  */
 #ifndef FERRY_SELECT_BPF_H
 #define FERRY_SELECT_BPF_H
@@ -13,8 +15,17 @@
 #include "maps.bpf.h"
 #include "circuit.bpf.h"
 
+#define FERRY_MAGLEV_PROBE	8	/* table entries tried after the hashed one */
+#define FERRY_LC_P2C_TRIES	8	/* random draws to find two usable backends */
+#define FERRY_SELECT_TRIES	3	/* picks when a reservation is lost to a race */
+
+/* Load-time tunable: least_conn scans every backend of services up to this
+ * size (exact), and uses power of two choices above it. */
+const volatile __u32 cfg_lc_exact_max = 64;
+
 enum be_class {
 	BE_UNUSABLE = 0,
+	BE_FULL,	/* only max_connections keeps it out */
 	BE_DEGRADED,
 	BE_GOOD,
 };
@@ -24,15 +35,30 @@ static __always_inline enum be_class backend_class(const struct ferry_svc *svc,
 						   const struct ferry_backend *be,
 						   __u64 now)
 {
-	struct ferry_bestat *st;
+	int why;
 
 	if (be->state != FERRY_BE_ACTIVE || be->weight == 0 ||
 	    be->health == FERRY_HEALTH_UNHEALTHY)
 		return BE_UNUSABLE;
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &backend_id);
-	if (!circuit_admits(svc, st, now))
+	why = circuit_check(svc, backend_id, now);
+	if (why == CB_DENY_FULL)
+		return BE_FULL;
+	if (why)
 		return BE_UNUSABLE;
 	return be->health == FERRY_HEALTH_DEGRADED ? BE_DEGRADED : BE_GOOD;
+}
+
+static __always_inline __u64 backend_active(__u32 id)
+{
+	struct ferry_bestat *st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
+
+	return st ? st->active : 0;
+}
+
+/* least_conn: is (act_a / w_a) < (act_b / w_b)? Weights are never 0 here. */
+static __always_inline bool lc_less(__u64 act_a, __u32 w_a, __u64 act_b, __u32 w_b)
+{
+	return act_a * w_b < act_b * w_a;
 }
 
 struct scan_ctx {
@@ -41,20 +67,16 @@ struct scan_ctx {
 	__u32	start;
 	__u32	count;
 	__u32	found;		/* backend id, 0: none yet */
-	__u32	degraded;	/* first degraded backend id seen */
-	/* least_conn: best so far */
+	__u32	degraded;	/* best degraded backend id seen */
+	/* least_conn: best so far, among good and among degraded ones */
 	__u64	best_active;
 	__u32	best_weight;
+	__u64	deg_active;
+	__u32	deg_weight;
 	__u8	least_conn;
 	__u8	lookup_fail;
+	__u8	full;		/* a backend was skipped for max_connections */
 };
-
-static __always_inline __u64 backend_active(__u32 id)
-{
-	struct ferry_bestat *st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
-
-	return st ? st->active : 0;
-}
 
 static long scan_cb(__u32 i, void *data)
 {
@@ -64,6 +86,7 @@ static long scan_cb(__u32 i, void *data)
 	struct ferry_backend *be;
 	enum be_class cls;
 	__u32 pos = c->start + i;
+	__u64 act;
 
 	if (pos >= c->count)
 		pos -= c->count;
@@ -80,33 +103,40 @@ static long scan_cb(__u32 i, void *data)
 		return 0;
 	}
 	cls = backend_class(c->svc, slot->backend_id, be, c->now);
-	if (cls == BE_UNUSABLE)
+	if (cls == BE_FULL)
+		c->full = 1;
+	if (cls <= BE_FULL)
 		return 0;
-	if (cls == BE_DEGRADED) {
-		if (!c->degraded)
-			c->degraded = slot->backend_id;
-		return 0;
-	}
 	if (!c->least_conn) {
+		if (cls == BE_DEGRADED) {
+			if (!c->degraded)
+				c->degraded = slot->backend_id;
+			return 0;
+		}
 		c->found = slot->backend_id;
 		return 1;
 	}
-	/* least_conn: fewest active connections per unit of weight. */
-	{
-		__u64 act = backend_active(slot->backend_id);
-
-		if (!c->found || act * c->best_weight < c->best_active * be->weight) {
-			c->found = slot->backend_id;
-			c->best_active = act;
-			c->best_weight = be->weight;
+	/* least_conn: fewest connections per unit of weight, per class. */
+	act = backend_active(slot->backend_id);
+	if (cls == BE_DEGRADED) {
+		if (!c->degraded || lc_less(act, be->weight, c->deg_active, c->deg_weight)) {
+			c->degraded = slot->backend_id;
+			c->deg_active = act;
+			c->deg_weight = be->weight;
 		}
+		return 0;
+	}
+	if (!c->found || lc_less(act, be->weight, c->best_active, c->best_weight)) {
+		c->found = slot->backend_id;
+		c->best_active = act;
+		c->best_weight = be->weight;
 	}
 	return 0;
 }
 
-/* Scan from slot start; 0 when nothing is usable. */
+/* Scan nr slots from slot start; 0 when nothing is usable. */
 static __always_inline __u32 scan_from(const struct ferry_svc *svc, __u32 start,
-				       __u32 nr, bool least_conn, __u64 now)
+				       __u32 nr, bool least_conn, __u64 now, bool *full)
 {
 	struct scan_ctx c = {
 		.svc = svc, .now = now, .start = start, .count = svc->count,
@@ -118,6 +148,8 @@ static __always_inline __u32 scan_from(const struct ferry_svc *svc, __u32 start,
 	bpf_loop(nr, scan_cb, &c, 0);
 	if (c.lookup_fail)
 		stat_inc(FERRY_STAT_LOOKUP_FAIL);
+	if (c.full)
+		*full = true;
 	return c.found ? c.found : c.degraded;
 }
 
@@ -146,10 +178,11 @@ static __always_inline __u32 weighted_slot(const struct ferry_svc *svc, __u32 r)
 
 /* Maglev: the table entry for hash, then the next few entries if unusable. */
 static __always_inline __u32 maglev_pick(const struct ferry_svc *svc, __u32 hash,
-					 __u64 now)
+					 __u64 now, bool *full)
 {
 	struct ferry_backend *be;
 	__u32 id = svc->id, idx, *bid;
+	enum be_class cls;
 	void *table;
 	int i;
 
@@ -157,13 +190,16 @@ static __always_inline __u32 maglev_pick(const struct ferry_svc *svc, __u32 hash
 	if (!table)
 		return 0;
 	idx = hash % FERRY_SOCK_MAGLEV_M;
-	for (i = 0; i < 8; i++) {
+	for (i = 0; i < FERRY_MAGLEV_PROBE; i++) {
 		bid = bpf_map_lookup_elem(table, &idx);
 		if (!bid || !*bid)
 			return 0;
 		be = bpf_map_lookup_elem(&ferry_be_v1, bid);
-		if (be && backend_class(svc, *bid, be, now) == BE_GOOD)
+		cls = be ? backend_class(svc, *bid, be, now) : BE_UNUSABLE;
+		if (cls == BE_GOOD)
 			return *bid;
+		if (cls == BE_FULL)
+			*full = true;
 		stat_inc(FERRY_STAT_SELECT_RETRY);
 		idx = idx + 1 == FERRY_SOCK_MAGLEV_M ? 0 : idx + 1;
 	}
@@ -171,12 +207,78 @@ static __always_inline __u32 maglev_pick(const struct ferry_svc *svc, __u32 hash
 }
 
 /*
- * Choose a backend id for a new connection of svc. hash is the flow's
- * affinity hash (maglev). Returns 0 when no backend is usable.
+ * least_conn on a large service: power of two choices. Two random slots,
+ * the one with fewer connections per unit of weight wins; up to
+ * FERRY_LC_P2C_TRIES draws to find two usable ones. Full scans of services
+ * above FERRY_LC_EXACT_MAX backends cost too much per connect
+ * (docs/benchmarks.md, "least_conn").
  */
-static __always_inline __u32 select_backend(struct ferry_svc *svc, __u32 hash)
+struct p2c_ctx {
+	const struct ferry_svc *svc;
+	__u64	now;
+	__u32	count;
+	__u32	found;
+	__u64	best_active;
+	__u32	best_weight;
+	__u32	picks;
+	__u8	full;
+};
+
+static long p2c_cb(__u32 i, void *data)
 {
-	__u64 now = bpf_ktime_get_ns();
+	struct p2c_ctx *c = data;
+	struct ferry_slot_key sk = { .svc_id = c->svc->id };
+	struct ferry_slot *slot;
+	struct ferry_backend *be;
+	enum be_class cls;
+	__u64 act;
+
+	(void)i;
+	sk.slot = bpf_get_prandom_u32() % c->count;
+	slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
+	if (!slot)
+		return 0;
+	be = bpf_map_lookup_elem(&ferry_be_v1, &slot->backend_id);
+	if (!be)
+		return 0;
+	cls = backend_class(c->svc, slot->backend_id, be, c->now);
+	if (cls == BE_FULL)
+		c->full = 1;
+	if (cls != BE_GOOD)
+		return 0;
+	act = backend_active(slot->backend_id);
+	if (!c->found || lc_less(act, be->weight, c->best_active, c->best_weight)) {
+		c->found = slot->backend_id;
+		c->best_active = act;
+		c->best_weight = be->weight;
+	}
+	return ++c->picks == 2;
+}
+
+static __always_inline __u32 least_conn_pick(const struct ferry_svc *svc, __u32 count,
+					     __u64 now, bool *full)
+{
+	struct p2c_ctx c = { .svc = svc, .now = now, .count = count };
+
+	if (count <= cfg_lc_exact_max)
+		return scan_from(svc, bpf_get_prandom_u32() % count, count, true, now, full);
+	bpf_loop(FERRY_LC_P2C_TRIES, p2c_cb, &c, 0);
+	if (c.full)
+		*full = true;
+	if (c.found)
+		return c.found;
+	/* Mostly unusable, or only degraded ones left: look at all of them. */
+	return scan_from(svc, bpf_get_prandom_u32() % count, count, true, now, full);
+}
+
+/*
+ * One pick for a new connection of svc by its policy. hash is the flow's
+ * affinity hash (maglev). Returns 0 when no backend is usable; *full then
+ * tells whether max_connections kept some out.
+ */
+static __always_inline __u32 select_once(struct ferry_svc *svc, __u32 hash, __u64 now,
+					 bool *full)
+{
 	__u32 count = svc->count, start, id;
 
 	if (count > FERRY_MAX_SVC_BACKENDS)
@@ -193,24 +295,60 @@ static __always_inline __u32 select_backend(struct ferry_svc *svc, __u32 hash)
 			weighted_slot(svc, bpf_get_prandom_u32() % svc->weight_sum) : 0;
 		break;
 	case FERRY_LB_MAGLEV:
-		id = maglev_pick(svc, hash, now);
+		id = maglev_pick(svc, hash, now, full);
 		if (id)
 			return id;
 		start = hash % count;
 		break;
 	case FERRY_LB_LEAST_CONN:
-		/* Scan up to 64 slots from a random start: exact for small
-		 * services, a 64-way sample for large ones. */
-		return scan_from(svc, bpf_get_prandom_u32() % count,
-				 count < 64 ? count : 64, true, now) ?:
-		       scan_from(svc, 0, count, false, now);
+		return least_conn_pick(svc, count, now, full);
 	case FERRY_LB_ROUND_ROBIN:
 	default:
 		start = __sync_fetch_and_add(&svc->rr, 1) % count;
 		break;
 	}
-	id = scan_from(svc, start, count, false, now);
-	return id;
+	return scan_from(svc, start, count, false, now, full);
+}
+
+struct pick {
+	__u64	now;
+	__u32	id;
+	bool	probe;		/* holds a half-open probe slot */
+	bool	tracked;	/* a slot was reserved in ferry_bestat */
+	bool	full;		/* refused: every candidate at max_connections */
+};
+
+/*
+ * Choose a backend for a new connection. reserve (TCP connect): claim a
+ * connection slot on it (circuit_reserve); a slot lost to another CPU
+ * sends the pick round again, at most FERRY_SELECT_TRIES times. Returns 0
+ * with p filled, or -ECONNREFUSED (nothing usable) / -EBUSY (every
+ * candidate at max_connections).
+ */
+static __always_inline int select_backend(struct ferry_svc *svc, __u32 hash, bool reserve,
+					  struct pick *p)
+{
+	__u64 now = bpf_ktime_get_ns();
+	int i, r;
+
+	p->now = now;
+	for (i = 0; i < FERRY_SELECT_TRIES; i++) {
+		p->id = select_once(svc, hash, now, &p->full);
+		if (!p->id)
+			break;
+		if (!reserve)
+			return 0;
+		r = circuit_reserve(svc, p->id, now, &p->tracked);
+		if (r >= 0) {
+			p->probe = r == CB_ADMIT_PROBE;
+			return 0;
+		}
+		if (r == -CB_DENY_FULL)
+			p->full = true;
+		stat_inc(FERRY_STAT_SELECT_RETRY);
+	}
+	p->id = 0;
+	return p->full ? -FERRY_EBUSY : -FERRY_ECONNREFUSED;
 }
 
 #endif /* FERRY_SELECT_BPF_H */

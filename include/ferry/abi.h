@@ -37,6 +37,8 @@
 #define FERRY_MAP_BESTAT	"ferry_bestat_v1"
 #define FERRY_MAP_STATUS	"ferry_status_v1"
 #define FERRY_MAP_SVCNAME	"ferry_name_v1"
+#define FERRY_MAP_SVCEJ		"ferry_svcej_v1"
+#define FERRY_MAP_SKCONN	"ferry_sk_v1"
 
 enum ferry_lb {
 	FERRY_LB_ROUND_ROBIN	= 0,
@@ -68,6 +70,7 @@ enum ferry_circuit {
 	FERRY_CIRCUIT_CLOSED	= 0,
 	FERRY_CIRCUIT_OPEN	= 1,
 	FERRY_CIRCUIT_HALF_OPEN	= 2,
+	FERRY_CIRCUIT_OPENING	= 3,	/* transient: an ejection is being written */
 };
 
 /* ferry_svc.flags */
@@ -134,21 +137,57 @@ struct ferry_backend {
 /*
  * Per-backend runtime counters and circuit state, written by the kernel
  * (sockops + connect hooks) with atomic operations; userspace only reads
- * them (and resets them when a backend id is reused).
+ * them (and resets them when a backend id is reused). TCP only: UDP
+ * "connects" count in opened and nothing else.
  */
 struct ferry_bestat {
-	__u64	active;		/* established, not yet closed */
+	__u64	active;		/* TCP connects in progress + established, not closed */
 	__u64	opened;		/* connects issued to this backend */
 	__u64	success;	/* handshakes completed */
 	__u64	failed;		/* handshakes failed (RST, timeout, unreachable) */
 	__u64	consecutive;	/* failures since the last success */
-	__u64	ejections;	/* times the circuit opened */
+	__u64	ejections;	/* times opened since the backend last stayed CLOSED for
+				 * max_ejection_ms: an ejection lasts this x base_ejection_ms */
 	__u64	open_until_ns;	/* bpf_ktime_get_ns() at which OPEN ends */
 	__u64	last_change_ns;
 	__u32	circuit;	/* enum ferry_circuit */
 	__u32	half_open_inflight;
 	__u64	bytes_sent;
 	__u64	bytes_received;
+};
+
+/*
+ * Per-service runtime state of the circuit breaker: ferry_svcej_v1[svc id]
+ * (an array). ejected counts backends whose circuit is not CLOSED, for
+ * max_ejection_percent; the kernel recounts it from the backends (at most
+ * every FERRY_RECOUNT_MS) when it would hold an ejection back, so a backend
+ * removed while ejected does not leak a count.
+ */
+struct ferry_svc_rt {
+	__u32	ejected;
+	__u32	pad;
+	__u64	recount_ns;
+};
+
+/* Per-socket tracking (socket storage ferry_sk_v1), kernel-only. */
+enum ferry_conn_phase {
+	FERRY_CONN_NONE		= 0,
+	FERRY_CONN_RESERVED	= 1,	/* connect hook counted it; no SYN yet */
+	FERRY_CONN_CONNECTING	= 2,	/* SYN sent */
+	FERRY_CONN_ESTABLISHED	= 3,
+	FERRY_CONN_DONE		= 4,	/* counted out */
+};
+
+#define FERRY_CONN_F_PROBE	(1U << 0)	/* holds a half-open probe slot */
+#define FERRY_CONN_F_DECIDED	(1U << 1)	/* success/failure already counted */
+
+struct ferry_sk_conn {
+	struct ferry_svc_key svc;
+	__u32	backend_id;
+	__u32	phase;		/* enum ferry_conn_phase */
+	__u32	flags;		/* FERRY_CONN_F_* */
+	__u32	pad;
+	__u64	start_ns;	/* bpf_ktime_get_ns() at connect() */
 };
 
 /* Reverse translation: which VIP a socket connected to a backend asked for. */
@@ -190,6 +229,7 @@ enum ferry_stat {
 	FERRY_STAT_SOCKMAP_MISS,	/* peer not in the sockhash: normal path */
 	FERRY_STAT_SOCKMAP_ADD,		/* socket registered */
 	FERRY_STAT_SOCKMAP_SKIP,	/* excluded by policy */
+	FERRY_STAT_CIRCUIT_EJECT_LIMITED, /* ejection held back by max_ejection_percent */
 	FERRY_STAT_MAX = 64,
 };
 

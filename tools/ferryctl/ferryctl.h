@@ -43,5 +43,7 @@ int do_backend(struct ctl *c, int argc, char **argv);	/* service.c */
 int do_status(struct ctl *c, int argc, char **argv);	/* status.c */
 int do_teardown(struct ctl *c, int argc, char **argv);	/* status.c */
 int do_stats(struct ctl *c, int argc, char **argv);	/* stats.c */
+int do_circuit(struct ctl *c, int argc, char **argv);	/* circuit.c */
+int do_explain(struct ctl *c, int argc, char **argv);	/* circuit.c */
 
 #endif /* FERRYCTL_H */

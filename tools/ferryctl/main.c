@@ -18,6 +18,8 @@ static const struct cmd cmds[] = {
 	{ "backend", do_backend, "backend add|del|set VIP:PORT[/proto] IP:PORT [--weight N] [--state active|draining|quarantined]" },
 	{ "status", do_status, "status" },
 	{ "stats", do_stats, "stats [--no-backends] [--prometheus]" },
+	{ "circuit", do_circuit, "circuit [VIP:PORT[/proto]]" },
+	{ "explain", do_explain, "explain VIP:PORT[/proto] [--from CGROUP_OR_NETNS] [--src IP]" },
 	{ "teardown", do_teardown, "teardown" },
 	{ NULL, NULL, NULL },
 };

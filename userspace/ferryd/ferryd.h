@@ -11,6 +11,8 @@
 #include "registry.h"
 
 struct sock_lb_bpf;
+struct sock_ops_bpf;
+struct health;
 struct bpf_program;
 struct ferryd;
 
@@ -27,6 +29,7 @@ struct ferryd_cfg {
 	__u32	max_backends;
 	__u32	max_revnat;
 	int	resync_s;	/* periodic resync; 0: off */
+	bool	no_circuit;	/* no sockops: no connection tracking, no breaker */
 	const char *metrics_addr;	/* HOST:PORT, or "off" */
 	__u32	metrics_max_series;	/* per-backend series cap */
 	__u32	metrics_timeout_ms;	/* per-connection request deadline */
@@ -36,12 +39,14 @@ struct ferryd {
 	struct ferryd_cfg cfg;
 	struct ferry_maps maps;
 	struct sock_lb_bpf *sock;
+	struct sock_ops_bpf *ops;
 	int	cgroup_fd;
 	int	epfd;
 	bool	stop;
 	bool	synced;		/* the registry was applied at least once */
 	struct ferry_status status;
 	struct registry reg;	/* last good registry */
+	struct health *health;
 	struct metrics_srv *metrics;
 };
 
@@ -85,6 +90,13 @@ void xdp_close(void);
 
 /* sync.c: read the registry and make the maps equal to it. */
 int sync_registry(struct ferryd *d);
+
+/* health.c: active TCP/HTTP probes of backends, on the event loop; results
+ * go to ferry_be_v1 .health. health_sync() re-reads the targets from d->reg
+ * and the maps after every good sync. */
+int health_start(struct ferryd *d);
+void health_sync(struct ferryd *d);
+void health_stop(struct ferryd *d);
 
 /* metrics.c: the /metrics, /healthz, /readyz endpoint on the event loop. */
 #define FERRYD_DEF_METRICS_ADDR		"127.0.0.1:9464"

@@ -18,6 +18,7 @@
 #include "ferryd.h"
 #include "log.h"
 #include "sock_lb.skel.h"
+#include "sock_ops.skel.h"
 
 void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_t len)
 {
@@ -82,6 +83,7 @@ static int set_sizes(struct ferryd *d, struct bpf_object *obj)
 		{ FERRY_MAP_SLOT, d->cfg.max_backends },
 		{ FERRY_MAP_BACKEND, d->cfg.max_backends },
 		{ FERRY_MAP_BESTAT, d->cfg.max_backends },
+		{ FERRY_MAP_SVCEJ, d->cfg.max_services + 1 },
 		{ FERRY_MAP_REVNAT, d->cfg.max_revnat },
 	};
 	size_t i;
@@ -94,6 +96,53 @@ static int set_sizes(struct ferryd *d, struct bpf_object *obj)
 			return err;
 	}
 	return 0;
+}
+
+/* Remove a pinned link (and so detach its program), if there is one. */
+static void unpin_link(struct ferryd *d, const char *name)
+{
+	struct bpf_link *link;
+	char path[512];
+
+	loader_link_path(d, name, path, sizeof(path));
+	if (access(path, F_OK) || !(link = bpf_link__open(path)))
+		return;
+	bpf_link__unpin(link);
+	bpf_link_detach(bpf_link__fd(link));
+	bpf_link__destroy(link);
+	log_info("link %s: detached", name);
+}
+
+/*
+ * Connection tracking and the circuit breaker (sock_ops.bpf.c): the sockops
+ * program and cgroup/sock_release on the same cgroup. --no-circuit leaves
+ * them out (and detaches what an earlier run attached).
+ */
+static int load_sock_ops(struct ferryd *d, struct bpf_object_open_opts *oo)
+{
+	int err;
+
+	if (d->cfg.no_circuit) {
+		unpin_link(d, "sock_ops");
+		unpin_link(d, "sock_release");
+		return 0;
+	}
+	d->ops = sock_ops_bpf__open_opts(oo);
+	if (!d->ops) {
+		err = -errno;
+		log_warnx("open sock_ops: %s", strerror(-err));
+		return err;
+	}
+	if ((err = set_sizes(d, d->ops->obj)))
+		return err;
+	if ((err = sock_ops_bpf__load(d->ops))) {
+		log_warnx("load sock_ops: %s (--no-circuit runs without connection tracking)",
+			  strerror(-err));
+		return err;
+	}
+	if ((err = loader_attach_cgroup(d, d->ops->progs.ferry_sockops, "sock_ops")))
+		return err;
+	return loader_attach_cgroup(d, d->ops->progs.ferry_sock_release, "sock_release");
 }
 
 int loader_load(struct ferryd *d)
@@ -130,6 +179,7 @@ int loader_load(struct ferryd *d)
 	}
 	if ((err = set_sizes(d, d->sock->obj)))
 		return err;
+	d->sock->rodata->cfg_no_circuit = d->cfg.no_circuit;
 	err = sock_lb_bpf__load(d->sock);
 	if (err) {
 		log_warnx("load sock_lb: %s (a pinned map whose size differs from --max-* cannot be reused: "
@@ -149,6 +199,8 @@ int loader_load(struct ferryd *d)
 	for (i = 0; i < sizeof(progs) / sizeof(progs[0]); i++)
 		if ((err = loader_attach_cgroup(d, progs[i].prog, progs[i].name)))
 			return err;
+	if ((err = load_sock_ops(d, &oo)))
+		return err;
 
 	if ((err = xdp_load(d)))
 		return err;
@@ -170,6 +222,8 @@ void loader_close(struct ferryd *d)
 	xdp_close();
 	sock_lb_bpf__destroy(d->sock);
 	d->sock = NULL;
+	sock_ops_bpf__destroy(d->ops);
+	d->ops = NULL;
 	if (d->cgroup_fd >= 0)
 		close(d->cgroup_fd);
 	d->cgroup_fd = -1;

@@ -69,6 +69,8 @@ static void usage(FILE *f)
 "  --cgroup DIR          cgroup v2 directory to attach to (default: the cgroup2 root)\n"
 "  --once                reconcile once, print a summary and exit; programs stay attached\n"
 "  --resync SECONDS      re-apply the registry this often, undoing drift (default 60; 0 off)\n"
+"  --no-circuit          no connection tracking (sockops): no circuit breaking,\n"
+"                        max_connections or least_conn counts\n"
 "  --max-services N      service map size (default %d)\n"
 "  --max-backends N      backend map size (default %d)\n"
 "  --max-revnat N        reverse-translation LRU size (default %d)\n"
@@ -113,6 +115,7 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 		{ "max-backends", required_argument, NULL, O_MB },
 		{ "max-revnat", required_argument, NULL, O_MR },
 		{ "resync", required_argument, NULL, O_RESYNC },
+		{ "no-circuit", no_argument, NULL, 'C' },
 		{ "metrics-addr", required_argument, NULL, O_MXADDR },
 		{ "metrics-max-backend-series", required_argument, NULL, O_MXSERIES },
 		{ "metrics-timeout", required_argument, NULL, O_MXTIMEOUT },
@@ -168,6 +171,7 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 			if (xdp_option(o, optarg))
 				return 2;
 			break;
+		case 'C': c->no_circuit = true; break;
 		case 'v': c->verbose++; break;
 		case 'h': usage(stdout); exit(0);
 		case O_VER: printf("ferryd %s\n", FERRY_VERSION); exit(0);
@@ -331,6 +335,8 @@ int main(int argc, char **argv)
 			fatal("timerfd");
 	}
 	metrics_start(&d);	/* /readyz says 503 until the first good sync */
+	if ((err = health_start(&d)))
+		goto cleanup;
 	sync_registry(&d);	/* a bad registry at start still leaves the daemon up */
 
 	while (!d.stop) {
@@ -354,6 +360,7 @@ int main(int argc, char **argv)
 	}
 	err = 0;
 cleanup:
+	health_stop(&d);
 	metrics_stop(&d);
 	if (w.fd >= 0)
 		close(w.fd);

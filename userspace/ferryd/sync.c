@@ -73,6 +73,7 @@ int sync_registry(struct ferryd *d)
 		registry_free(&d->reg);
 		d->reg = reg;
 		d->synced = true;
+		health_sync(d);
 		d->status.last_ok = 1;
 		d->status.last_ok_ns = d->status.last_sync_ns;
 		d->status.error[0] = '\0';

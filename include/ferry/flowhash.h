@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The maglev affinity hash of a connect(): the client's network namespace
+ * (its netns cookie), the service, and the client's bound address if any.
+ * One definition for the connect hooks (sock_lb.bpf.c) and for
+ * `ferryctl explain`, which must name the backend the kernel would pick.
+ * Include after vmlinux.h (BPF) or <linux/types.h>, and after abi.h.
+ */
+#ifndef FERRY_FLOWHASH_H
+#define FERRY_FLOWHASH_H
+
+/* src4, src6_3: the socket's bound IPv4 address and the last word of its
+ * bound IPv6 address, as the socket holds them (0 when unbound). */
+static inline __u32 ferry_flow_hash(__u64 netns_cookie, const struct ferry_svc_key *k,
+				    __u32 src4, __u32 src6_3)
+{
+	__u32 h = 2166136261u, w[6];
+	int i;
+
+	w[0] = (__u32)netns_cookie;
+	w[1] = (__u32)(netns_cookie >> 32);
+	w[2] = k->addr[0] ^ k->addr[3];
+	w[3] = k->port | (__u32)k->proto << 16;
+	w[4] = src4;
+	w[5] = src6_3;
+	for (i = 0; i < 6; i++) {
+		h ^= w[i];
+		h *= 16777619u;
+		h ^= h >> 15;
+	}
+	return h;
+}
+
+#endif /* FERRY_FLOWHASH_H */
