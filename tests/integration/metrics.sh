@@ -97,6 +97,11 @@ b1=$(metric "ferry_backend_connections_opened_total{$L,backend=\"192.0.2.11:8080
 b2=$(metric "ferry_backend_connections_opened_total{$L,backend=\"192.0.2.12:8080\"}")
 assert_eq backend_opened_total_sum "$((b1 + b2))" "$N"
 assert_eq service_backends_gauge "$(metric "ferry_service_backends{$L}")" 2
+# The sockops program counts handshakes and closes (circuit tracking).
+est_n() { [ "$(metric "ferry_service_connections_established_total{$L}")" = "$N" ]; }
+check service_established_total wait_for 100 est_n
+idle() { [ "$(metric "ferry_service_connections_active{$L}")" = 0 ]; }
+check service_active_back_to_zero wait_for 100 idle
 
 # ferryctl stats reads the same counters straight from the maps.
 sj=$("$B/ferryctl" --bpffs "$PIN" -j stats --no-backends)

@@ -130,7 +130,7 @@ static void backend_and_service_series(void **state)
 	has_line(t, "ferry_backend_connections_opened_total{service=\"[2001:db8::1]:443/tcp\",vip=\"[2001:db8::1]:443/tcp\",backend=\"[2001:db8::12]:8443\"} 100");
 	has_line(t, "ferry_backend_circuit_state{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\",backend=\"192.0.2.12:8080\"} 1");
 	has_line(t, "ferry_backend_health_state{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\",backend=\"192.0.2.12:8080\"} 3");
-	has_line(t, "ferry_backend_ejections_total{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\",backend=\"192.0.2.12:8080\"} 2");
+	has_line(t, "ferry_backend_ejection_level{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\",backend=\"192.0.2.12:8080\"} 2");
 	/* Service sums. */
 	has_line(t, "ferry_service_connections_opened_total{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\"} 12");
 	has_line(t, "ferry_service_connections_active{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\"} 3");
@@ -197,6 +197,49 @@ static void overflow_series(void **state)
 	snprintf(line, sizeof(line), "ferry_backend_connections_opened_total%s 112", ov);
 	has_line(t, line);
 	has_line(t, "ferry_metrics_backends_overflowed 3");
+	free(t);
+	snapshot_free(&s);
+}
+
+static void xdp_families(void **state)
+{
+	static const char ov[] = "{service=\"__overflow__\",vip=\"__overflow__\",backend=\"__overflow__\"}";
+	struct ferry_snapshot s;
+	char line[256], *t;
+
+	(void)state;
+	build(&s);
+	t = render(&s, 100);
+	no_substr(t, "ferry_xdp_");	/* XDP not loaded: no XDP families at all */
+	free(t);
+
+	s.has_xdp = true;
+	s.xstats[FERRY_XSTAT_LRU_HIT] = 40;
+	s.xstats[FERRY_XSTAT_LRU_MISS] = 2;
+	s.xstats[FERRY_XSTAT_DROP_NO_ROUTE] = 3;
+	s.xstats[30] = 4;	/* unnamed */
+	s.st.svcs[0].val.flags |= FERRY_SVC_F_XDP;
+	s.xvip = calloc(2, sizeof(*s.xvip));
+	s.xbe = calloc(3, sizeof(*s.xbe));
+	s.xvip[0] = (struct ferry_xcnt){ .packets = 30, .bytes = 3000 };
+	s.xbe[0] = (struct ferry_xcnt){ .packets = 10, .bytes = 1000 };
+	s.xbe[1] = (struct ferry_xcnt){ .packets = 20, .bytes = 2000 };
+	t = render(&s, 100);
+	has_line(t, "ferry_xdp_flow_lookups_total{result=\"hit\"} 40");
+	has_line(t, "ferry_xdp_flow_lookups_total{result=\"miss\"} 2");
+	has_line(t, "ferry_xdp_drops_total{reason=\"no_route\"} 3");
+	has_line(t, "ferry_xdp_events_total{slot=\"30\"} 4");
+	has_line(t, "ferry_xdp_packets_total{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\"} 30");
+	has_line(t, "ferry_xdp_bytes_total{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\"} 3000");
+	has_line(t, "ferry_xdp_backend_packets_total{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\",backend=\"192.0.2.12:8080\"} 20");
+	/* Services not balanced in XDP have no XDP series. */
+	no_substr(t, "ferry_xdp_packets_total{service=\"[2001:db8::1]:443/tcp\"");
+	no_substr(t, "ferry_xdp_backend_packets_total{service=\"[2001:db8::1]:443/tcp\"");
+	free(t);
+
+	t = render(&s, 1);
+	snprintf(line, sizeof(line), "ferry_xdp_backend_bytes_total%s 2000", ov);
+	has_line(t, line);
 	free(t);
 	snapshot_free(&s);
 }
@@ -270,13 +313,12 @@ static void empty_snapshot(void **state)
 	free(t);
 }
 
-static void stat_names_consistent(void **state)
+static void check_names(const struct stat_desc *descs, int n)
 {
 	int i, j;
 
-	(void)state;
-	for (i = 0; i < FERRY_STAT_MAX; i++) {
-		const struct stat_desc *d = &ferry_stat_descs[i];
+	for (i = 0; i < n; i++) {
+		const struct stat_desc *d = &descs[i];
 		bool first = true;
 
 		if (!d->name)
@@ -286,7 +328,7 @@ static void stat_names_consistent(void **state)
 		assert_int_equal(strncmp(d->family, "ferry_", 6), 0);
 		assert_non_null(strstr(d->family, "_total"));
 		for (j = 0; j < i; j++) {
-			const struct stat_desc *e = &ferry_stat_descs[j];
+			const struct stat_desc *e = &descs[j];
 
 			if (!e->name)
 				continue;
@@ -302,6 +344,13 @@ static void stat_names_consistent(void **state)
 		if (first && !d->help)
 			fail_msg("slot %d starts family %s without HELP text", i, d->family);
 	}
+}
+
+static void stat_names_consistent(void **state)
+{
+	(void)state;
+	check_names(ferry_stat_descs, FERRY_STAT_MAX);
+	check_names(ferry_xstat_descs, FERRY_XSTAT_MAX);
 }
 
 static void gzip_roundtrip(void **state)
@@ -342,6 +391,7 @@ int main(void)
 		cmocka_unit_test(backend_and_service_series),
 		cmocka_unit_test(datapath_and_status),
 		cmocka_unit_test(overflow_series),
+		cmocka_unit_test(xdp_families),
 		cmocka_unit_test(label_escaping),
 		cmocka_unit_test(families_well_formed),
 		cmocka_unit_test(empty_snapshot),

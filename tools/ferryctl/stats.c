@@ -29,11 +29,11 @@ static void be_endpoint(const struct ferry_backend *be, char *buf, size_t len)
 	snprintf(buf, len, be->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, ntohs(be->port));
 }
 
-static const char *stat_name(int i, char *buf, size_t len)
+static const char *stat_name(const struct stat_desc *d, int i, const char *pfx, char *buf, size_t len)
 {
-	if (ferry_stat_descs[i].name)
-		return ferry_stat_descs[i].name;
-	snprintf(buf, len, "slot_%d", i);
+	if (d[i].name)
+		return d[i].name;
+	snprintf(buf, len, "%sslot_%d", pfx, i);
 	return buf;
 }
 
@@ -52,27 +52,44 @@ static void print_plain(const struct ferry_snapshot *s, bool backends)
 		printf("data path:\n");
 		for (n = 0; n < FERRY_STAT_MAX; n++)
 			if (ferry_stat_descs[n].name || s->stats[n])
-				printf("  %-24s %llu\n", stat_name(n, name, sizeof(name)),
+				printf("  %-24s %llu\n", stat_name(ferry_stat_descs, n, "", name, sizeof(name)),
 				       (unsigned long long)s->stats[n]);
 	}
-	printf("services:\n  %-28s %-26s %5s %6s %10s %10s %8s %8s %9s\n", "SERVICE", "VIP", "BE", "USABLE",
-	       "OPENED", "ESTABL", "FAILED", "ACTIVE", "EJECTIONS");
+	if (s->has_xdp) {
+		printf("xdp:\n");
+		for (n = 0; n < FERRY_XSTAT_MAX; n++)
+			if (ferry_xstat_descs[n].name || s->xstats[n])
+				printf("  %-24s %llu\n", stat_name(ferry_xstat_descs, n, "xdp_", name, sizeof(name)),
+				       (unsigned long long)s->xstats[n]);
+		if (s->xvip) {
+			printf("xdp services:\n  %-28s %-26s %12s %14s\n", "SERVICE", "VIP", "PACKETS", "BYTES");
+			for (i = 0; i < s->st.n; i++)
+				if (s->st.svcs[i].val.flags & FERRY_SVC_F_XDP)
+					printf("  %-28s %-26s %12llu %14llu\n",
+					       snapshot_svc_label(&s->st.svcs[i], name, sizeof(name)),
+					       svc_key_str(&s->st.svcs[i].key, vip, sizeof(vip)),
+					       (unsigned long long)s->xvip[i].packets,
+					       (unsigned long long)s->xvip[i].bytes);
+		}
+	}
+	printf("services:\n  %-28s %-26s %5s %6s %10s %10s %8s %8s %8s\n", "SERVICE", "VIP", "BE", "USABLE",
+	       "OPENED", "ESTABL", "FAILED", "ACTIVE", "CB_OPEN");
 	for (i = 0; i < s->st.n; i++) {
 		const struct svc_state *sv = &s->st.svcs[i];
 		struct mx_svc_sum sum = {};
 
 		for (j = 0; j < sv->n; j++)
 			mx_svc_sum_add(&sum, &sv->bes[j], &s->bestat[k + j]);
-		printf("  %-28s %-26s %5zu %6llu %10llu %10llu %8llu %8llu %9llu\n",
+		printf("  %-28s %-26s %5zu %6llu %10llu %10llu %8llu %8llu %8llu\n",
 		       snapshot_svc_label(sv, name, sizeof(name)), svc_key_str(&sv->key, vip, sizeof(vip)),
 		       sv->n, (unsigned long long)sum.usable, (unsigned long long)sum.opened,
 		       (unsigned long long)sum.success, (unsigned long long)sum.failed,
-		       (unsigned long long)sum.active, (unsigned long long)sum.ejections);
+		       (unsigned long long)sum.active, (unsigned long long)sum.circuit_open);
 		k += sv->n;
 	}
 	if (backends) {
 		printf("backends:\n  %-28s %-26s %-11s %-9s %-9s %10s %10s %8s %8s %9s\n", "SERVICE", "BACKEND",
-		       "STATE", "HEALTH", "CIRCUIT", "OPENED", "ESTABL", "FAILED", "ACTIVE", "EJECTIONS");
+		       "STATE", "HEALTH", "CIRCUIT", "OPENED", "ESTABL", "FAILED", "ACTIVE", "EJ_LEVEL");
 		for (i = 0, k = 0; i < s->st.n; i++) {
 			const struct svc_state *sv = &s->st.svcs[i];
 
@@ -118,8 +135,18 @@ static struct json_object *json_snapshot(const struct ferry_snapshot *s, bool ba
 	dp = json_object_new_object();
 	for (n = 0; s->has_stats && n < FERRY_STAT_MAX; n++)
 		if (ferry_stat_descs[n].name || s->stats[n])
-			json_object_object_add(dp, stat_name(n, name, sizeof(name)), j_u64(s->stats[n]));
+			json_object_object_add(dp, stat_name(ferry_stat_descs, n, "", name, sizeof(name)),
+					       j_u64(s->stats[n]));
 	json_object_object_add(o, "datapath", dp);
+	if (s->has_xdp) {
+		struct json_object *xo = json_object_new_object();
+
+		for (n = 0; n < FERRY_XSTAT_MAX; n++)
+			if (ferry_xstat_descs[n].name || s->xstats[n])
+				json_object_object_add(xo, stat_name(ferry_xstat_descs, n, "xdp_", name, sizeof(name)),
+						       j_u64(s->xstats[n]));
+		json_object_object_add(o, "xdp", xo);
+	}
 
 	svcs = json_object_new_array();
 	for (i = 0; i < s->st.n; i++) {
@@ -146,9 +173,14 @@ static struct json_object *json_snapshot(const struct ferry_snapshot *s, bool ba
 			json_object_object_add(bo, "established", j_u64(st->success));
 			json_object_object_add(bo, "failed", j_u64(st->failed));
 			json_object_object_add(bo, "active", j_u64(st->active));
-			json_object_object_add(bo, "ejections", j_u64(st->ejections));
+			json_object_object_add(bo, "ejection_level", j_u64(st->ejections));
+			json_object_object_add(bo, "consecutive_failures", j_u64(st->consecutive));
 			json_object_object_add(bo, "bytes_sent", j_u64(st->bytes_sent));
 			json_object_object_add(bo, "bytes_received", j_u64(st->bytes_received));
+			if (s->xbe && (sv->val.flags & FERRY_SVC_F_XDP)) {
+				json_object_object_add(bo, "xdp_packets", j_u64(s->xbe[k].packets));
+				json_object_object_add(bo, "xdp_bytes", j_u64(s->xbe[k].bytes));
+			}
 			json_object_array_add(bes, bo);
 		}
 		json_object_object_add(so, "service", json_object_new_string(snapshot_svc_label(sv, name, sizeof(name))));
@@ -161,7 +193,10 @@ static struct json_object *json_snapshot(const struct ferry_snapshot *s, bool ba
 		json_object_object_add(so, "established", j_u64(sum.success));
 		json_object_object_add(so, "failed", j_u64(sum.failed));
 		json_object_object_add(so, "active", j_u64(sum.active));
-		json_object_object_add(so, "ejections", j_u64(sum.ejections));
+		if (s->xvip && (sv->val.flags & FERRY_SVC_F_XDP)) {
+			json_object_object_add(so, "xdp_packets", j_u64(s->xvip[i].packets));
+			json_object_object_add(so, "xdp_bytes", j_u64(s->xvip[i].bytes));
+		}
 		if (backends)
 			json_object_object_add(so, "backend_stats", bes);
 		else

@@ -477,6 +477,76 @@ cleanup:
 	return err;
 }
 
+/* Sum one per-CPU struct ferry_xcnt entry over CPUs; zero when absent. */
+static void xcnt_sum(int fd, __u32 id, struct ferry_xcnt *buf, int ncpu, struct ferry_xcnt *out)
+{
+	int c;
+
+	memset(out, 0, sizeof(*out));
+	if (bpf_map_lookup_elem(fd, &id, buf))
+		return;
+	for (c = 0; c < ncpu; c++) {
+		out->packets += buf[c].packets;
+		out->bytes += buf[c].bytes;
+	}
+}
+
+/*
+ * The XDP load balancer's counters, when ferryd loaded it: per-CPU outcome
+ * slots, and packets/bytes per VIP and per backend of the services marked
+ * xdp (one lookup each: the arrays are sized for every id, most unused).
+ */
+static int collect_xdp(const char *bpffs, struct ferry_snapshot *s)
+{
+	int xstat = -1, xvip = -1, xbe = -1, ncpu, err = 0;
+	struct ferry_xcnt *buf = NULL;
+	char path[1024];
+	size_t i, j, k;
+	__u32 n;
+
+	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XSTAT);
+	xstat = bpf_obj_get(path);
+	if (xstat < 0)
+		return 0;	/* not loaded: no XDP families */
+	for (n = 0; n < FERRY_XSTAT_MAX; n++)
+		if (percpu_sum(xstat, n, &s->xstats[n]) && n == 0)
+			goto cleanup;
+	s->has_xdp = true;
+	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XVIP);
+	xvip = bpf_obj_get(path);
+	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XBE);
+	xbe = bpf_obj_get(path);
+	ncpu = libbpf_num_possible_cpus();
+	if (xvip < 0 || xbe < 0 || ncpu <= 0)
+		goto cleanup;
+	buf = calloc(ncpu, sizeof(*buf));
+	s->xvip = calloc(s->st.n ? s->st.n : 1, sizeof(*s->xvip));
+	s->xbe = calloc(s->st.nbackends ? s->st.nbackends : 1, sizeof(*s->xbe));
+	if (!buf || !s->xvip || !s->xbe) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	for (i = 0, k = 0; i < s->st.n; i++) {
+		const struct svc_state *sv = &s->st.svcs[i];
+
+		if (!(sv->val.flags & FERRY_SVC_F_XDP)) {
+			k += sv->n;
+			continue;
+		}
+		xcnt_sum(xvip, sv->val.id, buf, ncpu, &s->xvip[i]);
+		for (j = 0; j < sv->n; j++, k++)
+			xcnt_sum(xbe, sv->bes[j].id, buf, ncpu, &s->xbe[k]);
+	}
+cleanup:
+	free(buf);
+	close(xstat);
+	if (xvip >= 0)
+		close(xvip);
+	if (xbe >= 0)
+		close(xbe);
+	return err;
+}
+
 static __u64 mono_ns(void)
 {
 	struct timespec ts;
@@ -515,6 +585,8 @@ int snapshot_collect(const struct ferry_maps *m, const char *bpffs, struct ferry
 		if ((err = fstate_init(&s->st, 1, 1)))
 			goto fail;
 	}
+	if (bpffs && (err = collect_xdp(bpffs, s)))
+		goto fail;
 	if (bpffs && (err = collect_maps(bpffs, known, 4, s)))
 		goto fail;
 	s->collect_ns = mono_ns() - t0;
@@ -528,6 +600,8 @@ void snapshot_free(struct ferry_snapshot *s)
 {
 	fstate_free(&s->st);
 	free(s->bestat);
+	free(s->xvip);
+	free(s->xbe);
 	free(s->maps);
 	memset(s, 0, sizeof(*s));
 }
@@ -634,41 +708,40 @@ static void counter1(struct mbuf *b, const char *name, const char *help, __u64 v
 	sample(b, name, "", 0, v);
 }
 
-static void render_stats(struct mbuf *b, const struct ferry_snapshot *s)
+/* Counters named by a stat_desc table; unnamed non-zero slots by number. */
+static void render_statset(struct mbuf *b, const struct stat_desc *d, int n, const __u64 *v,
+			   const char *unnamed_family, const char *unnamed_help)
 {
-	const struct stat_desc *d = ferry_stat_descs;
-	bool done[FERRY_STAT_MAX] = {}, unnamed = false;
+	bool done[64] = {}, unnamed = false;
 	int i, j;
 
 	/* A family's slots may be anywhere in the enum: emit them together. */
-	for (i = 0; i < FERRY_STAT_MAX; i++) {
+	for (i = 0; i < n; i++) {
 		if (!d[i].name || done[i])
 			continue;
 		family(b, d[i].family, "counter", d[i].help ? d[i].help : d[i].name);
-		for (j = i; j < FERRY_STAT_MAX; j++) {
+		for (j = i; j < n; j++) {
 			if (!d[j].name || done[j] || strcmp(d[j].family, d[i].family))
 				continue;
 			done[j] = true;
-			sample(b, d[j].family, d[j].labels, strlen(d[j].labels), s->stats[j]);
+			sample(b, d[j].family, d[j].labels, strlen(d[j].labels), v[j]);
 		}
 	}
-	for (i = 0; i < FERRY_STAT_MAX; i++) {
+	for (i = 0; i < n; i++) {
 		char lbl[32];
 
-		if (d[i].name || !s->stats[i])
+		if (d[i].name || !v[i])
 			continue;
 		if (!unnamed)
-			family(b, "ferry_datapath_events_total", "counter",
-			       "Per-CPU outcome counters without a name in this build, by slot of enum ferry_stat.");
+			family(b, unnamed_family, "counter", unnamed_help);
 		unnamed = true;
-		sample(b, "ferry_datapath_events_total", lbl,
-		       snprintf(lbl, sizeof(lbl), "slot=\"%d\"", i), s->stats[i]);
+		sample(b, unnamed_family, lbl, snprintf(lbl, sizeof(lbl), "slot=\"%d\"", i), v[i]);
 	}
 }
 
 enum be_field {
-	BF_OPENED, BF_SUCCESS, BF_FAILED, BF_ACTIVE, BF_EJECTIONS, BF_SENT, BF_RECEIVED,
-	BF_CIRCUIT, BF_HEALTH, BF_ADMIN, BF_WEIGHT,
+	BF_OPENED, BF_SUCCESS, BF_FAILED, BF_ACTIVE, BF_EJECTIONS, BF_CONSECUTIVE, BF_SENT, BF_RECEIVED,
+	BF_CIRCUIT, BF_HEALTH, BF_ADMIN, BF_WEIGHT, BF_XPACKETS, BF_XBYTES,
 };
 
 static const struct be_family {
@@ -684,30 +757,44 @@ static const struct be_family {
 	  "Connections to the backend that failed (reset, timeout, unreachable).", BF_FAILED, true },
 	{ "ferry_backend_connections_active", "gauge",
 	  "Established connections to the backend not yet closed.", BF_ACTIVE, true },
-	{ "ferry_backend_ejections_total", "counter",
-	  "Times the backend's circuit breaker opened (outlier ejections).", BF_EJECTIONS, true },
+	{ "ferry_backend_ejection_level", "gauge",
+	  "Ejections of the backend in a row: the current or last ejection lasts this x base_ejection_ms; back to 0 after a quiet max_ejection_ms (node total: ferry_circuit_transitions_total{state=\"open\"}).",
+	  BF_EJECTIONS, false },
+	{ "ferry_backend_consecutive_failures", "gauge",
+	  "Failed connects to the backend since its last success (the circuit opens at consecutive_failures).",
+	  BF_CONSECUTIVE, false },
 	{ "ferry_backend_sent_bytes_total", "counter",
 	  "Bytes sent to the backend over balanced connections.", BF_SENT, true },
 	{ "ferry_backend_received_bytes_total", "counter",
 	  "Bytes received from the backend over balanced connections.", BF_RECEIVED, true },
 	{ "ferry_backend_circuit_state", "gauge",
-	  "Circuit breaker state of the backend: 0 closed, 1 open, 2 half-open.", BF_CIRCUIT, false },
+	  "Circuit breaker state of the backend: 0 closed, 1 open, 2 half-open, 3 opening (an ejection being written).",
+	  BF_CIRCUIT, false },
 	{ "ferry_backend_health_state", "gauge",
 	  "Probed health of the backend: 0 unknown, 1 healthy, 2 degraded, 3 unhealthy.", BF_HEALTH, false },
 	{ "ferry_backend_admin_state", "gauge",
 	  "Administrative state of the backend: 0 active, 1 draining, 2 quarantined.", BF_ADMIN, false },
 	{ "ferry_backend_weight", "gauge",
 	  "Configured weight of the backend (0 takes no new connections).", BF_WEIGHT, false },
+	/* XDP: only backends of services balanced in XDP, only when it is loaded. */
+	{ "ferry_xdp_backend_packets_total", "counter",
+	  "Packets the XDP load balancer sent to the backend.", BF_XPACKETS, true },
+	{ "ferry_xdp_backend_bytes_total", "counter",
+	  "Bytes (as received, before encapsulation) the XDP load balancer sent to the backend.", BF_XBYTES, true },
 };
 
-static __u64 be_value(enum be_field f, const struct be_state *be, const struct ferry_bestat *st)
+static __u64 be_value(enum be_field f, const struct be_state *be, const struct ferry_bestat *st,
+		      const struct ferry_xcnt *x)
 {
 	switch (f) {
+	case BF_XPACKETS: return x ? x->packets : 0;
+	case BF_XBYTES: return x ? x->bytes : 0;
 	case BF_OPENED: return st->opened;
 	case BF_SUCCESS: return st->success;
 	case BF_FAILED: return st->failed;
 	case BF_ACTIVE: return st->active;
 	case BF_EJECTIONS: return st->ejections;
+	case BF_CONSECUTIVE: return st->consecutive;
 	case BF_SENT: return st->bytes_sent;
 	case BF_RECEIVED: return st->bytes_received;
 	case BF_CIRCUIT: return st->circuit;
@@ -720,17 +807,18 @@ static __u64 be_value(enum be_field f, const struct be_state *be, const struct f
 
 void mx_svc_sum_add(struct mx_svc_sum *a, const struct be_state *be, const struct ferry_bestat *st)
 {
+	bool open = st->circuit == FERRY_CIRCUIT_OPEN || st->circuit == FERRY_CIRCUIT_OPENING;
+
 	a->opened += st->opened;
 	a->success += st->success;
 	a->failed += st->failed;
 	a->active += st->active;
-	a->ejections += st->ejections;
 	a->sent += st->bytes_sent;
 	a->received += st->bytes_received;
-	a->circuit_open += st->circuit == FERRY_CIRCUIT_OPEN;
+	a->circuit_open += open;
 	a->unhealthy += be->be.health == FERRY_HEALTH_UNHEALTHY;
 	a->usable += be->be.state == FERRY_BE_ACTIVE && be->be.weight &&
-		     be->be.health != FERRY_HEALTH_UNHEALTHY && st->circuit != FERRY_CIRCUIT_OPEN;
+		     be->be.health != FERRY_HEALTH_UNHEALTHY && !open;
 }
 
 static __u64 agg_value(enum be_field f, const struct mx_svc_sum *a)
@@ -740,9 +828,10 @@ static __u64 agg_value(enum be_field f, const struct mx_svc_sum *a)
 	case BF_SUCCESS: return a->success;
 	case BF_FAILED: return a->failed;
 	case BF_ACTIVE: return a->active;
-	case BF_EJECTIONS: return a->ejections;
 	case BF_SENT: return a->sent;
 	case BF_RECEIVED: return a->received;
+	case BF_XPACKETS: return a->xpackets;
+	case BF_XBYTES: return a->xbytes;
 	default: return 0;
 	}
 }
@@ -764,8 +853,6 @@ static const struct svc_family {
 	  "Connections to the service's current backends that failed.", BF_FAILED },
 	{ "ferry_service_connections_active", "gauge",
 	  "Established connections to the service's backends not yet closed.", BF_ACTIVE },
-	{ "ferry_service_ejections_total", "counter",
-	  "Circuit breaker ejections of the service's current backends.", BF_EJECTIONS },
 };
 
 static void be_str(const struct ferry_backend *be, char *buf, size_t len)
@@ -860,6 +947,11 @@ static void render_services(struct mbuf *b, const struct ferry_snapshot *s, cons
 	}
 }
 
+static bool is_xdp_family(const struct be_family *bf)
+{
+	return bf->field == BF_XPACKETS || bf->field == BF_XBYTES;
+}
+
 static void render_backends(struct mbuf *b, const struct ferry_snapshot *s, const struct labels *l,
 			    const struct mx_svc_sum *over)
 {
@@ -869,17 +961,44 @@ static void render_backends(struct mbuf *b, const struct ferry_snapshot *s, cons
 
 	for (f = 0; f < sizeof(be_families) / sizeof(be_families[0]); f++) {
 		const struct be_family *bf = &be_families[f];
+		bool xdp = is_xdp_family(bf);
 
+		if (xdp && !s->xbe)
+			continue;	/* XDP not loaded */
 		family(b, bf->name, bf->type, bf->help);
 		for (i = 0, k = 0; i < s->st.n && k < l->nbe; i++) {
 			const struct svc_state *sv = &s->st.svcs[i];
 
+			if (xdp && !(sv->val.flags & FERRY_SVC_F_XDP)) {
+				k += sv->n < l->nbe - k ? sv->n : l->nbe - k;
+				continue;
+			}
 			for (j = 0; j < sv->n && k < l->nbe; j++, k++)
 				sample(b, bf->name, l->text.p + l->be_off[k], l->be_len[k],
-				       be_value(bf->field, &sv->bes[j], &s->bestat[k]));
+				       be_value(bf->field, &sv->bes[j], &s->bestat[k], s->xbe ? &s->xbe[k] : NULL));
 		}
 		if (l->nbe < s->st.nbackends && bf->summable)
 			sample(b, bf->name, over_lbl, sizeof(over_lbl) - 1, agg_value(bf->field, over));
+	}
+}
+
+/* Per-VIP XDP counters of the services balanced in XDP. */
+static void render_xdp_services(struct mbuf *b, const struct ferry_snapshot *s, const struct labels *l)
+{
+	static const struct { const char *name, *help; bool bytes; } f[] = {
+		{ "ferry_xdp_packets_total", "Packets to the VIP that the XDP load balancer sent to a backend.", false },
+		{ "ferry_xdp_bytes_total", "Bytes (as received) to the VIP that the XDP load balancer sent to a backend.", true },
+	};
+	size_t n, i;
+
+	if (!s->xvip)
+		return;
+	for (n = 0; n < 2; n++) {
+		family(b, f[n].name, "counter", f[n].help);
+		for (i = 0; i < s->st.n; i++)
+			if (s->st.svcs[i].val.flags & FERRY_SVC_F_XDP)
+				sample(b, f[n].name, l->text.p + l->svc_off[i], l->svc_len[i],
+				       f[n].bytes ? s->xvip[i].bytes : s->xvip[i].packets);
 	}
 }
 
@@ -936,7 +1055,11 @@ int metrics_render(const struct ferry_snapshot *s, const struct metrics_opts *o,
 	metrics_escape(b, o->version ? o->version : "unknown");
 	mbuf_puts(b, "\"} 1\n");
 	if (s->has_stats)
-		render_stats(b, s);
+		render_statset(b, ferry_stat_descs, FERRY_STAT_MAX, s->stats, "ferry_datapath_events_total",
+			       "Per-CPU outcome counters without a name in this build, by slot of enum ferry_stat.");
+	if (s->has_xdp)
+		render_statset(b, ferry_xstat_descs, FERRY_XSTAT_MAX, s->xstats, "ferry_xdp_events_total",
+			       "XDP counters without a name in this build, by slot of enum ferry_xstat.");
 
 	if (s->has_state) {
 		agg = calloc(s->st.n + 1, sizeof(*agg));
@@ -949,13 +1072,19 @@ int metrics_render(const struct ferry_snapshot *s, const struct metrics_opts *o,
 
 			for (j = 0; j < sv->n; j++, k++) {
 				mx_svc_sum_add(&agg[i], &sv->bes[j], &s->bestat[k]);
-				if (k >= l.nbe)
-					mx_svc_sum_add(&over, &sv->bes[j], &s->bestat[k]);
+				if (k < l.nbe)
+					continue;
+				mx_svc_sum_add(&over, &sv->bes[j], &s->bestat[k]);
+				if (s->xbe) {
+					over.xpackets += s->xbe[k].packets;
+					over.xbytes += s->xbe[k].bytes;
+				}
 			}
 		}
 		gauge1(b, "ferry_services", "Services in the service map.", s->st.n);
 		gauge1(b, "ferry_backends", "Backends over all services.", s->st.nbackends);
 		render_services(b, s, &l, agg);
+		render_xdp_services(b, s, &l);
 		render_backends(b, s, &l, &over);
 		gauge1(b, "ferry_metrics_backend_series_limit",
 		       "Backends that get their own per-backend series (--metrics-max-backend-series).",

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <linux/types.h>
 #include <ferry/abi.h>
+#include <ferry/xdp.h>
 
 #include "state.h"
 
@@ -62,6 +63,11 @@ struct ferry_snapshot {
 	/* One per backend of st in the same order (services, then slots); zeroed
 	 * for a backend without a ferry_bestat_v1 entry (never connected). */
 	struct ferry_bestat *bestat;
+	/* The XDP load balancer, when its maps are pinned (ferryd --xdp-iface). */
+	bool	has_xdp;
+	__u64	xstats[FERRY_XSTAT_MAX];	/* summed over CPUs */
+	struct ferry_xcnt *xvip;	/* per service of st; zero unless FERRY_SVC_F_XDP */
+	struct ferry_xcnt *xbe;		/* per backend, in bestat order; idem */
 	struct mx_map *maps;
 	size_t	nmaps;
 	__u64	collect_ns;		/* time the collection took */
@@ -88,8 +94,9 @@ void metrics_escape(struct mbuf *out, const char *s);
 /* Sums over one service's backends (its current ones: a removed backend's
  * counts leave the sums with it). */
 struct mx_svc_sum {
-	__u64	opened, success, failed, active, ejections, sent, received;
+	__u64	opened, success, failed, active, sent, received;
 	__u64	circuit_open, unhealthy, usable;
+	__u64	xpackets, xbytes;	/* XDP, filled by the renderer for its overflow series */
 };
 
 /* Add backend (be, st) to sum; usable means it may take new connections:

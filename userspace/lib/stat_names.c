@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * One line per enum ferry_stat slot. Adding a counter: add the slot to abi.h
+ * One line per enum ferry_stat (and enum ferry_xstat) slot. Adding a counter: add the slot to abi.h
  * and one line here; a new family needs its HELP text on its first line.
  * Families are emitted in the order of their first slot.
  */
@@ -32,9 +32,11 @@ const struct stat_desc ferry_stat_descs[FERRY_STAT_MAX] = {
 	S(MAX_CONN_REJECT, "max_conn_reject", "ferry_sock_max_connections_rejects_total", "",
 	  "Selections refused because every backend was at its max_connections."),
 	S(CIRCUIT_OPENED, "circuit_opened", "ferry_circuit_transitions_total", "state=\"open\"",
-	  "Circuit breaker transitions of any backend, by the state entered."),
+	  "Circuit breaker transitions of any backend, by the state entered (state=\"open\": ejections)."),
 	S(CIRCUIT_HALF_OPEN, "circuit_half_open", "ferry_circuit_transitions_total", "state=\"half_open\"", NULL),
 	S(CIRCUIT_CLOSED, "circuit_closed", "ferry_circuit_transitions_total", "state=\"closed\"", NULL),
+	S(CIRCUIT_EJECT_LIMITED, "circuit_eject_limited", "ferry_circuit_ejections_limited_total", "",
+	  "Ejections held back because the service already had max_ejection_percent of its backends ejected."),
 	S(SOCKMAP_REDIRECT, "sockmap_redirect", "ferry_sockmap_redirects_total", "",
 	  "Messages redirected socket-to-socket by sk_msg (local fast path)."),
 	S(SOCKMAP_MISS, "sockmap_miss", "ferry_sockmap_fallbacks_total", "",
@@ -43,4 +45,45 @@ const struct stat_desc ferry_stat_descs[FERRY_STAT_MAX] = {
 	  "Sockets registered in the sockhash."),
 	S(SOCKMAP_SKIP, "sockmap_skip", "ferry_sockmap_sockets_skipped_total", "",
 	  "Sockets not registered in the sockhash because policy excluded them."),
+};
+
+#define X(slot, name, family, labels, help) \
+	[FERRY_XSTAT_##slot] = { name, family, labels, help }
+
+const struct stat_desc ferry_xstat_descs[FERRY_XSTAT_MAX] = {
+	X(PASS_NOT_IP, "xdp_pass_not_ip", "ferry_xdp_pass_total", "reason=\"not_ip\"",
+	  "Packets the XDP load balancer passed to the stack untouched, by reason."),
+	X(PASS_NOT_VIP, "xdp_pass_not_vip", "ferry_xdp_pass_total", "reason=\"not_vip\"", NULL),
+	X(PASS_FRAG, "xdp_pass_fragment", "ferry_xdp_pass_total", "reason=\"fragment\"", NULL),
+	X(PASS_MALFORMED, "xdp_pass_malformed", "ferry_xdp_pass_total", "reason=\"malformed\"", NULL),
+	X(PASS_ICMP, "xdp_pass_icmp", "ferry_xdp_pass_total", "reason=\"icmp\"", NULL),
+	X(PASS_NO_RING, "xdp_pass_no_ring", "ferry_xdp_pass_total", "reason=\"no_ring\"", NULL),
+	X(PASS_V6_EXT, "xdp_pass_ipv6_ext", "ferry_xdp_pass_total", "reason=\"ipv6_extension\"", NULL),
+	X(LRU_HIT, "xdp_lru_hit", "ferry_xdp_flow_lookups_total", "result=\"hit\"",
+	  "Flow table (per-CPU LRU) lookups of the XDP load balancer, by result: hit, miss, other_cpu (found in another CPU's slot and adopted)."),
+	X(LRU_MISS, "xdp_lru_miss", "ferry_xdp_flow_lookups_total", "result=\"miss\"", NULL),
+	X(LRU_OTHER_CPU, "xdp_lru_other_cpu", "ferry_xdp_flow_lookups_total", "result=\"other_cpu\"", NULL),
+	X(SYN_NEW, "xdp_syn_new", "ferry_xdp_syn_new_flows_total", "",
+	  "TCP SYNs the XDP load balancer placed fresh on the ring (no flow table lookup)."),
+	X(RING_RETRY, "xdp_ring_retry", "ferry_xdp_ring_retries_total", "",
+	  "Ring entries skipped because their backend may not take new flows."),
+	X(NH_LOOKUP, "xdp_nexthop_lookup", "ferry_xdp_nexthop_resolutions_total", "source=\"fib\"",
+	  "Next-hop cache misses of the XDP load balancer, by how they were resolved: fib (bpf_fib_lookup), gateway (the configured gateway MAC)."),
+	X(NH_GATEWAY, "xdp_nexthop_gateway", "ferry_xdp_nexthop_resolutions_total", "source=\"gateway\"", NULL),
+	X(ICMP_FWD, "xdp_icmp_forwarded", "ferry_xdp_icmp_total", "kind=\"forwarded\"",
+	  "ICMP handled by the XDP load balancer: forwarded (an error sent on to the flow's backend), too_big_answered (frag-needed / packet-too-big sent back)."),
+	X(ICMP_TOO_BIG, "xdp_icmp_too_big", "ferry_xdp_icmp_total", "kind=\"too_big_answered\"", NULL),
+	X(TX, "xdp_tx", "ferry_xdp_actions_total", "action=\"tx\"",
+	  "Packets the XDP load balancer sent on to a backend, by XDP action."),
+	X(REDIRECT, "xdp_redirect", "ferry_xdp_actions_total", "action=\"redirect\"", NULL),
+	X(DROP_NO_BACKEND, "xdp_drop_no_backend", "ferry_xdp_drops_total", "reason=\"no_backend\"",
+	  "Packets to an XDP VIP that were dropped, by reason."),
+	X(DROP_MALFORMED, "xdp_drop_malformed", "ferry_xdp_drops_total", "reason=\"malformed\"", NULL),
+	X(DROP_NO_ROUTE, "xdp_drop_no_route", "ferry_xdp_drops_total", "reason=\"no_route\"", NULL),
+	X(DROP_TOO_BIG, "xdp_drop_too_big", "ferry_xdp_drops_total", "reason=\"too_big\"", NULL),
+	X(DROP_ADJUST, "xdp_drop_adjust", "ferry_xdp_drops_total", "reason=\"adjust_failed\"", NULL),
+	X(DECAP_OK, "xdp_decap_ok", "ferry_xdp_decap_total", "outcome=\"ok\"",
+	  "Tunnel packets seen by the backend-side decap, by outcome: ok (stripped), not_ours (outer address not ours), malformed."),
+	X(DECAP_NOT_OURS, "xdp_decap_not_ours", "ferry_xdp_decap_total", "outcome=\"not_ours\"", NULL),
+	X(DECAP_MALFORMED, "xdp_decap_malformed", "ferry_xdp_decap_total", "outcome=\"malformed\"", NULL),
 };
