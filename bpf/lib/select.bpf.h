@@ -272,6 +272,42 @@ static __always_inline __u32 least_conn_pick(const struct ferry_svc *svc, __u32 
 }
 
 /*
+ * Round robin: every pick claims the next cursor value. A backend that may
+ * not take the connection passes its turn on by claiming another value (up
+ * to FERRY_RR_TRIES), so the usable backends share evenly instead of the
+ * one after a drained backend taking its turns too.
+ */
+#define FERRY_RR_TRIES	4
+
+static __always_inline __u32 rr_pick(struct ferry_svc *svc, __u32 count, __u64 now,
+				     bool *full, __u32 *start)
+{
+	struct ferry_slot_key sk = { .svc_id = svc->id };
+	struct ferry_backend *be;
+	struct ferry_slot *slot;
+	enum be_class cls;
+	int i;
+
+	for (i = 0; i < FERRY_RR_TRIES; i++) {
+		sk.slot = __sync_fetch_and_add(&svc->rr, 1) % count;
+		*start = sk.slot;
+		slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
+		if (!slot)
+			return 0;
+		be = bpf_map_lookup_elem(&ferry_be_v1, &slot->backend_id);
+		if (!be)
+			return 0;
+		cls = backend_class(svc, slot->backend_id, be, now);
+		if (cls == BE_GOOD)
+			return slot->backend_id;
+		if (cls == BE_FULL)
+			*full = true;
+		stat_inc(FERRY_STAT_SELECT_RETRY);
+	}
+	return 0;
+}
+
+/*
  * One pick for a new connection of svc by its policy. hash is the flow's
  * affinity hash (maglev). Returns 0 when no backend is usable; *full then
  * tells whether max_connections kept some out.
@@ -304,7 +340,9 @@ static __always_inline __u32 select_once(struct ferry_svc *svc, __u32 hash, __u6
 		return least_conn_pick(svc, count, now, full);
 	case FERRY_LB_ROUND_ROBIN:
 	default:
-		start = __sync_fetch_and_add(&svc->rr, 1) % count;
+		id = rr_pick(svc, count, now, full, &start);
+		if (id)
+			return id;
 		break;
 	}
 	return scan_from(svc, start, count, false, now, full);
