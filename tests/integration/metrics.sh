@@ -153,7 +153,32 @@ else
 	tail -5 "$TMP/prom.log"
 fi
 assert_eq prometheus_target_up "$(prom_value 'up{job="ferry"}')" 1
+# Every query of the Grafana dashboard is valid PromQL (Prometheus parses it).
+bad_q=0
+while IFS= read -r q; do
+	q=${q//\$__rate_interval/1m}
+	q=${q//\$instance/.*}
+	q=${q//\$service/.*}
+	if ! curl -s --max-time 5 -G "http://127.0.0.1:$PPORT/api/v1/query" --data-urlencode "query=$q" |
+		grep -q '"status":"success"'; then
+		echo "bad dashboard query: $q"
+		bad_q=$((bad_q + 1))
+	fi
+done < <(jq -r '.. | objects | .expr? // empty' "$ROOT/deploy/grafana/ferry-dashboard.json")
+assert_eq dashboard_queries_parse "$bad_q" 0
 kill "$PROM_PID" 2>/dev/null; wait "$PROM_PID" 2>/dev/null
+
+# --- deploy/ matches the exporter ---------------------------------------
+quiet() { "$@" >"$TMP/quiet.out" 2>&1 || { tail -5 "$TMP/quiet.out"; return 1; }; }
+check prometheus_config_valid quiet promtool check config "$ROOT/deploy/prometheus/scrape.yml"
+check prometheus_rules_valid quiet promtool check rules "$ROOT/deploy/prometheus/alerts.yml"
+# Every ferry_* name the dashboard and the alerts use is one the exporter
+# can emit (the families of features not loaded here included).
+known=$(cat "$ROOT"/userspace/lib/metrics.c "$ROOT"/userspace/lib/stat_names.c "$ROOT"/userspace/ferryd/metrics.c |
+	grep -o 'ferry_[a-z0-9_]*' | sort -u)
+unknown=$(cat "$ROOT/deploy/grafana/ferry-dashboard.json" "$ROOT/deploy/prometheus/alerts.yml" |
+	grep -o 'ferry_[a-z0-9_]*' | sort -u | grep -vxF "$known" | grep -v '^ferry_\(overview\|targets\)' | tr '\n' ' ')
+assert_eq deploy_uses_known_families "$unknown" ""
 
 # --- bad requests --------------------------------------------------------
 assert_eq unknown_path_404 "$(http_code "$MURL/nope")" 404
