@@ -11,9 +11,9 @@
  *	echoing, until the client closes it. Prints "ready" once listening;
  *	exits by itself after --timeout seconds (default 120).
  *
- *   circuit-peer connect VIP:PORT [-n N] [--hold] [--timeout S]
+ *   circuit-peer connect VIP:PORT [-n N] [--hold] [--io-timeout S] [--timeout S]
  *	N connects one after the other; each sends "hi\n" and reads the
- *	backend's identity. Prints one JSON object: {"total": N, "ok": K,
+ *	backend's identity, giving up after --io-timeout seconds (default 3). Prints one JSON object: {"total": N, "ok": K,
  *	"backends": {"ID": count...}, "errors": {"ECONNREFUSED": count...},
  *	"seq": ["ID" or "E..."...]}. With --hold the connections stay open:
  *	after the report it waits for a line (or EOF) on stdin, then closes them.
@@ -38,7 +38,8 @@
 
 #define MAX_CONNS	8192
 #define MAX_IDS		64
-#define IO_TIMEOUT_S	3
+
+static int io_timeout_s = 3;
 
 static int to_sockaddr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -222,7 +223,7 @@ static const char *errname(int e)
 /* One connect: the backend's identity in id, or -errno. */
 static int one(const struct sockaddr_storage *ss, socklen_t len, char *id, size_t idlen, int *fdp)
 {
-	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+	struct timeval tv = { .tv_sec = io_timeout_s };
 	ssize_t r;
 	size_t off = 0;
 	int fd, err;
@@ -275,6 +276,8 @@ static int do_connect(int argc, char **argv)
 			n = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--hold"))
 			hold = true;
+		else if (!strcmp(argv[i], "--io-timeout") && i + 1 < argc)
+			io_timeout_s = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
 			timeout = atoi(argv[++i]);
 		else if (!vip)
@@ -326,6 +329,6 @@ int main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "connect"))
 		return do_connect(argc - 2, argv + 2);
 	fprintf(stderr, "Usage: circuit-peer serve ADDR:PORT [--ctl FILE] [--timeout S]\n"
-			"       circuit-peer connect VIP:PORT [-n N] [--hold] [--timeout S]\n");
+			"       circuit-peer connect VIP:PORT [-n N] [--hold] [--io-timeout S] [--timeout S]\n");
 	return 2;
 }

@@ -686,8 +686,8 @@ int do_explain(struct ctl *c, int argc, char **argv)
 	size_t i;
 	int opt, err;
 
-	optind = 1;
-	while ((opt = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+	optind = 0;	/* a fresh scan that may permute: options after VIP:PORT too */
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'f': cl.from = optarg; break;
 		case 's':

@@ -448,6 +448,7 @@ void health_sync(struct ferryd *d)
 	struct health *h = d->health;
 	struct target **nt, **heap, key, *kp = &key;
 	size_t i, j, n = 0, want = 0, kept = 0;
+	bool *taken;
 	__u64 now = mono_ns();
 	struct fstate st;
 	int err;
@@ -466,9 +467,11 @@ void health_sync(struct ferryd *d)
 	}
 	nt = calloc(want + 1, sizeof(*nt));
 	heap = calloc(want + 1, sizeof(*heap));
-	if (!nt || !heap) {
+	taken = calloc(h->n + 1, sizeof(*taken));
+	if (!nt || !heap || !taken) {
 		free(nt);
 		free(heap);
+		free(taken);
 		fstate_free(&st);
 		log_warnx("health: out of memory for %zu probe targets; keeping the old ones", want);
 		return;
@@ -491,9 +494,9 @@ void health_sync(struct ferryd *d)
 			key.port = b->be.port;
 			memcpy(key.addr, b->be.addr, sizeof(key.addr));
 			hit = h->n ? bsearch(&kp, h->t, h->n, sizeof(*h->t), cmp_target) : NULL;
-			if (hit && *hit) {
+			if (hit && !taken[hit - h->t]) {
 				t = *hit;
-				*hit = NULL;	/* taken over, probe in flight and all */
+				taken[hit - h->t] = true;	/* taken over, probe in flight and all */
 				kept++;
 			} else {
 				t = calloc(1, sizeof(*t));
@@ -518,8 +521,9 @@ void health_sync(struct ferryd *d)
 	qsort(nt, n, sizeof(*nt), cmp_target);
 	/* Targets that went away: stop their probes, forget their verdict. */
 	for (i = 0; i < h->n; i++)
-		if (h->t[i])
+		if (!taken[i])
 			target_free(d, h->t[i], true);
+	free(taken);
 	free(h->t);
 	free(h->heap);
 	h->t = nt;

@@ -1,0 +1,345 @@
+#!/usr/bin/env bash
+# Circuit breaking, outlier ejection, health checks, max_connections and
+# least_conn end to end: ferryd attached to a throw-away cgroup, clients in
+# a netns inside it, one circuit-peer process per backend in a second netns
+# (so a backend can be killed alone). ferryd itself runs in the client netns
+# (nsenter, so it still sees the host's bpffs and cgroupfs) but outside the
+# managed cgroup: its health probes reach the backends and are not balanced.
+#
+# Conditions are polled (bounded); nothing asserts on elapsed time. Short
+# ejection times (200 ms) only keep the waits short.
+source "$(dirname "$0")/lib.sh"
+
+command -v jq >/dev/null || skip_all "jq missing (make deps installs it)"
+command -v nsenter >/dev/null || skip_all "nsenter missing (util-linux)"
+world_up
+P="$B/tests/circuit-peer"
+REG="$TMP/registry.json"
+CTL() { "$B/ferryctl" --bpffs "$PIN" "$@"; }
+
+for h in 11 12 13 14; do backend_addr "192.0.2.$h"; done
+
+declare -A BPID
+serve() {	# ADDR:PORT: start (or restart) one backend, wait until it listens
+	local ep=$1 out="$TMP/serve-${1//[:.]/_}.out"
+	: >"$out"
+	ip netns exec "$NS_B" "$P" serve "$ep" --ctl "$TMP/ctl-${ep//[:.]/_}" --timeout 600 >"$out" 2>&1 &
+	BPID[$ep]=$!
+	_PIDS+=($!)
+	wait_for 200 grep -qx ready "$out" || { echo "backend $ep did not start"; cat "$out"; return 1; }
+}
+kill_be() {	# ADDR:PORT: the backend process dies (its port now answers RST)
+	kill "${BPID[$1]}" 2>/dev/null
+	wait "${BPID[$1]}" 2>/dev/null
+}
+health_ctl() {	# ADDR:PORT STATUS: what its /healthz answers (200, 503, flaky)
+	echo "$2" >"$TMP/ctl-${1//[:.]/_}"
+}
+conn() {	# VIP:PORT N [args]: JSON report of N sequential connects
+	local vip=$1 n=$2; shift 2
+	in_client "$P" connect "$vip" -n "$n" "$@"
+}
+circuit() { CTL -j circuit "$1"; }
+be_field() {	# VIP ADDR:PORT FIELD
+	circuit "$1" | jq -r --arg b "$2" --arg f "$3" '.backends[] | select(.backend == $b) | .[$f]'
+}
+be_is() { [ "$(be_field "$1" "$2" "$3")" = "$4" ]; }
+served() {	# REPORT ADDR:PORT: connects that reached it
+	jq -r --arg b "$2" '.backends[$b] // 0' <<<"$1"
+}
+errors() { jq -r --arg e "$2" '.errors[$e] // 0' <<<"$1"; }
+jqe() { jq -e "$@" >/dev/null; }
+
+ferryd_start_ns() {
+	nsenter --net="/run/netns/$NS_C" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" \
+		--metrics-addr off "$@" >"$TMP/ferryd.log" 2>&1 &
+	FERRYD_PID=$!
+	wait_for 200 ferryd_synced || { echo "ferryd did not sync:"; cat "$TMP/ferryd.log"; return 1; }
+}
+
+# ---- backends and registry ----
+# kill: 198.51.100.20, consecutive 3, long ejection (nothing reopens mid-test)
+# probe: 198.51.100.21, consecutive 2, 200 ms base ejection
+# pct: 198.51.100.22, 2 of 3 will die, 50%
+# maxc: 198.51.100.23, max_connections 2
+# health: 198.51.100.24 (one backend's /healthz says 503)
+# degr: 198.51.100.25 (two 503, one flaky)
+# lc: 198.51.100.26, least_conn (second backend added later)
+# mag: 198.51.100.27, maglev
+# syn: 198.51.100.28, SYN timeouts (iptables DROP), consecutive 1
+# conc: 198.51.100.29, many clients at once (exact counters)
+LC_EXTRA=""
+registry() {
+	cat <<EOF
+{ "services": [
+  { "name": "kill", "vip": "198.51.100.20", "port": 80, "lb": "round_robin",
+    "circuit": { "consecutive_failures": 3, "base_ejection_ms": 600000, "max_ejection_ms": 600000 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8000}, {"ip": "192.0.2.12", "port": 8000},
+                  {"ip": "192.0.2.13", "port": 8000} ] },
+  { "name": "probe", "vip": "198.51.100.21", "port": 80, "lb": "round_robin",
+    "circuit": { "consecutive_failures": 2, "base_ejection_ms": 200, "max_ejection_ms": 60000 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8001}, {"ip": "192.0.2.12", "port": 8001},
+                  {"ip": "192.0.2.13", "port": 8001} ] },
+  { "name": "pct", "vip": "198.51.100.22", "port": 80, "lb": "round_robin",
+    "circuit": { "consecutive_failures": 2, "base_ejection_ms": 600000, "max_ejection_ms": 600000,
+                 "max_ejection_percent": 50 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8002}, {"ip": "192.0.2.12", "port": 8002},
+                  {"ip": "192.0.2.13", "port": 8002} ] },
+  { "name": "maxc", "vip": "198.51.100.23", "port": 80, "lb": "round_robin",
+    "circuit": { "max_connections": 2 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8003}, {"ip": "192.0.2.12", "port": 8003} ] },
+  { "name": "health", "vip": "198.51.100.24", "port": 80, "lb": "round_robin",
+    "health": { "type": "http", "path": "/healthz", "interval_ms": 100, "timeout_ms": 1000,
+                "healthy_after": 1, "unhealthy_after": 2 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8004}, {"ip": "192.0.2.12", "port": 8004},
+                  {"ip": "192.0.2.13", "port": 8004} ] },
+  { "name": "degr", "vip": "198.51.100.25", "port": 80, "lb": "round_robin",
+    "health": { "type": "http", "path": "/healthz", "interval_ms": 100, "timeout_ms": 1000,
+                "healthy_after": 1, "unhealthy_after": 2 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8005}, {"ip": "192.0.2.12", "port": 8005},
+                  {"ip": "192.0.2.13", "port": 8005} ] },
+  { "name": "lc", "vip": "198.51.100.26", "port": 80, "lb": "least_conn",
+    "backends": [ {"ip": "192.0.2.11", "port": 8006}$LC_EXTRA ] },
+  { "name": "mag", "vip": "198.51.100.27", "port": 80, "lb": "maglev",
+    "backends": [ {"ip": "192.0.2.11", "port": 8007}, {"ip": "192.0.2.12", "port": 8007},
+                  {"ip": "192.0.2.13", "port": 8007}, {"ip": "192.0.2.14", "port": 8007} ] },
+  { "name": "syn", "vip": "198.51.100.28", "port": 80, "lb": "round_robin",
+    "circuit": { "consecutive_failures": 1, "base_ejection_ms": 600000, "max_ejection_ms": 600000 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8008}, {"ip": "192.0.2.12", "port": 8008} ] },
+  { "name": "conc", "vip": "198.51.100.29", "port": 80, "lb": "least_conn",
+    "backends": [ {"ip": "192.0.2.11", "port": 8009}, {"ip": "192.0.2.12", "port": 8009},
+                  {"ip": "192.0.2.13", "port": 8009} ] }
+] }
+EOF
+}
+write_registry() { registry >"$REG.tmp" && mv "$REG.tmp" "$REG"; }
+
+for p in 8000 8001 8002 8004 8005 8007 8009; do
+	for h in 11 12 13; do serve "192.0.2.$h:$p" || skip_all "backends did not start"; done
+done
+serve 192.0.2.14:8007 && serve 192.0.2.11:8003 && serve 192.0.2.12:8003 && serve 192.0.2.11:8006 &&
+	serve 192.0.2.12:8006 && serve 192.0.2.11:8008 && serve 192.0.2.12:8008 || skip_all "backends did not start"
+health_ctl 192.0.2.13:8004 503
+health_ctl 192.0.2.11:8005 503
+health_ctl 192.0.2.12:8005 503
+health_ctl 192.0.2.13:8005 flaky
+write_registry
+ferryd_start_ns || { echo "FAIL ferryd_start"; exit 1; }
+
+# ---- a killed backend: exactly consecutive_failures failed connects ----
+V=198.51.100.20:80
+r=$(conn $V 6)
+assert_eq kill_baseline_all_ok "$(jq -r .ok <<<"$r")" 6
+kill_be 192.0.2.11:8000
+r=$(conn $V 30)
+assert_eq killed_exact_failures "$(errors "$r" ECONNREFUSED)" 3
+# After the third failure no connect reaches it: the failures are the
+# first three times round robin came to it, and nothing failed after.
+last_err=$(jq -r '[.seq | to_entries[] | select(.value == "ECONNREFUSED") | .key] | max' <<<"$r")
+check killed_failures_first_three_turns test "$last_err" -lt 9
+assert_eq killed_others_served "$(jq -r .ok <<<"$r")" 27
+assert_eq killed_circuit_open "$(be_field $V 192.0.2.11:8000 circuit)" open
+assert_eq killed_kernel_failed_count "$(be_field $V 192.0.2.11:8000 failed)" 3
+r=$(conn $V 12)
+assert_eq killed_then_none_reach_it "$(errors "$r" ECONNREFUSED)/$(jq -r .ok <<<"$r")" 0/12
+e=$(CTL -j explain $V)
+check explain_names_open_circuit jqe '.backends[] | select(.backend == "192.0.2.11:8000") |
+	.eligible == "no" and (.reasons | any(test("circuit OPEN")))' <<<"$e"
+check explain_others_eligible jqe '[.backends[] | select(.eligible == "yes")] | length == 2' <<<"$e"
+check explain_plain_why sh -c "\"$B/ferryctl\" --bpffs \"$PIN\" explain $V | grep -q 'circuit OPEN'"
+check circuit_plain_shows_open sh -c "\"$B/ferryctl\" --bpffs \"$PIN\" circuit $V | grep -q '192.0.2.11:8000 *open'"
+
+# ---- ejection time passes: a probe; failure doubles, success closes ----
+V=198.51.100.21:80
+B1=192.0.2.11:8001
+kill_be $B1
+eject() {	# connect one at a time until B1's circuit is OPEN (bounded)
+	local i
+	for i in $(seq 1 30); do
+		be_is $V $B1 circuit open && return 0
+		conn $V 1 >/dev/null
+	done
+	be_is $V $B1 circuit open
+}
+probe_due() {	# the ejection is over: the next connect that picks B1 is a probe
+	[ "$(be_field $V $B1 open_ms_left)" = 0 ]
+}
+check probe_first_ejection eject
+assert_eq probe_first_ejection_base_ms "$(be_field $V $B1 ejection_ms)" 200
+assert_eq probe_ejections_1 "$(be_field $V $B1 ejections)" 1
+check probe_due_after_ejection wait_for 400 probe_due
+failed_before=$(be_field $V $B1 failed)
+# Round robin comes to B1 within three connects; the probe fails (still dead).
+conn $V 3 >/dev/null
+assert_eq probe_failure_counted "$(be_field $V $B1 failed)" $((failed_before + 1))
+assert_eq probe_failure_reopens "$(be_field $V $B1 circuit)" open
+assert_eq repeated_ejection_doubles "$(be_field $V $B1 ejection_ms)" 400
+assert_eq probe_ejections_2 "$(be_field $V $B1 ejections)" 2
+serve $B1
+check probe_due_again wait_for 400 probe_due
+r=$(conn $V 3)
+assert_eq probe_success_served "$(served "$r" $B1)" 1
+assert_eq probe_success_closes "$(be_field $V $B1 circuit)" closed
+assert_eq probe_closed_ejected_count "$(circuit $V | jq -r .ejected)" 0
+r=$(conn $V 6)
+assert_eq probe_closed_back_in_rotation "$(served "$r" $B1)" 2
+
+# ---- max_ejection_percent with 2 of 3 backends dead ----
+V=198.51.100.22:80
+kill_be 192.0.2.11:8002
+kill_be 192.0.2.12:8002
+r=$(conn $V 30)
+c=$(circuit $V)
+assert_eq pct_one_ejected "$(jq -r .ejected <<<"$c")" 1
+assert_eq pct_max_ejected "$(jq -r .max_ejected <<<"$c")" 1
+assert_eq pct_one_open "$(jq -r '[.backends[] | select(.circuit == "open")] | length' <<<"$c")" 1
+check pct_other_dead_stays_closed jqe '[.backends[] | select(.circuit == "closed" and
+	.consecutive_failures >= 2 and .backend != "192.0.2.13:8002")] | length == 1' <<<"$c"
+assert_eq pct_live_backend_served "$(served "$r" 192.0.2.13:8002)" \
+	"$(( $(jq -r .ok <<<"$r") ))"
+
+# ---- max_connections ----
+V=198.51.100.23:80
+mkfifo "$TMP/hold"
+in_client "$P" connect $V -n 4 --hold <"$TMP/hold" >"$TMP/held.json" 2>&1 &
+HOLD=$!
+_PIDS+=($HOLD)
+exec 7>"$TMP/hold"
+wait_for 200 test -s "$TMP/held.json"
+h=$(cat "$TMP/held.json")
+assert_eq maxconn_fills_both "$(served "$h" 192.0.2.11:8003)/$(served "$h" 192.0.2.12:8003)" 2/2
+r=$(conn $V 3)
+assert_eq maxconn_rejects_ebusy "$(errors "$r" EBUSY)" 3
+check maxconn_explain_full sh -c "\"$B/ferryctl\" --bpffs \"$PIN\" -j explain $V | jq -e '.result == \"EBUSY\"' >/dev/null"
+check maxconn_stat_counted sh -c "\"$B/ferryctl\" --bpffs \"$PIN\" -j stats --no-backends |
+	jq -e '.datapath.max_conn_reject >= 3' >/dev/null"
+exec 7>&-
+wait "$HOLD" 2>/dev/null
+active0() { [ "$(circuit $V | jq '[.backends[].active] | add')" = 0 ]; }
+check maxconn_released wait_for 200 active0
+r=$(conn $V 2)
+assert_eq maxconn_after_release_ok "$(jq -r .ok <<<"$r")" 2
+
+# ---- health: an UNHEALTHY backend gets nothing, and comes back ----
+V=198.51.100.24:80
+check health_marks_unhealthy wait_for 200 be_is $V 192.0.2.13:8004 health unhealthy
+check health_others_healthy wait_for 200 be_is $V 192.0.2.11:8004 health healthy
+r=$(conn $V 30)
+assert_eq health_unhealthy_gets_nothing "$(served "$r" 192.0.2.13:8004)/$(jq -r .ok <<<"$r")" 0/30
+check health_explain_unhealthy sh -c "\"$B/ferryctl\" --bpffs \"$PIN\" explain $V | grep '192.0.2.13:8004' | grep -q UNHEALTHY"
+health_ctl 192.0.2.13:8004 200
+check health_recovers wait_for 200 be_is $V 192.0.2.13:8004 health healthy
+r=$(conn $V 6)
+assert_eq health_recovered_serves "$(served "$r" 192.0.2.13:8004)" 2
+
+# ---- all unhealthy but one degraded: the degraded one serves ----
+V=198.51.100.25:80
+check degr_flaky_degraded wait_for 200 be_is $V 192.0.2.13:8005 health degraded
+check degr_others_unhealthy wait_for 200 sh -c "[ \"\$(\"$B/ferryctl\" --bpffs \"$PIN\" -j circuit $V |
+	jq '[.backends[] | select(.health == \"unhealthy\")] | length')\" = 2 ]"
+r=$(conn $V 10)
+assert_eq degr_serves_fallback "$(served "$r" 192.0.2.13:8005)/$(jq -r .ok <<<"$r")" 10/10
+check degr_explain_fallback sh -c "\"$B/ferryctl\" --bpffs \"$PIN\" -j explain $V |
+	jq -e '.backends[] | select(.backend == \"192.0.2.13:8005\") | .eligible == \"fallback\"' >/dev/null"
+# A healthy one comes back: the degraded one gets nothing any more.
+health_ctl 192.0.2.11:8005 200
+check degr_healthy_back wait_for 200 be_is $V 192.0.2.11:8005 health healthy
+r=$(conn $V 10)
+assert_eq degr_healthy_preferred "$(served "$r" 192.0.2.11:8005)/$(served "$r" 192.0.2.13:8005)" 10/0
+
+# ---- least_conn: new connections go to the idle backend ----
+V=198.51.100.26:80
+mkfifo "$TMP/hold2"
+in_client "$P" connect $V -n 20 --hold <"$TMP/hold2" >"$TMP/held2.json" 2>&1 &
+HOLD2=$!
+_PIDS+=($HOLD2)
+exec 8>"$TMP/hold2"
+wait_for 200 test -s "$TMP/held2.json"
+assert_eq lc_busy_holds_20 "$(be_field $V 192.0.2.11:8006 active)" 20
+LC_EXTRA=', {"ip": "192.0.2.12", "port": 8006}'
+write_registry
+two_backends() { [ "$(circuit $V | jq '.backends | length')" = 2 ]; }
+check lc_backend_added wait_for 200 two_backends
+r=$(conn $V 10)
+assert_eq lc_new_go_to_idle "$(served "$r" 192.0.2.12:8006)/$(served "$r" 192.0.2.11:8006)" 10/0
+check lc_explain_idle sh -c "\"$B/ferryctl\" --bpffs \"$PIN\" -j explain $V | jq -e '.next.backend == \"192.0.2.12:8006\"' >/dev/null"
+exec 8>&-
+wait "$HOLD2" 2>/dev/null
+
+# ---- maglev: explain names the backend this client gets ----
+V=198.51.100.27:80
+r=$(conn $V 3)
+got=$(jq -r '.backends | keys[0]' <<<"$r")
+assert_eq maglev_sticky_client "$(served "$r" "$got")" 3
+e=$(CTL -j explain $V --from "$NS_C")
+assert_eq explain_maglev_netns "$(jq -r .next.backend <<<"$e")" "$got"
+in_client sleep 60 &
+SLEEPER=$!
+_PIDS+=($SLEEPER)
+wait_for 100 sh -c "[ -n \"\$(cat $CG/cgroup.procs)\" ]"
+e=$(CTL -j explain $V --from "$CG")
+assert_eq explain_maglev_cgroup "$(jq -r .next.backend <<<"$e")" "$got"
+assert_eq explain_cgroup_balanced "$(jq -r .client_balanced <<<"$e")" true
+kill "$SLEEPER" 2>/dev/null
+# Quarantine the client's backend by hand: explain and the kernel agree on the next one.
+CTL backend set $V "$got" --state quarantined >/dev/null 2>&1
+e=$(CTL -j explain $V --from "$NS_C")
+check explain_quarantined jqe --arg b "$got" '.backends[] | select(.backend == $b) |
+	(.reasons | any(test("quarantined")))' <<<"$e"
+want=$(jq -r .next.backend <<<"$e")
+r=$(conn $V 3)
+assert_eq quarantine_kernel_matches_explain "$(served "$r" "$want")" 3
+assert_eq quarantine_gets_nothing "$(served "$r" "$got")" 0
+n0=$(CTL -j status | jq -r .syncs)
+kill -HUP "$FERRYD_PID"
+synced_again() { [ "$(CTL -j status | jq -r .syncs)" -gt "$n0" ]; }
+wait_for 100 synced_again
+r=$(conn $V 3)
+assert_eq quarantine_survives_sync "$(served "$r" "$got")" 0
+CTL backend set $V "$got" --state active >/dev/null 2>&1
+r=$(conn $V 3)
+assert_eq quarantine_restored "$(served "$r" "$got")" 3
+
+# ---- SYN timeouts count as failures (no RST, no ICMP) ----
+V=198.51.100.28:80
+if ip netns exec "$NS_B" iptables -A INPUT -p tcp --dport 8008 -d 192.0.2.11 -j DROP 2>/dev/null; then
+	# Round robin sends one of two connects to the silent backend; the
+	# client waits longer than the two SYN timeouts the breaker counts.
+	r=$(conn $V 2 --io-timeout 5)
+	assert_eq syn_timeout_counted "$(be_field $V 192.0.2.11:8008 failed)" 1
+	assert_eq syn_timeout_opens "$(be_field $V 192.0.2.11:8008 circuit)" open
+	r=$(conn $V 4)
+	assert_eq syn_timeout_then_skipped "$(served "$r" 192.0.2.12:8008)" 4
+	ip netns exec "$NS_B" iptables -D INPUT -p tcp --dport 8008 -d 192.0.2.11 -j DROP
+else
+	echo "SKIP syn_timeout_counted: iptables unavailable in the backend netns"
+fi
+
+# ---- counters exact under concurrency ----
+V=198.51.100.29:80
+pids=()
+for i in 1 2 3 4; do
+	conn $V 150 >"$TMP/conc$i.json" &
+	pids+=($!)
+done
+wait "${pids[@]}"
+ok=0
+for i in 1 2 3 4; do ok=$((ok + $(jq -r .ok <"$TMP/conc$i.json"))); done
+assert_eq conc_all_ok "$ok" 600
+quiet() { [ "$(circuit $V | jq '[.backends[].active] | add')" = 0 ]; }
+check conc_active_back_to_zero wait_for 200 quiet
+c=$(circuit $V)
+assert_eq conc_opened_exact "$(jq '[.backends[].opened] | add' <<<"$c")" 600
+assert_eq conc_success_exact "$(jq '[.backends[].success] | add' <<<"$c")" 600
+assert_eq conc_failed_none "$(jq '[.backends[].failed] | add' <<<"$c")" 0
+
+# ---- ferryd restarted: breaker state and health verdicts stay ----
+check ferryd_survived_everything kill -0 "$FERRYD_PID"
+ferryd_stop
+V=198.51.100.20:80
+assert_eq restart_circuit_kept_while_down "$(be_field $V 192.0.2.11:8000 circuit)" open
+ferryd_start_ns || echo "FAIL ferryd_restart"
+assert_eq restart_circuit_kept "$(be_field $V 192.0.2.11:8000 circuit)" open
+assert_eq restart_health_kept "$(be_field 198.51.100.25:80 192.0.2.12:8005 health)" unhealthy
+r=$(conn $V 6)
+assert_eq restart_still_skipped "$(errors "$r" ECONNREFUSED)" 0
