@@ -200,13 +200,6 @@ int map_fill(int fd, __u32 *type, __u32 *max_entries, __u64 *entries, bool *has_
 	if ((err = fdinfo_map(fd, type, &ksz, &vsz, max_entries)))
 		return err;
 	switch (*type) {
-	case BPF_MAP_TYPE_ARRAY:
-	case BPF_MAP_TYPE_PERCPU_ARRAY:
-	case BPF_MAP_TYPE_ARRAY_OF_MAPS:
-	case BPF_MAP_TYPE_PROG_ARRAY:
-		*entries = *max_entries;	/* arrays are always full */
-		*has_entries = true;
-		return 0;
 	case BPF_MAP_TYPE_HASH:
 	case BPF_MAP_TYPE_LRU_HASH:
 	case BPF_MAP_TYPE_PERCPU_HASH:
@@ -216,7 +209,9 @@ int map_fill(int fd, __u32 *type, __u32 *max_entries, __u64 *entries, bool *has_
 	case BPF_MAP_TYPE_SOCKHASH:
 		break;
 	default:
-		return 0;	/* sockmap, ringbuf, devmap...: capacity only */
+		/* Arrays (always "full": fill means nothing), sockmaps, ring
+		 * buffers...: capacity only. */
+		return 0;
 	}
 	val = vsz;
 	if (*type == BPF_MAP_TYPE_PERCPU_HASH || *type == BPF_MAP_TYPE_LRU_PERCPU_HASH) {
@@ -1002,27 +997,32 @@ static void render_xdp_services(struct mbuf *b, const struct ferry_snapshot *s, 
 	}
 }
 
+/* map="name",type="hash" (libbpf's name of the map type). */
+static int map_labels(const struct mx_map *m, char *buf, size_t len)
+{
+	const char *t = libbpf_bpf_map_type_str(m->type);
+	int n = snprintf(buf, len, "map=\"%s\",type=\"%s\"", m->name, t ? t : "unknown");
+
+	return n < 0 || (size_t)n >= len ? (int)len - 1 : n;
+}
+
 static void render_maps(struct mbuf *b, const struct ferry_snapshot *s)
 {
-	char lbl[128];
+	char lbl[160];
 	size_t i;
-	int n;
 
 	if (!s->nmaps)
 		return;
 	family(b, "ferry_map_entries", "gauge",
-	       "Entries in the pinned BPF map (arrays count as full; absent for maps that cannot be counted).");
-	for (i = 0; i < s->nmaps; i++) {
-		if (!s->maps[i].has_entries)
-			continue;
-		n = snprintf(lbl, sizeof(lbl), "map=\"%s\"", s->maps[i].name);
-		sample(b, "ferry_map_entries", lbl, n, s->maps[i].entries);
-	}
+	       "Entries in the pinned BPF map (hash-like maps only: arrays are always full, sockmaps are not counted).");
+	for (i = 0; i < s->nmaps; i++)
+		if (s->maps[i].has_entries)
+			sample(b, "ferry_map_entries", lbl, map_labels(&s->maps[i], lbl, sizeof(lbl)),
+			       s->maps[i].entries);
 	family(b, "ferry_map_max_entries", "gauge", "Capacity (max_entries) of the pinned BPF map.");
-	for (i = 0; i < s->nmaps; i++) {
-		n = snprintf(lbl, sizeof(lbl), "map=\"%s\"", s->maps[i].name);
-		sample(b, "ferry_map_max_entries", lbl, n, s->maps[i].max_entries);
-	}
+	for (i = 0; i < s->nmaps; i++)
+		sample(b, "ferry_map_max_entries", lbl, map_labels(&s->maps[i], lbl, sizeof(lbl)),
+		       s->maps[i].max_entries);
 }
 
 static void render_status(struct mbuf *b, const struct ferry_status *st)
