@@ -562,6 +562,68 @@ static void registry_too_many_backends_in_service(void **state)
 	free(doc);
 }
 
+/*
+ * Deterministic mutations of a good document (bytes replaced, dropped,
+ * inserted, the tail cut): every result either parses or is rejected with
+ * -EINVAL and an error that starts with file:line:col.
+ */
+static void registry_mutations_fail_cleanly(void **state)
+{
+	static const char base[] =
+		"{\"services\": [{\"name\": \"a\\u00e9\\n\", \"vip\": \"198.51.100.10\", \"port\": 80, \"lb\": \"maglev\",\n"
+		" \"xdp\": true, \"circuit\": {\"consecutive_failures\": 3}, \"health\": {\"type\": \"http\", \"path\": \"/x\"},\n"
+		" \"backends\": [{\"ip\": \"192.0.2.11\", \"port\": 8080, \"weight\": 2, \"state\": \"draining\"},\n"
+		"               {\"ip\": \"192.0.2.12\", \"port\": 8081}]},\n"
+		" {\"name\": \"b\", \"vip\": \"2001:db8::1\", \"port\": 53, \"protocol\": \"udp\",\n"
+		"  \"backends\": [{\"ip\": \"2001:db8::2\", \"port\": 53}]}]}\n";
+	static const char alphabet[] = "{}[]\",:\\0123456789-.eE+ntfu \n\x01\xff";
+	size_t n = sizeof(base) - 1;
+	char *buf = malloc(n + 64), err[FERRY_ERR_LEN];
+	unsigned seed = 42;
+	int it, ok = 0;
+
+	(void)state;
+	assert_non_null(buf);
+	for (it = 0; it < 20000; it++) {
+		struct registry r;
+		size_t len = n;
+		int m, ret, line, col;
+
+		memcpy(buf, base, n);
+		for (m = 1 + rand_r(&seed) % 3; m > 0 && len; m--) {
+			size_t pos = rand_r(&seed) % len;
+
+			switch (rand_r(&seed) % 4) {
+			case 0:
+				buf[pos] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+				break;
+			case 1:
+				memmove(buf + pos, buf + pos + 1, len - pos - 1);
+				len--;
+				break;
+			case 2:
+				len = pos;
+				break;
+			default:
+				memmove(buf + pos + 1, buf + pos, len - pos);
+				buf[pos] = alphabet[rand_r(&seed) % (sizeof(alphabet) - 1)];
+				len++;
+			}
+		}
+		err[0] = '\0';
+		ret = registry_parse(buf, len, FNAME, &lim, &r, err, sizeof(err));
+		if (!ret) {
+			ok++;
+			registry_free(&r);
+			continue;
+		}
+		if (ret != -EINVAL || sscanf(err, FNAME ":%d:%d: ", &line, &col) != 2 || line < 1 || col < 1)
+			fail_msg("mutation %d: ret %d, error \"%s\" names no place", it, ret, err);
+	}
+	print_message("%d of 20000 mutated documents still parsed\n", ok);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -581,6 +643,7 @@ int main(void)
 		cmocka_unit_test(registry_bad_other_values),
 		cmocka_unit_test(registry_over_capacity),
 		cmocka_unit_test(registry_too_many_backends_in_service),
+		cmocka_unit_test(registry_mutations_fail_cleanly),
 	};
 
 	return cmocka_run_group_tests_name("registry", tests, NULL, NULL);
