@@ -45,5 +45,6 @@ int do_teardown(struct ctl *c, int argc, char **argv);	/* status.c */
 int do_stats(struct ctl *c, int argc, char **argv);	/* stats.c */
 int do_circuit(struct ctl *c, int argc, char **argv);	/* circuit.c */
 int do_explain(struct ctl *c, int argc, char **argv);	/* circuit.c */
+int do_xdp(struct ctl *c, int argc, char **argv);	/* xdp.c */
 
 #endif /* FERRYCTL_H */

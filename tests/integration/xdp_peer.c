@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Helper of tests/integration/xdp.sh (and tools/bench/xdp.sh):
+ *
+ *   xdp_peer serve PORT NAME [SECONDS]  line echo server on [::]:PORT (v4 and
+ *                                       v6); answers "NAME <line>"; exits after
+ *                                       SECONDS (default 60)
+ *   xdp_peer once ADDR PORT MSG         one connection, one line, prints the reply
+ *   xdp_peer session ADDR PORT          one connection; each stdin line is sent
+ *                                       and its reply printed (stays open)
+ *   xdp_peer ethtool IFACE txcsum|gro on|off
+ *                                       legacy ethtool ioctls: full checksums on
+ *                                       frames XDP bounces; NAPI for XDP_TX on veth
+ *
+ * Every wait is bounded (3 s per connect/reply).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
+
+#define MAXC	64
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: xdp_peer serve PORT NAME [SECONDS] | once ADDR PORT MSG | "
+			"session ADDR PORT | ethtool IFACE txcsum|gro on|off\n");
+	return 2;
+}
+
+static int serve(int port, const char *name, int secs)
+{
+	struct pollfd p[MAXC + 1];
+	char buf[MAXC][512];
+	size_t fill[MAXC] = {};
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	int one = 1, zero = 0, n = 1, i, ls;
+	time_t end = time(NULL) + secs;
+
+	ls = socket(AF_INET6, SOCK_STREAM, 0);
+	if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    setsockopt(ls, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) ||
+	    bind(ls, (struct sockaddr *)&a, sizeof(a)) || listen(ls, 64)) {
+		perror("xdp_peer serve");
+		return 1;
+	}
+	p[0].fd = ls;
+	p[0].events = POLLIN;
+	while (time(NULL) < end) {
+		if (poll(p, n, 200) <= 0)
+			continue;
+		if ((p[0].revents & POLLIN) && n <= MAXC) {
+			int c = accept(ls, NULL, NULL);
+
+			if (c >= 0) {
+				p[n].fd = c;
+				p[n].events = POLLIN;
+				fill[n - 1] = 0;
+				n++;
+			}
+		}
+		for (i = 1; i < n; i++) {
+			ssize_t r;
+			char *nl;
+
+			if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			r = read(p[i].fd, buf[i - 1] + fill[i - 1], sizeof(buf[0]) - 1 - fill[i - 1]);
+			if (r <= 0) {
+				close(p[i].fd);
+				p[i] = p[n - 1];
+				memcpy(buf[i - 1], buf[n - 2], fill[n - 2]);
+				fill[i - 1] = fill[n - 2];
+				n--;
+				i--;
+				continue;
+			}
+			fill[i - 1] += r;
+			buf[i - 1][fill[i - 1]] = '\0';
+			while ((nl = strchr(buf[i - 1], '\n'))) {
+				char out[600];
+				int len;
+
+				*nl = '\0';
+				len = snprintf(out, sizeof(out), "%s %s\n", name, buf[i - 1]);
+				if (write(p[i].fd, out, len) != len)
+					break;
+				fill[i - 1] -= nl + 1 - buf[i - 1];
+				memmove(buf[i - 1], nl + 1, fill[i - 1] + 1);
+			}
+		}
+	}
+	return 0;
+}
+
+static int dial(const char *addr, int port)
+{
+	struct sockaddr_storage ss = {};
+	struct sockaddr_in *s4 = (void *)&ss;
+	struct sockaddr_in6 *s6 = (void *)&ss;
+	struct timeval tv = { .tv_sec = 3 };
+	socklen_t len;
+	int fd;
+
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		len = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		len = sizeof(*s6);
+	} else {
+		fprintf(stderr, "xdp_peer: bad address %s\n", addr);
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&ss, len)) {
+		perror("xdp_peer connect");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Send one line, print the one-line reply. */
+static int exchange(int fd, const char *msg)
+{
+	char out[512], in[600];
+	size_t got = 0;
+	int len = snprintf(out, sizeof(out), "%s\n", msg);
+
+	if (write(fd, out, len) != len)
+		return -1;
+	while (got < sizeof(in) - 1) {
+		ssize_t r = read(fd, in + got, 1);
+
+		if (r <= 0)
+			return -1;
+		if (in[got++] == '\n')
+			break;
+	}
+	in[got] = '\0';
+	fputs(in, stdout);
+	fflush(stdout);
+	return 0;
+}
+
+static int do_ethtool(const char *ifname, const char *what, const char *val)
+{
+	struct ethtool_value ev = { .data = !strcmp(val, "on") };
+	struct ifreq ifr = {};
+	int fd = socket(AF_INET, SOCK_DGRAM, 0), err;
+
+	if (!strcmp(what, "txcsum"))
+		ev.cmd = ETHTOOL_STXCSUM;
+	else if (!strcmp(what, "gro"))
+		ev.cmd = ETHTOOL_SGRO;
+	else
+		return usage();
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	ifr.ifr_data = (void *)&ev;
+	err = ioctl(fd, SIOCETHTOOL, &ifr);
+	if (err)
+		perror("xdp_peer ethtool");
+	close(fd);
+	return err ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (argc >= 4 && !strcmp(argv[1], "serve"))
+		return serve(atoi(argv[2]), argv[3], argc > 4 ? atoi(argv[4]) : 60);
+	if (argc == 5 && !strcmp(argv[1], "once")) {
+		int fd = dial(argv[2], atoi(argv[3])), err;
+
+		if (fd < 0)
+			return 1;
+		err = exchange(fd, argv[4]);
+		close(fd);
+		return err ? 1 : 0;
+	}
+	if (argc == 4 && !strcmp(argv[1], "session")) {
+		char line[512];
+		int fd = dial(argv[2], atoi(argv[3]));
+
+		if (fd < 0)
+			return 1;
+		printf("connected\n");
+		fflush(stdout);
+		while (fgets(line, sizeof(line), stdin)) {
+			line[strcspn(line, "\n")] = '\0';
+			if (exchange(fd, line)) {
+				printf("error\n");
+				fflush(stdout);
+			}
+		}
+		close(fd);
+		return 0;
+	}
+	if (argc == 5 && !strcmp(argv[1], "ethtool"))
+		return do_ethtool(argv[2], argv[3], argv[4]);
+	return usage();
+}

@@ -1,0 +1,307 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * ferryctl xdp stats | flows: the XDP load balancer's counters (summed over
+ * CPUs: outcomes, LRU hits/misses, drop reasons, packets and bytes per VIP
+ * and per backend) and a sample of its flow table.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <ferry/xdp.h>
+
+#include "ferryctl.h"
+#include "addr.h"
+#include "state.h"
+
+static const char *const xstat_names[FERRY_XSTAT_MAX] = {
+	[FERRY_XSTAT_PASS_NOT_IP] = "pass_not_ip",
+	[FERRY_XSTAT_PASS_NOT_VIP] = "pass_not_vip",
+	[FERRY_XSTAT_PASS_FRAG] = "pass_fragment",
+	[FERRY_XSTAT_PASS_MALFORMED] = "pass_malformed",
+	[FERRY_XSTAT_PASS_ICMP] = "pass_icmp",
+	[FERRY_XSTAT_PASS_NO_RING] = "pass_no_ring",
+	[FERRY_XSTAT_PASS_V6_EXT] = "pass_ipv6_ext",
+	[FERRY_XSTAT_LRU_HIT] = "lru_hit",
+	[FERRY_XSTAT_LRU_MISS] = "lru_miss",
+	[FERRY_XSTAT_LRU_OTHER_CPU] = "lru_other_cpu",
+	[FERRY_XSTAT_SYN_NEW] = "syn_new_flow",
+	[FERRY_XSTAT_RING_RETRY] = "ring_retry",
+	[FERRY_XSTAT_NH_LOOKUP] = "nexthop_lookup",
+	[FERRY_XSTAT_NH_GATEWAY] = "nexthop_gateway",
+	[FERRY_XSTAT_ICMP_FWD] = "icmp_forwarded",
+	[FERRY_XSTAT_ICMP_TOO_BIG] = "icmp_too_big_sent",
+	[FERRY_XSTAT_TX] = "tx",
+	[FERRY_XSTAT_REDIRECT] = "redirect",
+	[FERRY_XSTAT_DROP_NO_BACKEND] = "drop_no_backend",
+	[FERRY_XSTAT_DROP_MALFORMED] = "drop_malformed",
+	[FERRY_XSTAT_DROP_NO_ROUTE] = "drop_no_route",
+	[FERRY_XSTAT_DROP_TOO_BIG] = "drop_too_big",
+	[FERRY_XSTAT_DROP_ADJUST] = "drop_adjust_failed",
+	[FERRY_XSTAT_DECAP_OK] = "decap",
+	[FERRY_XSTAT_DECAP_NOT_OURS] = "decap_not_ours",
+	[FERRY_XSTAT_DECAP_MALFORMED] = "decap_malformed",
+};
+
+static int open_pin(struct ctl *c, const char *name, int *fd)
+{
+	char path[512];
+
+	ferry_pin_path(path, sizeof(path), c->bpffs, name);
+	*fd = bpf_obj_get(path);
+	if (*fd < 0)
+		return ctl_err(c, "XDP load balancer not loaded (ferryd --xdp-iface): cannot open",
+			       path, -errno);
+	return 0;
+}
+
+/* Sum of a per-CPU struct ferry_xcnt entry. */
+static int cnt_sum(int fd, __u32 key, struct ferry_xcnt *out)
+{
+	int ncpu = libbpf_num_possible_cpus(), i;
+	struct ferry_xcnt *v;
+
+	memset(out, 0, sizeof(*out));
+	if (ncpu <= 0 || !(v = calloc(ncpu, sizeof(*v))))
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(fd, &key, v)) {
+		free(v);
+		return -errno;
+	}
+	for (i = 0; i < ncpu; i++) {
+		out->packets += v[i].packets;
+		out->bytes += v[i].bytes;
+	}
+	free(v);
+	return 0;
+}
+
+static const char *be_str(const struct ferry_backend *b, char *buf, size_t len)
+{
+	struct faddr a = { .family = b->family };
+	char ip[64];
+
+	memcpy(a.a, b->addr, sizeof(a.a));
+	faddr_str(&a, ip, sizeof(ip));
+	snprintf(buf, len, b->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, ntohs(b->port));
+	return buf;
+}
+
+static int xdp_stats(struct ctl *c, int argc, char **argv)
+{
+	struct json_object *jo = NULL, *jc = NULL, *jv = NULL;
+	int fst = -1, fvip = -1, fbe = -1, ret = 1, err;
+	struct fstate st = {};
+	size_t i, j;
+	__u64 v;
+
+	(void)argv;
+	if (argc > 1)
+		return ctl_usage(c, "xdp stats: unexpected argument '%s'", argv[1]);
+	if (ctl_open(c) || open_pin(c, FERRY_MAP_XSTAT, &fst))
+		goto cleanup;
+	{
+		char path[512];
+
+		/* A decap-only node has the counters but no load balancer. */
+		ferry_pin_path(path, sizeof(path), c->bpffs, FERRY_MAP_XVIP);
+		fvip = bpf_obj_get(path);
+		ferry_pin_path(path, sizeof(path), c->bpffs, FERRY_MAP_XBE);
+		fbe = bpf_obj_get(path);
+	}
+	if ((err = fstate_load(&c->maps, &st))) {
+		ret = ctl_err(c, "reading the maps under", c->bpffs, err);
+		goto cleanup;
+	}
+	if (c->json) {
+		jo = json_object_new_object();
+		jc = json_object_new_object();
+		jv = json_object_new_array();
+		json_object_object_add(jo, "counters", jc);
+		json_object_object_add(jo, "vips", jv);
+	} else {
+		printf("%-22s %14s\n", "counter", "packets");
+	}
+	for (i = 0; i < FERRY_XSTAT_MAX; i++) {
+		if (!xstat_names[i] || percpu_sum(fst, i, &v))
+			continue;
+		if (jc)
+			json_object_object_add(jc, xstat_names[i], json_object_new_int64(v));
+		else if (v)
+			printf("%-22s %14llu\n", xstat_names[i], (unsigned long long)v);
+	}
+	if (!c->json && fvip >= 0 && fbe >= 0)
+		printf("\n%-32s %-28s %12s %14s\n", "service / backend", "address", "packets", "bytes");
+	for (i = 0; fvip >= 0 && fbe >= 0 && i < st.n; i++) {
+		const struct svc_state *s = &st.svcs[i];
+		struct json_object *js = NULL, *jb = NULL;
+		struct ferry_xcnt cnt;
+		char key[96], bs[96];
+
+		if (!(s->val.flags & FERRY_SVC_F_XDP))
+			continue;
+		cnt_sum(fvip, s->val.id, &cnt);
+		svc_key_str(&s->key, key, sizeof(key));
+		if (c->json) {
+			js = json_object_new_object();
+			jb = json_object_new_array();
+			json_object_object_add(js, "name", json_object_new_string(s->name));
+			json_object_object_add(js, "vip", json_object_new_string(key));
+			json_object_object_add(js, "ring", json_object_new_int64(s->xring_m));
+			json_object_object_add(js, "packets", json_object_new_int64(cnt.packets));
+			json_object_object_add(js, "bytes", json_object_new_int64(cnt.bytes));
+			json_object_object_add(js, "backends", jb);
+			json_object_array_add(jv, js);
+		} else {
+			printf("%-32s %-28s %12llu %14llu%s\n", s->name, key, (unsigned long long)cnt.packets,
+			       (unsigned long long)cnt.bytes, s->xring_m ? "" : "  (no ring yet)");
+		}
+		for (j = 0; j < s->n; j++) {
+			const struct be_state *b = &s->bes[j];
+
+			cnt_sum(fbe, b->id, &cnt);
+			be_str(&b->be, bs, sizeof(bs));
+			if (jb) {
+				struct json_object *o = json_object_new_object();
+
+				json_object_object_add(o, "id", json_object_new_int64(b->id));
+				json_object_object_add(o, "addr", json_object_new_string(bs));
+				json_object_object_add(o, "weight", json_object_new_int64(b->be.weight));
+				json_object_object_add(o, "packets", json_object_new_int64(cnt.packets));
+				json_object_object_add(o, "bytes", json_object_new_int64(cnt.bytes));
+				json_object_array_add(jb, o);
+			} else {
+				printf("  %-30s %-28s %12llu %14llu\n", "", bs, (unsigned long long)cnt.packets,
+				       (unsigned long long)cnt.bytes);
+			}
+		}
+	}
+	if (jo) {
+		ctl_json_print(jo);
+		jo = NULL;
+	}
+	ret = 0;
+cleanup:
+	json_object_put(jo);
+	fstate_free(&st);
+	if (fst >= 0)
+		close(fst);
+	if (fvip >= 0)
+		close(fvip);
+	if (fbe >= 0)
+		close(fbe);
+	return ret;
+}
+
+static int xdp_flows(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "max", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ncpu = libbpf_num_possible_cpus(), fd = -1, ret = 1, o, i;
+	struct ferry_xflow_key k, prev;
+	struct ferry_xflow *v = NULL;
+	struct json_object *ja = NULL;
+	unsigned long max = 20, shown = 0, total = 0;
+	bool first = true;
+
+	while ((o = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+		char *end;
+
+		if (o != 'n')
+			return ctl_usage(c, "xdp flows: unknown option");
+		max = strtoul(optarg, &end, 10);
+		if (*end || !max)
+			return ctl_usage(c, "xdp flows: --max '%s' is not a positive number", optarg);
+	}
+	if (optind < argc)
+		return ctl_usage(c, "xdp flows: unexpected argument '%s'", argv[optind]);
+	if (ctl_open(c) || open_pin(c, FERRY_MAP_XFLOW, &fd))
+		goto cleanup;
+	v = calloc(ncpu > 0 ? ncpu : 1, sizeof(*v));
+	if (!v)
+		goto cleanup;
+	if (c->json)
+		ja = json_object_new_array();
+	else
+		printf("%-44s %-44s %-5s %-26s %s\n", "client", "vip", "proto", "backend", "cpus");
+	/* A sample: the first --max entries in hash order; the rest only counted. */
+	while (!bpf_map_get_next_key(fd, first ? NULL : &prev, &k)) {
+		struct faddr cl = { .family = k.family }, vip = { .family = k.family };
+		struct ferry_backend be;
+		char cs[64], vs[64], ca[80], va[80], bs[96] = "-", cpus[256] = "";
+		__u32 bid = 0;
+		size_t cl_len = 0;
+
+		prev = k;
+		first = false;
+		total++;
+		if (shown >= max || bpf_map_lookup_elem(fd, &k, v))
+			continue;
+		shown++;
+		for (i = 0; i < ncpu; i++) {
+			if (!v[i].backend_id)
+				continue;
+			if (!bid)
+				bid = v[i].backend_id;
+			if (cl_len < sizeof(cpus) - 8)
+				cl_len += snprintf(cpus + cl_len, sizeof(cpus) - cl_len, "%s%d", cl_len ? "," : "", i);
+		}
+		memcpy(cl.a, k.src, 16);
+		memcpy(vip.a, k.dst, 16);
+		faddr_str(&cl, cs, sizeof(cs));
+		faddr_str(&vip, vs, sizeof(vs));
+		snprintf(ca, sizeof(ca), k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", cs, ntohs(k.sport));
+		snprintf(va, sizeof(va), k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", vs, ntohs(k.dport));
+		if (bid && !bpf_map_lookup_elem(c->maps.be, &bid, &be))
+			be_str(&be, bs, sizeof(bs));
+		if (ja) {
+			struct json_object *jo = json_object_new_object();
+
+			json_object_object_add(jo, "client", json_object_new_string(ca));
+			json_object_object_add(jo, "vip", json_object_new_string(va));
+			json_object_object_add(jo, "proto", json_object_new_string(proto_name(k.proto)));
+			json_object_object_add(jo, "backend_id", json_object_new_int64(bid));
+			json_object_object_add(jo, "backend", json_object_new_string(bs));
+			json_object_object_add(jo, "cpus", json_object_new_string(cpus));
+			json_object_array_add(ja, jo);
+		} else {
+			printf("%-44s %-44s %-5s %-26s %s\n", ca, va, proto_name(k.proto), bs, cpus);
+		}
+	}
+	if (ja) {
+		struct json_object *jo = json_object_new_object();
+
+		json_object_object_add(jo, "flows", ja);
+		json_object_object_add(jo, "shown", json_object_new_int64(shown));
+		json_object_object_add(jo, "total", json_object_new_int64(total));
+		ja = NULL;
+		ctl_json_print(jo);
+	} else {
+		printf("%lu of %lu flows shown\n", shown, total);
+	}
+	ret = 0;
+cleanup:
+	json_object_put(ja);
+	free(v);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
+int do_xdp(struct ctl *c, int argc, char **argv)
+{
+	static const struct cmd sub[] = {
+		{ "stats", xdp_stats, "xdp stats" },
+		{ "flows", xdp_flows, "xdp flows [--max N]" },
+		{ NULL, NULL, NULL },
+	};
+
+	return ctl_dispatch(c, sub, "xdp", argc - 1, argv + 1);
+}
