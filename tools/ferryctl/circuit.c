@@ -327,18 +327,48 @@ static int cgroup_under_ferry(struct ctl *c, const char *dir)
 	return 0;
 }
 
-/*
- * The kernel's maglev_pick(): the slot of the backend the table gives this
- * hash, trying up to MAGLEV_PROBE entries; -1 when it falls back to the
- * scan, -2 without a table. shares[] (per slot) gets each backend's share
- * of the table when not NULL.
- */
-static int maglev_sim(struct ctl *c, const struct svc_state *s, const struct view *w,
-		      __u32 hash, __u32 *tried, double *shares)
+/* Slot of backend id in the service, -1 if it is not one of its. */
+static int slot_of(const struct svc_state *s, __u32 id)
 {
-	__u32 id = s->val.id, inner_id, idx, bid, i;
 	size_t j;
-	int fd, ret = -1;
+
+	for (j = 0; j < s->n; j++)
+		if (s->bes[j].id == id)
+			return j;
+	return -1;
+}
+
+/* The kernel's maglev_pick() on table t from index idx: the slot it picks,
+ * or -1 when it falls back to the scan. *tried: entries looked at. */
+static int maglev_walk(const struct svc_state *s, const struct view *w, const __u32 *t,
+		       __u32 idx, __u32 *tried)
+{
+	int j, i;
+
+	for (i = 0; i < MAGLEV_PROBE; i++) {
+		*tried = i + 1;
+		if (!t[idx])
+			return -1;
+		j = slot_of(s, t[idx]);
+		if (j >= 0 && w[j].v == V_YES)
+			return j;
+		idx = idx + 1 == FERRY_SOCK_MAGLEV_M ? 0 : idx + 1;
+	}
+	return -1;
+}
+
+/*
+ * Maglev for this hash: the slot the kernel picks (-1: it falls back to
+ * the scan; -2: no table), and in w[].share each backend's share of all
+ * clients right now (skipping ineligible entries the way the kernel does;
+ * a fallback counts as a uniform scan start).
+ */
+static int maglev_sim(struct ctl *c, const struct svc_state *s, struct view *w,
+		      __u32 hash, __u32 *tried)
+{
+	__u32 id = s->val.id, inner_id, i, tr, *t;
+	int fd, j, ret;
+	double fallback = 0;
 
 	*tried = 0;
 	if (bpf_map_lookup_elem(c->maps.mag, &id, &inner_id))
@@ -346,30 +376,35 @@ static int maglev_sim(struct ctl *c, const struct svc_state *s, const struct vie
 	fd = bpf_map_get_fd_by_id(inner_id);
 	if (fd < 0)
 		return -2;
-	idx = hash % FERRY_SOCK_MAGLEV_M;
-	for (i = 0; i < MAGLEV_PROBE; i++) {
-		*tried = i + 1;
-		if (bpf_map_lookup_elem(fd, &idx, &bid) || !bid)
-			break;
-		for (j = 0; j < s->n && s->bes[j].id != bid; j++)
-			;
-		if (j < s->n && w[j].v == V_YES) {
-			ret = j;
-			break;
-		}
-		idx = idx + 1 == FERRY_SOCK_MAGLEV_M ? 0 : idx + 1;
-	}
-	if (shares) {
-		for (i = 0; i < FERRY_SOCK_MAGLEV_M; i++) {
-			if (bpf_map_lookup_elem(fd, &i, &bid) || !bid)
-				continue;
-			for (j = 0; j < s->n && s->bes[j].id != bid; j++)
-				;
-			if (j < s->n)
-				shares[j] += 1.0 / FERRY_SOCK_MAGLEV_M;
-		}
-	}
+	t = calloc(FERRY_SOCK_MAGLEV_M, sizeof(*t));
+	for (i = 0; t && i < FERRY_SOCK_MAGLEV_M; i++)
+		if (bpf_map_lookup_elem(fd, &i, &t[i]))
+			t[i] = 0;
 	close(fd);
+	if (!t)
+		return -2;
+	ret = maglev_walk(s, w, t, hash % FERRY_SOCK_MAGLEV_M, tried);
+	for (i = 0; i < FERRY_SOCK_MAGLEV_M; i++) {
+		j = maglev_walk(s, w, t, i, &tr);
+		if (j >= 0)
+			w[j].share += 1.0 / FERRY_SOCK_MAGLEV_M;
+		else
+			fallback += 1.0 / FERRY_SOCK_MAGLEV_M;
+	}
+	free(t);
+	if (fallback > 0) {
+		double *save = calloc(s->n + 1, sizeof(*save));
+		size_t k;
+
+		for (k = 0; save && k < s->n; k++) {
+			save[k] = w[k].share;
+			w[k].share = 0;
+		}
+		start_shares(s, w);
+		for (k = 0; save && k < s->n; k++)
+			w[k].share = save[k] + fallback * w[k].share;
+		free(save);
+	}
 	return ret;
 }
 
@@ -597,27 +632,23 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 	switch (s->val.lb) {
 	case FERRY_LB_MAGLEV: {
 		__u32 hash = ferry_flow_hash(cl->cookie, &s->key, cl->src4, 0), tried;
-		double *shares = calloc(n + 1, sizeof(*shares));
 		struct json_object *m = json_object_new_object();
 
-		pos = maglev_sim(c, s, w, hash, &tried, shares);
+		pos = maglev_sim(c, s, w, hash, &tried);
 		json_object_object_add(m, "netns_cookie", json_object_new_int64(cl->cookie));
 		json_object_object_add(m, "hash", json_object_new_int64(hash));
 		json_object_object_add(m, "table_index", json_object_new_int64(hash % FERRY_SOCK_MAGLEV_M));
 		json_object_object_add(m, "entries_tried", json_object_new_int64(tried));
 		json_object_object_add(o, "maglev", m);
-		for (i = 0; shares && i < n; i++)
-			w[i].share = shares[i];
-		free(shares);
 		if (pos >= 0) {
-			snprintf(msg, len, "maglev: this client (%s, hash %u) gets %u %s: table entry %u%s",
+			snprintf(msg, len, "maglev: this client (%s, hash %u) gets backend %u (%s): table entry %u%s",
 				 cl->desc, hash, s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)),
 				 hash % FERRY_SOCK_MAGLEV_M,
 				 tried > 1 ? " after skipping entries whose backend may not take it" : "");
 		} else {
 			pos = scan_from(w, n, hash % n);
 			snprintf(msg, len, "maglev: this client's table entries (from %u) name no eligible backend; "
-				 "it falls back to the first eligible slot from %u: %u %s",
+				 "it falls back to the first eligible slot from %u: backend %u (%s)",
 				 hash % FERRY_SOCK_MAGLEV_M, (unsigned)(hash % n), s->bes[pos].id,
 				 be_ep(&s->bes[pos].be, ep, sizeof(ep)));
 		}
@@ -636,7 +667,7 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 		if (best < 0)
 			best = scan_from(w, n, 0);
 		pos = best;
-		snprintf(msg, len, "least_conn: %u %s has the fewest connections per unit of weight (%llu/%u)%s",
+		snprintf(msg, len, "least_conn: backend %u (%s) has the fewest connections per unit of weight (%llu/%u)%s",
 			 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)),
 			 (unsigned long long)w[pos].st.active, w[pos].b->be.weight,
 			 n > LC_EXACT_MAX ? "; this service is larger than 64 backends, so the kernel compares "
@@ -645,12 +676,23 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 			w[i].share = (int)i == pos;
 		break;
 	}
-	case FERRY_LB_ROUND_ROBIN:
+	case FERRY_LB_ROUND_ROBIN: {
+		size_t cur = s->val.rr % n;
+		char cep[96];
+
 		start_shares(s, w);
-		pos = scan_from(w, n, s->val.rr % n);
-		snprintf(msg, len, "round_robin: the cursor is at slot %u, so the next connect goes to %u %s",
-			 (unsigned)(s->val.rr % n), s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)));
+		pos = scan_from(w, n, cur);
+		if ((size_t)pos == cur)
+			snprintf(msg, len, "round_robin: the cursor is on backend %u (%s): the next connect goes there",
+				 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)));
+		else
+			snprintf(msg, len, "round_robin: the cursor is on backend %u (%s), which %s, so the next "
+				 "connect goes to the next one that may: backend %u (%s)", s->bes[cur].id,
+				 be_ep(&s->bes[cur].be, cep, sizeof(cep)),
+				 w[cur].v == V_FALLBACK ? "is only a fallback" : "may not take it",
+				 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)));
 		break;
+	}
 	default:
 		start_shares(s, w);
 		snprintf(msg, len, "%s: a random start slot%s, then the first eligible backend from there",
@@ -673,7 +715,7 @@ int do_explain(struct ctl *c, int argc, char **argv)
 		{ "src", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct client cl = {};
+	struct client cl = { .under = -1 };
 	struct ferry_svc_key k;
 	struct svc_state *s;
 	struct fstate st;
@@ -777,10 +819,16 @@ int do_explain(struct ctl *c, int argc, char **argv)
 			printf("warning: %s is not under ferry's cgroup: its connects are not balanced at all\n",
 			       cl.from);
 		printf("\n  %-6s %-32s %-9s %6s  %s\n", "ID", "BACKEND", "ELIGIBLE", "SHARE", "WHY");
-		for (i = 0; i < s->n; i++)
+		for (i = 0; i < s->n; i++) {
+			char ok[128];
+
+			snprintf(ok, sizeof(ok), "%s, circuit %s, %llu active",
+				 w[i].b->be.health ? health_name(w[i].b->be.health) : "not probed",
+				 circuit_str(w[i].st.circuit), (unsigned long long)w[i].st.active);
 			printf("  %-6u %-32s %-9s %5.1f%%  %s\n", s->bes[i].id,
 			       be_ep(&s->bes[i].be, ep, sizeof(ep)), verdict_name(w[i].v), w[i].share * 100,
-			       w[i].why[0] ? w[i].why : "healthy, circuit closed");
+			       w[i].why[0] ? w[i].why : ok);
+		}
 		printf("\n%s\n", msg);
 		json_object_put(o);
 	}
