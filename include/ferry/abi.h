@@ -39,6 +39,13 @@
 #define FERRY_MAP_SVCNAME	"ferry_name_v1"
 #define FERRY_MAP_SVCEJ		"ferry_svcej_v1"
 #define FERRY_MAP_SKCONN	"ferry_sk_v1"
+/* Same-node acceleration (sockmap.bpf.c; docs/sockmap.md). */
+#define FERRY_MAP_SOCKMAP	"ferry_smap_v1"		/* SOCKHASH of local sockets */
+#define FERRY_MAP_SMCFG		"ferry_smcfg_v1"	/* struct ferry_sm_cfg, one entry */
+#define FERRY_MAP_SMPORT	"ferry_smport_v1"	/* excluded ports */
+#define FERRY_MAP_SMNET		"ferry_smnet_v1"	/* excluded CIDRs (LPM) */
+#define FERRY_MAP_SMSK		"ferry_smsk_v1"		/* key -> socket address (kernel-only) */
+#define FERRY_MAP_SMPEND	"ferry_smpend_v1"	/* handshakes at local listeners (kernel-only) */
 
 enum ferry_lb {
 	FERRY_LB_ROUND_ROBIN	= 0,
@@ -230,6 +237,10 @@ enum ferry_stat {
 	FERRY_STAT_SOCKMAP_ADD,		/* socket registered */
 	FERRY_STAT_SOCKMAP_SKIP,	/* excluded by policy */
 	FERRY_STAT_CIRCUIT_EJECT_LIMITED, /* ejection held back by max_ejection_percent */
+	FERRY_STAT_SOCKMAP_ADD_FAIL,	/* sockhash full or tuple taken: not accelerated */
+	FERRY_STAT_SOCKMAP_BUSY,	/* this direction already used TCP (order): TCP */
+	FERRY_STAT_SOCKMAP_PRESSURE,	/* peer's queue at its buffer limit: TCP (backpressure) */
+	FERRY_STAT_SOCKMAP_BYTES,	/* bytes redirected (a byte count, not events) */
 	FERRY_STAT_MAX = 64,
 };
 
@@ -254,6 +265,46 @@ struct ferry_status {
 /* Service names (for humans and metrics): svc_id -> name. */
 struct ferry_svc_name {
 	char	name[FERRY_NAME_LEN];
+};
+
+/*
+ * Same-node acceleration. Both ends of every TCP connection between two
+ * sockets of the managed cgroup on this node are stored in ferry_smap_v1,
+ * each under the key of its own view of the connection; a sender builds its
+ * peer's key by swapping the ends. IPv4 and v4-mapped
+ * IPv6 use family AF_INET with the address in local[0]/remote[0]. Ports in
+ * host order. scope is the netns cookie when both ends are loopback addresses
+ * (such a pair never spans namespaces, and every namespace has its own
+ * 127.0.0.1), 0 otherwise.
+ */
+struct ferry_sm_key {
+	__u32	local[4];	/* network byte order */
+	__u32	remote[4];	/* network byte order */
+	__u64	scope;
+	__u16	lport;		/* host byte order */
+	__u16	rport;		/* host byte order */
+	__u8	family;
+	__u8	pad[3];
+};
+
+#define FERRY_DEF_SOCKMAP_MAX	131072	/* sockets (two per local connection) */
+
+/* ferry_smcfg_v1[0], written by ferryd from its flags. */
+struct ferry_sm_cfg {
+	__u32	enabled;	/* 0: register nothing new, redirect nothing */
+	__u32	flags;		/* reserved, 0 */
+	__u32	sndbuf_max;	/* send buffer a writer without SO_SNDBUF may grow to
+				 * (tcp_wmem[2]); 0: its current sk_sndbuf */
+	__u32	pad;
+};
+
+/* ferry_smport_v1: port (host order) -> FERRY_SM_EXCLUDED. */
+#define FERRY_SM_EXCLUDED	1
+
+/* ferry_smnet_v1: excluded CIDRs. IPv4 as ::ffff:a.b.c.d (prefixlen + 96). */
+struct ferry_sm_net_key {
+	__u32	prefixlen;
+	__u32	addr[4];	/* network byte order */
 };
 
 #endif /* FERRY_ABI_H */

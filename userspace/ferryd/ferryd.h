@@ -13,10 +13,14 @@
 struct sock_lb_bpf;
 struct sock_ops_bpf;
 struct health;
+struct sockmap_bpf;
 struct bpf_program;
 struct ferryd;
 
 typedef void (*ev_cb)(struct ferryd *d, int fd, uint32_t events, void *arg);
+
+#define FERRYD_SM_MAX_EXCLUDE	64
+#define FERRYD_SM_SNDBUF_AUTO	0xffffffffu	/* tcp_wmem[2] */
 
 struct ferryd_cfg {
 	const char *registry;
@@ -30,6 +34,11 @@ struct ferryd_cfg {
 	__u32	max_revnat;
 	int	resync_s;	/* periodic resync; 0: off */
 	bool	no_circuit;	/* no sockops: no connection tracking, no breaker */
+	int	sockmap;	/* same-node acceleration: 1 on (default), 0 off */
+	__u32	sm_sndbuf_max;	/* see struct ferry_sm_cfg; FERRYD_SM_SNDBUF_AUTO */
+	int	sm_nports, sm_nnets;
+	__u16	sm_ports[FERRYD_SM_MAX_EXCLUDE];
+	struct ferry_sm_net_key sm_nets[FERRYD_SM_MAX_EXCLUDE];
 	const char *metrics_addr;	/* HOST:PORT, or "off" */
 	__u32	metrics_max_series;	/* per-backend series cap */
 	__u32	metrics_timeout_ms;	/* per-connection request deadline */
@@ -40,6 +49,7 @@ struct ferryd {
 	struct ferry_maps maps;
 	struct sock_lb_bpf *sock;
 	struct sock_ops_bpf *ops;
+	struct sockmap_bpf *smap;
 	int	cgroup_fd;
 	int	epfd;
 	bool	stop;
@@ -61,6 +71,11 @@ void loader_close(struct ferryd *d);
 int loader_attach_cgroup(struct ferryd *d, struct bpf_program *prog, const char *name);
 /* Where links are pinned: <bpffs>/links/<name>. */
 void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_t len);
+
+/* sockmap.c: same-node acceleration flags, policy maps, attachments. */
+int sockmap_parse_port(struct ferryd_cfg *c, const char *s);
+int sockmap_parse_cidr(struct ferryd_cfg *c, const char *s);
+int sockmap_attach(struct ferryd *d);
 
 /* Size the shared maps of obj as sock_lb's (they are reused by name). */
 struct bpf_object;

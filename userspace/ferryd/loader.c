@@ -19,6 +19,7 @@
 #include "log.h"
 #include "sock_lb.skel.h"
 #include "sock_ops.skel.h"
+#include "sockmap.skel.h"
 
 void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_t len)
 {
@@ -202,6 +203,20 @@ int loader_load(struct ferryd *d)
 	if ((err = load_sock_ops(d, &oo)))
 		return err;
 
+	/* Same-node acceleration is an optimisation: without it (old kernel,
+	 * no sockmap) the data path stays correct, so warn and go on. */
+	d->smap = sockmap_bpf__open_opts(&oo);
+	err = d->smap ? set_sizes(d, d->smap->obj) : -errno;
+	if (!err)
+		err = sockmap_bpf__load(d->smap);
+	if (!err)
+		err = sockmap_attach(d);
+	if (err) {
+		log_warnx("sockmap: same-node acceleration unavailable: %s", strerror(-err));
+		sockmap_bpf__destroy(d->smap);
+		d->smap = NULL;
+	}
+
 	if ((err = xdp_load(d)))
 		return err;
 	if ((err = ferry_maps_open(d->cfg.bpffs, &d->maps, &which))) {
@@ -224,6 +239,8 @@ void loader_close(struct ferryd *d)
 	d->sock = NULL;
 	sock_ops_bpf__destroy(d->ops);
 	d->ops = NULL;
+	sockmap_bpf__destroy(d->smap);
+	d->smap = NULL;
 	if (d->cgroup_fd >= 0)
 		close(d->cgroup_fd);
 	d->cgroup_fd = -1;

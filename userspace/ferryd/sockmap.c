@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Same-node acceleration, userspace half: the daemon flags, the policy maps
+ * (on/off, excluded ports and CIDRs) and the two attachments of sockmap.bpf.c.
+ *
+ * Attach order matters: a socket copies the sockhash's sk_msg program when it
+ * is added, so the sk_msg program goes on the map first and the sockops
+ * program that adds sockets goes on the cgroup last.
+ *
+ * The sk_msg program is attached with a sockmap bpf_link (kernel >= 6.10),
+ * pinned as <bpffs>/links/sockmap_msg like the cgroup links: a restarted
+ * daemon swaps its program in, `ferryctl teardown` unpins it. Older kernels
+ * get bpf_prog_attach() to the map; that attachment lives as long as the
+ * pinned map. Either way sockets already in the map keep the program they
+ * were added with, and keep being served by it (and by the maps it holds)
+ * until they close: a restart or a teardown never strands queued bytes.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "addr.h"
+#include "ferryd.h"
+#include "log.h"
+#include "sockmap.skel.h"
+
+#ifndef BPF_LINK_TYPE_SOCKMAP
+#define BPF_LINK_TYPE_SOCKMAP 14
+#endif
+
+#define SM_MSG_LINK	"sockmap_msg"
+#define SM_OPS_LINK	"sockmap_ops"
+
+int sockmap_parse_port(struct ferryd_cfg *c, const char *s)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || v < 1 || v > 65535) {
+		fprintf(stderr, "ferryd: --sockmap-exclude-port: '%s' is not a port (1..65535)\n", s);
+		return -EINVAL;
+	}
+	if (c->sm_nports == FERRYD_SM_MAX_EXCLUDE) {
+		fprintf(stderr, "ferryd: --sockmap-exclude-port: more than %d ports\n",
+			FERRYD_SM_MAX_EXCLUDE);
+		return -E2BIG;
+	}
+	c->sm_ports[c->sm_nports++] = v;
+	return 0;
+}
+
+/* "a.b.c.d/len", "v6/len" or a bare address; IPv4 as ::ffff:a.b.c.d/96+len. */
+int sockmap_parse_cidr(struct ferryd_cfg *c, const char *s)
+{
+	struct ferry_sm_net_key *k;
+	char buf[INET6_ADDRSTRLEN + 8], *slash, *end;
+	struct faddr a;
+	unsigned long len;
+	__u8 *b;
+	int i;
+
+	if (c->sm_nnets == FERRYD_SM_MAX_EXCLUDE) {
+		fprintf(stderr, "ferryd: --sockmap-exclude-cidr: more than %d CIDRs\n",
+			FERRYD_SM_MAX_EXCLUDE);
+		return -E2BIG;
+	}
+	snprintf(buf, sizeof(buf), "%s", s);
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash++ = '\0';
+	if (faddr_parse(buf, &a))
+		goto bad;
+	len = a.family == AF_INET ? 32 : 128;
+	if (slash) {
+		errno = 0;
+		len = strtoul(slash, &end, 10);
+		if (errno || *end || end == slash || len > (a.family == AF_INET ? 32u : 128u))
+			goto bad;
+	}
+	k = &c->sm_nets[c->sm_nnets];
+	memset(k, 0, sizeof(*k));
+	if (a.family == AF_INET) {
+		k->addr[2] = htonl(0x0000ffff);
+		k->addr[3] = a.a[0];
+		k->prefixlen = 96 + len;
+	} else {
+		memcpy(k->addr, a.a, sizeof(k->addr));
+		k->prefixlen = len;
+	}
+	/* Clear the host bits so "10.1.2.3/8" and "10.0.0.0/8" are one entry. */
+	b = (__u8 *)k->addr;
+	for (i = 0; i < 16; i++) {
+		int keep = (int)k->prefixlen - i * 8;
+
+		if (keep <= 0)
+			b[i] = 0;
+		else if (keep < 8)
+			b[i] &= (__u8)(0xff << (8 - keep));
+	}
+	c->sm_nnets++;
+	return 0;
+bad:
+	fprintf(stderr, "ferryd: --sockmap-exclude-cidr: '%s' is not an IPv4 or IPv6 CIDR\n", s);
+	return -EINVAL;
+}
+
+/* Make a hash/LPM map hold exactly keys[0..n-1] (value 1 each). */
+static int sync_set(int fd, const char *name, const void *keys, size_t ksz, int n)
+{
+	char cur[32], next[32];
+	__u8 one = FERRY_SM_EXCLUDED;
+	void *prev = NULL;
+	int i, err;
+
+	/* Drop what is no longer wanted; restart the walk after each delete. */
+	while (!bpf_map_get_next_key(fd, prev, next)) {
+		bool keep = false;
+
+		for (i = 0; i < n && !keep; i++)
+			keep = !memcmp(next, (const char *)keys + i * ksz, ksz);
+		if (keep) {
+			memcpy(cur, next, ksz);
+			prev = cur;
+			continue;
+		}
+		if (bpf_map_delete_elem(fd, next) && errno != ENOENT) {
+			err = -errno;
+			log_warnx("sockmap: map %s: delete: %s", name, strerror(-err));
+			return err;
+		}
+		prev = NULL;
+	}
+	for (i = 0; i < n; i++) {
+		if (bpf_map_update_elem(fd, (const char *)keys + i * ksz, &one, BPF_ANY)) {
+			err = -errno;
+			log_warnx("sockmap: map %s: update: %s", name, strerror(-err));
+			return err;
+		}
+	}
+	return 0;
+}
+
+/* The largest send buffer TCP autotuning grants: tcp_wmem's third field. */
+static __u32 tcp_wmem_max(void)
+{
+	unsigned int lo, def, max = 4 * 1024 * 1024;
+	FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "re");
+
+	if (f) {
+		if (fscanf(f, "%u %u %u", &lo, &def, &max) != 3)
+			max = 4 * 1024 * 1024;
+		fclose(f);
+	}
+	return max;
+}
+
+static int sm_configure(struct ferryd *d)
+{
+	struct sockmap_bpf *s = d->smap;
+	struct ferry_sm_cfg cfg = {
+		.enabled = d->cfg.sockmap,
+		.sndbuf_max = d->cfg.sm_sndbuf_max == FERRYD_SM_SNDBUF_AUTO ? tcp_wmem_max() :
+			      d->cfg.sm_sndbuf_max,
+	};
+	__u32 zero = 0;
+	int err;
+
+	if ((err = sync_set(bpf_map__fd(s->maps.ferry_smport_v1), FERRY_MAP_SMPORT,
+			    d->cfg.sm_ports, sizeof(d->cfg.sm_ports[0]), d->cfg.sm_nports)))
+		return err;
+	if ((err = sync_set(bpf_map__fd(s->maps.ferry_smnet_v1), FERRY_MAP_SMNET,
+			    d->cfg.sm_nets, sizeof(d->cfg.sm_nets[0]), d->cfg.sm_nnets)))
+		return err;
+	if (bpf_map_update_elem(bpf_map__fd(s->maps.ferry_smcfg_v1), &zero, &cfg, BPF_ANY)) {
+		err = -errno;
+		log_warnx("sockmap: map %s: %s", FERRY_MAP_SMCFG, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+static __u32 map_id_of(int fd)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+
+	return bpf_obj_get_info_by_fd(fd, &info, &len) ? 0 : info.id;
+}
+
+/* The sockmap member of bpf_link_info's union (UAPI >= 6.10, newer than
+ * the headers this builds against): map_id, attach_type. */
+static bool link_is_ours(int link_fd, __u32 map_id)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info), *u;
+
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len) || info.type != BPF_LINK_TYPE_SOCKMAP)
+		return false;
+	u = (__u32 *)&info.raw_tracepoint;
+	return u[0] == map_id && u[1] == BPF_SK_MSG_VERDICT;
+}
+
+static int sm_attach_msg(struct ferryd *d)
+{
+	int prog = bpf_program__fd(d->smap->progs.ferry_sm_msg);
+	int map = bpf_map__fd(d->smap->maps.ferry_smap_v1);
+	__u32 map_id = map_id_of(map);
+	char path[512];
+	int fd, err;
+
+	loader_link_path(d, SM_MSG_LINK, path, sizeof(path));
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		if (link_is_ours(fd, map_id) && !bpf_link_update(fd, prog, NULL)) {
+			log_debug("link %s: adopted, program replaced in place", SM_MSG_LINK);
+			close(fd);
+			return 0;
+		}
+		log_warnx("link %s: pinned link is stale or on another map; replacing it", SM_MSG_LINK);
+		unlink(path);
+		bpf_link_detach(fd);
+		close(fd);
+	}
+	fd = bpf_link_create(prog, map, BPF_SK_MSG_VERDICT, NULL);
+	if (fd < 0) {
+		err = -errno;
+		if (err != -EINVAL && err != -EOPNOTSUPP && err != -524 /* ENOTSUPP */)
+			goto fail;
+		/* No sockmap links: attach to the map itself (replaces). */
+		if (bpf_prog_attach(prog, map, BPF_SK_MSG_VERDICT, 0)) {
+			err = -errno;
+			goto fail;
+		}
+		log_info("sockmap: kernel without sockmap links; sk_msg attached to map %s",
+			 FERRY_MAP_SOCKMAP);
+		return 0;
+	}
+	if (bpf_obj_pin(fd, path)) {
+		err = -errno;
+		log_warnx("pin link %s: %s", path, strerror(-err));
+		close(fd);
+		return err;
+	}
+	close(fd);
+	log_debug("link %s: attached and pinned", SM_MSG_LINK);
+	return 0;
+fail:
+	log_warnx("sockmap: attach sk_msg to map %s: %s", FERRY_MAP_SOCKMAP, strerror(-err));
+	return err;
+}
+
+int sockmap_attach(struct ferryd *d)
+{
+	int err;
+
+	if ((err = sm_configure(d)))
+		return err;
+	if ((err = sm_attach_msg(d)))
+		return err;
+	if ((err = loader_attach_cgroup(d, d->smap->progs.ferry_sm_ops, SM_OPS_LINK)))
+		return err;
+	if (d->cfg.sockmap)
+		log_info("sockmap: same-node acceleration on (%d excluded ports, %d excluded CIDRs)",
+			 d->cfg.sm_nports, d->cfg.sm_nnets);
+	else
+		log_info("sockmap: same-node acceleration off");
+	return 0;
+}
