@@ -4,7 +4,9 @@
 # decodes to the same text, a real Prometheus scrapes ferryd and answers a
 # query with our count, ferryctl stats agrees without the daemon, and bad
 # clients (unknown path, wrong method, huge headers, slowloris, too many
-# connections) get their status without stalling the daemon.
+# connections) get their status without stalling the daemon. Last, a second
+# ferryd runs the XDP load balancer on the backend side's veth and its
+# /metrics counts the packets we send to an XDP VIP.
 source "$(dirname "$0")/lib.sh"
 need_root
 command -v curl >/dev/null || skip_all "curl not installed (make deps)"
@@ -222,3 +224,58 @@ check healthz_after_cap wait_for 200 healthy
 check ferryd_still_running kill -0 "$FERRYD_PID"
 n408=$(metric 'ferry_metrics_http_requests_total{code="408"}')
 check timeouts_counted test "${n408:-0}" -ge 1
+
+# --- XDP families from a real XDP load balancer ---------------------------
+# A second ferryd in the backend netns, XDP on its end of the veth (fb0),
+# own pins and cgroup; its metrics on that netns' loopback. SYNs from the
+# client to an XDP VIP are encapsulated towards 203.0.113.50 (routed back
+# through the client, where they die): the LB counts them either way.
+XPIN="$PIN-x"
+XCG="$CG/x"
+XVIP=198.51.100.95
+XREG="$TMP/xdp.json"
+XPID=""
+xdp_down() {
+	[ -n "$XPID" ] && kill "$XPID" 2>/dev/null && wait "$XPID" 2>/dev/null
+	if [ -d "$XPIN" ]; then
+		"$B/ferryctl" --bpffs "$XPIN" teardown >/dev/null 2>&1
+		find "$XPIN" -mindepth 1 -depth \( -type f -o -type l \) -exec rm -f {} + 2>/dev/null
+		find "$XPIN" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+		rmdir "$XPIN" 2>/dev/null
+	fi
+	rmdir "$XCG" 2>/dev/null
+	world_down
+}
+trap xdp_down EXIT
+mkdir -p "$XCG"
+fc0_mac=$(ip -n "$NS_C" -o link show fc0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+ip -n "$NS_B" addr add 192.0.2.2/24 dev fb0
+ip netns exec "$NS_B" sysctl -qw net.ipv4.ip_forward=1	# our netns: bpf_fib_lookup needs it
+ip -n "$NS_B" route add 203.0.113.50/32 via 192.0.2.1 dev fb0
+ip -n "$NS_B" neigh replace 192.0.2.1 lladdr "$fc0_mac" dev fb0
+ip -n "$NS_C" route add "$XVIP/32" via 192.0.2.2 dev fc0
+printf '{ "services": [ { "name": "mx/xdp", "vip": "%s", "port": 80, "xdp": true,\n  "backends": [ { "ip": "203.0.113.50", "port": 80 } ] } ] }\n' "$XVIP" > "$XREG"
+XPORT=$(free_port)
+# nsenter, not ip netns exec: that one remounts /sys, hiding bpffs and cgroup2.
+nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$XREG" --bpffs "$XPIN" --cgroup "$XCG" --resync 0 \
+	--max-services 1024 --max-backends 4096 --xdp-flows 65536 --xdp-iface fb0 \
+	--metrics-addr "127.0.0.1:$XPORT" > "$TMP/xdp-ferryd.log" 2>&1 &
+XPID=$!
+xurl() { ip netns exec "$NS_B" curl -s --max-time 5 "http://127.0.0.1:$XPORT$1"; }
+xready() { [ "$(ip netns exec "$NS_B" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$XPORT/readyz")" = 200 ]; }
+if ! wait_for 400 xready || ! grep -q "attached to fb0" "$TMP/xdp-ferryd.log"; then
+	echo "SKIP xdp_metrics: the XDP load balancer did not start: $(tail -3 "$TMP/xdp-ferryd.log" | tr '\n' ' ')"
+	exit 0
+fi
+xmetric() { xurl /metrics | awk -v k="$1" '$1 == k { print $2 }'; }
+XL='service="mx/xdp",vip="198.51.100.95:80/tcp"'
+for i in 1 2 3; do	# SYNs nobody answers; not in our cgroup, so no socket LB
+	ip netns exec "$NS_C" timeout 0.3 bash -c "exec 3<>/dev/tcp/$XVIP/80" 2>/dev/null
+done
+xsyn() { local v; v=$(xmetric "ferry_xdp_packets_total{$XL}"); [ -n "$v" ] && [ "$v" -ge 3 ]; }
+check xdp_vip_packets_counted wait_for 100 xsyn
+v=$(xmetric "ferry_xdp_backend_packets_total{$XL,backend=\"203.0.113.50:80\"}")
+check xdp_backend_packets_counted test "${v:-0}" -ge 3
+v=$(xmetric 'ferry_xdp_actions_total{action="tx"}')
+check xdp_tx_counted test "${v:-0}" -ge 3
+check xdp_metrics_pass_promtool bash -c "ip netns exec '$NS_B' curl -s 'http://127.0.0.1:$XPORT/metrics' | promtool check metrics"
