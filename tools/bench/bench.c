@@ -1,2 +1,154 @@
-// placeholder replaced below
-int main(void) { return 0; }
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * ferry-bench: command table and the helpers every benchmark shares.
+ * tools/bench/run.sh builds the throw-away worlds and drives these commands.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "bench.h"
+
+static const struct bcmd cmds[] = {
+	{ "connect", do_connect,
+	  "connect --to IP:PORT [--netns NAME] [--seconds S] [--count N] [--warmup S]\n"
+	  "        [--no-linger0] [--prog-stats BPFFS] [-j]\n"
+	  "        connect()+close() in a loop; prints connects per second, and with\n"
+	  "        --prog-stats the ns per run of ferry's connect4 program pinned there" },
+	{ "sink", do_sink,
+	  "sink --listen IP:PORT [--timeout S] [--backlog N] [--ready FILE] [-j]\n"
+	  "        accept-and-close server; stops by itself after --timeout (default 300 s)" },
+	{ "genreg", do_genreg,
+	  "genreg --services N [--backends-per K] [--vip IP:PORT --backend IP:PORT] [--bump-weight]\n"
+	  "        registry JSON v1 on stdout: the measured service, then filler services" },
+	{ "genipt", do_genipt,
+	  "genipt --services N --vip IP:PORT --backend IP:PORT\n"
+	  "        kube-proxy style iptables-restore input (nat table) on stdout, measured VIP last" },
+	{ "stats", do_stats,
+	  "stats --bpffs DIR\n"
+	  "        ferry's connect counters (summed over CPUs) as JSON" },
+	{ NULL, NULL, NULL },
+};
+
+static void usage(FILE *f)
+{
+	const struct bcmd *c;
+
+	fprintf(f, "Usage: ferry-bench COMMAND [options]\n\nCommands:\n");
+	for (c = cmds; c->name; c++)
+		fprintf(f, "  %s\n", c->usage);
+}
+
+double bench_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int bench_usage(const char *cmd, const char *fmt, ...)
+{
+	const struct bcmd *c;
+	va_list ap;
+
+	fprintf(stderr, "ferry-bench %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	for (c = cmds; c->name; c++)
+		if (!strcmp(c->name, cmd))
+			fprintf(stderr, "Usage: ferry-bench %s\n", c->usage);
+	return EXIT_USAGE;
+}
+
+int bench_err(const char *what, const char *obj, int err)
+{
+	if (err > 0)
+		err = -err;
+	if (err)
+		fprintf(stderr, "Error: %s '%s': %s (%d)\n", what, obj, strerror(-err), -err);
+	else
+		fprintf(stderr, "Error: %s '%s'\n", what, obj);
+	return 1;
+}
+
+int bench_sockaddr(const char *s, struct sockaddr_storage *ss, unsigned *sslen)
+{
+	struct faddr a;
+	int port;
+
+	if (endpoint_parse(s, &a, &port, NULL))
+		return -EINVAL;
+	memset(ss, 0, sizeof(*ss));
+	if (a.family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		sin->sin_addr.s_addr = a.a[0];
+		*sslen = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		memcpy(&sin6->sin6_addr, a.a, sizeof(a.a));
+		*sslen = sizeof(*sin6);
+	}
+	return 0;
+}
+
+int bench_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end || end == s || v < lo || v > hi)
+		return bench_usage(cmd, "%s: '%s' is not a number in %g..%g", opt, s, lo, hi);
+	*out = v;
+	return 0;
+}
+
+int bench_ulong(const char *cmd, const char *opt, const char *s, unsigned long lo,
+		unsigned long hi, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || end == s || *s == '-' || v < lo || v > hi)
+		return bench_usage(cmd, "%s: '%s' is not an integer in %lu..%lu", opt, s, lo, hi);
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const struct bcmd *c;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	for (c = cmds; c->name; c++)
+		if (!strcmp(c->name, argv[1]))
+			return c->fn(argc - 1, argv + 1);
+	fprintf(stderr, "ferry-bench: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Socket load balancing: connect()+close() per second from a client netns to
+# an accept-and-close sink in a backend netns, joined by veths:
+#
+#   direct      straight to the backend 192.0.2.2:8080, no ferry, no iptables
+#   ferry-miss  straight to the backend from a cgroup where ferry is attached
+#               (the cost ferry's programs add to traffic that is not a VIP)
+#   ferry-N     through the VIP 198.51.100.10:80 with N services in the maps
+#               (the measured one + N-1 fillers of one backend each), ferryd
+#               with its defaults (sockmap acceleration on)
+#   ferry-lb-N  the same with ferryd --sockmap off: the socket LB alone
+#   ipt-N       through kube-proxy style iptables DNAT rules for N services
+#               in the nat OUTPUT of the client netns, measured VIP last
+#
+# On ferry paths the run time of each ferry program per connect is read
+# from the kernel (BPF_ENABLE_STATS) as well: rates on a 2-CPU machine shared
+# with other work move by 10% between runs, the programs' own cost does not.
+#
+# then the registry sync times of ferryd for 10,000 services x 10 backends:
+# fresh maps, again with no change, and with one backend's weight edited.
+#
+# Every measurement runs FERRY_BENCH_SECONDS (2) after a 0.3 s warmup, is
+# repeated FERRY_BENCH_REPS (3) times in rotating order (drift hits every
+# path alike), and reported as the median. Each client netns, cgroup and
+# ferry pin dir has the suffix bn<pid> and is removed on any exit.
+#
+# Client netns: c (direct, ferry; one child cgroup per ferry config, each
+# with its own ferryd pin dir, so all configs stay loaded side by side), i1
+# and i10k (iptables; their own netns, so conntrack and nat hooks registered
+# there never touch the direct and ferry measurements).
+set -u
+source "$(dirname "$0")/lib.sh"
+
+SECS=${FERRY_BENCH_SECONDS:-2}
+REPS=${FERRY_BENCH_REPS:-3}
+IPT_RESTORE=${FERRY_BENCH_IPTABLES_RESTORE:-iptables-restore}
+IPT=${IPT_RESTORE%-restore}
+VIP=198.51.100.10:80
+BE_IP=192.0.2.2
+BE=$BE_IP:8080
+MAXS=131072
+MAXB=262144
+FB="$B/ferry-bench"
+FERRYD="$B/ferryd"
+SYNC_SVCS=10000
+SYNC_BPER=10
+
+for x in "$FB" "$FERRYD" "$B/ferryctl"; do
+	[ -x "$x" ] || bench_die "$x is not built (make BUILD=$BUILD all)"
+done
+command -v "$IPT_RESTORE" >/dev/null || bench_skip "no $IPT_RESTORE"
+bench_init bn
+OUT="$B/bench"
+mkdir -p "$OUT"
+T_START=$(date +%s)
+
+log() { echo "socklb: $*" >&2; }
+now_ms() { date +%s%3N; }
+
+# ---- world ---------------------------------------------------------------
+bench_netns b; NS_B=$REPLY
+ip -n "$NS_B" addr add "$BE_IP/32" dev lo
+
+# A client netns with its own veth into the backend netns: a /32 each way,
+# so any number of clients share one backend address without a bridge.
+client_netns() {	# name index -> REPLY
+	local ns ip=192.0.2.$((10 + $2))
+	bench_netns "$1"; ns=$REPLY
+	bench_veth "$ns" c0 "$NS_B" "b$2"
+	ip -n "$ns" addr add "$ip/32" dev c0
+	ip -n "$ns" route add "$BE_IP/32" dev c0
+	ip -n "$NS_B" route add "$ip/32" dev "b$2"
+	# netns-local: a wide port range, and reuse of TIME_WAIT ports (the
+	# load generator closes with RST, so there should be none anyway).
+	in_ns "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_tw_reuse=1 ||
+		bench_die "sysctl in $ns"
+	REPLY=$ns
+}
+client_netns c 1; NS_C=$REPLY
+client_netns i1 2; NS_I1=$REPLY
+client_netns i10k 3; NS_I10K=$REPLY
+# DNAT in OUTPUT happens after the route lookup for the VIP: the iptables
+# clients need a route to the VIP ranges, as a node's default route gives.
+# The ferry client has none: a VIP ferry failed to translate fails fast.
+for ns in "$NS_I1" "$NS_I10K"; do
+	ip -n "$ns" route add 198.51.100.0/24 dev c0
+	ip -n "$ns" route add 203.0.113.0/24 dev c0
+done
+
+# ip netns exec execs the sink: $! is the sink itself, killed by pid.
+bench_assert_netns "$NS_B"
+ip netns exec "$NS_B" "$FB" sink --listen "$BE" --timeout 300 --ready "$TMP/sink.ready" -j \
+	>"$TMP/sink.out" &
+SINK_PID=$!
+_BENCH_PIDS+=("$SINK_PID")
+wait_for 200 test -s "$TMP/sink.ready" || bench_die "sink did not start"
+
+bench_cgroup direct; CG_DIRECT=$REPLY
+
+# ---- ferry ---------------------------------------------------------------
+declare -A CG PIN SYNC_MS SYNC_WRITES WALL_MS
+
+sync_line() {	# logfile -> "writes ms"
+	sed -n 's/.* \([0-9][0-9]*\) map writes in \([0-9.][0-9.]*\) ms.*/\1 \2/p' "$1" | tail -n1
+}
+
+ferryd_once() {	# tag registry pin cgroup [ferryd args]: one --once sync, records writes/ms/wall
+	local tag=$1 reg=$2 pin=$3 cg=$4 t0 t1 line
+	shift 4
+	bench_assert_cgroup "$cg"
+	t0=$(now_ms)
+	"$FERRYD" --registry "$reg" --bpffs "$pin" --cgroup "$cg" --once --resync 0 \
+		--max-services "$MAXS" --max-backends "$MAXB" "$@" >"$TMP/$tag.out" 2>"$TMP/$tag.log" ||
+		{ cat "$TMP/$tag.log" >&2; bench_die "ferryd --once ($tag) failed"; }
+	t1=$(now_ms)
+	line=$(sync_line "$TMP/$tag.log")
+	[ -n "$line" ] || { cat "$TMP/$tag.log" >&2; bench_die "ferryd ($tag) printed no sync line"; }
+	SYNC_WRITES[$tag]=${line% *}
+	SYNC_MS[$tag]=${line#* }
+	WALL_MS[$tag]=$((t1 - t0))
+	log "$tag: ${SYNC_WRITES[$tag]} map writes in ${SYNC_MS[$tag]} ms (ferryd --once wall ${WALL_MS[$tag]} ms)"
+}
+
+load_ferry() {	# name services [ferryd args]
+	local name=$1 n=$2
+	shift 2
+	bench_cgroup "$name"; CG[$name]=$REPLY
+	bench_pin "$name"; PIN[$name]=$REPLY
+	"$FB" genreg --services "$n" --vip "$VIP" --backend "$BE" > "$TMP/$name.json" ||
+		bench_die "genreg $n"
+	ferryd_once "$name" "$TMP/$name.json" "${PIN[$name]}" "${CG[$name]}" "$@"
+}
+
+# ferryd as deployed (every default on, same-node sockmap acceleration
+# included), and once with the socket load balancer alone.
+load_ferry ferry-1 1
+load_ferry ferry-10k 10000
+load_ferry ferry-100k 100000
+load_ferry ferry-lb-100k 100000 --sockmap off
+
+# ---- iptables ------------------------------------------------------------
+IPT_VERSION=$(in_ns "$NS_I1" "$IPT" --version 2>&1)
+declare -A IPT_MS IPT_NS
+load_ipt() {	# name netns services
+	local t0 t1 n
+	"$FB" genipt --services "$3" --vip "$VIP" --backend "$BE" > "$TMP/$1.rules" || bench_die "genipt $3"
+	t0=$(now_ms)
+	in_ns "$2" "$IPT_RESTORE" -w < "$TMP/$1.rules" || bench_die "$IPT_RESTORE ($1) failed"
+	t1=$(now_ms)
+	n=$(in_ns "$2" "$IPT" -w -t nat -S KUBE-SERVICES | grep -c '^-A KUBE-SERVICES')
+	[ "$n" = "$3" ] || bench_die "$1: KUBE-SERVICES has $n rules, expected $3"
+	IPT_MS[$1]=$((t1 - t0))
+	IPT_NS[$1]=$2
+	log "$1: $n services loaded with $IPT_RESTORE in ${IPT_MS[$1]} ms ($IPT_VERSION)"
+}
+load_ipt ipt-1 "$NS_I1" 1
+load_ipt ipt-10k "$NS_I10K" 10000
+
+# ---- connect rate --------------------------------------------------------
+CONFIGS=(direct ferry-miss ferry-1 ferry-10k ferry-100k ferry-lb-100k ipt-1 ipt-10k)
+declare -A RATES PROG_NS PROGS
+TOTAL_CONNECTS=0
+
+cfg_target() {	# cfg -> "netns cgroup target [ferry-pin-dir]"
+	case "$1" in
+	direct) echo "$NS_C $CG_DIRECT $BE" ;;
+	ferry-miss) echo "$NS_C ${CG[ferry-100k]} $BE ${PIN[ferry-100k]}" ;;
+	ferry-*) echo "$NS_C ${CG[$1]} $VIP ${PIN[$1]}" ;;
+	ipt-*) echo "${IPT_NS[$1]} $CG_DIRECT $VIP" ;;
+	esac
+}
+
+# On ferry paths the load generator also reads the run time of every ferry
+# program attached to the cgroup (connect4, sock_ops, ...; BPF_ENABLE_STATS,
+# on only while it runs): the exact in-kernel cost per connect, which the
+# noisy rate alone cannot resolve to 1%.
+connect_run() {	# cfg connect-args... -> stdout: the JSON line
+	local ns cg to pin
+	read -r ns cg to pin <<<"$(cfg_target "$1")"
+	shift
+	bench_assert_netns "$ns"
+	in_cg "$cg" "$FB" connect --netns "$ns" --to "$to" -j ${pin:+--prog-stats "$pin"} "$@"
+}
+
+json_num() {	# key json
+	sed -n "s/.*\"$1\": \([0-9.][0-9.]*\).*/\1/p" <<<"$2"
+}
+
+# Every path must work before anything is timed.
+for cfg in "${CONFIGS[@]}"; do
+	out=$(connect_run "$cfg" --count 200 --seconds 5 --warmup 0) ||
+		bench_die "$cfg: connect check failed: $out"
+	TOTAL_CONNECTS=$((TOTAL_CONNECTS + $(json_num total "$out")))
+done
+
+# Rounds: every path once per round, the order rotated each round. A path's
+# ratio is the median over rounds of its rate / direct's rate in the same
+# round, so load that other work puts on the machine between rounds cancels.
+log "measuring ${#CONFIGS[@]} paths x $REPS runs of ${SECS}s"
+declare -A ROUND
+for ((r = 0; r < REPS; r++)); do
+	for ((i = 0; i < ${#CONFIGS[@]}; i++)); do
+		cfg=${CONFIGS[(i + r) % ${#CONFIGS[@]}]}
+		out=$(connect_run "$cfg" --seconds "$SECS") || bench_die "$cfg: $out"
+		rate=$(json_num rate "$out")
+		RATES[$cfg]="${RATES[$cfg]:-} $rate"
+		ROUND[$cfg,$r]=$rate
+		PROG_NS[$cfg]="${PROG_NS[$cfg]:-} $(json_num prog_ns "$out")"
+		PROGS[$cfg]=$(sed -n 's/.*"progs": {\([^}]*\)}.*/\1/p' <<<"$out" | tr -d '"')
+		TOTAL_CONNECTS=$((TOTAL_CONNECTS + $(json_num total "$out")))
+		log "run $((r + 1)) $cfg: $rate/s${PROGS[$cfg]:+, ferry programs $(json_num prog_ns "$out") ns/connect (${PROGS[$cfg]})}"
+	done
+done
+
+# Cross-checks: the sink saw every connect, ferry's connect4 translated the
+# VIP connects, iptables' measured DNAT rule matched.
+kill "$SINK_PID" 2>/dev/null
+wait "$SINK_PID" 2>/dev/null
+SINK_ACCEPTED=$(json_num accepted "$(cat "$TMP/sink.out" 2>/dev/null)")
+CHECKS=""
+for f in ferry-1 ferry-10k ferry-100k ferry-lb-100k; do
+	st=$("$FB" stats --bpffs "${PIN[$f]}") || bench_die "stats $f"
+	CHECKS="$CHECKS $f: $(json_num connect_hit "$st") VIP connects translated, $(json_num lookup_fail "$st") lookup failures;"
+	[ "$(json_num connect_hit "$st")" -gt 0 ] || bench_die "$f: ferry translated no connect: $st"
+done
+for f in ipt-1 ipt-10k; do
+	n=${f#ipt-}; n=${n/k/000}
+	p=$(in_ns "${IPT_NS[$f]}" "$IPT" -w -t nat -L "KUBE-SEP-$(printf %016X $((n - 1)))" -v -x -n |
+		awk '/DNAT/ { print $1 }')
+	CHECKS="$CHECKS $f: measured DNAT rule matched ${p:-0} times;"
+	[ "${p:-0}" -gt 0 ] || bench_die "$f: the measured DNAT rule never matched"
+done
+
+# ---- registry sync -------------------------------------------------------
+bench_cgroup sync; CG_SYNC=$REPLY
+bench_pin sync; PIN_SYNC=$REPLY
+"$FB" genreg --services "$SYNC_SVCS" --backends-per "$SYNC_BPER" > "$TMP/sync.json" || bench_die "genreg sync"
+ferryd_once sync-fresh "$TMP/sync.json" "$PIN_SYNC" "$CG_SYNC"
+ferryd_once sync-same "$TMP/sync.json" "$PIN_SYNC" "$CG_SYNC"
+"$FB" genreg --services "$SYNC_SVCS" --backends-per "$SYNC_BPER" --bump-weight > "$TMP/sync.json.new" &&
+	mv "$TMP/sync.json.new" "$TMP/sync.json" || bench_die "genreg sync bump"
+ferryd_once sync-one "$TMP/sync.json" "$PIN_SYNC" "$CG_SYNC"
+
+# ---- report --------------------------------------------------------------
+D=$(median ${RATES[direct]})
+row() {	# cfg label services
+	local m lo hi p q r ratios=()
+	m=$(median ${RATES[$1]})
+	lo=$(printf '%s\n' ${RATES[$1]} | sort -g | head -n1)
+	hi=$(printf '%s\n' ${RATES[$1]} | sort -g | tail -n1)
+	p=$(median ${PROG_NS[$1]:-0})
+	for ((r = 0; r < REPS; r++)); do
+		ratios+=("$(awk -v a="${ROUND[$1,$r]}" -v b="${ROUND[direct,$r]}" 'BEGIN { print a / b }')")
+	done
+	q=$(median "${ratios[@]}")
+	awk -v l="$2" -v s="$3" -v m="$m" -v lo="$lo" -v hi="$hi" -v d="$D" -v p="$p" -v q="$q" 'BEGIN {
+		printf "| %s | %s | %.0f | %.0f-%.0f | %.2f | %+.1f%% | %.1f |", l, s, m, lo, hi, q, (q - 1) * 100, 1e6 / m
+		if (p > 0)
+			printf " %.0f ns (%.1f%%) |\n", p, p / (1e9 / d) * 100
+		else
+			printf " - |\n" }'
+}
+{
+	echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
+	echo "iptables: $IPT_VERSION (via $IPT_RESTORE)"
+	echo "connects/s: median of $REPS runs of ${SECS} s (range = min-max); ratio: median over the"
+	echo "$REPS rounds of the path's rate / direct's rate in the same round; ferry programs: the run"
+	echo "time of every ferry program in the cgroup per connect (BPF_ENABLE_STATS), median of the runs,"
+	echo "and that as a share of a direct connect's time."
+	echo
+	echo "| path | services | connects/s | range | ratio to direct | vs direct | us/connect | ferry programs per connect (share of a direct connect) |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	row direct "direct to backend" "-"
+	row ferry-miss "direct, ferry attached (not a VIP)" "100,000"
+	row ferry-1 "ferry VIP" "1"
+	row ferry-10k "ferry VIP" "10,000"
+	row ferry-100k "ferry VIP" "100,000"
+	row ferry-lb-100k "ferry VIP, socket LB alone (--sockmap off)" "100,000"
+	row ipt-1 "iptables DNAT (kube-proxy style)" "1"
+	row ipt-10k "iptables DNAT (kube-proxy style)" "10,000"
+	echo
+	echo "| registry sync (ferryd --once) | map writes | sync time | ferryd wall time |"
+	echo "| --- | ---: | ---: | ---: |"
+	printf '| 100,000 services x 1 backend, fresh maps | %s | %s ms | %s ms |\n' \
+		"${SYNC_WRITES[ferry-100k]}" "${SYNC_MS[ferry-100k]}" "${WALL_MS[ferry-100k]}"
+	printf '| %s services x %s backends, fresh maps | %s | %s ms | %s ms |\n' "$SYNC_SVCS" "$SYNC_BPER" \
+		"${SYNC_WRITES[sync-fresh]}" "${SYNC_MS[sync-fresh]}" "${WALL_MS[sync-fresh]}"
+	printf '| same registry again (no change) | %s | %s ms | %s ms |\n' \
+		"${SYNC_WRITES[sync-same]}" "${SYNC_MS[sync-same]}" "${WALL_MS[sync-same]}"
+	printf '| one backend weight edited | %s | %s ms | %s ms |\n' \
+		"${SYNC_WRITES[sync-one]}" "${SYNC_MS[sync-one]}" "${WALL_MS[sync-one]}"
+	printf '| iptables-restore, 10,000 services | - | - | %s ms |\n' "${IPT_MS[ipt-10k]}"
+	echo
+	echo "Sink accepted ${SINK_ACCEPTED:-?} connections; the load generators made $TOTAL_CONNECTS."
+	echo "Checks:$CHECKS"
+	echo
+	echo "ferry programs that ran, ns per connect (last run of each path):"
+	for cfg in ferry-miss ferry-1 ferry-10k ferry-100k ferry-lb-100k; do
+		echo "- $cfg: $(tr ',' '\n' <<<"${PROGS[$cfg]:-}" | grep -v ': 0.0$' | paste -sd, | sed 's/^ *//')"
+	done
+	echo "Total run: $(($(date +%s) - T_START)) s."
+} | tee "$OUT/socklb.md"
