@@ -100,7 +100,7 @@ $(BUILD)/tests/test_%: tests/bpf/test_%.c $(LIBFERRY) $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests/bpf $< $(LIBFERRY) $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: tests/integration/%.c $(LIBFERRY)
+$(BUILD)/tests/%: tests/integration/%.c $(LIBFERRY) $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $< $(LIBFERRY) $(LDLIBS) -o $@
 

@@ -9,8 +9,12 @@
  *   xdp_peer session ADDR PORT          one connection; each stdin line is sent
  *                                       and its reply printed (stays open)
  *   xdp_peer ethtool IFACE txcsum|gro on|off
- *                                       legacy ethtool ioctls: full checksums on
- *                                       frames XDP bounces; NAPI for XDP_TX on veth
+ *                                       legacy ethtool ioctls (full checksums on
+ *                                       frames that XDP bounces)
+ *   xdp_peer xdp-pass IFACE             attach an XDP program that passes
+ *                                       everything (netlink, no pin: it goes with
+ *                                       the device). A veth only takes XDP_TX'd
+ *                                       frames from its peer when it runs XDP.
  *
  * Every wait is bounded (3 s per connect/reply).
  */
@@ -28,14 +32,18 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <linux/ethtool.h>
+#include <linux/if_link.h>
 #include <linux/sockios.h>
+#include <bpf/libbpf.h>
+
+#include "xdp_bench.skel.h"
 
 #define MAXC	64
 
 static int usage(void)
 {
 	fprintf(stderr, "usage: xdp_peer serve PORT NAME [SECONDS] | once ADDR PORT MSG | "
-			"session ADDR PORT | ethtool IFACE txcsum|gro on|off\n");
+			"session ADDR PORT | ethtool IFACE txcsum|gro on|off | xdp-pass IFACE\n");
 	return 2;
 }
 
@@ -182,6 +190,23 @@ static int do_ethtool(const char *ifname, const char *what, const char *val)
 	return err ? 1 : 0;
 }
 
+static int xdp_pass(const char *ifname)
+{
+	struct xdp_bench_bpf *o = xdp_bench_bpf__open_and_load();
+	int ifindex = if_nametoindex(ifname), err;
+
+	if (!o || !ifindex) {
+		fprintf(stderr, "xdp_peer xdp-pass %s: %s\n", ifname, strerror(errno));
+		xdp_bench_bpf__destroy(o);
+		return 1;
+	}
+	err = bpf_xdp_attach(ifindex, bpf_program__fd(o->progs.bench_pass), XDP_FLAGS_DRV_MODE, NULL);
+	if (err)
+		fprintf(stderr, "xdp_peer xdp-pass %s: %s\n", ifname, strerror(-err));
+	xdp_bench_bpf__destroy(o);	/* the attachment holds the program */
+	return err ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -214,6 +239,8 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
+	if (argc == 3 && !strcmp(argv[1], "xdp-pass"))
+		return xdp_pass(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "ethtool"))
 		return do_ethtool(argv[2], argv[3], argv[4]);
 	return usage();
