@@ -37,10 +37,19 @@ need_root() {
 	[ -n "$CG2" ] || skip_all "no cgroup2 mount"
 }
 
+kill_tree() {	# pid: its descendants first (bg'd functions run the real
+		# program as a child of a subshell), then itself
+	local c
+	for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+		kill_tree "$c"
+	done
+	kill "$1" 2>/dev/null
+}
+
 world_down() {
 	local p
 	for p in "${_PIDS[@]}" $FERRYD_PID; do
-		[ -n "$p" ] && kill "$p" 2>/dev/null
+		[ -n "$p" ] && kill_tree "$p"
 	done
 	for p in "${_PIDS[@]}" $FERRYD_PID; do
 		[ -n "$p" ] && wait "$p" 2>/dev/null
