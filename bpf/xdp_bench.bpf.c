@@ -12,10 +12,14 @@
 const volatile __u32 cfg_flows = 1;
 /* Generator: offset of the L4 source port in the template frame. */
 const volatile __u32 cfg_sport_off = 34;
+/* Generator: the 64-byte frame written into every packet. Live-frame pages
+ * are recycled without their data being restored, and the program under test
+ * rewrote them (encapsulation moves the headers), so each run starts over. */
+const volatile __u64 cfg_frame[8];
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);		/* 0: frames generated, 1: frames sunk */
 	__type(key, __u32);
 	__type(value, __u64);
 } bench_count SEC(".maps");
@@ -44,7 +48,7 @@ int bench_bounce(struct xdp_md *ctx)
 SEC("xdp")
 int bench_sink(struct xdp_md *ctx __attribute__((unused)))
 {
-	__u32 k = 0;
+	__u32 k = 1;
 	__u64 *c = bpf_map_lookup_elem(&bench_count, &k);
 
 	if (c)
@@ -59,9 +63,14 @@ int bench_gen(struct xdp_md *ctx)
 	__u32 k = 0, off = cfg_sport_off & 0xff;
 	__u64 *c = bpf_map_lookup_elem(&bench_count, &k);
 	__be16 *sport = data + off;
+	__u64 *w = data;
+	int i;
 
-	if (!c || (void *)(sport + 1) > end)
+	if (!c || (void *)(w + 8) > end || (void *)(sport + 1) > end)
 		return XDP_DROP;
+#pragma unroll
+	for (i = 0; i < 8; i++)
+		w[i] = cfg_frame[i];
 	if (cfg_flows > 1)
 		*sport = bpf_htons(1024 + (__u16)(*c % cfg_flows));
 	*c += 1;

@@ -356,13 +356,13 @@ static __always_inline int validate_l4(void *data, void *end, struct xpkt *p)
 
 enum xbe_class { XBE_NO = 0, XBE_DEGRADED, XBE_GOOD };
 
-/* May backend id take a new flow of svc? */
-static __always_inline enum xbe_class xbe_class(const struct ferry_svc *svc, __u32 id)
+/* May backend id take a new flow of service svc_id? */
+static __always_inline enum xbe_class xbe_class(__u32 svc_id, __u32 id)
 {
 	struct ferry_backend *be = bpf_map_lookup_elem(&ferry_be_v1, &id);
 	struct ferry_bestat *st;
 
-	if (!be || be->svc_id != svc->id)
+	if (!be || be->svc_id != svc_id)
 		return XBE_NO;
 	if (be->state != FERRY_BE_ACTIVE || !be->weight || be->health == FERRY_HEALTH_UNHEALTHY)
 		return XBE_NO;
@@ -374,10 +374,14 @@ static __always_inline enum xbe_class xbe_class(const struct ferry_svc *svc, __u
 
 #define RING_NONE	0xffffffffU	/* no ring (or one shorter than M): fail open */
 
-/* The ring entry for hash, or the next entries whose backend takes new flows. */
-static __always_inline __u32 ring_pick(const struct ferry_svc *svc, __u32 m, __u32 hash)
+/*
+ * The ring entry for hash, or the next entries whose backend takes new flows.
+ * A global function: the verifier checks its loop once, not once per caller
+ * path, which keeps the main program far from the complexity limit.
+ */
+__noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
 {
-	__u32 id = svc->id, idx, last = 0, degraded = 0, *bid;
+	__u32 id = svc_id, idx, last = 0, degraded = 0, *bid;
 	void *ring;
 	int i;
 
@@ -395,7 +399,7 @@ static __always_inline __u32 ring_pick(const struct ferry_svc *svc, __u32 m, __u
 			enum xbe_class c;
 
 			last = *bid;
-			c = xbe_class(svc, last);
+			c = xbe_class(svc_id, last);
 			if (c == XBE_GOOD)
 				return last;
 			if (c == XBE_DEGRADED && !degraded)
@@ -410,14 +414,16 @@ static __always_inline __u32 ring_pick(const struct ferry_svc *svc, __u32 m, __u
 
 /*
  * The flow's entry in another CPU's slot: a flow whose packets moved to
- * this CPU keeps its backend. Bounded by the configured CPU count.
+ * this CPU keeps its backend. Bounded by the configured CPU count; global,
+ * so verified once.
  */
-static __always_inline __u32 flow_other_cpu(const struct ferry_xflow_key *k, __u32 svc_id,
-					    __u32 ncpus)
+__noinline __u32 ferry_flow_other_cpu(const struct ferry_xflow_key *k, __u32 svc_id, __u32 ncpus)
 {
 	struct ferry_xflow *f;
 	__u32 cpu;
 
+	if (!k)
+		return 0;
 	if (ncpus > 256)
 		ncpus = 256;
 	for (cpu = 0; cpu < ncpus; cpu++) {
@@ -768,7 +774,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 			be_id = fl->backend_id;
 			xstat_inc(FERRY_XSTAT_LRU_HIT);
 		} else if (fl) {
-			be_id = flow_other_cpu(&p->key, svc->id, cfg->ncpus);
+			be_id = ferry_flow_other_cpu(&p->key, svc->id, cfg->ncpus);
 			if (be_id) {
 				xstat_inc(FERRY_XSTAT_LRU_OTHER_CPU);
 				if (!p->icmp) {
@@ -786,7 +792,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 			be_id = 0;	/* the flow's backend is gone: choose again */
 	}
 	if (!be_id) {
-		be_id = ring_pick(svc, cfg->ring_size, hash);
+		be_id = ferry_ring_pick(svc->id, cfg->ring_size, hash);
 		if (be_id == RING_NONE)
 			return xpass(FERRY_XSTAT_PASS_NO_RING);
 		if (!be_id)

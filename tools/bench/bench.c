@@ -33,6 +33,12 @@ static const struct bcmd cmds[] = {
 	{ "stats", do_stats,
 	  "stats --bpffs DIR\n"
 	  "        ferry's connect counters (summed over CPUs) as JSON" },
+	{ "xdp-ns", do_xdp_ns,
+	  "xdp-ns --pin DIR [--calls N]\n"
+	  "        ns per packet of the XDP LB under BPF_PROG_TEST_RUN, minus XDP_PASS (own netns)" },
+	{ "xdp-veth", do_xdp_veth,
+	  "xdp-veth --pin DIR [--frames N]\n"
+	  "        Mpps of the XDP LB on a veth pair vs a bouncing program, one CPU (own netns)" },
 	{ NULL, NULL, NULL },
 };
 

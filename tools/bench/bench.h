@@ -43,4 +43,8 @@ int do_genreg(int argc, char **argv);
 int do_genipt(int argc, char **argv);
 int do_stats(int argc, char **argv);
 
+/* XDP load balancer (xdp.c). */
+int do_xdp_ns(int argc, char **argv);
+int do_xdp_veth(int argc, char **argv);
+
 #endif /* FERRY_BENCH_H */

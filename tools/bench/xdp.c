@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The XDP load balancer benchmark (tools/bench/xdp.sh).
+ *
+ *   xdp-ns:   ns per packet under BPF_PROG_TEST_RUN, repeat=1 per call over
+ *             --calls calls, taking the kernel's own per-run duration (no
+ *             syscall cost), minus a program that only returns XDP_PASS
+ *             measured the same way in the same run. repeat > 1 would run the
+ *             program again on the packet it just rewrote (encapsulated), so
+ *             every call starts from the original frame instead.
+ *   xdp-veth: Mpps through a veth pair, generator, LB and sink on one CPU:
+ *             a generator program run with BPF_F_TEST_XDP_LIVE_FRAMES
+ *             transmits out of vg, the LB on its peer vl encapsulates and
+ *             XDP_TXes back, a counting XDP_DROP program on vg is the sink. The
+ *             ceiling is the same with a program that only bounces frames.
+ *
+ * Both run in a network namespace of their own (unshare) with a veth, static
+ * neighbours and forwarding on, so bpf_fib_lookup answers; maps are pinned
+ * under --pin and removed at the end.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <linux/if_link.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <ferry/xdp.h>
+
+#include "bench.h"
+#include "maps.h"
+#include "reconcile.h"
+#include "registry.h"
+#include "state.h"
+#include "xdp_lb.skel.h"
+#include "xdp_bench.skel.h"
+
+#define VIP	"198.51.100.10"
+
+static size_t frame(__u8 *b, const char *dst, __u32 i, __u8 flags);
+
+struct world {
+	char	pin[256];
+	struct xdp_lb_bpf *lb;
+	struct xdp_bench_bpf *ref;
+	struct ferry_maps fm;
+};
+
+static int sh(const char *fmt, ...)
+{
+	char cmd[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	return system(cmd) ? -EIO : 0;
+}
+
+static void pin_cpu(int cpu)
+{
+	cpu_set_t s;
+
+	CPU_ZERO(&s);
+	CPU_SET(cpu, &s);
+	sched_setaffinity(0, sizeof(s), &s);
+}
+
+/* Own netns: veth vg <-> vl, vl 192.0.2.2/24 with the backends as static neighbours. */
+static int net_setup(void)
+{
+	if (unshare(CLONE_NEWNET))
+		return -errno;
+	return sh("ip link set lo up && ip link add vg type veth peer name vl && "
+		  "ip link set vg address 02:00:00:00:00:01 && ip link set vl address 02:00:00:00:00:02 && "
+		  "ip addr add 192.0.2.2/24 dev vl && ip link set vg up && ip link set vl up && "
+		  "ip neigh replace 192.0.2.11 lladdr 02:00:00:00:00:11 dev vl nud permanent && "
+		  "ip neigh replace 192.0.2.12 lladdr 02:00:00:00:00:12 dev vl nud permanent && "
+		  "sysctl -qw net.ipv4.conf.all.forwarding=1");
+}
+
+static int world_up(struct world *w, const char *pin, __u32 flows)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	struct ferry_xcfg xc = { .ring_size = FERRY_XDP_DEF_RING_M };
+	struct plan_opts po = { .owner = FERRY_SVC_F_MANUAL };
+	struct reg_backend rb[2] = {};
+	struct reg_service want = {};
+	const char *which = NULL;
+	char err[256] = "";
+	struct fstate st;
+	struct plan p;
+	__u32 zero = 0;
+	int ret, i;
+
+	snprintf(w->pin, sizeof(w->pin), "%s", pin);
+	if ((ret = bpffs_prepare(w->pin)))
+		return bench_err("bpffs", w->pin, ret);
+	oo.pin_root_path = w->pin;
+	w->lb = xdp_lb_bpf__open_opts(&oo);
+	w->ref = xdp_bench_bpf__open();
+	if (!w->lb || !w->ref)
+		return bench_err("open", "xdp_lb", -errno);
+	bpf_map__set_max_entries(w->lb->maps.ferry_xflow_v1, flows);
+	frame((__u8 *)w->ref->rodata->cfg_frame, VIP, 0, 0x10);
+	if ((ret = xdp_lb_bpf__load(w->lb)) || (ret = xdp_bench_bpf__load(w->ref)))
+		return bench_err("load", "xdp_lb/xdp_bench", ret);
+	if ((ret = ferry_maps_open(w->pin, &w->fm, &which)))
+		return bench_err("open pinned map", which, ret);
+	inet_pton(AF_INET, "203.0.113.0", &xc.src4);
+	xc.src4_mask = htonl(0xffffff00);
+	xc.ncpus = libbpf_num_possible_cpus();
+	if (bpf_map_update_elem(w->fm.xcfg, &zero, &xc, BPF_ANY))
+		return bench_err("write", FERRY_MAP_XCFG, -errno);
+
+	snprintf(want.name, sizeof(want.name), "bench/xdp");
+	inet_pton(AF_INET, VIP, want.key.addr);
+	want.key.family = AF_INET;
+	want.key.port = htons(80);
+	want.key.proto = IPPROTO_TCP;
+	want.xdp = true;
+	circuit_defaults(&want.circuit);
+	for (i = 0; i < 2; i++) {
+		faddr_parse(i ? "192.0.2.12" : "192.0.2.11", &rb[i].addr);
+		rb[i].port = 80;
+		rb[i].weight = 1;
+	}
+	want.backends = rb;
+	want.nbackends = 2;
+	if ((ret = fstate_load(&w->fm, &st)))
+		return bench_err("read state", w->pin, ret);
+	plan_init(&p);
+	ret = plan_service(&p, &st, NULL, &want, &po, err, sizeof(err));
+	if (!ret)
+		ret = plan_apply(&w->fm, &p, err, sizeof(err));
+	plan_free(&p);
+	fstate_free(&st);
+	if (ret)
+		return bench_err(err, "plan", ret);
+	return 0;
+}
+
+static void world_down(struct world *w)
+{
+	ferry_maps_close(&w->fm);
+	xdp_lb_bpf__destroy(w->lb);
+	xdp_bench_bpf__destroy(w->ref);
+	if (w->pin[0] && !getenv("FERRY_BENCH_KEEP_PIN"))
+		sh("rm -rf '%s'", w->pin);
+}
+
+/* Ethernet + IPv4 + TCP (20) frame of 64 bytes, client 192.0.2.100 + (i>>16), port i. */
+static size_t frame(__u8 *b, const char *dst, __u32 i, __u8 flags)
+{
+	__u8 *ip = b + 14, *tcp = b + 34;
+	__u32 sum = 0, src;
+	int k;
+
+	memset(b, 0, 64);
+	memcpy(b, "\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00", 14);
+	ip[0] = 0x45;
+	ip[3] = 50;			/* 20 + 20 + 10 */
+	ip[6] = 0x40;			/* DF */
+	ip[8] = 64;
+	ip[9] = IPPROTO_TCP;
+	src = htonl(0xc0000264 + (i >> 16));	/* 192.0.2.100 + */
+	memcpy(ip + 12, &src, 4);
+	inet_pton(AF_INET, dst, ip + 16);
+	for (k = 0; k < 20; k += 2)
+		sum += ip[k] << 8 | ip[k + 1];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip[10] = ~sum >> 8;
+	ip[11] = ~sum & 0xff;
+	tcp[0] = (1024 + (i & 0xffff) % 64000) >> 8;
+	tcp[1] = (1024 + (i & 0xffff) % 64000) & 0xff;
+	tcp[3] = 80;
+	tcp[12] = 5 << 4;
+	tcp[13] = flags;
+	return 64;
+}
+
+struct result {
+	double	mean, median;
+};
+
+static int cmp_u32(const void *a, const void *b)
+{
+	__u32 x = *(const __u32 *)a, y = *(const __u32 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Kernel-measured ns of one run, over calls calls (repeat=1 each), frame i
+ * from flow i (or i % nflows; flow 0 for all when !vary). The mean is what
+ * was asked for; the median shrugs off the runs that another task or an
+ * interrupt preempted on a shared machine.
+ */
+static int measure(int prog_fd, const char *dst, __u32 calls, __u32 nflows, __u8 flags,
+		   bool vary, struct result *r)
+{
+	__u32 *d = malloc(calls * sizeof(*d)), i;
+	__u8 buf[64];
+	__u64 total = 0;
+
+	if (!d)
+		return -ENOMEM;
+	for (i = 0; i < calls; i++) {
+		LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = buf, .repeat = 1);
+
+		t.data_size_in = frame(buf, dst, vary ? (nflows ? i % nflows : i) : 0, flags);
+		if (bpf_prog_test_run_opts(prog_fd, &t)) {
+			free(d);
+			return -errno;
+		}
+		d[i] = t.duration;
+		total += t.duration;
+	}
+	qsort(d, calls, sizeof(*d), cmp_u32);
+	r->mean = (double)total / calls;
+	r->median = d[calls / 2];
+	free(d);
+	return 0;
+}
+
+int do_xdp_ns(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pin", required_argument, NULL, 'p' },
+		{ "calls", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned long calls = 1000000;
+	const char *pin = NULL;
+	struct world w = {};
+	struct result base, syn, hit, many, miss, tmp;
+	int o, fd, ret = 1;
+
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == 'p')
+			pin = optarg;
+		else if (o != 'n' || bench_ulong("xdp-ns", "--calls", optarg, 1000, 100000000, &calls))
+			return bench_usage("xdp-ns", "bad option");
+	}
+	if (!pin)
+		return bench_usage("xdp-ns", "--pin DIR is required");
+	if (net_setup())
+		return bench_err("network namespace", "vg/vl", -EIO);
+	pin_cpu(0);
+	if (world_up(&w, pin, FERRY_XDP_DEF_FLOWS))
+		goto out;
+	fd = bpf_program__fd(w.lb->progs.ferry_xdp_lb);
+	/* Warm the next-hop cache and caches; 100k flows into the LRU. */
+	/* SYNs last: their million new flows evict the 100k established ones. */
+	if (measure(fd, VIP, 100000, 100000, 0x02, true, &tmp) ||
+	    measure(bpf_program__fd(w.ref->progs.bench_pass), VIP, calls, 0, 0x10, false, &base) ||
+	    measure(fd, VIP, calls, 0, 0x10, false, &hit) ||
+	    measure(fd, VIP, calls, 100000, 0x10, true, &many) ||
+	    measure(fd, "198.51.100.99", calls, 0, 0x10, false, &miss) ||
+	    measure(fd, VIP, calls, 0, 0x02, true, &syn)) {
+		bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb", -errno);
+		goto out;
+	}
+	printf("{\"calls\": %lu, \"pass_ns\": %.1f, \"syn_new_flow_ns\": %.1f, \"lru_hit_ns\": %.1f, "
+	       "\"flows_100k_ns\": %.1f, \"non_vip_ns\": %.1f, \"pass_median_ns\": %.0f, "
+	       "\"syn_new_flow_median_ns\": %.0f, \"lru_hit_median_ns\": %.0f, "
+	       "\"flows_100k_median_ns\": %.0f, \"non_vip_median_ns\": %.0f}\n", calls,
+	       base.mean, syn.mean - base.mean, hit.mean - base.mean, many.mean - base.mean,
+	       miss.mean - base.mean, base.median, syn.median - base.median, hit.median - base.median,
+	       many.median - base.median, miss.median - base.median);
+	ret = 0;
+out:
+	world_down(&w);
+	return ret;
+}
+
+/* Generator frames through vg -> LB or bounce on vl -> sink on vg; Mpps. */
+static int veth_run(struct world *w, int lb_fd, __u32 frames, __u32 flows, double *mpps)
+{
+	int vg = if_nametoindex("vg"), vl = if_nametoindex("vl"), ncpu = libbpf_num_possible_cpus();
+	__u64 *cnt = calloc(ncpu, sizeof(*cnt)), before = 0, after = 0;
+	struct xdp_md ctx = { .data_end = 64, .ingress_ifindex = vg };
+	__u8 buf[64];
+	__u32 k = 1;	/* frames sunk */
+	double t0, t1;
+	int err, i, cfd = bpf_map__fd(w->ref->maps.bench_count);
+	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = buf, .data_size_in = sizeof(buf),
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = frames,
+		    .flags = BPF_F_TEST_XDP_LIVE_FRAMES, .batch_size = 64);
+
+	if (!cnt)
+		return -ENOMEM;
+	frame(buf, VIP, 0, 0x10);
+	if ((err = bpf_xdp_attach(vl, lb_fd, XDP_FLAGS_DRV_MODE, NULL)))
+		goto out;
+	/* Warm up: the first frames resolve the next hop and fill the LRU. */
+	t.repeat = 10000;
+	if (bpf_prog_test_run_opts(bpf_program__fd(w->ref->progs.bench_gen), &t)) {
+		err = -errno;
+		goto out;
+	}
+	t.repeat = frames;
+	bpf_map_lookup_elem(cfd, &k, cnt);
+	for (i = 0; i < ncpu; i++)
+		before += cnt[i];
+	t0 = bench_now();
+	if (bpf_prog_test_run_opts(bpf_program__fd(w->ref->progs.bench_gen), &t)) {
+		err = -errno;
+		goto out;
+	}
+	t1 = bench_now();
+	bpf_map_lookup_elem(cfd, &k, cnt);
+	for (i = 0; i < ncpu; i++)
+		after += cnt[i];
+	*mpps = (after - before) / (t1 - t0) / 1e6;
+	(void)flows;
+out:
+	bpf_xdp_detach(vl, XDP_FLAGS_DRV_MODE, NULL);
+	free(cnt);
+	return err;
+}
+
+int do_xdp_veth(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "pin", required_argument, NULL, 'p' },
+		{ "frames", required_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	unsigned long frames = 5000000;
+	const char *pin = NULL;
+	struct world w = {};
+	double lb = 0, bounce = 0;
+	int o, ret = 1, err;
+
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (o == 'p')
+			pin = optarg;
+		else if (o != 'n' || bench_ulong("xdp-veth", "--frames", optarg, 10000, 1000000000, &frames))
+			return bench_usage("xdp-veth", "bad option");
+	}
+	if (!pin)
+		return bench_usage("xdp-veth", "--pin DIR is required");
+	if (net_setup())
+		return bench_err("network namespace", "vg/vl", -EIO);
+	pin_cpu(0);
+	if (world_up(&w, pin, 1 << 18))
+		goto out;
+	if ((err = bpf_xdp_attach(if_nametoindex("vg"), bpf_program__fd(w.ref->progs.bench_sink),
+				  XDP_FLAGS_DRV_MODE, NULL))) {
+		bench_err("attach sink", "vg", err);
+		goto out;
+	}
+	if ((err = veth_run(&w, bpf_program__fd(w.lb->progs.ferry_xdp_lb), frames, 1, &lb)) ||
+	    (err = veth_run(&w, bpf_program__fd(w.ref->progs.bench_bounce), frames, 1, &bounce))) {
+		bench_err("live frames", "vg/vl", err);
+		goto out;
+	}
+	printf("{\"frames\": %lu, \"lb_mpps\": %.3f, \"bounce_mpps\": %.3f, \"ratio\": %.3f}\n",
+	       frames, lb, bounce, bounce > 0 ? lb / bounce : 0);
+	ret = 0;
+out:
+	bpf_xdp_detach(if_nametoindex("vg"), XDP_FLAGS_DRV_MODE, NULL);
+	world_down(&w);
+	return ret;
+}

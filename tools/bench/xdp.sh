@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The XDP load balancer (docs/benchmarks.md, "XDP load balancer"):
+#
+#   ns per packet under BPF_PROG_TEST_RUN, repeat=1 per call over
+#   FERRY_BENCH_XDP_CALLS (1,000,000) calls, the kernel's per-run duration,
+#   minus a program that only returns XDP_PASS measured in the same run:
+#     SYN of new flows       maglev ring + LRU insert (the LRU full: evictions)
+#     one established flow   LRU hit
+#     100,000 flows cycled   LRU hits spread over the table
+#     non-VIP packet         parse + one service lookup, XDP_PASS
+#   Mean and median: on a 2-CPU machine shared with other work, the median
+#   is the steadier figure.
+#
+#   Mpps through a veth pair in a netns, generator (BPF_F_TEST_XDP_LIVE_FRAMES),
+#   LB and sink on one CPU, FERRY_BENCH_XDP_FRAMES (5,000,000) frames of one
+#   established flow, against a program that only bounces frames (the ceiling).
+#
+# ferry-bench does the work in a network namespace of its own (unshare); the
+# pin dir has the suffix xb<pid> and is removed on any exit.
+set -u
+source "$(dirname "$0")/lib.sh"
+
+CALLS=${FERRY_BENCH_XDP_CALLS:-1000000}
+FRAMES=${FERRY_BENCH_XDP_FRAMES:-5000000}
+
+bench_init xb
+[ -x "$B/ferry-bench" ] || bench_die "$B/ferry-bench not built"
+bench_pin ns; pin_ns=$REPLY
+bench_pin veth; pin_veth=$REPLY
+
+ns=$("$B/ferry-bench" xdp-ns --pin "$pin_ns" --calls "$CALLS") || bench_die "xdp-ns failed"
+veth=$("$B/ferry-bench" xdp-veth --pin "$pin_veth" --frames "$FRAMES") || bench_die "xdp-veth failed"
+
+get() { echo "$1" | tr ',{}' '\n\n\n' | sed -n "s/ *\"$2\": *//p"; }
+
+printf '\n| XDP LB, ns/packet net of XDP_PASS (%s calls) | mean | median | target (0.8 x peer) |\n' "$CALLS"
+printf '|---|---:|---:|---:|\n'
+printf '| SYN, new flow (maglev + LRU insert) | %s | %s | 416 |\n' "$(get "$ns" syn_new_flow_ns)" "$(get "$ns" syn_new_flow_median_ns)"
+printf '| one established flow (LRU hit) | %s | %s | 104 |\n' "$(get "$ns" lru_hit_ns)" "$(get "$ns" lru_hit_median_ns)"
+printf '| 100,000 established flows cycled | %s | %s | 200 |\n' "$(get "$ns" flows_100k_ns)" "$(get "$ns" flows_100k_median_ns)"
+printf '| non-VIP packet | %s | %s | 38 |\n' "$(get "$ns" non_vip_ns)" "$(get "$ns" non_vip_median_ns)"
+printf '| (XDP_PASS program itself, subtracted) | %s | %s | |\n' "$(get "$ns" pass_ns)" "$(get "$ns" pass_median_ns)"
+printf '\n| veth pair, one CPU, %s frames | Mpps |\n|---|---:|\n' "$FRAMES"
+printf '| XDP LB (encapsulate + XDP_TX) | %s |\n' "$(get "$veth" lb_mpps)"
+printf '| bounce only (ceiling) | %s |\n' "$(get "$veth" bounce_mpps)"
+printf '| LB / ceiling | %s |\n' "$(get "$veth" ratio)"
