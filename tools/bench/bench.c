@@ -17,10 +17,12 @@
 
 static const struct bcmd cmds[] = {
 	{ "connect", do_connect,
-	  "connect --to IP:PORT [--netns NAME] [--seconds S] [--count N] [--warmup S]\n"
-	  "        [--no-linger0] [--prog-stats BPFFS] [-j]\n"
-	  "        connect()+close() in a loop; prints connects per second, and with\n"
-	  "        --prog-stats the ns per run of ferry's connect4 program pinned there" },
+	  "connect --to IP:PORT [--netns NAME] [--cgroup DIR] [--prog-stats BPFFS] | --path\n"
+	  "        NAME=NETNS,CGROUP,IP:PORT[,BPFFS]... [--seconds S] [--slice S] [--count N]\n"
+	  "        [--warmup S] [--no-linger0] [-j]\n"
+	  "        connect()+close() in a loop, per path: connects per second, and the ns per\n"
+	  "        connect of the ferry programs pinned in BPFFS; several paths are measured\n"
+	  "        in --slice turns, round robin (the process moves between netns and cgroups)" },
 	{ "sink", do_sink,
 	  "sink --listen IP:PORT [--timeout S] [--backlog N] [--ready FILE] [-j]\n"
 	  "        accept-and-close server; stops by itself after --timeout (default 300 s)" },

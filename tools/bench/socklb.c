@@ -83,8 +83,9 @@ struct progcost {
 		int	fd;
 		__u32	id;
 		char	name[BPF_OBJ_NAME_LEN];
-		__u64	ns0, cnt0;
-		double	ns;	/* per connect, at the end */
+		__u64	ns0, cnt0;	/* counters when the slice began */
+		__u64	acc;		/* run time in this path's slices */
+		double	ns;		/* per connect, at the end */
 	} p[PROGCOST_MAX];
 };
 
@@ -148,10 +149,10 @@ static void progcost_close(struct progcost *pc)
 
 static int progcost_start(struct progcost *pc, const char *bpffs)
 {
-	char dir[512], path[1024];
+	char dir[600], path[1024];
 	struct dirent *e;
 	DIR *d;
-	int i, err = 0;
+	int err = 0;
 
 	snprintf(dir, sizeof(dir), "%s/links", bpffs);
 	d = opendir(dir);
@@ -171,23 +172,41 @@ static int progcost_start(struct progcost *pc, const char *bpffs)
 	pc->stats_fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
 	if (pc->stats_fd < 0)
 		return bench_err("BPF_ENABLE_STATS for the programs in", dir, -errno);
-	for (i = 0; i < pc->n; i++)
-		if ((err = prog_counters(pc->p[i].fd, &pc->p[i].ns0, &pc->p[i].cnt0)))
-			return bench_err("program info in", dir, err);
 	return 0;
+}
+
+/*
+ * Around each slice of the path: the programs' run time in between is
+ * this path's (only our load generator has sockets in the cgroup), even
+ * when two paths share one cgroup's programs.
+ */
+static void progcost_begin(struct progcost *pc)
+{
+	int i;
+
+	for (i = 0; i < pc->n; i++)
+		if (prog_counters(pc->p[i].fd, &pc->p[i].ns0, &pc->p[i].cnt0))
+			pc->p[i].ns0 = 0;
+}
+
+static void progcost_end(struct progcost *pc)
+{
+	__u64 ns, cnt;
+	int i;
+
+	for (i = 0; i < pc->n; i++)
+		if (pc->p[i].ns0 && !prog_counters(pc->p[i].fd, &ns, &cnt) && ns >= pc->p[i].ns0)
+			pc->p[i].acc += ns - pc->p[i].ns0;
 }
 
 /* Stop; ns per connect of each program and in all. */
 static double progcost_stop(struct progcost *pc, unsigned long connects)
 {
 	double sum = 0;
-	__u64 ns = 0, cnt = 0;
 	int i;
 
 	for (i = 0; i < pc->n; i++) {
-		pc->p[i].ns = 0;
-		if (connects && !prog_counters(pc->p[i].fd, &ns, &cnt))
-			pc->p[i].ns = (double)(ns - pc->p[i].ns0) / connects;
+		pc->p[i].ns = connects ? (double)pc->p[i].acc / connects : 0;
 		sum += pc->p[i].ns;
 	}
 	if (pc->stats_fd >= 0)
@@ -196,54 +215,229 @@ static double progcost_stop(struct progcost *pc, unsigned long connects)
 	return sum;
 }
 
-/* Join the network namespace `ip netns add NAME` made (or a path to one). */
-static int enter_netns(const char *name)
-{
-	char path[512];
-	int fd, err;
+/*
+ * A path is what one connect goes through: a network namespace, a cgroup
+ * (whose programs see the socket: a socket belongs to the cgroup of the
+ * task that created it) and a target. One process measures several paths
+ * by moving itself between them in short slices, round robin: load from
+ * other work on the machine then hits every path alike, which separate
+ * back-to-back runs on a shared 2-CPU machine do not get.
+ */
+#define MAX_PATHS	16
 
-	if (strchr(name, '/'))
-		snprintf(path, sizeof(path), "%s", name);
-	else
-		snprintf(path, sizeof(path), "/run/netns/%s", name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return bench_err("open netns", path, -errno);
-	err = setns(fd, CLONE_NEWNET) ? -errno : 0;
-	close(fd);
-	return err ? bench_err("setns", path, err) : 0;
+struct cpath {
+	char	name[64];
+	char	to[128];
+	char	netns[256], cgroup[512], pin[512];
+	int	ns_fd, cg_fd;
+	struct sockaddr_storage ss;
+	unsigned sslen;
+	struct progcost pc;
+	unsigned long n, attempts, errors;
+	double	secs, prog_ns;
+	int	first_err;
+};
+
+/* NAME=NETNS,CGROUP,IP:PORT[,BPFFS]; "-" for NETNS or CGROUP: stay where we are. */
+static int path_parse(const char *spec, struct cpath *p)
+{
+	char buf[1024], *f[4] = {}, *save = NULL, *eq, *tok;
+	int i = 0;
+
+	if (strlen(spec) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, spec);
+	eq = strchr(buf, '=');
+	if (!eq || eq == buf || eq - buf >= (long)sizeof(p->name))
+		return -EINVAL;
+	*eq = '\0';
+	snprintf(p->name, sizeof(p->name), "%s", buf);
+	for (tok = strtok_r(eq + 1, ",", &save); tok && i < 4; tok = strtok_r(NULL, ",", &save))
+		f[i++] = tok;
+	if (i < 3 || tok)
+		return -EINVAL;
+	if (strcmp(f[0], "-"))
+		snprintf(p->netns, sizeof(p->netns), "%s", f[0]);
+	if (strcmp(f[1], "-"))
+		snprintf(p->cgroup, sizeof(p->cgroup), "%s", f[1]);
+	snprintf(p->to, sizeof(p->to), "%s", f[2]);
+	if (f[3])
+		snprintf(p->pin, sizeof(p->pin), "%s", f[3]);
+	return 0;
+}
+
+/* Open what entering the path needs, while /sys/fs/bpf is still in view. */
+static int path_open(struct cpath *p)
+{
+	char path[600];
+	int ret;
+
+	p->ns_fd = p->cg_fd = -1;
+	p->pc.stats_fd = -1;
+	if (bench_sockaddr(p->to, &p->ss, &p->sslen))
+		return bench_usage("connect", "path %s: '%s' is not IP:PORT", p->name, p->to);
+	if (p->pin[0] && (ret = progcost_start(&p->pc, p->pin)))
+		return ret;
+	if (p->netns[0]) {
+		if (strchr(p->netns, '/'))
+			snprintf(path, sizeof(path), "%s", p->netns);
+		else
+			snprintf(path, sizeof(path), "/run/netns/%s", p->netns);
+		p->ns_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (p->ns_fd < 0)
+			return bench_err("open netns", path, -errno);
+	}
+	if (p->cgroup[0]) {
+		snprintf(path, sizeof(path), "%s/cgroup.procs", p->cgroup);
+		p->cg_fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (p->cg_fd < 0)
+			return bench_err("open cgroup", path, -errno);
+	}
+	return 0;
+}
+
+static void path_close(struct cpath *p)
+{
+	if (p->ns_fd >= 0)
+		close(p->ns_fd);
+	if (p->cg_fd >= 0)
+		close(p->cg_fd);
+	p->ns_fd = p->cg_fd = -1;
+	progcost_close(&p->pc);
+}
+
+static int path_enter(struct cpath *p)
+{
+	if (p->ns_fd >= 0 && setns(p->ns_fd, CLONE_NEWNET))
+		return bench_err("setns for path", p->name, -errno);
+	/* "0": the writing process itself moves. */
+	if (p->cg_fd >= 0 && write(p->cg_fd, "0", 1) != 1)
+		return bench_err("join the cgroup of path", p->name, -errno);
+	return 0;
+}
+
+/*
+ * connect()+close() on path p for dur seconds (or until p->n reaches count
+ * when counting). One blocking connect at a time, like a client opening a
+ * connection per request. SO_LINGER 0 closes with RST: no TIME_WAIT, so
+ * the 4-tuple space never runs out however long the run. SO_SNDTIMEO
+ * bounds a connect that gets no answer.
+ */
+static int path_slice(struct cpath *p, double dur, bool counted, unsigned long count,
+		      bool linger0)
+{
+	const struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	const struct timeval tmo = { .tv_sec = 1 };
+	double t0, now;
+	int ret = 0;
+
+	progcost_begin(&p->pc);
+	t0 = now = bench_now();
+	while (now - t0 < dur && (!counted || !count || p->n < count) &&
+	       p->errors < CONNECT_MAX_ERRORS) {
+		int fd = socket(p->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0) {
+			ret = bench_err("socket for", p->to, -errno);
+			break;
+		}
+		if ((linger0 && setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))) ||
+		    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo))) {
+			ret = -errno;
+			close(fd);
+			ret = bench_err("setsockopt on a socket for", p->to, ret);
+			break;
+		}
+		p->attempts++;
+		if (connect(fd, (struct sockaddr *)&p->ss, p->sslen)) {
+			if (!p->first_err)
+				p->first_err = errno;
+			p->errors++;
+		} else if (counted) {
+			p->n++;
+		}
+		close(fd);
+		now = bench_now();
+	}
+	if (counted)
+		p->secs += now - t0;
+	progcost_end(&p->pc);
+	return ret;
+}
+
+static void path_report(const struct cpath *p, bool json)
+{
+	double rate = p->secs > 0 ? p->n / p->secs : 0;
+	int i;
+
+	if (json) {
+		printf("{\"path\": \"%s\", \"target\": \"%s\", \"connects\": %lu, \"seconds\": %.3f, "
+		       "\"rate\": %.1f, \"total\": %lu, \"errors\": %lu, \"first_error\": \"%s\", "
+		       "\"prog_ns\": %.1f, \"progs\": {", p->name, p->to, p->n, p->secs, rate,
+		       p->attempts, p->errors, p->first_err ? strerror(p->first_err) : "", p->prog_ns);
+		for (i = 0; i < p->pc.n; i++)
+			printf("%s\"%s\": %.1f", i ? ", " : "", p->pc.p[i].name, p->pc.p[i].ns);
+		printf("}}\n");
+		return;
+	}
+	printf("%s %s: %lu connects in %.2f s = %.0f/s, %.2f us each (%lu in all, %lu errors)\n",
+	       p->name, p->to, p->n, p->secs, rate, rate > 0 ? 1e6 / rate : 0, p->attempts, p->errors);
+	if (p->pc.n) {
+		printf("  ferry programs: %.0f ns per connect:", p->prog_ns);
+		for (i = 0; i < p->pc.n; i++)
+			if (p->pc.p[i].ns > 0)
+				printf(" %s %.0f", p->pc.p[i].name, p->pc.p[i].ns);
+		printf("\n");
+	}
 }
 
 int do_connect(int argc, char **argv)
 {
-	enum { O_TO = 256, O_SECONDS, O_COUNT, O_WARMUP, O_NOLINGER, O_PSTATS, O_NETNS };
+	enum { O_TO = 256, O_SECONDS, O_COUNT, O_WARMUP, O_NOLINGER, O_PSTATS, O_NETNS,
+	       O_CGROUP, O_CPATH, O_SLICE };
 	static const struct option opts[] = {
 		{ "to", required_argument, NULL, O_TO },
 		{ "netns", required_argument, NULL, O_NETNS },
+		{ "cgroup", required_argument, NULL, O_CGROUP },
 		{ "prog-stats", required_argument, NULL, O_PSTATS },
+		{ "path", required_argument, NULL, O_CPATH },
 		{ "seconds", required_argument, NULL, O_SECONDS },
+		{ "slice", required_argument, NULL, O_SLICE },
 		{ "count", required_argument, NULL, O_COUNT },
 		{ "warmup", required_argument, NULL, O_WARMUP },
 		{ "no-linger0", no_argument, NULL, O_NOLINGER },
 		{ NULL, 0, NULL, 0 },
 	};
-	const struct linger lg = { .l_onoff = 1, .l_linger = 0 };
-	const struct timeval tmo = { .tv_sec = 1 };
-	struct sockaddr_storage ss;
-	unsigned sslen = 0;
-	struct progcost pc = { .stats_fd = -1 };
-	const char *to = NULL, *pstats = NULL, *netns = NULL;
-	double seconds = 2.5, warmup = 0.3, t0, tw, now, t_end, prog_ns = 0;
-	unsigned long count = 0, n = 0, total = 0, errors = 0;
-	bool json = false, linger0 = true;
-	int o, first_err = 0, ret;
+	static struct cpath paths[MAX_PATHS];
+	struct cpath *single = &paths[0];
+	double seconds = 2.5, warmup = 0.3, slice = 0;
+	unsigned long count = 0;
+	bool json = false, linger0 = true, more;
+	int o, i, np = 0, ret = 0, failed = 0;
 
+	memset(paths, 0, sizeof(paths));
+	snprintf(single->name, sizeof(single->name), "connect");
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
 		switch (o) {
-		case O_TO: to = optarg; break;
+		case O_TO: snprintf(single->to, sizeof(single->to), "%s", optarg); break;
+		case O_NETNS: snprintf(single->netns, sizeof(single->netns), "%s", optarg); break;
+		case O_CGROUP: snprintf(single->cgroup, sizeof(single->cgroup), "%s", optarg); break;
+		case O_PSTATS: snprintf(single->pin, sizeof(single->pin), "%s", optarg); break;
+		case O_CPATH:
+			if (np == MAX_PATHS)
+				return bench_usage("connect", "at most %d paths", MAX_PATHS);
+			/* paths[0] doubles as the --to path: --path entries start at 1. */
+			if (path_parse(optarg, &paths[++np]))
+				return bench_usage("connect", "--path: '%s' is not NAME=NETNS,CGROUP,IP:PORT[,BPFFS]",
+						   optarg);
+			break;
 		case O_SECONDS:
 			if ((ret = bench_double("connect", "--seconds", optarg, 0.01, 600, &seconds)))
+				return ret;
+			break;
+		case O_SLICE:
+			if ((ret = bench_double("connect", "--slice", optarg, 0.01, 600, &slice)))
 				return ret;
 			break;
 		case O_COUNT:
@@ -255,100 +449,65 @@ int do_connect(int argc, char **argv)
 				return ret;
 			break;
 		case O_NOLINGER: linger0 = false; break;
-		case O_PSTATS: pstats = optarg; break;
-		case O_NETNS: netns = optarg; break;
 		case 'j': json = true; break;
 		default: return bench_usage("connect", "bad option");
 		}
 	}
-	if (!to)
-		return bench_usage("connect", "--to IP:PORT is required");
-	if (bench_sockaddr(to, &ss, &sslen))
-		return bench_usage("connect", "--to: '%s' is not IP:PORT", to);
+	if (optind < argc)
+		return bench_usage("connect", "unexpected argument '%s'", argv[optind]);
+	if (!single->to[0] == !np)
+		return bench_usage("connect", "give either --to IP:PORT or --path ... (repeatable)");
+	if (np == MAX_PATHS - 1 && single->to[0])
+		return bench_usage("connect", "at most %d paths", MAX_PATHS - 1);
+	/* The paths in use: paths[0] alone, or paths[1..np]. */
+	{
+		struct cpath *ps = single->to[0] ? paths : paths + 1;
+		int n = single->to[0] ? 1 : np;
 
-	/*
-	 * One blocking connect at a time, like a client opening a connection
-	 * per request. SO_LINGER 0 closes with RST: no TIME_WAIT, so the
-	 * 4-tuple space never runs out however long the run. SO_SNDTIMEO
-	 * bounds a connect that gets no answer.
-	 */
-	if (pstats && (ret = progcost_start(&pc, pstats))) {
-		progcost_close(&pc);
-		return ret;
-	}
-	/* The netns is entered after the pins are opened: `ip netns exec`
-	 * would remount /sys and hide /sys/fs/bpf. */
-	if (netns && (ret = enter_netns(netns))) {
-		progcost_close(&pc);
-		return ret;
-	}
-	t0 = bench_now();
-	tw = t0 + warmup;
-	t_end = tw + seconds;
-	now = t0;
-	while (now < t_end && (!count || n < count)) {
-		int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (slice <= 0 || slice > seconds)
+			slice = seconds;
+		for (i = 0; i < n; i++)
+			if ((ret = path_open(&ps[i])))
+				goto cleanup_n;
+		/* Warmup: one unmeasured slice per path, then measured slices
+		 * round robin until every path has its seconds. */
+		for (i = 0; i < n && !ret; i++)
+			if (warmup > 0 && !(ret = path_enter(&ps[i])))
+				ret = path_slice(&ps[i], warmup, false, 0, linger0);
+		do {
+			more = false;
+			for (i = 0; i < n && !ret; i++) {
+				struct cpath *p = &ps[i];
+				double left = seconds - p->secs;
 
-		if (fd < 0) {
-			ret = -errno;
-			progcost_close(&pc);
-			return bench_err("socket for", to, ret);
+				if (left <= 0 || p->errors >= CONNECT_MAX_ERRORS || (count && p->n >= count))
+					continue;
+				if ((ret = path_enter(p)) ||
+				    (ret = path_slice(p, left < slice ? left : slice, true, count, linger0)))
+					break;
+				more = true;
+			}
+		} while (more && !ret);
+		if (!ret) {
+			for (i = 0; i < n; i++) {
+				/* Program time includes the warmup: per connect attempt. */
+				ps[i].prog_ns = progcost_stop(&ps[i].pc, ps[i].attempts);
+				path_report(&ps[i], json);
+				if (ps[i].errors) {
+					fprintf(stderr, "Error: connect %s to '%s': %s (%d); %lu failed, figure not valid\n",
+						ps[i].name, ps[i].to, strerror(ps[i].first_err), ps[i].first_err,
+						ps[i].errors);
+					failed = 1;
+				} else if (!ps[i].n) {
+					failed = 1;
+				}
+			}
 		}
-		if ((linger0 && setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg))) ||
-		    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tmo, sizeof(tmo))) {
-			ret = -errno;
-			close(fd);
-			progcost_close(&pc);
-			return bench_err("setsockopt on a socket for", to, ret);
-		}
-		if (connect(fd, (struct sockaddr *)&ss, sslen)) {
-			if (!first_err)
-				first_err = errno;
-			close(fd);
-			if (++errors >= CONNECT_MAX_ERRORS)
-				break;
-			now = bench_now();
-			continue;
-		}
-		close(fd);
-		total++;
-		now = bench_now();
-		if (now >= tw)
-			n++;
+cleanup_n:
+		for (i = 0; i < n; i++)
+			path_close(&ps[i]);
 	}
-	now = bench_now();
-	/* Counters ran from before the warmup: per connect over all of them
-	 * (the last, failed attempts included). */
-	prog_ns = progcost_stop(&pc, total + errors);
-	if (json) {
-		int i;
-
-		printf("{\"target\": \"%s\", \"connects\": %lu, \"seconds\": %.3f, \"rate\": %.1f, "
-		       "\"total\": %lu, \"errors\": %lu, \"first_error\": \"%s\", \"prog_ns\": %.1f, \"progs\": {",
-		       to, n, now > tw ? now - tw : 0, now > tw ? n / (now - tw) : 0, total, errors,
-		       first_err ? strerror(first_err) : "", prog_ns);
-		for (i = 0; i < pc.n; i++)
-			printf("%s\"%s\": %.1f", i ? ", " : "", pc.p[i].name, pc.p[i].ns);
-		printf("}}\n");
-	} else if (now > tw && n) {
-		int i;
-
-		printf("connect %s: %lu connects in %.2f s = %.0f/s, %.2f us each (%lu in all, %lu errors)\n",
-		       to, n, now - tw, n / (now - tw), (now - tw) * 1e6 / n, total, errors);
-		if (pc.n)
-			printf("ferry programs: %.0f ns per connect:", prog_ns);
-		for (i = 0; i < pc.n; i++)
-			printf(" %s %.0f", pc.p[i].name, pc.p[i].ns);
-		if (pc.n)
-			printf("\n");
-	}
-	progcost_close(&pc);
-	if (errors) {
-		fprintf(stderr, "Error: connect to '%s': %s (%d); %lu failed, figure not valid\n",
-			to, strerror(first_err), first_err, errors);
-		return 1;
-	}
-	return n ? 0 : 1;
+	return ret ? ret : failed;
 }
 
 /* ---- sink ------------------------------------------------------------- */

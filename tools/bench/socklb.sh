@@ -14,14 +14,14 @@
 #
 # On ferry paths the run time of each ferry program per connect is read
 # from the kernel (BPF_ENABLE_STATS) as well: rates on a 2-CPU machine shared
-# with other work move by 10% between runs, the programs' own cost does not.
+# with other work move by 10% between runs, the programs' own cost less so.
 #
 # then the registry sync times of ferryd for 10,000 services x 10 backends:
 # fresh maps, again with no change, and with one backend's weight edited.
 #
-# Every measurement runs FERRY_BENCH_SECONDS (2) after a 0.3 s warmup, is
-# repeated FERRY_BENCH_REPS (3) times in rotating order (drift hits every
-# path alike), and reported as the median. Each client netns, cgroup and
+# Every path is measured FERRY_BENCH_SECONDS (2) per round after a 0.3 s
+# warmup, all paths in one process taking FERRY_BENCH_SLICE (0.05) second
+# turns (drift hits every path alike); FERRY_BENCH_REPS (3) rounds, medians. Each client netns, cgroup and
 # ferry pin dir has the suffix bn<pid> and is removed on any exit.
 #
 # Client netns: c (direct, ferry; one child cgroup per ferry config, each
@@ -161,54 +161,60 @@ CONFIGS=(direct ferry-miss ferry-1 ferry-10k ferry-100k ferry-lb-100k ipt-1 ipt-
 declare -A RATES PROG_NS PROGS
 TOTAL_CONNECTS=0
 
-cfg_target() {	# cfg -> "netns cgroup target [ferry-pin-dir]"
+path_spec() {	# cfg -> NAME=NETNS,CGROUP,TARGET[,PIN] for ferry-bench connect --path
+	local ns cg to pin=""
 	case "$1" in
-	direct) echo "$NS_C $CG_DIRECT $BE" ;;
-	ferry-miss) echo "$NS_C ${CG[ferry-100k]} $BE ${PIN[ferry-100k]}" ;;
-	ferry-*) echo "$NS_C ${CG[$1]} $VIP ${PIN[$1]}" ;;
-	ipt-*) echo "${IPT_NS[$1]} $CG_DIRECT $VIP" ;;
+	direct) ns=$NS_C cg=$CG_DIRECT to=$BE ;;
+	ferry-miss) ns=$NS_C cg=${CG[ferry-100k]} to=$BE pin=${PIN[ferry-100k]} ;;
+	ferry-*) ns=$NS_C cg=${CG[$1]} to=$VIP pin=${PIN[$1]} ;;
+	ipt-*) ns=${IPT_NS[$1]} cg=$CG_DIRECT to=$VIP ;;
 	esac
-}
-
-# On ferry paths the load generator also reads the run time of every ferry
-# program attached to the cgroup (connect4, sock_ops, ...; BPF_ENABLE_STATS,
-# on only while it runs): the exact in-kernel cost per connect, which the
-# noisy rate alone cannot resolve to 1%.
-connect_run() {	# cfg connect-args... -> stdout: the JSON line
-	local ns cg to pin
-	read -r ns cg to pin <<<"$(cfg_target "$1")"
-	shift
 	bench_assert_netns "$ns"
-	in_cg "$cg" "$FB" connect --netns "$ns" --to "$to" -j ${pin:+--prog-stats "$pin"} "$@"
+	bench_assert_cgroup "$cg"
+	echo "$1=$ns,$cg,$to${pin:+,$pin}"
 }
 
 json_num() {	# key json
 	sed -n "s/.*\"$1\": \([0-9.][0-9.]*\).*/\1/p" <<<"$2"
 }
 
+# One load generator measures every path, moving itself between their netns
+# and cgroups in SLICE-second turns, round robin: load from other work on the
+# shared machine hits all paths alike instead of whichever ran at the time.
+# On ferry paths it also reads the run time of every ferry program attached
+# to the cgroup (connect4, sock_ops, ...; BPF_ENABLE_STATS, on only while it
+# runs): the exact in-kernel cost per connect, which rates cannot resolve to 1%.
+SLICE=${FERRY_BENCH_SLICE:-0.05}
+PATHS=()
+for cfg in "${CONFIGS[@]}"; do PATHS+=(--path "$(path_spec "$cfg")"); done
+connect_all() {	# connect-args... -> stdout: one JSON line per path
+	"$FB" connect -j "${PATHS[@]}" "$@"
+}
+path_line() {	# cfg output -> the JSON line of that path
+	grep -F "\"path\": \"$1\"," <<<"$2"
+}
+
 # Every path must work before anything is timed.
+out=$(connect_all --count 200 --seconds 5 --warmup 0) || bench_die "connect check failed: $out"
 for cfg in "${CONFIGS[@]}"; do
-	out=$(connect_run "$cfg" --count 200 --seconds 5 --warmup 0) ||
-		bench_die "$cfg: connect check failed: $out"
-	TOTAL_CONNECTS=$((TOTAL_CONNECTS + $(json_num total "$out")))
+	TOTAL_CONNECTS=$((TOTAL_CONNECTS + $(json_num total "$(path_line "$cfg" "$out")")))
 done
 
-# Rounds: every path once per round, the order rotated each round. A path's
-# ratio is the median over rounds of its rate / direct's rate in the same
-# round, so load that other work puts on the machine between rounds cancels.
-log "measuring ${#CONFIGS[@]} paths x $REPS runs of ${SECS}s"
+# Rounds of SECS seconds per path; a path's ratio is the median over rounds
+# of its rate / direct's rate in the same round.
+log "measuring ${#CONFIGS[@]} paths x $REPS rounds of ${SECS}s each, in ${SLICE}s turns"
 declare -A ROUND
 for ((r = 0; r < REPS; r++)); do
-	for ((i = 0; i < ${#CONFIGS[@]}; i++)); do
-		cfg=${CONFIGS[(i + r) % ${#CONFIGS[@]}]}
-		out=$(connect_run "$cfg" --seconds "$SECS") || bench_die "$cfg: $out"
-		rate=$(json_num rate "$out")
+	out=$(connect_all --seconds "$SECS" --slice "$SLICE" --warmup 0.1) || bench_die "round $((r + 1)): $out"
+	for cfg in "${CONFIGS[@]}"; do
+		line=$(path_line "$cfg" "$out")
+		rate=$(json_num rate "$line")
 		RATES[$cfg]="${RATES[$cfg]:-} $rate"
 		ROUND[$cfg,$r]=$rate
-		PROG_NS[$cfg]="${PROG_NS[$cfg]:-} $(json_num prog_ns "$out")"
-		PROGS[$cfg]=$(sed -n 's/.*"progs": {\([^}]*\)}.*/\1/p' <<<"$out" | tr -d '"')
-		TOTAL_CONNECTS=$((TOTAL_CONNECTS + $(json_num total "$out")))
-		log "run $((r + 1)) $cfg: $rate/s${PROGS[$cfg]:+, ferry programs $(json_num prog_ns "$out") ns/connect (${PROGS[$cfg]})}"
+		PROG_NS[$cfg]="${PROG_NS[$cfg]:-} $(json_num prog_ns "$line")"
+		PROGS[$cfg]=$(sed -n 's/.*"progs": {\([^}]*\)}.*/\1/p' <<<"$line" | tr -d '"')
+		TOTAL_CONNECTS=$((TOTAL_CONNECTS + $(json_num total "$line")))
+		log "round $((r + 1)) $cfg: $rate/s${PROGS[$cfg]:+, ferry programs $(json_num prog_ns "$line") ns/connect}"
 	done
 done
 
@@ -263,10 +269,10 @@ row() {	# cfg label services
 {
 	echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
 	echo "iptables: $IPT_VERSION (via $IPT_RESTORE)"
-	echo "connects/s: median of $REPS runs of ${SECS} s (range = min-max); ratio: median over the"
-	echo "$REPS rounds of the path's rate / direct's rate in the same round; ferry programs: the run"
-	echo "time of every ferry program in the cgroup per connect (BPF_ENABLE_STATS), median of the runs,"
-	echo "and that as a share of a direct connect's time."
+	echo "connects/s: median of $REPS rounds of ${SECS} s per path, the paths taking ${SLICE} s turns"
+	echo "within a round (range = min-max); ratio: median over the rounds of the path's rate / direct's"
+	echo "rate in the same round; ferry programs: the run time of every ferry program in the cgroup per"
+	echo "connect (BPF_ENABLE_STATS), median of the rounds, and that as a share of a direct connect."
 	echo
 	echo "| path | services | connects/s | range | ratio to direct | vs direct | us/connect | ferry programs per connect (share of a direct connect) |"
 	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
