@@ -6,10 +6,12 @@
  * TCP or UDP ports, look the destination up in ferry_svc_v1; anything that
  * is not a service with FERRY_SVC_F_XDP passes untouched. For a VIP:
  *
- *   1. the flow (client, VIP, ports, protocol) is looked up in the per-CPU
- *      LRU ferry_xflow_v1 (skipped for a TCP SYN, which always starts a new
- *      flow); an entry present only in another CPU's slot (the flow moved
- *      CPUs) is adopted, so established flows never change backend;
+ *   1. the flow (client, VIP, ports, protocol) is looked up in the LRU flow
+ *      table ferry_xflow_v1 (skipped for a TCP SYN, which always starts a new
+ *      flow). Its LRU lists are per CPU (BPF_F_NO_COMMON_LRU: no lock shared
+ *      between CPUs on insert/evict) but its values are not, so a flow whose
+ *      packets move to another CPU keeps its backend, and the value sits in
+ *      the element itself (one cache miss less than a per-CPU value);
  *   2. a new flow takes the service's maglev ring entry for its hash
  *      (ferry_xring_v1, built by userspace from the weights, so every LB node
  *      picks the same backend without shared state); a backend that may not
@@ -65,7 +67,7 @@ struct {
 } ferry_xring_v1 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FERRY_XDP_DEF_FLOWS);
 	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct ferry_xflow_key);
@@ -412,30 +414,6 @@ __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
 	return degraded;
 }
 
-/*
- * The flow's entry in another CPU's slot: a flow whose packets moved to
- * this CPU keeps its backend. Bounded by the configured CPU count; global,
- * so verified once.
- */
-__noinline __u32 ferry_flow_other_cpu(const struct ferry_xflow_key *k, __u32 svc_id, __u32 ncpus)
-{
-	struct ferry_xflow *f;
-	__u32 cpu;
-
-	if (!k)
-		return 0;
-	if (ncpus > 256)
-		ncpus = 256;
-	for (cpu = 0; cpu < ncpus; cpu++) {
-		f = bpf_map_lookup_percpu_elem(&ferry_xflow_v1, k, cpu);
-		if (!f)
-			break;
-		if (f->backend_id && f->svc_id == svc_id)
-			return f->backend_id;
-	}
-	return 0;
-}
-
 /* ---- next hop --------------------------------------------------------- */
 
 static __always_inline struct xnh *nh_cached(__u32 be_id, __u64 now)
@@ -773,15 +751,6 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 		if (fl && fl->svc_id == svc->id && fl->backend_id) {
 			be_id = fl->backend_id;
 			xstat_inc(FERRY_XSTAT_LRU_HIT);
-		} else if (fl) {
-			be_id = ferry_flow_other_cpu(&p->key, svc->id, cfg->ncpus);
-			if (be_id) {
-				xstat_inc(FERRY_XSTAT_LRU_OTHER_CPU);
-				if (!p->icmp) {
-					fl->backend_id = be_id;
-					fl->svc_id = svc->id;
-				}
-			}
 		}
 	}
 	if (be_id) {

@@ -7,7 +7,7 @@
  *
  * A packet for a service with FERRY_SVC_F_XDP is steered to a backend by the
  * service's maglev ring (ferry_xring_v1[svc id], built by userspace), kept
- * there by a per-CPU LRU flow table (ferry_xflow_v1), encapsulated in IPIP /
+ * there by an LRU flow table with per-CPU LRU lists (ferry_xflow_v1), encapsulated in IPIP /
  * IPv6-in-IPv6 and sent back out; the backend strips the outer header and
  * answers the client directly (DSR).
  */
@@ -25,7 +25,7 @@
 #define FERRY_XDP_RING_TRIES	16
 
 #define FERRY_MAP_XRING		"ferry_xring_v1"	/* svc id -> ring of M backend ids */
-#define FERRY_MAP_XFLOW		"ferry_xflow_v1"	/* flow -> backend (LRU, per CPU) */
+#define FERRY_MAP_XFLOW		"ferry_xflow_v1"	/* flow -> backend (LRU, per-CPU lists) */
 #define FERRY_MAP_XCFG		"ferry_xcfg_v1"		/* one struct ferry_xcfg */
 #define FERRY_MAP_XSTAT		"ferry_xstat_v1"	/* per-CPU counters, enum ferry_xstat */
 #define FERRY_MAP_XVIP		"ferry_xvip_v1"		/* per-CPU svc id -> ferry_xcnt */
@@ -50,7 +50,7 @@ struct ferry_xcfg {
 	__u32	src4_mask;	/* prefix mask, network order */
 	__u32	src6[4];	/* outer IPv6 source prefix, network order */
 	__u32	src6_mask;	/* mask of the last 32 bits, network order */
-	__u32	ncpus;		/* possible CPUs: bound of the cross-CPU flow search */
+	__u32	pad2;
 };
 
 /*
@@ -67,7 +67,7 @@ struct ferry_xflow_key {
 	__u16	pad;
 };
 
-/* Per-CPU value of the flow table. backend_id 0: not seen on this CPU. */
+/* Value of the flow table (LRU, per-CPU LRU lists, shared values). */
 struct ferry_xflow {
 	__u32	backend_id;
 	__u32	svc_id;
@@ -97,7 +97,7 @@ enum ferry_xstat {
 	FERRY_XSTAT_PASS_V6_EXT,	/* IPv6 extension header we do not walk */
 	FERRY_XSTAT_LRU_HIT,
 	FERRY_XSTAT_LRU_MISS,
-	FERRY_XSTAT_LRU_OTHER_CPU,	/* flow found in another CPU's slot */
+	FERRY_XSTAT_LRU_OTHER_CPU,	/* unused since flow values are shared by CPUs; slot kept */
 	FERRY_XSTAT_SYN_NEW,		/* TCP SYN: chosen fresh (no LRU lookup) */
 	FERRY_XSTAT_RING_RETRY,		/* ring entry may not take new flows: next */
 	FERRY_XSTAT_NH_LOOKUP,		/* next-hop cache miss: bpf_fib_lookup */

@@ -186,7 +186,6 @@ static int load(void)
 	inet_pton(AF_INET, "255.255.255.0", &xc.src4_mask);
 	inet_pton(AF_INET6, "2001:db8:f::", xc.src6);
 	xc.src6_mask = htonl(0xffff0000);
-	xc.ncpus = libbpf_num_possible_cpus();
 	if (bpf_map_update_elem(fm.xcfg, &zero, &xc, BPF_ANY))
 		return -errno;
 	return 0;
@@ -1052,7 +1051,8 @@ static void test_unusable(void)
 	verdict("xdp backend with an OPEN circuit gets no new flows", ok);
 }
 
-/* A flow seen on CPU a keeps its backend when its packets show up on CPU b. */
+/* A flow seen on CPU 0 keeps its backend when its packets show up on CPU 1
+ * after the ring changed (the flow table's values are shared by CPUs). */
 static void test_other_cpu(void)
 {
 	struct bspec two[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
@@ -1060,7 +1060,6 @@ static void test_other_cpu(void)
 	int ncpu = libbpf_num_possible_cpus(), i, moved = 0;
 	static int first[1000];
 	cpu_set_t set;
-	__u64 before = 0, after = 0;
 	bool ok;
 
 	CPU_ZERO(&set);
@@ -1076,18 +1075,15 @@ static void test_other_cpu(void)
 	for (i = 0; ok && i < 1000; i++)
 		first[i] = send_flow("198.51.100.70", 80, 7, 1000 + i, true, NULL);
 	ok &= ASSERT_EQ(svc_set("cpu", "198.51.100.70", 80, IPPROTO_TCP, true, three, 3), 0, "add");
-	percpu_sum(bpf_map__fd(lb->maps.ferry_xstat_v1), FERRY_XSTAT_LRU_OTHER_CPU, &before);
 	CPU_ZERO(&set);
 	CPU_SET(1, &set);
 	sched_setaffinity(0, sizeof(set), &set);
 	for (i = 0; ok && i < 1000; i++)
 		moved += send_flow("198.51.100.70", 80, 7, 1000 + i, false, NULL) != first[i];
-	percpu_sum(bpf_map__fd(lb->maps.ferry_xstat_v1), FERRY_XSTAT_LRU_OTHER_CPU, &after);
 	CPU_ZERO(&set);
 	CPU_SET(0, &set);
 	sched_setaffinity(0, sizeof(set), &set);
 	ok &= ASSERT_EQ(moved, 0, "flows that changed backend after moving CPU");
-	ok &= ASSERT_EQ(after - before, 1000, "flows adopted from the other CPU");
 	verdict("xdp flow moving CPUs keeps its backend", ok);
 }
 

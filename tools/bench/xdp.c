@@ -116,7 +116,6 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 		return bench_err("open pinned map", which, ret);
 	inet_pton(AF_INET, "203.0.113.0", &xc.src4);
 	xc.src4_mask = htonl(0xffffff00);
-	xc.ncpus = libbpf_num_possible_cpus();
 	if (bpf_map_update_elem(w->fm.xcfg, &zero, &xc, BPF_ANY))
 		return bench_err("write", FERRY_MAP_XCFG, -errno);
 

@@ -29,7 +29,6 @@ static const char *const xstat_names[FERRY_XSTAT_MAX] = {
 	[FERRY_XSTAT_PASS_V6_EXT] = "pass_ipv6_ext",
 	[FERRY_XSTAT_LRU_HIT] = "lru_hit",
 	[FERRY_XSTAT_LRU_MISS] = "lru_miss",
-	[FERRY_XSTAT_LRU_OTHER_CPU] = "lru_other_cpu",
 	[FERRY_XSTAT_SYN_NEW] = "syn_new_flow",
 	[FERRY_XSTAT_RING_RETRY] = "ring_retry",
 	[FERRY_XSTAT_NH_LOOKUP] = "nexthop_lookup",
@@ -204,12 +203,11 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 		{ "max", required_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int ncpu = libbpf_num_possible_cpus(), fd = -1, ret = 1, o, i;
 	struct ferry_xflow_key k, prev;
-	struct ferry_xflow *v = NULL;
 	struct json_object *ja = NULL;
 	unsigned long max = 20, shown = 0, total = 0;
 	bool first = true;
+	int fd = -1, ret = 1, o;
 
 	while ((o = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
 		char *end;
@@ -224,42 +222,30 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 		return ctl_usage(c, "xdp flows: unexpected argument '%s'", argv[optind]);
 	if (ctl_open(c) || open_pin(c, FERRY_MAP_XFLOW, &fd))
 		goto cleanup;
-	v = calloc(ncpu > 0 ? ncpu : 1, sizeof(*v));
-	if (!v)
-		goto cleanup;
 	if (c->json)
 		ja = json_object_new_array();
 	else
-		printf("%-44s %-44s %-5s %-26s %s\n", "client", "vip", "proto", "backend", "cpus");
+		printf("%-44s %-44s %-5s %s\n", "client", "vip", "proto", "backend");
 	/* A sample: the first --max entries in hash order; the rest only counted. */
 	while (!bpf_map_get_next_key(fd, first ? NULL : &prev, &k)) {
 		struct faddr cl = { .family = k.family }, vip = { .family = k.family };
 		struct ferry_backend be;
-		char cs[64], vs[64], ca[80], va[80], bs[96] = "-", cpus[256] = "";
-		__u32 bid = 0;
-		size_t cl_len = 0;
+		struct ferry_xflow v;
+		char cs[64], vs[64], ca[80], va[80], bs[96] = "-";
 
 		prev = k;
 		first = false;
 		total++;
-		if (shown >= max || bpf_map_lookup_elem(fd, &k, v))
+		if (shown >= max || bpf_map_lookup_elem(fd, &k, &v))
 			continue;
 		shown++;
-		for (i = 0; i < ncpu; i++) {
-			if (!v[i].backend_id)
-				continue;
-			if (!bid)
-				bid = v[i].backend_id;
-			if (cl_len < sizeof(cpus) - 8)
-				cl_len += snprintf(cpus + cl_len, sizeof(cpus) - cl_len, "%s%d", cl_len ? "," : "", i);
-		}
 		memcpy(cl.a, k.src, 16);
 		memcpy(vip.a, k.dst, 16);
 		faddr_str(&cl, cs, sizeof(cs));
 		faddr_str(&vip, vs, sizeof(vs));
 		snprintf(ca, sizeof(ca), k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", cs, ntohs(k.sport));
 		snprintf(va, sizeof(va), k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", vs, ntohs(k.dport));
-		if (bid && !bpf_map_lookup_elem(c->maps.be, &bid, &be))
+		if (v.backend_id && !bpf_map_lookup_elem(c->maps.be, &v.backend_id, &be))
 			be_str(&be, bs, sizeof(bs));
 		if (ja) {
 			struct json_object *jo = json_object_new_object();
@@ -267,12 +253,11 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 			json_object_object_add(jo, "client", json_object_new_string(ca));
 			json_object_object_add(jo, "vip", json_object_new_string(va));
 			json_object_object_add(jo, "proto", json_object_new_string(proto_name(k.proto)));
-			json_object_object_add(jo, "backend_id", json_object_new_int64(bid));
+			json_object_object_add(jo, "backend_id", json_object_new_int64(v.backend_id));
 			json_object_object_add(jo, "backend", json_object_new_string(bs));
-			json_object_object_add(jo, "cpus", json_object_new_string(cpus));
 			json_object_array_add(ja, jo);
 		} else {
-			printf("%-44s %-44s %-5s %-26s %s\n", ca, va, proto_name(k.proto), bs, cpus);
+			printf("%-44s %-44s %-5s %s\n", ca, va, proto_name(k.proto), bs);
 		}
 	}
 	if (ja) {
@@ -289,7 +274,6 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 	ret = 0;
 cleanup:
 	json_object_put(ja);
-	free(v);
 	if (fd >= 0)
 		close(fd);
 	return ret;

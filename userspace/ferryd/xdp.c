@@ -261,7 +261,6 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 		xo.cfg.src6_mask = 0;
 	}
 	xo.cfg.ring_size = xo.ring_size;
-	xo.cfg.ncpus = libbpf_num_possible_cpus();
 	if (bpf_map_update_elem(bpf_map__fd(lb->maps.ferry_xcfg_v1), &zero, &xo.cfg, BPF_ANY)) {
 		err = -errno;
 		log_warn("writing %s", FERRY_MAP_XCFG);
