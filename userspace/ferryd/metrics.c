@@ -380,7 +380,7 @@ static void job_kick(struct metrics_srv *s)
 static void job_finish(struct metrics_srv *s)
 {
 	struct mx_job *j = &s->job;
-	unsigned int k;
+	unsigned int k, n;
 	bool done;
 
 	pthread_mutex_lock(&s->mu);
@@ -395,9 +395,11 @@ static void job_finish(struct metrics_srv *s)
 		s->last_body_bytes = j->plain.len;
 	else
 		log_warnx("metrics: building the response: %s", strerror(-j->err));
+	for (k = 0, n = 0; k < MX_MAX_CONNS; k++)
+		n += s->conns[k].state == C_WAIT && s->conns[k].assigned;
 	for (k = 0; k < MX_MAX_CONNS; k++) {
 		struct mx_conn *c = &s->conns[k];
-		bool gz;
+		struct mbuf *src;
 
 		if (c->state != C_WAIT || !c->assigned)
 			continue;
@@ -405,14 +407,21 @@ static void job_finish(struct metrics_srv *s)
 			respond_text(s, c, 503, "metrics unavailable\n", NULL, c->head);
 			continue;
 		}
-		gz = c->gzip && j->gz_ok;
-		mbuf_reset(&c->body);
-		if (gz)
-			mbuf_add(&c->body, j->gz.p, j->gz.len);
-		else
-			mbuf_add(&c->body, j->plain.p, j->plain.len);
+		src = c->gzip && j->gz_ok ? &j->gz : &j->plain;
+		if (n == 1) {
+			/* The only reader: hand the buffer over instead of copying. */
+			struct mbuf t = c->body;
+
+			c->body = *src;
+			*src = t;
+			mbuf_reset(src);
+		} else {
+			mbuf_reset(&c->body);
+			mbuf_add(&c->body, src->p, src->len);
+		}
 		respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
-			gz ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n" : "Vary: Accept-Encoding\r\n",
+			src == &j->gz ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"
+				      : "Vary: Accept-Encoding\r\n",
 			c->head);
 	}
 	/* Buffers of a big scrape are not kept between scrapes. */
