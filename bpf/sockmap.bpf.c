@@ -124,14 +124,11 @@ int ferry_sm_ops(struct bpf_sock_ops *skops)
 }
 
 /* Both ends' state; the peer through an untrusted view of its address. */
-static __always_inline int sm_read_sides(struct sk_msg_md *msg, __u64 peer_addr,
+static __always_inline int sm_read_sides(struct tcp_sock *me, __u64 peer_addr,
 					 const struct ferry_sm_key *peer, struct sm_side *s)
 {
-	struct tcp_sock *me = bpf_skc_to_tcp_sock(msg->sk);
 	struct tcp_sock *pt;
 
-	if (!me)
-		return -FERRY_ENOENT;
 	pt = bpf_rdonly_cast((void *)peer_addr, bpf_core_type_id_kernel(struct tcp_sock));
 	/* A recycled address is not our peer any more. */
 	if (pt->inet_conn.icsk_inet.sk.__sk_common.skc_num != peer->lport ||
@@ -158,12 +155,20 @@ int ferry_sm_msg(struct sk_msg_md *msg)
 	const struct ferry_sm_cfg *cfg = sm_cfg();
 	__u32 lip6[4] = {}, rip6[4] = {};
 	struct ferry_sm_key k, peer;
+	struct tcp_sock *me;
 	struct sm_side s;
 	__u64 *paddr;
 	int err;
 
-	if (!cfg)
+	me = bpf_skc_to_tcp_sock(msg->sk);
+	if (!cfg || !me)
 		return SK_PASS;
+	/* A direction that has used TCP stays there (see the ordering rule):
+	 * answered first, as it is every message of a stream that fell back. */
+	if (me->bytes_sent || me->write_seq != me->snd_una) {
+		stat_inc(FERRY_STAT_SOCKMAP_BUSY);
+		return SK_PASS;
+	}
 	if (msg->family == AF_INET6) {
 		lip6[0] = msg->local_ip6[0];
 		lip6[1] = msg->local_ip6[1];
@@ -184,7 +189,7 @@ int ferry_sm_msg(struct sk_msg_md *msg)
 		stat_inc(FERRY_STAT_SOCKMAP_MISS);
 		return SK_PASS;
 	}
-	err = sm_read_sides(msg, *paddr, &peer, &s);
+	err = sm_read_sides(me, *paddr, &peer, &s);
 	if (!err)
 		err = sm_may_redirect(&s, cfg->sndbuf_max);
 	if (err) {

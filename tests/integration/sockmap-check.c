@@ -51,6 +51,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <bpf/bpf.h>
 
 #include "maps.h"
@@ -67,6 +68,9 @@ struct opts {
 	int	port;
 	int	cport;		/* port the client connects to (default port) */
 	const char *snetns;
+	const char *cnetns;
+	bool	strict;		/* an EAGAIN from a blocking socket fails the case */
+	const char *ready;	/* rr: create this file after 1000 round trips */
 	const char *scgroup;
 	const char *pin;
 	const char *expect;	/* fast | slow | any */
@@ -442,6 +446,8 @@ static int connect_to(int port)
 	if (!addr || (O.mapped && !O.caddr))
 		addr = fam == AF_INET ? "127.0.0.1" : "::1";
 	fd = socket(fam, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		FAILF("socket: %s", strerror(errno));
 	if (parse_sa(addr, O.cport ? O.cport : port, fam, &ss, &len))
 		FAILF("bad client address %s", addr);
 	set_timeouts(fd);
@@ -1219,6 +1225,8 @@ static int cli_rr(int fd)
 			FAILF("response %ld: %s", i, strerror(errno));
 		if (verify(a, (uint64_t)i << 20, n, SEED_S2C) >= 0)
 			FAILF("response %ld corrupt", i);
+		if (i == 1000 && O.ready)
+			close(open(O.ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
 	}
 	free(q);
 	free(a);
@@ -1264,8 +1272,11 @@ static void raise_nofile(int n)
 
 	getrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < (rlim_t)n) {
-		rl.rlim_cur = rl.rlim_max < (rlim_t)n ? rl.rlim_max : (rlim_t)n;
-		setrlimit(RLIMIT_NOFILE, &rl);
+		rl.rlim_cur = n;
+		if (rl.rlim_max < (rlim_t)n)
+			rl.rlim_max = n;	/* root may raise the hard limit */
+		if (setrlimit(RLIMIT_NOFILE, &rl))
+			fprintf(stderr, "sockmap-check: RLIMIT_NOFILE %d: %s\n", n, strerror(errno));
 	}
 }
 
@@ -1343,37 +1354,44 @@ static int conc_server(struct conc_srv *cs)
 	return 0;
 }
 
-static void *conc_srv_thread(void *a)
-{
-	struct conc_srv *cs = a;
-
-	cs->rc = conc_server(cs);
-	if (cs->rc)
-		snprintf(cs->err, sizeof(cs->err), "%s", errbuf);
-	return NULL;
-}
-
+/* The server runs in a child process: 10,000 connections need 20,000
+ * descriptors, more than one process may have here. */
 static int run_conc(void)
 {
 	struct conc_srv cs = { .n = O.conns };
 	struct cconn *c = calloc(O.conns, sizeof(*c));
 	struct epoll_event ev, evs[256];
-	int port, ep = epoll_create1(EPOLL_CLOEXEC), fin = 0, i, n, rc = 0;
-	pthread_t t;
+	int port, ep, fin = 0, i, n, rc = 0, pp[2], st;
+	char srv_err[512] = "";
+	pid_t pid;
 
-	raise_nofile(2 * O.conns + 64);
-	if (!c || ep < 0)
+	raise_nofile(O.conns + 64);
+	if (!c || pipe2(pp, O_CLOEXEC))
 		FAILF("setup: %s", strerror(errno));
 	cs.lfd = make_listener(&port);
 	if (cs.lfd < 0)
 		return -1;
-	pthread_create(&t, NULL, conc_srv_thread, &cs);
+	pid = fork();
+	if (pid < 0)
+		FAILF("fork: %s", strerror(errno));
+	if (pid == 0) {
+		close(pp[0]);
+		rc = conc_server(&cs);
+		if (rc && write(pp[1], errbuf, strlen(errbuf)) < 0)
+			_exit(1);
+		_exit(rc ? 1 : 0);
+	}
+	close(pp[1]);
+	close(cs.lfd);
+	ep = epoll_create1(EPOLL_CLOEXEC);
 	/* connect everything first: all O.conns are open at once */
 	for (i = 0; i < O.conns; i++) {
 		c[i].fd = connect_to(port);
 		if (c[i].fd < 0) {
+			size_t l = strlen(errbuf);
+
 			rc = -1;
-			snprintf(errbuf + strlen(errbuf), 64, " (connection %d)", i);
+			snprintf(errbuf + l, sizeof(errbuf) - l, " (connection %d)", i);
 			break;
 		}
 		c[i].id = i;
@@ -1426,13 +1444,15 @@ static int run_conc(void)
 		if (c[i].fd > 0)
 			close(c[i].fd);
 	if (rc)
-		shutdown(cs.lfd, SHUT_RDWR);
-	pthread_join(t, NULL);
-	close(cs.lfd);
+		kill(pid, SIGTERM);
+	n = read(pp[0], srv_err, sizeof(srv_err) - 1);
+	srv_err[n > 0 ? n : 0] = 0;
+	waitpid(pid, &st, 0);
+	close(pp[0]);
 	close(ep);
 	free(c);
-	if (!rc && cs.rc) {
-		snprintf(errbuf, sizeof(errbuf), "server: %.400s", cs.err);
+	if (!rc && (!WIFEXITED(st) || WEXITSTATUS(st))) {
+		snprintf(errbuf, sizeof(errbuf), "server: %.400s", srv_err[0] ? srv_err : "died");
 		rc = -1;
 	}
 	return rc;
@@ -1526,16 +1546,26 @@ static int run_perf_rr(void)
 }
 
 static uint64_t stream_rx_ns;
+static __u32 stream_max_queued;	/* the reader's sk_rmem_alloc, sampled */
 
 static int sink_side(int fd)
 {
 	size_t bufsz = O.size > 256 * 1024 ? O.size : 256 * 1024;
 	uint8_t *buf = malloc(bufsz);
-	uint64_t got = 0;
+	uint64_t got = 0, reads = 0;
 	ssize_t n;
 
-	while ((n = recv(fd, buf, bufsz, 0)) > 0)
+	while ((n = recv(fd, buf, bufsz, 0)) > 0) {
 		got += n;
+		if (!O.unix_ && !(++reads & 63)) {
+			__u32 mi[SK_MEMINFO_VARS];
+			socklen_t l = sizeof(mi);
+
+			if (!getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &l) &&
+			    mi[SK_MEMINFO_RMEM_ALLOC] > stream_max_queued)
+				stream_max_queued = mi[SK_MEMINFO_RMEM_ALLOC];
+		}
+	}
 	stream_rx_ns = now_ns();
 	free(buf);
 	if (got != O.bytes)
@@ -1574,9 +1604,9 @@ static int run_perf_stream(void)
 	close(sfd);
 	if (s.rc)
 		FAILF("%s", s.err);
-	printf("stream size=%zu bytes=%llu MBps=%.0f redirect_bytes=%llu pressure=%llu busy=%llu\n",
+	printf("stream size=%zu bytes=%llu MBps=%.0f max_queued=%u redirect_bytes=%llu pressure=%llu busy=%llu\n",
 	       O.size, (unsigned long long)O.bytes,
-	       O.bytes / ((stream_rx_ns - t0) / 1e9) / 1e6,
+	       O.bytes / ((stream_rx_ns - t0) / 1e9) / 1e6, stream_max_queued,
 	       (unsigned long long)(b.bytes - a.bytes), (unsigned long long)(b.pressure - a.pressure),
 	       (unsigned long long)(b.busy - a.busy));
 	free(buf);
@@ -1638,7 +1668,8 @@ static void usage(FILE *f)
 	size_t i;
 
 	fprintf(f, "usage: sockmap-check [-4|-6|--mapped] [--server ADDR] [--connect ADDR] [--port N]\n"
-		   "         [--connect-port N] [--server-netns NAME] [--server-cgroup DIR]\n"
+		   "         [--connect-port N] [--server-netns NAME] [--client-netns NAME]\n"
+		   "         [--server-cgroup DIR] [--strict] [--ready-file PATH]\n"
 		   "         [--pin DIR --expect fast|slow|any] [--bytes N] [--size N] [--iters N]\n"
 		   "         [--conns N] [--unix] [--watchdog S] CASE\ncases:\n");
 	for (i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++)
@@ -1674,6 +1705,12 @@ int main(int argc, char **argv)
 			O.cport = atoi(v);
 		else if (ARG("--server-netns"))
 			O.snetns = v;
+		else if (ARG("--client-netns"))
+			O.cnetns = v;
+		else if (!strcmp(argv[i], "--strict"))
+			O.strict = true;
+		else if (ARG("--ready-file"))
+			O.ready = v;
 		else if (ARG("--server-cgroup"))
 			O.scgroup = v;
 		else if (ARG("--pin"))
@@ -1707,6 +1744,18 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (O.cnetns) {	/* setns, not `ip netns exec`: keeps /sys/fs/bpf */
+		char p[256];
+		int nsfd;
+
+		snprintf(p, sizeof(p), "/run/netns/%s", O.cnetns);
+		nsfd = open(p, O_RDONLY | O_CLOEXEC);
+		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET)) {
+			fprintf(stderr, "sockmap-check: netns %s: %s\n", O.cnetns, strerror(errno));
+			return 1;
+		}
+		close(nsfd);
+	}
 	signal(SIGALRM, on_alarm);
 	alarm(O.watchdog);
 	if (stats_read(&a))
@@ -1728,6 +1777,10 @@ int main(int argc, char **argv)
 			       O.cs, slow_written, slow_limit);
 			return 1;
 		}
+	}
+	if (O.strict && spurious_eagain) {
+		printf("sockmap-check %s: %ld EAGAIN from blocking sockets\n", O.cs, spurious_eagain);
+		return 1;
 	}
 	if (O.pin) {
 		printf("stats redirect=%llu bytes=%llu miss=%llu busy=%llu pressure=%llu add=%llu "

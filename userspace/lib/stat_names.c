@@ -39,12 +39,18 @@ const struct stat_desc ferry_stat_descs[FERRY_STAT_MAX] = {
 	  "Ejections held back because the service already had max_ejection_percent of its backends ejected."),
 	S(SOCKMAP_REDIRECT, "sockmap_redirect", "ferry_sockmap_redirects_total", "",
 	  "Messages redirected socket-to-socket by sk_msg (local fast path)."),
-	S(SOCKMAP_MISS, "sockmap_miss", "ferry_sockmap_fallbacks_total", "",
-	  "Messages that took the normal stack because the peer socket was not in the sockhash."),
+	S(SOCKMAP_MISS, "sockmap_miss", "ferry_sockmap_fallbacks_total", "reason=\"no_peer\"",
+	  "Messages of registered sockets that took TCP, by reason: no_peer (peer not registered), tcp_used (this direction already used TCP, so order keeps it there), backpressure (the peer has queued what TCP would buffer)."),
 	S(SOCKMAP_ADD, "sockmap_add", "ferry_sockmap_sockets_added_total", "",
 	  "Sockets registered in the sockhash."),
 	S(SOCKMAP_SKIP, "sockmap_skip", "ferry_sockmap_sockets_skipped_total", "",
 	  "Sockets not registered in the sockhash because policy excluded them."),
+	S(SOCKMAP_ADD_FAIL, "sockmap_add_fail", "ferry_sockmap_sockets_add_failed_total", "",
+	  "Sockets of a local pair that could not be registered (sockhash full, or the tuple taken in another netns)."),
+	S(SOCKMAP_BUSY, "sockmap_busy", "ferry_sockmap_fallbacks_total", "reason=\"tcp_used\"", NULL),
+	S(SOCKMAP_PRESSURE, "sockmap_pressure", "ferry_sockmap_fallbacks_total", "reason=\"backpressure\"", NULL),
+	S(SOCKMAP_BYTES, "sockmap_bytes", "ferry_sockmap_redirected_bytes_total", "",
+	  "Bytes redirected socket-to-socket by sk_msg."),
 };
 
 #define X(slot, name, family, labels, help) \
