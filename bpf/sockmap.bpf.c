@@ -36,6 +36,18 @@ static __always_inline int sm_ops_key(struct bpf_sock_ops *skops, struct ferry_s
 			    bpf_get_netns_cookie(skops));
 }
 
+/* Whether the socket at addr still owns key k: open, with k's ports. An
+ * entry whose socket closed without our STATE_CB (a program that cleared
+ * the callback flags) must not keep a reused tuple from registering. */
+static __always_inline bool sm_addr_owns(__u64 addr, const struct ferry_sm_key *k)
+{
+	struct tcp_sock *tp = bpf_rdonly_cast((void *)addr, bpf_core_type_id_kernel(struct tcp_sock));
+
+	return tp->inet_conn.icsk_inet.sk.__sk_common.skc_state != SM_TCP_CLOSE &&
+	       tp->inet_conn.icsk_inet.sk.__sk_common.skc_num == k->lport &&
+	       tp->inet_conn.icsk_inet.sk.__sk_common.skc_dport == bpf_htons(k->rport);
+}
+
 /* Server side, SYN received on a managed listener: remember the handshake
  * so the client knows its peer is a managed local socket. */
 static __always_inline void sm_syn_seen(struct bpf_sock_ops *skops)
@@ -75,8 +87,13 @@ static __always_inline void sm_register(struct bpf_sock_ops *skops, bool active)
 	 * namespace with the same addresses; never take its place. */
 	addr = (__u64)sk;
 	if (bpf_map_update_elem(&ferry_smsk_v1, &k, &addr, BPF_NOEXIST)) {
-		stat_inc(FERRY_STAT_SOCKMAP_ADD_FAIL);
-		return;
+		__u64 *old = bpf_map_lookup_elem(&ferry_smsk_v1, &k);
+
+		if (!old || sm_addr_owns(*old, &k) ||
+		    bpf_map_update_elem(&ferry_smsk_v1, &k, &addr, BPF_EXIST)) {
+			stat_inc(FERRY_STAT_SOCKMAP_ADD_FAIL);
+			return;
+		}
 	}
 	if (bpf_sock_hash_update(skops, &ferry_smap_v1, &k, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&ferry_smsk_v1, &k);
