@@ -21,7 +21,7 @@
  *      with an outer source whose host bits come from the flow hash, and sent
  *      with XDP_TX, or XDP_REDIRECT when the route leaves by another device.
  *      The next hop comes from bpf_fib_lookup, cached per backend and CPU for
- *      FERRY_XNH_TTL_NS; the configured gateway MAC is the fallback.
+ *      a quarter second; the configured gateway MAC is the fallback.
  *
  * ICMP: echo and other informational messages pass (the node answers or
  * not, as for any address). An error (destination unreachable incl. "frag
@@ -41,8 +41,13 @@
 #include "lib/xdp_maps.bpf.h"
 #include "lib/xdp_parse.bpf.h"
 
-/* How long a resolved next hop is trusted before bpf_fib_lookup again. */
-#define FERRY_XNH_TTL_NS	(250ULL * 1000 * 1000)
+/*
+ * How long a resolved next hop is trusted before bpf_fib_lookup again: a
+ * quarter second, in jiffies (bpf_jiffies64 costs a fraction of a clock
+ * read per packet). Without the kernel config, 250 ticks: 0.25 to 2.5 s.
+ */
+extern unsigned int CONFIG_HZ __kconfig __weak;
+#define FERRY_XNH_TTL_JIFFIES	(CONFIG_HZ ? CONFIG_HZ / 4 : 250)
 #define FERRY_XNH_SLOTS		4096	/* per CPU, direct-mapped by backend id */
 #define XDP_DEF_MTU		1500
 /* Bytes of the offending packet quoted in a generated ICMP error. */
@@ -103,7 +108,7 @@ struct {
 struct xnh {
 	__u32	backend_id;	/* tag: 0 = empty */
 	__u32	ifindex;	/* egress device; 0 = gateway out of the ingress device */
-	__u64	expires_ns;	/* bpf_ktime_get_coarse_ns() */
+	__u64	expires;	/* bpf_jiffies64() */
 	__u32	addr[4];	/* backend address: outer destination */
 	__u8	dmac[6];
 	__u8	smac[6];
@@ -421,7 +426,7 @@ static __always_inline struct xnh *nh_cached(__u32 be_id, __u64 now)
 	__u32 slot = be_id & (FERRY_XNH_SLOTS - 1);
 	struct xnh *nh = bpf_map_lookup_elem(&ferry_xnh, &slot);
 
-	if (nh && nh->backend_id == be_id && now < nh->expires_ns)
+	if (nh && nh->backend_id == be_id && now < nh->expires)
 		return nh;
 	return NULL;
 }
@@ -478,7 +483,7 @@ static __noinline struct xnh *nh_resolve(struct xdp_md *ctx, const struct ferry_
 	nh->backend_id = be_id;
 	nh->family = be->family;
 	__builtin_memcpy(nh->addr, be->addr, 16);
-	nh->expires_ns = bpf_ktime_get_coarse_ns() + FERRY_XNH_TTL_NS;
+	nh->expires = bpf_jiffies64() + FERRY_XNH_TTL_JIFFIES;
 	*why = NH_OK;
 	return nh;
 }
@@ -726,7 +731,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	const struct ferry_xcfg *cfg;
 	struct ferry_svc *svc;
 	struct xnh *nh = NULL;
-	__u32 zero = 0, be_id = 0, hash, olen;
+	__u32 zero = 0, be_id = 0, hash = 0, olen;
 	__u64 now;
 	int ret, why = NH_OK;
 
@@ -744,12 +749,12 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	if (ret != XP_CONTINUE)
 		return ret;
 
-	hash = ferry_xflow_hash(&p->key);
-	now = bpf_ktime_get_coarse_ns();
+	now = bpf_jiffies64();
 	if (!p->syn) {
 		fl = bpf_map_lookup_elem(&ferry_xflow_v1, &p->key);
 		if (fl && fl->svc_id == svc->id && fl->backend_id) {
 			be_id = fl->backend_id;
+			hash = fl->hash;
 			xstat_inc(FERRY_XSTAT_LRU_HIT);
 		}
 	}
@@ -761,6 +766,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 			be_id = 0;	/* the flow's backend is gone: choose again */
 	}
 	if (!be_id) {
+		hash = ferry_xflow_hash(&p->key);
 		be_id = ferry_ring_pick(svc->id, cfg->ring_size, hash);
 		if (be_id == RING_NONE)
 			return xpass(FERRY_XSTAT_PASS_NO_RING);
@@ -768,7 +774,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 			return xdrop(FERRY_XSTAT_DROP_NO_BACKEND);
 		xstat_inc(p->syn ? FERRY_XSTAT_SYN_NEW : FERRY_XSTAT_LRU_MISS);
 		if (!p->icmp) {
-			struct ferry_xflow v = { .backend_id = be_id, .svc_id = svc->id };
+			struct ferry_xflow v = { .backend_id = be_id, .svc_id = svc->id, .hash = hash };
 
 			if (fl)
 				*fl = v;

@@ -71,6 +71,8 @@ struct ferry_xflow_key {
 struct ferry_xflow {
 	__u32	backend_id;
 	__u32	svc_id;
+	__u32	hash;		/* ferry_xflow_hash() of the key: not recomputed on a hit */
+	__u32	pad;
 };
 
 /* Per-CPU packet and byte counters (per VIP, per backend). */
