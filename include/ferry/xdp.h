@@ -124,12 +124,12 @@ enum ferry_xstat {
  * agree on which ring entry a flow lands on: murmur3's 32-bit mixing over
  * (client, VIP, ports, protocol). Pure arithmetic on __u32, no loops.
  */
-static inline __u32 ferry_rotl32(__u32 x, int r)
+static inline __attribute__((always_inline)) __u32 ferry_rotl32(__u32 x, int r)
 {
 	return (x << r) | (x >> (32 - r));
 }
 
-static inline __u32 ferry_hmix(__u32 h, __u32 k)
+static inline __attribute__((always_inline)) __u32 ferry_hmix(__u32 h, __u32 k)
 {
 	k *= 0xcc9e2d51;
 	k = ferry_rotl32(k, 15);
@@ -139,7 +139,7 @@ static inline __u32 ferry_hmix(__u32 h, __u32 k)
 	return h * 5 + 0xe6546b64;
 }
 
-static inline __u32 ferry_hfinal(__u32 h)
+static inline __attribute__((always_inline)) __u32 ferry_hfinal(__u32 h)
 {
 	h ^= h >> 16;
 	h *= 0x85ebca6b;
@@ -149,7 +149,7 @@ static inline __u32 ferry_hfinal(__u32 h)
 	return h;
 }
 
-static inline __u32 ferry_xflow_hash(const struct ferry_xflow_key *k)
+static inline __attribute__((always_inline)) __u32 ferry_xflow_hash(const struct ferry_xflow_key *k)
 {
 	__u32 h = 0x6665726bU;	/* "ferk" */
 
@@ -166,7 +166,7 @@ static inline __u32 ferry_xflow_hash(const struct ferry_xflow_key *k)
 }
 
 /* Ring entry of a hash: hash * m / 2^32 (no division, uniform over 0..m-1). */
-static inline __u32 ferry_ring_index(__u32 hash, __u32 m)
+static inline __attribute__((always_inline)) __u32 ferry_ring_index(__u32 hash, __u32 m)
 {
 	return (__u32)(((__u64)hash * m) >> 32);
 }
