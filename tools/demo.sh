@@ -26,7 +26,8 @@ wait_for 200 grep -q ready "$TMP/serve.out" || { echo "backends did not start"; 
 wait_for 200 grep -q ready "$TMP/serve-udp.out" || { echo "udp backends did not start"; exit 1; }
 
 say "ferryd: loading, pinning in $PIN, attaching to $CG"
-ferryd_start "$REG" || exit 1
+MPORT=$((20000 + RANDOM % 20000))
+ferryd_start "$REG" --metrics-addr "127.0.0.1:$MPORT" || exit 1
 sed 's/^/  /' "$TMP/ferryd.log"
 
 say "ferryctl service list"
@@ -43,6 +44,9 @@ say "drain 192.0.2.11:8080 with ferryctl; new connections avoid it"
 "${CTL[@]}" backend set 198.51.100.10:80 192.0.2.11:8080 --state draining
 in_client "$T" connect 198.51.100.10:80 -n 60 | sed 's/^/  /'
 "${CTL[@]}" service show 198.51.100.10:80
+
+say "Prometheus metrics (curl 127.0.0.1:$MPORT/metrics, a few families)"
+curl -s "http://127.0.0.1:$MPORT/metrics" | grep -E '^ferry_(service_connections_opened_total|sock_lb_connect_total|registry_syncs_total|ready)' | head -n 12 | sed 's/^/  /'
 
 say "ferryctl status"
 "${CTL[@]}" status

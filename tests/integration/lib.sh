@@ -127,7 +127,7 @@ ferryd_synced() {	# the status map says the last sync succeeded (by $FERRYD_PID 
 
 ferryd_start() {	# registry, extra args
 	local reg=$1; shift
-	"$B/ferryd" --registry "$reg" --bpffs "$PIN" --cgroup "$CG" "$@" >"$TMP/ferryd.log" 2>&1 &
+	"$B/ferryd" --registry "$reg" --bpffs "$PIN" --cgroup "$CG" --metrics-addr off "$@" >"$TMP/ferryd.log" 2>&1 &
 	FERRYD_PID=$!
 	wait_for 200 ferryd_synced || { echo "ferryd did not sync:"; cat "$TMP/ferryd.log"; return 1; }
 }
