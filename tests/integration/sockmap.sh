@@ -138,10 +138,12 @@ live restart
 ferryd_once
 wait "$LIVE_PID"
 check "sockmap: a connection in flight survives a ferryd restart" test $? -eq 0
-grep -v '^stats' "$LIVE_OUT"
+grep -v '^stats' "$LIVE_OUT" || true
 live teardown
 "$B/ferryctl" --bpffs "$PIN" teardown >/dev/null 2>&1
 check "sockmap: teardown removed the sk_msg link" test ! -e "$PIN/links/sockmap_msg"
 wait "$LIVE_PID"
 check "sockmap: a connection in flight survives ferryctl teardown" test $? -eq 0
-grep -v '^stats' "$LIVE_OUT"
+grep -v '^stats' "$LIVE_OUT" || true
+
+exit 0	# verdicts are the PASS/FAIL lines
