@@ -140,7 +140,7 @@ synced_ok() {	# pin dir
 start_ferryd() {	# netns, pin, cgroup, log, args...
 	local ns=$1 pin=$2 cg=$3 log=$4; shift 4
 	# nsenter, not ip netns exec: that one remounts /sys, hiding bpffs and cgroup2.
-	nsenter --net="/run/netns/$ns" "$B/ferryd" --bpffs "$pin" --cgroup "$cg" --resync 0 "$@" >"$log" 2>&1 &
+	nsenter --net="/run/netns/$ns" "$B/ferryd" --bpffs "$pin" --cgroup "$cg" --resync 0 --metrics-addr off "$@" >"$log" 2>&1 &
 	D_PIDS+=($!)
 	wait_for 600 synced_ok "$pin" || { echo "ferryd in $ns did not sync:"; cat "$log"; return 1; }
 }
