@@ -141,7 +141,7 @@ static void registry_full_document(void **state)
 		"  \"services\": [\n"
 		"    {\n"
 		"      \"name\": \"ns/dns\", \"vip\": \"2001:db8:ffff::53\", \"port\": 53,\n"
-		"      \"protocol\": \"udp\", \"lb\": \"maglev\", \"xdp\": true,\n"
+		"      \"protocol\": \"udp\", \"lb\": \"maglev\", \"xdp\": false,\n"
 		"      \"circuit\": { \"consecutive_failures\": 3, \"base_ejection_ms\": 1000,\n"
 		"                   \"max_ejection_ms\": 2000, \"max_ejection_percent\": 20,\n"
 		"                   \"half_open_probes\": 2, \"max_connections\": 100 },\n"
@@ -156,7 +156,7 @@ static void registry_full_document(void **state)
 		"    { \"name\": \"empty\", \"vip\": \"198.51.100.10\", \"port\": 80, \"lb\": \"least_conn\" },\n"
 		"    { \"name\": \"same-vip-udp\", \"vip\": \"198.51.100.10\", \"port\": 80, \"protocol\": \"udp\",\n"
 		"      \"lb\": \"weighted\", \"backends\": [] },\n"
-		"    { \"name\": \"same-vip-other-port\", \"vip\": \"198.51.100.10\", \"port\": 81, \"lb\": \"random\",\n"
+		"    { \"name\": \"same-vip-other-port\", \"vip\": \"198.51.100.10\", \"port\": 81, \"lb\": \"random\", \"xdp\": true,\n"
 		"      \"health\": { \"type\": \"tcp\" } }\n"
 		"  ]\n"
 		"}\n";
@@ -178,7 +178,7 @@ static void registry_full_document(void **state)
 	assert_int_equal(s->key.port, htons(53));
 	assert_int_equal(s->key.proto, IPPROTO_UDP);
 	assert_int_equal(s->lb, FERRY_LB_MAGLEV);
-	assert_true(s->xdp);
+	assert_false(s->xdp);
 	assert_int_equal(s->circuit.consecutive_failures, 3);
 	assert_int_equal(s->circuit.base_ejection_ms, 1000);
 	assert_int_equal(s->circuit.max_ejection_ms, 2000);
@@ -208,6 +208,7 @@ static void registry_full_document(void **state)
 	assert_int_equal(s->nbackends, 0);
 	s = &r.svcs[3];
 	assert_int_equal(s->lb, FERRY_LB_RANDOM);
+	assert_true(s->xdp);
 	/* health defaults */
 	assert_int_equal(s->health.type, HEALTH_TCP);
 	assert_string_equal(s->health.path, "/healthz");
@@ -348,6 +349,24 @@ static void registry_family_mismatch(void **state)
 		     "  {\"name\": \"v4\", \"vip\": \"198.51.100.10\", \"port\": 80,\n"
 		     "   \"backends\": [{\"ip\": \"2001:db8::11\", \"port\": 8080}]}\n"
 		     "]}\n", "\"2001:db8::11\"", "is IPv6 but the VIP is IPv4");
+}
+
+/* XDP forwards by direct server return: the backend port must be the VIP's. */
+static void registry_xdp_port_translation(void **state)
+{
+	struct registry r;
+	char err[FERRY_ERR_LEN];
+
+	(void)state;
+	expect_error("{\"services\": [\n"
+		     "  {\"name\": \"x\", \"vip\": \"198.51.100.10\", \"port\": 80, \"xdp\": true,\n"
+		     "   \"backends\": [{\"ip\": \"192.0.2.11\", \"port\": 8080}]}\n"
+		     "]}\n", "8080", "cannot translate ports");
+	assert_int_equal(parse("{\"services\": [{\"name\": \"x\", \"vip\": \"198.51.100.10\", \"port\": 80,"
+			       " \"xdp\": true, \"backends\": [{\"ip\": \"192.0.2.11\", \"port\": 80}]}]}",
+			       &lim, &r, err, sizeof(err)), 0);
+	assert_true(r.svcs[0].xdp);
+	registry_free(&r);
 }
 
 static void registry_duplicate_vip(void **state)
@@ -635,6 +654,7 @@ int main(void)
 		cmocka_unit_test(registry_unknown_key),
 		cmocka_unit_test(registry_bad_address),
 		cmocka_unit_test(registry_family_mismatch),
+		cmocka_unit_test(registry_xdp_port_translation),
 		cmocka_unit_test(registry_duplicate_vip),
 		cmocka_unit_test(registry_duplicate_backend),
 		cmocka_unit_test(registry_bad_port),

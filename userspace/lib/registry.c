@@ -269,6 +269,12 @@ static int parse_backend(struct pctx *c, const struct jp_value *o, const struct 
 	if ((err = get_uint(c, o, "backend", "port", 1, 65535, 0, &n)))
 		return err;
 	b->port = n;
+	/* XDP forwards by direct server return: no port translation. */
+	if (s->xdp && b->port != ntohs(s->key.port)) {
+		v = jp_get(o, "port");
+		return perr(c, v->line, v->col, "backend \"port\": %u differs from the VIP port %u, but an xdp service "
+			    "forwards with direct server return and cannot translate ports", b->port, ntohs(s->key.port));
+	}
 	if ((err = get_uint(c, o, "backend", "weight", 0, FERRY_MAX_WEIGHT, 1, &n)))
 		return err;
 	b->weight = n;
