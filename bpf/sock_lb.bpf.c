@@ -117,6 +117,7 @@ static __always_inline int sock_lb_pick(struct bpf_sock_addr *ctx,
 					struct ferry_backend *out, __u32 *out_id)
 {
 	bool tcp = connect && k->proto == IPPROTO_TCP && !cfg_no_circuit;
+	struct ferry_sk_conn *conn = NULL;
 	struct ferry_backend *be;
 	struct ferry_svc *svc;
 	struct pick p = {};
@@ -128,11 +129,14 @@ static __always_inline int sock_lb_pick(struct bpf_sock_addr *ctx,
 		return -FERRY_ENOENT;
 	if (!svc->count)
 		return -FERRY_ENODATA;
-	if (tcp)
-		again = (p.id = conn_current(ctx->sk)) != 0;
+	if (tcp) {
+		conn = conn_get(bpf_get_socket_cookie(ctx));
+		again = (p.id = conn_current(conn)) != 0;
+	}
 	if (!again) {
+		/* Untrackable socket: balanced, but nothing reserved for it. */
 		err = select_backend(svc, svc->lb == FERRY_LB_MAGLEV ? flow_hash(ctx, k) : 0,
-				     tcp, &p);
+				     conn != NULL, &p);
 		if (err)
 			return err;
 	}
@@ -146,12 +150,10 @@ static __always_inline int sock_lb_pick(struct bpf_sock_addr *ctx,
 	}
 	if (again)
 		goto out;
-	if (!tcp) {
-		if (connect)
-			circuit_opened(p.id);
-	} else if (p.tracked && conn_track(ctx->sk, k, p.id, p.probe, p.now)) {
-		circuit_unreserve(p.id, p.probe);
-	}
+	if (conn && p.tracked)
+		conn_track(conn, k, p.id, p.probe, p.now);
+	else if (connect)
+		circuit_opened(p.id);
 out:
 	*out = *be;
 	*out_id = p.id;

@@ -3,8 +3,8 @@
  * Per-backend connection accounting and the circuit breaker's inputs.
  *
  * The connect hooks (sock_lb.bpf.c) reserve a slot on the chosen backend
- * and tag the socket in socket storage. This sockops program, on the same
- * cgroup, follows each tagged socket:
+ * and record the socket in ferry_conn_v1 (by cookie). This sockops program,
+ * on the same cgroup, follows each recorded socket:
  *
  *   TCP_CONNECT_CB          SYN leaves: ask for state and RTO callbacks
  *   ACTIVE_ESTABLISHED_CB   handshake done: success (closes a half-open
@@ -18,11 +18,15 @@
  *                           backend's fault, only the slot is given back;
  *                           from an established state: the connection ends
  *
- * cgroup/sock_release gives back the slot of a socket whose SYN never left
- * (connect failed locally, e.g. no free port) when it is closed.
+ * cgroup/sock_release runs when the application closes the socket: what is
+ * still counted ends there (an established connection: the application is
+ * done with it; a connect it gave up on; a slot whose SYN never left because
+ * connect failed locally, e.g. no free port), and the record goes. So
+ * "active" counts connections from connect() until TCP_CLOSE or close(),
+ * whichever comes first.
  *
- * Sockets without storage (not a connect to a VIP, server sockets) cost one
- * storage lookup on TCP_CONNECT_CB and nothing else: no callbacks are
+ * Sockets without a record (not a connect to a VIP, server sockets) cost
+ * one map lookup on TCP_CONNECT_CB and nothing else: no callbacks are
  * enabled for them. Callback flags are OR-ed in, never replaced, so another
  * sockops program on the cgroup keeps the ones it asked for.
  */
@@ -36,11 +40,9 @@ const volatile __u32 cfg_syn_timeout_rtos = 2;
 
 static __always_inline struct ferry_sk_conn *sockops_conn(struct bpf_sock_ops *skops)
 {
-	struct bpf_sock *sk = skops->sk;
+	__u64 cookie = bpf_get_socket_cookie(skops);
 
-	if (!sk)
-		return NULL;
-	return bpf_sk_storage_get(&ferry_sk_v1, sk, 0, 0);
+	return bpf_map_lookup_elem(&ferry_conn_v1, &cookie);
 }
 
 /* sk_err of a full TCP socket: why its handshake ended. */
@@ -64,7 +66,8 @@ int ferry_sockops(struct bpf_sock_ops *skops)
 	__u32 op = skops->op;
 
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_STATE_CB && op != BPF_SOCK_OPS_RTO_CB)
+	    op != BPF_SOCK_OPS_RTO_CB &&
+	    (op != BPF_SOCK_OPS_STATE_CB || skops->args[1] != BPF_TCP_CLOSE))
 		return 1;
 	conn = sockops_conn(skops);
 	if (!conn)
@@ -85,11 +88,13 @@ int ferry_sockops(struct bpf_sock_ops *skops)
 		    skops->args[0] + 1 >= cfg_syn_timeout_rtos)
 			conn_syn_timeout(conn, bpf_ktime_get_ns());
 		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] != BPF_TCP_CLOSE)
-			break;
-		conn_closed(conn, skops->args[0] == BPF_TCP_SYN_SENT ? sockops_sk_err(skops) : 0,
-			    skops->bytes_acked, skops->bytes_received, bpf_ktime_get_ns());
+	case BPF_SOCK_OPS_STATE_CB:	/* to TCP_CLOSE */
+		if (conn_tcp_closed(conn, skops->args[0] == BPF_TCP_SYN_SENT ? sockops_sk_err(skops) : 0,
+				    skops->bytes_acked, skops->bytes_received, bpf_ktime_get_ns())) {
+			__u64 cookie = bpf_get_socket_cookie(skops);
+
+			bpf_map_delete_elem(&ferry_conn_v1, &cookie);
+		}
 		break;
 	}
 	return 1;
@@ -98,11 +103,12 @@ int ferry_sockops(struct bpf_sock_ops *skops)
 SEC("cgroup/sock_release")
 int ferry_sock_release(struct bpf_sock *sk)
 {
+	__u64 cookie = bpf_get_socket_cookie(sk);
 	struct ferry_sk_conn *conn;
 
-	conn = bpf_sk_storage_get(&ferry_sk_v1, sk, 0, 0);
-	if (conn && conn->phase == FERRY_CONN_RESERVED)
-		conn_closed(conn, 0, 0, 0, bpf_ktime_get_ns());
+	conn = bpf_map_lookup_elem(&ferry_conn_v1, &cookie);
+	if (conn && conn_released(conn, bpf_ktime_get_ns()))
+		bpf_map_delete_elem(&ferry_conn_v1, &cookie);
 	return 1;
 }
 

@@ -1,13 +1,19 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Circuit breaker glue between the maps and the state machine in
- * circuit_sm.h. The connect hooks ask circuit_check() while scanning, then
- * circuit_reserve() the chosen backend and remember the socket in socket
- * storage (ferry_sk_v1); the sockops program reports the handshake's outcome
+ * circuit_sm.h. The connect hooks check backends while scanning, then
+ * circuit_reserve() the chosen one and remember the socket in ferry_conn_v1
+ * (by socket cookie); the sockops program reports the handshake's outcome
  * and the connection's end through the conn_*() workers below, and
- * cgroup/sock_release gives back a reservation whose SYN never left (a
- * local failure such as no free port). Every counter moves exactly once per
- * socket: each step claims the socket's phase with a compare-and-swap.
+ * cgroup/sock_release ends whatever is still counted when the application
+ * closes the socket (an established connection, a connect it gave up on, a
+ * reservation whose SYN never left) and drops the record. Every counter
+ * moves exactly once per socket: each step claims the socket's phase with a
+ * compare-and-swap.
+ *
+ * A hash map rather than socket storage: creating socket storage (and
+ * freeing it through RCU) cost about 1 us per connect here, a map record a
+ * tenth of that (docs/benchmarks.md, "Circuit breaking").
  *
  * A missing map entry means "no history": the backend is CLOSED and the
  * connection proceeds untracked (fail open).
@@ -29,14 +35,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_svcej_v1 SEC(".maps");
 
-/* Per-socket tracking: which backend a socket's connect went to. */
+/* Per-socket tracking: socket cookie -> which backend its connect went to. */
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FERRY_DEF_MAX_REVNAT);
+	__type(key, __u64);
 	__type(value, struct ferry_sk_conn);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_sk_v1 SEC(".maps");
+} ferry_conn_v1 SEC(".maps");
 
 /* The kernel's counters for backend id, created zeroed on first use. */
 static __always_inline struct ferry_bestat *bestat_get(__u32 id)
@@ -60,14 +67,6 @@ static __always_inline void circuit_stats(__u32 ev)
 		stat_inc(FERRY_STAT_CIRCUIT_CLOSED);
 	if (ev & CB_EV_LIMITED)
 		stat_inc(FERRY_STAT_CIRCUIT_EJECT_LIMITED);
-}
-
-/* Selection: may backend id take a new connection (CB_OK / CB_DENY_*)? */
-static __always_inline int circuit_check(const struct ferry_svc *svc, __u32 id, __u64 now)
-{
-	struct ferry_bestat *st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
-
-	return cb_check(&svc->circuit, st, now);
 }
 
 /*
@@ -112,20 +111,29 @@ static __always_inline void circuit_opened(__u32 id)
 }
 
 /*
+ * The socket's tracking record, created empty on its first connect to a
+ * VIP: it says whether the socket is already connecting (conn_current) and
+ * takes the new reservation (conn_track). NULL: the socket cannot be
+ * tracked (map full): it is balanced, nothing is reserved.
+ */
+static __always_inline struct ferry_sk_conn *conn_get(__u64 cookie)
+{
+	struct ferry_sk_conn zero = {};
+
+	/* A socket's first connect is the common case: insert, then look up
+	 * (a second connect() on the socket finds its record: EEXIST). */
+	bpf_map_update_elem(&ferry_conn_v1, &cookie, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&ferry_conn_v1, &cookie);
+}
+
+/*
  * The backend a socket is already connecting or connected to, or 0. A
  * second connect() on such a socket (EALREADY/EISCONN polling) must not
  * count, nor move, anything.
  */
-static __always_inline __u32 conn_current(struct bpf_sock *sk)
+static __always_inline __u32 conn_current(const struct ferry_sk_conn *conn)
 {
-	struct ferry_sk_conn *conn;
-
-	if (!sk)
-		return 0;
-	conn = bpf_sk_storage_get(&ferry_sk_v1, sk, 0, 0);
-	if (!conn)
-		return 0;
-	if (conn->phase == FERRY_CONN_CONNECTING || conn->phase == FERRY_CONN_ESTABLISHED)
+	if (conn && (conn->phase == FERRY_CONN_CONNECTING || conn->phase == FERRY_CONN_ESTABLISHED))
 		return conn->backend_id;
 	return 0;
 }
@@ -136,12 +144,17 @@ static __always_inline bool conn_claim(struct ferry_sk_conn *conn, __u32 from, _
 	return __sync_val_compare_and_swap(&conn->phase, from, to) == from;
 }
 
+/* Flags change with atomic operations: sockops (softirq) and the release
+ * hook (process context) may touch one record at once. */
+static __always_inline __u32 conn_flag_set(struct ferry_sk_conn *conn, __u32 f)
+{
+	return __sync_fetch_and_or(&conn->flags, f);
+}
+
 static __always_inline void conn_drop_probe(struct ferry_sk_conn *conn, struct ferry_bestat *st)
 {
-	if (conn->flags & FERRY_CONN_F_PROBE) {
-		conn->flags &= ~FERRY_CONN_F_PROBE;
+	if (__sync_fetch_and_and(&conn->flags, ~FERRY_CONN_F_PROBE) & FERRY_CONN_F_PROBE)
 		cb_release_probe(st);
-	}
 }
 
 /* A reservation this socket held from an earlier connect() attempt. */
@@ -159,26 +172,18 @@ static __always_inline void conn_release_stale(struct ferry_sk_conn *conn)
 }
 
 /*
- * Remember that sk's connect() was reserved on backend id. 0, or -errno
- * when the socket cannot be tracked (the caller gives the slot back).
+ * Remember in the socket's record that its connect() was reserved on
+ * backend id.
  */
-static __always_inline int conn_track(struct bpf_sock *sk, const struct ferry_svc_key *k,
-				      __u32 id, bool probe, __u64 now)
+static __always_inline void conn_track(struct ferry_sk_conn *conn, const struct ferry_svc_key *k,
+				       __u32 id, bool probe, __u64 now)
 {
-	struct ferry_sk_conn *conn;
-
-	if (!sk)
-		return -FERRY_ENOENT;
-	conn = bpf_sk_storage_get(&ferry_sk_v1, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!conn)
-		return -FERRY_ENOENT;
 	conn_release_stale(conn);
 	conn->svc = *k;
 	conn->backend_id = id;
 	conn->flags = probe ? FERRY_CONN_F_PROBE : 0;
 	conn->start_ns = now;
 	conn->phase = FERRY_CONN_RESERVED;
-	return 0;
 }
 
 /* Backends of the service, other than self, whose circuit is not CLOSED. */
@@ -234,10 +239,14 @@ static __always_inline __u32 circuit_recount_retry(const struct ferry_svc *svc,
 	return cb_try_eject(&svc->circuit, st, now, &rt->ejected, svc->count);
 }
 
-/* sockops: the SYN is about to leave. Returns true when sk is ours. */
+/* sockops: the SYN is about to leave. Returns true when sk is ours (the
+ * caller then asks for state callbacks: TCP_CLOSE will come). */
 static __always_inline bool conn_syn_sent(struct ferry_sk_conn *conn)
 {
-	return conn_claim(conn, FERRY_CONN_RESERVED, FERRY_CONN_CONNECTING);
+	if (!conn_claim(conn, FERRY_CONN_RESERVED, FERRY_CONN_CONNECTING))
+		return false;
+	conn_flag_set(conn, FERRY_CONN_F_SYN);
+	return true;
 }
 
 /* sockops: the handshake completed. */
@@ -253,8 +262,8 @@ static __always_inline void conn_established(struct ferry_sk_conn *conn, __u64 n
 	st = bpf_map_lookup_elem(&ferry_bestat_v1, &conn->backend_id);
 	if (!st)
 		return;
-	if (!(conn->flags & FERRY_CONN_F_DECIDED)) {
-		conn->flags |= FERRY_CONN_F_DECIDED;
+	conn_flag_set(conn, FERRY_CONN_F_ESTABLISHED);
+	if (!(conn_flag_set(conn, FERRY_CONN_F_DECIDED) & FERRY_CONN_F_DECIDED)) {
 		rt = NULL;
 		if (conn->flags & FERRY_CONN_F_PROBE) {
 			svc = bpf_map_lookup_elem(&ferry_svc_v1, &conn->svc);
@@ -276,9 +285,8 @@ static __always_inline void conn_failed(struct ferry_sk_conn *conn, struct ferry
 	struct ferry_svc *svc;
 	__u32 ev;
 
-	if (conn->flags & FERRY_CONN_F_DECIDED)
+	if (conn_flag_set(conn, FERRY_CONN_F_DECIDED) & FERRY_CONN_F_DECIDED)
 		return;
-	conn->flags |= FERRY_CONN_F_DECIDED;
 	svc = bpf_map_lookup_elem(&ferry_svc_v1, &conn->svc);
 	if (!svc) {
 		/* The service is gone: count, nothing to decide. */
@@ -309,12 +317,12 @@ static __always_inline void conn_syn_timeout(struct ferry_sk_conn *conn, __u64 n
 }
 
 /*
- * sockops: the socket reached TCP_CLOSE. err is sk_err: non-zero when the
- * handshake failed (ECONNREFUSED for a RST, ETIMEDOUT, EHOSTUNREACH...);
- * 0 when the application gave up on it (not the backend's fault).
+ * Count the socket's connection out, once, whatever it had reached. err:
+ * why a handshake in flight ended (sk_err: ECONNREFUSED for a RST,
+ * ETIMEDOUT, EHOSTUNREACH...), 0 when the application gave up on it (not
+ * the backend's fault).
  */
-static __always_inline void conn_closed(struct ferry_sk_conn *conn, __u32 err,
-					__u64 sent, __u64 received, __u64 now)
+static __always_inline void conn_end(struct ferry_sk_conn *conn, __u32 err, __u64 now)
 {
 	struct ferry_bestat *st;
 	__u32 phase = conn->phase;
@@ -329,14 +337,43 @@ static __always_inline void conn_closed(struct ferry_sk_conn *conn, __u32 err,
 		return;
 	if (phase == FERRY_CONN_CONNECTING && err)
 		conn_failed(conn, st, err, now);
-	if (phase == FERRY_CONN_ESTABLISHED) {
+	conn_drop_probe(conn, st);
+	cb_release(st);
+}
+
+/*
+ * sockops: the socket reached TCP_CLOSE; sent/received: its byte counts.
+ * Returns true when the record should go now (the application released the
+ * socket already).
+ */
+static __always_inline bool conn_tcp_closed(struct ferry_sk_conn *conn, __u32 err,
+					    __u64 sent, __u64 received, __u64 now)
+{
+	struct ferry_bestat *st;
+
+	conn_end(conn, err, now);
+	if ((conn->flags & FERRY_CONN_F_ESTABLISHED) &&
+	    (st = bpf_map_lookup_elem(&ferry_bestat_v1, &conn->backend_id))) {
 		if (sent)
 			__sync_fetch_and_add(&st->bytes_sent, sent);
 		if (received)
 			__sync_fetch_and_add(&st->bytes_received, received);
 	}
-	conn_drop_probe(conn, st);
-	cb_release(st);
+	return conn_flag_set(conn, FERRY_CONN_F_TCP_CLOSED) & FERRY_CONN_F_RELEASED;
+}
+
+/*
+ * cgroup/sock_release: the application closed the socket. Returns true when
+ * the record should go now: no TCP_CLOSE callback is still to come (none
+ * was asked for, or it came already).
+ */
+static __always_inline bool conn_released(struct ferry_sk_conn *conn, __u64 now)
+{
+	__u32 old;
+
+	conn_end(conn, 0, now);
+	old = conn_flag_set(conn, FERRY_CONN_F_RELEASED);
+	return !(old & FERRY_CONN_F_SYN) || (old & FERRY_CONN_F_TCP_CLOSED);
 }
 
 #endif /* FERRY_CIRCUIT_BPF_H */

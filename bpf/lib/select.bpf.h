@@ -21,7 +21,7 @@
 
 /* Load-time tunable: least_conn scans every backend of services up to this
  * size (exact), and uses power of two choices above it. */
-const volatile __u32 cfg_lc_exact_max = 64;
+const volatile __u32 cfg_lc_exact_max = 16;
 
 enum be_class {
 	BE_UNUSABLE = 0,
@@ -30,29 +30,27 @@ enum be_class {
 	BE_GOOD,
 };
 
+/* *active: the backend's connection count (least_conn), when not NULL. */
 static __always_inline enum be_class backend_class(const struct ferry_svc *svc,
 						   __u32 backend_id,
 						   const struct ferry_backend *be,
-						   __u64 now)
+						   __u64 now, __u64 *active)
 {
+	struct ferry_bestat *st;
 	int why;
 
 	if (be->state != FERRY_BE_ACTIVE || be->weight == 0 ||
 	    be->health == FERRY_HEALTH_UNHEALTHY)
 		return BE_UNUSABLE;
-	why = circuit_check(svc, backend_id, now);
+	st = bpf_map_lookup_elem(&ferry_bestat_v1, &backend_id);
+	if (active)
+		*active = st ? st->active : 0;
+	why = cb_check(&svc->circuit, st, now);
 	if (why == CB_DENY_FULL)
 		return BE_FULL;
 	if (why)
 		return BE_UNUSABLE;
 	return be->health == FERRY_HEALTH_DEGRADED ? BE_DEGRADED : BE_GOOD;
-}
-
-static __always_inline __u64 backend_active(__u32 id)
-{
-	struct ferry_bestat *st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
-
-	return st ? st->active : 0;
 }
 
 /* least_conn: is (act_a / w_a) < (act_b / w_b)? Weights are never 0 here. */
@@ -102,7 +100,7 @@ static long scan_cb(__u32 i, void *data)
 		c->lookup_fail = 1;
 		return 0;
 	}
-	cls = backend_class(c->svc, slot->backend_id, be, c->now);
+	cls = backend_class(c->svc, slot->backend_id, be, c->now, &act);
 	if (cls == BE_FULL)
 		c->full = 1;
 	if (cls <= BE_FULL)
@@ -117,7 +115,6 @@ static long scan_cb(__u32 i, void *data)
 		return 1;
 	}
 	/* least_conn: fewest connections per unit of weight, per class. */
-	act = backend_active(slot->backend_id);
 	if (cls == BE_DEGRADED) {
 		if (!c->degraded || lc_less(act, be->weight, c->deg_active, c->deg_weight)) {
 			c->degraded = slot->backend_id;
@@ -195,7 +192,7 @@ static __always_inline __u32 maglev_pick(const struct ferry_svc *svc, __u32 hash
 		if (!bid || !*bid)
 			return 0;
 		be = bpf_map_lookup_elem(&ferry_be_v1, bid);
-		cls = be ? backend_class(svc, *bid, be, now) : BE_UNUSABLE;
+		cls = be ? backend_class(svc, *bid, be, now, NULL) : BE_UNUSABLE;
 		if (cls == BE_GOOD)
 			return *bid;
 		if (cls == BE_FULL)
@@ -241,12 +238,11 @@ static long p2c_cb(__u32 i, void *data)
 	be = bpf_map_lookup_elem(&ferry_be_v1, &slot->backend_id);
 	if (!be)
 		return 0;
-	cls = backend_class(c->svc, slot->backend_id, be, c->now);
+	cls = backend_class(c->svc, slot->backend_id, be, c->now, &act);
 	if (cls == BE_FULL)
 		c->full = 1;
 	if (cls != BE_GOOD)
 		return 0;
-	act = backend_active(slot->backend_id);
 	if (!c->found || lc_less(act, be->weight, c->best_active, c->best_weight)) {
 		c->found = slot->backend_id;
 		c->best_active = act;
@@ -297,7 +293,7 @@ static __always_inline __u32 rr_pick(struct ferry_svc *svc, __u32 count, __u64 n
 		be = bpf_map_lookup_elem(&ferry_be_v1, &slot->backend_id);
 		if (!be)
 			return 0;
-		cls = backend_class(svc, slot->backend_id, be, now);
+		cls = backend_class(svc, slot->backend_id, be, now, NULL);
 		if (cls == BE_GOOD)
 			return slot->backend_id;
 		if (cls == BE_FULL)

@@ -38,7 +38,7 @@
 #define FERRY_MAP_STATUS	"ferry_status_v1"
 #define FERRY_MAP_SVCNAME	"ferry_name_v1"
 #define FERRY_MAP_SVCEJ		"ferry_svcej_v1"
-#define FERRY_MAP_SKCONN	"ferry_sk_v1"
+#define FERRY_MAP_CONN		"ferry_conn_v1"
 /* Same-node acceleration (sockmap.bpf.c; docs/sockmap.md). */
 #define FERRY_MAP_SOCKMAP	"ferry_smap_v1"		/* SOCKHASH of local sockets */
 #define FERRY_MAP_SMCFG		"ferry_smcfg_v1"	/* struct ferry_sm_cfg, one entry */
@@ -176,7 +176,11 @@ struct ferry_svc_rt {
 	__u64	recount_ns;
 };
 
-/* Per-socket tracking (socket storage ferry_sk_v1), kernel-only. */
+/*
+ * Per-socket tracking, kernel-only: ferry_conn_v1, socket cookie -> record,
+ * from the connect hook until the socket is released (or, earlier, its
+ * connection reaches TCP_CLOSE; the record then stays until the release).
+ */
 enum ferry_conn_phase {
 	FERRY_CONN_NONE		= 0,
 	FERRY_CONN_RESERVED	= 1,	/* connect hook counted it; no SYN yet */
@@ -187,6 +191,10 @@ enum ferry_conn_phase {
 
 #define FERRY_CONN_F_PROBE	(1U << 0)	/* holds a half-open probe slot */
 #define FERRY_CONN_F_DECIDED	(1U << 1)	/* success/failure already counted */
+#define FERRY_CONN_F_SYN	(1U << 2)	/* SYN sent: a TCP_CLOSE callback will come */
+#define FERRY_CONN_F_ESTABLISHED (1U << 3)	/* the handshake completed */
+#define FERRY_CONN_F_RELEASED	(1U << 4)	/* the application closed the socket */
+#define FERRY_CONN_F_TCP_CLOSED	(1U << 5)	/* the connection reached TCP_CLOSE */
 
 struct ferry_sk_conn {
 	struct ferry_svc_key svc;

@@ -35,6 +35,15 @@ static const struct bcmd cmds[] = {
 	{ "stats", do_stats,
 	  "stats --bpffs DIR\n"
 	  "        ferry's connect counters (summed over CPUs) as JSON" },
+	{ "failover", do_failover,
+	  "failover --to IP:PORT --mark FILE [--netns NS] [--seconds S] [--interval-us U] [-j]\n"
+	  "        steady connect()+close() stream; counts failures after FILE appears (a backend killed)" },
+	{ "msink", do_msink,
+	  "msink --listen IP --port P [--ports N] [--timeout S] [--ready FILE]\n"
+	  "        accept-and-close on N consecutive ports" },
+	{ "hold", do_hold,
+	  "hold --to IP:PORT [--netns NS] [--count N]\n"
+	  "        open N connections, keep them until stdin closes" },
 	{ "xdp-ns", do_xdp_ns,
 	  "xdp-ns --pin DIR [--calls N]\n"
 	  "        ns per packet of the XDP LB under BPF_PROG_TEST_RUN, minus XDP_PASS (own netns)" },

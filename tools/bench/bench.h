@@ -43,6 +43,11 @@ int do_genreg(int argc, char **argv);
 int do_genipt(int argc, char **argv);
 int do_stats(int argc, char **argv);
 
+/* Circuit breaking, connection tracking, least_conn, health (circuit.c). */
+int do_failover(int argc, char **argv);
+int do_msink(int argc, char **argv);
+int do_hold(int argc, char **argv);
+
 /* XDP load balancer (xdp.c). */
 int do_xdp_ns(int argc, char **argv);
 int do_xdp_veth(int argc, char **argv);

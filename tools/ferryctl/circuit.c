@@ -38,8 +38,9 @@
 #endif
 
 /* The connect hook's defaults (bpf/lib/select.bpf.h). */
-#define LC_EXACT_MAX	64
+#define LC_EXACT_MAX	16
 #define MAGLEV_PROBE	8
+#define RR_TRIES	4
 
 static __u64 mono_ns(void)
 {
@@ -208,6 +209,24 @@ static int scan_from(const struct view *w, size_t n, size_t start)
 	return degraded;
 }
 
+/*
+ * The kernel's rr_pick(): claim cursor values until one names an eligible
+ * backend (up to RR_TRIES), else scan from the last one claimed. Returns
+ * the slot (-1: none) and advances *cur as the kernel's cursor would.
+ */
+static int rr_sim(const struct view *w, size_t n, __u32 *cur)
+{
+	size_t start = 0;
+	int i;
+
+	for (i = 0; i < RR_TRIES; i++) {
+		start = (*cur)++ % n;
+		if (w[start].v == V_YES)
+			return start;
+	}
+	return scan_from(w, n, start);
+}
+
 /* Long-run shares for policies that pick a start slot and scan forward. */
 static void start_shares(const struct svc_state *s, struct view *w)
 {
@@ -215,6 +234,18 @@ static void start_shares(const struct svc_state *s, struct view *w)
 	__u32 prev = 0;
 	int pos;
 
+	if (s->val.lb == FERRY_LB_ROUND_ROBIN) {
+		/* Simulate picks from the cursor: the cycle repeats within n
+		 * picks, so n x RR_TRIES picks give exact shares. */
+		__u32 cur = s->val.rr, picks = n * RR_TRIES;
+
+		for (i = 0; i < picks; i++) {
+			pos = rr_sim(w, n, &cur);
+			if (pos >= 0)
+				w[pos].share += 1.0 / picks;
+		}
+		return;
+	}
 	for (i = 0; i < n; i++) {
 		double p;
 
@@ -670,24 +701,26 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 		snprintf(msg, len, "least_conn: backend %u (%s) has the fewest connections per unit of weight (%llu/%u)%s",
 			 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)),
 			 (unsigned long long)w[pos].st.active, w[pos].b->be.weight,
-			 n > LC_EXACT_MAX ? "; this service is larger than 64 backends, so the kernel compares "
-					    "two random eligible ones (power of two choices)" : "");
+			 n > LC_EXACT_MAX ? "; this service has more than 16 backends (ferryd --least-conn-exact), "
+					    "so the kernel compares two random eligible ones (power of two choices)" : "");
 		for (i = 0; i < n; i++)
 			w[i].share = (int)i == pos;
 		break;
 	}
 	case FERRY_LB_ROUND_ROBIN: {
 		size_t cur = s->val.rr % n;
+		__u32 c2 = s->val.rr;
 		char cep[96];
 
 		start_shares(s, w);
-		pos = scan_from(w, n, cur);
+		pos = rr_sim(w, n, &c2);
 		if ((size_t)pos == cur)
 			snprintf(msg, len, "round_robin: the cursor is on backend %u (%s): the next connect goes there",
 				 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)));
 		else
 			snprintf(msg, len, "round_robin: the cursor is on backend %u (%s), which %s, so the next "
-				 "connect goes to the next one that may: backend %u (%s)", s->bes[cur].id,
+				 "connect claims cursor values until one names a backend that may: backend %u (%s)",
+				 s->bes[cur].id,
 				 be_ep(&s->bes[cur].be, cep, sizeof(cep)),
 				 w[cur].v == V_FALLBACK ? "is only a fallback" : "may not take it",
 				 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)));

@@ -34,6 +34,7 @@ struct ferryd_cfg {
 	__u32	max_revnat;
 	int	resync_s;	/* periodic resync; 0: off */
 	bool	no_circuit;	/* no sockops: no connection tracking, no breaker */
+	__u32	lc_exact_max;	/* least_conn: full scan up to this many backends */
 	int	sockmap;	/* same-node acceleration: 1 on (default), 0 off */
 	__u32	sm_sndbuf_max;	/* see struct ferry_sm_cfg; FERRYD_SM_SNDBUF_AUTO */
 	int	sm_nports, sm_nnets;

@@ -85,6 +85,7 @@ static int set_sizes(struct ferryd *d, struct bpf_object *obj)
 		{ FERRY_MAP_BACKEND, d->cfg.max_backends },
 		{ FERRY_MAP_BESTAT, d->cfg.max_backends },
 		{ FERRY_MAP_SVCEJ, d->cfg.max_services + 1 },
+		{ FERRY_MAP_CONN, d->cfg.max_revnat },
 		{ FERRY_MAP_REVNAT, d->cfg.max_revnat },
 	};
 	size_t i;
@@ -181,6 +182,7 @@ int loader_load(struct ferryd *d)
 	if ((err = set_sizes(d, d->sock->obj)))
 		return err;
 	d->sock->rodata->cfg_no_circuit = d->cfg.no_circuit;
+	d->sock->rodata->cfg_lc_exact_max = d->cfg.lc_exact_max;
 	err = sock_lb_bpf__load(d->sock);
 	if (err) {
 		log_warnx("load sock_lb: %s (a pinned map whose size differs from --max-* cannot be reused: "

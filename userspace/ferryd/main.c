@@ -71,6 +71,8 @@ static void usage(FILE *f)
 "  --resync SECONDS      re-apply the registry this often, undoing drift (default 60; 0 off)\n"
 "  --no-circuit          no connection tracking (sockops): no circuit breaking,\n"
 "                        max_connections or least_conn counts\n"
+"  --least-conn-exact N  least_conn compares every backend of services up to N\n"
+"                        backends, two random ones above (default 16)\n"
 "  --max-services N      service map size (default %d)\n"
 "  --max-backends N      backend map size (default %d)\n"
 "  --max-revnat N        reverse-translation LRU size (default %d)\n"
@@ -123,6 +125,7 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 		{ "max-revnat", required_argument, NULL, O_MR },
 		{ "resync", required_argument, NULL, O_RESYNC },
 		{ "no-circuit", no_argument, NULL, 'C' },
+		{ "least-conn-exact", required_argument, NULL, 'L' },
 		{ "metrics-addr", required_argument, NULL, O_MXADDR },
 		{ "metrics-max-backend-series", required_argument, NULL, O_MXSERIES },
 		{ "metrics-timeout", required_argument, NULL, O_MXTIMEOUT },
@@ -198,6 +201,10 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 				return 2;
 			break;
 		case 'C': c->no_circuit = true; break;
+		case 'L':
+			if (parse_u32("--least-conn-exact", optarg, 0, &c->lc_exact_max))
+				return 2;
+			break;
 		case XDP_OPT_IFACE ... XDP_OPT_END - 1:
 			if (xdp_option(o, optarg))
 				return 2;
@@ -313,6 +320,7 @@ int main(int argc, char **argv)
 	d.cfg.max_backends = FERRY_DEF_MAX_BACKENDS;
 	d.cfg.max_revnat = FERRY_DEF_MAX_REVNAT;
 	d.cfg.resync_s = 60;
+	d.cfg.lc_exact_max = 16;
 	d.cfg.sockmap = 1;
 	d.cfg.sm_sndbuf_max = FERRYD_SM_SNDBUF_AUTO;
 	d.cfg.metrics_addr = FERRYD_DEF_METRICS_ADDR;
