@@ -111,7 +111,7 @@ ferryd_once() {	# tag registry pin cgroup [ferryd args]: one --once sync, record
 	shift 4
 	bench_assert_cgroup "$cg"
 	t0=$(now_ms)
-	"$FERRYD" --registry "$reg" --bpffs "$pin" --cgroup "$cg" --once --resync 0 \
+	"$FERRYD" --registry "$reg" --bpffs "$pin" --cgroup "$cg" --once --resync 0 --metrics-addr off \
 		--max-services "$MAXS" --max-backends "$MAXB" "$@" >"$TMP/$tag.out" 2>"$TMP/$tag.log" ||
 		{ cat "$TMP/$tag.log" >&2; bench_die "ferryd --once ($tag) failed"; }
 	t1=$(now_ms)
