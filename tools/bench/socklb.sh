@@ -91,7 +91,9 @@ done
 
 # ip netns exec execs the sink: $! is the sink itself, killed by pid.
 bench_assert_netns "$NS_B"
-ip netns exec "$NS_B" "$FB" sink --listen "$BE" --timeout 300 --ready "$TMP/sink.ready" -j \
+# It stops by itself well after the longest run these settings allow.
+SINK_TIMEOUT=$(awk -v s="$SECS" -v r="$REPS" 'BEGIN { printf "%d", 300 + s * r * 8 * 2 }')
+ip netns exec "$NS_B" "$FB" sink --listen "$BE" --timeout "$SINK_TIMEOUT" --ready "$TMP/sink.ready" -j \
 	>"$TMP/sink.out" &
 SINK_PID=$!
 _BENCH_PIDS+=("$SINK_PID")
