@@ -145,28 +145,38 @@ fi
 
 # ---- cost ----------------------------------------------------------------
 # One load generator measures both paths in 0.1 s turns, round robin: load
-# from other work on the machine hits both alike.
+# from other work on the machine hits both alike. The rate rounds run
+# without BPF_ENABLE_STATS (its clock reads would cost the path with more
+# program runs more); one more round with it gives the per-program times.
 if want cost; then
-	declare -A RATE PNS PROGS RROUND
-	paths=(--path "with=$NS_C,${CG[ferry]},$COST_VIP,${PIN[ferry]}"
-	       --path "without=$NS_C,${CG[nocircuit]},$COST_VIP,${PIN[nocircuit]}")
-	for ((r = 0; r < REPS; r++)); do
+	declare -A RATE RROUND
+	COST_ROUNDS=$((2 * REPS + 1))
+	paths=(--path "with=$NS_C,${CG[ferry]},$COST_VIP" --path "without=$NS_C,${CG[nocircuit]},$COST_VIP")
+	for ((r = 0; r < COST_ROUNDS; r++)); do
 		out=$("$FB" connect -j "${paths[@]}" --seconds "$SECS" --slice 0.1 --warmup 0.1) ||
 			bench_die "cost round $r: $out"
 		for cfg in with without; do
-			o=$(grep -F "\"path\": \"$cfg\"," <<<"$out")
-			RATE[$cfg]="${RATE[$cfg]:-} $(json .rate "$o")"
-			RROUND[$cfg,$r]=$(json .rate "$o")
-			PNS[$cfg]="${PNS[$cfg]:-} $(json .prog_ns "$o")"
-			PROGS[$cfg]=$(json '.progs | to_entries | map(select(.value > 0) | "\(.key) \(.value | floor)") | join(", ")' "$o")
-			log "cost $cfg round $r: $(json .rate "$o")/s, ferry programs $(json .prog_ns "$o") ns/connect (${PROGS[$cfg]})"
+			RROUND[$cfg,$r]=$(json .rate "$(grep -F "\"path\": \"$cfg\"," <<<"$out")")
+			RATE[$cfg]="${RATE[$cfg]:-} ${RROUND[$cfg,$r]}"
 		done
+		log "cost round $r: with ${RROUND[with,$r]}/s, without ${RROUND[without,$r]}/s"
 	done
 	ratios=()
-	for ((r = 0; r < REPS; r++)); do
+	for ((r = 0; r < COST_ROUNDS; r++)); do
 		ratios+=("$(awk -v a="${RROUND[with,$r]}" -v b="${RROUND[without,$r]}" 'BEGIN { print b / a }')")
 	done
 	COST_RATIO=$(median "${ratios[@]}")
+	COST_RATIOS=$(printf '%s\n' "${ratios[@]}" | sort -g | awk '{ printf "%s%+.1f%%", (NR > 1 ? " " : ""), ($1 - 1) * 100 }')
+	declare -A PNS PROGS
+	out=$("$FB" connect -j --path "with=$NS_C,${CG[ferry]},$COST_VIP,${PIN[ferry]}" \
+		--path "without=$NS_C,${CG[nocircuit]},$COST_VIP,${PIN[nocircuit]}" \
+		--seconds "$SECS" --slice 0.1 --warmup 0.1) || bench_die "cost stats round: $out"
+	for cfg in with without; do
+		o=$(grep -F "\"path\": \"$cfg\"," <<<"$out")
+		PNS[$cfg]=$(json .prog_ns "$o")
+		PROGS[$cfg]=$(json '.progs | to_entries | map(select(.value > 0) | "\(.key) \(.value | floor)") | join(", ")' "$o")
+		log "cost $cfg: ferry programs ${PNS[$cfg]} ns/connect (${PROGS[$cfg]})"
+	done
 fi
 
 # ---- least_conn ----------------------------------------------------------
@@ -269,17 +279,18 @@ fi
 	want cost && {
 	echo
 	echo "Cost: connect()+close() through a 1-backend VIP; one load generator alternates between the"
-	echo "two cgroups in 0.1 s turns, $REPS rounds of $SECS s per path; slowdown = median over rounds of"
-	echo "rate without / rate with the sockops + breaker path, minus 1."
+	echo "two cgroups in 0.1 s turns; $COST_ROUNDS rounds of $SECS s per path. Slowdown: median over rounds"
+	echo "of rate without / rate with the sockops + breaker path, minus 1 (all rounds: $COST_RATIOS)."
+	echo "Program times: one more round with BPF_ENABLE_STATS (which itself adds ~30-50 ns per run)."
 	echo
-	echo "| path | connects/s (median) | ferry programs per connect (ns) | programs |"
+	echo "| path | connects/s (median) | ferry programs per connect | programs (ns) |"
 	echo "| --- | ---: | ---: | --- |"
-	printf '| socket LB alone (--no-circuit) | %.0f | %.0f | %s |\n' "$(median ${RATE[without]})" \
-		"$(median ${PNS[without]})" "${PROGS[without]}"
-	printf '| socket LB + sockops + breaker | %.0f | %.0f | %s |\n' "$(median ${RATE[with]})" \
-		"$(median ${PNS[with]})" "${PROGS[with]}"
-	awk -v q="$COST_RATIO" -v a="$(median ${PNS[with]})" -v b="$(median ${PNS[without]})" -v r="$(median ${RATE[without]})" 'BEGIN {
-		printf "\nPer connect the tracking path costs %+.1f%% (rate ratio), %.0f ns more kernel time in ferry programs\n", (q - 1) * 100, a - b
+	printf '| socket LB alone (--no-circuit) | %.0f | %.0f ns | %s |\n' "$(median ${RATE[without]})" \
+		"${PNS[without]}" "${PROGS[without]}"
+	printf '| socket LB + sockops + breaker | %.0f | %.0f ns | %s |\n' "$(median ${RATE[with]})" \
+		"${PNS[with]}" "${PROGS[with]}"
+	awk -v q="$COST_RATIO" -v a="${PNS[with]}" -v b="${PNS[without]}" -v r="$(median ${RATE[without]})" 'BEGIN {
+		printf "\nSlowdown per connect with the tracking path: %+.1f%%; its programs run %.0f ns more\n", (q - 1) * 100, a - b
 		printf "(%.1f%% of a %.1f us connect+close).\n", (a - b) / (1e9 / r) * 100, 1e6 / r }'
 	}
 	want least_conn && {
