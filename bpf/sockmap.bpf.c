@@ -20,6 +20,7 @@
 static __always_inline int sm_ops_key(struct bpf_sock_ops *skops, struct ferry_sm_key *k)
 {
 	__u32 lip6[4] = {}, rip6[4] = {};
+	int lo;
 
 	if (skops->family == AF_INET6) {
 		lip6[0] = skops->local_ip6[0];
@@ -31,9 +32,44 @@ static __always_inline int sm_ops_key(struct bpf_sock_ops *skops, struct ferry_s
 		rip6[2] = skops->remote_ip6[2];
 		rip6[3] = skops->remote_ip6[3];
 	}
-	return sm_key_build(k, skops->family, skops->local_ip4, skops->remote_ip4,
-			    lip6, rip6, skops->local_port, skops->remote_port,
-			    bpf_get_netns_cookie(skops));
+	lo = sm_key_build(k, skops->family, skops->local_ip4, skops->remote_ip4,
+			  lip6, rip6, skops->local_port, skops->remote_port);
+	if (lo < 0)
+		return lo;
+	if (lo)
+		k->scope = bpf_get_netns_cookie(skops);
+	return 0;
+}
+
+/* One end's address folded for the hints; false for a family we skip. */
+static __always_inline bool sm_ops_fold(struct bpf_sock_ops *skops, bool remote, __u32 *a)
+{
+	__u32 ip6[4];
+
+	if (skops->family == AF_INET) {
+		*a = sm_fold4(remote ? skops->remote_ip4 : skops->local_ip4);
+		return true;
+	}
+	if (skops->family != AF_INET6)
+		return false;
+	if (remote) {
+		ip6[0] = skops->remote_ip6[0];
+		ip6[1] = skops->remote_ip6[1];
+		ip6[2] = skops->remote_ip6[2];
+		ip6[3] = skops->remote_ip6[3];
+	} else {
+		ip6[0] = skops->local_ip6[0];
+		ip6[1] = skops->local_ip6[1];
+		ip6[2] = skops->local_ip6[2];
+		ip6[3] = skops->local_ip6[3];
+	}
+	*a = sm_fold6(ip6);
+	return true;
+}
+
+static __always_inline __u32 sm_ops_rport(struct bpf_sock_ops *skops)
+{
+	return (__u16)bpf_ntohl(skops->remote_port);
 }
 
 /* Whether the socket at addr still owns key k: open, with k's ports. An
@@ -48,16 +84,50 @@ static __always_inline bool sm_addr_owns(__u64 addr, const struct ferry_sm_key *
 	       tp->inet_conn.icsk_inet.sk.__sk_common.skc_dport == bpf_htons(k->rport);
 }
 
+/* Client side, before its SYN: its address is a managed local client's. */
+static __always_inline void sm_client_seen(struct bpf_sock_ops *skops)
+{
+	__u32 a;
+
+	if (sm_ops_fold(skops, false, &a))
+		sm_hint_set(SM_HINT_CLIENT, sm_hint_bit(a, 0));
+}
+
 /* Server side, SYN received on a managed listener: remember the handshake
- * so the client knows its peer is a managed local socket. */
+ * so the client knows its peer is a managed local socket. Only a client
+ * address a managed client has used can be one; the exclusions are decided
+ * here, once for both ends (the client registers only with this record).*/
 static __always_inline void sm_syn_seen(struct bpf_sock_ops *skops)
 {
 	struct ferry_sm_key k;
 	__u8 one = 1;
+	__u32 a;
 
-	if (!sm_cfg() || sm_ops_key(skops, &k) || sm_excluded(&k))
+	if (!sm_ops_fold(skops, true, &a) || !sm_hint_test(SM_HINT_CLIENT, sm_hint_bit(a, 0)))
 		return;
-	bpf_map_update_elem(&ferry_smpend_v1, &k, &one, BPF_ANY);
+	if (!sm_cfg() || sm_ops_key(skops, &k))
+		return;
+	if (sm_excluded(&k)) {
+		stat_add(FERRY_STAT_SOCKMAP_SKIP, 2);	/* both ends */
+		return;
+	}
+	if (bpf_map_update_elem(&ferry_smpend_v1, &k, &one, BPF_ANY))
+		return;
+	if (sm_ops_fold(skops, false, &a))
+		sm_hint_set(SM_HINT_SERVER, sm_hint_bit(a, k.lport));
+}
+
+/* Whether the peer can be a managed local socket, from the hints alone:
+ * the client's peer a listener that recorded a handshake, the accepted
+ * socket's peer a managed client. */
+static __always_inline bool sm_peer_maybe_local(struct bpf_sock_ops *skops, bool active)
+{
+	__u32 a;
+
+	if (!sm_ops_fold(skops, true, &a))
+		return false;
+	return active ? sm_hint_test(SM_HINT_SERVER, sm_hint_bit(a, sm_ops_rport(skops))) :
+			sm_hint_test(SM_HINT_CLIENT, sm_hint_bit(a, 0));
 }
 
 static __always_inline void sm_register(struct bpf_sock_ops *skops, bool active)
@@ -66,19 +136,17 @@ static __always_inline void sm_register(struct bpf_sock_ops *skops, bool active)
 	struct ferry_sm_key k, peer;
 	__u64 addr;
 
-	if (!sk || sm_ops_key(skops, &k))
+	/* Most sockets end here: a peer elsewhere, or not managed. */
+	if (!sk || !sm_peer_maybe_local(skops, active) || sm_ops_key(skops, &k))
 		return;
 	if (!active)	/* the handshake is done either way */
 		bpf_map_delete_elem(&ferry_smpend_v1, &k);
 	if (!sm_cfg())
 		return;
-	if (sm_excluded(&k)) {
-		stat_inc(FERRY_STAT_SOCKMAP_SKIP);
-		return;
-	}
 	/* Only a pair of managed local sockets: the client needs the
-	 * listener's record of this handshake, the accepted socket needs the
-	 * registered client. */
+	 * listener's record of this handshake (which it made only for a pair
+	 * the exclusions allow), the accepted socket needs the registered
+	 * client. */
 	sm_key_peer(&peer, &k);
 	if (active ? !bpf_map_lookup_elem(&ferry_smpend_v1, &peer) :
 		     !bpf_map_lookup_elem(&ferry_smsk_v1, &peer))
@@ -100,7 +168,8 @@ static __always_inline void sm_register(struct bpf_sock_ops *skops, bool active)
 		stat_inc(FERRY_STAT_SOCKMAP_ADD_FAIL);
 		return;
 	}
-	/* Other sockops programs set flags of their own: add ours. */
+	/* The one callback a registered socket needs: TCP_CLOSE, to remove its
+	 * address. Other sockops programs set flags of their own: add ours. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	stat_inc(FERRY_STAT_SOCKMAP_ADD);
 }
@@ -110,20 +179,36 @@ static __always_inline void sm_unregister(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk = skops->sk;
 	struct ferry_sm_key k;
 	__u64 *addr;
+	__u32 a;
 
-	if (!sk || sm_ops_key(skops, &k))
+	/* Other programs' STATE_CB runs us at every close: only a socket
+	 * whose peer passed the hints at registration can be registered. */
+	if (!sk || !sm_ops_fold(skops, true, &a))
+		return;
+	if (!sm_hint_test(SM_HINT_SERVER, sm_hint_bit(a, sm_ops_rport(skops))) &&
+	    !sm_hint_test(SM_HINT_CLIENT, sm_hint_bit(a, 0)))
+		return;
+	if (sm_ops_key(skops, &k))
 		return;
 	addr = bpf_map_lookup_elem(&ferry_smsk_v1, &k);
 	if (addr && *addr == (__u64)sk)
 		bpf_map_delete_elem(&ferry_smsk_v1, &k);
 }
 
+/*
+ * Every sockops callback of every socket in the cgroup runs every sockops
+ * program attached there, ours included, whoever asked for the callback:
+ * the ops that are not ours leave at the switch, and ours leave at the
+ * hints unless the peer may be a managed local socket.
+ */
 SEC("sockops")
 int ferry_sm_ops(struct bpf_sock_ops *skops)
 {
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TIMEOUT_INIT:
-		if (!skops->is_fullsock)	/* a request socket: SYN at a listener */
+		if (skops->is_fullsock)		/* an active open, before its SYN */
+			sm_client_seen(skops);
+		else				/* a request socket: SYN at a listener */
 			sm_syn_seen(skops);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
@@ -196,9 +281,12 @@ int ferry_sm_msg(struct sk_msg_md *msg)
 		rip6[2] = msg->remote_ip6[2];
 		rip6[3] = msg->remote_ip6[3];
 	}
-	if (sm_key_build(&k, msg->family, msg->local_ip4, msg->remote_ip4, lip6, rip6,
-			 msg->local_port, msg->remote_port, bpf_get_netns_cookie(msg)))
+	err = sm_key_build(&k, msg->family, msg->local_ip4, msg->remote_ip4, lip6, rip6,
+			   msg->local_port, msg->remote_port);
+	if (err < 0)
 		return SK_PASS;
+	if (err)
+		k.scope = bpf_get_netns_cookie(msg);
 	sm_key_peer(&peer, &k);
 
 	paddr = bpf_map_lookup_elem(&ferry_smsk_v1, &peer);

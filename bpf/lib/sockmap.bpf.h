@@ -98,6 +98,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_smcfg_v1 SEC(".maps");
 
+/*
+ * Hints: two bitmaps that let the sockops program see in a few loads, with
+ * no helper call and no map update, that a socket can never be registered.
+ * A set bit means "maybe", a clear bit "certainly not"; bits are set by the
+ * program and never cleared (a stale bit costs the lookup it would have
+ * saved, nothing else). Words [0, SM_HINT_WORDS): a managed listener's end,
+ * (address, port), set when it records a handshake. Words [SM_HINT_WORDS,
+ * 2 * SM_HINT_WORDS): a managed client's address, set when it connects.
+ */
+#define SM_HINT_BITS	16
+#define SM_HINT_WORDS	(1u << (SM_HINT_BITS - 6))
+#define SM_HINT_SERVER	0
+#define SM_HINT_CLIENT	SM_HINT_WORDS
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2 * SM_HINT_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_smhint_v1 SEC(".maps");
+
 /* Ports whose connections are never accelerated (either end). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -143,16 +165,53 @@ static __always_inline bool sm_v6_loopback(const __u32 *a)
 	return a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1);
 }
 
+/* An address folded to 32 bits, IPv4 and v4-mapped IPv6 alike (IPv4 as
+ * ::ffff:a.b.c.d): the hints' input. */
+static __always_inline __u32 sm_fold4(__u32 a)
+{
+	return a ^ bpf_htonl(0x0000ffff);
+}
+
+static __always_inline __u32 sm_fold6(const __u32 *a)
+{
+	return a[0] ^ a[1] ^ a[2] ^ a[3];
+}
+
+static __always_inline __u32 sm_hint_bit(__u32 addr, __u32 port)
+{
+	return ((addr ^ (port * 0x9e3779b1u)) * 0x85ebca6bu) >> (32 - SM_HINT_BITS);
+}
+
+/* Fails open: a missing word says "maybe". */
+static __always_inline bool sm_hint_test(__u32 half, __u32 bit)
+{
+	__u32 i = half + (bit >> 6);
+	__u64 *w = bpf_map_lookup_elem(&ferry_smhint_v1, &i);
+
+	return !w || (*w & (1ull << (bit & 63)));
+}
+
+/* Written once per bit: a set bit is only read, so no cache line bounces. */
+static __always_inline void sm_hint_set(__u32 half, __u32 bit)
+{
+	__u32 i = half + (bit >> 6);
+	__u64 m = 1ull << (bit & 63), *w = bpf_map_lookup_elem(&ferry_smhint_v1, &i);
+
+	if (w && !(*w & m))
+		__sync_fetch_and_or(w, m);
+}
+
 /*
  * One end's key. ip6 arrays are read only for AF_INET6; a v4-mapped pair
  * becomes AF_INET so a dual-stack server socket and an AF_INET client agree.
  * rport_be is the port as both contexts give it: network order in the upper
- * 16 bits of a __u32.
+ * 16 bits of a __u32. Returns 1 when an end is a loopback address: the
+ * caller then sets scope to the netns cookie (a helper call, so only then).
  */
 static __always_inline int sm_key_build(struct ferry_sm_key *k, __u32 family,
 					__u32 lip4, __u32 rip4,
 					const __u32 *lip6, const __u32 *rip6,
-					__u32 lport, __u32 rport_be, __u64 netns)
+					__u32 lport, __u32 rport_be)
 {
 	bool lo;
 
@@ -185,8 +244,7 @@ static __always_inline int sm_key_build(struct ferry_sm_key *k, __u32 family,
 	}
 	k->lport = (__u16)lport;
 	k->rport = (__u16)bpf_ntohl(rport_be);
-	k->scope = lo ? netns : 0;
-	return 0;
+	return lo;
 }
 
 /* The key the peer registered under: ends swapped, same scope. */

@@ -46,6 +46,7 @@
 #define FERRY_MAP_SMNET		"ferry_smnet_v1"	/* excluded CIDRs (LPM) */
 #define FERRY_MAP_SMSK		"ferry_smsk_v1"		/* key -> socket address (kernel-only) */
 #define FERRY_MAP_SMPEND	"ferry_smpend_v1"	/* handshakes at local listeners (kernel-only) */
+#define FERRY_MAP_SMHINT	"ferry_smhint_v1"	/* may-be-local bitmaps (kernel-only) */
 
 enum ferry_lb {
 	FERRY_LB_ROUND_ROBIN	= 0,

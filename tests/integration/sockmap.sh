@@ -83,6 +83,12 @@ assert_eq "sockmap: lo4 request/response never left the fast path" \
 	"$(stat_of busy)/$(stat_of pressure)/$(stat_of miss)" "0/0/0"
 smc "sockmap: lo4 10000 concurrent connections" fast --conns 10000 conc
 assert_eq "sockmap: lo4 10000 connections all registered" "$(stat_of add)" 20000
+# Every closed socket's address left ferry_smsk_v1 (STATE_CB at TCP_CLOSE,
+# past the hints' early exit); the test's sockets are all closed by now.
+sm_entries() { bpftool -j map dump pinned "$PIN/ferry_smsk_v1" 2>/dev/null | jq length; }
+sm_empty() { [ "$(sm_entries)" = 0 ]; }
+wait_for 100 sm_empty
+assert_eq "sockmap: closed sockets are unregistered" "$(sm_entries)" 0
 smc "sockmap: lo6 stream" fast -6 --bytes $((64 * MIB)) bulk
 smc "sockmap: lo6 request/response" fast -6 --iters 5000 rr
 smc "sockmap: v4-mapped (dual-stack server, IPv4 client)" fast --mapped --bytes $((64 * MIB)) bulk
@@ -119,11 +125,16 @@ smc "sockmap: excluded port: FIONREAD" slow --port 5301 --bytes $((16 * MIB)) fi
 smc "sockmap: excluded port: blocking reads never see EAGAIN" slow --strict --port 5301 \
 	--bytes $((16 * MIB)) halfclose
 ferryd_once --sockmap off || echo "FAIL sockmap: ferryd --sockmap off"
+check "sockmap: --sockmap off detached the earlier run's sockops link" \
+	test ! -e "$PIN/links/sockmap_ops" -a ! -e "$PIN/links/sockmap_msg"
 smc "sockmap: --sockmap off takes TCP" slow --bytes $((16 * MIB)) bulk
 assert_eq "sockmap: --sockmap off registers nothing" "$(stat_of add)" 0
 
 # --- restart and teardown with a connection in flight -----------------------
 ferryd_once || echo "FAIL sockmap: ferryd back on"
+check "sockmap: on again after off: both links pinned" \
+	test -e "$PIN/links/sockmap_ops" -a -e "$PIN/links/sockmap_msg"
+smc "sockmap: on again after off accelerates" fast --bytes $((16 * MIB)) bulk
 live() {	# a long request/response in the background: $LIVE_PID, $LIVE_OUT
 	LIVE_OUT="$TMP/live.$1"
 	rm -f "$TMP/ready"

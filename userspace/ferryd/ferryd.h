@@ -76,7 +76,8 @@ void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_
 /* sockmap.c: same-node acceleration flags, policy maps, attachments. */
 int sockmap_parse_port(struct ferryd_cfg *c, const char *s);
 int sockmap_parse_cidr(struct ferryd_cfg *c, const char *s);
-int sockmap_attach(struct ferryd *d);
+struct bpf_object_open_opts;
+void sockmap_load(struct ferryd *d, struct bpf_object_open_opts *oo);
 
 /* Size the shared maps of obj as sock_lb's (they are reused by name). */
 struct bpf_object;

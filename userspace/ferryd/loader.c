@@ -205,19 +205,7 @@ int loader_load(struct ferryd *d)
 	if ((err = load_sock_ops(d, &oo)))
 		return err;
 
-	/* Same-node acceleration is an optimisation: without it (old kernel,
-	 * no sockmap) the data path stays correct, so warn and go on. */
-	d->smap = sockmap_bpf__open_opts(&oo);
-	err = d->smap ? set_sizes(d, d->smap->obj) : -errno;
-	if (!err)
-		err = sockmap_bpf__load(d->smap);
-	if (!err)
-		err = sockmap_attach(d);
-	if (err) {
-		log_warnx("sockmap: same-node acceleration unavailable: %s", strerror(-err));
-		sockmap_bpf__destroy(d->smap);
-		d->smap = NULL;
-	}
+	sockmap_load(d, &oo);	/* an optimisation: failures only warn */
 
 	if ((err = xdp_load(d)))
 		return err;

@@ -256,7 +256,7 @@ fail:
 	return err;
 }
 
-int sockmap_attach(struct ferryd *d)
+static int sockmap_attach(struct ferryd *d)
 {
 	int err;
 
@@ -266,10 +266,75 @@ int sockmap_attach(struct ferryd *d)
 		return err;
 	if ((err = loader_attach_cgroup(d, d->smap->progs.ferry_sm_ops, SM_OPS_LINK)))
 		return err;
-	if (d->cfg.sockmap)
-		log_info("sockmap: same-node acceleration on (%d excluded ports, %d excluded CIDRs)",
-			 d->cfg.sm_nports, d->cfg.sm_nnets);
-	else
-		log_info("sockmap: same-node acceleration off");
+	log_info("sockmap: same-node acceleration on (%d excluded ports, %d excluded CIDRs)",
+		 d->cfg.sm_nports, d->cfg.sm_nnets);
 	return 0;
+}
+
+/* Remove a pinned link of ours, so its program stops running. */
+static void sm_unpin_link(struct ferryd *d, const char *name)
+{
+	char path[512];
+	int fd;
+
+	loader_link_path(d, name, path, sizeof(path));
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return;
+	unlink(path);
+	bpf_link_detach(fd);
+	close(fd);
+	log_info("link %s: detached", name);
+}
+
+/*
+ * --sockmap off: nothing loaded, nothing attached, so nothing runs per
+ * socket. An earlier run's links are detached and unpinned (as `ferryctl
+ * teardown` does), and its pinned config switched off, so sockets it
+ * registered, which keep their sk_msg program, send over TCP from their
+ * next message on.
+ */
+static void sockmap_off(struct ferryd *d)
+{
+	struct ferry_sm_cfg cfg = {};
+	char path[512];
+	__u32 zero = 0;
+	int fd;
+
+	sm_unpin_link(d, SM_OPS_LINK);
+	sm_unpin_link(d, SM_MSG_LINK);
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.bpffs, FERRY_MAP_SMCFG);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		if (!bpf_map_lookup_elem(fd, &zero, &cfg) && cfg.enabled) {
+			cfg.enabled = 0;
+			if (bpf_map_update_elem(fd, &zero, &cfg, BPF_ANY))
+				log_warn("sockmap: map %s: switch off", FERRY_MAP_SMCFG);
+		}
+		close(fd);
+	}
+	log_info("sockmap: same-node acceleration off (programs not loaded)");
+}
+
+/* Same-node acceleration is an optimisation: without it (old kernel, no
+ * sockmap) the data path stays correct, so a failure is a warning. */
+void sockmap_load(struct ferryd *d, struct bpf_object_open_opts *oo)
+{
+	int err;
+
+	if (!d->cfg.sockmap) {
+		sockmap_off(d);
+		return;
+	}
+	d->smap = sockmap_bpf__open_opts(oo);
+	err = d->smap ? loader_set_sizes(d, d->smap->obj) : -errno;
+	if (!err)
+		err = sockmap_bpf__load(d->smap);
+	if (!err)
+		err = sockmap_attach(d);
+	if (err) {
+		log_warnx("sockmap: same-node acceleration unavailable: %s", strerror(-err));
+		sockmap_bpf__destroy(d->smap);
+		d->smap = NULL;
+	}
 }
