@@ -6,6 +6,10 @@ set -u
 BUILD=${BUILD:-build}
 export BUILD
 cd "$(dirname "$0")/.."
+# A fresh machine has no bpffs mounted; every test pins below /sys/fs/bpf.
+if [ "$(id -u)" = 0 ] && ! mountpoint -q /sys/fs/bpf; then
+	mount -t bpf bpffs /sys/fs/bpf || echo "warning: cannot mount bpffs on /sys/fs/bpf"
+fi
 pass=0 fail=0 skip=0
 failed_names=()
 log=$(mktemp -d /tmp/ferry-test-log.XXXXXX)
