@@ -107,14 +107,15 @@ static __always_inline void revnat_store(struct bpf_sock_addr *ctx,
  * when it is one but no backend may take the connection, or -EBUSY when
  * every candidate is at its max_connections.
  *
- * A TCP connect reserves a connection slot on the backend and is tracked
- * in socket storage until sockops sees it end (circuit.bpf.h); a socket
+ * A TCP connect reserves a connection slot on the backend and is recorded
+ * in ferry_conn_v2 until the socket is released (circuit.bpf.h); a socket
  * that is already connecting (a repeated connect() polling for EALREADY /
- * EISCONN) keeps its backend and counts nothing twice.
+ * EISCONN) keeps its backend and counts nothing twice. *recorded: that
+ * record answers getpeername(), no ferry_rev_v1 entry is needed.
  */
 static __always_inline int sock_lb_pick(struct bpf_sock_addr *ctx,
 					const struct ferry_svc_key *k, bool connect,
-					struct ferry_backend *out, __u32 *out_id)
+					struct ferry_backend *out, __u32 *out_id, bool *recorded)
 {
 	bool tcp = connect && k->proto == IPPROTO_TCP && !cfg_no_circuit;
 	struct ferry_sk_conn *conn = NULL;
@@ -148,12 +149,15 @@ static __always_inline int sock_lb_pick(struct bpf_sock_addr *ctx,
 			circuit_unreserve(p.id, p.probe);
 		return -FERRY_ENOENT;
 	}
+	*recorded = again;
 	if (again)
 		goto out;
-	if (conn && p.tracked)
-		conn_track(conn, k, p.id, p.probe, p.now);
-	else if (connect)
+	if (conn && p.tracked) {
+		conn_track(conn, k, p.id, be, p.probe, p.now);
+		*recorded = true;
+	} else if (connect) {
 		circuit_opened(p.id);
+	}
 out:
 	*out = *be;
 	*out_id = p.id;
@@ -164,16 +168,18 @@ static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, bool connect)
 {
 	struct ferry_svc_key k;
 	struct ferry_backend be;
+	bool recorded = false;
 	__u32 id;
 	int err;
 
 	key_from_v4(&k, ctx->user_ip4, ctx->user_port, ctx_proto(ctx));
-	err = sock_lb_pick(ctx, &k, connect, &be, &id);
+	err = sock_lb_pick(ctx, &k, connect, &be, &id, &recorded);
 	if (err)
 		return err;
 	ctx->user_ip4 = be.addr[0];
 	ctx->user_port = be.port;
-	revnat_store(ctx, &k, &be, id);
+	if (!recorded)
+		revnat_store(ctx, &k, &be, id);
 	return 0;
 }
 
@@ -181,6 +187,7 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, bool connect)
 {
 	struct ferry_svc_key k;
 	struct ferry_backend be;
+	bool recorded = false;
 	__u32 ip6[4], id;
 	int err;
 
@@ -189,7 +196,7 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, bool connect)
 	ip6[2] = ctx->user_ip6[2];
 	ip6[3] = ctx->user_ip6[3];
 	key_from_v6(&k, ip6, ctx->user_port, ctx_proto(ctx));
-	err = sock_lb_pick(ctx, &k, connect, &be, &id);
+	err = sock_lb_pick(ctx, &k, connect, &be, &id, &recorded);
 	if (err)
 		return err;
 	if (be.family == AF_INET) {
@@ -205,7 +212,8 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, bool connect)
 		ctx->user_ip6[3] = be.addr[3];
 	}
 	ctx->user_port = be.port;
-	revnat_store(ctx, &k, &be, id);
+	if (!recorded)
+		revnat_store(ctx, &k, &be, id);
 	return 0;
 }
 
@@ -267,11 +275,13 @@ int ferry_sendmsg6(struct bpf_sock_addr *ctx)
 		       FERRY_STAT_SENDMSG_MISS, FERRY_STAT_SENDMSG_NO_BACKEND);
 }
 
-/* Reverse: the peer address the application sees is the VIP it asked for. */
+/* Reverse: the peer address the application sees is the VIP it asked for.
+ * A tracked TCP socket's record has it (circuit.bpf.h: conn_revnat), any
+ * other socket's the ferry_rev_v1 entry its connect or sendmsg stored. */
 static __always_inline int sock_revnat(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct ferry_revnat_key rk = {};
-	struct ferry_revnat *rv;
+	struct ferry_revnat *rv, from_conn;
 
 	rk.cookie = bpf_get_socket_cookie(ctx);
 	if (!v6) {
@@ -290,7 +300,10 @@ static __always_inline int sock_revnat(struct bpf_sock_addr *ctx, bool v6)
 		}
 	}
 	rk.port = (__u16)ctx->user_port;
-	rv = bpf_map_lookup_elem(&ferry_rev_v1, &rk);
+	if (ctx->type == SOCK_STREAM && conn_revnat(&rk, &from_conn))
+		rv = &from_conn;
+	else
+		rv = bpf_map_lookup_elem(&ferry_rev_v1, &rk);
 	if (!rv) {
 		stat_inc(FERRY_STAT_REVNAT_MISS);
 		return SYS_PROCEED;

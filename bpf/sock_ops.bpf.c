@@ -3,7 +3,7 @@
  * Per-backend connection accounting and the circuit breaker's inputs.
  *
  * The connect hooks (sock_lb.bpf.c) reserve a slot on the chosen backend
- * and record the socket in ferry_conn_v1 (by cookie). This sockops program,
+ * and record the socket in ferry_conn_v2 (by cookie). This sockops program,
  * on the same cgroup, follows each recorded socket:
  *
  *   TCP_CONNECT_CB          SYN leaves: ask for state and RTO callbacks
@@ -42,7 +42,7 @@ static __always_inline struct ferry_sk_conn *sockops_conn(struct bpf_sock_ops *s
 {
 	__u64 cookie = bpf_get_socket_cookie(skops);
 
-	return bpf_map_lookup_elem(&ferry_conn_v1, &cookie);
+	return bpf_map_lookup_elem(&ferry_conn_v2, &cookie);
 }
 
 /* sk_err of a full TCP socket: why its handshake ended. */
@@ -65,9 +65,13 @@ int ferry_sockops(struct bpf_sock_ops *skops)
 	struct ferry_sk_conn *conn;
 	__u32 op = skops->op;
 
-	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_RTO_CB &&
-	    (op != BPF_SOCK_OPS_STATE_CB || skops->args[1] != BPF_TCP_CLOSE))
+	/* After TCP_CONNECT_CB, a socket is ours only if it carries our RTO
+	 * callback flag (the same-node acceleration asks for state callbacks
+	 * only): other sockets cost no map lookup. */
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB &&
+	    (!(skops->bpf_sock_ops_cb_flags & BPF_SOCK_OPS_RTO_CB_FLAG) ||
+	     (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_RTO_CB &&
+	      (op != BPF_SOCK_OPS_STATE_CB || skops->args[1] != BPF_TCP_CLOSE))))
 		return 1;
 	conn = sockops_conn(skops);
 	if (!conn)
@@ -93,7 +97,7 @@ int ferry_sockops(struct bpf_sock_ops *skops)
 				    skops->bytes_acked, skops->bytes_received, bpf_ktime_get_ns())) {
 			__u64 cookie = bpf_get_socket_cookie(skops);
 
-			bpf_map_delete_elem(&ferry_conn_v1, &cookie);
+			bpf_map_delete_elem(&ferry_conn_v2, &cookie);
 		}
 		break;
 	}
@@ -106,9 +110,9 @@ int ferry_sock_release(struct bpf_sock *sk)
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	struct ferry_sk_conn *conn;
 
-	conn = bpf_map_lookup_elem(&ferry_conn_v1, &cookie);
+	conn = bpf_map_lookup_elem(&ferry_conn_v2, &cookie);
 	if (conn && conn_released(conn, bpf_ktime_get_ns()))
-		bpf_map_delete_elem(&ferry_conn_v1, &cookie);
+		bpf_map_delete_elem(&ferry_conn_v2, &cookie);
 	return 1;
 }
 

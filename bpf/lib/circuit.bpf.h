@@ -2,7 +2,7 @@
 /*
  * Circuit breaker glue between the maps and the state machine in
  * circuit_sm.h. The connect hooks check backends while scanning, then
- * circuit_reserve() the chosen one and remember the socket in ferry_conn_v1
+ * circuit_reserve() the chosen one and remember the socket in ferry_conn_v2
  * (by socket cookie); the sockops program reports the handshake's outcome
  * and the connection's end through the conn_*() workers below, and
  * cgroup/sock_release ends whatever is still counted when the application
@@ -43,7 +43,7 @@ struct {
 	__type(value, struct ferry_sk_conn);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_conn_v1 SEC(".maps");
+} ferry_conn_v2 SEC(".maps");
 
 /* The kernel's counters for backend id, created zeroed on first use. */
 static __always_inline struct ferry_bestat *bestat_get(__u32 id)
@@ -122,8 +122,8 @@ static __always_inline struct ferry_sk_conn *conn_get(__u64 cookie)
 
 	/* A socket's first connect is the common case: insert, then look up
 	 * (a second connect() on the socket finds its record: EEXIST). */
-	bpf_map_update_elem(&ferry_conn_v1, &cookie, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&ferry_conn_v1, &cookie);
+	bpf_map_update_elem(&ferry_conn_v2, &cookie, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&ferry_conn_v2, &cookie);
 }
 
 /*
@@ -176,14 +176,39 @@ static __always_inline void conn_release_stale(struct ferry_sk_conn *conn)
  * backend id.
  */
 static __always_inline void conn_track(struct ferry_sk_conn *conn, const struct ferry_svc_key *k,
-				       __u32 id, bool probe, __u64 now)
+				       __u32 id, const struct ferry_backend *be, bool probe, __u64 now)
 {
 	conn_release_stale(conn);
 	conn->svc = *k;
 	conn->backend_id = id;
+	__builtin_memcpy(conn->be_addr, be->addr, sizeof(conn->be_addr));
+	conn->be_port = be->port;
+	conn->be_family = be->family;
 	conn->flags = probe ? FERRY_CONN_F_PROBE : 0;
 	conn->start_ns = now;
 	conn->phase = FERRY_CONN_RESERVED;
+}
+
+/*
+ * getpeername() of a tracked TCP socket: when the peer the kernel sees (rk:
+ * cookie, address, port) is the backend its record names, *out gets the
+ * VIP it asked for.
+ */
+static __always_inline bool conn_revnat(const struct ferry_revnat_key *rk, struct ferry_revnat *out)
+{
+	__u64 cookie = rk->cookie;
+	struct ferry_sk_conn *conn = bpf_map_lookup_elem(&ferry_conn_v2, &cookie);
+
+	if (!conn || conn->phase == FERRY_CONN_NONE || conn->be_family != rk->family ||
+	    conn->be_port != rk->port || conn->be_addr[0] != rk->addr[0] ||
+	    conn->be_addr[1] != rk->addr[1] || conn->be_addr[2] != rk->addr[2] ||
+	    conn->be_addr[3] != rk->addr[3])
+		return false;
+	__builtin_memcpy(out->addr, conn->svc.addr, sizeof(out->addr));
+	out->port = conn->svc.port;
+	out->family = conn->svc.family;
+	out->backend_id = conn->backend_id;
+	return true;
 }
 
 /* Backends of the service, other than self, whose circuit is not CLOSED. */

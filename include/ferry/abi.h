@@ -38,7 +38,7 @@
 #define FERRY_MAP_STATUS	"ferry_status_v1"
 #define FERRY_MAP_SVCNAME	"ferry_name_v1"
 #define FERRY_MAP_SVCEJ		"ferry_svcej_v1"
-#define FERRY_MAP_CONN		"ferry_conn_v1"
+#define FERRY_MAP_CONN		"ferry_conn_v2"
 /* Same-node acceleration (sockmap.bpf.c; docs/sockmap.md). */
 #define FERRY_MAP_SOCKMAP	"ferry_smap_v1"		/* SOCKHASH of local sockets */
 #define FERRY_MAP_SMCFG		"ferry_smcfg_v1"	/* struct ferry_sm_cfg, one entry */
@@ -178,9 +178,12 @@ struct ferry_svc_rt {
 };
 
 /*
- * Per-socket tracking, kernel-only: ferry_conn_v1, socket cookie -> record,
+ * Per-socket tracking, kernel-only: ferry_conn_v2, socket cookie -> record,
  * from the connect hook until the socket is released (or, earlier, its
  * connection reaches TCP_CLOSE; the record then stays until the release).
+ * It also answers getpeername() for tracked TCP sockets (the VIP is svc,
+ * the peer the kernel sees is be_addr/be_port), so they need no
+ * ferry_rev_v1 entry. v2 added be_addr..be_family.
  */
 enum ferry_conn_phase {
 	FERRY_CONN_NONE		= 0,
@@ -204,6 +207,10 @@ struct ferry_sk_conn {
 	__u32	flags;		/* FERRY_CONN_F_* */
 	__u32	pad;
 	__u64	start_ns;	/* bpf_ktime_get_ns() at connect() */
+	__u32	be_addr[4];	/* the backend the connect went to */
+	__u16	be_port;	/* network order */
+	__u8	be_family;
+	__u8	pad2;
 };
 
 /* Reverse translation: which VIP a socket connected to a backend asked for. */
