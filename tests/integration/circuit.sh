@@ -69,6 +69,7 @@ ferryd_start_ns() {
 # syn: 198.51.100.28, SYN timeouts (iptables DROP), consecutive 1
 # conc: 198.51.100.29, many clients at once (exact counters)
 LC_EXTRA=""
+LEAK_A='{"ip": "192.0.2.11", "port": 8010}, '
 registry() {
 	cat <<EOF
 { "services": [
@@ -108,13 +109,17 @@ registry() {
     "backends": [ {"ip": "192.0.2.11", "port": 8008}, {"ip": "192.0.2.12", "port": 8008} ] },
   { "name": "conc", "vip": "198.51.100.29", "port": 80, "lb": "least_conn",
     "backends": [ {"ip": "192.0.2.11", "port": 8009}, {"ip": "192.0.2.12", "port": 8009},
-                  {"ip": "192.0.2.13", "port": 8009} ] }
+                  {"ip": "192.0.2.13", "port": 8009} ] },
+  { "name": "leak", "vip": "198.51.100.30", "port": 80, "lb": "round_robin",
+    "circuit": { "consecutive_failures": 2, "base_ejection_ms": 600000, "max_ejection_ms": 600000,
+                 "max_ejection_percent": 50 },
+    "backends": [ $LEAK_A{"ip": "192.0.2.12", "port": 8010}, {"ip": "192.0.2.13", "port": 8010} ] }
 ] }
 EOF
 }
 write_registry() { registry >"$REG.tmp" && mv "$REG.tmp" "$REG"; }
 
-for p in 8000 8001 8002 8004 8005 8007 8009; do
+for p in 8000 8001 8002 8004 8005 8007 8009 8010; do
 	for h in 11 12 13; do serve "192.0.2.$h:$p" || skip_all "backends did not start"; done
 done
 serve 192.0.2.14:8007 && serve 192.0.2.11:8003 && serve 192.0.2.12:8003 && serve 192.0.2.11:8006 &&
@@ -332,6 +337,23 @@ c=$(circuit $V)
 assert_eq conc_opened_exact "$(jq '[.backends[].opened] | add' <<<"$c")" 600
 assert_eq conc_success_exact "$(jq '[.backends[].success] | add' <<<"$c")" 600
 assert_eq conc_failed_none "$(jq '[.backends[].failed] | add' <<<"$c")" 0
+
+# ---- a backend removed while ejected leaves no stale ejected count ----
+V=198.51.100.30:80
+kill_be 192.0.2.11:8010
+open_a() { conn $V 1 >/dev/null; be_is $V 192.0.2.11:8010 circuit open; }
+check leak_first_ejected wait_for 30 open_a
+LEAK_A=""
+write_registry
+two_left() { [ "$(circuit $V | jq '.backends | length')" = 2 ]; }
+check leak_backend_removed wait_for 200 two_left
+assert_eq leak_count_still_held "$(circuit $V | jq -r .ejected)" 1
+# Another backend dies: its ejection is held back at first, the kernel
+# recounts the service's ejected backends and lets it go.
+kill_be 192.0.2.12:8010
+open_b() { conn $V 1 >/dev/null; be_is $V 192.0.2.12:8010 circuit open; }
+check leak_recount_lets_next_ejection wait_for 60 open_b
+assert_eq leak_count_exact_again "$(circuit $V | jq -r .ejected)" 1
 
 # ---- ferryd restarted: breaker state and health verdicts stay ----
 check ferryd_survived_everything kill -0 "$FERRYD_PID"
