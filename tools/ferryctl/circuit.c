@@ -50,21 +50,6 @@ static __u64 mono_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-static int parse_key(struct ctl *c, const char *s, struct ferry_svc_key *k)
-{
-	struct faddr a;
-	int port, proto;
-
-	if (endpoint_parse(s, &a, &port, &proto))
-		return ctl_usage(c, "'%s' is not VIP:PORT[/tcp|udp] (IPv6 as [addr]:port)", s);
-	memset(k, 0, sizeof(*k));
-	memcpy(k->addr, a.a, sizeof(k->addr));
-	k->family = a.family;
-	k->port = htons(port);
-	k->proto = proto;
-	return 0;
-}
-
 static const char *be_ep(const struct ferry_backend *b, char *buf, size_t len)
 {
 	struct faddr a = { .family = b->family };
@@ -74,11 +59,6 @@ static const char *be_ep(const struct ferry_backend *b, char *buf, size_t len)
 	snprintf(buf, len, b->family == AF_INET6 ? "[%s]:%u" : "%s:%u",
 		 faddr_str(&a, ip, sizeof(ip)), ntohs(b->port));
 	return buf;
-}
-
-static const char *circuit_str(__u32 c)
-{
-	return c == FERRY_CIRCUIT_OPENING ? "opening" : circuit_name(c);
 }
 
 /* Backends a service may eject at once: max_ejection_percent, at least one. */
@@ -474,7 +454,7 @@ static struct json_object *bestat_json(const struct ferry_bestat *st, __u64 now)
 {
 	struct json_object *o = json_object_new_object();
 
-	json_object_object_add(o, "circuit", json_object_new_string(circuit_str(st->circuit)));
+	json_object_object_add(o, "circuit", json_object_new_string(circuit_name(st->circuit)));
 	json_object_object_add(o, "consecutive_failures", json_object_new_int64(st->consecutive));
 	json_object_object_add(o, "ejections", json_object_new_int64(st->ejections));
 	if (st->circuit == FERRY_CIRCUIT_OPEN) {
@@ -553,7 +533,7 @@ static void circuit_service(struct ctl *c, const struct svc_state *s, int ejfd, 
 			snprintf(left, sizeof(left), "probes %u/%u", st.half_open_inflight, cb_probes(cfg));
 		}
 		printf("  %-6u %-32s %-9s %7llu %9llu %-12s %7llu %9llu %9llu %9llu %-11s %s\n", s->bes[i].id,
-		       be_ep(&s->bes[i].be, ep, sizeof(ep)), circuit_str(st.circuit),
+		       be_ep(&s->bes[i].be, ep, sizeof(ep)), circuit_name(st.circuit),
 		       (unsigned long long)st.consecutive, (unsigned long long)st.ejections, left,
 		       (unsigned long long)st.active, (unsigned long long)st.opened,
 		       (unsigned long long)st.success, (unsigned long long)st.failed,
@@ -573,7 +553,7 @@ int do_circuit(struct ctl *c, int argc, char **argv)
 
 	if (argc > 2)
 		return ctl_usage(c, "circuit [VIP:PORT[/proto]]");
-	if (argc == 2 && (err = parse_key(c, argv[1], &k)))
+	if (argc == 2 && (err = ctl_parse_svc_key(c, argv[1], &k)))
 		return err;
 	if ((err = ctl_open(c)))
 		return err;
@@ -778,7 +758,7 @@ int do_explain(struct ctl *c, int argc, char **argv)
 		svc = argv[optind++];
 	if (!svc || optind != argc)
 		return ctl_usage(c, "explain VIP:PORT[/proto] [--from CGROUP_OR_NETNS] [--src IP]");
-	if ((err = parse_key(c, svc, &k)))
+	if ((err = ctl_parse_svc_key(c, svc, &k)))
 		return err;
 	if ((err = ctl_open(c)))
 		return err;
@@ -857,7 +837,7 @@ int do_explain(struct ctl *c, int argc, char **argv)
 
 			snprintf(ok, sizeof(ok), "%s, circuit %s, %llu active",
 				 w[i].b->be.health ? health_name(w[i].b->be.health) : "not probed",
-				 circuit_str(w[i].st.circuit), (unsigned long long)w[i].st.active);
+				 circuit_name(w[i].st.circuit), (unsigned long long)w[i].st.active);
 			printf("  %-6u %-32s %-9s %5.1f%%  %s\n", s->bes[i].id,
 			       be_ep(&s->bes[i].be, ep, sizeof(ep)), verdict_name(w[i].v), w[i].share * 100,
 			       w[i].why[0] ? w[i].why : ok);

@@ -28,6 +28,8 @@ struct cmd {
 
 /* Open the pinned maps (once); prints the error and returns 1 on failure. */
 int ctl_open(struct ctl *c);
+/* VIP:PORT[/tcp|udp] into a service key; a usage error (exit 2) otherwise. */
+int ctl_parse_svc_key(struct ctl *c, const char *s, struct ferry_svc_key *k);
 /* "Error: <what> '<object>': <strerror> (<errno>)" or {"error": ...}; returns 1. */
 int ctl_err(struct ctl *c, const char *what, const char *obj, int err);
 /* Usage error: message (+ usage line), returns EXIT_USAGE. */

@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+
+#include "addr.h"
 #include "ferryctl.h"
 #include "log.h"
 
@@ -50,6 +53,21 @@ int ctl_open(struct ctl *c)
 		return ctl_err(c, "ferry is not loaded: cannot open pinned map", obj, err);
 	}
 	c->maps_open = true;
+	return 0;
+}
+
+int ctl_parse_svc_key(struct ctl *c, const char *s, struct ferry_svc_key *k)
+{
+	struct faddr a;
+	int port, proto;
+
+	if (endpoint_parse(s, &a, &port, &proto))
+		return ctl_usage(c, "'%s' is not VIP:PORT[/tcp|udp] (IPv6 as [addr]:port)", s);
+	memset(k, 0, sizeof(*k));
+	memcpy(k->addr, a.a, sizeof(k->addr));
+	k->family = a.family;
+	k->port = htons(port);
+	k->proto = proto;
 	return 0;
 }
 

@@ -21,21 +21,6 @@
 #include "registry.h"
 #include "state.h"
 
-static int parse_key(struct ctl *c, const char *s, struct ferry_svc_key *k)
-{
-	struct faddr a;
-	int port, proto;
-
-	if (endpoint_parse(s, &a, &port, &proto))
-		return ctl_usage(c, "'%s' is not VIP:PORT[/tcp|udp] (IPv6 as [addr]:port)", s);
-	memset(k, 0, sizeof(*k));
-	memcpy(k->addr, a.a, sizeof(k->addr));
-	k->family = a.family;
-	k->port = htons(port);
-	k->proto = proto;
-	return 0;
-}
-
 static const char *owner_name(__u8 flags)
 {
 	return flags & FERRY_SVC_F_REGISTRY ? "registry" : flags & FERRY_SVC_F_MANUAL ? "ferryctl" : "unknown";
@@ -136,7 +121,7 @@ static int service_show(struct ctl *c, int argc, char **argv)
 
 	if (argc != 2)
 		return ctl_usage(c, "service show VIP:PORT[/proto]");
-	if ((err = parse_key(c, argv[1], &k)) || (err = load_state(c, &st)))
+	if ((err = ctl_parse_svc_key(c, argv[1], &k)) || (err = load_state(c, &st)))
 		return err;
 	s = fstate_find(&st, &k);
 	if (!s) {
@@ -232,7 +217,7 @@ static int service_add(struct ctl *c, int argc, char **argv)
 	}
 	if (!argv[1][0] || strlen(argv[1]) >= FERRY_NAME_LEN)
 		return ctl_usage(c, "service name must be 1..%d characters", FERRY_NAME_LEN - 1);
-	if ((err = parse_key(c, argv[2], &want.key)))
+	if ((err = ctl_parse_svc_key(c, argv[2], &want.key)))
 		return err;
 	snprintf(want.name, sizeof(want.name), "%s", argv[1]);
 	want.lb = lb;
@@ -257,7 +242,7 @@ static int service_del(struct ctl *c, int argc, char **argv)
 
 	if (argc != 2)
 		return ctl_usage(c, "service del VIP:PORT[/proto]");
-	if ((err = parse_key(c, argv[1], &k)) || (err = load_state(c, &st)))
+	if ((err = ctl_parse_svc_key(c, argv[1], &k)) || (err = load_state(c, &st)))
 		return err;
 	s = fstate_find(&st, &k);
 	err = s ? apply_one(c, &st, s, NULL, argv[1]) : ctl_err(c, "no such service", argv[1], -ENOENT);
@@ -297,7 +282,7 @@ int do_backend(struct ctl *c, int argc, char **argv)
 	op = argv[1];
 	if (strcmp(op, "add") && strcmp(op, "del") && strcmp(op, "set"))
 		return ctl_usage(c, "backend: unknown sub-command '%s'", op);
-	if ((err = parse_key(c, argv[2], &k)))
+	if ((err = ctl_parse_svc_key(c, argv[2], &k)))
 		return err;
 	if (endpoint_parse(argv[3], &ba, &port, NULL))
 		return ctl_usage(c, "'%s' is not IP:PORT (IPv6 as [addr]:port)", argv[3]);

@@ -72,6 +72,7 @@ const char *circuit_name(int c)
 	switch (c) {
 	case FERRY_CIRCUIT_OPEN: return "open";
 	case FERRY_CIRCUIT_HALF_OPEN: return "half_open";
+	case FERRY_CIRCUIT_OPENING: return "opening";
 	default: return "closed";
 	}
 }
