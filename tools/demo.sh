@@ -40,6 +40,9 @@ done
 say "client -> 198.51.100.53:53/udp (unconnected UDP, random)"
 in_client "$T" connect 198.51.100.53:53 -n 60 --udp | sed 's/^/  /'
 
+say "ferryctl explain 198.51.100.12:80 --from $NS_C  (why this client lands where it does)"
+"${CTL[@]}" explain 198.51.100.12:80 --from "$NS_C" | sed 's/^/  /'
+
 say "drain 192.0.2.11:8080 with ferryctl; new connections avoid it"
 "${CTL[@]}" backend set 198.51.100.10:80 192.0.2.11:8080 --state draining
 in_client "$T" connect 198.51.100.10:80 -n 60 | sed 's/^/  /'
