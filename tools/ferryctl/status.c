@@ -21,6 +21,16 @@ static const char *attach_name(__u32 t)
 	return n ? n : "?";
 }
 
+/* What a link attaches to. libbpf 1.1 predates sockmap links (type 14). */
+static const char *link_kind(const struct bpf_link_info *li)
+{
+	if (li->type == BPF_LINK_TYPE_CGROUP)
+		return attach_name(li->cgroup.attach_type);
+	if (li->type == 14)
+		return "sk_msg_verdict";
+	return libbpf_bpf_link_type_str(li->type) ?: "?";
+}
+
 static void fmt_time(__u64 ns, char *buf, size_t len)
 {
 	time_t t = ns / 1000000000ULL;
@@ -75,10 +85,7 @@ static struct json_object *links_status(struct ctl *c, bool print)
 		json_object_object_add(o, "link_id", json_object_new_int64(li.id));
 		json_object_object_add(o, "prog_id", json_object_new_int64(li.prog_id));
 		json_object_object_add(o, "program", json_object_new_string(pi.name));
-		json_object_object_add(o, "attach_type",
-				       json_object_new_string(li.type == BPF_LINK_TYPE_CGROUP ?
-							      attach_name(li.cgroup.attach_type) :
-							      libbpf_bpf_link_type_str(li.type) ?: "?"));
+		json_object_object_add(o, "attach_type", json_object_new_string(link_kind(&li)));
 		if (li.type == BPF_LINK_TYPE_CGROUP)
 			json_object_object_add(o, "cgroup_id", json_object_new_int64(li.cgroup.cgroup_id));
 		if (print)
