@@ -5,7 +5,9 @@
  *   xdp-ns:   ns per packet under BPF_PROG_TEST_RUN, repeat=1 per call over
  *             --calls calls, taking the kernel's own per-run duration (no
  *             syscall cost), minus a program that only returns XDP_PASS
- *             measured the same way in the same run. repeat > 1 would run the
+ *             measured the same way in the same run. --case syn|hit|flows|
+ *             nonvip measures that case alone (after the same warm-up), for
+ *             quick A/B runs of a change. repeat > 1 would run the
  *             program again on the packet it just rewrote (encapsulated), so
  *             every call starts from the original frame instead.
  *   xdp-veth: Mpps through a veth pair, generator, LB and sink on one CPU:
@@ -253,22 +255,31 @@ int do_xdp_ns(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "pin", required_argument, NULL, 'p' },
 		{ "calls", required_argument, NULL, 'n' },
+		{ "case", required_argument, NULL, 'c' },
 		{ NULL, 0, NULL, 0 },
 	};
+	static const char *const cases[] = { "syn", "hit", "flows", "nonvip" };
 	unsigned long calls = 1000000;
-	const char *pin = NULL;
+	const char *pin = NULL, *only = NULL;
 	struct world w = {};
-	struct result syn, hit, many, miss, tmp;
-	int o, fd, pfd, ret = 1;
+	struct result syn = {}, hit = {}, many = {}, miss = {}, tmp, *r = NULL;
+	int o, fd, pfd, ret = 1, c = -1, i;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'p')
 			pin = optarg;
+		else if (o == 'c')
+			only = optarg;
 		else if (o != 'n' || bench_ulong("xdp-ns", "--calls", optarg, 1000, 100000000, &calls))
 			return bench_usage("xdp-ns", "bad option");
 	}
 	if (!pin)
 		return bench_usage("xdp-ns", "--pin DIR is required");
+	for (i = 0; only && i < 4; i++)
+		if (!strcmp(only, cases[i]))
+			c = i;
+	if (only && c < 0)
+		return bench_usage("xdp-ns", "--case is one of syn, hit, flows, nonvip");
 	if (net_setup())
 		return bench_err("network namespace", "vg/vl", -EIO);
 	pin_cpu(0);
@@ -279,11 +290,19 @@ int do_xdp_ns(int argc, char **argv)
 	/* Warm the next-hop cache; 100k flows into the table. SYNs last: their
 	 * million new flows evict the 100k established ones. */
 	if (measure(pfd, fd, VIP, 100000, 100000, 0x02, true, &tmp) ||
-	    measure(pfd, fd, VIP, calls, 0, 0x10, false, &hit) ||
-	    measure(pfd, fd, VIP, calls, 100000, 0x10, true, &many) ||
-	    measure(pfd, fd, "198.51.100.99", calls, 0, 0x10, false, &miss) ||
-	    measure(pfd, fd, VIP, calls, 0, 0x02, true, &syn)) {
+	    (c < 0 || c == 1 ? measure(pfd, fd, VIP, calls, 0, 0x10, false, r = &hit) : 0) ||
+	    (c < 0 || c == 2 ? measure(pfd, fd, VIP, calls, 100000, 0x10, true, r = &many) : 0) ||
+	    (c < 0 || c == 3 ? measure(pfd, fd, "198.51.100.99", calls, 0, 0x10, false, r = &miss) : 0) ||
+	    (c < 0 || c == 0 ? measure(pfd, fd, VIP, calls, 0, 0x02, true, r = &syn) : 0)) {
 		bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb", -errno);
+		goto out;
+	}
+	if (c >= 0) {
+		/* One case (quick A/B runs): its figures and the XDP_PASS baseline. */
+		printf("{\"calls\": %lu, \"case\": \"%s\", \"ns\": %.1f, \"median_ns\": %.0f, "
+		       "\"pass_ns\": %.1f, \"pass_median_ns\": %.0f}\n", calls, only, r->mean,
+		       r->median, r->pass_mean, r->pass_median);
+		ret = 0;
 		goto out;
 	}
 	printf("{\"calls\": %lu, \"pass_ns\": %.1f, \"syn_new_flow_ns\": %.1f, \"lru_hit_ns\": %.1f, "
