@@ -50,17 +50,6 @@ static __u64 mono_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-static const char *be_ep(const struct ferry_backend *b, char *buf, size_t len)
-{
-	struct faddr a = { .family = b->family };
-	char ip[64];
-
-	memcpy(a.a, b->addr, sizeof(a.a));
-	snprintf(buf, len, b->family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-		 faddr_str(&a, ip, sizeof(ip)), ntohs(b->port));
-	return buf;
-}
-
 /* Backends a service may eject at once: max_ejection_percent, at least one. */
 static __u32 max_ejected(const struct ferry_circuit_cfg *cfg, __u32 n)
 {
@@ -505,7 +494,7 @@ static void circuit_service(struct ctl *c, const struct svc_state *s, int ejfd, 
 			bpf_map_lookup_elem(c->maps.bestat, &s->bes[i].id, &st);
 			b = bestat_json(&st, now);
 			json_object_object_add(b, "id", json_object_new_int64(s->bes[i].id));
-			json_object_object_add(b, "backend", json_object_new_string(be_ep(&s->bes[i].be, ep, sizeof(ep))));
+			json_object_object_add(b, "backend", json_object_new_string(backend_str(&s->bes[i].be, ep, sizeof(ep))));
 			json_object_object_add(b, "state", json_object_new_string(be_state_name(s->bes[i].be.state)));
 			json_object_object_add(b, "health", json_object_new_string(health_name(s->bes[i].be.health)));
 			json_object_array_add(bes, b);
@@ -533,7 +522,7 @@ static void circuit_service(struct ctl *c, const struct svc_state *s, int ejfd, 
 			snprintf(left, sizeof(left), "probes %u/%u", st.half_open_inflight, cb_probes(cfg));
 		}
 		printf("  %-6u %-32s %-9s %7llu %9llu %-12s %7llu %9llu %9llu %9llu %-11s %s\n", s->bes[i].id,
-		       be_ep(&s->bes[i].be, ep, sizeof(ep)), circuit_name(st.circuit),
+		       backend_str(&s->bes[i].be, ep, sizeof(ep)), circuit_name(st.circuit),
 		       (unsigned long long)st.consecutive, (unsigned long long)st.ejections, left,
 		       (unsigned long long)st.active, (unsigned long long)st.opened,
 		       (unsigned long long)st.success, (unsigned long long)st.failed,
@@ -653,7 +642,7 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 		json_object_object_add(o, "maglev", m);
 		if (pos >= 0) {
 			snprintf(msg, len, "maglev: this client (%s, hash %u) gets backend %u (%s): table entry %u%s",
-				 cl->desc, hash, s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)),
+				 cl->desc, hash, s->bes[pos].id, backend_str(&s->bes[pos].be, ep, sizeof(ep)),
 				 hash % FERRY_SOCK_MAGLEV_M,
 				 tried > 1 ? " after skipping entries whose backend may not take it" : "");
 		} else {
@@ -661,7 +650,7 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 			snprintf(msg, len, "maglev: this client's table entries (from %u) name no eligible backend; "
 				 "it falls back to the first eligible slot from %u: backend %u (%s)",
 				 hash % FERRY_SOCK_MAGLEV_M, (unsigned)(hash % n), s->bes[pos].id,
-				 be_ep(&s->bes[pos].be, ep, sizeof(ep)));
+				 backend_str(&s->bes[pos].be, ep, sizeof(ep)));
 		}
 		break;
 	}
@@ -679,7 +668,7 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 			best = scan_from(w, n, 0);
 		pos = best;
 		snprintf(msg, len, "least_conn: backend %u (%s) has the fewest connections per unit of weight (%llu/%u)%s",
-			 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)),
+			 s->bes[pos].id, backend_str(&s->bes[pos].be, ep, sizeof(ep)),
 			 (unsigned long long)w[pos].st.active, w[pos].b->be.weight,
 			 n > LC_EXACT_MAX ? "; this service has more than 16 backends (ferryd --least-conn-exact), "
 					    "so the kernel compares two random eligible ones (power of two choices)" : "");
@@ -696,14 +685,14 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 		pos = rr_sim(w, n, &c2);
 		if ((size_t)pos == cur)
 			snprintf(msg, len, "round_robin: the cursor is on backend %u (%s): the next connect goes there",
-				 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)));
+				 s->bes[pos].id, backend_str(&s->bes[pos].be, ep, sizeof(ep)));
 		else
 			snprintf(msg, len, "round_robin: the cursor is on backend %u (%s), which %s, so the next "
 				 "connect claims cursor values until one names a backend that may: backend %u (%s)",
 				 s->bes[cur].id,
-				 be_ep(&s->bes[cur].be, cep, sizeof(cep)),
+				 backend_str(&s->bes[cur].be, cep, sizeof(cep)),
 				 w[cur].v == V_FALLBACK ? "is only a fallback" : "may not take it",
-				 s->bes[pos].id, be_ep(&s->bes[pos].be, ep, sizeof(ep)));
+				 s->bes[pos].id, backend_str(&s->bes[pos].be, ep, sizeof(ep)));
 		break;
 	}
 	default:
@@ -716,7 +705,7 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 		struct json_object *nx = json_object_new_object();
 
 		json_object_object_add(nx, "id", json_object_new_int64(s->bes[pos].id));
-		json_object_object_add(nx, "backend", json_object_new_string(be_ep(&s->bes[pos].be, ep, sizeof(ep))));
+		json_object_object_add(nx, "backend", json_object_new_string(backend_str(&s->bes[pos].be, ep, sizeof(ep))));
 		json_object_object_add(o, "next", nx);
 	}
 }
@@ -812,7 +801,7 @@ int do_explain(struct ctl *c, int argc, char **argv)
 		struct json_object *b = json_object_new_object();
 
 		json_object_object_add(b, "id", json_object_new_int64(s->bes[i].id));
-		json_object_object_add(b, "backend", json_object_new_string(be_ep(&s->bes[i].be, ep, sizeof(ep))));
+		json_object_object_add(b, "backend", json_object_new_string(backend_str(&s->bes[i].be, ep, sizeof(ep))));
 		json_object_object_add(b, "eligible", json_object_new_string(verdict_name(w[i].v)));
 		json_object_object_add(b, "reasons", json_object_get(w[i].reasons));
 		json_object_object_add(b, "share", json_object_new_double(w[i].share));
@@ -839,7 +828,7 @@ int do_explain(struct ctl *c, int argc, char **argv)
 				 w[i].b->be.health ? health_name(w[i].b->be.health) : "not probed",
 				 circuit_name(w[i].st.circuit), (unsigned long long)w[i].st.active);
 			printf("  %-6u %-32s %-9s %5.1f%%  %s\n", s->bes[i].id,
-			       be_ep(&s->bes[i].be, ep, sizeof(ep)), verdict_name(w[i].v), w[i].share * 100,
+			       backend_str(&s->bes[i].be, ep, sizeof(ep)), verdict_name(w[i].v), w[i].share * 100,
 			       w[i].why[0] ? w[i].why : ok);
 		}
 		printf("\n%s\n", msg);

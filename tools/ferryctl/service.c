@@ -147,14 +147,11 @@ static int service_show(struct ctl *c, int argc, char **argv)
 		       "HEALTH", "CIRCUIT", "ACTIVE", "OPENED", "FAILED");
 		for (i = 0; i < s->n; i++) {
 			const struct ferry_backend *b = &s->bes[i].be;
-			struct faddr a = { .family = b->family };
 			struct ferry_bestat bs = {};
-			char ip[64], ep[80];
+			char ep[80];
 
 			bpf_map_lookup_elem(c->maps.bestat, &s->bes[i].id, &bs);
-			memcpy(a.a, b->addr, sizeof(a.a));
-			faddr_str(&a, ip, sizeof(ip));
-			snprintf(ep, sizeof(ep), b->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, ntohs(b->port));
+			backend_str(b, ep, sizeof(ep));
 			printf("  %-6u %-40s %6u %-11s %-9s %-9s %8llu %10llu %8llu\n", s->bes[i].id, ep, b->weight,
 			       be_state_name(b->state), health_name(b->health), circuit_name(bs.circuit),
 			       (unsigned long long)bs.active, (unsigned long long)bs.opened,

@@ -19,16 +19,6 @@
 #include "registry.h"
 #include "stat_names.h"
 
-static void be_endpoint(const struct ferry_backend *be, char *buf, size_t len)
-{
-	struct faddr a = { .family = be->family };
-	char ip[INET6_ADDRSTRLEN];
-
-	memcpy(a.a, be->addr, sizeof(a.a));
-	faddr_str(&a, ip, sizeof(ip));
-	snprintf(buf, len, be->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, ntohs(be->port));
-}
-
 static const char *stat_name(const struct stat_desc *d, int i, const char *pfx, char *buf, size_t len)
 {
 	if (d[i].name)
@@ -96,7 +86,7 @@ static void print_plain(const struct ferry_snapshot *s, bool backends)
 			for (j = 0; j < sv->n; j++, k++) {
 				const struct ferry_bestat *st = &s->bestat[k];
 
-				be_endpoint(&sv->bes[j].be, ep, sizeof(ep));
+				backend_str(&sv->bes[j].be, ep, sizeof(ep));
 				printf("  %-28s %-26s %-11s %-9s %-9s %10llu %10llu %8llu %8llu %9llu\n",
 				       snapshot_svc_label(sv, name, sizeof(name)), ep,
 				       be_state_name(sv->bes[j].be.state), health_name(sv->bes[j].be.health),
@@ -162,7 +152,7 @@ static struct json_object *json_snapshot(const struct ferry_snapshot *s, bool ba
 			if (!backends)
 				continue;
 			bo = json_object_new_object();
-			be_endpoint(&sv->bes[j].be, ep, sizeof(ep));
+			backend_str(&sv->bes[j].be, ep, sizeof(ep));
 			json_object_object_add(bo, "backend", json_object_new_string(ep));
 			json_object_object_add(bo, "id", json_object_new_int64(sv->bes[j].id));
 			json_object_object_add(bo, "state", json_object_new_string(be_state_name(sv->bes[j].be.state)));

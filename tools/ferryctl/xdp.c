@@ -80,17 +80,6 @@ static int cnt_sum(int fd, __u32 key, struct ferry_xcnt *out)
 	return 0;
 }
 
-static const char *be_str(const struct ferry_backend *b, char *buf, size_t len)
-{
-	struct faddr a = { .family = b->family };
-	char ip[64];
-
-	memcpy(a.a, b->addr, sizeof(a.a));
-	faddr_str(&a, ip, sizeof(ip));
-	snprintf(buf, len, b->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, ntohs(b->port));
-	return buf;
-}
-
 static int xdp_stats(struct ctl *c, int argc, char **argv)
 {
 	struct json_object *jo = NULL, *jc = NULL, *jv = NULL;
@@ -164,7 +153,7 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 			const struct be_state *b = &s->bes[j];
 
 			cnt_sum(fbe, b->id, &cnt);
-			be_str(&b->be, bs, sizeof(bs));
+			backend_str(&b->be, bs, sizeof(bs));
 			if (jb) {
 				struct json_object *o = json_object_new_object();
 
@@ -246,7 +235,7 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 		snprintf(ca, sizeof(ca), k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", cs, ntohs(k.sport));
 		snprintf(va, sizeof(va), k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", vs, ntohs(k.dport));
 		if (v.backend_id && !bpf_map_lookup_elem(c->maps.be, &v.backend_id, &be))
-			be_str(&be, bs, sizeof(bs));
+			backend_str(&be, bs, sizeof(bs));
 		if (ja) {
 			struct json_object *jo = json_object_new_object();
 

@@ -194,13 +194,7 @@ static void write_health(struct ferryd *d, const struct target *t, int health)
 
 static const char *target_str(const struct target *t, char *buf, size_t len)
 {
-	struct faddr a = { .family = t->family };
-	char ip[64];
-
-	memcpy(a.a, t->addr, sizeof(a.a));
-	snprintf(buf, len, t->family == AF_INET6 ? "[%s]:%u" : "%s:%u",
-		 faddr_str(&a, ip, sizeof(ip)), ntohs(t->port));
-	return buf;
+	return endpoint_str(t->addr, t->family, t->port, buf, len);
 }
 
 static void probe_done(struct ferryd *d, struct target *t, bool ok, const char *why)

@@ -96,6 +96,22 @@ const char *faddr_str(const struct faddr *a, char *buf, size_t len)
 	return buf;
 }
 
+const char *endpoint_str(const __u32 *addr, __u8 family, __u16 port_be, char *buf, size_t len)
+{
+	struct faddr a = { .family = family };
+	char ip[INET6_ADDRSTRLEN];
+
+	memcpy(a.a, addr, sizeof(a.a));
+	faddr_str(&a, ip, sizeof(ip));
+	snprintf(buf, len, family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, ntohs(port_be));
+	return buf;
+}
+
+const char *backend_str(const struct ferry_backend *b, char *buf, size_t len)
+{
+	return endpoint_str(b->addr, b->family, b->port, buf, len);
+}
+
 const char *svc_key_str(const struct ferry_svc_key *k, char *buf, size_t len)
 {
 	struct faddr a = { .family = k->family };

@@ -20,6 +20,11 @@ int faddr_parse(const char *s, struct faddr *out);
 int endpoint_parse(const char *s, struct faddr *addr, int *port, int *proto);
 /* Text form into buf (at least 64 bytes). */
 const char *faddr_str(const struct faddr *a, char *buf, size_t len);
+/* "192.0.2.11:8080" or "[2001:db8::11]:8080"; port in network order. */
+const char *endpoint_str(const __u32 *addr, __u8 family, __u16 port_be, char *buf, size_t len);
+/* A backend's endpoint, as endpoint_str(). */
+struct ferry_backend;
+const char *backend_str(const struct ferry_backend *b, char *buf, size_t len);
 /* "10.96.0.10:9080/tcp" or "[fd00::1]:80/udp". */
 const char *svc_key_str(const struct ferry_svc_key *k, char *buf, size_t len);
 const char *proto_name(int proto);

@@ -850,16 +850,6 @@ static const struct svc_family {
 	  "Established connections to the service's backends not yet closed.", BF_ACTIVE },
 };
 
-static void be_str(const struct ferry_backend *be, char *buf, size_t len)
-{
-	struct faddr a = { .family = be->family };
-	char ip[INET6_ADDRSTRLEN];
-
-	memcpy(a.a, be->addr, sizeof(a.a));
-	faddr_str(&a, ip, sizeof(ip));
-	snprintf(buf, len, be->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, ntohs(be->port));
-}
-
 /* Label strings: one per service, one per backend under the cap. */
 struct labels {
 	struct mbuf text;
@@ -898,7 +888,7 @@ static int build_labels(const struct ferry_snapshot *s, __u32 cap, struct labels
 			/* Copy from the offset: the buffer may move while appending. */
 			if (mbuf_reserve(&l->text, slen))
 				mbuf_add(&l->text, l->text.p + start, slen);
-			be_str(&sv->bes[j].be, buf, sizeof(buf));
+			backend_str(&sv->bes[j].be, buf, sizeof(buf));
 			mbuf_puts(&l->text, ",backend=\"");
 			mbuf_puts(&l->text, buf);
 			mbuf_puts(&l->text, "\"");
