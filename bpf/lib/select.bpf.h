@@ -59,6 +59,24 @@ static __always_inline bool lc_less(__u64 act_a, __u32 w_a, __u64 act_b, __u32 w
 	return act_a * w_b < act_b * w_a;
 }
 
+#define BE_MISSING	(-1)	/* slot or backend entry absent */
+
+/* Slot pos of svc: its backend (id, entry) and how it may be used now. */
+static __always_inline int slot_class(const struct ferry_svc *svc, __u32 pos, __u64 now,
+				      __u64 *act, __u32 *id, struct ferry_backend **be)
+{
+	struct ferry_slot_key sk = { .svc_id = svc->id, .slot = pos };
+	struct ferry_slot *slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
+
+	if (!slot)
+		return BE_MISSING;
+	*id = slot->backend_id;
+	*be = bpf_map_lookup_elem(&ferry_be_v1, id);
+	if (!*be)
+		return BE_MISSING;
+	return backend_class(svc, *id, *be, now, act);
+}
+
 struct scan_ctx {
 	const struct ferry_svc *svc;
 	__u64	now;
@@ -79,28 +97,18 @@ struct scan_ctx {
 static long scan_cb(__u32 i, void *data)
 {
 	struct scan_ctx *c = data;
-	struct ferry_slot_key sk;
-	struct ferry_slot *slot;
 	struct ferry_backend *be;
-	enum be_class cls;
-	__u32 pos = c->start + i;
-	__u64 act;
+	__u32 pos = c->start + i, id;
+	__u64 act = 0;
+	int cls;
 
 	if (pos >= c->count)
 		pos -= c->count;
-	sk.svc_id = c->svc->id;
-	sk.slot = pos;
-	slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
-	if (!slot) {
+	cls = slot_class(c->svc, pos, c->now, &act, &id, &be);
+	if (cls == BE_MISSING) {
 		c->lookup_fail = 1;
 		return 0;
 	}
-	be = bpf_map_lookup_elem(&ferry_be_v1, &slot->backend_id);
-	if (!be) {
-		c->lookup_fail = 1;
-		return 0;
-	}
-	cls = backend_class(c->svc, slot->backend_id, be, c->now, &act);
 	if (cls == BE_FULL)
 		c->full = 1;
 	if (cls <= BE_FULL)
@@ -108,23 +116,23 @@ static long scan_cb(__u32 i, void *data)
 	if (!c->least_conn) {
 		if (cls == BE_DEGRADED) {
 			if (!c->degraded)
-				c->degraded = slot->backend_id;
+				c->degraded = id;
 			return 0;
 		}
-		c->found = slot->backend_id;
+		c->found = id;
 		return 1;
 	}
 	/* least_conn: fewest connections per unit of weight, per class. */
 	if (cls == BE_DEGRADED) {
 		if (!c->degraded || lc_less(act, be->weight, c->deg_active, c->deg_weight)) {
-			c->degraded = slot->backend_id;
+			c->degraded = id;
 			c->deg_active = act;
 			c->deg_weight = be->weight;
 		}
 		return 0;
 	}
 	if (!c->found || lc_less(act, be->weight, c->best_active, c->best_weight)) {
-		c->found = slot->backend_id;
+		c->found = id;
 		c->best_active = act;
 		c->best_weight = be->weight;
 	}
@@ -224,27 +232,19 @@ struct p2c_ctx {
 static long p2c_cb(__u32 i, void *data)
 {
 	struct p2c_ctx *c = data;
-	struct ferry_slot_key sk = { .svc_id = c->svc->id };
-	struct ferry_slot *slot;
 	struct ferry_backend *be;
-	enum be_class cls;
-	__u64 act;
+	__u64 act = 0;
+	__u32 id;
+	int cls;
 
 	(void)i;
-	sk.slot = bpf_get_prandom_u32() % c->count;
-	slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
-	if (!slot)
-		return 0;
-	be = bpf_map_lookup_elem(&ferry_be_v1, &slot->backend_id);
-	if (!be)
-		return 0;
-	cls = backend_class(c->svc, slot->backend_id, be, c->now, &act);
+	cls = slot_class(c->svc, bpf_get_prandom_u32() % c->count, c->now, &act, &id, &be);
 	if (cls == BE_FULL)
 		c->full = 1;
 	if (cls != BE_GOOD)
 		return 0;
 	if (!c->found || lc_less(act, be->weight, c->best_active, c->best_weight)) {
-		c->found = slot->backend_id;
+		c->found = id;
 		c->best_active = act;
 		c->best_weight = be->weight;
 	}
@@ -278,24 +278,17 @@ static __always_inline __u32 least_conn_pick(const struct ferry_svc *svc, __u32 
 static __always_inline __u32 rr_pick(struct ferry_svc *svc, __u32 count, __u64 now,
 				     bool *full, __u32 *start)
 {
-	struct ferry_slot_key sk = { .svc_id = svc->id };
 	struct ferry_backend *be;
-	struct ferry_slot *slot;
-	enum be_class cls;
-	int i;
+	__u32 id;
+	int i, cls;
 
 	for (i = 0; i < FERRY_RR_TRIES; i++) {
-		sk.slot = __sync_fetch_and_add(&svc->rr, 1) % count;
-		*start = sk.slot;
-		slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
-		if (!slot)
+		*start = __sync_fetch_and_add(&svc->rr, 1) % count;
+		cls = slot_class(svc, *start, now, NULL, &id, &be);
+		if (cls == BE_MISSING)
 			return 0;
-		be = bpf_map_lookup_elem(&ferry_be_v1, &slot->backend_id);
-		if (!be)
-			return 0;
-		cls = backend_class(svc, slot->backend_id, be, now, NULL);
 		if (cls == BE_GOOD)
-			return slot->backend_id;
+			return id;
 		if (cls == BE_FULL)
 			*full = true;
 		stat_inc(FERRY_STAT_SELECT_RETRY);
