@@ -300,12 +300,21 @@ static __always_inline __u32 rr_pick(struct ferry_svc *svc, __u32 count, __u64 n
  * One pick for a new connection of svc by its policy. hash is the flow's
  * affinity hash (maglev). Returns 0 when no backend is usable; *full then
  * tells whether max_connections kept some out.
+ *
+ * A global function: the verifier checks it once, on its own, instead of
+ * once per path of every caller (select_backend's retries times the hooks'
+ * v4/v6/tracked paths), which otherwise multiplies every policy's branches
+ * past the 1M-instruction limit. Its pointers may be NULL as far as the
+ * verifier knows, hence the check.
  */
-static __always_inline __u32 select_once(struct ferry_svc *svc, __u32 hash, __u64 now,
-					 bool *full)
+__noinline __u32 select_once(struct ferry_svc *svc, __u32 hash, __u64 now, bool *full)
 {
-	__u32 count = svc->count, start, id;
+	__u32 count, start, id;
+	bool f = false;
 
+	if (!svc || !full)
+		return 0;
+	count = svc->count;
 	if (count > FERRY_MAX_SVC_BACKENDS)
 		count = FERRY_MAX_SVC_BACKENDS;
 	if (!count)
@@ -320,21 +329,25 @@ static __always_inline __u32 select_once(struct ferry_svc *svc, __u32 hash, __u6
 			weighted_slot(svc, bpf_get_prandom_u32() % svc->weight_sum) : 0;
 		break;
 	case FERRY_LB_MAGLEV:
-		id = maglev_pick(svc, hash, now, full);
+		id = maglev_pick(svc, hash, now, &f);
 		if (id)
-			return id;
+			goto out;
 		start = hash % count;
 		break;
 	case FERRY_LB_LEAST_CONN:
-		return least_conn_pick(svc, count, now, full);
+		id = least_conn_pick(svc, count, now, &f);
+		goto out;
 	case FERRY_LB_ROUND_ROBIN:
 	default:
-		id = rr_pick(svc, count, now, full, &start);
+		id = rr_pick(svc, count, now, &f, &start);
 		if (id)
-			return id;
+			goto out;
 		break;
 	}
-	return scan_from(svc, start, count, false, now, full);
+	id = scan_from(svc, start, count, false, now, &f);
+out:
+	*full |= f;
+	return id;
 }
 
 struct pick {
