@@ -241,8 +241,6 @@ static __always_inline int sm_read_sides(struct tcp_sock *me, __u64 peer_addr,
 	s->snd_una = me->snd_una;
 	s->state = me->inet_conn.icsk_inet.sk.__sk_common.skc_state;
 	s->shutdown = me->inet_conn.icsk_inet.sk.sk_shutdown;
-	s->sndbuf = me->inet_conn.icsk_inet.sk.sk_sndbuf;
-	s->sndbuf_locked = me->inet_conn.icsk_inet.sk.sk_userlocks & SM_SNDBUF_LOCK;
 	s->copied_seq = pt->copied_seq;
 	s->peer_state = pt->inet_conn.icsk_inet.sk.__sk_common.skc_state;
 	s->peer_shutdown = pt->inet_conn.icsk_inet.sk.sk_shutdown;
@@ -295,8 +293,9 @@ int ferry_sm_msg(struct sk_msg_md *msg)
 		return SK_PASS;
 	}
 	err = sm_read_sides(me, *paddr, &peer, &s);
+	s.msg_size = msg->size;
 	if (!err)
-		err = sm_may_redirect(&s, cfg->sndbuf_max);
+		err = sm_may_redirect(&s);
 	if (err) {
 		stat_inc(err == -SM_ENOBUFS ? FERRY_STAT_SOCKMAP_PRESSURE :
 			 err == -SM_EBUSY ? FERRY_STAT_SOCKMAP_BUSY : FERRY_STAT_SOCKMAP_MISS);

@@ -32,10 +32,15 @@
  *
  *  - Backpressure. The kernel charges redirected bytes to the peer's
  *    sk_rmem_alloc but does not bound them by its sk_rcvbuf, so a slow
- *    reader would let a writer queue without limit. When the peer's queue
- *    holds what TCP would let sit between the two applications (the
- *    reader's receive buffer plus the writer's send buffer), the message
- *    takes TCP, whose window and send buffer push back.
+ *    reader would let a writer queue without limit. Worse, the peer's
+ *    sk_rmem_alloc is what TCP checks before it queues a packet that
+ *    arrives while the reader holds the socket (tcp_add_backlog): past
+ *    about twice sk_rcvbuf the packet is dropped. A dropped FIN is sent
+ *    again; a dropped RST never is, and the reader then waits forever on a
+ *    connection that is gone. So a message is redirected only while the
+ *    peer's queue, with it, stays within the peer's sk_rcvbuf, as TCP's
+ *    window would keep it; otherwise it takes TCP, whose window and send
+ *    buffer push back.
  *
  * Reading the peer: an sk_msg program may look a socket up in a sockhash but
  * may not release the reference it gets, so the peer is found through
@@ -59,7 +64,6 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define SM_TCP_CLOSE_WAIT	8
 #define SM_RCV_SHUTDOWN		1
 #define SM_SEND_SHUTDOWN	2
-#define SM_SNDBUF_LOCK		1
 
 /* Established local sockets of the managed cgroup, by their own view. */
 struct {
@@ -303,8 +307,7 @@ struct sm_side {
 	__u32	snd_una;	/* sender: first unacknowledged byte */
 	__u32	state;		/* sender's TCP state */
 	__u32	shutdown;	/* sender's sk_shutdown */
-	__s32	sndbuf;		/* sender's sk_sndbuf */
-	__u32	sndbuf_locked;	/* sender set SO_SNDBUF */
+	__u32	msg_size;	/* bytes of the message to place */
 	__u32	copied_seq;	/* peer: next byte its application reads */
 	__u32	peer_state;
 	__u32	peer_shutdown;
@@ -320,10 +323,8 @@ struct sm_side {
  * the socket (closing, shut down), or the peer is not who the key says:
  * TCP. -ENOBUFS: the peer's queue is at its limit: TCP, for backpressure.
  */
-static __always_inline int sm_may_redirect(const struct sm_side *s, __u32 sndbuf_max)
+static __always_inline int sm_may_redirect(const struct sm_side *s)
 {
-	__s64 limit, sndbuf = s->sndbuf;
-
 	if (s->state != SM_TCP_ESTABLISHED && s->state != SM_TCP_CLOSE_WAIT)
 		return -SM_EBUSY;
 	if (s->peer_state == SM_TCP_CLOSE)
@@ -334,13 +335,9 @@ static __always_inline int sm_may_redirect(const struct sm_side *s, __u32 sndbuf
 		return -SM_EBUSY;
 	if (s->bytes_sent || s->write_seq != s->snd_una || s->copied_seq != s->snd_una)
 		return -SM_EBUSY;
-	/* What TCP lets sit between two applications: the reader's receive
-	 * buffer and the writer's send buffer, which TCP grows up to
-	 * tcp_wmem[2] unless the application fixed it with SO_SNDBUF. */
-	if (!s->sndbuf_locked && sndbuf < sndbuf_max)
-		sndbuf = sndbuf_max;
-	limit = (__s64)s->peer_rcvbuf + sndbuf;
-	if (s->peer_queued >= limit)
+	/* Within the peer's receive buffer, so its backlog keeps room for
+	 * the packets TCP still delivers (RST, FIN): see Backpressure. */
+	if ((__s64)s->peer_queued + s->msg_size > (__s64)s->peer_rcvbuf)
 		return -SM_ENOBUFS;
 	return 0;
 }

@@ -309,9 +309,7 @@ struct ferry_sm_key {
 struct ferry_sm_cfg {
 	__u32	enabled;	/* 0: register nothing new, redirect nothing */
 	__u32	flags;		/* reserved, 0 */
-	__u32	sndbuf_max;	/* send buffer a writer without SO_SNDBUF may grow to
-				 * (tcp_wmem[2]); 0: its current sk_sndbuf */
-	__u32	pad;
+	__u32	pad[2];
 };
 
 /* ferry_smport_v1: port (host order) -> FERRY_SM_EXCLUDED. */

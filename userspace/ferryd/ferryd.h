@@ -20,7 +20,6 @@ struct ferryd;
 typedef void (*ev_cb)(struct ferryd *d, int fd, uint32_t events, void *arg);
 
 #define FERRYD_SM_MAX_EXCLUDE	64
-#define FERRYD_SM_SNDBUF_AUTO	0xffffffffu	/* tcp_wmem[2] */
 
 struct ferryd_cfg {
 	const char *registry;
@@ -36,7 +35,6 @@ struct ferryd_cfg {
 	bool	no_circuit;	/* no sockops: no connection tracking, no breaker */
 	__u32	lc_exact_max;	/* least_conn: full scan up to this many backends */
 	int	sockmap;	/* same-node acceleration: 1 on (default), 0 off */
-	__u32	sm_sndbuf_max;	/* see struct ferry_sm_cfg; FERRYD_SM_SNDBUF_AUTO */
 	int	sm_nports, sm_nnets;
 	__u16	sm_ports[FERRYD_SM_MAX_EXCLUDE];
 	struct ferry_sm_net_key sm_nets[FERRYD_SM_MAX_EXCLUDE];

@@ -84,9 +84,6 @@ static void usage(FILE *f)
 "  --sockmap-exclude-port N     never accelerate connections with port N at either\n"
 "                        end (repeatable; e.g. for receivers using splice())\n"
 "  --sockmap-exclude-cidr CIDR  same for addresses in CIDR (repeatable)\n"
-"  --sockmap-sndbuf-max BYTES   what a writer may queue at a peer that does not read,\n"
-"                        on top of the peer's receive buffer, unless it set SO_SNDBUF\n"
-"                        (default: tcp_wmem max, as TCP autotuning would allow)\n"
 XDP_USAGE
 "  --log-format text|json\n"
 "  -v                    more logging (twice: libbpf debug)\n"
@@ -113,7 +110,7 @@ static int parse_u32(const char *opt, const char *s, __u32 lo, __u32 *out)
 static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 {
 	enum { O_REG = 256, O_BPFFS, O_CG, O_ONCE, O_LOGF, O_VER, O_MS, O_MB, O_MR, O_RESYNC,
-	       O_MXADDR, O_MXSERIES, O_MXTIMEOUT, O_SM, O_SMPORT, O_SMCIDR, O_SMSNDBUF };
+	       O_MXADDR, O_MXSERIES, O_MXTIMEOUT, O_SM, O_SMPORT, O_SMCIDR };
 	static const struct option opts[] = {
 		{ "registry", required_argument, NULL, O_REG },
 		{ "bpffs", required_argument, NULL, O_BPFFS },
@@ -132,7 +129,6 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 		{ "sockmap", required_argument, NULL, O_SM },
 		{ "sockmap-exclude-port", required_argument, NULL, O_SMPORT },
 		{ "sockmap-exclude-cidr", required_argument, NULL, O_SMCIDR },
-		{ "sockmap-sndbuf-max", required_argument, NULL, O_SMSNDBUF },
 		XDP_LONG_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, O_VER },
@@ -194,10 +190,6 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 			break;
 		case O_SMCIDR:
 			if (sockmap_parse_cidr(c, optarg))
-				return 2;
-			break;
-		case O_SMSNDBUF:
-			if (parse_u32("--sockmap-sndbuf-max", optarg, 0, &c->sm_sndbuf_max))
 				return 2;
 			break;
 		case 'C': c->no_circuit = true; break;
@@ -322,7 +314,6 @@ int main(int argc, char **argv)
 	d.cfg.resync_s = 60;
 	d.cfg.lc_exact_max = 16;
 	d.cfg.sockmap = 1;
-	d.cfg.sm_sndbuf_max = FERRYD_SM_SNDBUF_AUTO;
 	d.cfg.metrics_addr = FERRYD_DEF_METRICS_ADDR;
 	d.cfg.metrics_max_series = FERRY_METRICS_DEF_MAX_BACKEND_SERIES;
 	d.cfg.metrics_timeout_ms = FERRYD_DEF_METRICS_TIMEOUT_MS;

@@ -147,27 +147,11 @@ static int sync_set(int fd, const char *name, const void *keys, size_t ksz, int 
 	return 0;
 }
 
-/* The largest send buffer TCP autotuning grants: tcp_wmem's third field. */
-static __u32 tcp_wmem_max(void)
-{
-	unsigned int lo, def, max = 4 * 1024 * 1024;
-	FILE *f = fopen("/proc/sys/net/ipv4/tcp_wmem", "re");
-
-	if (f) {
-		if (fscanf(f, "%u %u %u", &lo, &def, &max) != 3)
-			max = 4 * 1024 * 1024;
-		fclose(f);
-	}
-	return max;
-}
-
 static int sm_configure(struct ferryd *d)
 {
 	struct sockmap_bpf *s = d->smap;
 	struct ferry_sm_cfg cfg = {
 		.enabled = d->cfg.sockmap,
-		.sndbuf_max = d->cfg.sm_sndbuf_max == FERRYD_SM_SNDBUF_AUTO ? tcp_wmem_max() :
-			      d->cfg.sm_sndbuf_max,
 	};
 	__u32 zero = 0;
 	int err;
