@@ -28,7 +28,7 @@ CHK="$B/tests/sockmap-check"
 FERRYD="$B/ferryd"
 PORT=5201
 for x in "$CHK" "$FERRYD" "$B/ferryctl"; do
-	[ -x "$x" ] || bench_die "$x is not built (make BUILD=$BUILD all, helpers)"
+	[ -x "$x" ] || bench_die "$x is not built (make bench builds it; or make BUILD=$BUILD all $CHK)"
 done
 bench_init sm
 log() { echo "sockmap: $*" >&2; }
