@@ -6,12 +6,12 @@
  * TCP or UDP ports, look the destination up in ferry_svc_v1; anything that
  * is not a service with FERRY_SVC_F_XDP passes untouched. For a VIP:
  *
- *   1. the flow (client, VIP, ports, protocol) is looked up in the LRU flow
- *      table ferry_xflow_v1 (skipped for a TCP SYN, which always starts a new
- *      flow). Its LRU lists are per CPU (BPF_F_NO_COMMON_LRU: no lock shared
- *      between CPUs on insert/evict) but its values are not, so a flow whose
- *      packets move to another CPU keeps its backend, and the value sits in
- *      the element itself (one cache miss less than a per-CPU value);
+ *   1. the flow (client, VIP, ports, protocol) is looked up in the flow
+ *      table ferry_xflow_v2 (skipped for a TCP SYN, which always starts a new
+ *      flow): one 128-byte set of four flows, chosen and tagged by the flow's
+ *      64-bit hash, shared by the CPUs so a flow whose packets move to
+ *      another CPU keeps its backend. A new flow replaces the way idle
+ *      longest in its set (LRU per set, include/ferry/xdp.h);
  *   2. a new flow takes the service's maglev ring entry for its hash
  *      (ferry_xring_v1, built by userspace from the weights, so every LB node
  *      picks the same backend without shared state); a backend that may not
@@ -71,14 +71,15 @@ struct {
 	__array(values, struct ferry_xring_inner);
 } ferry_xring_v1 SEC(".maps");
 
+/* The flow table (include/ferry/xdp.h): FERRY_XDP_DEF_FLOWS / WAYS sets. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, FERRY_XDP_DEF_FLOWS);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct ferry_xflow_key);
-	__type(value, struct ferry_xflow);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FERRY_XDP_DEF_FLOWS / FERRY_XFLOW_WAYS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct ferry_xflow_set);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_xflow_v1 SEC(".maps");
+} ferry_xflow_v2 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -721,19 +722,88 @@ static __noinline int too_big6(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	return XDP_TX;
 }
 
+/* ---- flow table ------------------------------------------------------- */
+
+/*
+ * The set a flow hash lands in (ferry_xflow_set_of over the table's own
+ * size); NULL only if the lookup fails, and then every packet of the flow
+ * is chosen from the ring (fail open).
+ */
+static __always_inline struct ferry_xflow_set *flow_set(__u64 h64)
+{
+	const struct bpf_map *m = (const void *)&ferry_xflow_v2;
+	__u32 idx = ferry_xflow_set_of(h64, m->max_entries);
+
+	return bpf_map_lookup_elem(&ferry_xflow_v2, &idx);
+}
+
+/* The way holding tag, its backend in *be_id; -1 if none. */
+static __always_inline int flow_find(const struct ferry_xflow_set *s, __u32 tag, __u32 *be_id)
+{
+	__u64 want = (__u64)tag << 32;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < FERRY_XFLOW_WAYS; i++) {
+		__u64 id = *(volatile const __u64 *)&s->way[i].id;
+
+		if ((id & ~0xffffffffULL) == want && (__u32)id) {
+			*be_id = (__u32)id;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* The way a new flow takes: an empty one, else the one idle longest. */
+static __always_inline int flow_victim(const struct ferry_xflow_set *s, __u32 now)
+{
+	__u32 oldest = 0, age;
+	int i, v = 0;
+
+#pragma unroll
+	for (i = 0; i < FERRY_XFLOW_WAYS; i++) {
+		if (!(__u32)s->way[i].id)
+			return i;
+		age = now - s->way[i].stamp;
+		if (age > oldest) {
+			oldest = age;
+			v = i;
+		}
+	}
+	return v;
+}
+
+static __always_inline void flow_insert(struct ferry_xflow_set *s, int way, const struct xpkt *p,
+					__u32 tag, __u32 be_id, __u32 svc_id, __u32 now)
+{
+	struct ferry_xflow *w = &s->way[way & (FERRY_XFLOW_WAYS - 1)];
+
+	w->stamp = now;
+	w->svc_id = svc_id;
+	__builtin_memcpy(w->client, p->key.src, sizeof(w->client));
+	w->sport = p->key.sport;
+	w->proto = p->key.proto;
+	w->family = p->key.family;
+	/* The fields above are for ferryctl; id is what the data path trusts,
+	 * and it goes in one store, after them. */
+	asm volatile("" ::: "memory");
+	*(volatile __u64 *)&w->id = (__u64)tag << 32 | be_id;
+}
+
 /* ---- the program ------------------------------------------------------ */
 
 static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ferry_svc_key sk = {};
-	struct ferry_xflow *fl = NULL;
+	struct ferry_xflow_set *fs = NULL;
 	const struct ferry_xcfg *cfg;
 	struct ferry_svc *svc;
 	struct xnh *nh = NULL;
-	__u32 zero = 0, be_id = 0, hash = 0, olen;
-	__u64 now;
-	int ret, why = NH_OK;
+	__u32 zero = 0, be_id = 0, hash, tag, olen;
+	__u64 now, h64;
+	int ret, way = -1, why = NH_OK;
 
 	__builtin_memcpy(sk.addr, p->key.dst, sizeof(sk.addr));
 	sk.port = p->key.dport;
@@ -750,13 +820,20 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 		return ret;
 
 	now = bpf_jiffies64();
-	if (!p->syn) {
-		fl = bpf_map_lookup_elem(&ferry_xflow_v1, &p->key);
-		if (fl && fl->svc_id == svc->id && fl->backend_id) {
-			be_id = fl->backend_id;
-			hash = fl->hash;
-			xstat_inc(FERRY_XSTAT_LRU_HIT);
-		}
+	h64 = ferry_xflow_hash64(&p->key);
+	hash = (__u32)h64;
+	tag = ferry_xflow_tag(h64, svc->id);
+	fs = flow_set(h64);
+	if (fs)
+		way = flow_find(fs, tag, &be_id);
+	if (p->syn) {
+		be_id = 0;	/* a SYN starts a new flow; it reuses the way */
+	} else if (be_id && fs) {
+		struct ferry_xflow *w = &fs->way[way & (FERRY_XFLOW_WAYS - 1)];
+
+		if (w->stamp != (__u32)now)
+			w->stamp = now;
+		xstat_inc(FERRY_XSTAT_LRU_HIT);
 	}
 	if (be_id) {
 		nh = nh_cached(be_id, now);
@@ -766,20 +843,16 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 			be_id = 0;	/* the flow's backend is gone: choose again */
 	}
 	if (!be_id) {
-		hash = ferry_xflow_hash(&p->key);
 		be_id = ferry_ring_pick(svc->id, cfg->ring_size, hash);
 		if (be_id == RING_NONE)
 			return xpass(FERRY_XSTAT_PASS_NO_RING);
 		if (!be_id)
 			return xdrop(FERRY_XSTAT_DROP_NO_BACKEND);
 		xstat_inc(p->syn ? FERRY_XSTAT_SYN_NEW : FERRY_XSTAT_LRU_MISS);
-		if (!p->icmp) {
-			struct ferry_xflow v = { .backend_id = be_id, .svc_id = svc->id, .hash = hash };
-
-			if (fl)
-				*fl = v;
-			else
-				bpf_map_update_elem(&ferry_xflow_v1, &p->key, &v, BPF_ANY);
+		if (!p->icmp && fs) {
+			if (way < 0)
+				way = flow_victim(fs, now);
+			flow_insert(fs, way, p, tag, be_id, svc->id, now);
 		}
 		nh = nh_cached(be_id, now);
 		if (!nh)

@@ -7,7 +7,7 @@
  *
  * A packet for a service with FERRY_SVC_F_XDP is steered to a backend by the
  * service's maglev ring (ferry_xring_v1[svc id], built by userspace), kept
- * there by an LRU flow table with per-CPU LRU lists (ferry_xflow_v1), encapsulated in IPIP /
+ * there by a set-associative flow table (ferry_xflow_v2), encapsulated in IPIP /
  * IPv6-in-IPv6 and sent back out; the backend strips the outer header and
  * answers the client directly (DSR).
  */
@@ -19,13 +19,14 @@
 /* Ring size (prime) every LB node must agree on; --xdp-ring-size. */
 #define FERRY_XDP_DEF_RING_M	65537
 #define FERRY_XDP_MAX_RING_M	1048573
-/* Flow table entries (all CPUs together); --xdp-flows. */
-#define FERRY_XDP_DEF_FLOWS	262144
+/* Flow table entries (all CPUs together, FERRY_XFLOW_WAYS per set); --xdp-flows. */
+#define FERRY_XDP_DEF_FLOWS	1048576
+#define FERRY_XDP_MAX_FLOWS	(1U << 26)
 /* Ring entries tried after the hashed one when a backend may not take new flows. */
 #define FERRY_XDP_RING_TRIES	16
 
 #define FERRY_MAP_XRING		"ferry_xring_v1"	/* svc id -> ring of M backend ids */
-#define FERRY_MAP_XFLOW		"ferry_xflow_v1"	/* flow -> backend (LRU, per-CPU lists) */
+#define FERRY_MAP_XFLOW		"ferry_xflow_v2"	/* set index -> FERRY_XFLOW_WAYS flows */
 #define FERRY_MAP_XCFG		"ferry_xcfg_v1"		/* one struct ferry_xcfg */
 #define FERRY_MAP_XSTAT		"ferry_xstat_v1"	/* per-CPU counters, enum ferry_xstat */
 #define FERRY_MAP_XVIP		"ferry_xvip_v1"		/* per-CPU svc id -> ferry_xcnt */
@@ -67,12 +68,34 @@ struct ferry_xflow_key {
 	__u16	pad;
 };
 
-/* Value of the flow table (LRU, per-CPU LRU lists, shared values). */
+/*
+ * The flow table: an array of sets (BPF_F_MMAPABLE, so every set starts on a
+ * page-aligned 128-byte boundary: two cache lines), FERRY_XFLOW_WAYS flows
+ * each. A flow lives in set ferry_xflow_set_of(hash, sets) under a 32-bit tag
+ * from the other half of its 64-bit hash, mixed with its service id; one set
+ * read answers a lookup, where a hash map walks a bucket and compares 40-byte
+ * keys. A new flow takes the way that matches its tag, else an empty way,
+ * else the one idle longest (LRU within the set).
+ *
+ * The table is shared by the CPUs (a flow that moves CPU keeps its backend).
+ * `id` is written last, in one 64-bit store, so a reader never sees one
+ * flow's tag with another's backend; the other fields are for ferryctl.
+ */
+#define FERRY_XFLOW_WAYS	4
+
 struct ferry_xflow {
-	__u32	backend_id;
+	__u64	id;		/* tag << 32 | backend id; backend id 0: empty way */
+	__u32	stamp;		/* bpf_jiffies64() of the flow's last packet (low 32 bits) */
 	__u32	svc_id;
-	__u32	hash;		/* ferry_xflow_hash() of the key: not recomputed on a hit */
+	__u32	client[4];	/* client address, IPv4 in [0] (ICMP: the quoted flow's) */
+	__u16	sport;		/* client port, network order */
+	__u8	proto;
+	__u8	family;
 	__u32	pad;
+};
+
+struct ferry_xflow_set {
+	struct ferry_xflow way[FERRY_XFLOW_WAYS];
 };
 
 /* Per-CPU packet and byte counters (per VIP, per backend). */
@@ -121,54 +144,80 @@ enum ferry_xstat {
 
 /*
  * The flow hash, shared by the kernel and userspace (tests, tools) so both
- * agree on which ring entry a flow lands on: murmur3's 32-bit mixing over
- * (client, VIP, ports, protocol). Pure arithmetic on __u32, no loops.
+ * agree on which ring entry and which flow-table set a flow lands on:
+ * murmur3's 64-bit block mixing over (client, VIP, ports, protocol), one
+ * block for IPv4 addresses, four for IPv6. Pure arithmetic, no loops.
+ * Its low half picks the ring entry, the outer source and the set; its high
+ * half is the flow's tag in that set.
  */
+static inline __attribute__((always_inline)) __u64 ferry_rotl64(__u64 x, int r)
+{
+	return (x << r) | (x >> (64 - r));
+}
+
 static inline __attribute__((always_inline)) __u32 ferry_rotl32(__u32 x, int r)
 {
 	return (x << r) | (x >> (32 - r));
 }
 
-static inline __attribute__((always_inline)) __u32 ferry_hmix(__u32 h, __u32 k)
+static inline __attribute__((always_inline)) __u64 ferry_hmix64(__u64 h, __u64 k)
 {
-	k *= 0xcc9e2d51;
-	k = ferry_rotl32(k, 15);
-	k *= 0x1b873593;
+	k *= 0x87c37b91114253d5ULL;
+	k = ferry_rotl64(k, 31);
+	k *= 0x4cf5ad432745937fULL;
 	h ^= k;
-	h = ferry_rotl32(h, 13);
-	return h * 5 + 0xe6546b64;
+	h = ferry_rotl64(h, 27);
+	return h * 5 + 0x52dce729;
 }
 
-static inline __attribute__((always_inline)) __u32 ferry_hfinal(__u32 h)
+static inline __attribute__((always_inline)) __u64 ferry_hfinal64(__u64 h)
 {
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	h ^= h >> 16;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
 	return h;
 }
 
+static inline __attribute__((always_inline)) __u64 ferry_xflow_hash64(const struct ferry_xflow_key *k)
+{
+	__u64 h = 0x666572727966ULL;	/* "ferryf" */
+
+	h = ferry_hmix64(h, (__u64)k->src[0] << 32 | k->dst[0]);
+	if (k->family != 2) {	/* AF_INET6: the other 96 bits of each address */
+		h = ferry_hmix64(h, (__u64)k->src[1] << 32 | k->src[2]);
+		h = ferry_hmix64(h, (__u64)k->src[3] << 32 | k->dst[1]);
+		h = ferry_hmix64(h, (__u64)k->dst[2] << 32 | k->dst[3]);
+	}
+	h = ferry_hmix64(h, (__u64)k->sport << 48 | (__u64)k->dport << 32 |
+			    (__u32)k->proto << 8 | k->family);
+	return ferry_hfinal64(h);
+}
+
+/* The 32-bit flow hash: ring entry and outer source. */
 static inline __attribute__((always_inline)) __u32 ferry_xflow_hash(const struct ferry_xflow_key *k)
 {
-	__u32 h = 0x6665726bU;	/* "ferk" */
+	return (__u32)ferry_xflow_hash64(k);
+}
 
-	h = ferry_hmix(h, k->src[0]);
-	h = ferry_hmix(h, k->dst[0]);
-	if (k->family != 2) {	/* AF_INET6: the other 96 bits of each address */
-		h = ferry_hmix(h, k->src[1] ^ k->dst[1]);
-		h = ferry_hmix(h, k->src[2] ^ k->dst[2]);
-		h = ferry_hmix(h, k->src[3] ^ ferry_rotl32(k->dst[3], 16));
-	}
-	h = ferry_hmix(h, (__u32)k->sport << 16 | k->dport);
-	h = ferry_hmix(h, k->proto);
-	return ferry_hfinal(h);
+/* A flow's tag in its set: the hash's high half, distinct per service id. */
+static inline __attribute__((always_inline)) __u32 ferry_xflow_tag(__u64 h64, __u32 svc_id)
+{
+	return (__u32)(h64 >> 32) ^ (svc_id * 0x9e3779b1U);
 }
 
 /* Ring entry of a hash: hash * m / 2^32 (no division, uniform over 0..m-1). */
 static inline __attribute__((always_inline)) __u32 ferry_ring_index(__u32 hash, __u32 m)
 {
 	return (__u32)(((__u64)hash * m) >> 32);
+}
+
+/* A flow's set among `sets`: the same scaling, on the hash bits the ring uses
+ * least (bit-reversed order would do as well; a rotation is cheaper). */
+static inline __attribute__((always_inline)) __u32 ferry_xflow_set_of(__u64 h64, __u32 sets)
+{
+	return ferry_ring_index(ferry_rotl32((__u32)h64, 16), sets);
 }
 
 #endif /* FERRY_XDP_H */

@@ -1014,6 +1014,99 @@ static void test_stickiness_and_draining(void)
 	verdict("xdp weight-0 backend keeps its flows and gets no new ones", ok);
 }
 
+/* The flow table's set for a flow of service svc_id: its index and tag. */
+static __u32 flow_set_index(const struct ferry_xflow_key *k, __u32 svc_id, __u32 *tag)
+{
+	const struct bpf_map *m = lb->maps.ferry_xflow_v2;
+	__u64 h = ferry_xflow_hash64(k);
+
+	*tag = ferry_xflow_tag(h, svc_id);
+	return ferry_xflow_set_of(h, bpf_map__max_entries(m));
+}
+
+static int ways_with(const struct ferry_xflow_set *fs, __u32 tag)
+{
+	int i, n = 0;
+
+	for (i = 0; i < FERRY_XFLOW_WAYS; i++)
+		n += (__u32)fs->way[i].id && fs->way[i].id >> 32 == tag;
+	return n;
+}
+
+/*
+ * The set-associative flow table itself: a flow is found under its tag (which
+ * includes the service id), a SYN of a known flow reuses its way, a new flow
+ * takes the way idle longest in a full set, and a flow whose entry is gone is
+ * chosen from the ring again and recorded.
+ */
+static void test_flow_table(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	int fd = bpf_map__fd(lb->maps.ferry_xflow_v2), i, b, ring, other;
+	struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+	struct ferry_xflow_set fs, fake;
+	struct ferry_svc s;
+	__u32 idx, tag, stamp, id11, id12, be_other;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("table", "198.51.100.90", 80, IPPROTO_TCP, true, bs, 2), 0, "service");
+	ok &= ASSERT_EQ(svc_lookup("198.51.100.90", 80, IPPROTO_TCP, &s), 0, "service id");
+	id11 = svc_backend("198.51.100.90", 80, IPPROTO_TCP, 0);
+	id12 = svc_backend("198.51.100.90", 80, IPPROTO_TCP, 1);
+	inet_pton(AF_INET, "192.0.2.108", k.src);	/* send_flow client 8 */
+	inet_pton(AF_INET, "198.51.100.90", k.dst);
+	k.sport = htons(4321);
+	k.dport = htons(80);
+	idx = flow_set_index(&k, s.id, &tag);
+	ring = send_flow("198.51.100.90", 80, 8, 4321, true, NULL);
+	ok &= ASSERT_TRUE(ring == 11 || ring == 12, "SYN balanced (%d)", ring);
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &fs), 0, "read the set");
+	ok &= ASSERT_EQ(ways_with(&fs, tag), 1, "the SYN recorded its flow once");
+	for (i = 0; i < FERRY_XFLOW_WAYS; i++)
+		if ((__u32)fs.way[i].id && fs.way[i].id >> 32 == tag)
+			break;
+	ok &= ASSERT_TRUE(i < FERRY_XFLOW_WAYS && fs.way[i].svc_id == s.id &&
+			  fs.way[i].sport == k.sport && fs.way[i].client[0] == k.src[0] &&
+			  fs.way[i].family == AF_INET && fs.way[i].proto == IPPROTO_TCP,
+			  "the way names the flow for ferryctl");
+	stamp = i < FERRY_XFLOW_WAYS ? fs.way[i].stamp : 0;
+
+	send_flow("198.51.100.90", 80, 8, 4321, true, NULL);
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &fs), 0, "read the set");
+	ok &= ASSERT_EQ(ways_with(&fs, tag), 1, "a second SYN of the flow reuses its way");
+
+	/* The table wins over the ring: record the flow on the other backend. */
+	other = ring == 11 ? 12 : 11;
+	be_other = ring == 11 ? id12 : id11;
+	memset(&fake, 0, sizeof(fake));
+	fake.way[2].id = (__u64)tag << 32 | be_other;
+	fake.way[2].stamp = stamp;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fd, &idx, &fake, BPF_ANY), 0, "write the set");
+	b = send_flow("198.51.100.90", 80, 8, 4321, false, NULL);
+	ok &= ASSERT_EQ(b, other, "a recorded flow follows the table, not the ring");
+	/* The same flow recorded under another service id is not this flow. */
+	fake.way[2].id = (__u64)ferry_xflow_tag(ferry_xflow_hash64(&k), s.id + 1) << 32 | be_other;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fd, &idx, &fake, BPF_ANY), 0, "write the set");
+	b = send_flow("198.51.100.90", 80, 8, 4321, false, NULL);
+	ok &= ASSERT_EQ(b, ring, "an entry of another service id is ignored: the ring decides");
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &fs), 0, "read the set");
+	ok &= ASSERT_EQ(ways_with(&fs, tag), 1, "the flow missing from the table was recorded again");
+
+	/* A full set: the new flow replaces the way idle longest. */
+	for (i = 0; i < FERRY_XFLOW_WAYS; i++) {
+		fake.way[i].id = (__u64)(tag ^ (0x1000u << i)) << 32 | id11;
+		fake.way[i].stamp = stamp - (i == 1 ? 1000 : 10 * i);
+	}
+	ok &= ASSERT_EQ(bpf_map_update_elem(fd, &idx, &fake, BPF_ANY), 0, "fill the set");
+	send_flow("198.51.100.90", 80, 8, 4321, true, NULL);
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &fs), 0, "read the set");
+	ok &= ASSERT_EQ(fs.way[1].id >> 32, tag, "the way idle longest took the new flow");
+	for (i = 0; i < FERRY_XFLOW_WAYS; i++)
+		if (i != 1)
+			ok &= ASSERT_EQ(fs.way[i].id, fake.way[i].id, "way %d kept", i);
+	verdict("xdp flow table: tags per service, way reuse, LRU within a set", ok);
+}
+
 /* UNHEALTHY and an OPEN circuit are not in the ring's decision: the kernel skips them. */
 static void test_unusable(void)
 {
@@ -1251,6 +1344,7 @@ int main(void)
 	test_decap_rows();
 	test_weights();
 	test_stickiness_and_draining();
+	test_flow_table();
 	test_unusable();
 	test_other_cpu();
 	test_counters();

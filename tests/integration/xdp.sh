@@ -222,5 +222,11 @@ assert_eq "xdp established flow still served after new ones" "$owner3/$rest3" "$
 exec {SESS_IN}>&-
 wait "$SESS_PID" 2>/dev/null
 
-check "ferryctl xdp flows lists the flow table" \
-	bash -c "'$B/ferryctl' --bpffs '$PIN' -j xdp flows | grep -q '\"backend\"'"
+# The client's flows, with the client address the LB saw, v4 and v6.
+check "ferryctl xdp flows lists the client's flows with their backends" \
+	bash -c "'$B/ferryctl' --bpffs '$PIN' xdp flows --max 1000 |
+		grep -q '^203\.0\.113\.1:[0-9]* .* 192\.0\.2\.1[12]:80'"
+check "ferryctl xdp flows -j" \
+	bash -c "'$B/ferryctl' --bpffs '$PIN' -j xdp flows | grep -q '\"capacity\"'"
+check "ferryctl xdp flows shows IPv6 clients" \
+	bash -c "'$B/ferryctl' --bpffs '$PIN' xdp flows --max 1000 | grep -q '^\[2001:db8:c::1\]:'"

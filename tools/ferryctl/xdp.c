@@ -186,17 +186,53 @@ cleanup:
 	return ret;
 }
 
+/* One way of the flow table as text / JSON. */
+static void flow_show(struct ctl *c, const struct ferry_xflow *w, struct json_object *ja)
+{
+	struct faddr cl = { .family = w->family };
+	struct ferry_svc_name sn = { .name = "-" };
+	struct ferry_backend be;
+	__u32 be_id = (__u32)w->id;
+	char cs[64], ca[80], bs[96] = "-";
+
+	memcpy(cl.a, w->client, sizeof(cl.a));
+	faddr_str(&cl, cs, sizeof(cs));
+	snprintf(ca, sizeof(ca), w->family == AF_INET6 ? "[%s]:%u" : "%s:%u", cs, ntohs(w->sport));
+	if (bpf_map_lookup_elem(c->maps.name, &w->svc_id, &sn))
+		snprintf(sn.name, sizeof(sn.name), "svc#%u", w->svc_id);
+	sn.name[sizeof(sn.name) - 1] = 0;
+	if (!bpf_map_lookup_elem(c->maps.be, &be_id, &be))
+		backend_str(&be, bs, sizeof(bs));
+	if (ja) {
+		struct json_object *jo = json_object_new_object();
+
+		json_object_object_add(jo, "client", json_object_new_string(ca));
+		json_object_object_add(jo, "service", json_object_new_string(sn.name));
+		json_object_object_add(jo, "proto", json_object_new_string(proto_name(w->proto)));
+		json_object_object_add(jo, "backend_id", json_object_new_int64(be_id));
+		json_object_object_add(jo, "backend", json_object_new_string(bs));
+		json_object_array_add(ja, jo);
+	} else {
+		printf("%-44s %-32s %-5s %s\n", ca, sn.name, proto_name(w->proto), bs);
+	}
+}
+
+/*
+ * A sample of the flow table: the first --max flows in set order; the rest
+ * only counted, read through a read-only mapping of the pinned table (no
+ * syscall per set).
+ */
 static int xdp_flows(struct ctl *c, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "max", required_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ferry_xflow_key k, prev;
+	const struct ferry_xflow_set *sets = NULL;
 	struct json_object *ja = NULL;
 	unsigned long max = 20, shown = 0, total = 0;
-	bool first = true;
-	int fd = -1, ret = 1, o;
+	__u32 nsets = 0, i;
+	int fd = -1, ret = 1, o, k, err;
 
 	while ((o = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
 		char *end;
@@ -211,42 +247,28 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 		return ctl_usage(c, "xdp flows: unexpected argument '%s'", argv[optind]);
 	if (ctl_open(c) || open_pin(c, FERRY_MAP_XFLOW, &fd))
 		goto cleanup;
+	if ((err = xflow_map(fd, &sets, &nsets))) {
+		ret = ctl_err(c, err == -EPROTO ? "flow table layout differs from this ferryctl's:" :
+			      "mapping", FERRY_MAP_XFLOW, err);
+		goto cleanup;
+	}
 	if (c->json)
 		ja = json_object_new_array();
 	else
-		printf("%-44s %-44s %-5s %s\n", "client", "vip", "proto", "backend");
-	/* A sample: the first --max entries in hash order; the rest only counted. */
-	while (!bpf_map_get_next_key(fd, first ? NULL : &prev, &k)) {
-		struct faddr cl = { .family = k.family }, vip = { .family = k.family };
-		struct ferry_backend be;
-		struct ferry_xflow v;
-		char cs[64], vs[64], ca[80], va[80], bs[96] = "-";
+		printf("%-44s %-32s %-5s %s\n", "client", "service", "proto", "backend");
+	for (i = 0; i < nsets; i++) {
+		for (k = 0; k < FERRY_XFLOW_WAYS; k++) {
+			const struct ferry_xflow *w = &sets[i].way[k];
+			struct ferry_xflow copy;
 
-		prev = k;
-		first = false;
-		total++;
-		if (shown >= max || bpf_map_lookup_elem(fd, &k, &v))
-			continue;
-		shown++;
-		memcpy(cl.a, k.src, 16);
-		memcpy(vip.a, k.dst, 16);
-		faddr_str(&cl, cs, sizeof(cs));
-		faddr_str(&vip, vs, sizeof(vs));
-		snprintf(ca, sizeof(ca), k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", cs, ntohs(k.sport));
-		snprintf(va, sizeof(va), k.family == AF_INET6 ? "[%s]:%u" : "%s:%u", vs, ntohs(k.dport));
-		if (v.backend_id && !bpf_map_lookup_elem(c->maps.be, &v.backend_id, &be))
-			backend_str(&be, bs, sizeof(bs));
-		if (ja) {
-			struct json_object *jo = json_object_new_object();
-
-			json_object_object_add(jo, "client", json_object_new_string(ca));
-			json_object_object_add(jo, "vip", json_object_new_string(va));
-			json_object_object_add(jo, "proto", json_object_new_string(proto_name(k.proto)));
-			json_object_object_add(jo, "backend_id", json_object_new_int64(v.backend_id));
-			json_object_object_add(jo, "backend", json_object_new_string(bs));
-			json_object_array_add(ja, jo);
-		} else {
-			printf("%-44s %-44s %-5s %s\n", ca, va, proto_name(k.proto), bs);
+			if (!(__u32)w->id)
+				continue;
+			total++;
+			if (shown >= max)
+				continue;
+			memcpy(&copy, w, sizeof(copy));	/* the kernel may rewrite it meanwhile */
+			shown++;
+			flow_show(c, &copy, ja);
 		}
 	}
 	if (ja) {
@@ -255,14 +277,18 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 		json_object_object_add(jo, "flows", ja);
 		json_object_object_add(jo, "shown", json_object_new_int64(shown));
 		json_object_object_add(jo, "total", json_object_new_int64(total));
+		json_object_object_add(jo, "capacity",
+				       json_object_new_int64((__u64)nsets * FERRY_XFLOW_WAYS));
 		ja = NULL;
 		ctl_json_print(jo);
 	} else {
-		printf("%lu of %lu flows shown\n", shown, total);
+		printf("%lu of %lu flows shown (table: %llu)\n", shown, total,
+		       (unsigned long long)nsets * FERRY_XFLOW_WAYS);
 	}
 	ret = 0;
 cleanup:
 	json_object_put(ja);
+	xflow_unmap(sets, nsets);
 	if (fd >= 0)
 		close(fd);
 	return ret;

@@ -133,8 +133,8 @@ int xdp_option(int opt, const char *arg)
 	case XDP_OPT_FLOWS:
 		errno = 0;
 		v = strtoul(arg, &end, 10);
-		if (errno || *end || v < 1024 || v > (1UL << 28))
-			return opt_err("--xdp-flows", arg, "is not a number of flows (1024..2^28)");
+		if (errno || *end || v < 1024 || v > FERRY_XDP_MAX_FLOWS)
+			return opt_err("--xdp-flows", arg, "is not a number of flows (1024..2^26)");
 		xo.flows = v;
 		return 0;
 	case XDP_OPT_GW:
@@ -242,7 +242,8 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	sz[0].m = lb->maps.ferry_xring_v1, sz[0].n = d->cfg.max_services + 1;
 	sz[1].m = lb->maps.ferry_xvip_v1, sz[1].n = d->cfg.max_services + 1;
 	sz[2].m = lb->maps.ferry_xbe_v1, sz[2].n = d->cfg.max_backends + 1;
-	sz[3].m = lb->maps.ferry_xflow_v1, sz[3].n = xo.flows;
+	sz[3].m = lb->maps.ferry_xflow_v2;
+	sz[3].n = (xo.flows + FERRY_XFLOW_WAYS - 1) / FERRY_XFLOW_WAYS;
 	for (i = 0; i < 4; i++)
 		if ((err = bpf_map__set_max_entries(sz[i].m, sz[i].n)))
 			return err;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <mntent.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -345,4 +346,46 @@ int bpffs_prepare(const char *dir)
 	if (statfs(dir, &sfs))
 		return -errno;
 	return sfs.f_type == BPF_FS_MAGIC ? 0 : -ENOTSUP;
+}
+
+int xflow_map(int fd, const struct ferry_xflow_set **sets, __u32 *nsets)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	void *p;
+
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	if (info.type != BPF_MAP_TYPE_ARRAY || info.value_size != sizeof(**sets) ||
+	    !(info.map_flags & BPF_F_MMAPABLE))
+		return -EPROTO;
+	p = mmap(NULL, (size_t)info.max_entries * sizeof(**sets), PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	*sets = p;
+	*nsets = info.max_entries;
+	return 0;
+}
+
+void xflow_unmap(const struct ferry_xflow_set *sets, __u32 nsets)
+{
+	if (sets)
+		munmap((void *)sets, (size_t)nsets * sizeof(*sets));
+}
+
+int xflow_count(int fd, __u64 *used, __u64 *capacity)
+{
+	const struct ferry_xflow_set *sets;
+	__u32 n, i;
+	int k, err;
+
+	if ((err = xflow_map(fd, &sets, &n)))
+		return err;
+	*used = 0;
+	for (i = 0; i < n; i++)
+		for (k = 0; k < FERRY_XFLOW_WAYS; k++)
+			*used += !!(__u32)sets[i].way[k].id;
+	*capacity = (__u64)n * FERRY_XFLOW_WAYS;
+	xflow_unmap(sets, n);
+	return 0;
 }

@@ -36,6 +36,14 @@ int map_max_entries(int fd, __u32 *max);
 int map_inner_max_entries(int outer_fd, __u32 key, __u32 *max);
 int map_count(int fd, size_t ksz, size_t *n);
 
+/* The XDP flow table (ferry_xflow_v2, an mmapable array of sets) mapped
+ * read-only; -EPROTO when its layout is not this build's. */
+struct ferry_xflow_set;
+int xflow_map(int fd, const struct ferry_xflow_set **sets, __u32 *nsets);
+void xflow_unmap(const struct ferry_xflow_set *sets, __u32 nsets);
+/* Flows recorded in it and its capacity (ways). */
+int xflow_count(int fd, __u64 *used, __u64 *capacity);
+
 /* Read or write the daemon status record. */
 int status_read(const struct ferry_maps *m, struct ferry_status *st);
 int status_write(const struct ferry_maps *m, const struct ferry_status *st);

@@ -277,6 +277,17 @@ static int collect_maps(const char *bpffs, const struct known_count *known, size
 			}
 			mm.entries = known[i].n;
 			mm.has_entries = true;
+		} else if (!strcmp(e->d_name, FERRY_MAP_XFLOW)) {
+			/* An array of sets: its fill is the ways in use. */
+			__u64 cap;
+
+			if (fdinfo_map(fd, &mm.type, &ksz, &vsz, &mm.max_entries) ||
+			    xflow_count(fd, &mm.entries, &cap)) {
+				close(fd);
+				continue;
+			}
+			mm.max_entries = cap > UINT32_MAX ? UINT32_MAX : cap;
+			mm.has_entries = true;
 		} else if (map_fill(fd, &mm.type, &mm.max_entries, &mm.entries, &mm.has_entries)) {
 			close(fd);
 			continue;	/* a pinned program or link, or unreadable */
