@@ -278,4 +278,9 @@ v=$(xmetric "ferry_xdp_backend_packets_total{$XL,backend=\"203.0.113.50:80\"}")
 check xdp_backend_packets_counted test "${v:-0}" -ge 3
 v=$(xmetric 'ferry_xdp_actions_total{action="tx"}')
 check xdp_tx_counted test "${v:-0}" -ge 3
+# The flow table is an array of sets: its fill is the flows recorded, its capacity the ways.
+xmap() { xurl /metrics | awk -v k="$1{map=\"ferry_xflow_v2\"" 'index($1, k) == 1 { print $2 }'; }
+check xdp_flow_table_capacity test "$(xmap ferry_map_max_entries)" = 65536
+v=$(xmap ferry_map_entries)
+check xdp_flow_table_fill test "${v:-0}" -ge 1 -a "${v:-0}" -le 3
 check xdp_metrics_pass_promtool bash -c "ip netns exec '$NS_B' curl -s 'http://127.0.0.1:$XPORT/metrics' | promtool check metrics"
