@@ -7,8 +7,8 @@
  * is not a service with FERRY_SVC_F_XDP passes untouched. For a VIP:
  *
  *   1. the flow (client, VIP, ports, protocol) is looked up in the flow
- *      table ferry_xflow_v2 (skipped for a TCP SYN, which always starts a new
- *      flow): one 128-byte set of four flows, chosen and tagged by the flow's
+ *      table ferry_xflow_v2 (a TCP SYN always starts a new flow: it takes no
+ *      recorded backend, only its way): one 128-byte set of four flows, chosen and tagged by the flow's
  *      64-bit hash, shared by the CPUs so a flow whose packets move to
  *      another CPU keeps its backend. A new flow replaces the way idle
  *      longest in its set (LRU per set, include/ferry/xdp.h);
