@@ -3,8 +3,9 @@
  * XDP L4 load balancer for traffic entering the node (Katran-style DSR).
  *
  * Per packet: parse Ethernet (up to two VLAN tags) / IPv4 / IPv6 and the
- * TCP or UDP ports, look the destination up in ferry_svc_v1; anything that
- * is not a service with FERRY_SVC_F_XDP passes untouched. For a VIP:
+ * TCP or UDP ports, look the destination up in the VIP index ferry_xsvc_v1
+ * (ferry_svc_v1 when the index cannot answer); anything that is not a
+ * service with FERRY_SVC_F_XDP passes untouched. For a VIP:
  *
  *   1. the flow (client, VIP, ports, protocol) is looked up in the flow
  *      table ferry_xflow_v2 (a TCP SYN always starts a new flow: it takes no
@@ -80,6 +81,16 @@ struct {
 	__type(value, struct ferry_xflow_set);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xflow_v2 SEC(".maps");
+
+/* The VIP index (include/ferry/xdp.h): FERRY_XSVC_DEF_SETS sets, a power of two. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FERRY_XSVC_DEF_SETS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct ferry_xsvc_set);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xsvc_v1 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -791,6 +802,55 @@ static __always_inline void flow_insert(struct ferry_xflow_set *s, int way, cons
 	*(volatile __u64 *)&w->id = (__u64)tag << 32 | be_id;
 }
 
+/* ---- VIP lookup -------------------------------------------------------- */
+
+/*
+ * The XDP service id of sk from the VIP index: 1 and *svc_id when found, 0
+ * when sk is no XDP VIP, -1 when the index cannot say (its set is not built,
+ * or a VIP of the set did not fit in it) and ferry_svc_v1 must.
+ */
+static __always_inline int xsvc_find(const struct ferry_svc_key *sk, __u32 *svc_id)
+{
+	const struct bpf_map *m = (const void *)&ferry_xsvc_v1;
+	__u32 idx = ferry_xsvc_set_of(sk, m->max_entries), want = *(const __u32 *)&sk->port;
+	const struct ferry_xsvc_set *s = bpf_map_lookup_elem(&ferry_xsvc_v1, &idx);
+	__u32 flags;
+	int i;
+
+	if (!s)
+		return -1;
+	flags = s->way[0].flags;
+	if (!(flags & FERRY_XSVC_F_VALID))
+		return -1;
+#pragma unroll
+	for (i = 0; i < FERRY_XSVC_WAYS; i++) {
+		const struct ferry_xsvc *w = &s->way[i];
+		__u32 id = *(volatile const __u32 *)&w->svc_id;
+
+		if (id && *(const __u32 *)&w->key.port == want && w->key.addr[0] == sk->addr[0] &&
+		    w->key.addr[1] == sk->addr[1] && w->key.addr[2] == sk->addr[2] &&
+		    w->key.addr[3] == sk->addr[3]) {
+			*svc_id = id;
+			return 1;
+		}
+	}
+	return flags & FERRY_XSVC_F_MORE ? -1 : 0;
+}
+
+/* The XDP service of sk, or 0: the index, else ferry_svc_v1. */
+static __always_inline __u32 vip_lookup(const struct ferry_svc_key *sk)
+{
+	struct ferry_svc *svc;
+	__u32 id = 0;
+	int found = xsvc_find(sk, &id);
+
+	if (found >= 0)
+		return id;
+	xstat_inc(FERRY_XSTAT_VIP_SLOW);
+	svc = bpf_map_lookup_elem(&ferry_svc_v1, sk);
+	return svc && (svc->flags & FERRY_SVC_F_XDP) ? svc->id : 0;
+}
+
 /* ---- the program ------------------------------------------------------ */
 
 static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
@@ -799,9 +859,8 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	struct ferry_svc_key sk = {};
 	struct ferry_xflow_set *fs = NULL;
 	const struct ferry_xcfg *cfg;
-	struct ferry_svc *svc;
 	struct xnh *nh = NULL;
-	__u32 zero = 0, be_id = 0, hash, tag, olen;
+	__u32 zero = 0, be_id = 0, hash, tag, olen, svc_id;
 	__u64 now, h64;
 	int ret, way = -1, why = NH_OK;
 
@@ -809,8 +868,8 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	sk.port = p->key.dport;
 	sk.proto = p->key.proto;
 	sk.family = p->key.family;
-	svc = bpf_map_lookup_elem(&ferry_svc_v1, &sk);
-	if (!svc || !(svc->flags & FERRY_SVC_F_XDP))
+	svc_id = vip_lookup(&sk);
+	if (!svc_id)
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	cfg = bpf_map_lookup_elem(&ferry_xcfg_v1, &zero);
 	if (!cfg || !cfg->ring_size)
@@ -822,7 +881,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	now = bpf_jiffies64();
 	h64 = ferry_xflow_hash64(&p->key);
 	hash = (__u32)h64;
-	tag = ferry_xflow_tag(h64, svc->id);
+	tag = ferry_xflow_tag(h64, svc_id);
 	fs = flow_set(h64);
 	if (fs)
 		way = flow_find(fs, tag, &be_id);
@@ -838,12 +897,12 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	if (be_id) {
 		nh = nh_cached(be_id, now);
 		if (!nh)
-			nh = nh_resolve(ctx, cfg, be_id, svc->id, &why);
+			nh = nh_resolve(ctx, cfg, be_id, svc_id, &why);
 		if (why == NH_NO_BACKEND)
 			be_id = 0;	/* the flow's backend is gone: choose again */
 	}
 	if (!be_id) {
-		be_id = ferry_ring_pick(svc->id, cfg->ring_size, hash);
+		be_id = ferry_ring_pick(svc_id, cfg->ring_size, hash);
 		if (be_id == RING_NONE)
 			return xpass(FERRY_XSTAT_PASS_NO_RING);
 		if (!be_id)
@@ -852,11 +911,11 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 		if (!p->icmp && fs) {
 			if (way < 0)
 				way = flow_victim(fs, now);
-			flow_insert(fs, way, p, tag, be_id, svc->id, now);
+			flow_insert(fs, way, p, tag, be_id, svc_id, now);
 		}
 		nh = nh_cached(be_id, now);
 		if (!nh)
-			nh = nh_resolve(ctx, cfg, be_id, svc->id, &why);
+			nh = nh_resolve(ctx, cfg, be_id, svc_id, &why);
 	}
 	if (!nh)
 		return xdrop(why == NH_NO_BACKEND ? FERRY_XSTAT_DROP_NO_BACKEND :
@@ -875,7 +934,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 
 	if (p->icmp)
 		xstat_inc(FERRY_XSTAT_ICMP_FWD);
-	xcnt_add(&ferry_xvip_v1, svc->id, p->pkt_len);
+	xcnt_add(&ferry_xvip_v1, svc_id, p->pkt_len);
 	xcnt_add(&ferry_xbe_v1, be_id, p->pkt_len);
 	if (encap(ctx, p, nh, cfg, hash))
 		return xdrop(FERRY_XSTAT_DROP_ADJUST);

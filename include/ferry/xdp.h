@@ -32,6 +32,7 @@
 #define FERRY_MAP_XVIP		"ferry_xvip_v1"		/* per-CPU svc id -> ferry_xcnt */
 #define FERRY_MAP_XBE		"ferry_xbe_v1"		/* per-CPU backend id -> ferry_xcnt */
 #define FERRY_MAP_XDCAP		"ferry_xdcap_v1"	/* decap: local outer addresses */
+#define FERRY_MAP_XSVC		"ferry_xsvc_v1"		/* set index -> FERRY_XSVC_WAYS XDP VIPs */
 
 /* ferry_xcfg.flags */
 #define FERRY_XCFG_F_GW		(1U << 0)	/* gw_mac is set: fallback next hop */
@@ -98,6 +99,52 @@ struct ferry_xflow_set {
 	struct ferry_xflow way[FERRY_XFLOW_WAYS];
 };
 
+/*
+ * The VIP index: which (address, port, protocol) are XDP services, and their
+ * ids, in an mmapable array of sets of FERRY_XSVC_WAYS entries. Every packet
+ * asks it first, so a packet for no VIP (most of what an ingress interface
+ * sees) costs one set read instead of a hash-map lookup, and VIP packets no
+ * longer read ferry_svc_v1, whose values the socket LB writes (round-robin
+ * cursor). Userspace derives it from ferry_svc_v1 after every change
+ * (xsvc_sync, userspace/lib/reconcile.c); it is only ever an accelerator:
+ *   - a set without FERRY_XSVC_F_VALID (not built yet) sends the lookup to
+ *     ferry_svc_v1;
+ *   - a VIP that did not fit its set (all ways taken) sets FERRY_XSVC_F_MORE
+ *     there, and a miss in such a set asks ferry_svc_v1 too.
+ * An entry is written key first and svc_id last (0: empty way), and emptied
+ * svc_id first, so a reader never takes a half-written key for a VIP.
+ */
+#define FERRY_XSVC_WAYS		4
+#define FERRY_XSVC_F_VALID	(1U << 0)	/* set maintained by userspace */
+#define FERRY_XSVC_F_MORE	(1U << 1)	/* a VIP of this set is only in ferry_svc_v1 */
+/* Sets when not sized by ferryd (a power of two: max services / 4). */
+#define FERRY_XSVC_DEF_SETS	(FERRY_DEF_MAX_SERVICES / FERRY_XSVC_WAYS)
+
+struct ferry_xsvc {
+	struct ferry_svc_key key;
+	__u32	svc_id;		/* 0: empty way */
+	__u32	flags;		/* way[0] only: FERRY_XSVC_F_* of the set */
+	__u32	pad;
+};
+
+struct ferry_xsvc_set {
+	struct ferry_xsvc way[FERRY_XSVC_WAYS];
+};
+
+/* The set of a service key among `sets` (a power of two). */
+static inline __attribute__((always_inline)) __u32 ferry_xsvc_set_of(const struct ferry_svc_key *k,
+								     __u32 sets)
+{
+	__u32 h = k->addr[0] * 0x9e3779b1U;
+
+	h ^= k->addr[1] * 0x85ebca77U ^ k->addr[2] * 0xc2b2ae3dU ^ k->addr[3] * 0x27d4eb2fU;
+	h ^= ((__u32)k->port | (__u32)k->proto << 16 | (__u32)k->family << 24) * 0x165667b1U;
+	h ^= h >> 15;
+	h *= 0x2c1b3c6dU;
+	h ^= h >> 12;
+	return h & (sets - 1);
+}
+
 /* Per-CPU packet and byte counters (per VIP, per backend). */
 struct ferry_xcnt {
 	__u64	packets;
@@ -139,6 +186,7 @@ enum ferry_xstat {
 	FERRY_XSTAT_DECAP_OK,
 	FERRY_XSTAT_DECAP_NOT_OURS,	/* tunnel packet for an address not in ferry_xdcap_v1 */
 	FERRY_XSTAT_DECAP_MALFORMED,
+	FERRY_XSTAT_VIP_SLOW,		/* VIP index could not answer: ferry_svc_v1 did */
 	FERRY_XSTAT_MAX = 32,
 };
 

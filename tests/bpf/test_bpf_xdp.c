@@ -168,6 +168,7 @@ static int load(void)
 	bpf_map__set_max_entries(lb->maps.ferry_bestat_v1, 4096);
 	bpf_map__set_max_entries(lb->maps.ferry_xbe_v1, 4097);
 	bpf_map__set_max_entries(lb->maps.ferry_rev_v1, 1024);
+	bpf_map__set_max_entries(lb->maps.ferry_xsvc_v1, 256);
 	if ((err = xdp_lb_bpf__load(lb)))
 		return err;
 	dc = xdp_decap_bpf__open_opts(&oo);
@@ -1107,6 +1108,147 @@ static void test_flow_table(void)
 	verdict("xdp flow table: tags per service, way reuse, LRU within a set", ok);
 }
 
+static __u64 xstat(int slot)
+{
+	__u64 v = 0;
+
+	percpu_sum(bpf_map__fd(lb->maps.ferry_xstat_v1), slot, &v);
+	return v;
+}
+
+static void vip_key(const char *vip, int port, struct ferry_svc_key *k)
+{
+	struct faddr a;
+
+	memset(k, 0, sizeof(*k));
+	faddr_parse(vip, &a);
+	memcpy(k->addr, a.a, sizeof(a.a));
+	k->family = a.family;
+	k->port = htons(port);
+	k->proto = IPPROTO_TCP;
+}
+
+/* Way of the index holding key in set *set, -1 if none. */
+static int xsvc_way(const struct ferry_xsvc_set *sets, __u32 nsets, const struct ferry_svc_key *k,
+		    __u32 *set)
+{
+	int i;
+
+	*set = ferry_xsvc_set_of(k, nsets);
+	for (i = 0; i < FERRY_XSVC_WAYS; i++)
+		if (sets[*set].way[i].svc_id && !memcmp(&sets[*set].way[i].key, k, sizeof(*k)))
+			return i;
+	return -1;
+}
+
+/*
+ * The VIP index answers for the XDP path; ferry_svc_v1 only when the index
+ * cannot (set not built, or full). Five VIPs whose keys share a set: four fit,
+ * the fifth is served through ferry_svc_v1 until a way frees up.
+ */
+static void test_vip_index(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
+	const char *vip = "198.51.100.95";
+	struct ferry_xsvc_set *sets;
+	struct ferry_svc_key k, ks[5];
+	struct xsvc_report xr;
+	int fd = bpf_map__fd(lb->maps.ferry_xsvc_v1), ports[5], n = 0, port, i, w;
+	__u32 nsets, set, set0 = 0, act;
+	__u64 slow, notvip;
+	char name[32];
+	void *p;
+	bool ok = true;
+
+	if (!ASSERT_EQ(array_mmap(fd, sizeof(*sets), true, &p, &nsets), 0, "map the index")) {
+		verdict("xdp VIP index: answers alone, ferry_svc_v1 only when it cannot", false);
+		return;
+	}
+	sets = p;
+	/* Built by plan_apply for the services set up so far; a VIP packet does
+	 * not touch ferry_svc_v1. */
+	vip_key(V4VIP, 80, &k);
+	ok &= ASSERT_TRUE(xsvc_way(sets, nsets, &k, &set) >= 0, "tcp4 VIP in the index");
+	ok &= ASSERT_EQ(sets[set].way[0].flags, FERRY_XSVC_F_VALID, "its set is built, not full");
+	vip_key("198.51.100.20", 80, &k);
+	ok &= ASSERT_TRUE(xsvc_way(sets, nsets, &k, &set) < 0, "a socket-only service is not");
+	slow = xstat(FERRY_XSTAT_VIP_SLOW);
+	ok &= ASSERT_TRUE(send_flow(V4VIP, 80, 1, 5000, true, NULL) > 0, "VIP balanced");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_VIP_SLOW) - slow, 0, "answered by the index");
+
+	/* A set not built yet (a new map): the lookup goes to ferry_svc_v1. */
+	vip_key(V4VIP, 80, &k);
+	xsvc_way(sets, nsets, &k, &set);
+	sets[set].way[0].flags = 0;
+	ok &= ASSERT_TRUE(send_flow(V4VIP, 80, 1, 5000, true, NULL) > 0, "VIP balanced without the index");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_VIP_SLOW) - slow, 1, "answered by ferry_svc_v1");
+	/* A built set without the VIP: the index is believed, the packet passes. */
+	sets[set].way[0].flags = FERRY_XSVC_F_VALID;
+	w = xsvc_way(sets, nsets, &k, &set);
+	sets[set].way[w & 3].svc_id = 0;
+	notvip = xstat(FERRY_XSTAT_PASS_NOT_VIP);
+	send_flow(V4VIP, 80, 1, 5000, true, &act);
+	ok &= ASSERT_EQ(act, XDP_PASS, "a VIP missing from a built set passes");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_PASS_NOT_VIP) - notvip, 1, "counted as not a VIP");
+	ok &= ASSERT_EQ(xsvc_sync(fm.svc, fd, &xr), 0, "sync");
+	ok &= ASSERT_EQ(xr.added, 1, "sync put the VIP back");
+	ok &= ASSERT_TRUE(send_flow(V4VIP, 80, 1, 5000, true, NULL) > 0, "VIP balanced again");
+
+	/* Five VIPs of one empty set. */
+	for (port = 1000; port < 65536 && n < 5; port++) {
+		vip_key(vip, port, &k);
+		set = ferry_xsvc_set_of(&k, nsets);
+		if (!n && !sets[set].way[0].svc_id && !sets[set].way[1].svc_id &&
+		    !sets[set].way[2].svc_id && !sets[set].way[3].svc_id)
+			set0 = set;
+		else if (!n || set != set0)
+			continue;
+		ports[n++] = port;
+	}
+	ok &= ASSERT_EQ(n, 5, "five ports of one set");
+	for (i = 0; ok && i < 5; i++) {
+		snprintf(name, sizeof(name), "same-set-%d", i);
+		vip_key(vip, ports[i], &ks[i]);
+		ok &= ASSERT_EQ(svc_set(name, vip, ports[i], IPPROTO_TCP, true, bs, 1), 0, "service %d", i);
+	}
+	ok &= ASSERT_EQ(sets[set0].way[0].flags, FERRY_XSVC_F_VALID | FERRY_XSVC_F_MORE,
+			"the full set says a VIP is elsewhere");
+	for (i = 0, n = 0; i < 5; i++)
+		n += xsvc_way(sets, nsets, &ks[i], &set) >= 0;
+	ok &= ASSERT_EQ(n, FERRY_XSVC_WAYS, "four of five VIPs in the set");
+	slow = xstat(FERRY_XSTAT_VIP_SLOW);
+	for (i = 0; i < 5; i++)
+		ok &= ASSERT_TRUE(send_flow(vip, ports[i], 2, 6000, true, NULL) == 11, "VIP %d balanced", i);
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_VIP_SLOW) - slow, 1, "only the fifth through ferry_svc_v1");
+	send_flow(vip, ports[4] + 1, 2, 6000, true, &act);
+	ok &= ASSERT_EQ(act, XDP_PASS, "a non-VIP port still passes");
+
+	/* One of the four goes: the fifth takes its way on the next sync (not
+	 * the same one: a way emptied in a sync is not refilled by it). */
+	for (i = 0; i < 5; i++)
+		if (xsvc_way(sets, nsets, &ks[i], &set) >= 0)
+			break;
+	snprintf(name, sizeof(name), "same-set-%d", i);
+	ok &= ASSERT_EQ(svc_set(name, vip, ports[i], IPPROTO_TCP, false, bs, 1), 0,
+			"VIP %d is no longer an XDP service", i);
+	ok &= ASSERT_TRUE(xsvc_way(sets, nsets, &ks[i], &set) < 0, "its entry emptied");
+	ok &= ASSERT_EQ(sets[set0].way[0].flags, FERRY_XSVC_F_VALID | FERRY_XSVC_F_MORE,
+			"the way that sync emptied is not refilled by it");
+	send_flow(vip, ports[i], 2, 6000, true, &act);
+	ok &= ASSERT_EQ(act, XDP_PASS, "its packets pass");
+	ok &= ASSERT_EQ(xsvc_sync(fm.svc, fd, &xr), 0, "sync");
+	ok &= ASSERT_EQ(xr.overflow, 0, "nothing left over");
+	ok &= ASSERT_EQ(sets[set0].way[0].flags, FERRY_XSVC_F_VALID, "the set is complete again");
+	slow = xstat(FERRY_XSTAT_VIP_SLOW);
+	for (w = 0; w < 5; w++)
+		if (w != i)
+			ok &= ASSERT_TRUE(send_flow(vip, ports[w], 2, 6000, true, NULL) == 11,
+					  "VIP %d balanced", w);
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_VIP_SLOW) - slow, 0, "all answered by the index");
+	array_munmap(sets, sizeof(*sets), nsets);
+	verdict("xdp VIP index: answers alone, ferry_svc_v1 only when it cannot", ok);
+}
+
 /* UNHEALTHY and an OPEN circuit are not in the ring's decision: the kernel skips them. */
 static void test_unusable(void)
 {
@@ -1348,6 +1490,7 @@ int main(void)
 	test_unusable();
 	test_other_cpu();
 	test_counters();
+	test_vip_index();
 	cleanup();
 	printf("%d passed, %d failed\n", npass, nfail);
 	return nfail ? 1 : 0;

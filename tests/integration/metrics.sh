@@ -283,4 +283,10 @@ xmap() { xurl /metrics | awk -v k="$1{map=\"ferry_xflow_v2\"" 'index($1, k) == 1
 check xdp_flow_table_capacity test "$(xmap ferry_map_max_entries)" = 65536
 v=$(xmap ferry_map_entries)
 check xdp_flow_table_fill test "${v:-0}" -ge 1 -a "${v:-0}" -le 3
+# The VIP index: 256 sets of 4 at --max-services 1024, one VIP in it, answering alone.
+xidx() { xurl /metrics | awk -v k="$1{map=\"ferry_xsvc_v1\"" 'index($1, k) == 1 { print $2 }'; }
+check xdp_vip_index_capacity test "$(xidx ferry_map_max_entries)" = 1024
+check xdp_vip_index_fill test "$(xidx ferry_map_entries)" = 1
+v=$(xmetric ferry_xdp_vip_slow_lookups_total)
+check xdp_vip_index_answers_alone test "${v:-x}" = 0
 check xdp_metrics_pass_promtool bash -c "ip netns exec '$NS_B' curl -s 'http://127.0.0.1:$XPORT/metrics' | promtool check metrics"

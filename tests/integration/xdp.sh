@@ -195,6 +195,10 @@ check "xdp new connections spread over both backends" \
 	bash -c "echo '$seen' | grep -q b1 && echo '$seen' | grep -q b2"
 tx=$(xstat tx)
 check "xdp stats count the bounced packets (tx=$tx)" test "${tx:-0}" -gt 0
+# Both VIPs are in the VIP index, so no packet needed the service hash map.
+check "xdp VIP index holds both VIPs" \
+	bash -c "'$B/ferryctl' --bpffs '$PIN' xdp stats | grep -q '^VIP index: 2 VIP(s)'"
+check "xdp VIP index answered every lookup" test "$(xstat vip_slow_lookup)" = 0
 
 # An established connection, then its backend's weight goes to 0.
 coproc SESS { ip netns exec "$NS_C" "$PEER" session $VIP4 80; }

@@ -8,7 +8,8 @@
  * (and a randomised one) can be checked against invariants.
  *
  * plan_apply_order needs BPF (root): it injects a failure at each stage of a
- * real apply and checks that nothing downstream became visible.
+ * real apply and checks that nothing downstream became visible; so does
+ * xsvc_sync_index, which derives the XDP VIP index from a service map.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 #include <cmocka.h>
 
 #include <ferry/abi.h>
+#include <ferry/xdp.h>
 #include "maps.h"
 #include "reconcile.h"
 #include "registry.h"
@@ -1075,6 +1077,94 @@ static void plan_apply_order(void **state)
 	registry_free(&r);
 }
 
+/* ---- xsvc_sync() against real maps: the XDP VIP index ---- */
+
+static int mk_index(__u32 sets, size_t vsz)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_MMAPABLE);
+
+	return bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_xsvc", 4, vsz, sets, &o);
+}
+
+static void put_svc(int fd, __u16 port, __u32 id, __u8 flags)
+{
+	struct ferry_svc_key k = { .addr = { htonl(0xc6336401) }, .port = htons(port),
+				   .proto = IPPROTO_TCP, .family = AF_INET };
+	struct ferry_svc v = { .id = id, .flags = flags };
+
+	assert_int_equal(bpf_map_update_elem(fd, &k, &v, BPF_ANY), 0);
+}
+
+static void xsvc_sync_index(void **state)
+{
+	struct ferry_xsvc_set set;
+	struct xsvc_report r;
+	int svc, idx, bad, i, n;
+	__u32 zero = 0;
+
+	(void)state;
+	svc = mk_hash("t_svc", sizeof(struct ferry_svc_key), sizeof(struct ferry_svc), 16);
+	if (svc < 0)
+		skip();	/* no BPF here (not root) */
+	/* The set is chosen by masking: the index must be a power of two. */
+	bad = mk_index(3, sizeof(struct ferry_xsvc_set));
+	assert_int_equal(xsvc_sync(svc, bad, &r), -EPROTO);
+	close(bad);
+	bad = mk_index(4, sizeof(struct ferry_xsvc_set) / 2);
+	assert_int_equal(xsvc_sync(svc, bad, &r), -EPROTO);
+	close(bad);
+
+	/* One set of four ways: three XDP services and a socket-only one. */
+	idx = mk_index(1, sizeof(struct ferry_xsvc_set));
+	assert_true(idx >= 0);
+	put_svc(svc, 80, 1, FERRY_SVC_F_XDP);
+	put_svc(svc, 81, 2, FERRY_SVC_F_XDP);
+	put_svc(svc, 82, 3, FERRY_SVC_F_XDP);
+	put_svc(svc, 83, 4, 0);
+	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(r.indexed, 3);
+	assert_int_equal(r.added, 3);
+	assert_int_equal(r.overflow, 0);
+	assert_int_equal(bpf_map_lookup_elem(idx, &zero, &set), 0);
+	assert_int_equal(set.way[0].flags, FERRY_XSVC_F_VALID);
+	for (i = 0, n = 0; i < FERRY_XSVC_WAYS; i++)
+		n += set.way[i].svc_id != 0 && set.way[i].svc_id != 4;
+	assert_int_equal(n, 3);
+
+	/* Nothing changed: nothing written. */
+	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(r.added + r.removed, 0);
+
+	/* Same key, new id (deleted and created again): the entry is replaced,
+	 * in another way; two more services fill the set and one is left over. */
+	put_svc(svc, 80, 9, FERRY_SVC_F_XDP);
+	put_svc(svc, 84, 5, FERRY_SVC_F_XDP);
+	put_svc(svc, 85, 6, FERRY_SVC_F_XDP);
+	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(r.removed, 1);
+	assert_int_equal(r.indexed, 3);
+	assert_int_equal(r.overflow, 2);
+	assert_int_equal(bpf_map_lookup_elem(idx, &zero, &set), 0);
+	assert_int_equal(set.way[0].flags, FERRY_XSVC_F_VALID | FERRY_XSVC_F_MORE);
+	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(r.indexed, 4);
+	assert_int_equal(r.overflow, 1);
+	for (i = 0; i < FERRY_XSVC_WAYS; i++)
+		assert_int_not_equal(set.way[i].svc_id, 1);
+
+	/* Two go: all fit, the set no longer sends misses to ferry_svc_v1. */
+	put_svc(svc, 81, 2, 0);
+	put_svc(svc, 82, 3, 0);
+	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(r.indexed, 3);
+	assert_int_equal(r.overflow, 0);
+	assert_int_equal(bpf_map_lookup_elem(idx, &zero, &set), 0);
+	assert_int_equal(set.way[0].flags, FERRY_XSVC_F_VALID);
+	close(idx);
+	close(svc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1094,6 +1184,7 @@ int main(void)
 		cmocka_unit_test(plan_maglev_tables),
 		cmocka_unit_test(plan_random_walk),
 		cmocka_unit_test(plan_apply_order),
+		cmocka_unit_test(xsvc_sync_index),
 	};
 
 	return cmocka_run_group_tests_name("reconcile", tests, NULL, NULL);

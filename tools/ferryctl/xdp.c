@@ -45,6 +45,7 @@ static const char *const xstat_names[FERRY_XSTAT_MAX] = {
 	[FERRY_XSTAT_DECAP_OK] = "decap",
 	[FERRY_XSTAT_DECAP_NOT_OURS] = "decap_not_ours",
 	[FERRY_XSTAT_DECAP_MALFORMED] = "decap_malformed",
+	[FERRY_XSTAT_VIP_SLOW] = "vip_slow_lookup",
 };
 
 static int open_pin(struct ctl *c, const char *name, int *fd)
@@ -122,6 +123,30 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 			json_object_object_add(jc, xstat_names[i], json_object_new_int64(v));
 		else if (v)
 			printf("%-22s %14llu\n", xstat_names[i], (unsigned long long)v);
+	}
+	{
+		char path[512];
+		__u64 used, cap, full;
+		int fd;
+
+		ferry_pin_path(path, sizeof(path), c->bpffs, FERRY_MAP_XSVC);
+		fd = bpf_obj_get(path);
+		if (fd >= 0 && !xsvc_count(fd, &used, &cap, &full)) {
+			if (jo) {
+				struct json_object *jx = json_object_new_object();
+
+				json_object_object_add(jx, "vips", json_object_new_int64(used));
+				json_object_object_add(jx, "capacity", json_object_new_int64(cap));
+				json_object_object_add(jx, "sets_full", json_object_new_int64(full));
+				json_object_object_add(jo, "vip_index", jx);
+			} else {
+				printf("\nVIP index: %llu VIP(s) in %llu ways; %llu full set(s) send misses to %s\n",
+				       (unsigned long long)used, (unsigned long long)cap,
+				       (unsigned long long)full, FERRY_MAP_SVC);
+			}
+		}
+		if (fd >= 0)
+			close(fd);
 	}
 	if (!c->json && fvip >= 0 && fbe >= 0)
 		printf("\n%-32s %-28s %12s %14s\n", "service / backend", "address", "packets", "bytes");

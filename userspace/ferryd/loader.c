@@ -14,9 +14,11 @@
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <ferry/xdp.h>
 
 #include "ferryd.h"
 #include "log.h"
+#include "reconcile.h"
 #include "sock_lb.skel.h"
 #include "sock_ops.skel.h"
 #include "sockmap.skel.h"
@@ -212,6 +214,18 @@ int loader_load(struct ferryd *d)
 	if ((err = ferry_maps_open(d->cfg.bpffs, &d->maps, &which))) {
 		log_warnx("open pinned map %s/%s: %s", d->cfg.bpffs, which, strerror(-err));
 		return err;
+	}
+	if (d->maps.xsvc >= 0) {
+		struct xsvc_report xr;
+
+		/* A new (or older) index is built from the services already
+		 * pinned; until then the XDP path asks ferry_svc_v1. */
+		if ((err = xsvc_sync(d->maps.svc, d->maps.xsvc, &xr))) {
+			log_warnx("building %s: %s", FERRY_MAP_XSVC, strerror(-err));
+			return err;
+		}
+		log_info("xdp: VIP index holds %zu VIP(s), %zu left to %s", xr.indexed,
+			 xr.overflow, FERRY_MAP_SVC);
 	}
 	return 0;
 }

@@ -43,7 +43,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	size_t i;
 	int err;
 
-	m->xring = m->xcfg = -1;
+	m->xring = m->xcfg = m->xsvc = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		*t[i].fd = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -63,13 +63,15 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 			close(m->xring);
 		m->xring = m->xcfg = -1;
 	}
+	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XSVC, &m->xsvc))
+		m->xsvc = -1;
 	return 0;
 }
 
 void ferry_maps_close(struct ferry_maps *m)
 {
 	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
-		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg };
+		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg, &m->xsvc };
 	size_t i;
 
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
@@ -348,29 +350,66 @@ int bpffs_prepare(const char *dir)
 	return sfs.f_type == BPF_FS_MAGIC ? 0 : -ENOTSUP;
 }
 
-int xflow_map(int fd, const struct ferry_xflow_set **sets, __u32 *nsets)
+int array_mmap(int fd, size_t vsz, bool writable, void **p, __u32 *n)
 {
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info);
-	void *p;
+	void *a;
 
 	if (bpf_obj_get_info_by_fd(fd, &info, &len))
 		return -errno;
-	if (info.type != BPF_MAP_TYPE_ARRAY || info.value_size != sizeof(**sets) ||
+	if (info.type != BPF_MAP_TYPE_ARRAY || info.value_size != vsz ||
 	    !(info.map_flags & BPF_F_MMAPABLE))
 		return -EPROTO;
-	p = mmap(NULL, (size_t)info.max_entries * sizeof(**sets), PROT_READ, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
+	a = mmap(NULL, (size_t)info.max_entries * vsz, PROT_READ | (writable ? PROT_WRITE : 0),
+		 MAP_SHARED, fd, 0);
+	if (a == MAP_FAILED)
 		return -errno;
-	*sets = p;
-	*nsets = info.max_entries;
+	*p = a;
+	*n = info.max_entries;
 	return 0;
+}
+
+void array_munmap(const void *p, size_t vsz, __u32 n)
+{
+	if (p)
+		munmap((void *)p, (size_t)n * vsz);
+}
+
+int xflow_map(int fd, const struct ferry_xflow_set **sets, __u32 *nsets)
+{
+	void *p;
+	int err = array_mmap(fd, sizeof(**sets), false, &p, nsets);
+
+	if (!err)
+		*sets = p;
+	return err;
 }
 
 void xflow_unmap(const struct ferry_xflow_set *sets, __u32 nsets)
 {
-	if (sets)
-		munmap((void *)sets, (size_t)nsets * sizeof(*sets));
+	array_munmap(sets, sizeof(*sets), nsets);
+}
+
+int xsvc_count(int fd, __u64 *used, __u64 *capacity, __u64 *sets_full)
+{
+	const struct ferry_xsvc_set *sets;
+	void *p;
+	__u32 n, i;
+	int k, err;
+
+	if ((err = array_mmap(fd, sizeof(*sets), false, &p, &n)))
+		return err;
+	sets = p;
+	*used = *sets_full = 0;
+	for (i = 0; i < n; i++) {
+		for (k = 0; k < FERRY_XSVC_WAYS; k++)
+			*used += !!sets[i].way[k].svc_id;
+		*sets_full += !!(sets[i].way[0].flags & FERRY_XSVC_F_MORE);
+	}
+	*capacity = (__u64)n * FERRY_XSVC_WAYS;
+	array_munmap(sets, sizeof(*sets), n);
+	return 0;
 }
 
 int xflow_count(int fd, __u64 *used, __u64 *capacity)

@@ -3,6 +3,7 @@
 #ifndef FERRY_MAPS_H
 #define FERRY_MAPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <linux/types.h>
 #include <ferry/abi.h>
@@ -11,8 +12,9 @@
 
 struct ferry_maps {
 	int	svc, slot, be, bestat, mag, rev, stats, status, name;
-	/* XDP rings and config: -1 when the XDP load balancer was never loaded. */
-	int	xring, xcfg;
+	/* XDP rings, config and VIP index: -1 when the XDP load balancer was
+	 * never loaded. */
+	int	xring, xcfg, xsvc;
 	__u32	max_services, max_backends;
 };
 
@@ -36,6 +38,11 @@ int map_max_entries(int fd, __u32 *max);
 int map_inner_max_entries(int outer_fd, __u32 key, __u32 *max);
 int map_count(int fd, size_t ksz, size_t *n);
 
+/* An mmapable BPF array (BPF_F_MMAPABLE) mapped whole: *n elements of vsz
+ * bytes; -EPROTO when it is not one, or its values are not vsz bytes. */
+int array_mmap(int fd, size_t vsz, bool writable, void **p, __u32 *n);
+void array_munmap(const void *p, size_t vsz, __u32 n);
+
 /* The XDP flow table (ferry_xflow_v2, an mmapable array of sets) mapped
  * read-only; -EPROTO when its layout is not this build's. */
 struct ferry_xflow_set;
@@ -43,6 +50,10 @@ int xflow_map(int fd, const struct ferry_xflow_set **sets, __u32 *nsets);
 void xflow_unmap(const struct ferry_xflow_set *sets, __u32 nsets);
 /* Flows recorded in it and its capacity (ways). */
 int xflow_count(int fd, __u64 *used, __u64 *capacity);
+
+/* The XDP VIP index (ferry_xsvc_v1): VIPs in it, its capacity (ways), and
+ * sets with a VIP left out (full; misses there ask ferry_svc_v1). */
+int xsvc_count(int fd, __u64 *used, __u64 *capacity, __u64 *sets_full);
 
 /* Read or write the daemon status record. */
 int status_read(const struct ferry_maps *m, struct ferry_status *st);

@@ -288,6 +288,17 @@ static int collect_maps(const char *bpffs, const struct known_count *known, size
 			}
 			mm.max_entries = cap > UINT32_MAX ? UINT32_MAX : cap;
 			mm.has_entries = true;
+		} else if (!strcmp(e->d_name, FERRY_MAP_XSVC)) {
+			/* The same for the VIP index: VIPs in it, against its ways. */
+			__u64 cap, full;
+
+			if (fdinfo_map(fd, &mm.type, &ksz, &vsz, &mm.max_entries) ||
+			    xsvc_count(fd, &mm.entries, &cap, &full)) {
+				close(fd);
+				continue;
+			}
+			mm.max_entries = cap > UINT32_MAX ? UINT32_MAX : cap;
+			mm.has_entries = true;
 		} else if (map_fill(fd, &mm.type, &mm.max_entries, &mm.entries, &mm.has_entries)) {
 			close(fd);
 			continue;	/* a pinned program or link, or unreadable */

@@ -501,8 +501,136 @@ static int apply_maglev(int outer, const struct plan_mag *pm, const char *name, 
 	return ret;
 }
 
+/* ---- the XDP VIP index --------------------------------------------------- */
+
+struct xsvc_want {
+	struct ferry_svc_key key;
+	__u32	id;
+	__u32	set;
+};
+
+static int xsvc_want_cmp(const void *a, const void *b)
+{
+	return memcmp(&((const struct xsvc_want *)a)->key, &((const struct xsvc_want *)b)->key,
+		      sizeof(struct ferry_svc_key));
+}
+
+static bool xsvc_key_eq(const struct ferry_svc_key *a, const struct ferry_svc_key *b)
+{
+	return !memcmp(a, b, sizeof(*a));
+}
+
+/*
+ * Bring the VIP index in line with the XDP services of ferry_svc_v1 in three
+ * passes, each a set of single-word publications the data path can read at
+ * any moment: (1) entries of services that are gone or moved are emptied
+ * (svc_id first); (2) missing VIPs are written into an empty way of their
+ * set (key first, svc_id last), never one emptied in (1), so a reader that
+ * is between the key and the id of the old entry cannot pair them with the
+ * new; (3) each set's flags say it is built, and whether a VIP of it is
+ * only in ferry_svc_v1 (a full set). Entries never move, so a VIP that
+ * stays is found throughout.
+ */
+int xsvc_sync(int svc_fd, int xsvc_fd, struct xsvc_report *r)
+{
+	struct ferry_svc_key *keys = NULL;
+	struct ferry_svc *vals = NULL;
+	struct xsvc_want *want = NULL, *w;
+	struct ferry_xsvc_set *sets = NULL;
+	__u8 *freed = NULL, *more = NULL;
+	size_t n = 0, nw = 0, i;
+	__u32 nsets = 0, s;
+	void *p;
+	int err, k;
+
+	memset(r, 0, sizeof(*r));
+	if ((err = array_mmap(xsvc_fd, sizeof(*sets), true, &p, &nsets)))
+		return err;
+	sets = p;
+	if (!nsets || (nsets & (nsets - 1))) {
+		err = -EPROTO;	/* ferry_xsvc_set_of() masks: a power of two */
+		goto out;
+	}
+	if ((err = map_dump(svc_fd, sizeof(*keys), sizeof(*vals), (void **)&keys, (void **)&vals, &n)))
+		goto out;
+	want = calloc(n ? n : 1, sizeof(*want));
+	freed = calloc(nsets, 1);
+	more = calloc(nsets, 1);
+	if (!want || !freed || !more) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (!(vals[i].flags & FERRY_SVC_F_XDP) || !vals[i].id)
+			continue;
+		want[nw].key = keys[i];
+		want[nw].id = vals[i].id;
+		want[nw].set = ferry_xsvc_set_of(&keys[i], nsets);
+		nw++;
+	}
+	qsort(want, nw, sizeof(*want), xsvc_want_cmp);
+
+	for (s = 0; s < nsets; s++) {
+		for (k = 0; k < FERRY_XSVC_WAYS; k++) {
+			struct ferry_xsvc *e = &sets[s].way[k];
+			struct xsvc_want probe = { .key = e->key };
+
+			if (!__atomic_load_n(&e->svc_id, __ATOMIC_RELAXED))
+				continue;
+			w = bsearch(&probe, want, nw, sizeof(*want), xsvc_want_cmp);
+			if (w && w->id == e->svc_id && w->set == s)
+				continue;
+			__atomic_store_n(&e->svc_id, 0, __ATOMIC_RELEASE);
+			memset(&e->key, 0, sizeof(e->key));
+			freed[s] |= 1U << k;
+			r->removed++;
+		}
+	}
+	for (i = 0; i < nw; i++) {
+		struct ferry_xsvc_set *set = &sets[want[i].set];
+		int empty = -1;
+
+		for (k = 0; k < FERRY_XSVC_WAYS; k++) {
+			struct ferry_xsvc *e = &set->way[k];
+
+			if (e->svc_id == want[i].id && xsvc_key_eq(&e->key, &want[i].key))
+				break;
+			if (!e->svc_id && !(freed[want[i].set] & (1U << k)) && empty < 0)
+				empty = k;
+		}
+		if (k < FERRY_XSVC_WAYS) {
+			r->indexed++;
+			continue;
+		}
+		if (empty < 0) {
+			more[want[i].set] = 1;
+			r->overflow++;
+			continue;
+		}
+		set->way[empty].key = want[i].key;
+		__atomic_store_n(&set->way[empty].svc_id, want[i].id, __ATOMIC_RELEASE);
+		r->indexed++;
+		r->added++;
+	}
+	for (s = 0; s < nsets; s++) {
+		__u32 f = FERRY_XSVC_F_VALID | (more[s] ? FERRY_XSVC_F_MORE : 0);
+
+		if (sets[s].way[0].flags != f)
+			__atomic_store_n(&sets[s].way[0].flags, f, __ATOMIC_RELEASE);
+	}
+out:
+	array_munmap(sets, sizeof(*sets), nsets);
+	free(keys);
+	free(vals);
+	free(want);
+	free(freed);
+	free(more);
+	return err;
+}
+
 int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen)
 {
+	struct xsvc_report xr;
 	size_t i;
 	int ret;
 
@@ -528,6 +656,9 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	PUT(m->name, &p->name_put_k, &p->name_put_v, FERRY_MAP_SVCNAME);
 	PUT(m->svc, &p->svc_put_k, &p->svc_put_v, FERRY_MAP_SVC);
 	DEL(m->svc, &p->svc_del, FERRY_MAP_SVC);
+	if (m->xsvc >= 0 && (p->svc_put_k.n || p->svc_del.n) &&
+	    (ret = apply_step(xsvc_sync(m->svc, m->xsvc, &xr), FERRY_MAP_XSVC, err, errlen)))
+		return ret;
 	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);
 	if (m->xring >= 0)
 		DEL(m->xring, &p->xring_del, FERRY_MAP_XRING);

@@ -69,6 +69,15 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 size_t plan_writes(const struct plan *p);
 int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen);
 
+/* What xsvc_sync() did: VIPs in the index, VIPs left to ferry_svc_v1 because
+ * their set was full, entries written and emptied. */
+struct xsvc_report {
+	size_t	indexed, overflow, added, removed;
+};
+/* Derive the XDP VIP index (ferry_xsvc_v1) from ferry_svc_v1; plan_apply()
+ * calls it when services changed, ferryd once after loading. */
+int xsvc_sync(int svc_fd, int xsvc_fd, struct xsvc_report *r);
+
 /* The desired form of a service as it is now in the maps (ferryctl edits it). */
 int svc_state_to_reg(const struct svc_state *s, struct reg_service *out);
 

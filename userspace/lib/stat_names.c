@@ -92,4 +92,6 @@ const struct stat_desc ferry_xstat_descs[FERRY_XSTAT_MAX] = {
 	  "Tunnel packets seen by the backend-side decap, by outcome: ok (stripped), not_ours (outer address not ours), malformed."),
 	X(DECAP_NOT_OURS, "xdp_decap_not_ours", "ferry_xdp_decap_total", "outcome=\"not_ours\"", NULL),
 	X(DECAP_MALFORMED, "xdp_decap_malformed", "ferry_xdp_decap_total", "outcome=\"malformed\"", NULL),
+	X(VIP_SLOW, "xdp_vip_slow_lookup", "ferry_xdp_vip_slow_lookups_total", "",
+	  "Packets whose VIP lookup the XDP VIP index could not answer (its set not built yet, or full), so the service hash map did."),
 };
