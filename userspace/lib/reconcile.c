@@ -656,7 +656,11 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	PUT(m->name, &p->name_put_k, &p->name_put_v, FERRY_MAP_SVCNAME);
 	PUT(m->svc, &p->svc_put_k, &p->svc_put_v, FERRY_MAP_SVC);
 	DEL(m->svc, &p->svc_del, FERRY_MAP_SVC);
-	if (m->xsvc >= 0 && (p->svc_put_k.n || p->svc_del.n) &&
+	/* Every apply, not only one that changed services: a sync that finds
+	 * the index in agreement writes nothing, and one that does not (two
+	 * writers raced, an operator wrote a service by hand) repairs it, so
+	 * ferryd's periodic resync undoes drift here as everywhere. */
+	if (m->xsvc >= 0 &&
 	    (ret = apply_step(xsvc_sync(m->svc, m->xsvc, &xr), FERRY_MAP_XSVC, err, errlen)))
 		return ret;
 	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);

@@ -74,8 +74,8 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 struct xsvc_report {
 	size_t	indexed, overflow, added, removed;
 };
-/* Derive the XDP VIP index (ferry_xsvc_v1) from ferry_svc_v1; plan_apply()
- * calls it when services changed, ferryd once after loading. */
+/* Derive the XDP VIP index (ferry_xsvc_v1) from ferry_svc_v1, writing only
+ * what differs; plan_apply() calls it every time, ferryd once after loading. */
 int xsvc_sync(int svc_fd, int xsvc_fd, struct xsvc_report *r);
 
 /* The desired form of a service as it is now in the maps (ferryctl edits it). */
