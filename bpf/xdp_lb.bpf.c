@@ -856,7 +856,6 @@ static __always_inline __u32 vip_lookup(const struct ferry_svc_key *sk)
 static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ferry_svc_key sk = {};
 	struct ferry_xflow_set *fs = NULL;
 	const struct ferry_xcfg *cfg;
 	struct xnh *nh = NULL;
@@ -864,11 +863,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	__u64 now, h64;
 	int ret, way = -1, why = NH_OK;
 
-	__builtin_memcpy(sk.addr, p->key.dst, sizeof(sk.addr));
-	sk.port = p->key.dport;
-	sk.proto = p->key.proto;
-	sk.family = p->key.family;
-	svc_id = vip_lookup(&sk);
+svc_id = vip_lookup(ferry_xflow_vip(&p->key));
 	if (!svc_id)
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	cfg = bpf_map_lookup_elem(&ferry_xcfg_v1, &zero);

@@ -57,17 +57,33 @@ struct ferry_xcfg {
 
 /*
  * A flow as the client sent it: client address/port, VIP/port. IPv4
- * addresses in [0], the rest zero. Ports in network order.
+ * addresses in [0], the rest zero. Ports in network order. Not stored in
+ * any map; its VIP half (dst, dport, proto, family) is laid out as a
+ * struct ferry_svc_key, so the data path looks the VIP up without a copy.
  */
 struct ferry_xflow_key {
 	__u32	src[4];
-	__u32	dst[4];
 	__u16	sport;
+	__u16	pad;
+	__u32	dst[4];		/* from here: struct ferry_svc_key */
 	__u16	dport;
 	__u8	proto;
 	__u8	family;
-	__u16	pad;
 };
+
+_Static_assert(sizeof(struct ferry_xflow_key) - __builtin_offsetof(struct ferry_xflow_key, dst) ==
+	       sizeof(struct ferry_svc_key) &&
+	       __builtin_offsetof(struct ferry_xflow_key, dport) -
+	       __builtin_offsetof(struct ferry_xflow_key, dst) ==
+	       __builtin_offsetof(struct ferry_svc_key, port),
+	       "the VIP half of a flow key is a struct ferry_svc_key");
+
+/* The VIP of a flow key, as a service key. */
+static inline __attribute__((always_inline)) const struct ferry_svc_key *
+ferry_xflow_vip(const struct ferry_xflow_key *k)
+{
+	return (const struct ferry_svc_key *)k->dst;
+}
 
 /*
  * The flow table: an array of sets (BPF_F_MMAPABLE, so every set starts on a
