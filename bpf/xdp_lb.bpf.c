@@ -863,7 +863,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	__u64 now, h64;
 	int ret, way = -1, why = NH_OK;
 
-svc_id = vip_lookup(ferry_xflow_vip(&p->key));
+	svc_id = vip_lookup(ferry_xflow_vip(&p->key));
 	if (!svc_id)
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	cfg = bpf_map_lookup_elem(&ferry_xcfg_v1, &zero);

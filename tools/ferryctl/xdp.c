@@ -86,8 +86,8 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 	struct json_object *jo = NULL, *jc = NULL, *jv = NULL;
 	int fst = -1, fvip = -1, fbe = -1, ret = 1, err;
 	struct fstate st = {};
+	__u64 v, used, cap, full;
 	size_t i, j;
-	__u64 v;
 
 	(void)argv;
 	if (argc > 1)
@@ -124,29 +124,20 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 		else if (v)
 			printf("%-22s %14llu\n", xstat_names[i], (unsigned long long)v);
 	}
-	{
-		char path[512];
-		__u64 used, cap, full;
-		int fd;
+	/* ctl_open() opened the VIP index with the other maps (-1 if absent). */
+	if (c->maps.xsvc >= 0 && !xsvc_count(c->maps.xsvc, &used, &cap, &full)) {
+		if (jo) {
+			struct json_object *jx = json_object_new_object();
 
-		ferry_pin_path(path, sizeof(path), c->bpffs, FERRY_MAP_XSVC);
-		fd = bpf_obj_get(path);
-		if (fd >= 0 && !xsvc_count(fd, &used, &cap, &full)) {
-			if (jo) {
-				struct json_object *jx = json_object_new_object();
-
-				json_object_object_add(jx, "vips", json_object_new_int64(used));
-				json_object_object_add(jx, "capacity", json_object_new_int64(cap));
-				json_object_object_add(jx, "sets_full", json_object_new_int64(full));
-				json_object_object_add(jo, "vip_index", jx);
-			} else {
-				printf("\nVIP index: %llu VIP(s) in %llu ways; %llu full set(s) send misses to %s\n",
-				       (unsigned long long)used, (unsigned long long)cap,
-				       (unsigned long long)full, FERRY_MAP_SVC);
-			}
+			json_object_object_add(jx, "vips", json_object_new_int64(used));
+			json_object_object_add(jx, "capacity", json_object_new_int64(cap));
+			json_object_object_add(jx, "sets_full", json_object_new_int64(full));
+			json_object_object_add(jo, "vip_index", jx);
+		} else {
+			printf("\nVIP index: %llu VIP(s) in %llu ways; %llu full set(s) send misses to %s\n",
+			       (unsigned long long)used, (unsigned long long)cap,
+			       (unsigned long long)full, FERRY_MAP_SVC);
 		}
-		if (fd >= 0)
-			close(fd);
 	}
 	if (!c->json && fvip >= 0 && fbe >= 0)
 		printf("\n%-32s %-28s %12s %14s\n", "service / backend", "address", "packets", "bytes");

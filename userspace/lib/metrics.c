@@ -277,23 +277,15 @@ static int collect_maps(const char *bpffs, const struct known_count *known, size
 			}
 			mm.entries = known[i].n;
 			mm.has_entries = true;
-		} else if (!strcmp(e->d_name, FERRY_MAP_XFLOW)) {
-			/* An array of sets: its fill is the ways in use. */
-			__u64 cap;
-
-			if (fdinfo_map(fd, &mm.type, &ksz, &vsz, &mm.max_entries) ||
-			    xflow_count(fd, &mm.entries, &cap)) {
-				close(fd);
-				continue;
-			}
-			mm.max_entries = cap > UINT32_MAX ? UINT32_MAX : cap;
-			mm.has_entries = true;
-		} else if (!strcmp(e->d_name, FERRY_MAP_XSVC)) {
-			/* The same for the VIP index: VIPs in it, against its ways. */
+		} else if (!strcmp(e->d_name, FERRY_MAP_XFLOW) || !strcmp(e->d_name, FERRY_MAP_XSVC)) {
+			/* Arrays of sets (the flow table, the VIP index): their
+			 * fill is the ways in use, their capacity the ways. */
+			bool flows = !strcmp(e->d_name, FERRY_MAP_XFLOW);
 			__u64 cap, full;
 
 			if (fdinfo_map(fd, &mm.type, &ksz, &vsz, &mm.max_entries) ||
-			    xsvc_count(fd, &mm.entries, &cap, &full)) {
+			    (flows ? xflow_count(fd, &mm.entries, &cap) :
+				     xsvc_count(fd, &mm.entries, &cap, &full))) {
 				close(fd);
 				continue;
 			}
