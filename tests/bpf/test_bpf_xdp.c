@@ -247,16 +247,23 @@ static int svc_set(const char *name, const char *vip, int port, int proto, bool 
 	return ret;
 }
 
-static int svc_lookup(const char *vip, int port, int proto, struct ferry_svc *out)
+static void vip_key(const char *vip, int port, int proto, struct ferry_svc_key *k)
 {
-	struct ferry_svc_key k = {};
 	struct faddr a;
 
+	memset(k, 0, sizeof(*k));
 	faddr_parse(vip, &a);
-	memcpy(k.addr, a.a, sizeof(a.a));
-	k.family = a.family;
-	k.port = htons(port);
-	k.proto = proto;
+	memcpy(k->addr, a.a, sizeof(a.a));
+	k->family = a.family;
+	k->port = htons(port);
+	k->proto = proto;
+}
+
+static int svc_lookup(const char *vip, int port, int proto, struct ferry_svc *out)
+{
+	struct ferry_svc_key k;
+
+	vip_key(vip, port, proto, &k);
 	return bpf_map_lookup_elem(fm.svc, &k, out) ? -errno : 0;
 }
 
@@ -1116,18 +1123,6 @@ static __u64 xstat(int slot)
 	return v;
 }
 
-static void vip_key(const char *vip, int port, struct ferry_svc_key *k)
-{
-	struct faddr a;
-
-	memset(k, 0, sizeof(*k));
-	faddr_parse(vip, &a);
-	memcpy(k->addr, a.a, sizeof(a.a));
-	k->family = a.family;
-	k->port = htons(port);
-	k->proto = IPPROTO_TCP;
-}
-
 /* Way of the index holding key in set *set, -1 if none. */
 static int xsvc_way(const struct ferry_xsvc_set *sets, __u32 nsets, const struct ferry_svc_key *k,
 		    __u32 *set)
@@ -1169,17 +1164,17 @@ static void test_vip_index(void)
 	sets = p;
 	/* Built by plan_apply for the services set up so far; a VIP packet does
 	 * not touch ferry_svc_v1. */
-	vip_key(V4VIP, 80, &k);
+	vip_key(V4VIP, 80, IPPROTO_TCP, &k);
 	ok &= ASSERT_TRUE(xsvc_way(sets, nsets, &k, &set) >= 0, "tcp4 VIP in the index");
 	ok &= ASSERT_EQ(sets[set].way[0].flags, FERRY_XSVC_F_VALID, "its set is built, not full");
-	vip_key("198.51.100.20", 80, &k);
+	vip_key("198.51.100.20", 80, IPPROTO_TCP, &k);
 	ok &= ASSERT_TRUE(xsvc_way(sets, nsets, &k, &set) < 0, "a socket-only service is not");
 	slow = xstat(FERRY_XSTAT_VIP_SLOW);
 	ok &= ASSERT_TRUE(send_flow(V4VIP, 80, 1, 5000, true, NULL) > 0, "VIP balanced");
 	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_VIP_SLOW) - slow, 0, "answered by the index");
 
 	/* A set not built yet (a new map): the lookup goes to ferry_svc_v1. */
-	vip_key(V4VIP, 80, &k);
+	vip_key(V4VIP, 80, IPPROTO_TCP, &k);
 	xsvc_way(sets, nsets, &k, &set);
 	sets[set].way[0].flags = 0;
 	ok &= ASSERT_TRUE(send_flow(V4VIP, 80, 1, 5000, true, NULL) > 0, "VIP balanced without the index");
@@ -1201,7 +1196,7 @@ static void test_vip_index(void)
 
 	/* Five VIPs of one empty set. */
 	for (port = 1000; port < 65536 && n < 5; port++) {
-		vip_key(vip, port, &k);
+		vip_key(vip, port, IPPROTO_TCP, &k);
 		set = ferry_xsvc_set_of(&k, nsets);
 		if (!n && !sets[set].way[0].svc_id && !sets[set].way[1].svc_id &&
 		    !sets[set].way[2].svc_id && !sets[set].way[3].svc_id)
@@ -1213,7 +1208,7 @@ static void test_vip_index(void)
 	ok &= ASSERT_EQ(n, 5, "five ports of one set");
 	for (i = 0; ok && i < 5; i++) {
 		snprintf(name, sizeof(name), "same-set-%d", i);
-		vip_key(vip, ports[i], &ks[i]);
+		vip_key(vip, ports[i], IPPROTO_TCP, &ks[i]);
 		ok &= ASSERT_EQ(svc_set(name, vip, ports[i], IPPROTO_TCP, true, bs, 1), 0, "service %d", i);
 	}
 	ok &= ASSERT_EQ(sets[set0].way[0].flags, FERRY_XSVC_F_VALID | FERRY_XSVC_F_MORE,
