@@ -122,9 +122,9 @@ struct xnh {
 	__u32	ifindex;	/* egress device; 0 = gateway out of the ingress device */
 	__u64	expires;	/* bpf_jiffies64() */
 	__u32	addr[4];	/* backend address: outer destination */
-	__u8	dmac[6];
-	__u8	smac[6];
+	__u8	dmac[6];	/* at 32 and 40: read as a word and a half-word */
 	__u16	mtu;
+	__u8	smac[6];
 	__u8	family;
 	__u8	pad;
 };
@@ -153,19 +153,25 @@ struct xpkt {
  * sees their bound (L4 starts within the first 8 KiB). */
 #define XOFF_MASK	0x1fff
 
-/* Parser verdict: continue, or pass/drop after counting. */
+/*
+ * What the parser and lb() return: XP_CONTINUE, or a verdict, an XDP action
+ * and the ferry_xstat_v1 slot it is counted under (XV_UNCOUNTED: none).
+ * The program counts a verdict once, on its way out, so the many ways to
+ * pass or drop share one counter update instead of each inlining its own.
+ */
 #define XP_CONTINUE	-1
+#define XV(act, slot)	((int)((slot) << 8 | (act)))
+#define XV_UNCOUNTED	0xff
+#define vpass(slot)	XV(XDP_PASS, slot)
+#define vdrop(slot)	XV(XDP_DROP, slot)
 
-static __always_inline int xpass(__u32 slot)
+static __always_inline int xverdict(int v)
 {
-	xstat_inc(slot);
-	return XDP_PASS;
-}
+	__u32 slot = (__u32)v >> 8;
 
-static __always_inline int xdrop(__u32 slot)
-{
-	xstat_inc(slot);
-	return XDP_DROP;
+	if (slot != XV_UNCOUNTED)
+		xstat_inc(slot);
+	return v & 0xff;
 }
 
 static __always_inline void xcnt_add(void *map, __u32 id, __u32 bytes)
@@ -197,20 +203,20 @@ static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p)
 	__u32 ihl;
 
 	if ((void *)(ic + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (!icmp4_is_error(ic->type))
-		return xpass(FERRY_XSTAT_PASS_ICMP);
+		return vpass(FERRY_XSTAT_PASS_ICMP);
 	in = (void *)(ic + 1);
 	if ((void *)(in + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (in->version != 4 || in->ihl < 5)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
-		return xpass(FERRY_XSTAT_PASS_ICMP);
+		return vpass(FERRY_XSTAT_PASS_ICMP);
 	ihl = in->ihl * 4;
 	pt = (void *)in + ihl;
 	if ((void *)(pt + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	p->key.src[0] = in->daddr;
 	p->key.dst[0] = in->saddr;
 	p->key.sport = pt->dst;
@@ -227,11 +233,11 @@ static __always_inline int parse4(void *data, void *end, struct xpkt *p)
 	__u32 ihl;
 
 	if ((void *)(ip + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (ip->version != 4 || ip->ihl < 5)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (ip->frag_off & bpf_htons(XIP_MF_OFFSET))
-		return xpass(FERRY_XSTAT_PASS_FRAG);
+		return vpass(FERRY_XSTAT_PASS_FRAG);
 	ihl = ip->ihl * 4;
 	p->l4_off = p->l2_len + ihl;
 	p->l3_len = bpf_ntohs(ip->tot_len);
@@ -241,10 +247,10 @@ static __always_inline int parse4(void *data, void *end, struct xpkt *p)
 	if (ip->protocol == IPPROTO_ICMP)
 		return parse_icmp4(data, end, p);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
+		return vpass(FERRY_XSTAT_PASS_NOT_VIP);
 	pt = data + (p->l4_off & XOFF_MASK);
 	if ((void *)(pt + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	p->key.src[0] = ip->saddr;
 	p->key.dst[0] = ip->daddr;
 	p->key.sport = pt->src;
@@ -273,19 +279,19 @@ static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p)
 	struct xports *pt;
 
 	if ((void *)(ic + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (ic->icmp6_type < 1 || ic->icmp6_type > 4)	/* only errors quote a flow */
-		return xpass(FERRY_XSTAT_PASS_ICMP);
+		return vpass(FERRY_XSTAT_PASS_ICMP);
 	in = (void *)(ic + 1);
 	if ((void *)(in + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (in->version != 6)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
-		return xpass(FERRY_XSTAT_PASS_ICMP);
+		return vpass(FERRY_XSTAT_PASS_ICMP);
 	pt = (void *)(in + 1);
 	if ((void *)(pt + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	copy6(p->key.src, &in->daddr);
 	copy6(p->key.dst, &in->saddr);
 	p->key.sport = pt->dst;
@@ -304,9 +310,9 @@ static __always_inline int parse6(void *data, void *end, struct xpkt *p)
 	int i;
 
 	if ((void *)(ip + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (ip->version != 6)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	p->l3_len = bpf_ntohs(ip->payload_len) + sizeof(*ip);
 	p->tos = ip->priority << 4 | ip->flow_lbl[0] >> 4;
 	p->df = 1;
@@ -321,22 +327,22 @@ static __always_inline int parse6(void *data, void *end, struct xpkt *p)
 			break;
 		e = data + off;
 		if ((void *)(e + 2) > end)
-			return xpass(FERRY_XSTAT_PASS_MALFORMED);
+			return vpass(FERRY_XSTAT_PASS_MALFORMED);
 		nh = e[0];
 		off += (e[1] + 1) * 8;
 	}
 	if (nh == 44)
-		return xpass(FERRY_XSTAT_PASS_FRAG);
+		return vpass(FERRY_XSTAT_PASS_FRAG);
 	if (ip6_is_ext(nh))
-		return xpass(FERRY_XSTAT_PASS_V6_EXT);
+		return vpass(FERRY_XSTAT_PASS_V6_EXT);
 	p->l4_off = off;
 	if (nh == XIPPROTO_ICMPV6)
 		return parse_icmp6(data, end, p);
 	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
-		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
+		return vpass(FERRY_XSTAT_PASS_NOT_VIP);
 	pt = data + off;
 	if ((void *)(pt + 1) > end)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		return vpass(FERRY_XSTAT_PASS_MALFORMED);
 	copy6(p->key.src, &ip->saddr);
 	copy6(p->key.dst, &ip->daddr);
 	p->key.sport = pt->src;
@@ -353,20 +359,20 @@ static __always_inline int validate_l4(void *data, void *end, struct xpkt *p)
 {
 	if (p->l3_len > p->pkt_len || p->l2_len + p->l3_len > p->pkt_len ||
 	    p->l4_off >= p->l2_len + p->l3_len)
-		return xdrop(FERRY_XSTAT_DROP_MALFORMED);
+		return vdrop(FERRY_XSTAT_DROP_MALFORMED);
 	if (p->icmp)
 		return XP_CONTINUE;
 	if (p->key.proto == IPPROTO_TCP) {
 		struct tcphdr *th = data + (p->l4_off & XOFF_MASK);
 
 		if ((void *)(th + 1) > end || th->doff < 5)
-			return xdrop(FERRY_XSTAT_DROP_MALFORMED);
+			return vdrop(FERRY_XSTAT_DROP_MALFORMED);
 		p->syn = th->syn && !th->ack;
 	} else {
 		struct udphdr *uh = data + (p->l4_off & XOFF_MASK);
 
 		if ((void *)(uh + 1) > end)
-			return xdrop(FERRY_XSTAT_DROP_MALFORMED);
+			return vdrop(FERRY_XSTAT_DROP_MALFORMED);
 	}
 	return XP_CONTINUE;
 }
@@ -543,62 +549,100 @@ static __always_inline int l2_write(void *data, void *end, const struct l2save *
 	return 0;
 }
 
-/* Encapsulate the L3 datagram for nh and write the new L2 header. */
+/*
+ * The outer L2 header at b: nh's MACs (smac: the one the sender addressed,
+ * when the route leaves by the ingress device), then the VLAN tags as
+ * received and proto. Words in registers, stored whole: the old header
+ * under b + olen is read before anything is written over it.
+ */
+static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_len, const struct xnh *nh,
+				     __be16 proto)
+{
+	__u8 *old = b + olen;
+	__u64 tags = *(__u64 *)(old + 12);
+	__u32 slo = *(__u32 *)old;
+	__u16 shi = *(__u16 *)(old + 4);
+
+	asm volatile("" ::: "memory");	/* all of the old header read before any store */
+	if (nh->ifindex) {
+		slo = *(const __u32 *)nh->smac;
+		shi = *(const __u16 *)(nh->smac + 4);
+	}
+	*(__u32 *)b = *(const __u32 *)nh->dmac;
+	*(__u16 *)(b + 4) = *(const __u16 *)(nh->dmac + 4);
+	*(__u16 *)(b + 6) = (__u16)slo;
+	*(__u16 *)(b + 8) = (__u16)(slo >> 16);
+	*(__u16 *)(b + 10) = shi;
+	if (l2_len == XETH_HLEN) {
+		*(__u16 *)(b + 12) = proto;
+	} else if (l2_len == XETH_HLEN + XVLAN_HLEN) {
+		*(__u32 *)(b + 12) = (__u32)tags;
+		*(__u16 *)(b + 16) = proto;
+	} else {
+		*(__u64 *)(b + 12) = tags;
+		*(__u16 *)(b + 20) = proto;
+	}
+}
+
+/*
+ * Encapsulate the L3 datagram for nh and write the new L2 header. The outer
+ * header is built in registers and stored in 32-bit words; the IPv4
+ * checksum is summed from the same words (one's complement sums do not
+ * care about byte order), never read back from memory.
+ */
 static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const struct xnh *nh,
 				 const struct ferry_xcfg *cfg, __u32 hash)
 {
-	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	__u32 olen = nh->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	__u32 bits = ferry_rotl32(hash, 16), l2_len = p->l2_len & 0x1f;
+	__u32 bits = ferry_rotl32(hash, 16), l2_len = p->l2_len & 0x1f, l3_len = p->l3_len;
+	__u32 tos = p->tos, v4 = nh->family == AF_INET;
 	__u8 inner = p->key.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
-	struct l2save s;
-	const __u8 *smac;
+	__u32 olen = v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	void *data, *end;
+	__u32 *w;
 
-	if (l2_save(data, end, &s, l2_len))
-		return -1;
 	if (bpf_xdp_adjust_head(ctx, -(int)olen))
 		return -1;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
-	smac = nh->ifindex ? nh->smac : s.dst;
-	if (nh->family == AF_INET) {
-		struct iphdr *ip = data + l2_len;
-		struct iphdr o = {};
+	if (v4) {
+		__u32 w0, w1, w2, w3;
+		__u64 sum;
 
-		if ((void *)(ip + 1) > end)
+		/* The old L2 header (up to XL2_MAX) sits olen bytes in. */
+		if (data + sizeof(struct iphdr) + XL2_MAX > end)
 			return -1;
-		o.version = 4;
-		o.ihl = 5;
-		o.tos = p->tos;
-		o.tot_len = bpf_htons(p->l3_len + sizeof(o));
-		o.frag_off = p->df ? bpf_htons(XIP_DF) : 0;
-		o.ttl = 64;
-		o.protocol = inner;
-		o.saddr = (cfg->src4 & cfg->src4_mask) | (bits & ~cfg->src4_mask);
-		o.daddr = nh->addr[0];
-		o.check = ip4_csum(&o);
-		__builtin_memcpy(ip, &o, sizeof(o));
-		if (l2_write(data, end, &s, nh->dmac, smac, bpf_htons(XETH_P_IP)))
+		w = data + l2_len;
+		if ((void *)(w + 5) > end)
 			return -1;
+		w0 = 0x45 | tos << 8 | (__u32)bpf_htons(l3_len + sizeof(struct iphdr)) << 16;
+		w1 = p->df ? (__u32)bpf_htons(XIP_DF) << 16 : 0;
+		w2 = 64 | (__u32)inner << 8;
+		w3 = (cfg->src4 & cfg->src4_mask) | (bits & ~cfg->src4_mask);
+		sum = (__u64)w0 + w1 + w2 + w3 + nh->addr[0];
+		sum = (sum & 0xffffffff) + (sum >> 32);
+		l2_encap(data, sizeof(struct iphdr), l2_len, nh, bpf_htons(XETH_P_IP));
+		w[0] = w0;
+		w[1] = w1;
+		w[2] = w2 | (__u32)csum_fold(sum) << 16;
+		w[3] = w3;
+		w[4] = nh->addr[0];
 	} else {
-		struct ipv6hdr *ip = data + l2_len;
-		__u32 *w;
-
-		if ((void *)(ip + 1) > end)
+		if (data + sizeof(struct ipv6hdr) + XL2_MAX > end)
 			return -1;
-		w = (__u32 *)ip;
-		w[0] = bpf_htonl(6U << 28 | (__u32)p->tos << 20 | (hash & 0xfffff));
-		ip->payload_len = bpf_htons(p->l3_len);
-		ip->nexthdr = inner;
-		ip->hop_limit = 64;
-		ip->saddr.in6_u.u6_addr32[0] = cfg->src6[0];
-		ip->saddr.in6_u.u6_addr32[1] = cfg->src6[1];
-		ip->saddr.in6_u.u6_addr32[2] = cfg->src6[2];
-		ip->saddr.in6_u.u6_addr32[3] = (cfg->src6[3] & cfg->src6_mask) |
-					       (bits & ~cfg->src6_mask);
-		__builtin_memcpy(&ip->daddr, nh->addr, 16);
-		if (l2_write(data, end, &s, nh->dmac, smac, bpf_htons(XETH_P_IPV6)))
+		w = data + l2_len;
+		if ((void *)(w + 10) > end)
 			return -1;
+		l2_encap(data, sizeof(struct ipv6hdr), l2_len, nh, bpf_htons(XETH_P_IPV6));
+		w[0] = bpf_htonl(6U << 28 | tos << 20 | (hash & 0xfffff));
+		w[1] = bpf_htons(l3_len) | (__u32)inner << 16 | 64U << 24;
+		w[2] = cfg->src6[0];
+		w[3] = cfg->src6[1];
+		w[4] = cfg->src6[2];
+		w[5] = (cfg->src6[3] & cfg->src6_mask) | (bits & ~cfg->src6_mask);
+		w[6] = nh->addr[0];
+		w[7] = nh->addr[1];
+		w[8] = nh->addr[2];
+		w[9] = nh->addr[3];
 	}
 	return 0;
 }
@@ -621,29 +665,29 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 
 	l2_len &= 0x1f;
 	if (l2_save(data, end, &s, l2_len))
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	__builtin_memcpy(smac, data + 6, 6);
 	oip = data + l2_len;
 	if ((void *)(oip + 1) > end)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	vip = oip->daddr;
 	client = oip->saddr;
 	len = end - data;
 	if (len < l2_len + ICMP4_QUOTE)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	if (bpf_xdp_adjust_head(ctx, -grow))
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + ICMP4_QUOTE) - (int)(len + grow)))
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	if (data + l2_len + grow + ICMP4_QUOTE > end)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	if (l2_write(data, end, &s, smac, s.dst, bpf_htons(XETH_P_IP)))
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	ic = data + l2_len + sizeof(struct iphdr);
 	if ((void *)ic + sizeof(*ic) + ICMP4_QUOTE > end)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	ic->type = 3;
 	ic->code = 4;
 	ic->checksum = 0;
@@ -662,10 +706,9 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	o.check = ip4_csum(&o);
 	oip = data + l2_len;
 	if ((void *)(oip + 1) > end)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	__builtin_memcpy(oip, &o, sizeof(o));
-	xstat_inc(FERRY_XSTAT_ICMP_TOO_BIG);
-	return XDP_TX;
+	return XV(XDP_TX, FERRY_XSTAT_ICMP_TOO_BIG);
 }
 
 /* IPv6 "packet too big", the same way; the checksum covers a pseudo-header. */
@@ -688,29 +731,29 @@ static __noinline int too_big6(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 
 	l2_len &= 0x1f;
 	if (l2_save(data, end, &s, l2_len))
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	__builtin_memcpy(smac, data + 6, 6);
 	ip = data + l2_len;
 	if ((void *)(ip + 1) > end)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	copy6(ph.saddr, &ip->daddr);	/* from the VIP */
 	copy6(ph.daddr, &ip->saddr);	/* to the client */
 	len = end - data;
 	if (len < l2_len + ICMP6_QUOTE)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	if (bpf_xdp_adjust_head(ctx, -grow))
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + ICMP6_QUOTE) - (int)(len + grow)))
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	if (data + l2_len + grow + ICMP6_QUOTE > end)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	if (l2_write(data, end, &s, smac, s.dst, bpf_htons(XETH_P_IPV6)))
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	ic = data + l2_len + sizeof(struct ipv6hdr);
 	if ((void *)ic + sizeof(*ic) + ICMP6_QUOTE > end)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	ic->icmp6_type = 2;
 	ic->icmp6_code = 0;
 	ic->icmp6_cksum = 0;
@@ -722,15 +765,14 @@ static __noinline int too_big6(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	ic->icmp6_cksum = csum_fold(sum);
 	ip = data + l2_len;
 	if ((void *)(ip + 1) > end)
-		return XDP_DROP;
+		return XV(XDP_DROP, XV_UNCOUNTED);
 	*(__u32 *)ip = bpf_htonl(6U << 28);
 	ip->payload_len = bpf_htons(sizeof(*ic) + ICMP6_QUOTE);
 	ip->nexthdr = XIPPROTO_ICMPV6;
 	ip->hop_limit = 64;
 	__builtin_memcpy(&ip->saddr, ph.saddr, 16);
 	__builtin_memcpy(&ip->daddr, ph.daddr, 16);
-	xstat_inc(FERRY_XSTAT_ICMP_TOO_BIG);
-	return XDP_TX;
+	return XV(XDP_TX, FERRY_XSTAT_ICMP_TOO_BIG);
 }
 
 /* ---- flow table ------------------------------------------------------- */
@@ -812,7 +854,10 @@ static __always_inline void flow_insert(struct ferry_xflow_set *s, int way, cons
 static __always_inline int xsvc_find(const struct ferry_svc_key *sk, __u32 *svc_id)
 {
 	const struct bpf_map *m = (const void *)&ferry_xsvc_v1;
-	__u32 idx = ferry_xsvc_set_of(sk, m->max_entries), want = *(const __u32 *)&sk->port;
+	__u32 idx = ferry_xsvc_set_of(sk, m->max_entries);
+	/* port, proto, family as one word, from the fields (the parser stored
+	 * them one by one: a 32-bit load across those stores would stall) */
+	__u32 want = sk->port | (__u32)sk->proto << 16 | (__u32)sk->family << 24;
 	const struct ferry_xsvc_set *s = bpf_map_lookup_elem(&ferry_xsvc_v1, &idx);
 	__u32 flags;
 	int i;
@@ -865,10 +910,10 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 
 	svc_id = vip_lookup(ferry_xflow_vip(&p->key));
 	if (!svc_id)
-		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
+		return vpass(FERRY_XSTAT_PASS_NOT_VIP);
 	cfg = bpf_map_lookup_elem(&ferry_xcfg_v1, &zero);
 	if (!cfg || !cfg->ring_size)
-		return xpass(FERRY_XSTAT_PASS_NO_RING);
+		return vpass(FERRY_XSTAT_PASS_NO_RING);
 	ret = validate_l4(data, end, p);
 	if (ret != XP_CONTINUE)
 		return ret;
@@ -899,9 +944,9 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	if (!be_id) {
 		be_id = ferry_ring_pick(svc_id, cfg->ring_size, hash);
 		if (be_id == RING_NONE)
-			return xpass(FERRY_XSTAT_PASS_NO_RING);
+			return vpass(FERRY_XSTAT_PASS_NO_RING);
 		if (!be_id)
-			return xdrop(FERRY_XSTAT_DROP_NO_BACKEND);
+			return vdrop(FERRY_XSTAT_DROP_NO_BACKEND);
 		xstat_inc(p->syn ? FERRY_XSTAT_SYN_NEW : FERRY_XSTAT_LRU_MISS);
 		if (!p->icmp && fs) {
 			if (way < 0)
@@ -913,7 +958,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 			nh = nh_resolve(ctx, cfg, be_id, svc_id, &why);
 	}
 	if (!nh)
-		return xdrop(why == NH_NO_BACKEND ? FERRY_XSTAT_DROP_NO_BACKEND :
+		return vdrop(why == NH_NO_BACKEND ? FERRY_XSTAT_DROP_NO_BACKEND :
 						    FERRY_XSTAT_DROP_NO_ROUTE);
 
 	olen = nh->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
@@ -921,7 +966,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 		__u32 mtu = nh->mtu - olen;
 
 		if (p->icmp || !p->df)
-			return xdrop(FERRY_XSTAT_DROP_TOO_BIG);
+			return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 		if (p->key.family == AF_INET)
 			return too_big4(ctx, p->l2_len, mtu < 68 ? 68 : mtu);
 		return too_big6(ctx, p->l2_len, mtu < 1280 ? 1280 : mtu);
@@ -932,13 +977,10 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	xcnt_add(&ferry_xvip_v1, svc_id, p->pkt_len);
 	xcnt_add(&ferry_xbe_v1, be_id, p->pkt_len);
 	if (encap(ctx, p, nh, cfg, hash))
-		return xdrop(FERRY_XSTAT_DROP_ADJUST);
-	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex) {
-		xstat_inc(FERRY_XSTAT_TX);
-		return XDP_TX;
-	}
-	xstat_inc(FERRY_XSTAT_REDIRECT);
-	return bpf_redirect(nh->ifindex, 0);
+		return vdrop(FERRY_XSTAT_DROP_ADJUST);
+	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex)
+		return XV(XDP_TX, FERRY_XSTAT_TX);
+	return XV(bpf_redirect(nh->ifindex, 0), FERRY_XSTAT_REDIRECT);
 }
 
 SEC("xdp")
@@ -950,19 +992,19 @@ int ferry_xdp_lb(struct xdp_md *ctx)
 	int l2, ret;
 
 	l2 = parse_l2(data, end, &proto);
-	if (l2 < 0)
-		return xpass(FERRY_XSTAT_PASS_MALFORMED);
 	p.l2_len = l2;
 	p.pkt_len = end - data;
-	if (proto == bpf_htons(XETH_P_IP))
+	if (l2 < 0)
+		ret = vpass(FERRY_XSTAT_PASS_MALFORMED);
+	else if (proto == bpf_htons(XETH_P_IP))
 		ret = parse4(data, end, &p);
 	else if (proto == bpf_htons(XETH_P_IPV6))
 		ret = parse6(data, end, &p);
 	else
-		return xpass(FERRY_XSTAT_PASS_NOT_IP);
-	if (ret != XP_CONTINUE)
-		return ret;
-	return lb(ctx, &p);
+		ret = vpass(FERRY_XSTAT_PASS_NOT_IP);
+	if (ret == XP_CONTINUE)
+		ret = lb(ctx, &p);
+	return xverdict(ret);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
