@@ -8,9 +8,10 @@
  * service with FERRY_SVC_F_XDP passes untouched. For a VIP:
  *
  *   1. the flow (client, VIP, ports, protocol) is looked up in the flow
- *      table ferry_xflow_v2 (a TCP SYN always starts a new flow: it takes no
- *      recorded backend, only its way): one 128-byte set of four flows, chosen and tagged by the flow's
- *      64-bit hash, shared by the CPUs so a flow whose packets move to
+ *      table ferry_xflow_v3 (a TCP SYN always starts a new flow: it takes no
+ *      recorded backend, only its way): one 64-byte set of four flows,
+ *      chosen and tagged by the flow's 64-bit hash (its clients, for
+ *      ferryctl, in ferry_xclient_v1), shared by the CPUs so a flow whose packets move to
  *      another CPU keeps its backend. A new flow replaces the way idle
  *      longest in its set (LRU per set, include/ferry/xdp.h);
  *   2. a new flow takes the service's maglev ring entry for its hash
@@ -80,7 +81,17 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ferry_xflow_set);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_xflow_v2 SEC(".maps");
+} ferry_xflow_v3 SEC(".maps");
+
+/* Who each flow's client is, same index and way; sized with the table. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FERRY_XDP_DEF_FLOWS / FERRY_XFLOW_WAYS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct ferry_xclient_set);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xclient_v1 SEC(".maps");
 
 /* The VIP index (include/ferry/xdp.h): FERRY_XSVC_DEF_SETS sets, a power of two. */
 struct {
@@ -779,15 +790,15 @@ static __noinline int too_big6(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 
 /*
  * The set a flow hash lands in (ferry_xflow_set_of over the table's own
- * size); NULL only if the lookup fails, and then every packet of the flow
- * is chosen from the ring (fail open).
+ * size), its index in *idx; NULL only if the lookup fails, and then every
+ * packet of the flow is chosen from the ring (fail open).
  */
-static __always_inline struct ferry_xflow_set *flow_set(__u64 h64)
+static __always_inline struct ferry_xflow_set *flow_set(__u64 h64, __u32 *idx)
 {
-	const struct bpf_map *m = (const void *)&ferry_xflow_v2;
-	__u32 idx = ferry_xflow_set_of(h64, m->max_entries);
+	const struct bpf_map *m = (const void *)&ferry_xflow_v3;
 
-	return bpf_map_lookup_elem(&ferry_xflow_v2, &idx);
+	*idx = ferry_xflow_set_of(h64, m->max_entries);
+	return bpf_map_lookup_elem(&ferry_xflow_v3, idx);
 }
 
 /* The way holding tag, its backend in *be_id; -1 if none. */
@@ -827,19 +838,25 @@ static __always_inline int flow_victim(const struct ferry_xflow_set *s, __u32 no
 	return v;
 }
 
-static __always_inline void flow_insert(struct ferry_xflow_set *s, int way, const struct xpkt *p,
-					__u32 tag, __u32 be_id, __u32 svc_id, __u32 now)
+static __always_inline void flow_insert(struct ferry_xflow_set *s, __u32 idx, int way,
+					const struct xpkt *p, __u32 tag, __u32 be_id, __u32 svc_id,
+					__u32 now)
 {
+	struct ferry_xclient_set *cs = bpf_map_lookup_elem(&ferry_xclient_v1, &idx);
 	struct ferry_xflow *w = &s->way[way & (FERRY_XFLOW_WAYS - 1)];
 
+	/* The client is for ferryctl; no packet waits on it. */
+	if (cs) {
+		struct ferry_xclient *c = &cs->way[way & (FERRY_XFLOW_WAYS - 1)];
+
+		__builtin_memcpy(c->addr, p->key.src, sizeof(c->addr));
+		c->port = p->key.sport;
+		c->proto = p->key.proto;
+		c->family = p->key.family;
+	}
 	w->stamp = now;
 	w->svc_id = svc_id;
-	__builtin_memcpy(w->client, p->key.src, sizeof(w->client));
-	w->sport = p->key.sport;
-	w->proto = p->key.proto;
-	w->family = p->key.family;
-	/* The fields above are for ferryctl; id is what the data path trusts,
-	 * and it goes in one store, after them. */
+	/* id is what the data path trusts: it goes in one store, last. */
 	asm volatile("" ::: "memory");
 	*(volatile __u64 *)&w->id = (__u64)tag << 32 | be_id;
 }
@@ -904,7 +921,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	struct ferry_xflow_set *fs = NULL;
 	const struct ferry_xcfg *cfg;
 	struct xnh *nh = NULL;
-	__u32 zero = 0, be_id = 0, hash, tag, olen, svc_id;
+	__u32 zero = 0, be_id = 0, hash, tag, olen, svc_id, fidx = 0;
 	__u64 now, h64;
 	int ret, way = -1, why = NH_OK;
 
@@ -922,7 +939,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 	h64 = ferry_xflow_hash64(&p->key);
 	hash = (__u32)h64;
 	tag = ferry_xflow_tag(h64, svc_id);
-	fs = flow_set(h64);
+	fs = flow_set(h64, &fidx);
 	if (fs)
 		way = flow_find(fs, tag, &be_id);
 	if (p->syn) {
@@ -951,7 +968,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p)
 		if (!p->icmp && fs) {
 			if (way < 0)
 				way = flow_victim(fs, now);
-			flow_insert(fs, way, p, tag, be_id, svc_id, now);
+			flow_insert(fs, fidx, way, p, tag, be_id, svc_id, now);
 		}
 		nh = nh_cached(be_id, now);
 		if (!nh)

@@ -7,7 +7,7 @@
  *
  * A packet for a service with FERRY_SVC_F_XDP is steered to a backend by the
  * service's maglev ring (ferry_xring_v1[svc id], built by userspace), kept
- * there by a set-associative flow table (ferry_xflow_v2), encapsulated in IPIP /
+ * there by a set-associative flow table (ferry_xflow_v3), encapsulated in IPIP /
  * IPv6-in-IPv6 and sent back out; the backend strips the outer header and
  * answers the client directly (DSR).
  */
@@ -26,7 +26,8 @@
 #define FERRY_XDP_RING_TRIES	16
 
 #define FERRY_MAP_XRING		"ferry_xring_v1"	/* svc id -> ring of M backend ids */
-#define FERRY_MAP_XFLOW		"ferry_xflow_v2"	/* set index -> FERRY_XFLOW_WAYS flows */
+#define FERRY_MAP_XFLOW		"ferry_xflow_v3"	/* set index -> FERRY_XFLOW_WAYS flows */
+#define FERRY_MAP_XCLIENT	"ferry_xclient_v1"	/* set index -> those flows' clients */
 #define FERRY_MAP_XCFG		"ferry_xcfg_v1"		/* one struct ferry_xcfg */
 #define FERRY_MAP_XSTAT		"ferry_xstat_v1"	/* per-CPU counters, enum ferry_xstat */
 #define FERRY_MAP_XVIP		"ferry_xvip_v1"		/* per-CPU svc id -> ferry_xcnt */
@@ -87,16 +88,22 @@ ferry_xflow_vip(const struct ferry_xflow_key *k)
 
 /*
  * The flow table: an array of sets (BPF_F_MMAPABLE, so every set starts on a
- * page-aligned 128-byte boundary: two cache lines), FERRY_XFLOW_WAYS flows
+ * page-aligned 64-byte boundary: one cache line), FERRY_XFLOW_WAYS flows
  * each. A flow lives in set ferry_xflow_set_of(hash, sets) under a 32-bit tag
- * from the other half of its 64-bit hash, mixed with its service id; one set
- * read answers a lookup, where a hash map walks a bucket and compares 40-byte
- * keys. A new flow takes the way that matches its tag, else an empty way,
- * else the one idle longest (LRU within the set).
+ * from the other half of its 64-bit hash, mixed with its service id; one
+ * cache line read answers a lookup, where a hash map walks a bucket and
+ * compares 40-byte keys. A new flow takes the way that matches its tag, else
+ * an empty way, else the one idle longest (LRU within the set).
+ *
+ * The set holds only what the data path reads on every packet; who the
+ * flow's client is (for ferryctl) lives at the same index and way of a
+ * second array, ferry_xclient_v1, written when a flow is recorded and never
+ * read by the data path. 100,000 flows touch 100,000 lines of the table
+ * either way; with the client beside the tag they touched two or three each.
  *
  * The table is shared by the CPUs (a flow that moves CPU keeps its backend).
  * `id` is written last, in one 64-bit store, so a reader never sees one
- * flow's tag with another's backend; the other fields are for ferryctl.
+ * flow's tag with another's backend.
  */
 #define FERRY_XFLOW_WAYS	4
 
@@ -104,15 +111,24 @@ struct ferry_xflow {
 	__u64	id;		/* tag << 32 | backend id; backend id 0: empty way */
 	__u32	stamp;		/* bpf_jiffies64() of the flow's last packet (low 32 bits) */
 	__u32	svc_id;
-	__u32	client[4];	/* client address, IPv4 in [0] (ICMP: the quoted flow's) */
-	__u16	sport;		/* client port, network order */
-	__u8	proto;
-	__u8	family;
-	__u32	pad;
 };
 
 struct ferry_xflow_set {
 	struct ferry_xflow way[FERRY_XFLOW_WAYS];
+};
+
+_Static_assert(sizeof(struct ferry_xflow_set) == 64, "a flow set is one cache line");
+
+/* The client of the flow in the same set and way of ferry_xflow_v3. */
+struct ferry_xclient {
+	__u32	addr[4];	/* client address, IPv4 in [0] (ICMP: the quoted flow's) */
+	__u16	port;		/* client port, network order */
+	__u8	proto;
+	__u8	family;
+};
+
+struct ferry_xclient_set {
+	struct ferry_xclient way[FERRY_XFLOW_WAYS];
 };
 
 /*

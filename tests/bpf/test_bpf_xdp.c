@@ -1025,7 +1025,7 @@ static void test_stickiness_and_draining(void)
 /* The flow table's set for a flow of service svc_id: its index and tag. */
 static __u32 flow_set_index(const struct ferry_xflow_key *k, __u32 svc_id, __u32 *tag)
 {
-	const struct bpf_map *m = lb->maps.ferry_xflow_v2;
+	const struct bpf_map *m = lb->maps.ferry_xflow_v3;
 	__u64 h = ferry_xflow_hash64(k);
 
 	*tag = ferry_xflow_tag(h, svc_id);
@@ -1050,9 +1050,11 @@ static int ways_with(const struct ferry_xflow_set *fs, __u32 tag)
 static void test_flow_table(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
-	int fd = bpf_map__fd(lb->maps.ferry_xflow_v2), i, b, ring, other;
+	int fd = bpf_map__fd(lb->maps.ferry_xflow_v3), i, b, ring, other;
+	int fdc = bpf_map__fd(lb->maps.ferry_xclient_v1);
 	struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
 	struct ferry_xflow_set fs, fake;
+	struct ferry_xclient_set cs = {};
 	struct ferry_svc s;
 	__u32 idx, tag, stamp, id11, id12, be_other;
 	bool ok;
@@ -1073,10 +1075,11 @@ static void test_flow_table(void)
 	for (i = 0; i < FERRY_XFLOW_WAYS; i++)
 		if ((__u32)fs.way[i].id && fs.way[i].id >> 32 == tag)
 			break;
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(fdc, &idx, &cs), 0, "read the set's clients");
 	ok &= ASSERT_TRUE(i < FERRY_XFLOW_WAYS && fs.way[i].svc_id == s.id &&
-			  fs.way[i].sport == k.sport && fs.way[i].client[0] == k.src[0] &&
-			  fs.way[i].family == AF_INET && fs.way[i].proto == IPPROTO_TCP,
-			  "the way names the flow for ferryctl");
+			  cs.way[i & 3].port == k.sport && cs.way[i & 3].addr[0] == k.src[0] &&
+			  cs.way[i & 3].family == AF_INET && cs.way[i & 3].proto == IPPROTO_TCP,
+			  "the way and its client name the flow for ferryctl");
 	stamp = i < FERRY_XFLOW_WAYS ? fs.way[i].stamp : 0;
 
 	send_flow("198.51.100.90", 80, 8, 4321, true, NULL);

@@ -279,7 +279,7 @@ check xdp_backend_packets_counted test "${v:-0}" -ge 3
 v=$(xmetric 'ferry_xdp_actions_total{action="tx"}')
 check xdp_tx_counted test "${v:-0}" -ge 3
 # The flow table is an array of sets: its fill is the flows recorded, its capacity the ways.
-xmap() { xurl /metrics | awk -v k="$1{map=\"ferry_xflow_v2\"" 'index($1, k) == 1 { print $2 }'; }
+xmap() { xurl /metrics | awk -v k="$1{map=\"ferry_xflow_v3\"" 'index($1, k) == 1 { print $2 }'; }
 check xdp_flow_table_capacity test "$(xmap ferry_map_max_entries)" = 65536
 v=$(xmap ferry_map_entries)
 check xdp_flow_table_fill test "${v:-0}" -ge 1 -a "${v:-0}" -le 3

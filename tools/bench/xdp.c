@@ -127,7 +127,8 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	w->ref = xdp_bench_bpf__open();
 	if (!w->lb || !w->ref)
 		return bench_err("open", "xdp_lb", -errno);
-	bpf_map__set_max_entries(w->lb->maps.ferry_xflow_v2, flows / FERRY_XFLOW_WAYS);
+	bpf_map__set_max_entries(w->lb->maps.ferry_xflow_v3, flows / FERRY_XFLOW_WAYS);
+	bpf_map__set_max_entries(w->lb->maps.ferry_xclient_v1, flows / FERRY_XFLOW_WAYS);
 	if ((ret = xdp_lb_bpf__load(w->lb)) || (ret = xdp_bench_bpf__load(w->ref)))
 		return bench_err("load", "xdp_lb/xdp_bench", ret);
 	if ((ret = ferry_maps_open(w->pin, &w->fm, &which)))

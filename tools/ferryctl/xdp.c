@@ -202,18 +202,19 @@ cleanup:
 	return ret;
 }
 
-/* One way of the flow table as text / JSON. */
-static void flow_show(struct ctl *c, const struct ferry_xflow *w, struct json_object *ja)
+/* One way of the flow table, and its client, as text / JSON. */
+static void flow_show(struct ctl *c, const struct ferry_xflow *w, const struct ferry_xclient *cl,
+		      struct json_object *ja)
 {
-	struct faddr cl = { .family = w->family };
+	struct faddr fa = { .family = cl->family };
 	struct ferry_svc_name sn = { .name = "-" };
 	struct ferry_backend be;
 	__u32 be_id = (__u32)w->id;
 	char cs[64], ca[80], bs[96] = "-";
 
-	memcpy(cl.a, w->client, sizeof(cl.a));
-	faddr_str(&cl, cs, sizeof(cs));
-	snprintf(ca, sizeof(ca), w->family == AF_INET6 ? "[%s]:%u" : "%s:%u", cs, ntohs(w->sport));
+	memcpy(fa.a, cl->addr, sizeof(fa.a));
+	faddr_str(&fa, cs, sizeof(cs));
+	snprintf(ca, sizeof(ca), cl->family == AF_INET6 ? "[%s]:%u" : "%s:%u", cs, ntohs(cl->port));
 	if (bpf_map_lookup_elem(c->maps.name, &w->svc_id, &sn))
 		snprintf(sn.name, sizeof(sn.name), "svc#%u", w->svc_id);
 	sn.name[sizeof(sn.name) - 1] = 0;
@@ -224,12 +225,12 @@ static void flow_show(struct ctl *c, const struct ferry_xflow *w, struct json_ob
 
 		json_object_object_add(jo, "client", json_object_new_string(ca));
 		json_object_object_add(jo, "service", json_object_new_string(sn.name));
-		json_object_object_add(jo, "proto", json_object_new_string(proto_name(w->proto)));
+		json_object_object_add(jo, "proto", json_object_new_string(proto_name(cl->proto)));
 		json_object_object_add(jo, "backend_id", json_object_new_int64(be_id));
 		json_object_object_add(jo, "backend", json_object_new_string(bs));
 		json_object_array_add(ja, jo);
 	} else {
-		printf("%-44s %-32s %-5s %s\n", ca, sn.name, proto_name(w->proto), bs);
+		printf("%-44s %-32s %-5s %s\n", ca, sn.name, proto_name(cl->proto), bs);
 	}
 }
 
@@ -245,10 +246,12 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const struct ferry_xflow_set *sets = NULL;
+	const struct ferry_xclient_set *clients = NULL;
 	struct json_object *ja = NULL;
 	unsigned long max = 20, shown = 0, total = 0;
-	__u32 nsets = 0, i;
-	int fd = -1, ret = 1, o, k, err;
+	__u32 nsets = 0, ncl = 0, i;
+	int fd = -1, fdc = -1, ret = 1, o, k, err;
+	void *p;
 
 	while ((o = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
 		char *end;
@@ -261,13 +264,19 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 	}
 	if (optind < argc)
 		return ctl_usage(c, "xdp flows: unexpected argument '%s'", argv[optind]);
-	if (ctl_open(c) || open_pin(c, FERRY_MAP_XFLOW, &fd))
+	if (ctl_open(c) || open_pin(c, FERRY_MAP_XFLOW, &fd) || open_pin(c, FERRY_MAP_XCLIENT, &fdc))
 		goto cleanup;
 	if ((err = xflow_map(fd, &sets, &nsets))) {
 		ret = ctl_err(c, err == -EPROTO ? "flow table layout differs from this ferryctl's:" :
 			      "mapping", FERRY_MAP_XFLOW, err);
 		goto cleanup;
 	}
+	if ((err = array_mmap(fdc, sizeof(*clients), false, &p, &ncl))) {
+		ret = ctl_err(c, err == -EPROTO ? "flow client layout differs from this ferryctl's:" :
+			      "mapping", FERRY_MAP_XCLIENT, err);
+		goto cleanup;
+	}
+	clients = p;
 	if (c->json)
 		ja = json_object_new_array();
 	else
@@ -275,6 +284,7 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 	for (i = 0; i < nsets; i++) {
 		for (k = 0; k < FERRY_XFLOW_WAYS; k++) {
 			const struct ferry_xflow *w = &sets[i].way[k];
+			struct ferry_xclient cl = {};
 			struct ferry_xflow copy;
 
 			if (!(__u32)w->id)
@@ -282,9 +292,12 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 			total++;
 			if (shown >= max)
 				continue;
-			memcpy(&copy, w, sizeof(copy));	/* the kernel may rewrite it meanwhile */
+			/* the kernel may rewrite both meanwhile */
+			memcpy(&copy, w, sizeof(copy));
+			if (i < ncl)
+				memcpy(&cl, &clients[i].way[k], sizeof(cl));
 			shown++;
-			flow_show(c, &copy, ja);
+			flow_show(c, &copy, &cl, ja);
 		}
 	}
 	if (ja) {
@@ -305,8 +318,11 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 cleanup:
 	json_object_put(ja);
 	xflow_unmap(sets, nsets);
+	array_munmap(clients, sizeof(*clients), ncl);
 	if (fd >= 0)
 		close(fd);
+	if (fdc >= 0)
+		close(fdc);
 	return ret;
 }
 

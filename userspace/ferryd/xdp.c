@@ -227,7 +227,7 @@ static int attach(struct ferryd *d, struct bpf_program *prog, const char *kind, 
 
 static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 {
-	struct { struct bpf_map *m; __u32 n; } sz[5];
+	struct { struct bpf_map *m; __u32 n; } sz[6];
 	__u32 zero = 0, sets = 64;
 	int err, i;
 
@@ -242,13 +242,14 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	sz[0].m = lb->maps.ferry_xring_v1, sz[0].n = d->cfg.max_services + 1;
 	sz[1].m = lb->maps.ferry_xvip_v1, sz[1].n = d->cfg.max_services + 1;
 	sz[2].m = lb->maps.ferry_xbe_v1, sz[2].n = d->cfg.max_backends + 1;
-	sz[3].m = lb->maps.ferry_xflow_v2;
+	sz[3].m = lb->maps.ferry_xflow_v3;
 	sz[3].n = (xo.flows + FERRY_XFLOW_WAYS - 1) / FERRY_XFLOW_WAYS;
+	sz[5].m = lb->maps.ferry_xclient_v1, sz[5].n = sz[3].n;
 	/* VIP index: a power of two, one way per service at --max-services. */
 	while (sets < d->cfg.max_services / FERRY_XSVC_WAYS)
 		sets <<= 1;
 	sz[4].m = lb->maps.ferry_xsvc_v1, sz[4].n = sets;
-	for (i = 0; i < 5; i++)
+	for (i = 0; i < 6; i++)
 		if ((err = bpf_map__set_max_entries(sz[i].m, sz[i].n)))
 			return err;
 	if ((err = xdp_lb_bpf__load(lb))) {
