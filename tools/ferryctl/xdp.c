@@ -266,11 +266,12 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 		return ctl_usage(c, "xdp flows: unexpected argument '%s'", argv[optind]);
 	if (ctl_open(c) || open_pin(c, FERRY_MAP_XFLOW, &fd) || open_pin(c, FERRY_MAP_XCLIENT, &fdc))
 		goto cleanup;
-	if ((err = xflow_map(fd, &sets, &nsets))) {
+	if ((err = array_mmap(fd, sizeof(*sets), false, &p, &nsets))) {
 		ret = ctl_err(c, err == -EPROTO ? "flow table layout differs from this ferryctl's:" :
 			      "mapping", FERRY_MAP_XFLOW, err);
 		goto cleanup;
 	}
+	sets = p;
 	if ((err = array_mmap(fdc, sizeof(*clients), false, &p, &ncl))) {
 		ret = ctl_err(c, err == -EPROTO ? "flow client layout differs from this ferryctl's:" :
 			      "mapping", FERRY_MAP_XCLIENT, err);
@@ -317,7 +318,7 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 	ret = 0;
 cleanup:
 	json_object_put(ja);
-	xflow_unmap(sets, nsets);
+	array_munmap(sets, sizeof(*sets), nsets);
 	array_munmap(clients, sizeof(*clients), ncl);
 	if (fd >= 0)
 		close(fd);

@@ -244,11 +244,11 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	sz[2].m = lb->maps.ferry_xbe_v1, sz[2].n = d->cfg.max_backends + 1;
 	sz[3].m = lb->maps.ferry_xflow_v3;
 	sz[3].n = (xo.flows + FERRY_XFLOW_WAYS - 1) / FERRY_XFLOW_WAYS;
-	sz[5].m = lb->maps.ferry_xclient_v1, sz[5].n = sz[3].n;
+	sz[4].m = lb->maps.ferry_xclient_v1, sz[4].n = sz[3].n;
 	/* VIP index: a power of two, one way per service at --max-services. */
 	while (sets < d->cfg.max_services / FERRY_XSVC_WAYS)
 		sets <<= 1;
-	sz[4].m = lb->maps.ferry_xsvc_v1, sz[4].n = sets;
+	sz[5].m = lb->maps.ferry_xsvc_v1, sz[5].n = sets;
 	for (i = 0; i < 6; i++)
 		if ((err = bpf_map__set_max_entries(sz[i].m, sz[i].n)))
 			return err;

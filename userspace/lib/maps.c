@@ -376,21 +376,6 @@ void array_munmap(const void *p, size_t vsz, __u32 n)
 		munmap((void *)p, (size_t)n * vsz);
 }
 
-int xflow_map(int fd, const struct ferry_xflow_set **sets, __u32 *nsets)
-{
-	void *p;
-	int err = array_mmap(fd, sizeof(**sets), false, &p, nsets);
-
-	if (!err)
-		*sets = p;
-	return err;
-}
-
-void xflow_unmap(const struct ferry_xflow_set *sets, __u32 nsets)
-{
-	array_munmap(sets, sizeof(*sets), nsets);
-}
-
 int xsvc_count(int fd, __u64 *used, __u64 *capacity, __u64 *sets_full)
 {
 	const struct ferry_xsvc_set *sets;
@@ -415,16 +400,18 @@ int xsvc_count(int fd, __u64 *used, __u64 *capacity, __u64 *sets_full)
 int xflow_count(int fd, __u64 *used, __u64 *capacity)
 {
 	const struct ferry_xflow_set *sets;
+	void *p;
 	__u32 n, i;
 	int k, err;
 
-	if ((err = xflow_map(fd, &sets, &n)))
+	if ((err = array_mmap(fd, sizeof(*sets), false, &p, &n)))
 		return err;
+	sets = p;
 	*used = 0;
 	for (i = 0; i < n; i++)
 		for (k = 0; k < FERRY_XFLOW_WAYS; k++)
 			*used += !!(__u32)sets[i].way[k].id;
 	*capacity = (__u64)n * FERRY_XFLOW_WAYS;
-	xflow_unmap(sets, n);
+	array_munmap(sets, sizeof(*sets), n);
 	return 0;
 }

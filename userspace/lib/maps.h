@@ -43,12 +43,8 @@ int map_count(int fd, size_t ksz, size_t *n);
 int array_mmap(int fd, size_t vsz, bool writable, void **p, __u32 *n);
 void array_munmap(const void *p, size_t vsz, __u32 n);
 
-/* The XDP flow table (ferry_xflow_v3, an mmapable array of sets) mapped
- * read-only; -EPROTO when its layout is not this build's. */
-struct ferry_xflow_set;
-int xflow_map(int fd, const struct ferry_xflow_set **sets, __u32 *nsets);
-void xflow_unmap(const struct ferry_xflow_set *sets, __u32 nsets);
-/* Flows recorded in it and its capacity (ways). */
+/* The XDP flow table (ferry_xflow_v3, an mmapable array of sets): flows
+ * recorded in it and its capacity (ways). */
 int xflow_count(int fd, __u64 *used, __u64 *capacity);
 
 /* The XDP VIP index (ferry_xsvc_v1): VIPs in it, its capacity (ways), and
