@@ -50,7 +50,6 @@
  */
 extern unsigned int CONFIG_HZ __kconfig __weak;
 #define FERRY_XNH_TTL_JIFFIES	(CONFIG_HZ ? CONFIG_HZ / 4 : 250)
-#define FERRY_XNH_SLOTS		4096	/* per CPU, direct-mapped by backend id */
 #define XDP_DEF_MTU		1500
 /* Bytes of the offending packet quoted in a generated ICMP error. */
 #define ICMP4_QUOTE		56
@@ -111,21 +110,32 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xcfg_v1 SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FERRY_DEF_MAX_SERVICES + 1);
-	__type(key, __u32);
-	__type(value, struct ferry_xcnt);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_xvip_v1 SEC(".maps");
+/*
+ * Packets and bytes per VIP and per backend, CPU-major (include/ferry/xdp.h):
+ * [cpu * stride + id]. The loader sizes each map to possible CPUs x stride
+ * and sets the strides below with it; by default there is one CPU's row,
+ * and a CPU beyond the map counts nothing. Mmapable, for the readers.
+ */
+const volatile __u32 ferry_xvip_stride = FERRY_DEF_MAX_SERVICES + 1;
+const volatile __u32 ferry_xbe_stride = FERRY_DEF_MAX_BACKENDS + 1;
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FERRY_DEF_MAX_BACKENDS + 1);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FERRY_DEF_MAX_SERVICES + 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, struct ferry_xcnt);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_xbe_v1 SEC(".maps");
+} ferry_xvip_v2 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FERRY_DEF_MAX_BACKENDS + 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct ferry_xcnt);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xbe_v2 SEC(".maps");
 
 /* A backend's resolved next hop; private to this program, not pinned. */
 struct xnh {
@@ -140,8 +150,10 @@ struct xnh {
 	__u8	pad;
 };
 
+/* CPU-major as the counters are: [cpu * FERRY_XNH_SLOTS + slot]; sized by
+ * the loader. A CPU beyond it resolves every packet (fail open). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FERRY_XNH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct xnh);
@@ -194,10 +206,15 @@ static __always_inline int xverdict(int v)
 	return v & 0xff;
 }
 
-static __always_inline void xcnt_add(void *map, __u32 id, __u32 bytes)
+/* This CPU's counter of id in a CPU-major array of the given stride. */
+static __always_inline void xcnt_add(void *map, __u32 stride, __u32 id, __u32 bytes)
 {
-	struct ferry_xcnt *c = bpf_map_lookup_elem(map, &id);
+	__u32 key = bpf_get_smp_processor_id() * stride + id;
+	struct ferry_xcnt *c;
 
+	if (id >= stride)
+		return;
+	c = bpf_map_lookup_elem(map, &key);
 	if (c) {
 		c->packets++;
 		c->bytes += bytes;
@@ -459,37 +476,45 @@ __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
 
 /* ---- next hop --------------------------------------------------------- */
 
+/* This CPU's cache slot for backend be_id; NULL if the map has no row for it. */
+static __always_inline struct xnh *nh_slot(__u32 be_id)
+{
+	__u32 key = bpf_get_smp_processor_id() * FERRY_XNH_SLOTS + (be_id & (FERRY_XNH_SLOTS - 1));
+
+	return bpf_map_lookup_elem(&ferry_xnh, &key);
+}
+
 static __always_inline struct xnh *nh_cached(__u32 be_id, __u64 now)
 {
-	__u32 slot = be_id & (FERRY_XNH_SLOTS - 1);
-	struct xnh *nh = bpf_map_lookup_elem(&ferry_xnh, &slot);
+	struct xnh *nh = nh_slot(be_id);
 
 	if (nh && nh->backend_id == be_id && now < nh->expires)
 		return nh;
 	return NULL;
 }
 
-enum { NH_OK = 0, NH_NO_BACKEND, NH_NO_ROUTE };
+enum { NH_OK = 0, NH_NO_BACKEND, NH_NO_ROUTE, NH_SPARE };
 
-/* Resolve backend be_id of service svc_id into this CPU's cache slot. */
-static __noinline struct xnh *nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cfg,
-					 __u32 be_id, __u32 svc_id, int *why)
+/*
+ * Resolve backend be_id of service svc_id into this CPU's cache slot
+ * (NH_OK), or into spare when this CPU has none (NH_SPARE: fail open, every
+ * packet resolves); else why not.
+ */
+static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cfg, __u32 be_id,
+				 __u32 svc_id, struct xnh *spare)
 {
-	__u32 slot = be_id & (FERRY_XNH_SLOTS - 1);
 	struct bpf_fib_lookup fib = {};
 	struct ferry_backend *be;
 	struct xnh *nh;
-	int rc;
+	int rc, ok = NH_OK;
 
 	be = bpf_map_lookup_elem(&ferry_be_v1, &be_id);
-	if (!be || be->svc_id != svc_id) {
-		*why = NH_NO_BACKEND;
-		return NULL;
-	}
-	nh = bpf_map_lookup_elem(&ferry_xnh, &slot);
+	if (!be || be->svc_id != svc_id)
+		return NH_NO_BACKEND;
+	nh = nh_slot(be_id);
 	if (!nh) {
-		*why = NH_NO_ROUTE;
-		return NULL;
+		nh = spare;
+		ok = NH_SPARE;
 	}
 	fib.ifindex = ctx->ingress_ifindex;
 	if (be->family == AF_INET) {
@@ -514,15 +539,36 @@ static __noinline struct xnh *nh_resolve(struct xdp_md *ctx, const struct ferry_
 		nh->ifindex = 0;
 		nh->mtu = cfg->gw_mtu ? cfg->gw_mtu : XDP_DEF_MTU;
 	} else {
-		*why = NH_NO_ROUTE;
 		nh->backend_id = 0;
-		return NULL;
+		return NH_NO_ROUTE;
 	}
 	nh->backend_id = be_id;
 	nh->family = be->family;
 	__builtin_memcpy(nh->addr, be->addr, 16);
 	nh->expires = bpf_jiffies64() + FERRY_XNH_TTL_JIFFIES;
+	return ok;
+}
+
+/* Backend be_id's next hop, from the cache or resolved; NULL and *why if none. */
+static __always_inline struct xnh *nh_get(struct xdp_md *ctx, const struct ferry_xcfg *cfg,
+					  __u32 be_id, __u32 svc_id, __u64 now, struct xnh *spare,
+					  int *why)
+{
+	struct xnh *nh = nh_cached(be_id, now);
+
 	*why = NH_OK;
+	if (nh)
+		return nh;
+	*why = nh_resolve(ctx, cfg, be_id, svc_id, spare);
+	if (*why == NH_SPARE) {
+		*why = NH_OK;
+		return spare;
+	}
+	if (*why != NH_OK)
+		return NULL;
+	nh = nh_slot(be_id);
+	if (!nh)
+		*why = NH_NO_ROUTE;	/* resolved into it a moment ago: cannot be */
 	return nh;
 }
 
@@ -930,7 +976,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id)
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ferry_xflow_set *fs = NULL;
 	const struct ferry_xcfg *cfg;
-	struct xnh *nh = NULL;
+	struct xnh *nh = NULL, spare;
 	__u32 zero = 0, be_id = 0, hash, tag, olen, fidx = 0;
 	__u64 now, h64;
 	int ret, way = -1, why = NH_OK;
@@ -959,9 +1005,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id)
 		xstat_inc(FERRY_XSTAT_LRU_HIT);
 	}
 	if (be_id) {
-		nh = nh_cached(be_id, now);
-		if (!nh)
-			nh = nh_resolve(ctx, cfg, be_id, svc_id, &why);
+		nh = nh_get(ctx, cfg, be_id, svc_id, now, &spare, &why);
 		if (why == NH_NO_BACKEND)
 			be_id = 0;	/* the flow's backend is gone: choose again */
 	}
@@ -977,9 +1021,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id)
 				way = flow_victim(fs, now);
 			flow_insert(fs, fidx, way, p, tag, be_id, svc_id, now);
 		}
-		nh = nh_cached(be_id, now);
-		if (!nh)
-			nh = nh_resolve(ctx, cfg, be_id, svc_id, &why);
+		nh = nh_get(ctx, cfg, be_id, svc_id, now, &spare, &why);
 	}
 	if (!nh)
 		return vdrop(why == NH_NO_BACKEND ? FERRY_XSTAT_DROP_NO_BACKEND :
@@ -998,8 +1040,8 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id)
 
 	if (p->icmp)
 		xstat_inc(FERRY_XSTAT_ICMP_FWD);
-	xcnt_add(&ferry_xvip_v1, svc_id, p->pkt_len);
-	xcnt_add(&ferry_xbe_v1, be_id, p->pkt_len);
+	xcnt_add(&ferry_xvip_v2, ferry_xvip_stride, svc_id, p->pkt_len);
+	xcnt_add(&ferry_xbe_v2, ferry_xbe_stride, be_id, p->pkt_len);
 	if (encap(ctx, p, nh, cfg, hash))
 		return vdrop(FERRY_XSTAT_DROP_ADJUST);
 	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex)

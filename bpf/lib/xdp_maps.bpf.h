@@ -4,7 +4,8 @@
  * name next to the socket LB's maps (whose service, slot, backend and
  * circuit maps the XDP path reads). max_entries are defaults; ferryd sizes
  * them before load (rings and VIP counters by --max-services, backend
- * counters by --max-backends, flows by --xdp-flows).
+ * counters by --max-backends, flows by --xdp-flows, counter rows and the
+ * next-hop cache by the possible CPUs).
  */
 #ifndef FERRY_XDP_MAPS_BPF_H
 #define FERRY_XDP_MAPS_BPF_H
@@ -12,21 +13,27 @@
 #include "common.bpf.h"
 #include <ferry/xdp.h>
 
-/* Per-CPU counters of both programs, indexed by enum ferry_xstat. */
+/*
+ * Outcome counters of both programs, a row per CPU (include/ferry/xdp.h
+ * says why not a per-CPU map). One row by default; the loader sizes it to
+ * the possible CPUs (ferry_xdp_size). A CPU without a row counts nothing.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FERRY_XSTAT_MAX);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct ferry_xstat_row);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_xstat_v1 SEC(".maps");
+} ferry_xstat_v2 SEC(".maps");
 
 static __always_inline void xstat_inc(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&ferry_xstat_v1, &slot);
+	__u32 cpu = bpf_get_smp_processor_id();
+	struct ferry_xstat_row *r = bpf_map_lookup_elem(&ferry_xstat_v2, &cpu);
 
-	if (v)
-		*v += 1;
+	/* Only this CPU writes its row, as with a per-CPU map's value. */
+	if (r)
+		r->v[slot & (FERRY_XSTAT_MAX - 1)] += 1;
 }
 
 #endif /* FERRY_XDP_MAPS_BPF_H */

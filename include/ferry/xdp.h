@@ -22,6 +22,9 @@
 /* Flow table entries (all CPUs together, FERRY_XFLOW_WAYS per set); --xdp-flows. */
 #define FERRY_XDP_DEF_FLOWS	1048576
 #define FERRY_XDP_MAX_FLOWS	(1U << 26)
+/* Next-hop cache slots per CPU (ferry_xnh, private to the program: the
+ * loader sizes it to possible CPUs x slots), direct-mapped by backend id. */
+#define FERRY_XNH_SLOTS		4096
 /* Ring entries tried after the hashed one when a backend may not take new flows. */
 #define FERRY_XDP_RING_TRIES	16
 
@@ -29,9 +32,9 @@
 #define FERRY_MAP_XFLOW		"ferry_xflow_v3"	/* set index -> FERRY_XFLOW_WAYS flows */
 #define FERRY_MAP_XCLIENT	"ferry_xclient_v1"	/* set index -> those flows' clients */
 #define FERRY_MAP_XCFG		"ferry_xcfg_v1"		/* one struct ferry_xcfg */
-#define FERRY_MAP_XSTAT		"ferry_xstat_v1"	/* per-CPU counters, enum ferry_xstat */
-#define FERRY_MAP_XVIP		"ferry_xvip_v1"		/* per-CPU svc id -> ferry_xcnt */
-#define FERRY_MAP_XBE		"ferry_xbe_v1"		/* per-CPU backend id -> ferry_xcnt */
+#define FERRY_MAP_XSTAT		"ferry_xstat_v2"	/* CPU -> struct ferry_xstat_row */
+#define FERRY_MAP_XVIP		"ferry_xvip_v2"		/* CPU-major: svc id -> ferry_xcnt */
+#define FERRY_MAP_XBE		"ferry_xbe_v2"		/* CPU-major: backend id -> ferry_xcnt */
 #define FERRY_MAP_XDCAP		"ferry_xdcap_v1"	/* decap: local outer addresses */
 #define FERRY_MAP_XSVC		"ferry_xsvc_v1"		/* set index -> FERRY_XSVC_WAYS XDP VIPs */
 
@@ -177,7 +180,20 @@ static inline __attribute__((always_inline)) __u32 ferry_xsvc_set_of(const struc
 	return h & (sets - 1);
 }
 
-/* Per-CPU packet and byte counters (per VIP, per backend). */
+/*
+ * The XDP counters are per CPU, but kept in plain arrays, one row per
+ * possible CPU, not in per-CPU maps: a per-CPU map's values live in the
+ * kernel's per-CPU area, and reaching it cost the data path a page walk of
+ * its own per packet (~35 ns of a ~125 ns established-flow packet on the
+ * benchmark machine, docs/benchmarks.md "Sixth round"). Rows of one CPU are
+ * written by that CPU only, as per-CPU values are.
+ *
+ *   ferry_xstat_v2[cpu].v[FERRY_XSTAT_*]            outcome counters
+ *   ferry_xvip_v2[cpu * stride + svc id]            stride: max services + 1
+ *   ferry_xbe_v2[cpu * stride + backend id]         stride: max backends + 1
+ *
+ * Each map has (possible CPUs) x stride entries; readers sum a column.
+ */
 struct ferry_xcnt {
 	__u64	packets;
 	__u64	bytes;
@@ -190,7 +206,7 @@ struct ferry_xdcap_key {
 	__u8	pad[3];
 };
 
-/* Per-CPU counters: ferry_xstat_v1[FERRY_XSTAT_*]. */
+/* Outcome counters: ferry_xstat_v2[cpu].v[FERRY_XSTAT_*]. */
 enum ferry_xstat {
 	FERRY_XSTAT_PASS_NOT_IP = 0,	/* not IPv4/IPv6 */
 	FERRY_XSTAT_PASS_NOT_VIP,	/* no XDP service for (dst, port, proto) */
@@ -220,6 +236,11 @@ enum ferry_xstat {
 	FERRY_XSTAT_DECAP_MALFORMED,
 	FERRY_XSTAT_VIP_SLOW,		/* VIP index could not answer: ferry_svc_v1 did */
 	FERRY_XSTAT_MAX = 32,
+};
+
+/* One CPU's row of ferry_xstat_v2: four cache lines, written by that CPU. */
+struct ferry_xstat_row {
+	__u64	v[FERRY_XSTAT_MAX];
 };
 
 /*

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <sched.h>
+#include <sys/sysinfo.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,6 +143,22 @@ static void cleanup(void)
 		sh("rm -rf '%s'", pin_dir);
 }
 
+/* Small maps: this is a test, not a node. */
+static int size_lb(struct xdp_lb_bpf *l)
+{
+	bpf_map__set_max_entries(l->maps.ferry_svc_v1, 1024);
+	bpf_map__set_max_entries(l->maps.ferry_name_v1, 1024);
+	bpf_map__set_max_entries(l->maps.ferry_mag_v1, 1024);
+	bpf_map__set_max_entries(l->maps.ferry_xring_v1, 1025);
+	bpf_map__set_max_entries(l->maps.ferry_slot_v1, 4096);
+	bpf_map__set_max_entries(l->maps.ferry_be_v1, 4096);
+	bpf_map__set_max_entries(l->maps.ferry_bestat_v1, 4096);
+	bpf_map__set_max_entries(l->maps.ferry_rev_v1, 1024);
+	bpf_map__set_max_entries(l->maps.ferry_xsvc_v1, 256);
+	return ferry_xdp_size(l->obj, 1024, 4096, &l->rodata->ferry_xvip_stride,
+			      &l->rodata->ferry_xbe_stride);
+}
+
 static int load(void)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
@@ -157,24 +174,12 @@ static int load(void)
 	lb = xdp_lb_bpf__open_opts(&oo);
 	if (!lb)
 		return -errno;
-	/* Small maps: this is a test, not a node. */
-	bpf_map__set_max_entries(lb->maps.ferry_svc_v1, 1024);
-	bpf_map__set_max_entries(lb->maps.ferry_name_v1, 1024);
-	bpf_map__set_max_entries(lb->maps.ferry_mag_v1, 1024);
-	bpf_map__set_max_entries(lb->maps.ferry_xring_v1, 1025);
-	bpf_map__set_max_entries(lb->maps.ferry_xvip_v1, 1025);
-	bpf_map__set_max_entries(lb->maps.ferry_slot_v1, 4096);
-	bpf_map__set_max_entries(lb->maps.ferry_be_v1, 4096);
-	bpf_map__set_max_entries(lb->maps.ferry_bestat_v1, 4096);
-	bpf_map__set_max_entries(lb->maps.ferry_xbe_v1, 4097);
-	bpf_map__set_max_entries(lb->maps.ferry_rev_v1, 1024);
-	bpf_map__set_max_entries(lb->maps.ferry_xsvc_v1, 256);
-	if ((err = xdp_lb_bpf__load(lb)))
+	if ((err = size_lb(lb)) || (err = xdp_lb_bpf__load(lb)))
 		return err;
 	dc = xdp_decap_bpf__open_opts(&oo);
 	if (!dc)
 		return -errno;
-	if ((err = xdp_decap_bpf__load(dc)))
+	if ((err = ferry_xdp_size(dc->obj, 1024, 4096, NULL, NULL)) || (err = xdp_decap_bpf__load(dc)))
 		return err;
 	if ((err = ferry_maps_open(pin_dir, &fm, &which))) {
 		printf("  open %s: %s\n", which, strerror(-err));
@@ -1120,10 +1125,11 @@ static void test_flow_table(void)
 
 static __u64 xstat(int slot)
 {
-	__u64 v = 0;
+	__u64 v[FERRY_XSTAT_MAX];
 
-	percpu_sum(bpf_map__fd(lb->maps.ferry_xstat_v1), slot, &v);
-	return v;
+	if (xstat_sum(bpf_map__fd(lb->maps.ferry_xstat_v2), v))
+		return 0;
+	return v[slot];
 }
 
 /* Way of the index holding key in set *set, -1 if none. */
@@ -1325,15 +1331,81 @@ static void test_other_cpu(void)
 	verdict("xdp flow moving CPUs keeps its backend", ok);
 }
 
-/* Per-VIP and per-backend packet/byte counters, outer source spread. */
+/* CPU cpu to run this thread on. */
+static void on_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+}
+
+/*
+ * A CPU the next-hop cache has no row for (a loader that did not size it)
+ * still forwards: every packet resolves its next hop anew. A second copy of
+ * the program, on the same pinned maps, with a cache for CPU 0 only.
+ */
+static void test_unsized_cpu(void)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_dir);
+	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
+	struct xdp_lb_bpf *one = NULL;
+	__u64 lookups;
+	int i, b = 0, err;
+	bool ok;
+
+	if (libbpf_num_possible_cpus() < 2 || get_nprocs() < 2) {
+		printf("SKIP xdp CPU without a next-hop cache row forwards: needs two CPUs\n");
+		return;
+	}
+	ok = ASSERT_EQ(svc_set("unsized", "198.51.100.85", 80, IPPROTO_TCP, true, bs, 1), 0, "service");
+	one = xdp_lb_bpf__open_opts(&oo);
+	ok &= ASSERT_TRUE(one != NULL, "open a second copy");
+	if (!ok)
+		goto out;
+	err = size_lb(one);
+	if (!err)
+		err = bpf_map__set_max_entries(one->maps.ferry_xnh, FERRY_XNH_SLOTS);
+	if (!err)
+		err = xdp_lb_bpf__load(one);
+	ok &= ASSERT_EQ(err, 0, "load it with a cache row for CPU 0 only");
+	if (!ok)
+		goto out;
+	on_cpu(1);
+	lookups = xstat(FERRY_XSTAT_NH_LOOKUP);
+	for (i = 0; i < 3; i++) {
+		struct pspec sp = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.85",
+				    .sport = 4000, .dport = 80, .tcp_flags = i ? TCP_ACK : TCP_SYN };
+		__u8 in[256], out[256];
+		__u32 ol = sizeof(out), act = 0;
+		size_t l3, il = build(&sp, in, &l3);
+
+		if (!run(bpf_program__fd(one->progs.ferry_xdp_lb), in, il, out, &ol, &act) &&
+		    act == XDP_REDIRECT && out[l3 + 19] == 11)
+			b++;
+	}
+	on_cpu(0);
+	ok &= ASSERT_EQ(b, 3, "packets forwarded to 192.0.2.11 from CPU 1");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_NH_LOOKUP) - lookups, 3, "a next-hop lookup per packet");
+out:
+	xdp_lb_bpf__destroy(one);
+	verdict("xdp CPU without a next-hop cache row forwards (fail open)", ok);
+}
+
+/*
+ * Per-VIP and per-backend packet/byte counters, outer source spread. The
+ * packets run on two CPUs (when there are two): each CPU's row of the
+ * CPU-major arrays holds its own share, the readers' sum holds all.
+ */
 static void test_counters(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
-	int ncpu = libbpf_num_possible_cpus(), i, n = 500;
-	struct ferry_xcnt *c = calloc(ncpu, sizeof(*c));
-	__u64 pk = 0, by = 0, bpk = 0;
+	int ncpu = libbpf_num_possible_cpus(), i, n = 500, cpu1 = ncpu > 1 && get_nprocs() > 1;
+	struct xcnt_view vip = {}, be = {};
+	struct ferry_xcnt sum, row;
 	struct ferry_svc s;
-	__u32 id, be_id;
+	__u32 be_id, key;
 	__u8 seen[256] = {};
 	int distinct = 0;
 	bool ok;
@@ -1347,6 +1419,8 @@ static void test_counters(void)
 		__u32 ol = sizeof(out), act;
 		size_t l3, il = build(&sp, in, &l3);
 
+		if (i == n / 5 && cpu1)
+			on_cpu(1);	/* the last 4/5 on CPU 1 */
 		if (run(lb_fd(), in, il, out, &ol, &act) || act != XDP_REDIRECT) {
 			ok = false;
 			break;
@@ -1354,22 +1428,30 @@ static void test_counters(void)
 		if (!seen[out[l3 + 15]]++)
 			distinct++;	/* host byte of the outer source */
 	}
-	id = s.id;
-	if (!bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xvip_v1), &id, c))
-		for (i = 0; i < ncpu; i++) {
-			pk += c[i].packets;
-			by += c[i].bytes;
-		}
+	on_cpu(0);
 	be_id = svc_backend("198.51.100.80", 80, IPPROTO_TCP, 0);
-	if (!bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xbe_v1), &be_id, c))
-		for (i = 0; i < ncpu; i++)
-			bpk += c[i].packets;
-	ok &= ASSERT_EQ(pk, n, "VIP packets");
-	ok &= ASSERT_EQ(by, n * (14 + 20 + 20 + 46), "VIP bytes");
-	ok &= ASSERT_EQ(bpk, n, "backend packets");
+	ok &= ASSERT_EQ(xcnt_open(bpf_map__fd(lb->maps.ferry_xvip_v2), &vip), 0, "map VIP counters");
+	ok &= ASSERT_EQ(xcnt_open(bpf_map__fd(lb->maps.ferry_xbe_v2), &be), 0, "map backend counters");
+	ok &= ASSERT_EQ(vip.stride, 1025, "VIP columns: services + 1");
+	ok &= ASSERT_EQ(vip.n, vip.stride * ncpu, "a row per possible CPU");
+	xcnt_get(&vip, s.id, &sum);
+	ok &= ASSERT_EQ(sum.packets, n, "VIP packets");
+	ok &= ASSERT_EQ(sum.bytes, n * (14 + 20 + 20 + 46), "VIP bytes");
+	xcnt_get(&be, be_id, &sum);
+	ok &= ASSERT_EQ(sum.packets, n, "backend packets");
+	/* The rows as the program wrote them: CPU c at c * stride + id. */
+	key = s.id;
+	bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xvip_v2), &key, &row);
+	ok &= ASSERT_EQ(row.packets, cpu1 ? n / 5 : n, "CPU 0's row");
+	if (cpu1) {
+		key = vip.stride + s.id;
+		bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xvip_v2), &key, &row);
+		ok &= ASSERT_EQ(row.packets, n - n / 5, "CPU 1's row");
+	}
 	ok &= ASSERT_TRUE(distinct > 200, "outer sources spread over the /24 (%d distinct of %d flows)", distinct, n);
-	free(c);
-	verdict("xdp per-VIP and per-backend counters, outer source spread", ok);
+	xcnt_close(&vip);
+	xcnt_close(&be);
+	verdict("xdp per-VIP and per-backend counters, a row per CPU, outer source spread", ok);
 }
 
 static void test_decap_rows(void)
@@ -1493,6 +1575,7 @@ int main(void)
 	test_unusable();
 	test_other_cpu();
 	test_counters();
+	test_unsized_cpu();
 	test_vip_index();
 	cleanup();
 	printf("%d passed, %d failed\n", npass, nfail);

@@ -165,12 +165,16 @@ wait_for 100 listening "$NS_B1" && wait_for 100 listening "$NS_B2" ||
 
 start_ferryd "$NS_B1" "$PIN_B1" "$CG/b1" "$TMP/b1.log" --registry "$TMP/empty.json" --decap-iface b10 &&
 start_ferryd "$NS_B2" "$PIN_B2" "$CG/b2" "$TMP/b2.log" --registry "$TMP/empty.json" --decap-iface b20 &&
+# A counter map an earlier version pinned (per-CPU): this ferryd removes it.
+mkdir -p "$PIN" && bpftool map create "$PIN/ferry_xstat_v1" type percpu_array key 4 value 8 \
+	entries 32 name ferry_xstat_v1 || { echo "FAIL xdp: pinning an old map"; exit 1; }
 start_ferryd "$NS_L" "$PIN" "$CG/lb" "$TMP/lb.log" --registry "$TMP/lb.json" --xdp-iface ll0 \
 	--max-services 1024 --max-backends 4096 --xdp-flows 65536 \
 	--xdp-src 198.51.100.128/25 --xdp-src 2001:db8:f::/64 ||
 	{ echo "FAIL xdp: ferryd start"; exit 1; }
 
 check "xdp LB attached in native mode" grep -q "xdp: attached to ll0 (native mode)" "$TMP/lb.log"
+check "xdp a map pinned by an earlier version is removed" test ! -e "$PIN/ferry_xstat_v1"
 check "xdp decap attached on both backends" \
 	bash -c "grep -q 'xdp_decap: attached to b10' '$TMP/b1.log' && grep -q 'xdp_decap: attached to b20' '$TMP/b2.log'"
 

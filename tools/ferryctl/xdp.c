@@ -60,33 +60,13 @@ static int open_pin(struct ctl *c, const char *name, int *fd)
 	return 0;
 }
 
-/* Sum of a per-CPU struct ferry_xcnt entry. */
-static int cnt_sum(int fd, __u32 key, struct ferry_xcnt *out)
-{
-	int ncpu = libbpf_num_possible_cpus(), i;
-	struct ferry_xcnt *v;
-
-	memset(out, 0, sizeof(*out));
-	if (ncpu <= 0 || !(v = calloc(ncpu, sizeof(*v))))
-		return -ENOMEM;
-	if (bpf_map_lookup_elem(fd, &key, v)) {
-		free(v);
-		return -errno;
-	}
-	for (i = 0; i < ncpu; i++) {
-		out->packets += v[i].packets;
-		out->bytes += v[i].bytes;
-	}
-	free(v);
-	return 0;
-}
-
 static int xdp_stats(struct ctl *c, int argc, char **argv)
 {
 	struct json_object *jo = NULL, *jc = NULL, *jv = NULL;
 	int fst = -1, fvip = -1, fbe = -1, ret = 1, err;
+	struct xcnt_view vip = {}, be = {};
+	__u64 v[FERRY_XSTAT_MAX], used, cap, full;
 	struct fstate st = {};
-	__u64 v, used, cap, full;
 	size_t i, j;
 
 	(void)argv;
@@ -102,6 +82,10 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 		fvip = bpf_obj_get(path);
 		ferry_pin_path(path, sizeof(path), c->bpffs, FERRY_MAP_XBE);
 		fbe = bpf_obj_get(path);
+		if (fvip >= 0 && fbe >= 0 && (xcnt_open(fvip, &vip) || xcnt_open(fbe, &be))) {
+			ret = ctl_err(c, "mapping the XDP counters under", c->bpffs, -EPROTO);
+			goto cleanup;
+		}
 	}
 	if ((err = fstate_load(&c->maps, &st))) {
 		ret = ctl_err(c, "reading the maps under", c->bpffs, err);
@@ -116,13 +100,17 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 	} else {
 		printf("%-22s %14s\n", "counter", "packets");
 	}
+	if ((err = xstat_sum(fst, v))) {
+		ret = ctl_err(c, "reading", FERRY_MAP_XSTAT, err);
+		goto cleanup;
+	}
 	for (i = 0; i < FERRY_XSTAT_MAX; i++) {
-		if (!xstat_names[i] || percpu_sum(fst, i, &v))
+		if (!xstat_names[i])
 			continue;
 		if (jc)
-			json_object_object_add(jc, xstat_names[i], json_object_new_int64(v));
-		else if (v)
-			printf("%-22s %14llu\n", xstat_names[i], (unsigned long long)v);
+			json_object_object_add(jc, xstat_names[i], json_object_new_int64(v[i]));
+		else if (v[i])
+			printf("%-22s %14llu\n", xstat_names[i], (unsigned long long)v[i]);
 	}
 	/* ctl_open() opened the VIP index with the other maps (-1 if absent). */
 	if (c->maps.xsvc >= 0 && !xsvc_count(c->maps.xsvc, &used, &cap, &full)) {
@@ -149,7 +137,7 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 
 		if (!(s->val.flags & FERRY_SVC_F_XDP))
 			continue;
-		cnt_sum(fvip, s->val.id, &cnt);
+		xcnt_get(&vip, s->val.id, &cnt);
 		svc_key_str(&s->key, key, sizeof(key));
 		if (c->json) {
 			js = json_object_new_object();
@@ -168,7 +156,7 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 		for (j = 0; j < s->n; j++) {
 			const struct be_state *b = &s->bes[j];
 
-			cnt_sum(fbe, b->id, &cnt);
+			xcnt_get(&be, b->id, &cnt);
 			backend_str(&b->be, bs, sizeof(bs));
 			if (jb) {
 				struct json_object *o = json_object_new_object();
@@ -193,6 +181,8 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 cleanup:
 	json_object_put(jo);
 	fstate_free(&st);
+	xcnt_close(&vip);
+	xcnt_close(&be);
 	if (fst >= 0)
 		close(fst);
 	if (fvip >= 0)

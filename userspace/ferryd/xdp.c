@@ -227,7 +227,7 @@ static int attach(struct ferryd *d, struct bpf_program *prog, const char *kind, 
 
 static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 {
-	struct { struct bpf_map *m; __u32 n; } sz[6];
+	struct { struct bpf_map *m; __u32 n; } sz[4];
 	__u32 zero = 0, sets = 64;
 	int err, i;
 
@@ -239,17 +239,19 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	}
 	if ((err = loader_set_sizes(d, lb->obj)))
 		return err;
+	/* Counters and next-hop cache: per CPU, per service, per backend. */
+	if ((err = ferry_xdp_size(lb->obj, d->cfg.max_services, d->cfg.max_backends,
+				  &lb->rodata->ferry_xvip_stride, &lb->rodata->ferry_xbe_stride)))
+		return err;
 	sz[0].m = lb->maps.ferry_xring_v1, sz[0].n = d->cfg.max_services + 1;
-	sz[1].m = lb->maps.ferry_xvip_v1, sz[1].n = d->cfg.max_services + 1;
-	sz[2].m = lb->maps.ferry_xbe_v1, sz[2].n = d->cfg.max_backends + 1;
-	sz[3].m = lb->maps.ferry_xflow_v3;
-	sz[3].n = (xo.flows + FERRY_XFLOW_WAYS - 1) / FERRY_XFLOW_WAYS;
-	sz[4].m = lb->maps.ferry_xclient_v1, sz[4].n = sz[3].n;
+	sz[1].m = lb->maps.ferry_xflow_v3;
+	sz[1].n = (xo.flows + FERRY_XFLOW_WAYS - 1) / FERRY_XFLOW_WAYS;
+	sz[2].m = lb->maps.ferry_xclient_v1, sz[2].n = sz[1].n;
 	/* VIP index: a power of two, one way per service at --max-services. */
 	while (sets < d->cfg.max_services / FERRY_XSVC_WAYS)
 		sets <<= 1;
-	sz[5].m = lb->maps.ferry_xsvc_v1, sz[5].n = sets;
-	for (i = 0; i < 6; i++)
+	sz[3].m = lb->maps.ferry_xsvc_v1, sz[3].n = sets;
+	for (i = 0; i < 4; i++)
 		if ((err = bpf_map__set_max_entries(sz[i].m, sz[i].n)))
 			return err;
 	if ((err = xdp_lb_bpf__load(lb))) {
@@ -327,7 +329,9 @@ static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 		log_warnx("open xdp_decap: %s", strerror(-err));
 		return err;
 	}
-	if ((err = xdp_decap_bpf__load(dc))) {
+	/* Its outcome counters are the load balancer's, sized the same. */
+	if ((err = ferry_xdp_size(dc->obj, d->cfg.max_services, d->cfg.max_backends, NULL, NULL)) ||
+	    (err = xdp_decap_bpf__load(dc))) {
 		log_warnx("load xdp_decap: %s", strerror(-err));
 		return err;
 	}
@@ -340,6 +344,29 @@ static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 			return err;
 	log_info("xdp_decap: on %d interface(s), accepting tunnels for %d address(es)", xo.n_dc, n);
 	return 0;
+}
+
+/*
+ * Maps earlier versions pinned that this one replaced (a new layout takes a
+ * new name). Unpinned once this version's programs are in the links: a map
+ * still held by an old program lives on until that program goes.
+ */
+static void unpin_retired(const char *bpffs)
+{
+	static const char *const retired[] = {
+		"ferry_xflow_v1", "ferry_xflow_v2",			/* LRU hash; 160-byte sets */
+		"ferry_xstat_v1", "ferry_xvip_v1", "ferry_xbe_v1",	/* per-CPU maps */
+	};
+	char path[1024];
+	size_t i;
+
+	for (i = 0; i < sizeof(retired) / sizeof(retired[0]); i++) {
+		ferry_pin_path(path, sizeof(path), bpffs, retired[i]);
+		if (!unlink(path))
+			log_info("xdp: removed %s, pinned by an earlier version", path);
+		else if (errno != ENOENT)
+			log_warn("xdp: removing %s", path);
+	}
 }
 
 int xdp_load(struct ferryd *d)
@@ -358,6 +385,8 @@ int xdp_load(struct ferryd *d)
 		return err;
 	if (xo.n_dc && (err = load_decap(d, &oo)))
 		return err;
+	if (xo.n_lb || xo.n_dc)
+		unpin_retired(d->cfg.bpffs);
 	return 0;
 }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,100 @@ void array_munmap(const void *p, size_t vsz, __u32 n)
 {
 	if (p)
 		munmap((void *)p, (size_t)n * vsz);
+}
+
+int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32 *xvip_stride,
+		   __u32 *xbe_stride)
+{
+	int ncpu = libbpf_num_possible_cpus(), err, i;
+	const struct {
+		const char	*name;
+		__u64		cols;
+	} t[] = {
+		{ FERRY_MAP_XSTAT, 1 },
+		{ FERRY_MAP_XVIP, (__u64)services + 1 },
+		{ FERRY_MAP_XBE, (__u64)backends + 1 },
+		{ "ferry_xnh", FERRY_XNH_SLOTS },
+	};
+
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	for (i = 0; i < (int)(sizeof(t) / sizeof(t[0])); i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, t[i].name);
+
+		if (!m)
+			continue;
+		if (t[i].cols * ncpu > UINT32_MAX)
+			return -E2BIG;
+		if ((err = bpf_map__set_max_entries(m, (__u32)(t[i].cols * ncpu))))
+			return err;
+	}
+	if (xvip_stride)
+		*xvip_stride = services + 1;
+	if (xbe_stride)
+		*xbe_stride = backends + 1;
+	return 0;
+}
+
+int xstat_sum(int fd, __u64 *sum)
+{
+	struct ferry_xstat_row row;
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info), cpu;
+	int i;
+
+	memset(sum, 0, FERRY_XSTAT_MAX * sizeof(*sum));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		return -errno;
+	if (info.type != BPF_MAP_TYPE_ARRAY || info.value_size != sizeof(row))
+		return -EPROTO;
+	for (cpu = 0; cpu < info.max_entries; cpu++) {
+		if (bpf_map_lookup_elem(fd, &cpu, &row))
+			return -errno;
+		for (i = 0; i < FERRY_XSTAT_MAX; i++)
+			sum[i] += row.v[i];
+	}
+	return 0;
+}
+
+int xcnt_open(int fd, struct xcnt_view *v)
+{
+	int ncpu = libbpf_num_possible_cpus(), err;
+	void *a;
+
+	memset(v, 0, sizeof(*v));
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	if ((err = array_mmap(fd, sizeof(struct ferry_xcnt), false, &a, &v->n)))
+		return err;
+	v->a = a;
+	v->ncpu = ncpu;
+	v->stride = v->n / ncpu;
+	if (v->n % ncpu) {
+		/* Not sized by ferry_xdp_size on this machine: no layout to trust. */
+		xcnt_close(v);
+		return -EPROTO;
+	}
+	return 0;
+}
+
+void xcnt_get(const struct xcnt_view *v, __u32 id, struct ferry_xcnt *out)
+{
+	__u32 c;
+
+	memset(out, 0, sizeof(*out));
+	if (!v->a || id >= v->stride)
+		return;
+	for (c = 0; c < v->ncpu; c++) {
+		out->packets += v->a[(size_t)c * v->stride + id].packets;
+		out->bytes += v->a[(size_t)c * v->stride + id].bytes;
+	}
+}
+
+void xcnt_close(struct xcnt_view *v)
+{
+	array_munmap(v->a, sizeof(struct ferry_xcnt), v->n);
+	memset(v, 0, sizeof(*v));
 }
 
 int xsvc_count(int fd, __u64 *used, __u64 *capacity, __u64 *sets_full)

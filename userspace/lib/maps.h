@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <linux/types.h>
 #include <ferry/abi.h>
+#include <ferry/xdp.h>
 
 #define FERRY_DEF_BPFFS	"/sys/fs/bpf/ferry"
 
@@ -42,6 +43,29 @@ int map_count(int fd, size_t ksz, size_t *n);
  * bytes; -EPROTO when it is not one, or its values are not vsz bytes. */
 int array_mmap(int fd, size_t vsz, bool writable, void **p, __u32 *n);
 void array_munmap(const void *p, size_t vsz, __u32 n);
+
+/*
+ * The XDP counters, per CPU in plain arrays (include/ferry/xdp.h).
+ * ferry_xdp_size() sizes them in an opened, not yet loaded object, with the
+ * private next-hop cache: rows for every possible CPU, columns for services
+ * + 1 VIPs and backends + 1 backends. Maps the object lacks are skipped (the
+ * decap has only the outcome counters); xvip_stride and xbe_stride point at
+ * the program's .rodata strides (skel->rodata->ferry_*_stride) or are NULL.
+ */
+struct bpf_object;
+int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32 *xvip_stride,
+		   __u32 *xbe_stride);
+/* ferry_xstat_v2 summed over CPUs into sum[FERRY_XSTAT_MAX]. */
+int xstat_sum(int fd, __u64 *sum);
+/* A CPU-major counter array (ferry_xvip_v2, ferry_xbe_v2) mapped for reading;
+ * xcnt_get sums id's column (zero for an id beyond it). */
+struct xcnt_view {
+	const struct ferry_xcnt	*a;
+	__u32			n, stride, ncpu;
+};
+int xcnt_open(int fd, struct xcnt_view *v);
+void xcnt_get(const struct xcnt_view *v, __u32 id, struct ferry_xcnt *out);
+void xcnt_close(struct xcnt_view *v);
 
 /* The XDP flow table (ferry_xflow_v3, an mmapable array of sets): flows
  * recorded in it and its capacity (ways). */

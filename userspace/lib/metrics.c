@@ -486,52 +486,34 @@ cleanup:
 	return err;
 }
 
-/* Sum one per-CPU struct ferry_xcnt entry over CPUs; zero when absent. */
-static void xcnt_sum(int fd, __u32 id, struct ferry_xcnt *buf, int ncpu, struct ferry_xcnt *out)
-{
-	int c;
-
-	memset(out, 0, sizeof(*out));
-	if (bpf_map_lookup_elem(fd, &id, buf))
-		return;
-	for (c = 0; c < ncpu; c++) {
-		out->packets += buf[c].packets;
-		out->bytes += buf[c].bytes;
-	}
-}
-
 /*
- * The XDP load balancer's counters, when ferryd loaded it: per-CPU outcome
- * slots, and packets/bytes per VIP and per backend of the services marked
- * xdp (one lookup each: the arrays are sized for every id, most unused).
+ * The XDP load balancer's counters, when ferryd loaded it: outcome slots,
+ * and packets/bytes per VIP and per backend of the services marked xdp
+ * (CPU-major arrays, mapped once and summed per id).
  */
 static int collect_xdp(const char *bpffs, struct ferry_snapshot *s)
 {
-	int xstat = -1, xvip = -1, xbe = -1, ncpu, err = 0;
-	struct ferry_xcnt *buf = NULL;
+	struct xcnt_view vip = {}, be = {};
+	int xstat = -1, xvip = -1, xbe = -1, err = 0;
 	char path[1024];
 	size_t i, j, k;
-	__u32 n;
 
 	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XSTAT);
 	xstat = bpf_obj_get(path);
 	if (xstat < 0)
 		return 0;	/* not loaded: no XDP families */
-	for (n = 0; n < FERRY_XSTAT_MAX; n++)
-		if (percpu_sum(xstat, n, &s->xstats[n]) && n == 0)
-			goto cleanup;
+	if (xstat_sum(xstat, s->xstats))
+		goto cleanup;
 	s->has_xdp = true;
 	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XVIP);
 	xvip = bpf_obj_get(path);
 	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XBE);
 	xbe = bpf_obj_get(path);
-	ncpu = libbpf_num_possible_cpus();
-	if (xvip < 0 || xbe < 0 || ncpu <= 0)
+	if (xvip < 0 || xbe < 0 || xcnt_open(xvip, &vip) || xcnt_open(xbe, &be))
 		goto cleanup;
-	buf = calloc(ncpu, sizeof(*buf));
 	s->xvip = calloc(s->st.n ? s->st.n : 1, sizeof(*s->xvip));
 	s->xbe = calloc(s->st.nbackends ? s->st.nbackends : 1, sizeof(*s->xbe));
-	if (!buf || !s->xvip || !s->xbe) {
+	if (!s->xvip || !s->xbe) {
 		err = -ENOMEM;
 		goto cleanup;
 	}
@@ -542,12 +524,13 @@ static int collect_xdp(const char *bpffs, struct ferry_snapshot *s)
 			k += sv->n;
 			continue;
 		}
-		xcnt_sum(xvip, sv->val.id, buf, ncpu, &s->xvip[i]);
+		xcnt_get(&vip, sv->val.id, &s->xvip[i]);
 		for (j = 0; j < sv->n; j++, k++)
-			xcnt_sum(xbe, sv->bes[j].id, buf, ncpu, &s->xbe[k]);
+			xcnt_get(&be, sv->bes[j].id, &s->xbe[k]);
 	}
 cleanup:
-	free(buf);
+	xcnt_close(&vip);
+	xcnt_close(&be);
 	close(xstat);
 	if (xvip >= 0)
 		close(xvip);
