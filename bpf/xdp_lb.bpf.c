@@ -102,6 +102,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xsvc_v1 SEC(".maps");
 
+/* The VIP filter (include/ferry/xdp.h): not mmapable, so kmalloc'd. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ferry_xvipf);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xvipf_v1 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -923,10 +932,10 @@ static __always_inline void flow_insert(struct ferry_xflow_set *s, __u32 idx, in
  * when sk is no XDP VIP, -1 when the index cannot say (its set is not built,
  * or a VIP of the set did not fit in it) and ferry_svc_v1 must.
  */
-static __always_inline int xsvc_find(const struct ferry_svc_key *sk, __u32 *svc_id)
+static __always_inline int xsvc_find(const struct ferry_svc_key *sk, __u32 hash, __u32 *svc_id)
 {
 	const struct bpf_map *m = (const void *)&ferry_xsvc_v1;
-	__u32 idx = ferry_xsvc_set_of(sk, m->max_entries);
+	__u32 idx = hash & (m->max_entries - 1);
 	/* port, proto, family as one word, from the fields (the parser stored
 	 * them one by one: a 32-bit load across those stores would stall) */
 	__u32 want = sk->port | (__u32)sk->proto << 16 | (__u32)sk->family << 24;
@@ -954,12 +963,17 @@ static __always_inline int xsvc_find(const struct ferry_svc_key *sk, __u32 *svc_
 	return flags & FERRY_XSVC_F_MORE ? -1 : 0;
 }
 
-/* The XDP service of sk, or 0: the index, else ferry_svc_v1. */
+/* The XDP service of sk, or 0: the filter, the index, else ferry_svc_v1. */
 static __always_inline __u32 vip_lookup(const struct ferry_svc_key *sk)
 {
+	__u32 id = 0, zero = 0, hash = ferry_xsvc_hash(sk), bit = ferry_xvipf_bit(hash);
+	const struct ferry_xvipf *f = bpf_map_lookup_elem(&ferry_xvipf_v1, &zero);
 	struct ferry_svc *svc;
-	__u32 id = 0;
-	int found = xsvc_find(sk, &id);
+	int found;
+
+	if (f && (f->w[bit / 64] >> (bit % 64) & 1))
+		return 0;	/* no VIP hashes here */
+	found = xsvc_find(sk, hash, &id);
 
 	if (found >= 0)
 		return id;

@@ -37,6 +37,7 @@
 #define FERRY_MAP_XBE		"ferry_xbe_v2"		/* CPU-major: backend id -> ferry_xcnt */
 #define FERRY_MAP_XDCAP		"ferry_xdcap_v1"	/* decap: local outer addresses */
 #define FERRY_MAP_XSVC		"ferry_xsvc_v1"		/* set index -> FERRY_XSVC_WAYS XDP VIPs */
+#define FERRY_MAP_XVIPF		"ferry_xvipf_v1"	/* one struct ferry_xvipf: no VIP here */
 
 /* ferry_xcfg.flags */
 #define FERRY_XCFG_F_GW		(1U << 0)	/* gw_mac is set: fallback next hop */
@@ -166,9 +167,8 @@ struct ferry_xsvc_set {
 	struct ferry_xsvc way[FERRY_XSVC_WAYS];
 };
 
-/* The set of a service key among `sets` (a power of two). */
-static inline __attribute__((always_inline)) __u32 ferry_xsvc_set_of(const struct ferry_svc_key *k,
-								     __u32 sets)
+/* A service key's hash: its VIP-index set and its VIP-filter bit. */
+static inline __attribute__((always_inline)) __u32 ferry_xsvc_hash(const struct ferry_svc_key *k)
 {
 	__u32 h = k->addr[0] * 0x9e3779b1U;
 
@@ -177,7 +177,37 @@ static inline __attribute__((always_inline)) __u32 ferry_xsvc_set_of(const struc
 	h ^= h >> 15;
 	h *= 0x2c1b3c6dU;
 	h ^= h >> 12;
-	return h & (sets - 1);
+	return h;
+}
+
+/* The set of a service key among `sets` (a power of two). */
+static inline __attribute__((always_inline)) __u32 ferry_xsvc_set_of(const struct ferry_svc_key *k,
+								     __u32 sets)
+{
+	return ferry_xsvc_hash(k) & (sets - 1);
+}
+
+/*
+ * The VIP filter, ferry_xvipf_v1[0], asked before the index: a bit per
+ * ferry_xsvc_hash() value modulo FERRY_XVIPF_BITS, SET when no XDP VIP
+ * hashes there. A packet whose bit is set is no VIP and passes without
+ * reading the index. 16 KiB in a small array that is not mmapable, so the
+ * kernel allocates it from the direct map, where the data path's TLB miss
+ * is cheap; the index (1 MiB by default) is vmalloc'd, a page walk per
+ * packet on the benchmark machine (docs/benchmarks.md, sixth round).
+ * All zero, as created or never built, means "ask the index": the filter
+ * can only err towards asking. xsvc_sync() clears the bits of new VIPs
+ * before it indexes them, and sets the bits of VIPs gone after.
+ */
+#define FERRY_XVIPF_BITS	(1U << 17)
+
+struct ferry_xvipf {
+	__u64	w[FERRY_XVIPF_BITS / 64];
+};
+
+static inline __attribute__((always_inline)) __u32 ferry_xvipf_bit(__u32 hash)
+{
+	return hash & (FERRY_XVIPF_BITS - 1);
 }
 
 /*

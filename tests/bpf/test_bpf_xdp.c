@@ -1245,7 +1245,7 @@ static void test_vip_index(void)
 			"the way that sync emptied is not refilled by it");
 	send_flow(vip, ports[i], 2, 6000, true, &act);
 	ok &= ASSERT_EQ(act, XDP_PASS, "its packets pass");
-	ok &= ASSERT_EQ(xsvc_sync(fm.svc, fd, &xr), 0, "sync");
+	ok &= ASSERT_EQ(xsvc_sync(fm.svc, fd, fm.xvipf, &xr), 0, "sync");
 	ok &= ASSERT_EQ(xr.overflow, 0, "nothing left over");
 	ok &= ASSERT_EQ(sets[set0].way[0].flags, FERRY_XSVC_F_VALID, "the set is complete again");
 	slow = xstat(FERRY_XSTAT_VIP_SLOW);
@@ -1256,6 +1256,69 @@ static void test_vip_index(void)
 	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_VIP_SLOW) - slow, 0, "all answered by the index");
 	array_munmap(sets, sizeof(*sets), nsets);
 	verdict("xdp VIP index: answers alone, ferry_svc_v1 only when it cannot", ok);
+}
+
+/*
+ * The VIP filter in front of the index: a packet whose filter bit is set is
+ * no VIP and passes without the index being asked (shown by an index set
+ * that would send it to ferry_svc_v1); a filter all zero, as never built,
+ * sends everything to the index (fail safe), and any apply rebuilds it.
+ */
+static void test_vip_filter(void)
+{
+	const char *other = "198.51.100.99";
+	struct ferry_xvipf *f = calloc(1, sizeof(*f));
+	int fd = bpf_map__fd(lb->maps.ferry_xsvc_v1);
+	struct ferry_xsvc_set *sets = NULL;
+	struct ferry_svc_key k;
+	__u32 nsets = 0, zero = 0, bit, set, act;
+	__u64 slow, notvip;
+	struct plan pl;
+	char err[256];
+	void *p = NULL;
+	bool ok;
+
+	ok = ASSERT_TRUE(f != NULL, "memory");
+	ok &= ASSERT_EQ(array_mmap(fd, sizeof(*sets), true, &p, &nsets), 0, "map the index");
+	ok &= ASSERT_TRUE(fm.xvipf >= 0, "the filter is pinned");
+	if (!ok)
+		goto out;
+	sets = p;
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(fm.xvipf, &zero, f), 0, "read the filter");
+	vip_key(V4VIP, 80, IPPROTO_TCP, &k);
+	bit = ferry_xvipf_bit(ferry_xsvc_hash(&k));
+	ok &= ASSERT_EQ(f->w[bit / 64] >> (bit % 64) & 1, 0, "a VIP's bit is clear");
+	vip_key(other, 80, IPPROTO_TCP, &k);
+	bit = ferry_xvipf_bit(ferry_xsvc_hash(&k));
+	ok &= ASSERT_EQ(f->w[bit / 64] >> (bit % 64) & 1, 1, "another address's bit is set");
+
+	/* Its index set unbuilt: were the index asked, ferry_svc_v1 would be. */
+	set = ferry_xsvc_set_of(&k, nsets);
+	sets[set].way[0].flags = 0;
+	slow = xstat(FERRY_XSTAT_VIP_SLOW);
+	notvip = xstat(FERRY_XSTAT_PASS_NOT_VIP);
+	send_flow(other, 80, 1, 5000, false, &act);
+	ok &= ASSERT_EQ(act, XDP_PASS, "a packet for no VIP passes");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_PASS_NOT_VIP) - notvip, 1, "counted as not a VIP");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_VIP_SLOW) - slow, 0, "the filter answered");
+
+	/* Never built: the index (here ferry_svc_v1) is asked; VIPs balance. */
+	memset(f, 0, sizeof(*f));
+	ok &= ASSERT_EQ(bpf_map_update_elem(fm.xvipf, &zero, f, BPF_ANY), 0, "zero the filter");
+	send_flow(other, 80, 1, 5000, false, &act);
+	ok &= ASSERT_EQ(act, XDP_PASS, "still passes");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_VIP_SLOW) - slow, 1, "asked through the index");
+	ok &= ASSERT_TRUE(send_flow(V4VIP, 80, 1, 5000, true, NULL) > 0, "VIP balanced");
+	plan_init(&pl);
+	ok &= ASSERT_EQ(plan_apply(&fm, &pl, err, sizeof(err)), 0, "an apply without changes");
+	plan_free(&pl);
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(fm.xvipf, &zero, f), 0, "read the filter");
+	ok &= ASSERT_EQ(f->w[bit / 64] >> (bit % 64) & 1, 1, "rebuilt");
+	ok &= ASSERT_TRUE(send_flow(V4VIP, 80, 1, 5000, true, NULL) > 0, "VIP balanced");
+out:
+	array_munmap(sets, sizeof(*sets), nsets);
+	free(f);
+	verdict("xdp VIP filter: no VIP passes without the index, zero asks it", ok);
 }
 
 /* UNHEALTHY and an OPEN circuit are not in the ring's decision: the kernel skips them. */
@@ -1577,6 +1640,7 @@ int main(void)
 	test_counters();
 	test_unsized_cpu();
 	test_vip_index();
+	test_vip_filter();
 	cleanup();
 	printf("%d passed, %d failed\n", npass, nfail);
 	return nfail ? 1 : 0;

@@ -1108,10 +1108,10 @@ static void xsvc_sync_index(void **state)
 		skip();	/* no BPF here (not root) */
 	/* The set is chosen by masking: the index must be a power of two. */
 	bad = mk_index(3, sizeof(struct ferry_xsvc_set));
-	assert_int_equal(xsvc_sync(svc, bad, &r), -EPROTO);
+	assert_int_equal(xsvc_sync(svc, bad, -1, &r), -EPROTO);
 	close(bad);
 	bad = mk_index(4, sizeof(struct ferry_xsvc_set) / 2);
-	assert_int_equal(xsvc_sync(svc, bad, &r), -EPROTO);
+	assert_int_equal(xsvc_sync(svc, bad, -1, &r), -EPROTO);
 	close(bad);
 
 	/* One set of four ways: three XDP services and a socket-only one. */
@@ -1121,7 +1121,7 @@ static void xsvc_sync_index(void **state)
 	put_svc(svc, 81, 2, FERRY_SVC_F_XDP);
 	put_svc(svc, 82, 3, FERRY_SVC_F_XDP);
 	put_svc(svc, 83, 4, 0);
-	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(xsvc_sync(svc, idx, -1, &r), 0);
 	assert_int_equal(r.indexed, 3);
 	assert_int_equal(r.added, 3);
 	assert_int_equal(r.overflow, 0);
@@ -1132,7 +1132,7 @@ static void xsvc_sync_index(void **state)
 	assert_int_equal(n, 3);
 
 	/* Nothing changed: nothing written. */
-	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(xsvc_sync(svc, idx, -1, &r), 0);
 	assert_int_equal(r.added + r.removed, 0);
 
 	/* Same key, new id (deleted and created again): the entry is replaced,
@@ -1140,13 +1140,13 @@ static void xsvc_sync_index(void **state)
 	put_svc(svc, 80, 9, FERRY_SVC_F_XDP);
 	put_svc(svc, 84, 5, FERRY_SVC_F_XDP);
 	put_svc(svc, 85, 6, FERRY_SVC_F_XDP);
-	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(xsvc_sync(svc, idx, -1, &r), 0);
 	assert_int_equal(r.removed, 1);
 	assert_int_equal(r.indexed, 3);
 	assert_int_equal(r.overflow, 2);
 	assert_int_equal(bpf_map_lookup_elem(idx, &zero, &set), 0);
 	assert_int_equal(set.way[0].flags, FERRY_XSVC_F_VALID | FERRY_XSVC_F_MORE);
-	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(xsvc_sync(svc, idx, -1, &r), 0);
 	assert_int_equal(r.indexed, 4);
 	assert_int_equal(r.overflow, 1);
 	for (i = 0; i < FERRY_XSVC_WAYS; i++)
@@ -1155,14 +1155,83 @@ static void xsvc_sync_index(void **state)
 	/* Two go: all fit, the set no longer sends misses to ferry_svc_v1. */
 	put_svc(svc, 81, 2, 0);
 	put_svc(svc, 82, 3, 0);
-	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
-	assert_int_equal(xsvc_sync(svc, idx, &r), 0);
+	assert_int_equal(xsvc_sync(svc, idx, -1, &r), 0);
+	assert_int_equal(xsvc_sync(svc, idx, -1, &r), 0);
 	assert_int_equal(r.indexed, 3);
 	assert_int_equal(r.overflow, 0);
 	assert_int_equal(bpf_map_lookup_elem(idx, &zero, &set), 0);
 	assert_int_equal(set.way[0].flags, FERRY_XSVC_F_VALID);
 	close(idx);
 	close(svc);
+}
+
+/* The filter bit of put_svc()'s service on port. */
+static __u32 vipf_index(__u16 port)
+{
+	struct ferry_svc_key k = { .addr = { htonl(0xc6336401) }, .port = htons(port),
+				   .proto = IPPROTO_TCP, .family = AF_INET };
+
+	return ferry_xvipf_bit(ferry_xsvc_hash(&k));
+}
+
+static bool vipf_bit(const struct ferry_xvipf *f, __u16 port)
+{
+	__u32 bit = vipf_index(port);
+
+	return f->w[bit / 64] >> (bit % 64) & 1;
+}
+
+/* The VIP filter: a clear bit for each XDP VIP, every other bit set; a VIP
+ * that goes sets its bit again; a filter never built (zero) gets built. */
+static void xsvc_sync_filter(void **state)
+{
+	struct ferry_xvipf *f = calloc(1, sizeof(*f));
+	struct xsvc_report r;
+	int svc, idx, flt, i, clear;
+	__u32 zero = 0;
+
+	(void)state;
+	assert_non_null(f);
+	svc = mk_hash("t_svc", sizeof(struct ferry_svc_key), sizeof(struct ferry_svc), 16);
+	if (svc < 0) {
+		free(f);
+		skip();
+	}
+	idx = mk_index(4, sizeof(struct ferry_xsvc_set));
+	flt = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_xvipf", 4, sizeof(*f), 1, NULL);
+	assert_true(idx >= 0 && flt >= 0);
+	put_svc(svc, 80, 1, FERRY_SVC_F_XDP);
+	put_svc(svc, 81, 2, FERRY_SVC_F_XDP);
+	put_svc(svc, 82, 3, 0);
+	assert_int_equal(xsvc_sync(svc, idx, flt, &r), 0);
+	assert_int_equal(bpf_map_lookup_elem(flt, &zero, f), 0);
+	assert_false(vipf_bit(f, 80));
+	assert_false(vipf_bit(f, 81));
+	assert_true(vipf_bit(f, 82));		/* a socket-only service is no XDP VIP */
+	assert_true(vipf_bit(f, 9999));
+	for (i = 0, clear = 0; i < (int)FERRY_XVIPF_BITS; i++)
+		clear += !(f->w[i / 64] >> (i % 64) & 1);
+	assert_true(clear >= 1 && clear <= 2);	/* the two VIPs' bits (one if they share it) */
+
+	/* 81 stops being an XDP service: its bit is set again. */
+	put_svc(svc, 81, 2, 0);
+	assert_int_equal(xsvc_sync(svc, idx, flt, &r), 0);
+	assert_int_equal(bpf_map_lookup_elem(flt, &zero, f), 0);
+	assert_false(vipf_bit(f, 80));
+	if (vipf_index(81) != vipf_index(80))	/* else it shares 80's bit */
+		assert_true(vipf_bit(f, 81));
+
+	/* A filter never built (all zero: "ask the index") is built. */
+	memset(f, 0, sizeof(*f));
+	assert_int_equal(bpf_map_update_elem(flt, &zero, f, BPF_ANY), 0);
+	assert_int_equal(xsvc_sync(svc, idx, flt, &r), 0);
+	assert_int_equal(bpf_map_lookup_elem(flt, &zero, f), 0);
+	assert_false(vipf_bit(f, 80));
+	assert_true(vipf_bit(f, 9999));
+	close(flt);
+	close(idx);
+	close(svc);
+	free(f);
 }
 
 int main(void)
@@ -1185,6 +1254,7 @@ int main(void)
 		cmocka_unit_test(plan_random_walk),
 		cmocka_unit_test(plan_apply_order),
 		cmocka_unit_test(xsvc_sync_index),
+		cmocka_unit_test(xsvc_sync_filter),
 	};
 
 	return cmocka_run_group_tests_name("reconcile", tests, NULL, NULL);

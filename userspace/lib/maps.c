@@ -44,7 +44,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	size_t i;
 	int err;
 
-	m->xring = m->xcfg = m->xsvc = -1;
+	m->xring = m->xcfg = m->xsvc = m->xvipf = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		*t[i].fd = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -66,13 +66,16 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	}
 	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XSVC, &m->xsvc))
 		m->xsvc = -1;
+	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XVIPF, &m->xvipf))
+		m->xvipf = -1;
 	return 0;
 }
 
 void ferry_maps_close(struct ferry_maps *m)
 {
 	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
-		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg, &m->xsvc };
+		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg, &m->xsvc,
+		       &m->xvipf };
 	size_t i;
 
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {

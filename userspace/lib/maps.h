@@ -13,9 +13,9 @@
 
 struct ferry_maps {
 	int	svc, slot, be, bestat, mag, rev, stats, status, name;
-	/* XDP rings, config and VIP index: -1 when the XDP load balancer was
-	 * never loaded. */
-	int	xring, xcfg, xsvc;
+	/* XDP rings, config, VIP index and filter: -1 when the XDP load
+	 * balancer was never loaded (or, the filter, by an older version). */
+	int	xring, xcfg, xsvc, xvipf;
 	__u32	max_services, max_backends;
 };
 

@@ -521,6 +521,45 @@ static bool xsvc_key_eq(const struct ferry_svc_key *a, const struct ferry_svc_ke
 }
 
 /*
+ * The VIP filter (include/ferry/xdp.h) with the bits of want[0..nw) cleared:
+ * from scratch (every other bit set), or from the filter as it is (only
+ * clearing). Written only if it changes. A write copies the value while
+ * the data path may read it, but a bit clear in both the old and the new
+ * filter is clear in any mix of the two, so a VIP in both is never missed.
+ */
+static int xvipf_write(int fd, const struct xsvc_want *want, size_t nw, bool scratch)
+{
+	struct ferry_xvipf *cur = malloc(sizeof(*cur)), *f = malloc(sizeof(*f));
+	__u32 zero = 0;
+	size_t i;
+	int err = 0;
+
+	if (!cur || !f) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (bpf_map_lookup_elem(fd, &zero, cur)) {
+		err = -errno;
+		goto out;
+	}
+	if (scratch)
+		memset(f, 0xff, sizeof(*f));
+	else
+		memcpy(f, cur, sizeof(*f));
+	for (i = 0; i < nw; i++) {
+		__u32 bit = ferry_xvipf_bit(ferry_xsvc_hash(&want[i].key));
+
+		f->w[bit / 64] &= ~(1ULL << (bit % 64));
+	}
+	if (memcmp(f, cur, sizeof(*f)) && bpf_map_update_elem(fd, &zero, f, BPF_ANY))
+		err = -errno;
+out:
+	free(cur);
+	free(f);
+	return err;
+}
+
+/*
  * Bring the VIP index in line with the XDP services of ferry_svc_v1 in three
  * passes, each a set of single-word publications the data path can read at
  * any moment: (1) entries of services that are gone or moved are emptied
@@ -529,9 +568,11 @@ static bool xsvc_key_eq(const struct ferry_svc_key *a, const struct ferry_svc_ke
  * is between the key and the id of the old entry cannot pair them with the
  * new; (3) each set's flags say it is built, and whether a VIP of it is
  * only in ferry_svc_v1 (a full set). Entries never move, so a VIP that
- * stays is found throughout.
+ * stays is found throughout. The VIP filter in front of the index (xvipf_fd,
+ * -1 if none) lets the new VIPs through before pass (2) and is rebuilt for
+ * exactly the XDP VIPs after pass (3).
  */
-int xsvc_sync(int svc_fd, int xsvc_fd, struct xsvc_report *r)
+int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r)
 {
 	struct ferry_svc_key *keys = NULL;
 	struct ferry_svc *vals = NULL;
@@ -569,6 +610,8 @@ int xsvc_sync(int svc_fd, int xsvc_fd, struct xsvc_report *r)
 		nw++;
 	}
 	qsort(want, nw, sizeof(*want), xsvc_want_cmp);
+	if (xvipf_fd >= 0 && (err = xvipf_write(xvipf_fd, want, nw, false)))
+		goto out;
 
 	for (s = 0; s < nsets; s++) {
 		for (k = 0; k < FERRY_XSVC_WAYS; k++) {
@@ -618,6 +661,8 @@ int xsvc_sync(int svc_fd, int xsvc_fd, struct xsvc_report *r)
 		if (sets[s].way[0].flags != f)
 			__atomic_store_n(&sets[s].way[0].flags, f, __ATOMIC_RELEASE);
 	}
+	if (xvipf_fd >= 0)
+		err = xvipf_write(xvipf_fd, want, nw, true);
 out:
 	array_munmap(sets, sizeof(*sets), nsets);
 	free(keys);
@@ -661,7 +706,7 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	 * writers raced, an operator wrote a service by hand) repairs it, so
 	 * ferryd's periodic resync undoes drift here as everywhere. */
 	if (m->xsvc >= 0 &&
-	    (ret = apply_step(xsvc_sync(m->svc, m->xsvc, &xr), FERRY_MAP_XSVC, err, errlen)))
+	    (ret = apply_step(xsvc_sync(m->svc, m->xsvc, m->xvipf, &xr), FERRY_MAP_XSVC, err, errlen)))
 		return ret;
 	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);
 	if (m->xring >= 0)

@@ -74,9 +74,10 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 struct xsvc_report {
 	size_t	indexed, overflow, added, removed;
 };
-/* Derive the XDP VIP index (ferry_xsvc_v1) from ferry_svc_v1, writing only
- * what differs; plan_apply() calls it every time, ferryd once after loading. */
-int xsvc_sync(int svc_fd, int xsvc_fd, struct xsvc_report *r);
+/* Derive the XDP VIP index (ferry_xsvc_v1) and the VIP filter in front of it
+ * (ferry_xvipf_v1; xvipf_fd -1: none) from ferry_svc_v1, writing only what
+ * differs; plan_apply() calls it every time, ferryd once after loading. */
+int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r);
 
 /* The desired form of a service as it is now in the maps (ferryctl edits it). */
 int svc_state_to_reg(const struct svc_state *s, struct reg_service *out);
