@@ -202,6 +202,9 @@ check "xdp stats count the bounced packets (tx=$tx)" test "${tx:-0}" -gt 0
 # Both VIPs are in the VIP index, so no packet needed the service hash map.
 check "xdp VIP index holds both VIPs" \
 	bash -c "'$B/ferryctl' --bpffs '$PIN' xdp stats | grep -q '^VIP index: 2 VIP(s)'"
+# Two VIPs: one or two bits of the filter open (two unless they share one).
+check "xdp VIP filter built for the VIPs" \
+	bash -c "'$B/ferryctl' --bpffs '$PIN' xdp stats | grep -Eq '^VIP filter: [12] of 131072 bits'"
 check "xdp VIP index answered every lookup" test "$(xstat vip_slow_lookup)" = 0
 
 # An established connection, then its backend's weight goes to 0.

@@ -127,6 +127,20 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 			       (unsigned long long)full, FERRY_MAP_SVC);
 		}
 	}
+	if (c->maps.xvipf >= 0 && !xvipf_count(c->maps.xvipf, &used)) {
+		if (jo) {
+			struct json_object *jx = json_object_new_object();
+
+			json_object_object_add(jx, "open_bits", json_object_new_int64(used));
+			json_object_object_add(jx, "bits", json_object_new_int64(FERRY_XVIPF_BITS));
+			json_object_object_add(jo, "vip_filter", jx);
+		} else if (used == FERRY_XVIPF_BITS) {
+			printf("VIP filter: not built: every packet asks the index\n");
+		} else {
+			printf("VIP filter: %llu of %u bits let packets on to the index (%.2f%%)\n",
+			       (unsigned long long)used, FERRY_XVIPF_BITS, 100.0 * used / FERRY_XVIPF_BITS);
+		}
+	}
 	if (!c->json && fvip >= 0 && fbe >= 0)
 		printf("\n%-32s %-28s %12s %14s\n", "service / backend", "address", "packets", "bytes");
 	for (i = 0; fvip >= 0 && fbe >= 0 && i < st.n; i++) {

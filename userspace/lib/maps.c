@@ -474,6 +474,23 @@ void xcnt_close(struct xcnt_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
+int xvipf_count(int fd, __u64 *open_bits)
+{
+	struct ferry_xvipf *f = malloc(sizeof(*f));
+	__u32 zero = 0, i;
+	int err = 0;
+
+	*open_bits = 0;
+	if (!f)
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(fd, &zero, f))
+		err = -errno;
+	for (i = 0; !err && i < FERRY_XVIPF_BITS / 64; i++)
+		*open_bits += 64 - __builtin_popcountll(f->w[i]);
+	free(f);
+	return err;
+}
+
 int xsvc_count(int fd, __u64 *used, __u64 *capacity, __u64 *sets_full)
 {
 	const struct ferry_xsvc_set *sets;

@@ -75,6 +75,10 @@ int xflow_count(int fd, __u64 *used, __u64 *capacity);
  * sets with a VIP left out (full; misses there ask ferry_svc_v1). */
 int xsvc_count(int fd, __u64 *used, __u64 *capacity, __u64 *sets_full);
 
+/* The XDP VIP filter (ferry_xvipf_v1): its bits that let packets through to
+ * the index (all of them: not built yet). */
+int xvipf_count(int fd, __u64 *open_bits);
+
 /* Read or write the daemon status record. */
 int status_read(const struct ferry_maps *m, struct ferry_status *st);
 int status_write(const struct ferry_maps *m, const struct ferry_status *st);
