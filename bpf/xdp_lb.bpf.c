@@ -187,7 +187,7 @@ struct xpkt {
 
 /*
  * What the parser and lb() return: XP_CONTINUE, or a verdict, an XDP action
- * and the ferry_xstat_v1 slot it is counted under (XV_UNCOUNTED: none).
+ * and the ferry_xstat_v2 slot it is counted under (XV_UNCOUNTED: none).
  * The program counts a verdict once, on its way out, so the many ways to
  * pass or drop share one counter update instead of each inlining its own.
  */

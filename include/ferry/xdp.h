@@ -192,9 +192,11 @@ static inline __attribute__((always_inline)) __u32 ferry_xsvc_set_of(const struc
  * ferry_xsvc_hash() value modulo FERRY_XVIPF_BITS, SET when no XDP VIP
  * hashes there. A packet whose bit is set is no VIP and passes without
  * reading the index. 16 KiB in a small array that is not mmapable, so the
- * kernel allocates it from the direct map, where the data path's TLB miss
- * is cheap; the index (1 MiB by default) is vmalloc'd, a page walk per
- * packet on the benchmark machine (docs/benchmarks.md, sixth round).
+ * kernel normally kmallocs it (the direct map, where the data path's TLB
+ * miss is cheap; vmalloc if memory is too fragmented, and then it costs
+ * what the index does); the index (2 MiB by default) is vmalloc'd, a page
+ * walk per packet on the benchmark machine (docs/benchmarks.md, sixth
+ * round). Writers take turns (xsvc_sync_maps: flock on the pin directory).
  * All zero, as created or never built, means "ask the index": the filter
  * can only err towards asking. xsvc_sync() clears the bits of new VIPs
  * before it indexes them, and sets the bits of VIPs gone after.
@@ -214,7 +216,7 @@ static inline __attribute__((always_inline)) __u32 ferry_xvipf_bit(__u32 hash)
  * The XDP counters are per CPU, but kept in plain arrays, one row per
  * possible CPU, not in per-CPU maps: a per-CPU map's values live in the
  * kernel's per-CPU area, and reaching it cost the data path a page walk of
- * its own per packet (~35 ns of a ~125 ns established-flow packet on the
+ * its own per packet (~40 ns of a ~135 ns established-flow packet on the
  * benchmark machine, docs/benchmarks.md "Sixth round"). Rows of one CPU are
  * written by that CPU only, as per-CPU values are.
  *

@@ -1427,6 +1427,8 @@ static void test_unsized_cpu(void)
 	ok &= ASSERT_TRUE(one != NULL, "open a second copy");
 	if (!ok)
 		goto out;
+	ok &= ASSERT_EQ(ferry_xdp_size(one->obj, 1024, 4096, NULL, NULL), -EINVAL,
+			"sizing the counters without the program's strides is refused");
 	err = size_lb(one);
 	if (!err)
 		err = bpf_map__set_max_entries(one->maps.ferry_xnh, FERRY_XNH_SLOTS);
@@ -1466,6 +1468,7 @@ static void test_counters(void)
 	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
 	int ncpu = libbpf_num_possible_cpus(), i, n = 500, cpu1 = ncpu > 1 && get_nprocs() > 1;
 	struct xcnt_view vip = {}, be = {};
+	__u32 max = 0;
 	struct ferry_xcnt sum, row;
 	struct ferry_svc s;
 	__u32 be_id, key;
@@ -1495,8 +1498,9 @@ static void test_counters(void)
 	be_id = svc_backend("198.51.100.80", 80, IPPROTO_TCP, 0);
 	ok &= ASSERT_EQ(xcnt_open(bpf_map__fd(lb->maps.ferry_xvip_v2), &vip), 0, "map VIP counters");
 	ok &= ASSERT_EQ(xcnt_open(bpf_map__fd(lb->maps.ferry_xbe_v2), &be), 0, "map backend counters");
-	ok &= ASSERT_EQ(vip.stride, 1025, "VIP columns: services + 1");
-	ok &= ASSERT_EQ(vip.n, vip.stride * ncpu, "a row per possible CPU");
+	ok &= ASSERT_EQ(map_max_entries(bpf_map__fd(lb->maps.ferry_xvip_v2), &max), 0, "size");
+	ok &= ASSERT_EQ(max, 1025 * ferry_cpu_rows(), "a row of services + 1 per possible CPU");
+	ok &= ASSERT_EQ(vip.stride, 1025, "the reader's columns");
 	xcnt_get(&vip, s.id, &sum);
 	ok &= ASSERT_EQ(sum.packets, n, "VIP packets");
 	ok &= ASSERT_EQ(sum.bytes, n * (14 + 20 + 20 + 46), "VIP bytes");
@@ -1504,11 +1508,12 @@ static void test_counters(void)
 	ok &= ASSERT_EQ(sum.packets, n, "backend packets");
 	/* The rows as the program wrote them: CPU c at c * stride + id. */
 	key = s.id;
-	bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xvip_v2), &key, &row);
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xvip_v2), &key, &row), 0, "row 0");
 	ok &= ASSERT_EQ(row.packets, cpu1 ? n / 5 : n, "CPU 0's row");
 	if (cpu1) {
-		key = vip.stride + s.id;
-		bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xvip_v2), &key, &row);
+		key = 1025 + s.id;
+		ok &= ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xvip_v2), &key, &row), 0,
+				"row 1");
 		ok &= ASSERT_EQ(row.packets, n - n / 5, "CPU 1's row");
 	}
 	ok &= ASSERT_TRUE(distinct > 200, "outer sources spread over the /24 (%d distinct of %d flows)", distinct, n);

@@ -168,6 +168,11 @@ start_ferryd "$NS_B2" "$PIN_B2" "$CG/b2" "$TMP/b2.log" --registry "$TMP/empty.js
 # A counter map an earlier version pinned (per-CPU): this ferryd removes it.
 mkdir -p "$PIN" && bpftool map create "$PIN/ferry_xstat_v1" type percpu_array key 4 value 8 \
 	entries 32 name ferry_xstat_v1 || { echo "FAIL xdp: pinning an old map"; exit 1; }
+# A VIP filter left stale by an older version: every bit says "no VIP here".
+bpftool map create "$PIN/ferry_xvipf_v1" type array key 4 value 16384 entries 1 \
+	name ferry_xvipf_v1 &&
+	bpftool map update pinned "$PIN/ferry_xvipf_v1" key 0 0 0 0 value $(printf '0xff %.0s' $(seq 16384)) ||
+	{ echo "FAIL xdp: pinning a stale filter"; exit 1; }
 start_ferryd "$NS_L" "$PIN" "$CG/lb" "$TMP/lb.log" --registry "$TMP/lb.json" --xdp-iface ll0 \
 	--max-services 1024 --max-backends 4096 --xdp-flows 65536 \
 	--xdp-src 198.51.100.128/25 --xdp-src 2001:db8:f::/64 ||

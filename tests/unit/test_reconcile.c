@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <cmocka.h>
 
 #include <ferry/abi.h>
@@ -1234,9 +1235,24 @@ static void xsvc_sync_filter(void **state)
 	free(f);
 }
 
+/* Rows of the XDP per-CPU arrays: the highest possible CPU id + 1, holes
+ * in the mask included (CPU ids index the rows). */
+static void cpu_rows_from_mask(void **state)
+{
+	(void)state;
+	assert_int_equal(cpu_mask_rows("0\n"), 1);
+	assert_int_equal(cpu_mask_rows("0-1\n"), 2);
+	assert_int_equal(cpu_mask_rows("0-3,8-11\n"), 12);
+	assert_int_equal(cpu_mask_rows("0,2,5\n"), 6);
+	assert_int_equal(cpu_mask_rows(""), -EINVAL);
+	assert_int_equal(cpu_mask_rows("-\n"), -EINVAL);
+	assert_true(ferry_cpu_rows() >= libbpf_num_possible_cpus());
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(cpu_rows_from_mask),
 		cmocka_unit_test(plan_new_service),
 		cmocka_unit_test(plan_unchanged_zero_writes),
 		cmocka_unit_test(plan_weight_change_round_robin_one_write),

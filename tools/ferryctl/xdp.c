@@ -82,13 +82,18 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 		fvip = bpf_obj_get(path);
 		ferry_pin_path(path, sizeof(path), c->bpffs, FERRY_MAP_XBE);
 		fbe = bpf_obj_get(path);
-		if (fvip >= 0 && fbe >= 0 && (xcnt_open(fvip, &vip) || xcnt_open(fbe, &be))) {
-			ret = ctl_err(c, "mapping the XDP counters under", c->bpffs, -EPROTO);
+		if (fvip >= 0 && fbe >= 0 &&
+		    ((err = xcnt_open(fvip, &vip)) || (err = xcnt_open(fbe, &be)))) {
+			ret = ctl_err(c, "mapping the XDP counters under", c->bpffs, err);
 			goto cleanup;
 		}
 	}
 	if ((err = fstate_load(&c->maps, &st))) {
 		ret = ctl_err(c, "reading the maps under", c->bpffs, err);
+		goto cleanup;
+	}
+	if ((err = xstat_sum(fst, v))) {
+		ret = ctl_err(c, "reading", FERRY_MAP_XSTAT, err);
 		goto cleanup;
 	}
 	if (c->json) {
@@ -99,10 +104,6 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 		json_object_object_add(jo, "vips", jv);
 	} else {
 		printf("%-22s %14s\n", "counter", "packets");
-	}
-	if ((err = xstat_sum(fst, v))) {
-		ret = ctl_err(c, "reading", FERRY_MAP_XSTAT, err);
-		goto cleanup;
 	}
 	for (i = 0; i < FERRY_XSTAT_MAX; i++) {
 		if (!xstat_names[i])

@@ -220,7 +220,7 @@ int loader_load(struct ferryd *d)
 
 		/* A new (or older) index is built from the services already
 		 * pinned; until then the XDP path asks ferry_svc_v1. */
-		if ((err = xsvc_sync(d->maps.svc, d->maps.xsvc, d->maps.xvipf, &xr))) {
+		if ((err = xsvc_sync_maps(&d->maps, &xr))) {
 			log_warnx("building %s: %s", FERRY_MAP_XSVC, strerror(-err));
 			return err;
 		}

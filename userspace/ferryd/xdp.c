@@ -241,8 +241,10 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 		return err;
 	/* Counters and next-hop cache: per CPU, per service, per backend. */
 	if ((err = ferry_xdp_size(lb->obj, d->cfg.max_services, d->cfg.max_backends,
-				  &lb->rodata->ferry_xvip_stride, &lb->rodata->ferry_xbe_stride)))
+				  &lb->rodata->ferry_xvip_stride, &lb->rodata->ferry_xbe_stride))) {
+		log_warnx("sizing xdp_lb's per-CPU arrays: %s", strerror(-err));
 		return err;
+	}
 	sz[0].m = lb->maps.ferry_xring_v1, sz[0].n = d->cfg.max_services + 1;
 	sz[1].m = lb->maps.ferry_xflow_v3;
 	sz[1].n = (xo.flows + FERRY_XFLOW_WAYS - 1) / FERRY_XFLOW_WAYS;
@@ -272,6 +274,13 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	if (bpf_map_update_elem(bpf_map__fd(lb->maps.ferry_xcfg_v1), &zero, &xo.cfg, BPF_ANY)) {
 		err = -errno;
 		log_warn("writing %s", FERRY_MAP_XCFG);
+		return err;
+	}
+	/* A reused filter may predate VIPs an older version added (it did not
+	 * keep the filter): "ask the index" until the sync after loading
+	 * rebuilds it. */
+	if ((err = xvipf_reset(bpf_map__fd(lb->maps.ferry_xvipf_v1)))) {
+		log_warnx("clearing %s: %s", FERRY_MAP_XVIPF, strerror(-err));
 		return err;
 	}
 	for (i = 0; i < xo.n_lb; i++) {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <mntent.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -44,7 +45,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	size_t i;
 	int err;
 
-	m->xring = m->xcfg = m->xsvc = m->xvipf = -1;
+	m->xring = m->xcfg = m->xsvc = m->xvipf = m->dirfd = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		*t[i].fd = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -68,6 +69,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 		m->xsvc = -1;
 	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XVIPF, &m->xvipf))
 		m->xvipf = -1;
+	m->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return 0;
 }
 
@@ -75,7 +77,7 @@ void ferry_maps_close(struct ferry_maps *m)
 {
 	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
 		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg, &m->xsvc,
-		       &m->xvipf };
+		       &m->xvipf, &m->dirfd };
 	size_t i;
 
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
@@ -380,10 +382,43 @@ void array_munmap(const void *p, size_t vsz, __u32 n)
 		munmap((void *)p, (size_t)n * vsz);
 }
 
+int cpu_mask_rows(const char *mask)
+{
+	const char *p;
+	char *end;
+	long hi = -1, v;
+
+	/* "0-3,5,8-11": ids and ranges; the largest number is the highest id. */
+	for (p = mask; *p; p = end) {
+		if (*p < '0' || *p > '9') {
+			end = (char *)p + 1;
+			continue;
+		}
+		v = strtol(p, &end, 10);
+		hi = v > hi ? v : hi;
+	}
+	return hi >= 0 && hi < 65536 ? (int)hi + 1 : -EINVAL;
+}
+
+int ferry_cpu_rows(void)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "r");
+	char buf[4096] = "";
+	int n;
+
+	if (f) {
+		if (!fgets(buf, sizeof(buf), f))
+			buf[0] = 0;
+		fclose(f);
+	}
+	n = cpu_mask_rows(buf);
+	return n > 0 ? n : libbpf_num_possible_cpus();
+}
+
 int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32 *xvip_stride,
 		   __u32 *xbe_stride)
 {
-	int ncpu = libbpf_num_possible_cpus(), err, i;
+	int ncpu = ferry_cpu_rows(), err, i;
 	const struct {
 		const char	*name;
 		__u64		cols;
@@ -396,6 +431,10 @@ int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32
 
 	if (ncpu <= 0)
 		return ncpu < 0 ? ncpu : -EINVAL;
+	/* Maps sized without the program's strides would not match them. */
+	if ((!xvip_stride && bpf_object__find_map_by_name(obj, FERRY_MAP_XVIP)) ||
+	    (!xbe_stride && bpf_object__find_map_by_name(obj, FERRY_MAP_XBE)))
+		return -EINVAL;
 	for (i = 0; i < (int)(sizeof(t) / sizeof(t[0])); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, t[i].name);
 
@@ -436,7 +475,7 @@ int xstat_sum(int fd, __u64 *sum)
 
 int xcnt_open(int fd, struct xcnt_view *v)
 {
-	int ncpu = libbpf_num_possible_cpus(), err;
+	int ncpu = ferry_cpu_rows(), err;
 	void *a;
 
 	memset(v, 0, sizeof(*v));
@@ -487,6 +526,20 @@ int xvipf_count(int fd, __u64 *open_bits)
 		err = -errno;
 	for (i = 0; !err && i < FERRY_XVIPF_BITS / 64; i++)
 		*open_bits += 64 - __builtin_popcountll(f->w[i]);
+	free(f);
+	return err;
+}
+
+int xvipf_reset(int fd)
+{
+	struct ferry_xvipf *f = calloc(1, sizeof(*f));
+	__u32 zero = 0;
+	int err = 0;
+
+	if (!f)
+		return -ENOMEM;
+	if (bpf_map_update_elem(fd, &zero, f, BPF_ANY))
+		err = -errno;
 	free(f);
 	return err;
 }

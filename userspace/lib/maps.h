@@ -16,6 +16,9 @@ struct ferry_maps {
 	/* XDP rings, config, VIP index and filter: -1 when the XDP load
 	 * balancer was never loaded (or, the filter, by an older version). */
 	int	xring, xcfg, xsvc, xvipf;
+	/* The pin directory itself: writers of the VIP index and filter
+	 * serialize on it (flock), -1 when not opened from a directory. */
+	int	dirfd;
 	__u32	max_services, max_backends;
 };
 
@@ -53,6 +56,12 @@ void array_munmap(const void *p, size_t vsz, __u32 n);
  * the program's .rodata strides (skel->rodata->ferry_*_stride) or are NULL.
  */
 struct bpf_object;
+/* Rows of those arrays: the highest possible CPU id + 1 (CPU ids index them,
+ * and the possible mask may have holes). */
+int ferry_cpu_rows(void);
+/* The same from a CPU list as the kernel prints it ("0-3,8-11": 12); -EINVAL
+ * if it names no CPU. */
+int cpu_mask_rows(const char *mask);
 int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32 *xvip_stride,
 		   __u32 *xbe_stride);
 /* ferry_xstat_v2 summed over CPUs into sum[FERRY_XSTAT_MAX]. */
@@ -78,6 +87,8 @@ int xsvc_count(int fd, __u64 *used, __u64 *capacity, __u64 *sets_full);
 /* The XDP VIP filter (ferry_xvipf_v1): its bits that let packets through to
  * the index (all of them: not built yet). */
 int xvipf_count(int fd, __u64 *open_bits);
+/* Set it to all zero: every packet asks the index until xsvc_sync() runs. */
+int xvipf_reset(int fd);
 
 /* Read or write the daemon status record. */
 int status_read(const struct ferry_maps *m, struct ferry_status *st);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/file.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 
@@ -673,6 +674,21 @@ out:
 	return err;
 }
 
+int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r)
+{
+	int err;
+
+	/* One writer at a time: each derives the index and the filter from
+	 * ferry_svc_v1 as it finds it, and a writer whose view predates
+	 * another's change must not be the last to publish. */
+	if (m->dirfd >= 0 && flock(m->dirfd, LOCK_EX))
+		return -errno;
+	err = xsvc_sync(m->svc, m->xsvc, m->xvipf, r);
+	if (m->dirfd >= 0)
+		flock(m->dirfd, LOCK_UN);
+	return err;
+}
+
 int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen)
 {
 	struct xsvc_report xr;
@@ -705,8 +721,7 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	 * the index in agreement writes nothing, and one that does not (two
 	 * writers raced, an operator wrote a service by hand) repairs it, so
 	 * ferryd's periodic resync undoes drift here as everywhere. */
-	if (m->xsvc >= 0 &&
-	    (ret = apply_step(xsvc_sync(m->svc, m->xsvc, m->xvipf, &xr), FERRY_MAP_XSVC, err, errlen)))
+	if (m->xsvc >= 0 && (ret = apply_step(xsvc_sync_maps(m, &xr), FERRY_MAP_XSVC, err, errlen)))
 		return ret;
 	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);
 	if (m->xring >= 0)

@@ -78,6 +78,9 @@ struct xsvc_report {
  * (ferry_xvipf_v1; xvipf_fd -1: none) from ferry_svc_v1, writing only what
  * differs; plan_apply() calls it every time, ferryd once after loading. */
 int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r);
+/* xsvc_sync() on m's maps, holding m's pin directory locked (flock) so that
+ * writers (ferryd, ferryctl) take turns. */
+int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r);
 
 /* The desired form of a service as it is now in the maps (ferryctl edits it). */
 int svc_state_to_reg(const struct svc_state *s, struct reg_service *out);
