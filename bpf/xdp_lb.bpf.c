@@ -726,6 +726,8 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
  * Answer "fragmentation needed" (IPv4) for a datagram that does not fit
  * after encapsulation: [L2 back to the sender][IPv4][ICMP 3/4][quote].
  * The quote already sits where it belongs once the head grew by 28 bytes.
+ * A datagram that cannot be answered (too short to quote, the frame cannot
+ * grow) is dropped as drop_too_big, as one not allowed an answer is.
  */
 static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 {
@@ -740,29 +742,29 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 
 	l2_len &= 0x1f;
 	if (l2_save(data, end, &s, l2_len))
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	__builtin_memcpy(smac, data + 6, 6);
 	oip = data + l2_len;
 	if ((void *)(oip + 1) > end)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	vip = oip->daddr;
 	client = oip->saddr;
 	len = end - data;
 	if (len < l2_len + ICMP4_QUOTE)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	if (bpf_xdp_adjust_head(ctx, -grow))
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + ICMP4_QUOTE) - (int)(len + grow)))
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	if (data + l2_len + grow + ICMP4_QUOTE > end)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	if (l2_write(data, end, &s, smac, s.dst, bpf_htons(XETH_P_IP)))
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	ic = data + l2_len + sizeof(struct iphdr);
 	if ((void *)ic + sizeof(*ic) + ICMP4_QUOTE > end)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	ic->type = 3;
 	ic->code = 4;
 	ic->checksum = 0;
@@ -781,7 +783,7 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	o.check = ip4_csum(&o);
 	oip = data + l2_len;
 	if ((void *)(oip + 1) > end)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	__builtin_memcpy(oip, &o, sizeof(o));
 	return XV(XDP_TX, FERRY_XSTAT_ICMP_TOO_BIG);
 }
@@ -806,29 +808,29 @@ static __noinline int too_big6(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 
 	l2_len &= 0x1f;
 	if (l2_save(data, end, &s, l2_len))
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	__builtin_memcpy(smac, data + 6, 6);
 	ip = data + l2_len;
 	if ((void *)(ip + 1) > end)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	copy6(ph.saddr, &ip->daddr);	/* from the VIP */
 	copy6(ph.daddr, &ip->saddr);	/* to the client */
 	len = end - data;
 	if (len < l2_len + ICMP6_QUOTE)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	if (bpf_xdp_adjust_head(ctx, -grow))
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + ICMP6_QUOTE) - (int)(len + grow)))
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
 	if (data + l2_len + grow + ICMP6_QUOTE > end)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	if (l2_write(data, end, &s, smac, s.dst, bpf_htons(XETH_P_IPV6)))
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	ic = data + l2_len + sizeof(struct ipv6hdr);
 	if ((void *)ic + sizeof(*ic) + ICMP6_QUOTE > end)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	ic->icmp6_type = 2;
 	ic->icmp6_code = 0;
 	ic->icmp6_cksum = 0;
@@ -840,7 +842,7 @@ static __noinline int too_big6(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	ic->icmp6_cksum = csum_fold(sum);
 	ip = data + l2_len;
 	if ((void *)(ip + 1) > end)
-		return XV(XDP_DROP, XV_UNCOUNTED);
+		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	*(__u32 *)ip = bpf_htonl(6U << 28);
 	ip->payload_len = bpf_htons(sizeof(*ic) + ICMP6_QUOTE);
 	ip->nexthdr = XIPPROTO_ICMPV6;
@@ -974,7 +976,6 @@ static __always_inline __u32 vip_lookup(const struct ferry_svc_key *sk)
 	if (f && (f->w[bit / 64] >> (bit % 64) & 1))
 		return 0;	/* no VIP hashes here */
 	found = xsvc_find(sk, hash, &id);
-
 	if (found >= 0)
 		return id;
 	xstat_inc(FERRY_XSTAT_VIP_SLOW);
