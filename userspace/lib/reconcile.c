@@ -522,27 +522,23 @@ static bool xsvc_key_eq(const struct ferry_svc_key *a, const struct ferry_svc_ke
 }
 
 /*
- * The VIP filter (include/ferry/xdp.h) with the bits of want[0..nw) cleared:
- * from scratch (every other bit set), or from the filter as it is (only
- * clearing). Written only if it changes. A write copies the value while
- * the data path may read it, but a bit clear in both the old and the new
- * filter is clear in any mix of the two, so a VIP in both is never missed.
+ * Publish the VIP filter (include/ferry/xdp.h) *cur with the bits of
+ * want[0..nw) cleared: from scratch (every other bit set), or from *cur
+ * (only clearing). Written only if it changes; *cur becomes what the map
+ * holds. A write copies the value while the data path may read it, but a
+ * bit clear in both the old and the new filter is clear in any mix of the
+ * two, so a VIP in both is never missed.
  */
-static int xvipf_write(int fd, const struct xsvc_want *want, size_t nw, bool scratch)
+static int xvipf_publish(int fd, struct ferry_xvipf *cur, const struct xsvc_want *want, size_t nw,
+			 bool scratch)
 {
-	struct ferry_xvipf *cur = malloc(sizeof(*cur)), *f = malloc(sizeof(*f));
+	struct ferry_xvipf *f = malloc(sizeof(*f));
 	__u32 zero = 0;
 	size_t i;
 	int err = 0;
 
-	if (!cur || !f) {
-		err = -ENOMEM;
-		goto out;
-	}
-	if (bpf_map_lookup_elem(fd, &zero, cur)) {
-		err = -errno;
-		goto out;
-	}
+	if (!f)
+		return -ENOMEM;
 	if (scratch)
 		memset(f, 0xff, sizeof(*f));
 	else
@@ -552,10 +548,12 @@ static int xvipf_write(int fd, const struct xsvc_want *want, size_t nw, bool scr
 
 		f->w[bit / 64] &= ~(1ULL << (bit % 64));
 	}
-	if (memcmp(f, cur, sizeof(*f)) && bpf_map_update_elem(fd, &zero, f, BPF_ANY))
-		err = -errno;
-out:
-	free(cur);
+	if (memcmp(f, cur, sizeof(*f))) {
+		if (bpf_map_update_elem(fd, &zero, f, BPF_ANY))
+			err = -errno;
+		else
+			memcpy(cur, f, sizeof(*cur));
+	}
 	free(f);
 	return err;
 }
@@ -579,9 +577,10 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r)
 	struct ferry_svc *vals = NULL;
 	struct xsvc_want *want = NULL, *w;
 	struct ferry_xsvc_set *sets = NULL;
+	struct ferry_xvipf *filter = NULL;
 	__u8 *freed = NULL, *more = NULL;
 	size_t n = 0, nw = 0, i;
-	__u32 nsets = 0, s;
+	__u32 nsets = 0, s, zero = 0;
 	void *p;
 	int err, k;
 
@@ -611,8 +610,18 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r)
 		nw++;
 	}
 	qsort(want, nw, sizeof(*want), xsvc_want_cmp);
-	if (xvipf_fd >= 0 && (err = xvipf_write(xvipf_fd, want, nw, false)))
-		goto out;
+	if (xvipf_fd >= 0) {
+		if (!(filter = malloc(sizeof(*filter)))) {
+			err = -ENOMEM;
+			goto out;
+		}
+		if (bpf_map_lookup_elem(xvipf_fd, &zero, filter)) {
+			err = -errno;
+			goto out;
+		}
+		if ((err = xvipf_publish(xvipf_fd, filter, want, nw, false)))
+			goto out;
+	}
 
 	for (s = 0; s < nsets; s++) {
 		for (k = 0; k < FERRY_XSVC_WAYS; k++) {
@@ -662,10 +671,11 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r)
 		if (sets[s].way[0].flags != f)
 			__atomic_store_n(&sets[s].way[0].flags, f, __ATOMIC_RELEASE);
 	}
-	if (xvipf_fd >= 0)
-		err = xvipf_write(xvipf_fd, want, nw, true);
+	if (filter)
+		err = xvipf_publish(xvipf_fd, filter, want, nw, true);
 out:
 	array_munmap(sets, sizeof(*sets), nsets);
+	free(filter);
 	free(keys);
 	free(vals);
 	free(want);
