@@ -21,7 +21,6 @@
  */
 #include <errno.h>
 #include <sched.h>
-#include <sys/sysinfo.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1358,50 +1357,49 @@ static void test_unusable(void)
 	verdict("xdp backend with an OPEN circuit gets no new flows", ok);
 }
 
+/* Run this thread on CPU cpu; -errno if it may not. */
+static int on_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
+}
+
+/* Can the tests that move between CPU 0 and CPU 1 run here? Back on CPU 0. */
+static bool two_cpus(void)
+{
+	bool ok = libbpf_num_possible_cpus() >= 2 && !on_cpu(1);
+
+	on_cpu(0);
+	return ok;
+}
+
 /* A flow seen on CPU 0 keeps its backend when its packets show up on CPU 1
  * after the ring changed (the flow table's values are shared by CPUs). */
 static void test_other_cpu(void)
 {
 	struct bspec two[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
 	struct bspec three[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" }, { .ip = "192.0.2.13" } };
-	int ncpu = libbpf_num_possible_cpus(), i, moved = 0;
 	static int first[1000];
-	cpu_set_t set;
+	int i, moved = 0;
 	bool ok;
 
-	CPU_ZERO(&set);
-	CPU_SET(1, &set);
-	if (ncpu < 2 || sched_setaffinity(0, sizeof(set), &set)) {
+	if (!two_cpus()) {
 		printf("SKIP xdp flow moving CPUs keeps its backend: needs two CPUs\n");
 		return;
 	}
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
 	ok = ASSERT_EQ(svc_set("cpu", "198.51.100.70", 80, IPPROTO_TCP, true, two, 2), 0, "service");
 	for (i = 0; ok && i < 1000; i++)
 		first[i] = send_flow("198.51.100.70", 80, 7, 1000 + i, true, NULL);
 	ok &= ASSERT_EQ(svc_set("cpu", "198.51.100.70", 80, IPPROTO_TCP, true, three, 3), 0, "add");
-	CPU_ZERO(&set);
-	CPU_SET(1, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	on_cpu(1);
 	for (i = 0; ok && i < 1000; i++)
 		moved += send_flow("198.51.100.70", 80, 7, 1000 + i, false, NULL) != first[i];
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	on_cpu(0);
 	ok &= ASSERT_EQ(moved, 0, "flows that changed backend after moving CPU");
 	verdict("xdp flow moving CPUs keeps its backend", ok);
-}
-
-/* CPU cpu to run this thread on. */
-static void on_cpu(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	sched_setaffinity(0, sizeof(set), &set);
 }
 
 /*
@@ -1418,7 +1416,7 @@ static void test_unsized_cpu(void)
 	int i, b = 0, err;
 	bool ok;
 
-	if (libbpf_num_possible_cpus() < 2 || get_nprocs() < 2) {
+	if (!two_cpus()) {
 		printf("SKIP xdp CPU without a next-hop cache row forwards: needs two CPUs\n");
 		return;
 	}
@@ -1466,7 +1464,7 @@ out:
 static void test_counters(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
-	int ncpu = libbpf_num_possible_cpus(), i, n = 500, cpu1 = ncpu > 1 && get_nprocs() > 1;
+	int i, n = 500, cpu1 = two_cpus();
 	struct xcnt_view vip = {}, be = {};
 	__u32 max = 0;
 	struct ferry_xcnt sum, row;
@@ -1606,7 +1604,6 @@ static int setup_services(void)
 
 int main(void)
 {
-	cpu_set_t set;
 	int err;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1618,9 +1615,7 @@ int main(void)
 		printf("SKIP test_bpf_xdp: cannot build a network namespace: %s\n", strerror(-err));
 		return 0;
 	}
-	CPU_ZERO(&set);
-	CPU_SET(0, &set);
-	sched_setaffinity(0, sizeof(set), &set);
+	on_cpu(0);
 	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
 	err = load();
 	if (err) {
