@@ -138,10 +138,9 @@ struct ferry_xclient_set {
 /*
  * The VIP index: which (address, port, protocol) are XDP services, and their
  * ids, in an mmapable array of sets of FERRY_XSVC_WAYS entries. Every packet
- * asks it first, so a packet for no VIP (most of what an ingress interface
- * sees) costs one set read instead of a hash-map lookup, and VIP packets no
- * longer read ferry_svc_v1, whose values the socket LB writes (round-robin
- * cursor). Userspace derives it from ferry_svc_v1 after every change
+ * the VIP filter (below) does not rule out asks it first: one set read
+ * instead of a hash-map lookup, and VIP packets no longer read ferry_svc_v1,
+ * whose values the socket LB writes (round-robin cursor). Userspace derives it from ferry_svc_v1 after every change
  * (xsvc_sync, userspace/lib/reconcile.c); it is only ever an accelerator:
  *   - a set without FERRY_XSVC_F_VALID (not built yet) sends the lookup to
  *     ferry_svc_v1;
@@ -224,7 +223,8 @@ static inline __attribute__((always_inline)) __u32 ferry_xvipf_bit(__u32 hash)
  *   ferry_xvip_v2[cpu * stride + svc id]            stride: max services + 1
  *   ferry_xbe_v2[cpu * stride + backend id]         stride: max backends + 1
  *
- * Each map has (possible CPUs) x stride entries; readers sum a column.
+ * Each map has rows x stride entries, rows the highest possible CPU id + 1
+ * (ferry_cpu_rows); readers sum a column.
  */
 struct ferry_xcnt {
 	__u64	packets;
