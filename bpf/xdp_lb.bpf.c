@@ -120,13 +120,28 @@ struct {
 } ferry_xcfg_v1 SEC(".maps");
 
 /*
+ * The geometry (include/ferry/xdp.h): immediates that ferry_xdp_size()
+ * rewrites before load, the defaults the maps here are declared with until
+ * then. A 64-bit load of the marker; its low half is the value.
+ */
+#define XGEO(i, def)								\
+	({									\
+		__u64 __v;							\
+		asm("%0 = %1 ll" : "=r"(__v) : "i"(FERRY_XGEO_MARKER(i, def)));	\
+		(__u32)__v;							\
+	})
+#define XFLOW_SETS	XGEO(FERRY_XGEO_FLOW_SETS, FERRY_XDP_DEF_FLOWS / FERRY_XFLOW_WAYS)
+#define XSVC_SETS	XGEO(FERRY_XGEO_XSVC_SETS, FERRY_XSVC_DEF_SETS)
+#define XVIP_STRIDE	XGEO(FERRY_XGEO_XVIP_STRIDE, FERRY_DEF_MAX_SERVICES + 1)
+#define XBE_STRIDE	XGEO(FERRY_XGEO_XBE_STRIDE, FERRY_DEF_MAX_BACKENDS + 1)
+
+/*
  * Packets and bytes per VIP and per backend, CPU-major (include/ferry/xdp.h):
  * [cpu * stride + id]. The loader sizes each map to possible CPUs x stride
- * and sets the strides below with it; by default there is one CPU's row,
- * and a CPU beyond the map counts nothing. Mmapable, for the readers.
+ * and sets the strides (XVIP_STRIDE, XBE_STRIDE) with it; by default there
+ * is one CPU's row, and a CPU beyond the map counts nothing. Mmapable, for
+ * the readers.
  */
-const volatile __u32 ferry_xvip_stride = FERRY_DEF_MAX_SERVICES + 1;
-const volatile __u32 ferry_xbe_stride = FERRY_DEF_MAX_BACKENDS + 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -855,15 +870,13 @@ static __noinline int too_big6(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 /* ---- flow table ------------------------------------------------------- */
 
 /*
- * The set a flow hash lands in (ferry_xflow_set_of over the table's own
- * size), its index in *idx; NULL only if the lookup fails, and then every
- * packet of the flow is chosen from the ring (fail open).
+ * The set a flow hash lands in (ferry_xflow_set_of over the table's size),
+ * its index in *idx; NULL only if the lookup fails, and then every packet
+ * of the flow is chosen from the ring (fail open).
  */
 static __always_inline struct ferry_xflow_set *flow_set(__u64 h64, __u32 *idx)
 {
-	const struct bpf_map *m = (const void *)&ferry_xflow_v3;
-
-	*idx = ferry_xflow_set_of(h64, m->max_entries);
+	*idx = ferry_xflow_set_of(h64, XFLOW_SETS);
 	return bpf_map_lookup_elem(&ferry_xflow_v3, idx);
 }
 
@@ -936,8 +949,7 @@ static __always_inline void flow_insert(struct ferry_xflow_set *s, __u32 idx, in
  */
 static __always_inline int xsvc_find(const struct ferry_svc_key *sk, __u32 hash, __u32 *svc_id)
 {
-	const struct bpf_map *m = (const void *)&ferry_xsvc_v1;
-	__u32 idx = hash & (m->max_entries - 1);
+	__u32 idx = hash & (XSVC_SETS - 1);
 	/* port, proto, family as one word, from the fields (the parser stored
 	 * them one by one: a 32-bit load across those stores would stall) */
 	__u32 want = sk->port | (__u32)sk->proto << 16 | (__u32)sk->family << 24;
@@ -965,16 +977,23 @@ static __always_inline int xsvc_find(const struct ferry_svc_key *sk, __u32 hash,
 	return flags & FERRY_XSVC_F_MORE ? -1 : 0;
 }
 
-/* The XDP service of sk, or 0: the filter, the index, else ferry_svc_v1. */
-static __always_inline __u32 vip_lookup(const struct ferry_svc_key *sk)
+/* Does the filter say no XDP VIP hashes to hash (ferry_xsvc_hash)? */
+static __always_inline bool vip_filtered(__u32 hash)
 {
-	__u32 id = 0, zero = 0, hash = ferry_xsvc_hash(sk), bit = ferry_xvipf_bit(hash);
+	__u32 zero = 0, bit = ferry_xvipf_bit(hash);
 	const struct ferry_xvipf *f = bpf_map_lookup_elem(&ferry_xvipf_v1, &zero);
+
+	return f && (f->w[bit / 64] >> (bit % 64) & 1);
+}
+
+/* The XDP service of sk, whose hash the filter let by, or 0: the index,
+ * else ferry_svc_v1. */
+static __always_inline __u32 vip_lookup(const struct ferry_svc_key *sk, __u32 hash)
+{
 	struct ferry_svc *svc;
+	__u32 id = 0;
 	int found;
 
-	if (f && (f->w[bit / 64] >> (bit % 64) & 1))
-		return 0;	/* no VIP hashes here */
 	found = xsvc_find(sk, hash, &id);
 	if (found >= 0)
 		return id;
@@ -985,15 +1004,18 @@ static __always_inline __u32 vip_lookup(const struct ferry_svc_key *sk)
 
 /* ---- the program ------------------------------------------------------ */
 
-/* The load balancer proper, for a packet of XDP service svc_id. */
-static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id)
+/*
+ * The load balancer proper, for a packet of XDP service svc_id: its flow
+ * hash h64 and the flow's set fs (index fidx, NULL when it has none).
+ */
+static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, __u64 h64,
+			      struct ferry_xflow_set *fs, __u32 fidx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ferry_xflow_set *fs = NULL;
 	const struct ferry_xcfg *cfg;
 	struct xnh *nh = NULL, spare;
-	__u32 zero = 0, be_id = 0, hash, tag, olen, fidx = 0;
-	__u64 now, h64;
+	__u32 zero = 0, be_id = 0, hash, tag, olen;
+	__u64 now;
 	int ret, way = -1, why = NH_OK;
 
 	cfg = bpf_map_lookup_elem(&ferry_xcfg_v1, &zero);
@@ -1004,10 +1026,8 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id)
 		return ret;
 
 	now = bpf_jiffies64();
-	h64 = ferry_xflow_hash64(&p->key);
 	hash = (__u32)h64;
 	tag = ferry_xflow_tag(h64, svc_id);
-	fs = flow_set(h64, &fidx);
 	if (fs)
 		way = flow_find(fs, tag, &be_id);
 	if (p->syn) {
@@ -1055,8 +1075,8 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id)
 
 	if (p->icmp)
 		xstat_inc(FERRY_XSTAT_ICMP_FWD);
-	xcnt_add(&ferry_xvip_v2, ferry_xvip_stride, svc_id, p->pkt_len);
-	xcnt_add(&ferry_xbe_v2, ferry_xbe_stride, be_id, p->pkt_len);
+	xcnt_add(&ferry_xvip_v2, XVIP_STRIDE, svc_id, p->pkt_len);
+	xcnt_add(&ferry_xbe_v2, XBE_STRIDE, be_id, p->pkt_len);
 	if (encap(ctx, p, nh, cfg, hash))
 		return vdrop(FERRY_XSTAT_DROP_ADJUST);
 	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex)
@@ -1084,15 +1104,30 @@ int ferry_xdp_lb(struct xdp_md *ctx)
 	else
 		ret = xpass(FERRY_XSTAT_PASS_NOT_IP);
 	if (ret == XP_CONTINUE) {
-		__u32 svc_id = vip_lookup(ferry_xflow_vip(&p.key));
+		const struct ferry_svc_key *sk = ferry_xflow_vip(&p.key);
+		__u32 vhash = ferry_xsvc_hash(sk), svc_id = 0, fidx = 0;
+		struct ferry_xflow_set *fs = NULL;
+		__u64 h64 = 0;
 
+		if (!vip_filtered(vhash)) {
+			/* The flow's set matters only for a VIP, but its
+			 * address depends on the packet alone. Hashed before
+			 * the index is asked, the set's read follows the
+			 * index's closely enough for the CPU to have both
+			 * misses in flight at once; hashed after, it did not
+			 * (~30 ns more per established-flow packet,
+			 * docs/benchmarks.md, seventh round). */
+			h64 = ferry_xflow_hash64(&p.key);
+			fs = flow_set(h64, &fidx);
+			svc_id = vip_lookup(sk, vhash);
+		}
 		/* Most of what an ingress interface sees: its own way out,
 		 * a constant counter slot, no verdict to decode. */
 		if (!svc_id) {
 			xstat_inc(FERRY_XSTAT_PASS_NOT_VIP);
 			return XDP_PASS;
 		}
-		ret = lb(ctx, &p, svc_id);
+		ret = lb(ctx, &p, svc_id, h64, fs, fidx);
 	}
 	return xverdict(ret);
 }

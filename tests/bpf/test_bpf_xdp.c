@@ -143,6 +143,7 @@ static void cleanup(void)
 }
 
 /* Small maps: this is a test, not a node. */
+#define XFLOW_SETS	65521	/* not the default, nor a power of two: any size works */
 static int size_lb(struct xdp_lb_bpf *l)
 {
 	bpf_map__set_max_entries(l->maps.ferry_svc_v1, 1024);
@@ -153,9 +154,12 @@ static int size_lb(struct xdp_lb_bpf *l)
 	bpf_map__set_max_entries(l->maps.ferry_be_v1, 4096);
 	bpf_map__set_max_entries(l->maps.ferry_bestat_v1, 4096);
 	bpf_map__set_max_entries(l->maps.ferry_rev_v1, 1024);
+	/* Tables of other sizes than the program's defaults, so every test
+	 * also shows ferry_xdp_size() wrote the geometry into the code. */
 	bpf_map__set_max_entries(l->maps.ferry_xsvc_v1, 256);
-	return ferry_xdp_size(l->obj, 1024, 4096, &l->rodata->ferry_xvip_stride,
-			      &l->rodata->ferry_xbe_stride);
+	bpf_map__set_max_entries(l->maps.ferry_xflow_v3, XFLOW_SETS);
+	bpf_map__set_max_entries(l->maps.ferry_xclient_v1, XFLOW_SETS);
+	return ferry_xdp_size(l->obj, 1024, 4096);
 }
 
 static int load(void)
@@ -178,7 +182,7 @@ static int load(void)
 	dc = xdp_decap_bpf__open_opts(&oo);
 	if (!dc)
 		return -errno;
-	if ((err = ferry_xdp_size(dc->obj, 1024, 4096, NULL, NULL)) || (err = xdp_decap_bpf__load(dc)))
+	if ((err = ferry_xdp_size(dc->obj, 1024, 4096)) || (err = xdp_decap_bpf__load(dc)))
 		return err;
 	if ((err = ferry_maps_open(pin_dir, &fm, &which))) {
 		printf("  open %s: %s\n", which, strerror(-err));
@@ -1403,6 +1407,61 @@ static void test_other_cpu(void)
 }
 
 /*
+ * ferry_xdp_size() writes the geometry into the code (include/ferry/xdp.h):
+ * at every marker of a fresh copy, the sized copy has the value for that
+ * marker's index and no tag; a copy without markers (sized once already)
+ * is refused. Neither copy is loaded.
+ */
+static void test_geometry(void)
+{
+	const __u32 want[FERRY_XGEO_MAX] = {
+		[FERRY_XGEO_FLOW_SETS] = XFLOW_SETS,
+		[FERRY_XGEO_XSVC_SETS] = 256,
+		[FERRY_XGEO_XVIP_STRIDE] = 1025,
+		[FERRY_XGEO_XBE_STRIDE] = 4097,
+	};
+	struct xdp_lb_bpf *fresh = xdp_lb_bpf__open(), *sized = xdp_lb_bpf__open();
+	unsigned int seen = 0, right = 0, tags = 0;
+	const struct bpf_insn *a, *b;
+	size_t n, i;
+	bool ok;
+
+	ok = ASSERT_TRUE(fresh && sized, "open two copies");
+	if (!ok)
+		goto out;
+	ok &= ASSERT_EQ(size_lb(sized), 0, "size one");
+	a = bpf_program__insns(fresh->progs.ferry_xdp_lb);
+	b = bpf_program__insns(sized->progs.ferry_xdp_lb);
+	n = bpf_program__insn_cnt(fresh->progs.ferry_xdp_lb);
+	ok &= ASSERT_EQ(bpf_program__insn_cnt(sized->progs.ferry_xdp_lb), n, "same length");
+	for (i = 0; ok && i + 1 < n; i++) {
+		__u32 hi = (__u32)a[i + 1].imm, idx = hi & 0xff;
+
+		if (a[i].code != (BPF_LD | BPF_IMM | BPF_DW) || (hi & ~0xffU) != FERRY_XGEO_TAG)
+			continue;
+		if (idx < FERRY_XGEO_MAX) {
+			seen |= 1U << idx;
+			if ((__u32)b[i].imm == want[idx] && !b[i + 1].imm)
+				right |= 1U << idx;
+		}
+		i++;
+	}
+	for (i = 0; ok && i + 1 < n; i++)
+		if (b[i].code == (BPF_LD | BPF_IMM | BPF_DW) &&
+		    ((__u32)b[i + 1].imm & ~0xffU) == FERRY_XGEO_TAG)
+			tags++;
+	ok &= ASSERT_EQ(seen, (1U << FERRY_XGEO_MAX) - 1, "the program has a marker of each value");
+	ok &= ASSERT_EQ(right, seen, "each marker holds its sized value");
+	ok &= ASSERT_EQ(tags, 0, "no marker is left");
+	ok &= ASSERT_EQ(ferry_xdp_size(sized->obj, 1024, 4096), -EINVAL,
+			"a program without markers is refused");
+out:
+	xdp_lb_bpf__destroy(fresh);
+	xdp_lb_bpf__destroy(sized);
+	verdict("xdp geometry is written into the program's code", ok);
+}
+
+/*
  * A CPU the next-hop cache has no row for (a loader that did not size it)
  * still forwards: every packet resolves its next hop anew. A second copy of
  * the program, on the same pinned maps, with a cache for CPU 0 only.
@@ -1425,8 +1484,6 @@ static void test_unsized_cpu(void)
 	ok &= ASSERT_TRUE(one != NULL, "open a second copy");
 	if (!ok)
 		goto out;
-	ok &= ASSERT_EQ(ferry_xdp_size(one->obj, 1024, 4096, NULL, NULL), -EINVAL,
-			"sizing the counters without the program's strides is refused");
 	err = size_lb(one);
 	if (!err)
 		err = bpf_map__set_max_entries(one->maps.ferry_xnh, FERRY_XNH_SLOTS);
@@ -1639,6 +1696,7 @@ int main(void)
 	test_other_cpu();
 	test_counters();
 	test_unsized_cpu();
+	test_geometry();
 	test_vip_index();
 	test_vip_filter();
 	cleanup();

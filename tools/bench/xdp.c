@@ -129,11 +129,10 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	w->ref = xdp_bench_bpf__open();
 	if (!w->lb || !w->ref)
 		return bench_err("open", "xdp_lb", -errno);
-	if ((ret = ferry_xdp_size(w->lb->obj, FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS,
-				  &w->lb->rodata->ferry_xvip_stride, &w->lb->rodata->ferry_xbe_stride)))
-		return bench_err("size", "xdp_lb", ret);
 	bpf_map__set_max_entries(w->lb->maps.ferry_xflow_v3, flows / FERRY_XFLOW_WAYS);
 	bpf_map__set_max_entries(w->lb->maps.ferry_xclient_v1, flows / FERRY_XFLOW_WAYS);
+	if ((ret = ferry_xdp_size(w->lb->obj, FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS)))
+		return bench_err("size", "xdp_lb", ret);
 	if ((ret = xdp_lb_bpf__load(w->lb)) || (ret = xdp_bench_bpf__load(w->ref)))
 		return bench_err("load", "xdp_lb/xdp_bench", ret);
 	if ((ret = ferry_maps_open(w->pin, &w->fm, &which)))

@@ -239,12 +239,6 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	}
 	if ((err = loader_set_sizes(d, lb->obj)))
 		return err;
-	/* Counters and next-hop cache: per CPU, per service, per backend. */
-	if ((err = ferry_xdp_size(lb->obj, d->cfg.max_services, d->cfg.max_backends,
-				  &lb->rodata->ferry_xvip_stride, &lb->rodata->ferry_xbe_stride))) {
-		log_warnx("sizing xdp_lb's per-CPU arrays: %s", strerror(-err));
-		return err;
-	}
 	sz[0].m = lb->maps.ferry_xring_v1, sz[0].n = d->cfg.max_services + 1;
 	sz[1].m = lb->maps.ferry_xflow_v3;
 	sz[1].n = (xo.flows + FERRY_XFLOW_WAYS - 1) / FERRY_XFLOW_WAYS;
@@ -256,6 +250,12 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	for (i = 0; i < 4; i++)
 		if ((err = bpf_map__set_max_entries(sz[i].m, sz[i].n)))
 			return err;
+	/* Counters and next-hop cache: per CPU, per service, per backend; then
+	 * the geometry, the tables' sizes among it, into the program. */
+	if ((err = ferry_xdp_size(lb->obj, d->cfg.max_services, d->cfg.max_backends))) {
+		log_warnx("sizing xdp_lb's per-CPU arrays: %s", strerror(-err));
+		return err;
+	}
 	if ((err = xdp_lb_bpf__load(lb))) {
 		log_warnx("load xdp_lb: %s (pinned XDP maps sized differently, e.g. by another "
 			  "--xdp-flows, cannot be reused: ferryctl teardown first)", strerror(-err));
@@ -339,7 +339,7 @@ static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 		return err;
 	}
 	/* Its outcome counters are the load balancer's, sized the same. */
-	if ((err = ferry_xdp_size(dc->obj, d->cfg.max_services, d->cfg.max_backends, NULL, NULL)) ||
+	if ((err = ferry_xdp_size(dc->obj, d->cfg.max_services, d->cfg.max_backends)) ||
 	    (err = xdp_decap_bpf__load(dc))) {
 		log_warnx("load xdp_decap: %s", strerror(-err));
 		return err;

@@ -415,8 +415,50 @@ int ferry_cpu_rows(void)
 	return n > 0 ? n : libbpf_num_possible_cpus();
 }
 
-int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32 *xvip_stride,
-		   __u32 *xbe_stride)
+/*
+ * Rewrite the geometry markers in every program of obj (include/ferry/xdp.h):
+ * each marker's low half becomes val[its index] and its tag goes. -EINVAL
+ * when a program has none of them although want says it needs them (it was
+ * built without), or a marker names no known value.
+ */
+static int xgeo_patch(struct bpf_object *obj, const __u32 *val, unsigned int want)
+{
+	struct bpf_program *prog;
+	unsigned int seen = 0;
+
+	bpf_object__for_each_program(prog, obj) {
+		size_t n = bpf_program__insn_cnt(prog), i;
+		struct bpf_insn *in;
+		int err;
+
+		in = malloc(n * sizeof(*in));
+		if (!in)
+			return -ENOMEM;
+		memcpy(in, bpf_program__insns(prog), n * sizeof(*in));
+		for (i = 0; i + 1 < n; i++) {
+			__u32 hi = (__u32)in[i + 1].imm, idx = hi & 0xff;
+
+			if (in[i].code != (BPF_LD | BPF_IMM | BPF_DW) || in[i].src_reg ||
+			    (hi & ~0xffU) != FERRY_XGEO_TAG)
+				continue;
+			if (idx >= FERRY_XGEO_MAX) {
+				free(in);
+				return -EINVAL;
+			}
+			in[i].imm = (__s32)val[idx];
+			in[i + 1].imm = 0;
+			seen |= 1U << idx;
+			i++;
+		}
+		err = bpf_program__set_insns(prog, in, n);
+		free(in);
+		if (err)
+			return err;
+	}
+	return (seen & want) == want ? 0 : -EINVAL;
+}
+
+int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends)
 {
 	int ncpu = ferry_cpu_rows(), err, i;
 	const struct {
@@ -428,13 +470,22 @@ int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32
 		{ FERRY_MAP_XBE, (__u64)backends + 1 },
 		{ "ferry_xnh", FERRY_XNH_SLOTS },
 	};
+	/* What the program needs, if it has the map: a table's sets are its
+	 * size as the caller left it (0 here), a stride is the columns. */
+	const struct {
+		const char	*map;
+		__u32		val;
+	} g[FERRY_XGEO_MAX] = {
+		[FERRY_XGEO_FLOW_SETS] = { FERRY_MAP_XFLOW, 0 },
+		[FERRY_XGEO_XSVC_SETS] = { FERRY_MAP_XSVC, 0 },
+		[FERRY_XGEO_XVIP_STRIDE] = { FERRY_MAP_XVIP, services + 1 },
+		[FERRY_XGEO_XBE_STRIDE] = { FERRY_MAP_XBE, backends + 1 },
+	};
+	__u32 val[FERRY_XGEO_MAX] = {};
+	unsigned int want = 0;
 
 	if (ncpu <= 0)
 		return ncpu < 0 ? ncpu : -EINVAL;
-	/* Maps sized without the program's strides would not match them. */
-	if ((!xvip_stride && bpf_object__find_map_by_name(obj, FERRY_MAP_XVIP)) ||
-	    (!xbe_stride && bpf_object__find_map_by_name(obj, FERRY_MAP_XBE)))
-		return -EINVAL;
 	for (i = 0; i < (int)(sizeof(t) / sizeof(t[0])); i++) {
 		struct bpf_map *m = bpf_object__find_map_by_name(obj, t[i].name);
 
@@ -445,11 +496,15 @@ int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32
 		if ((err = bpf_map__set_max_entries(m, (__u32)(t[i].cols * ncpu))))
 			return err;
 	}
-	if (xvip_stride)
-		*xvip_stride = services + 1;
-	if (xbe_stride)
-		*xbe_stride = backends + 1;
-	return 0;
+	for (i = 0; i < FERRY_XGEO_MAX; i++) {
+		struct bpf_map *m = bpf_object__find_map_by_name(obj, g[i].map);
+
+		if (!m)
+			continue;
+		val[i] = g[i].val ? g[i].val : bpf_map__max_entries(m);
+		want |= 1U << i;
+	}
+	return xgeo_patch(obj, val, want);
 }
 
 int xstat_sum(int fd, __u64 *sum)

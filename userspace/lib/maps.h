@@ -52,8 +52,10 @@ void array_munmap(const void *p, size_t vsz, __u32 n);
  * ferry_xdp_size() sizes them in an opened, not yet loaded object, with the
  * private next-hop cache: rows for every possible CPU, columns for services
  * + 1 VIPs and backends + 1 backends. Maps the object lacks are skipped (the
- * decap has only the outcome counters); xvip_stride and xbe_stride point at
- * the program's .rodata strides (skel->rodata->ferry_*_stride) or are NULL.
+ * decap has only the outcome counters). It then writes the LB's geometry
+ * into its code (enum ferry_xgeo): the strides, and the sets of the flow
+ * table and of the VIP index as sized so far, so size those first.
+ * -EINVAL if the program lacks a geometry marker it needs.
  */
 struct bpf_object;
 /* Rows of those arrays: the highest possible CPU id + 1 (CPU ids index them,
@@ -62,8 +64,7 @@ int ferry_cpu_rows(void);
 /* The same from a CPU list as the kernel prints it ("0-3,8-11": 12); -EINVAL
  * if it names no CPU. */
 int cpu_mask_rows(const char *mask);
-int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends, __u32 *xvip_stride,
-		   __u32 *xbe_stride);
+int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends);
 /* ferry_xstat_v2 summed over CPUs into sum[FERRY_XSTAT_MAX]. */
 int xstat_sum(int fd, __u64 *sum);
 /* A CPU-major counter array (ferry_xvip_v2, ferry_xbe_v2) mapped for reading;
