@@ -1462,17 +1462,68 @@ out:
 }
 
 /*
- * A CPU the next-hop cache has no row for (a loader that did not size it)
- * still forwards: every packet resolves its next hop anew. A second copy of
- * the program, on the same pinned maps, with a cache for CPU 0 only.
+ * A second copy of the program, on the same pinned maps, whose next-hop
+ * cache has a row for CPU 0 only; with counters, its counter arrays too,
+ * private (not pinned) so the shared ones keep every CPU's row. NULL if
+ * it does not load.
  */
-static void test_unsized_cpu(void)
+static struct xdp_lb_bpf *load_one_row(bool counters)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = pin_dir);
+	struct xdp_lb_bpf *one = xdp_lb_bpf__open_opts(&oo);
+	int err;
+
+	if (!one)
+		return NULL;
+	err = size_lb(one);
+	if (!err)
+		err = bpf_map__set_max_entries(one->maps.ferry_xnh, FERRY_XNH_SLOTS);
+	if (!err && counters)
+		err = bpf_map__set_pin_path(one->maps.ferry_xstat_v2, NULL) ?:
+		      bpf_map__set_pin_path(one->maps.ferry_xvip_v2, NULL) ?:
+		      bpf_map__set_pin_path(one->maps.ferry_xbe_v2, NULL) ?:
+		      bpf_map__set_max_entries(one->maps.ferry_xstat_v2, 1) ?:
+		      bpf_map__set_max_entries(one->maps.ferry_xvip_v2, 1024 + 1) ?:
+		      bpf_map__set_max_entries(one->maps.ferry_xbe_v2, 4096 + 1);
+	if (!err)
+		err = xdp_lb_bpf__load(one);
+	if (err) {
+		xdp_lb_bpf__destroy(one);
+		return NULL;
+	}
+	return one;
+}
+
+/* n packets of one flow to vip:80 (a SYN first if syn) through prog on
+ * CPU cpu; how many were sent on to 192.0.2.11. Back on CPU 0. */
+static int forward_on(int prog_fd, int cpu, const char *vip, int n, bool syn)
+{
+	int i, b = 0;
+
+	on_cpu(cpu);
+	for (i = 0; i < n; i++) {
+		struct pspec sp = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = vip,
+				    .sport = 4000, .dport = 80,
+				    .tcp_flags = i || !syn ? TCP_ACK : TCP_SYN };
+		__u8 in[256], out[256];
+		__u32 ol = sizeof(out), act = 0;
+		size_t l3, il = build(&sp, in, &l3);
+
+		if (!run(prog_fd, in, il, out, &ol, &act) && act == XDP_REDIRECT &&
+		    out[l3 + 19] == 11)
+			b++;
+	}
+	on_cpu(0);
+	return b;
+}
+
+/* A CPU the next-hop cache has no row for (a loader that did not size it)
+ * still forwards: every packet resolves its next hop anew. */
+static void test_unsized_cpu(void)
+{
 	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
 	struct xdp_lb_bpf *one = NULL;
 	__u64 lookups;
-	int i, b = 0, err;
 	bool ok;
 
 	if (!two_cpus()) {
@@ -1480,37 +1531,70 @@ static void test_unsized_cpu(void)
 		return;
 	}
 	ok = ASSERT_EQ(svc_set("unsized", "198.51.100.85", 80, IPPROTO_TCP, true, bs, 1), 0, "service");
-	one = xdp_lb_bpf__open_opts(&oo);
-	ok &= ASSERT_TRUE(one != NULL, "open a second copy");
+	one = load_one_row(false);
+	ok &= ASSERT_TRUE(one != NULL, "load a copy with a cache row for CPU 0 only");
 	if (!ok)
 		goto out;
-	err = size_lb(one);
-	if (!err)
-		err = bpf_map__set_max_entries(one->maps.ferry_xnh, FERRY_XNH_SLOTS);
-	if (!err)
-		err = xdp_lb_bpf__load(one);
-	ok &= ASSERT_EQ(err, 0, "load it with a cache row for CPU 0 only");
-	if (!ok)
-		goto out;
-	on_cpu(1);
 	lookups = xstat(FERRY_XSTAT_NH_LOOKUP);
-	for (i = 0; i < 3; i++) {
-		struct pspec sp = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.85",
-				    .sport = 4000, .dport = 80, .tcp_flags = i ? TCP_ACK : TCP_SYN };
-		__u8 in[256], out[256];
-		__u32 ol = sizeof(out), act = 0;
-		size_t l3, il = build(&sp, in, &l3);
-
-		if (!run(bpf_program__fd(one->progs.ferry_xdp_lb), in, il, out, &ol, &act) &&
-		    act == XDP_REDIRECT && out[l3 + 19] == 11)
-			b++;
-	}
-	on_cpu(0);
-	ok &= ASSERT_EQ(b, 3, "packets forwarded to 192.0.2.11 from CPU 1");
+	ok &= ASSERT_EQ(forward_on(bpf_program__fd(one->progs.ferry_xdp_lb), 1, "198.51.100.85", 3,
+				   true), 3, "packets forwarded to 192.0.2.11 from CPU 1");
 	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_NH_LOOKUP) - lookups, 3, "a next-hop lookup per packet");
 out:
 	xdp_lb_bpf__destroy(one);
 	verdict("xdp CPU without a next-hop cache row forwards (fail open)", ok);
+}
+
+/* Packets one copy's counters hold: sent on (tx or redirect), per VIP, per
+ * backend. */
+static void counted(const struct xdp_lb_bpf *one, __u64 *tx, __u64 *vip, __u64 *be)
+{
+	__u64 v[FERRY_XSTAT_MAX];
+	struct ferry_xcnt c;
+	__u32 k;
+
+	*tx = ~0ULL;
+	if (!xstat_sum(bpf_map__fd(one->maps.ferry_xstat_v2), v))
+		*tx = v[FERRY_XSTAT_TX] + v[FERRY_XSTAT_REDIRECT];
+	*vip = *be = 0;
+	for (k = 0; k < bpf_map__max_entries(one->maps.ferry_xvip_v2); k++)
+		if (!bpf_map_lookup_elem(bpf_map__fd(one->maps.ferry_xvip_v2), &k, &c))
+			*vip += c.packets;
+	for (k = 0; k < bpf_map__max_entries(one->maps.ferry_xbe_v2); k++)
+		if (!bpf_map_lookup_elem(bpf_map__fd(one->maps.ferry_xbe_v2), &k, &c))
+			*be += c.packets;
+}
+
+/* A CPU the counters have no row for counts nothing and still forwards;
+ * the same program on CPU 0 counts, so the counters are live. */
+static void test_unsized_counters(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
+	struct xdp_lb_bpf *one = NULL;
+	__u64 tx, vip, be;
+	int fd;
+	bool ok;
+
+	if (!two_cpus()) {
+		printf("SKIP xdp CPU without a counter row forwards: needs two CPUs\n");
+		return;
+	}
+	ok = ASSERT_EQ(svc_set("unrowed", "198.51.100.86", 80, IPPROTO_TCP, true, bs, 1), 0, "service");
+	one = load_one_row(true);
+	ok &= ASSERT_TRUE(one != NULL, "load a copy with counter rows for CPU 0 only");
+	if (!ok)
+		goto out;
+	fd = bpf_program__fd(one->progs.ferry_xdp_lb);
+	ok &= ASSERT_EQ(forward_on(fd, 1, "198.51.100.86", 3, true), 3, "forwarded from CPU 1");
+	counted(one, &tx, &vip, &be);
+	ok &= ASSERT_EQ(tx + vip + be, 0, "nothing counted on CPU 1");
+	ok &= ASSERT_EQ(forward_on(fd, 0, "198.51.100.86", 1, false), 1, "forwarded from CPU 0");
+	counted(one, &tx, &vip, &be);
+	ok &= ASSERT_EQ(tx, 1, "CPU 0 counts its packet sent on");
+	ok &= ASSERT_EQ(vip, 1, "and its VIP's packet");
+	ok &= ASSERT_EQ(be, 1, "and its backend's packet");
+out:
+	xdp_lb_bpf__destroy(one);
+	verdict("xdp CPU without a counter row counts nothing and forwards (fail open)", ok);
 }
 
 /*
@@ -1696,6 +1780,7 @@ int main(void)
 	test_other_cpu();
 	test_counters();
 	test_unsized_cpu();
+	test_unsized_counters();
 	test_geometry();
 	test_vip_index();
 	test_vip_filter();
