@@ -122,7 +122,10 @@ struct {
 /*
  * The geometry (include/ferry/xdp.h): immediates that ferry_xdp_size()
  * rewrites before load, the defaults the maps here are declared with until
- * then. A 64-bit load of the marker; its low half is the value.
+ * then. A 64-bit load of the marker; its low half is the value. Only in
+ * code inlined into ferry_xdp_lb: libbpf gives the loader the entry
+ * program's instructions, not a __noinline subprogram's (test_geometry
+ * checks the loaded program holds no marker).
  */
 #define XGEO(i, def)								\
 	({									\

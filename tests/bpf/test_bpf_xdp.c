@@ -1406,6 +1406,36 @@ static void test_other_cpu(void)
 	verdict("xdp flow moving CPUs keeps its backend", ok);
 }
 
+/* Geometry markers left in a loaded program's instructions; -1 on error. */
+static int loaded_markers(int prog_fd)
+{
+	struct bpf_prog_info info = {};
+	__u32 len = sizeof(info), n, i;
+	struct bpf_insn *in;
+	int found = 0;
+
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) || !info.xlated_prog_len)
+		return -1;
+	n = info.xlated_prog_len / sizeof(*in);
+	in = calloc(n, sizeof(*in));
+	if (!in)
+		return -1;
+	memset(&info, 0, sizeof(info));
+	info.xlated_prog_len = n * sizeof(*in);
+	info.xlated_prog_insns = (__u64)(unsigned long)in;
+	len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(prog_fd, &info, &len)) {
+		free(in);
+		return -1;
+	}
+	for (i = 0; i + 1 < n; i++)
+		if (in[i].code == (BPF_LD | BPF_IMM | BPF_DW) &&
+		    ((__u32)in[i + 1].imm & ~0xffU) == FERRY_XGEO_TAG)
+			found++;
+	free(in);
+	return found;
+}
+
 /*
  * ferry_xdp_size() writes the geometry into the code (include/ferry/xdp.h):
  * at every marker of a fresh copy, the sized copy has the value for that
@@ -1455,6 +1485,9 @@ static void test_geometry(void)
 	ok &= ASSERT_EQ(tags, 0, "no marker is left");
 	ok &= ASSERT_EQ(ferry_xdp_size(sized->obj, 1024, 4096), -EINVAL,
 			"a program without markers is refused");
+	/* Subprograms (.text) are not the loader's to patch: none may hold one. */
+	ok &= ASSERT_EQ(loaded_markers(bpf_program__fd(lb->progs.ferry_xdp_lb)), 0,
+			"no marker in the loaded program, subprograms included");
 out:
 	xdp_lb_bpf__destroy(fresh);
 	xdp_lb_bpf__destroy(sized);
