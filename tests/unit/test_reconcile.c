@@ -1235,6 +1235,106 @@ static void xsvc_sync_filter(void **state)
 	free(f);
 }
 
+/*
+ * The order of the filter's writes against the index: a new VIP's bit is
+ * clear before its entry appears in the index, and a VIP's bit is set again
+ * only once its entry is gone, so the data path never has the filter turn
+ * away a VIP the index holds. This binary is linked with
+ * --wrap=bpf_map_update_elem: every write to the watched filter records
+ * the watched VIP's bit as written and whether the index held it then.
+ */
+#define SPY_WRITES	8
+
+static struct {
+	int	flt, idx;	/* the watched filter (-1: none), its index */
+	__u16	port;		/* the watched VIP (put_svc's address) */
+	int	n;
+	bool	bit[SPY_WRITES], indexed[SPY_WRITES];
+} spy = { .flt = -1 };
+
+/* Does the index (4 sets) hold put_svc()'s service on port? */
+static bool index_has(int idx, __u16 port)
+{
+	struct ferry_xsvc_set set;
+	__u32 s;
+	int k;
+
+	for (s = 0; s < 4; s++) {
+		if (bpf_map_lookup_elem(idx, &s, &set))
+			continue;
+		for (k = 0; k < FERRY_XSVC_WAYS; k++)
+			if (set.way[k].svc_id && set.way[k].key.port == htons(port))
+				return true;
+	}
+	return false;
+}
+
+int __real_bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
+int __wrap_bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
+
+int __wrap_bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
+{
+	if (fd == spy.flt && spy.n < SPY_WRITES) {
+		spy.bit[spy.n] = vipf_bit(value, spy.port);
+		spy.indexed[spy.n] = index_has(spy.idx, spy.port);
+		spy.n++;
+	}
+	return __real_bpf_map_update_elem(fd, key, value, flags);
+}
+
+static void xsvc_sync_filter_order(void **state)
+{
+	struct ferry_xvipf *f = calloc(1, sizeof(*f));
+	struct xsvc_report r;
+	int svc, idx, flt, i;
+	__u16 port = 83;
+	__u32 zero = 0;
+
+	(void)state;
+	assert_non_null(f);
+	svc = mk_hash("t_svc", sizeof(struct ferry_svc_key), sizeof(struct ferry_svc), 16);
+	if (svc < 0) {
+		free(f);
+		skip();
+	}
+	idx = mk_index(4, sizeof(struct ferry_xsvc_set));
+	flt = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_xvipf", 4, sizeof(*f), 1, NULL);
+	assert_true(idx >= 0 && flt >= 0);
+	put_svc(svc, 80, 1, FERRY_SVC_F_XDP);
+	assert_int_equal(xsvc_sync(svc, idx, flt, &r), 0);
+	while (vipf_index(port) == vipf_index(80))	/* a bit of its own */
+		port++;
+
+	/* It comes: the first write clears its bit, before it is indexed. */
+	put_svc(svc, port, 2, FERRY_SVC_F_XDP);
+	spy.flt = flt, spy.idx = idx, spy.port = port, spy.n = 0;
+	assert_int_equal(xsvc_sync(svc, idx, flt, &r), 0);
+	assert_true(spy.n >= 1);
+	assert_false(spy.bit[0]);
+	assert_false(spy.indexed[0]);
+	for (i = 0; i < spy.n; i++)
+		assert_false(spy.bit[i]);
+	assert_true(index_has(idx, port));
+
+	/* It goes: its bit is set again, and only when it is out of the index. */
+	put_svc(svc, port, 2, 0);
+	spy.n = 0;
+	assert_int_equal(xsvc_sync(svc, idx, flt, &r), 0);
+	spy.flt = -1;
+	assert_true(spy.n >= 1);
+	for (i = 0; i < spy.n; i++)
+		if (spy.bit[i])
+			assert_false(spy.indexed[i]);
+	assert_true(spy.bit[spy.n - 1]);
+	assert_int_equal(bpf_map_lookup_elem(flt, &zero, f), 0);
+	assert_true(vipf_bit(f, port));
+	assert_false(index_has(idx, port));
+	close(flt);
+	close(idx);
+	close(svc);
+	free(f);
+}
+
 /* Rows of the XDP per-CPU arrays: the highest possible CPU id + 1, holes
  * in the mask included (CPU ids index the rows). */
 static void cpu_rows_from_mask(void **state)
@@ -1253,6 +1353,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(cpu_rows_from_mask),
+		cmocka_unit_test(xsvc_sync_filter_order),
 		cmocka_unit_test(plan_new_service),
 		cmocka_unit_test(plan_unchanged_zero_writes),
 		cmocka_unit_test(plan_weight_change_round_robin_one_write),
