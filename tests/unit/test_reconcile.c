@@ -1182,6 +1182,19 @@ static bool vipf_bit(const struct ferry_xvipf *f, __u16 port)
 	return f->w[bit / 64] >> (bit % 64) & 1;
 }
 
+/* A service map, a 4-set index and a filter; -1 (nothing made) when the
+ * kernel will not make the service map, as in the other map tests. */
+static int filter_maps(int *svc, int *idx, int *flt)
+{
+	*svc = mk_hash("t_svc", sizeof(struct ferry_svc_key), sizeof(struct ferry_svc), 16);
+	if (*svc < 0)
+		return -1;
+	*idx = mk_index(4, sizeof(struct ferry_xsvc_set));
+	*flt = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_xvipf", 4, sizeof(struct ferry_xvipf), 1, NULL);
+	assert_true(*idx >= 0 && *flt >= 0);
+	return 0;
+}
+
 /* The VIP filter: a clear bit for each XDP VIP, every other bit set; a VIP
  * that goes sets its bit again; a filter never built (zero) gets built. */
 static void xsvc_sync_filter(void **state)
@@ -1193,14 +1206,10 @@ static void xsvc_sync_filter(void **state)
 
 	(void)state;
 	assert_non_null(f);
-	svc = mk_hash("t_svc", sizeof(struct ferry_svc_key), sizeof(struct ferry_svc), 16);
-	if (svc < 0) {
+	if (filter_maps(&svc, &idx, &flt)) {
 		free(f);
 		skip();
 	}
-	idx = mk_index(4, sizeof(struct ferry_xsvc_set));
-	flt = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_xvipf", 4, sizeof(*f), 1, NULL);
-	assert_true(idx >= 0 && flt >= 0);
 	put_svc(svc, 80, 1, FERRY_SVC_F_XDP);
 	put_svc(svc, 81, 2, FERRY_SVC_F_XDP);
 	put_svc(svc, 82, 3, 0);
@@ -1292,14 +1301,10 @@ static void xsvc_sync_filter_order(void **state)
 
 	(void)state;
 	assert_non_null(f);
-	svc = mk_hash("t_svc", sizeof(struct ferry_svc_key), sizeof(struct ferry_svc), 16);
-	if (svc < 0) {
+	if (filter_maps(&svc, &idx, &flt)) {
 		free(f);
 		skip();
 	}
-	idx = mk_index(4, sizeof(struct ferry_xsvc_set));
-	flt = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_xvipf", 4, sizeof(*f), 1, NULL);
-	assert_true(idx >= 0 && flt >= 0);
 	put_svc(svc, 80, 1, FERRY_SVC_F_XDP);
 	assert_int_equal(xsvc_sync(svc, idx, flt, &r), 0);
 	while (vipf_index(port) == vipf_index(80))	/* a bit of its own */
