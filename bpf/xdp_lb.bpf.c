@@ -145,7 +145,6 @@ struct {
  * is one CPU's row, and a CPU beyond the map counts nothing. Mmapable, for
  * the readers.
  */
-
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, FERRY_DEF_MAX_SERVICES + 1);

@@ -359,15 +359,16 @@ static inline __attribute__((always_inline)) __u32 ferry_xflow_set_of(__u64 h64,
  * --max-services, --max-backends), and the data path needs them before
  * its first lookup. Read from memory they cost a dependent load at the
  * head of every packet's chain of lookups: the map's header or .rodata is
- * one more page the benchmark machine walks per call (~15 ns of an
+ * one more page the benchmark machine walks per call (~25 ns of an
  * established-flow packet, docs/benchmarks.md "Seventh round"). So each is
  * an immediate in the program's code: a 64-bit load of a marker, the tag
  * FERRY_XGEO_TAG | its index in the high half and its default (what the
- * maps are sized to before the loader resizes them) in the low half.
- * ferry_xdp_size() rewrites every marker's low half to the value it sized
- * the maps for and clears the tag, before the program is loaded; a program
- * loaded without it runs with the defaults over maps of the default sizes.
- * Cilium's loader substitutes constants in the same way.
+ * maps are sized to before the loader resizes them) in the low half; the
+ * program uses the low half only. ferry_xdp_size() writes the value it
+ * sized the maps for into every marker's low half and sets FERRY_XGEO_SET
+ * in the high half, before the program is loaded (again if called again);
+ * a program loaded without it runs with the defaults over maps of the
+ * default sizes. Cilium's loader substitutes constants in the same way.
  */
 enum ferry_xgeo {
 	FERRY_XGEO_FLOW_SETS = 0,	/* sets of ferry_xflow_v3 */
@@ -377,7 +378,8 @@ enum ferry_xgeo {
 	FERRY_XGEO_MAX,
 };
 
-#define FERRY_XGEO_TAG		0xfe77a900U
+#define FERRY_XGEO_TAG		0xfe77a900U	/* high half: tag | SET | index */
+#define FERRY_XGEO_SET		0x80U		/* written by ferry_xdp_size() */
 #define FERRY_XGEO_MARKER(i, def) ((__u64)(FERRY_XGEO_TAG | (i)) << 32 | (__u32)(def))
 
 #endif /* FERRY_XDP_H */

@@ -415,11 +415,24 @@ int ferry_cpu_rows(void)
 	return n > 0 ? n : libbpf_num_possible_cpus();
 }
 
+int ferry_xgeo_at(const struct bpf_insn *in, size_t n, size_t i)
+{
+	__u32 hi;
+
+	if (i + 1 >= n || in[i].code != (BPF_LD | BPF_IMM | BPF_DW) || in[i].src_reg)
+		return -1;
+	hi = (__u32)in[i + 1].imm;
+	if ((hi & ~0xffU) != FERRY_XGEO_TAG || (hi & ~FERRY_XGEO_SET & 0xff) >= FERRY_XGEO_MAX)
+		return -1;
+	return (int)(hi & 0xff);
+}
+
 /*
- * Rewrite the geometry markers in every program of obj (include/ferry/xdp.h):
- * each marker's low half becomes val[its index] and its tag goes. -EINVAL
- * when a program has none of them although want says it needs them (it was
- * built without), or a marker names no known value.
+ * Write val[its index] into every geometry marker of every program of obj
+ * (include/ferry/xdp.h) and mark it set. The instruction count stays, so
+ * no relocation libbpf applies at load moves; subprograms (.text) are not
+ * the loader's to see, so markers live in entry programs only (the tests
+ * check the loaded program). -EINVAL if a value want names has no marker.
  */
 static int xgeo_patch(struct bpf_object *obj, const __u32 *val, unsigned int want)
 {
@@ -429,25 +442,19 @@ static int xgeo_patch(struct bpf_object *obj, const __u32 *val, unsigned int wan
 	bpf_object__for_each_program(prog, obj) {
 		size_t n = bpf_program__insn_cnt(prog), i;
 		struct bpf_insn *in;
-		int err;
+		int err, m;
 
 		in = malloc(n * sizeof(*in));
 		if (!in)
 			return -ENOMEM;
 		memcpy(in, bpf_program__insns(prog), n * sizeof(*in));
 		for (i = 0; i + 1 < n; i++) {
-			__u32 hi = (__u32)in[i + 1].imm, idx = hi & 0xff;
-
-			if (in[i].code != (BPF_LD | BPF_IMM | BPF_DW) || in[i].src_reg ||
-			    (hi & ~0xffU) != FERRY_XGEO_TAG)
+			if ((m = ferry_xgeo_at(in, n, i)) < 0)
 				continue;
-			if (idx >= FERRY_XGEO_MAX) {
-				free(in);
-				return -EINVAL;
-			}
-			in[i].imm = (__s32)val[idx];
-			in[i + 1].imm = 0;
-			seen |= 1U << idx;
+			m &= ~FERRY_XGEO_SET;
+			in[i].imm = (__s32)val[m];
+			in[i + 1].imm = (__s32)(FERRY_XGEO_TAG | FERRY_XGEO_SET | m);
+			seen |= 1U << m;
 			i++;
 		}
 		err = bpf_program__set_insns(prog, in, n);

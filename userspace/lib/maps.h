@@ -54,8 +54,8 @@ void array_munmap(const void *p, size_t vsz, __u32 n);
  * + 1 VIPs and backends + 1 backends. Maps the object lacks are skipped (the
  * decap has only the outcome counters). It then writes the LB's geometry
  * into its code (enum ferry_xgeo): the strides, and the sets of the flow
- * table and of the VIP index as sized so far, so size those first.
- * -EINVAL if the program lacks a geometry marker it needs.
+ * table and of the VIP index as sized so far, so size those first (or call
+ * it again after). -EINVAL if the program lacks a geometry marker it needs.
  */
 struct bpf_object;
 /* Rows of those arrays: the highest possible CPU id + 1 (CPU ids index them,
@@ -65,6 +65,10 @@ int ferry_cpu_rows(void);
  * if it names no CPU. */
 int cpu_mask_rows(const char *mask);
 int ferry_xdp_size(struct bpf_object *obj, __u32 services, __u32 backends);
+struct bpf_insn;
+/* The geometry marker at in[i] of n instructions: its index, | FERRY_XGEO_SET
+ * once written; -1 if in[i] is none. */
+int ferry_xgeo_at(const struct bpf_insn *in, size_t n, size_t i);
 /* ferry_xstat_v2 summed over CPUs into sum[FERRY_XSTAT_MAX]. */
 int xstat_sum(int fd, __u64 *sum);
 /* A CPU-major counter array (ferry_xvip_v2, ferry_xbe_v2) mapped for reading;
