@@ -429,10 +429,14 @@ int ferry_xgeo_at(const struct bpf_insn *in, size_t n, size_t i)
 
 /*
  * Write val[its index] into every geometry marker of every program of obj
- * (include/ferry/xdp.h) and mark it set. The instruction count stays, so
- * no relocation libbpf applies at load moves; subprograms (.text) are not
- * the loader's to see, so markers live in entry programs only (the tests
- * check the loaded program). -EINVAL if a value want names has no marker.
+ * (include/ferry/xdp.h) and mark it set. libbpf documents
+ * bpf_program__set_insns() for a prepare-load callback; called between open
+ * and load with the count unchanged and only plain constants rewritten, it
+ * replaces the array that relocations, line info and the subprograms
+ * appended at load all address by index, so none of them moves (the tests
+ * read the loaded program back). Subprograms (.text) are not the loader's
+ * to see, so markers live in entry programs only. -EINVAL if a value want
+ * names has no marker.
  */
 static int xgeo_patch(struct bpf_object *obj, const __u32 *val, unsigned int want)
 {
