@@ -512,13 +512,7 @@ struct xsvc_want {
 
 static int xsvc_want_cmp(const void *a, const void *b)
 {
-	return memcmp(&((const struct xsvc_want *)a)->key, &((const struct xsvc_want *)b)->key,
-		      sizeof(struct ferry_svc_key));
-}
-
-static bool xsvc_key_eq(const struct ferry_svc_key *a, const struct ferry_svc_key *b)
-{
-	return !memcmp(a, b, sizeof(*a));
+	return svc_key_cmp(&((const struct xsvc_want *)a)->key, &((const struct xsvc_want *)b)->key);
 }
 
 /*
@@ -646,7 +640,7 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r)
 		for (k = 0; k < FERRY_XSVC_WAYS; k++) {
 			struct ferry_xsvc *e = &set->way[k];
 
-			if (e->svc_id == want[i].id && xsvc_key_eq(&e->key, &want[i].key))
+			if (e->svc_id == want[i].id && !svc_key_cmp(&e->key, &want[i].key))
 				break;
 			if (!e->svc_id && !(freed[want[i].set] & (1U << k)) && empty < 0)
 				empty = k;
