@@ -510,38 +510,19 @@ static __always_inline struct xnh *nh_slot(__u32 be_id)
 	return bpf_map_lookup_elem(&ferry_xnh, &key);
 }
 
-static __always_inline struct xnh *nh_cached(__u32 be_id, __u64 now)
-{
-	struct xnh *nh = nh_slot(be_id);
+enum { NH_OK = 0, NH_NO_BACKEND, NH_NO_ROUTE };
 
-	if (nh && nh->backend_id == be_id && now < nh->expires)
-		return nh;
-	return NULL;
-}
-
-enum { NH_OK = 0, NH_NO_BACKEND, NH_NO_ROUTE, NH_SPARE };
-
-/*
- * Resolve backend be_id of service svc_id into this CPU's cache slot
- * (NH_OK), or into spare when this CPU has none (NH_SPARE: fail open, every
- * packet resolves); else why not.
- */
+/* Resolve backend be_id of service svc_id into nh; NH_OK, or why not. */
 static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cfg, __u32 be_id,
-				 __u32 svc_id, struct xnh *spare)
+				 __u32 svc_id, struct xnh *nh)
 {
 	struct bpf_fib_lookup fib = {};
 	struct ferry_backend *be;
-	struct xnh *nh;
-	int rc, ok = NH_OK;
+	int rc;
 
 	be = bpf_map_lookup_elem(&ferry_be_v1, &be_id);
 	if (!be || be->svc_id != svc_id)
 		return NH_NO_BACKEND;
-	nh = nh_slot(be_id);
-	if (!nh) {
-		nh = spare;
-		ok = NH_SPARE;
-	}
 	fib.ifindex = ctx->ingress_ifindex;
 	if (be->family == AF_INET) {
 		fib.family = AF_INET;
@@ -572,30 +553,27 @@ static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cf
 	nh->family = be->family;
 	__builtin_memcpy(nh->addr, be->addr, 16);
 	nh->expires = bpf_jiffies64() + FERRY_XNH_TTL_JIFFIES;
-	return ok;
+	return NH_OK;
 }
 
-/* Backend be_id's next hop, from the cache or resolved; NULL and *why if none. */
+/*
+ * Backend be_id's next hop: this CPU's cache slot while it holds be_id and
+ * has not expired, else resolved into it; into spare when this CPU has no
+ * slot (fail open: every packet resolves). NULL and *why if none.
+ */
 static __always_inline struct xnh *nh_get(struct xdp_md *ctx, const struct ferry_xcfg *cfg,
 					  __u32 be_id, __u32 svc_id, __u64 now, struct xnh *spare,
 					  int *why)
 {
-	struct xnh *nh = nh_cached(be_id, now);
+	struct xnh *nh = nh_slot(be_id);
 
 	*why = NH_OK;
-	if (nh)
+	if (nh && nh->backend_id == be_id && now < nh->expires)
 		return nh;
-	*why = nh_resolve(ctx, cfg, be_id, svc_id, spare);
-	if (*why == NH_SPARE) {
-		*why = NH_OK;
-		return spare;
-	}
-	if (*why != NH_OK)
-		return NULL;
-	nh = nh_slot(be_id);
 	if (!nh)
-		*why = NH_NO_ROUTE;	/* resolved into it a moment ago: cannot be */
-	return nh;
+		nh = spare;
+	*why = nh_resolve(ctx, cfg, be_id, svc_id, nh);
+	return *why == NH_OK ? nh : NULL;
 }
 
 /* ---- packet rewriting ------------------------------------------------- */
