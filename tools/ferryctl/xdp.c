@@ -63,37 +63,25 @@ static int open_pin(struct ctl *c, const char *name, int *fd)
 static int xdp_stats(struct ctl *c, int argc, char **argv)
 {
 	struct json_object *jo = NULL, *jc = NULL, *jv = NULL;
-	int fst = -1, fvip = -1, fbe = -1, ret = 1, err;
-	struct xcnt_view vip = {}, be = {};
-	__u64 v[FERRY_XSTAT_MAX], used, cap, full;
+	__u64 used, cap, full;
+	struct xdp_counters x = {};
 	struct fstate st = {};
+	int ret = 1, err;
 	size_t i, j;
 
 	(void)argv;
 	if (argc > 1)
 		return ctl_usage(c, "xdp stats: unexpected argument '%s'", argv[1]);
-	if (ctl_open(c) || open_pin(c, FERRY_MAP_XSTAT, &fst))
+	if (ctl_open(c))
 		goto cleanup;
-	{
-		char path[512];
-
-		/* A decap-only node has the counters but no load balancer. */
-		ferry_pin_path(path, sizeof(path), c->bpffs, FERRY_MAP_XVIP);
-		fvip = bpf_obj_get(path);
-		ferry_pin_path(path, sizeof(path), c->bpffs, FERRY_MAP_XBE);
-		fbe = bpf_obj_get(path);
-		if (fvip >= 0 && fbe >= 0 &&
-		    ((err = xcnt_open(fvip, &vip)) || (err = xcnt_open(fbe, &be)))) {
-			ret = ctl_err(c, "mapping the XDP counters under", c->bpffs, err);
-			goto cleanup;
-		}
+	if ((err = xdp_counters_open(c->bpffs, &x))) {
+		ret = ctl_err(c, err == -ENOENT ? "XDP load balancer not loaded (ferryd "
+			      "--xdp-iface): no counters under" : "reading the XDP counters under",
+			      c->bpffs, err);
+		goto cleanup;
 	}
 	if ((err = fstate_load(&c->maps, &st))) {
 		ret = ctl_err(c, "reading the maps under", c->bpffs, err);
-		goto cleanup;
-	}
-	if ((err = xstat_sum(fst, v))) {
-		ret = ctl_err(c, "reading", FERRY_MAP_XSTAT, err);
 		goto cleanup;
 	}
 	if (c->json) {
@@ -109,9 +97,9 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 		if (!xstat_names[i])
 			continue;
 		if (jc)
-			json_object_object_add(jc, xstat_names[i], json_object_new_int64(v[i]));
-		else if (v[i])
-			printf("%-22s %14llu\n", xstat_names[i], (unsigned long long)v[i]);
+			json_object_object_add(jc, xstat_names[i], json_object_new_int64(x.stat[i]));
+		else if (x.stat[i])
+			printf("%-22s %14llu\n", xstat_names[i], (unsigned long long)x.stat[i]);
 	}
 	/* ctl_open() opened the VIP index with the other maps (-1 if absent). */
 	if (c->maps.xsvc >= 0 && !xsvc_count(c->maps.xsvc, &used, &cap, &full)) {
@@ -142,9 +130,9 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 			       (unsigned long long)used, FERRY_XVIPF_BITS, 100.0 * used / FERRY_XVIPF_BITS);
 		}
 	}
-	if (!c->json && fvip >= 0 && fbe >= 0)
+	if (!c->json && x.vip.a && x.be.a)
 		printf("\n%-32s %-28s %12s %14s\n", "service / backend", "address", "packets", "bytes");
-	for (i = 0; fvip >= 0 && fbe >= 0 && i < st.n; i++) {
+	for (i = 0; x.vip.a && x.be.a && i < st.n; i++) {
 		const struct svc_state *s = &st.svcs[i];
 		struct json_object *js = NULL, *jb = NULL;
 		struct ferry_xcnt cnt;
@@ -152,7 +140,7 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 
 		if (!(s->val.flags & FERRY_SVC_F_XDP))
 			continue;
-		xcnt_get(&vip, s->val.id, &cnt);
+		xcnt_get(&x.vip, s->val.id, &cnt);
 		svc_key_str(&s->key, key, sizeof(key));
 		if (c->json) {
 			js = json_object_new_object();
@@ -171,7 +159,7 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 		for (j = 0; j < s->n; j++) {
 			const struct be_state *b = &s->bes[j];
 
-			xcnt_get(&be, b->id, &cnt);
+			xcnt_get(&x.be, b->id, &cnt);
 			backend_str(&b->be, bs, sizeof(bs));
 			if (jb) {
 				struct json_object *o = json_object_new_object();
@@ -196,14 +184,7 @@ static int xdp_stats(struct ctl *c, int argc, char **argv)
 cleanup:
 	json_object_put(jo);
 	fstate_free(&st);
-	xcnt_close(&vip);
-	xcnt_close(&be);
-	if (fst >= 0)
-		close(fst);
-	if (fvip >= 0)
-		close(fvip);
-	if (fbe >= 0)
-		close(fbe);
+	xdp_counters_close(&x);
 	return ret;
 }
 

@@ -579,6 +579,31 @@ void xcnt_close(struct xcnt_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
+int xdp_counters_open(const char *dir, struct xdp_counters *x)
+{
+	int fst, fvip = -1, fbe = -1, err;
+
+	memset(x, 0, sizeof(*x));
+	if (open_pin(dir, FERRY_MAP_XSTAT, &fst))
+		return -ENOENT;
+	err = xstat_sum(fst, x->stat);
+	close(fst);
+	if (!err && !open_pin(dir, FERRY_MAP_XVIP, &fvip) && !open_pin(dir, FERRY_MAP_XBE, &fbe) &&
+	    !(err = xcnt_open(fvip, &x->vip)))
+		err = xcnt_open(fbe, &x->be);
+	if (fvip >= 0)
+		close(fvip);
+	if (fbe >= 0)
+		close(fbe);
+	return err;
+}
+
+void xdp_counters_close(struct xdp_counters *x)
+{
+	xcnt_close(&x->vip);
+	xcnt_close(&x->be);
+}
+
 int xvipf_count(int fd, __u64 *open_bits)
 {
 	struct ferry_xvipf *f = malloc(sizeof(*f));

@@ -81,6 +81,19 @@ int xcnt_open(int fd, struct xcnt_view *v);
 void xcnt_get(const struct xcnt_view *v, __u32 id, struct ferry_xcnt *out);
 void xcnt_close(struct xcnt_view *v);
 
+/*
+ * The XDP counters pinned under dir: the outcomes summed over CPUs, and
+ * the per-VIP and per-backend arrays mapped (left empty on a decap-only
+ * node, which pins the outcomes alone). -ENOENT when no XDP program was
+ * ever loaded there; xdp_counters_close() after any return.
+ */
+struct xdp_counters {
+	__u64			stat[FERRY_XSTAT_MAX];
+	struct xcnt_view	vip, be;
+};
+int xdp_counters_open(const char *dir, struct xdp_counters *x);
+void xdp_counters_close(struct xdp_counters *x);
+
 /* The XDP flow table (ferry_xflow_v3, an mmapable array of sets): flows
  * recorded in it and its capacity (ways). */
 int xflow_count(int fd, __u64 *used, __u64 *capacity);

@@ -493,24 +493,17 @@ cleanup:
  */
 static int collect_xdp(const char *bpffs, struct ferry_snapshot *s)
 {
-	struct xcnt_view vip = {}, be = {};
-	int xstat = -1, xvip = -1, xbe = -1, err = 0;
-	char path[1024];
+	struct xdp_counters x;
 	size_t i, j, k;
+	int err = 0;
 
-	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XSTAT);
-	xstat = bpf_obj_get(path);
-	if (xstat < 0)
-		return 0;	/* not loaded: no XDP families */
-	if (xstat_sum(xstat, s->xstats))
+	/* Not loaded, or counters this build cannot read: no XDP families. */
+	if (xdp_counters_open(bpffs, &x))
 		goto cleanup;
+	memcpy(s->xstats, x.stat, sizeof(s->xstats));
 	s->has_xdp = true;
-	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XVIP);
-	xvip = bpf_obj_get(path);
-	ferry_pin_path(path, sizeof(path), bpffs, FERRY_MAP_XBE);
-	xbe = bpf_obj_get(path);
-	if (xvip < 0 || xbe < 0 || xcnt_open(xvip, &vip) || xcnt_open(xbe, &be))
-		goto cleanup;
+	if (!x.vip.a || !x.be.a)
+		goto cleanup;	/* decap only */
 	s->xvip = calloc(s->st.n ? s->st.n : 1, sizeof(*s->xvip));
 	s->xbe = calloc(s->st.nbackends ? s->st.nbackends : 1, sizeof(*s->xbe));
 	if (!s->xvip || !s->xbe) {
@@ -524,18 +517,12 @@ static int collect_xdp(const char *bpffs, struct ferry_snapshot *s)
 			k += sv->n;
 			continue;
 		}
-		xcnt_get(&vip, sv->val.id, &s->xvip[i]);
+		xcnt_get(&x.vip, sv->val.id, &s->xvip[i]);
 		for (j = 0; j < sv->n; j++, k++)
-			xcnt_get(&be, sv->bes[j].id, &s->xbe[k]);
+			xcnt_get(&x.be, sv->bes[j].id, &s->xbe[k]);
 	}
 cleanup:
-	xcnt_close(&vip);
-	xcnt_close(&be);
-	close(xstat);
-	if (xvip >= 0)
-		close(xvip);
-	if (xbe >= 0)
-		close(xbe);
+	xdp_counters_close(&x);
 	return err;
 }
 
