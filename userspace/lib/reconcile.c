@@ -507,6 +507,7 @@ static int apply_maglev(int outer, const struct plan_mag *pm, const char *name, 
 struct xsvc_want {
 	struct ferry_svc_key key;
 	__u32	id;
+	__u32	hash;	/* ferry_xsvc_hash(): its set and its filter bit */
 	__u32	set;
 };
 
@@ -538,7 +539,7 @@ static int xvipf_publish(int fd, struct ferry_xvipf *cur, const struct xsvc_want
 	else
 		memcpy(f, cur, sizeof(*f));
 	for (i = 0; i < nw; i++) {
-		__u32 bit = ferry_xvipf_bit(ferry_xsvc_hash(&want[i].key));
+		__u32 bit = ferry_xvipf_bit(want[i].hash);
 
 		f->w[bit / 64] &= ~(1ULL << (bit % 64));
 	}
@@ -583,7 +584,7 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r)
 		return err;
 	sets = p;
 	if (!nsets || (nsets & (nsets - 1))) {
-		err = -EPROTO;	/* ferry_xsvc_set_of() masks: a power of two */
+		err = -EPROTO;	/* sets are a hash masked: a power of two */
 		goto out;
 	}
 	if ((err = map_dump(svc_fd, sizeof(*keys), sizeof(*vals), (void **)&keys, (void **)&vals, &n)))
@@ -600,7 +601,8 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r)
 			continue;
 		want[nw].key = keys[i];
 		want[nw].id = vals[i].id;
-		want[nw].set = ferry_xsvc_set_of(&keys[i], nsets);
+		want[nw].hash = ferry_xsvc_hash(&keys[i]);
+		want[nw].set = want[nw].hash & (nsets - 1);
 		nw++;
 	}
 	qsort(want, nw, sizeof(*want), xsvc_want_cmp);
