@@ -355,18 +355,12 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Frames the sink has counted, summed over CPUs. */
-static __u64 veth_sunk(int cfd, __u64 *cnt, int ncpu)
+/* Frames the sink has counted, summed over CPUs (0 if unreadable). */
+static __u64 veth_sunk(int cfd)
 {
-	__u32 k = 0;
-	__u64 sum = 0;
-	int i;
+	__u64 sum;
 
-	if (bpf_map_lookup_elem(cfd, &k, cnt))
-		return 0;
-	for (i = 0; i < ncpu; i++)
-		sum += cnt[i];
-	return sum;
+	return percpu_sum(cfd, 0, &sum) ? 0 : sum;
 }
 
 /*
@@ -411,14 +405,14 @@ static int veth_send(int fd, __u8 *buf, __u64 frames, __u64 *sent)
  * at most 100 polls. Returns the count; *t (if t) moves to the last poll that
  * saw it grow, so the final, quiet poll is not timed.
  */
-static __u64 veth_drain(int cfd, __u64 *cnt, int ncpu, double *t)
+static __u64 veth_drain(int cfd, double *t)
 {
-	__u64 c = veth_sunk(cfd, cnt, ncpu), n;
+	__u64 c = veth_sunk(cfd), n;
 	int i;
 
 	for (i = 0; i < 100; i++) {
 		usleep(1000);
-		if ((n = veth_sunk(cfd, cnt, ncpu)) == c)
+		if ((n = veth_sunk(cfd)) == c)
 			break;
 		c = n;
 		if (t)
@@ -440,15 +434,13 @@ struct veth_result {
  */
 static int veth_run(struct world *w, int prog_fd, __u64 frames, struct veth_result *r)
 {
-	int vg = if_nametoindex("vg"), vl = if_nametoindex("vl"), ncpu = libbpf_num_possible_cpus();
+	int vg = if_nametoindex("vg"), vl = if_nametoindex("vl");
 	int cfd = bpf_map__fd(w->ref->maps.bench_count), fd = -1, one = 1, err;
 	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_ifindex = vg };
-	__u64 *cnt = calloc(ncpu, sizeof(*cnt)), before, warm;
+	__u64 before, warm;
 	double t0, t1;
 	__u8 buf[64];
 
-	if (!cnt)
-		return -ENOMEM;
 	frame(buf, VIP, 0, 0x10);
 	if ((err = bpf_xdp_attach(vl, prog_fd, XDP_FLAGS_DRV_MODE, NULL)))
 		goto out;
@@ -461,18 +453,17 @@ static int veth_run(struct world *w, int prog_fd, __u64 frames, struct veth_resu
 	/* Warm up: the first frames resolve the next hop and fill the flow table. */
 	if ((err = veth_send(fd, buf, VETH_WARM, &warm)))
 		goto out;
-	before = veth_drain(cfd, cnt, ncpu, NULL);
+	before = veth_drain(cfd, NULL);
 	t0 = bench_now();
 	if ((err = veth_send(fd, buf, frames, &r->sent)))
 		goto out;
 	t1 = bench_now();
-	r->sunk = veth_drain(cfd, cnt, ncpu, &t1) - before;
+	r->sunk = veth_drain(cfd, &t1) - before;
 	r->mpps = r->sunk / (t1 - t0) / 1e6;
 out:
 	if (fd >= 0)
 		close(fd);
 	bpf_xdp_detach(vl, XDP_FLAGS_DRV_MODE, NULL);
-	free(cnt);
 	return err;
 }
 
