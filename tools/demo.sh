@@ -26,8 +26,8 @@ wait_for 200 grep -q ready "$TMP/serve.out" || { echo "backends did not start"; 
 wait_for 200 grep -q ready "$TMP/serve-udp.out" || { echo "udp backends did not start"; exit 1; }
 
 say "ferryd: loading, pinning in $PIN, attaching to $CG"
-MPORT=$((20000 + RANDOM % 20000))
-ferryd_start "$REG" --metrics-addr "127.0.0.1:$MPORT" || exit 1
+ferryd_start "$REG" --metrics-addr 127.0.0.1:0 || exit 1	# port 0: any free one, logged
+MHP=$(metrics_hostport "$TMP/ferryd.log" "$FERRYD_PID") || { echo "ferryd logged no metrics address"; exit 1; }
 sed 's/^/  /' "$TMP/ferryd.log"
 
 say "ferryctl service list"
@@ -48,8 +48,8 @@ say "drain 192.0.2.11:8080 with ferryctl; new connections avoid it"
 in_client "$T" connect 198.51.100.10:80 -n 60 | sed 's/^/  /'
 "${CTL[@]}" service show 198.51.100.10:80
 
-say "Prometheus metrics (curl 127.0.0.1:$MPORT/metrics, a few families)"
-curl -s "http://127.0.0.1:$MPORT/metrics" | grep -E '^ferry_(service_connections_opened_total|sock_lb_connect_total|registry_syncs_total|ready)' | head -n 12 | sed 's/^/  /'
+say "Prometheus metrics (curl $MHP/metrics, a few families)"
+curl -s "http://$MHP/metrics" | grep -E '^ferry_(service_connections_opened_total|sock_lb_connect_total|registry_syncs_total|ready)' | head -n 12 | sed 's/^/  /'
 
 say "ferryctl status"
 "${CTL[@]}" status

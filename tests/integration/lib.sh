@@ -132,6 +132,20 @@ ferryd_start() {	# registry, extra args
 	wait_for 200 ferryd_synced || { echo "ferryd did not sync:"; cat "$TMP/ferryd.log"; return 1; }
 }
 
+# The HOST:PORT a ferryd started with --metrics-addr HOST:0 logged for its
+# listener, once it listens; fails when the daemon exits first.
+metrics_hostport() {	# log, pid
+	local log=$1 pid=$2 n=1200 hp
+	while [ "$n" -gt 0 ]; do
+		hp=$(sed -n 's|.*metrics on http://\([^/]*\)/metrics.*|\1|p' "$log" | head -n 1)
+		[ -n "$hp" ] && { echo "$hp"; return 0; }
+		kill -0 "$pid" 2>/dev/null || return 1
+		n=$((n - 1))
+		sleep 0.05
+	done
+	return 1
+}
+
 ferryd_stop() {
 	[ -n "$FERRYD_PID" ] || return 0
 	kill "$FERRYD_PID" 2>/dev/null

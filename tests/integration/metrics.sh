@@ -19,11 +19,14 @@ VIP=198.51.100.80
 REG="$TMP/registry.json"
 PROM_PID=""
 
-free_port() {	# a TCP port nobody listens on (a race we accept: the start fails loudly)
-	local p i
+free_port() {	# for Prometheus: a TCP port no socket holds, below the ephemeral range so
+		# no outgoing connection takes it meanwhile (a race we accept: the start fails loudly)
+	local p i lo
+	read -r lo _ < /proc/sys/net/ipv4/ip_local_port_range
+	[ "$lo" -gt 11024 ] || return 1
 	for i in $(seq 1 50); do
-		p=$((20000 + RANDOM % 40000))
-		ss -Htln "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
+		p=$((lo - 1 - RANDOM % 10000))
+		ss -Htan "sport = :$p" 2>/dev/null | grep -q . || { echo "$p"; return 0; }
 	done
 	return 1
 }
@@ -56,18 +59,18 @@ bg ip netns exec "$NS_B" "$B/tests/ferry-traffic" serve 192.0.2.11:8080 192.0.2.
 	> "$TMP/serve.log" 2>&1
 wait_for 100 grep -q ready "$TMP/serve.log" || { echo "FAIL metrics_setup: backends did not start"; exit 1; }
 
-MPORT=$(free_port) || { echo "FAIL metrics_setup: no free port"; exit 1; }
-MURL="http://127.0.0.1:$MPORT"
-
 # --- /readyz is 503 until the registry is applied -----------------------
 # The registry file does not exist yet: ferryd starts, the sync fails.
 "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --resync 0 \
-	--metrics-addr "127.0.0.1:$MPORT" --metrics-timeout 1000 >"$TMP/ferryd.log" 2>&1 &
+	--metrics-addr 127.0.0.1:0 --metrics-timeout 1000 >"$TMP/ferryd.log" 2>&1 &
 FERRYD_PID=$!
-if ! wait_for 200 curl -sf --max-time 1 "$MURL/healthz"; then
-	echo "FAIL metrics_listen: /healthz never answered"; cat "$TMP/ferryd.log"; exit 1
+# Port 0: the kernel picks a free port and ferryd logs the one it bound.
+if ! MHP=$(metrics_hostport "$TMP/ferryd.log" "$FERRYD_PID"); then
+	echo "FAIL metrics_listen: ferryd logged no metrics address"; cat "$TMP/ferryd.log"; exit 1
 fi
-echo "PASS metrics_listen"
+MPORT=${MHP##*:}
+MURL="http://$MHP"
+assert_eq metrics_listen "$(http_code "$MURL/healthz")" 200
 assert_eq readyz_503_before_sync "$(http_code "$MURL/readyz")" 503
 assert_eq metrics_served_before_sync "$(http_code "$MURL/metrics")" 200
 assert_eq metrics_last_sync_failed "$(metric ferry_registry_last_sync_success)" 0
@@ -255,12 +258,13 @@ ip -n "$NS_B" route add 203.0.113.50/32 via 192.0.2.1 dev fb0
 ip -n "$NS_B" neigh replace 192.0.2.1 lladdr "$fc0_mac" dev fb0
 ip -n "$NS_C" route add "$XVIP/32" via 192.0.2.2 dev fc0
 printf '{ "services": [ { "name": "mx/xdp", "vip": "%s", "port": 80, "xdp": true,\n  "backends": [ { "ip": "203.0.113.50", "port": 80 } ] } ] }\n' "$XVIP" > "$XREG"
-XPORT=$(free_port)
 # nsenter, not ip netns exec: that one remounts /sys, hiding bpffs and cgroup2.
 nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$XREG" --bpffs "$XPIN" --cgroup "$XCG" --resync 0 \
 	--max-services 1024 --max-backends 4096 --xdp-flows 65536 --xdp-iface fb0 \
-	--metrics-addr "127.0.0.1:$XPORT" > "$TMP/xdp-ferryd.log" 2>&1 &
+	--metrics-addr 127.0.0.1:0 > "$TMP/xdp-ferryd.log" 2>&1 &
 XPID=$!
+XPORT=$(metrics_hostport "$TMP/xdp-ferryd.log" "$XPID")
+XPORT=${XPORT##*:}
 xurl() { ip netns exec "$NS_B" curl -s --max-time 5 "http://127.0.0.1:$XPORT$1"; }
 xready() { [ "$(ip netns exec "$NS_B" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$XPORT/readyz")" = 200 ]; }
 if ! wait_for 400 xready || ! grep -q "attached to fb0" "$TMP/xdp-ferryd.log"; then

@@ -103,6 +103,26 @@ static void endpoint_bad_inputs(void **state)
 	}
 }
 
+/* A listen address takes port 0 (the kernel picks) and nothing else new. */
+static void listen_addr_port_zero(void **state)
+{
+	struct faddr a;
+	int port = -1;
+
+	(void)state;
+	assert_int_equal(listen_addr_parse("127.0.0.1:0", &a, &port), 0);
+	assert_int_equal(port, 0);
+	assert_int_equal(listen_addr_parse("[::1]:0", &a, &port), 0);
+	assert_int_equal(a.family, AF_INET6);
+	assert_int_equal(listen_addr_parse("0.0.0.0:9464", &a, &port), 0);
+	assert_int_equal(port, 9464);
+	assert_int_equal(listen_addr_parse("127.0.0.1:0/tcp", &a, &port), -EINVAL);
+	assert_int_equal(listen_addr_parse("127.0.0.1:65536", &a, &port), -EINVAL);
+	assert_int_equal(listen_addr_parse("127.0.0.1", &a, &port), -EINVAL);
+	/* Services and backends still refuse port 0. */
+	assert_int_equal(endpoint_parse("127.0.0.1:0", &a, &port, NULL), -EINVAL);
+}
+
 static void endpoint_too_long(void **state)
 {
 	char buf[300];
@@ -188,6 +208,7 @@ int main(void)
 		cmocka_unit_test(endpoint_forms),
 		cmocka_unit_test(endpoint_without_proto),
 		cmocka_unit_test(endpoint_bad_inputs),
+		cmocka_unit_test(listen_addr_port_zero),
 		cmocka_unit_test(endpoint_too_long),
 		cmocka_unit_test(faddr_parse_forms),
 		cmocka_unit_test(svc_key_str_round_trip),

@@ -31,14 +31,12 @@ awk -v n="$SVCS" -v k="$PER" 'BEGIN {
 	printf "\n] }\n"
 }' > "$TMP/registry.json"
 
-for i in $(seq 1 50); do
-	PORT=$((20000 + RANDOM % 40000))
-	ss -Htln "sport = :$PORT" | grep -q . || break
-done
-URL="http://127.0.0.1:$PORT"
 bench_bg "$B/ferryd" --registry "$TMP/registry.json" --bpffs "$PIN" --cgroup "$CGD" --resync 0 \
-	--metrics-addr "127.0.0.1:$PORT" > "$TMP/ferryd.log" 2>&1
+	--metrics-addr 127.0.0.1:0 > "$TMP/ferryd.log" 2>&1	# port 0: any free one, logged
 FERRYD=$BG_PID
+logged() { grep -q 'metrics on http://' "$TMP/ferryd.log"; }
+wait_for 1200 logged || { cat "$TMP/ferryd.log"; bench_die "ferryd logged no metrics address"; }
+URL=$(sed -n 's|.*metrics on \(http://[^/]*\)/metrics.*|\1|p' "$TMP/ferryd.log" | head -n 1)
 ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ]; }
 wait_for 1200 ready || { cat "$TMP/ferryd.log"; bench_die "ferryd did not apply the registry"; }
 

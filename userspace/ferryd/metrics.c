@@ -733,14 +733,18 @@ static void on_event(struct ferryd *d, int fd, uint32_t events, void *arg)
 	}
 }
 
-static int listen_on(const char *spec, int *out)
+/*
+ * Listen on spec (HOST:PORT; port 0: the kernel picks one). The address
+ * actually bound goes into bound, so the log names the port a client must use.
+ */
+static int listen_on(const char *spec, int *out, char *bound, size_t len)
 {
 	struct sockaddr_storage ss = {};
 	struct faddr a;
 	socklen_t slen;
 	int port, fd, one = 1, err;
 
-	if (endpoint_parse(spec, &a, &port, NULL))
+	if (listen_addr_parse(spec, &a, &port))
 		return -EINVAL;
 	if (a.family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
@@ -761,11 +765,16 @@ static int listen_on(const char *spec, int *out)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, slen) || listen(fd, 64)) {
+	if (bind(fd, (struct sockaddr *)&ss, slen) || listen(fd, 64) ||
+	    getsockname(fd, (struct sockaddr *)&ss, &slen)) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
+	if (a.family == AF_INET)
+		endpoint_str(a.a, AF_INET, ((struct sockaddr_in *)&ss)->sin_port, bound, len);
+	else
+		endpoint_str(a.a, AF_INET6, ((struct sockaddr_in6 *)&ss)->sin6_port, bound, len);
 	*out = fd;
 	return 0;
 }
@@ -774,6 +783,7 @@ int metrics_start(struct ferryd *d)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 	struct metrics_srv *s;
+	char bound[64];
 	unsigned int k;
 	int err;
 
@@ -788,7 +798,7 @@ int metrics_start(struct ferryd *d)
 	pthread_cond_init(&s->cv, NULL);
 	for (k = 0; k < MX_MAX_CONNS; k++)
 		s->conns[k].fd = -1;
-	if ((err = listen_on(d->cfg.metrics_addr, &s->lfd))) {
+	if ((err = listen_on(d->cfg.metrics_addr, &s->lfd, bound, sizeof(bound)))) {
 		log_warnx("metrics: cannot listen on %s: %s; running without the metrics endpoint",
 			  d->cfg.metrics_addr, strerror(-err));
 		goto fail;
@@ -821,7 +831,7 @@ int metrics_start(struct ferryd *d)
 		goto fail;
 	}
 	d->metrics = s;
-	log_info("metrics on http://%s/metrics (/healthz, /readyz)", d->cfg.metrics_addr);
+	log_info("metrics on http://%s/metrics (/healthz, /readyz)", bound);
 	return 0;
 fail:
 	if (s->lfd >= 0)

@@ -37,7 +37,7 @@ int proto_parse(const char *s)
 	return -EINVAL;
 }
 
-int endpoint_parse(const char *s, struct faddr *addr, int *port, int *proto)
+static int endpoint_parse_from(const char *s, struct faddr *addr, int *port, int *proto, long min_port)
 {
 	char buf[128], *host, *p, *slash, *end;
 	long v;
@@ -78,7 +78,7 @@ int endpoint_parse(const char *s, struct faddr *addr, int *port, int *proto)
 		return -EINVAL;
 	errno = 0;
 	v = strtol(p, &end, 10);
-	if (errno || *end || end == p || v < 1 || v > 65535)
+	if (errno || *end || end == p || v < min_port || v > 65535)
 		return -EINVAL;
 	*port = (int)v;
 	if (faddr_parse(host, addr))
@@ -87,6 +87,16 @@ int endpoint_parse(const char *s, struct faddr *addr, int *port, int *proto)
 	if ((buf[0] == '[') != (addr->family == AF_INET6))
 		return -EINVAL;
 	return 0;
+}
+
+int endpoint_parse(const char *s, struct faddr *addr, int *port, int *proto)
+{
+	return endpoint_parse_from(s, addr, port, proto, 1);
+}
+
+int listen_addr_parse(const char *s, struct faddr *addr, int *port)
+{
+	return endpoint_parse_from(s, addr, port, NULL, 0);
 }
 
 const char *faddr_str(const struct faddr *a, char *buf, size_t len)

@@ -18,6 +18,9 @@ int faddr_parse(const char *s, struct faddr *out);
 /* "IP:PORT", "[IPv6]:PORT", each optionally "/tcp" or "/udp" (proto may be NULL:
  * then a suffix is an error). Port 1..65535, host order. */
 int endpoint_parse(const char *s, struct faddr *addr, int *port, int *proto);
+/* An address to listen on: as endpoint_parse() without a protocol, and port 0
+ * too (the kernel picks a free one; the listener reports it). */
+int listen_addr_parse(const char *s, struct faddr *addr, int *port);
 /* Text form into buf (at least 64 bytes). */
 const char *faddr_str(const struct faddr *a, char *buf, size_t len);
 /* "192.0.2.11:8080" or "[2001:db8::11]:8080"; port in network order. */
