@@ -46,7 +46,8 @@
 /*
  * How long a resolved next hop is trusted before bpf_fib_lookup again: a
  * quarter second, in jiffies (bpf_jiffies64 costs a fraction of a clock
- * read per packet). Without the kernel config, 250 ticks: 0.25 to 2.5 s.
+ * read per packet). Where the kernel config cannot be read, ferryd gives
+ * libbpf CONFIG_HZ=0 (userspace/ferryd/xdp.c): 250 ticks, 0.25 to 2.5 s.
  */
 extern unsigned int CONFIG_HZ __kconfig __weak;
 #define FERRY_XNH_TTL_JIFFIES	(CONFIG_HZ ? CONFIG_HZ / 4 : 250)

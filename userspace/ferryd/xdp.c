@@ -12,11 +12,16 @@
  */
 #include <errno.h>
 #include <ifaddrs.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 #include <arpa/inet.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/utsname.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <linux/if_link.h>
@@ -148,23 +153,29 @@ int xdp_option(int opt, const char *arg)
 	return -EINVAL;
 }
 
-/* bpf_fib_lookup answers only on devices that forward. */
+/* bpf_fib_lookup answers only on devices that forward, per address family. */
 static void check_forwarding(const char *ifname)
 {
-	char path[128], c = '1';
+	static const char *const fam[] = { "ipv4", "ipv6" };
+	char path[128], c;
 	FILE *f;
+	int i;
 
-	snprintf(path, sizeof(path), "/proc/sys/net/ipv4/conf/%s/forwarding", ifname);
-	f = fopen(path, "r");
-	if (f) {
-		if (fread(&c, 1, 1, f) != 1)
-			c = '1';
-		fclose(f);
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/forwarding", fam[i], ifname);
+		c = '1';
+		f = fopen(path, "r");
+		if (f) {
+			if (fread(&c, 1, 1, f) != 1)
+				c = '1';
+			fclose(f);
+		}
+		if (c == '0')
+			log_warnx("xdp %s: %s forwarding is off on it, so bpf_fib_lookup cannot resolve "
+				  "%s backends: %s", ifname, i ? "IPv6" : "IPv4", i ? "IPv6" : "IPv4",
+				  xo.cfg.flags & FERRY_XCFG_F_GW ? "packets go to the --xdp-gateway MAC" :
+								   "packets to VIPs are dropped");
 	}
-	if (c == '0')
-		log_warnx("xdp %s: IPv4 forwarding is off on it, so bpf_fib_lookup cannot resolve "
-			  "backends: %s", ifname, xo.cfg.flags & FERRY_XCFG_F_GW ?
-			  "packets go to the --xdp-gateway MAC" : "packets to VIPs are dropped");
 }
 
 /*
@@ -225,6 +236,32 @@ static int attach(struct ferryd *d, struct bpf_program *prog, const char *kind, 
 	return 0;
 }
 
+/*
+ * The MTU toward the --xdp-gateway: that leg leaves by the ingress device, so
+ * its MTU, the smallest over the LB's devices (the configuration is one for
+ * all). 0 (unknown) makes the program assume 1500.
+ */
+static __u16 lb_ifaces_mtu(void)
+{
+	unsigned int mtu = 0;
+	struct ifreq ifr;
+	int fd, i;
+
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	for (i = 0; i < xo.n_lb; i++) {
+		memset(&ifr, 0, sizeof(ifr));
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", xo.lb_ifs[i]);
+		if (ioctl(fd, SIOCGIFMTU, &ifr) || ifr.ifr_mtu <= 0)
+			continue;
+		if (!mtu || (unsigned int)ifr.ifr_mtu < mtu)
+			mtu = ifr.ifr_mtu;
+	}
+	close(fd);
+	return mtu > 0xffff ? 0xffff : mtu;
+}
+
 static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 {
 	struct { struct bpf_map *m; __u32 n; } sz[4];
@@ -271,6 +308,7 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 		xo.cfg.src6_mask = 0;
 	}
 	xo.cfg.ring_size = xo.ring_size;
+	xo.cfg.gw_mtu = lb_ifaces_mtu();
 	if (bpf_map_update_elem(bpf_map__fd(lb->maps.ferry_xcfg_v1), &zero, &xo.cfg, BPF_ANY)) {
 		err = -errno;
 		log_warn("writing %s", FERRY_MAP_XCFG);
@@ -378,6 +416,35 @@ static void unpin_retired(const char *bpffs)
 	}
 }
 
+/*
+ * The LB reads CONFIG_HZ (its next-hop TTL in jiffies) as a weak __kconfig
+ * extern. libbpf looks for the kernel config in /boot/config-$(uname -r)
+ * and /proc/config.gz only, and fails the whole load when it can open
+ * neither, weak extern or not: a container without /boot, on a kernel
+ * without CONFIG_IKCONFIG_PROC, has neither. Then hand libbpf a config of
+ * its own instead, CONFIG_HZ=0, and the program falls back to 250 ticks.
+ */
+static const char *kconfig_or_empty(void)
+{
+	char path[PATH_MAX];
+	struct utsname u;
+	gzFile f;
+
+	if (!uname(&u)) {
+		snprintf(path, sizeof(path), "/boot/config-%s", u.release);
+		if ((f = gzopen(path, "re")) || (f = gzopen("/proc/config.gz", "re"))) {
+			gzclose(f);
+			return NULL;	/* libbpf reads it */
+		}
+	}
+	log_warnx("xdp: no kernel config (/boot/config-%s, /proc/config.gz): next-hop "
+		  "resolutions are kept 250 jiffies (0.25 s at HZ=1000, 2.5 s at HZ=100)",
+		  uname(&u) ? "?" : u.release);
+	/* libbpf still reads the system config for any extern left unset here:
+	 * name every __kconfig extern of bpf/xdp_lb.bpf.c. 0 reads as unknown. */
+	return "CONFIG_HZ=0\n";
+}
+
 int xdp_load(struct ferryd *d)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = d->cfg.bpffs);
@@ -390,8 +457,11 @@ int xdp_load(struct ferryd *d)
 					  "one XDP program per device", xo.lb_ifs[i]);
 				return -EINVAL;
 			}
-	if (xo.n_lb && (err = load_lb(d, &oo)))
-		return err;
+	if (xo.n_lb) {
+		oo.kconfig = kconfig_or_empty();
+		if ((err = load_lb(d, &oo)))
+			return err;
+	}
 	if (xo.n_dc && (err = load_decap(d, &oo)))
 		return err;
 	if (xo.n_lb || xo.n_dc)
