@@ -6,7 +6,9 @@
 #   test hides the config from ferryd alone: in a private mount namespace, a
 #   device node nobody can open is bind-mounted over /proc/config.gz (and
 #   /boot/config-$(uname -r) where it exists);
-# - a jumbo-frame device: the gateway leg's MTU is the device's, not 1500.
+# - a jumbo-frame device: the gateway leg's MTU is the device's, not 1500;
+# - ferryctl, editing the pinned state ferryd left, keeps an xdp service's
+#   rule that a backend listens on the VIP's port (DSR translates no port).
 source "$(dirname "$0")/lib.sh"
 need_root
 command -v unshare >/dev/null || skip_all "unshare not installed"
@@ -50,3 +52,14 @@ assert_eq xdp_loads_with_kernel_config "$rc" 0
 check no_warning_with_config bash -c '! grep -q "no kernel config" "$1"' _ "$TMP/ferryd2.log"
 gw_mtu=$(bpftool -j map dump pinned "$PIN/ferry_xcfg_v1" 2>/dev/null | grep -o '"gw_mtu": *[0-9]*' | grep -o '[0-9]*$')
 assert_eq gateway_mtu_is_the_devices "$gw_mtu" 9000
+
+# ferryctl adds a backend to the xdp service only on the VIP's port.
+"$B/ferryctl" --bpffs "$PIN" backend add 198.51.100.70:80 203.0.113.71:8080 > "$TMP/add.out" 2>&1
+assert_eq ferryctl_xdp_port_refused "$?" 1
+check ferryctl_xdp_port_names_backend grep -q "'203.0.113.71:8080'" "$TMP/add.out"
+check ferryctl_xdp_port_nothing_added bash -c '! "$1" --bpffs "$2" service show 198.51.100.70:80 | grep -q 203.0.113.71' \
+	_ "$B/ferryctl" "$PIN"
+check ferryctl_xdp_same_port_added bash -c '"$1" --bpffs "$2" backend add 198.51.100.70:80 203.0.113.71:80 >/dev/null 2>&1' \
+	_ "$B/ferryctl" "$PIN"
+check ferryctl_xdp_backend_listed bash -c '"$1" --bpffs "$2" service show 198.51.100.70:80 | grep -q "203.0.113.71:80"' \
+	_ "$B/ferryctl" "$PIN"

@@ -337,6 +337,12 @@ int do_backend(struct ctl *c, int argc, char **argv)
 			err = ctl_err(c, "backend already in the service", argv[3], -EEXIST);
 			goto cleanup;
 		}
+		/* As the registry has it: XDP forwards by direct server return. */
+		if (want.xdp && port != ntohs(k.port)) {
+			err = ctl_err(c, "an xdp service cannot translate ports (direct server return): "
+				      "the backend's port must be the VIP's", argv[3], -EINVAL);
+			goto cleanup;
+		}
 		if (want.nbackends >= FERRY_MAX_SVC_BACKENDS) {
 			err = ctl_err(c, "service is at its backend limit", argv[2], -ENOSPC);
 			goto cleanup;
