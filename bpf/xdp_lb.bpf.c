@@ -18,7 +18,10 @@
  *      (ferry_xring_v1, built by userspace from the weights, so every LB node
  *      picks the same backend without shared state); a backend that may not
  *      take new flows (draining, weight 0, UNHEALTHY, circuit OPEN) makes it
- *      try the next entries, DEGRADED ones only if nothing better is near;
+ *      try the next entries, DEGRADED ones only if nothing better is near.
+ *      When none of those may, the service's slots are scanned from
+ *      hash % count (first GOOD, else first DEGRADED); only a service none
+ *      of whose backends may take a new flow drops it;
  *   3. the packet is encapsulated (IPIP, or IPv6 outer for an IPv6 backend)
  *      with an outer source whose host bits come from the flow hash, and sent
  *      with XDP_TX, or XDP_REDIRECT when the route leaves by another device.
@@ -463,11 +466,84 @@ static __always_inline enum xbe_class xbe_class(__u32 svc_id, __u32 id)
 #define RING_NONE	0xffffffffU	/* no ring (or one shorter than M): fail open */
 
 /*
- * The ring entry for hash, or the next entries whose backend takes new flows.
- * A global function: the verifier checks its loop once, not once per caller
- * path, which keeps the main program far from the complexity limit.
+ * When no ring entry tried may take the flow. The ring is built from the
+ * weights alone, so with most backends UNHEALTHY or OPEN every tried entry
+ * can name one of them while a usable backend sits further along: scan the
+ * service's slots (ferry_slot_v1, as the socket LB's fallback does) from
+ * hash % count, the first GOOD backend, else the first DEGRADED one. The
+ * start and order come from the flow and the slots alone, so LB nodes whose
+ * slots and backend states agree pick alike.
  */
-__noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
+struct fallback_ctx {
+	__u32	svc_id;
+	__u32	start;
+	__u32	count;
+	__u32	found;
+	__u32	degraded;
+};
+
+static long fallback_cb(__u32 i, void *data)
+{
+	struct fallback_ctx *c = data;
+	struct ferry_slot_key sk = { .svc_id = c->svc_id, .slot = c->start + i };
+	struct ferry_slot *slot;
+	enum xbe_class cls;
+
+	if (sk.slot >= c->count)
+		sk.slot -= c->count;
+	slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
+	if (!slot)
+		return 0;		/* a slot being rewritten: the next one */
+	cls = xbe_class(c->svc_id, slot->backend_id);
+	if (cls == XBE_GOOD) {
+		c->found = slot->backend_id;
+		return 1;
+	}
+	if (cls == XBE_DEGRADED && !c->degraded)
+		c->degraded = slot->backend_id;
+	return 0;
+}
+
+/*
+ * The fallback's backend for a new flow of service svc_id (key sk), 0 when
+ * none may take it. Global, as ferry_ring_pick is; bpf_loop bounds the scan
+ * at FERRY_MAX_SVC_BACKENDS slots. Only new flows whose ring entries all
+ * refused come here: established flows never read the slots.
+ */
+__noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_id, __u32 hash)
+{
+	struct fallback_ctx c = { .svc_id = svc_id };
+	struct ferry_svc *svc;
+
+	if (!sk)
+		return 0;
+	svc = bpf_map_lookup_elem(&ferry_svc_v1, sk);
+	if (!svc || svc->id != svc_id)
+		return 0;
+	c.count = svc->count;
+	if (c.count > FERRY_MAX_SVC_BACKENDS)
+		c.count = FERRY_MAX_SVC_BACKENDS;
+	if (!c.count)
+		return 0;
+	c.start = hash % c.count;
+	bpf_loop(c.count, fallback_cb, &c, 0);
+	if (!c.found)
+		c.found = c.degraded;
+	if (c.found)
+		xstat_inc(FERRY_XSTAT_RING_FALLBACK);
+	return c.found;
+}
+
+/*
+ * A new flow's backend: the ring entry for hash, or the next entries whose
+ * backend takes new flows; when none of them may, the slot scan above (sk:
+ * the service's key). 0 when no backend of the service may take the flow.
+ * A global function: the verifier checks its loop once, not once per caller
+ * path, which keeps the main program far from the complexity limit; and
+ * the fallback is called from here, not from lb(), so the main program's
+ * code, the established-flow path's included, is as it was without it.
+ */
+__noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash, const struct ferry_svc_key *sk)
 {
 	__u32 id = svc_id, idx, last = 0, degraded = 0, *bid;
 	void *ring;
@@ -482,7 +558,7 @@ __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
 		if (!bid)
 			return RING_NONE;
 		if (!*bid)
-			break;			/* empty ring: no backend has weight */
+			return 0;		/* empty ring: no backend has weight */
 		if (*bid != last) {
 			enum xbe_class c;
 
@@ -497,7 +573,7 @@ __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
 		if (++idx >= m)
 			idx = 0;
 	}
-	return degraded;
+	return degraded ? degraded : ferry_fallback_pick(sk, svc_id, hash);
 }
 
 /* ---- next hop --------------------------------------------------------- */
@@ -1025,7 +1101,13 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 			be_id = 0;	/* the flow's backend is gone: choose again */
 	}
 	if (!be_id) {
-		be_id = ferry_ring_pick(svc_id, cfg->ring_size, hash);
+		struct xpkt *q = p;
+
+		/* q is p, made opaque: otherwise the compiler works the VIP
+		 * key's address out once for this call and the VIP lookup, and
+		 * spills it on every VIP packet's way (three instructions). */
+		barrier_var(q);
+		be_id = ferry_ring_pick(svc_id, cfg->ring_size, hash, ferry_xflow_vip(&q->key));
 		if (be_id == RING_NONE)
 			return vpass(FERRY_XSTAT_PASS_NO_RING);
 		if (!be_id)

@@ -12,8 +12,9 @@
  *
  * Behaviour tests follow: flows stay on their backend when a backend is
  * added, weights hold over 100,000 flows, draining / weight 0 / UNHEALTHY /
- * circuit OPEN backends get no new flows but keep existing ones, a flow that
- * moves CPUs keeps its backend, and the counters add up.
+ * circuit OPEN backends get no new flows but keep existing ones, new flows
+ * whose ring entries all refuse still reach a usable backend (the slot scan),
+ * a flow that moves CPUs keeps its backend, and the counters add up.
  *
  * The test runs in a network namespace of its own (unshare) with a veth
  * whose neighbours are static, so bpf_fib_lookup has a deterministic answer,
@@ -212,7 +213,7 @@ static int svc_set(const char *name, const char *vip, int port, int proto, bool 
 		   const struct bspec *bs, size_t n)
 {
 	struct plan_opts o = { .owner = FERRY_SVC_F_MANUAL };
-	struct reg_backend rb[8] = {};
+	struct reg_backend rb[16] = {};
 	struct reg_service want = {};
 	struct faddr va;
 	struct fstate st;
@@ -221,7 +222,7 @@ static int svc_set(const char *name, const char *vip, int port, int proto, bool 
 	size_t i;
 	int ret;
 
-	if (faddr_parse(vip, &va))
+	if (faddr_parse(vip, &va) || n > sizeof(rb) / sizeof(rb[0]))
 		return -EINVAL;
 	snprintf(want.name, sizeof(want.name), "%s", name);
 	memcpy(want.key.addr, va.a, sizeof(va.a));
@@ -1361,6 +1362,197 @@ static void test_unusable(void)
 	verdict("xdp backend with an OPEN circuit gets no new flows", ok);
 }
 
+/* Backend health by id for model_pick(): GOOD or DEGRADED, anything else refuses. */
+struct usable {
+	__u32	id;
+	bool	degraded;
+};
+
+/* usable's class of backend id: 2 GOOD, 1 DEGRADED, 0 none. */
+static int usable_class(const struct usable *u, int nu, __u32 id)
+{
+	int i;
+
+	for (i = 0; i < nu; i++)
+		if (u[i].id == id)
+			return u[i].degraded ? 1 : 2;
+	return 0;
+}
+
+/*
+ * What the LB must give a new flow k of service svc (count slots) when only
+ * the backends in u may take new flows: the first GOOD of the ring's
+ * FERRY_XDP_RING_TRIES entries from the flow's own (else the first DEGRADED
+ * among them); when none may, the slots scanned from hash % count, the
+ * first GOOD, else the first DEGRADED. *fell: the scan decided. 0: none.
+ */
+static __u32 model_pick(int ring, const struct ferry_svc *svc, const struct ferry_xflow_key *k,
+			const struct usable *u, int nu, bool *fell)
+{
+	__u32 hash = ferry_xflow_hash(k), idx = ferry_ring_index(hash, FERRY_XDP_DEF_RING_M);
+	__u32 be = 0, deg = 0, i;
+	int c;
+
+	*fell = false;
+	for (i = 0; i < FERRY_XDP_RING_TRIES; i++) {
+		if (bpf_map_lookup_elem(ring, &idx, &be))
+			return 0;
+		c = usable_class(u, nu, be);
+		if (c == 2)
+			return be;
+		if (c == 1 && !deg)
+			deg = be;
+		idx = (idx + 1) % FERRY_XDP_DEF_RING_M;
+	}
+	if (deg)
+		return deg;
+	*fell = true;
+	for (i = 0; i < svc->count; i++) {
+		struct ferry_slot_key sk = { .svc_id = svc->id, .slot = (hash % svc->count + i) % svc->count };
+		struct ferry_slot sv;
+
+		if (bpf_map_lookup_elem(fm.slot, &sk, &sv))
+			continue;
+		c = usable_class(u, nu, sv.backend_id);
+		if (c == 2)
+			return sv.backend_id;
+		if (c == 1 && !deg)
+			deg = sv.backend_id;
+	}
+	return deg;
+}
+
+/* The fd of service svc_id's ring (close it); -1 if none. */
+static int ring_fd(__u32 svc_id)
+{
+	__u32 id;
+
+	if (bpf_map_lookup_elem(fm.xring, &svc_id, &id))
+		return -1;
+	return bpf_map_get_fd_by_id(id);
+}
+
+/* Set backend id's health; 0 or -errno. */
+static int set_health(__u32 id, int health)
+{
+	struct ferry_backend be;
+
+	if (bpf_map_lookup_elem(fm.be, &id, &be))
+		return -errno;
+	be.health = health;
+	return bpf_map_update_elem(fm.be, &id, &be, BPF_ANY) ? -errno : 0;
+}
+
+/*
+ * New flows of a service whose ring entries near the flow's all refuse it
+ * are not dropped while a backend may take them: the scan of the service's
+ * slots, from hash % count, places them, deterministically, and counts it.
+ * Ten backends, nine UNHEALTHY: the ring's 16 tries miss the healthy one
+ * for more than a tenth of the flows.
+ */
+static void test_fallback(void)
+{
+	static const char *ips[] = { "192.0.2.11", "192.0.2.21", "192.0.2.22", "192.0.2.23",
+				     "192.0.2.24", "192.0.2.12", "192.0.2.26", "192.0.2.27",
+				     "192.0.2.28", "192.0.2.29" };
+	const char *vip = "198.51.100.65";
+	struct bspec bs[10] = {};
+	struct usable u[2];
+	struct ferry_svc s;
+	__u64 fell0, drop0;
+	int i, n = 2000, ring = -1, to11, dropped, other, fell, wrong;
+	__u32 id, act, want;
+	bool ok, f;
+
+	for (i = 0; i < 10; i++)
+		bs[i].ip = ips[i];
+	ok = ASSERT_EQ(svc_set("fallback", vip, 80, IPPROTO_TCP, true, bs, 10), 0, "service");
+	ok &= ASSERT_EQ(svc_lookup(vip, 80, IPPROTO_TCP, &s), 0, "service id");
+	for (i = 1; ok && i < 10; i++)
+		ok &= ASSERT_EQ(set_health(svc_backend(vip, 80, IPPROTO_TCP, i), FERRY_HEALTH_UNHEALTHY),
+				0, "mark slot %d UNHEALTHY", i);
+	ring = ring_fd(s.id);
+	ok &= ASSERT_TRUE(ring >= 0, "the service's ring");
+	if (!ok) {
+		verdict("xdp new flows reach the one healthy backend of ten (ring fallback)", false);
+		goto out;
+	}
+
+	/* Nine of ten UNHEALTHY: every new flow to the healthy one. */
+	u[0].id = svc_backend(vip, 80, IPPROTO_TCP, 0);
+	u[0].degraded = false;
+	fell0 = xstat(FERRY_XSTAT_RING_FALLBACK);
+	drop0 = xstat(FERRY_XSTAT_DROP_NO_BACKEND);
+	to11 = dropped = other = fell = 0;
+	for (i = 0; i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		int b;
+
+		act = XDP_ABORTED;
+		b = send_flow(vip, 80, 11, 1000 + i, true, &act);
+
+		to11 += b == 11;
+		dropped += act == XDP_DROP;
+		other += b != 11 && act != XDP_DROP;
+		inet_pton(AF_INET, "192.0.2.111", k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(1000 + i);
+		k.dport = htons(80);
+		model_pick(ring, &s, &k, u, 1, &f);
+		fell += f;
+	}
+	ok &= ASSERT_EQ(to11, n, "new flows to the one healthy backend of ten");
+	ok &= ASSERT_EQ(dropped, 0, "new flows dropped");
+	ok &= ASSERT_EQ(other, 0, "new flows elsewhere");
+	ok &= ASSERT_TRUE(fell > n / 20, "flows whose ring tries all refuse (%d of %d)", fell, n);
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_RING_FALLBACK) - fell0, fell, "fallbacks counted");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_DROP_NO_BACKEND) - drop0, 0, "no drop counted");
+	verdict("xdp new flows reach the one healthy backend of ten (ring fallback)", ok);
+
+	/* The healthy one DEGRADED: still the only one that may, so all of them. */
+	ok = ASSERT_EQ(set_health(u[0].id, FERRY_HEALTH_DEGRADED), 0, "mark DEGRADED");
+	to11 = dropped = 0;
+	for (i = 0; ok && i < n; i++) {
+		act = XDP_ABORTED;
+		to11 += send_flow(vip, 80, 12, 1000 + i, true, &act) == 11;
+		dropped += act == XDP_DROP;
+	}
+	ok &= ASSERT_EQ(to11, n, "new flows to the one DEGRADED backend of ten");
+	ok &= ASSERT_EQ(dropped, 0, "new flows dropped");
+	verdict("xdp new flows reach the one DEGRADED backend when nothing else may", ok);
+
+	/* Two healthy of ten: each flow where the ring, else the scan, says. */
+	ok = ASSERT_EQ(set_health(u[0].id, FERRY_HEALTH_HEALTHY), 0, "mark HEALTHY");
+	u[1].id = svc_backend(vip, 80, IPPROTO_TCP, 5);
+	u[1].degraded = false;
+	ok &= ASSERT_EQ(set_health(u[1].id, FERRY_HEALTH_HEALTHY), 0, "slot 5 HEALTHY");
+	fell0 = xstat(FERRY_XSTAT_RING_FALLBACK);
+	fell = wrong = 0;
+	for (i = 0; ok && i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		struct ferry_backend be;
+		int b = send_flow(vip, 80, 13, 1000 + i, true, &act);
+
+		inet_pton(AF_INET, "192.0.2.113", k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(1000 + i);
+		k.dport = htons(80);
+		want = model_pick(ring, &s, &k, u, 2, &f);
+		fell += f;
+		id = want;
+		if (!want || bpf_map_lookup_elem(fm.be, &id, &be) ||
+		    b != (int)(ntohl(be.addr[0]) & 0xff))
+			wrong++;
+	}
+	ok &= ASSERT_TRUE(fell > 0, "flows placed by the scan (%d of %d)", fell, n);
+	ok &= ASSERT_EQ(wrong, 0, "flows not where the ring, else the scan from hash %% count, says");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_RING_FALLBACK) - fell0, fell, "fallbacks counted");
+	verdict("xdp ring fallback scans the slots from hash % count (nodes agree)", ok);
+out:
+	if (ring >= 0)
+		close(ring);
+}
+
 /* Run this thread on CPU cpu; -errno if it may not. */
 static int on_cpu(int cpu)
 {
@@ -1850,6 +2042,7 @@ int main(void)
 	test_stickiness_and_draining();
 	test_flow_table();
 	test_unusable();
+	test_fallback();
 	test_other_cpu();
 	test_counters();
 	test_unsized_cpu();
