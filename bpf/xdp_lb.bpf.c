@@ -17,8 +17,10 @@
  *   2. a new flow takes the service's maglev ring entry for its hash
  *      (ferry_xring_v1, built by userspace from the weights, so every LB node
  *      picks the same backend without shared state); a backend that may not
- *      take new flows (draining, weight 0, UNHEALTHY, circuit OPEN) makes it
- *      try the next entries, DEGRADED ones only if nothing better is near.
+ *      take new flows (draining, weight 0, UNHEALTHY, circuit OPEN or
+ *      OPENING) makes it try the next entries, DEGRADED ones (health, or a
+ *      circuit HALF_OPEN: this LB cannot run probes) only if nothing better
+ *      is near.
  *      When none of those may, the service's slots are scanned from
  *      hash % count (first GOOD, else first DEGRADED); only a service none
  *      of whose backends may take a new flow drops it;
@@ -447,19 +449,37 @@ static __always_inline int validate_l4(void *data, void *end, struct xpkt *p)
 
 enum xbe_class { XBE_NO = 0, XBE_DEGRADED, XBE_GOOD };
 
-/* May backend id take a new flow of service svc_id? */
+/*
+ * May backend id take a new flow of service svc_id? The circuit is the
+ * socket LB's (bpf/lib/circuit_sm.h); the XDP LB only reads it. OPEN, and
+ * OPENING (an ejection being written), take no new flows. HALF_OPEN (and
+ * OPEN whose ejection has run out, which the next probe turns HALF_OPEN)
+ * waits on probes the XDP LB cannot run: with DSR it never sees how a
+ * connection fared, and every new flow it sent there would be an
+ * unlimited probe. So such a backend is DEGRADED: new flows only when
+ * nothing better is near.
+ */
 static __always_inline enum xbe_class xbe_class(__u32 svc_id, __u32 id)
 {
 	struct ferry_backend *be = bpf_map_lookup_elem(&ferry_be_v1, &id);
 	struct ferry_bestat *st;
+	__u32 circuit;
 
 	if (!be || be->svc_id != svc_id)
 		return XBE_NO;
 	if (be->state != FERRY_BE_ACTIVE || !be->weight || be->health == FERRY_HEALTH_UNHEALTHY)
 		return XBE_NO;
 	st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
-	if (st && st->circuit == FERRY_CIRCUIT_OPEN && bpf_ktime_get_ns() < st->open_until_ns)
-		return XBE_NO;
+	if (st) {
+		circuit = *(volatile __u32 *)&st->circuit;
+		if (circuit == FERRY_CIRCUIT_OPENING)
+			return XBE_NO;
+		if (circuit == FERRY_CIRCUIT_OPEN &&
+		    bpf_ktime_get_ns() < *(volatile __u64 *)&st->open_until_ns)
+			return XBE_NO;
+		if (circuit != FERRY_CIRCUIT_CLOSED)
+			return XBE_DEGRADED;
+	}
 	return be->health == FERRY_HEALTH_DEGRADED ? XBE_DEGRADED : XBE_GOOD;
 }
 

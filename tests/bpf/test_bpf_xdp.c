@@ -12,7 +12,8 @@
  *
  * Behaviour tests follow: flows stay on their backend when a backend is
  * added, weights hold over 100,000 flows, draining / weight 0 / UNHEALTHY /
- * circuit OPEN backends get no new flows but keep existing ones, new flows
+ * circuit OPEN / OPENING backends get no new flows but keep existing ones,
+ * HALF_OPEN ones count as DEGRADED, new flows
  * whose ring entries all refuse still reach a usable backend (the slot scan),
  * a flow that moves CPUs keeps its backend, and the counters add up.
  *
@@ -1553,6 +1554,107 @@ out:
 		close(ring);
 }
 
+/*
+ * n SYNs of client cl to vip:80 against model_pick() with u usable: how many
+ * went elsewhere than the model says (dropped when it says none); *to_last
+ * how many went to the backend whose address ends in last.
+ */
+static int model_mismatch(const char *vip, const struct ferry_svc *svc, int ring, int cl,
+			  const struct usable *u, int nu, int n, int last, int *to_last)
+{
+	char src[32];
+	int i, wrong = 0;
+	bool f;
+
+	snprintf(src, sizeof(src), "192.0.2.%u", 100 + cl % 100);
+	*to_last = 0;
+	for (i = 0; i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		struct ferry_backend be;
+		__u32 want, act = XDP_ABORTED;
+		int b = send_flow(vip, 80, cl, 1000 + i, true, &act), wb = -2;
+
+		inet_pton(AF_INET, src, k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(1000 + i);
+		k.dport = htons(80);
+		want = model_pick(ring, svc, &k, u, nu, &f);
+		if (want && !bpf_map_lookup_elem(fm.be, &want, &be))
+			wb = ntohl(be.addr[0]) & 0xff;	/* what send_flow() returns for it */
+		if (!want)
+			wrong += act != XDP_DROP;
+		else if (b != wb)
+			wrong++;
+		*to_last += b == last;
+	}
+	return wrong;
+}
+
+/*
+ * The circuit states the XDP LB cannot act on as the socket LB does: it
+ * cannot run half-open probes (with DSR it never sees a connection's
+ * outcome). OPENING (an ejection being written) takes no new flows, as
+ * OPEN does; HALF_OPEN, and OPEN whose ejection ran out (a probe away from
+ * HALF_OPEN), are DEGRADED: new flows only when nothing better is near.
+ */
+static void test_circuit_states(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	const char *vip = "198.51.100.62";
+	struct ferry_bestat st = {};
+	struct usable u[2];
+	struct ferry_svc s;
+	__u32 id11, id12;
+	int ring = -1, n = 2000, to12;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("circuits", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "service");
+	ok &= ASSERT_EQ(svc_lookup(vip, 80, IPPROTO_TCP, &s), 0, "service id");
+	id11 = svc_backend(vip, 80, IPPROTO_TCP, 0);
+	id12 = svc_backend(vip, 80, IPPROTO_TCP, 1);
+	ring = ring_fd(s.id);
+	ok &= ASSERT_TRUE(id11 && id12 && ring >= 0, "backends and ring");
+	if (!ok) {
+		verdict("xdp circuit OPENING backend gets no new flows", false);
+		goto out;
+	}
+	u[0] = (struct usable){ .id = id11 };
+
+	st.circuit = FERRY_CIRCUIT_OPENING;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "OPENING");
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 20, u, 1, n, 12, &to12), 0,
+			"flows not where the model (OPENING refuses) says");
+	ok &= ASSERT_EQ(to12, 0, "new flows to the OPENING backend");
+	verdict("xdp circuit OPENING backend gets no new flows", ok);
+
+	/* HALF_OPEN beside a healthy backend: DEGRADED, passed over. */
+	st.circuit = FERRY_CIRCUIT_HALF_OPEN;
+	ok = ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "HALF_OPEN");
+	u[1] = (struct usable){ .id = id12, .degraded = true };
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 21, u, 2, n, 12, &to12), 0,
+			"flows not where the model (HALF_OPEN is DEGRADED) says");
+	ok &= ASSERT_TRUE(to12 < n / 100, "new flows to the HALF_OPEN backend: %d of %d", to12, n);
+	/* Alone: it takes them, rather than a drop. */
+	ok &= ASSERT_EQ(set_health(id11, FERRY_HEALTH_UNHEALTHY), 0, "the other UNHEALTHY");
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 22, &u[1], 1, n, 12, &to12), 0,
+			"flows not where the model says");
+	ok &= ASSERT_EQ(to12, n, "new flows to the HALF_OPEN backend when it is the only one");
+	ok &= ASSERT_EQ(set_health(id11, FERRY_HEALTH_HEALTHY), 0, "the other HEALTHY");
+	verdict("xdp circuit HALF_OPEN backend is DEGRADED: new flows only when nothing better", ok);
+
+	/* OPEN, its ejection over, no probe yet: as HALF_OPEN. */
+	st.circuit = FERRY_CIRCUIT_OPEN;
+	st.open_until_ns = 1;
+	ok = ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "OPEN, run out");
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 23, u, 2, n, 12, &to12), 0,
+			"flows not where the model (run-out OPEN is DEGRADED) says");
+	ok &= ASSERT_TRUE(to12 < n / 100, "new flows to the backend: %d of %d", to12, n);
+	verdict("xdp circuit OPEN past its ejection is DEGRADED until a probe closes it", ok);
+out:
+	if (ring >= 0)
+		close(ring);
+}
+
 /* Run this thread on CPU cpu; -errno if it may not. */
 static int on_cpu(int cpu)
 {
@@ -2043,6 +2145,7 @@ int main(void)
 	test_flow_table();
 	test_unusable();
 	test_fallback();
+	test_circuit_states();
 	test_other_cpu();
 	test_counters();
 	test_unsized_cpu();
