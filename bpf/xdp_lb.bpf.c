@@ -35,7 +35,9 @@
  * needed", time exceeded, parameter problem; ICMPv6 1-4 incl. "packet too
  * big") sent to a VIP quotes a reply the backend sent (VIP -> client); it is
  * routed by the quoted flow, reversed, to the backend that owns the flow, so
- * the backend's PMTU discovery works through the LB. When the encapsulated
+ * the backend's PMTU discovery works through the LB. Only an error sent to
+ * the quoted source is: one whose outer destination is another address
+ * concerns no reply of ours and passes untouched (pass_not_vip). When the encapsulated
  * packet itself would exceed the egress MTU, the LB answers the client with
  * "frag needed" (IPv4 with DF) / "packet too big" (IPv6) carrying the MTU
  * minus the encapsulation overhead; an IPv4 packet without DF is dropped.
@@ -261,9 +263,11 @@ static __always_inline bool icmp4_is_error(__u8 type)
 
 /*
  * An ICMPv4 error quoting a datagram the backend sent (VIP -> client):
- * the flow it belongs to is the quoted one reversed.
+ * the flow it belongs to is the quoted one reversed. Such an error is sent
+ * to the quoted source, the VIP (outer daddr); one sent elsewhere is about
+ * no flow of ours, whatever it quotes, and is not for a VIP.
  */
-static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p)
+static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p, __be32 daddr)
 {
 	struct icmphdr *ic = data + (p->l4_off & XOFF_MASK);
 	struct iphdr *in;
@@ -279,6 +283,8 @@ static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (in->version != 4 || in->ihl < 5)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (in->saddr != daddr)
+		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_ICMP);
 	ihl = in->ihl * 4;
@@ -313,7 +319,7 @@ static __always_inline int parse4(void *data, void *end, struct xpkt *p)
 	p->df = !!(ip->frag_off & bpf_htons(XIP_DF));
 	p->key.family = AF_INET;
 	if (ip->protocol == IPPROTO_ICMP)
-		return parse_icmp4(data, end, p);
+		return parse_icmp4(data, end, p, ip->daddr);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	pt = data + (p->l4_off & XOFF_MASK);
@@ -340,7 +346,10 @@ static __always_inline void copy6(__u32 *dst, const struct in6_addr *a)
 	dst[3] = a->in6_u.u6_addr32[3];
 }
 
-static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p)
+/* The same for ICMPv6; ip is the outer header, whose daddr must be the
+ * quoted saddr. */
+static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p,
+				       const struct ipv6hdr *ip)
 {
 	struct icmp6hdr *ic = data + (p->l4_off & XOFF_MASK);
 	struct ipv6hdr *in;
@@ -355,6 +364,11 @@ static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (in->version != 6)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (in->saddr.in6_u.u6_addr32[0] != ip->daddr.in6_u.u6_addr32[0] ||
+	    in->saddr.in6_u.u6_addr32[1] != ip->daddr.in6_u.u6_addr32[1] ||
+	    in->saddr.in6_u.u6_addr32[2] != ip->daddr.in6_u.u6_addr32[2] ||
+	    in->saddr.in6_u.u6_addr32[3] != ip->daddr.in6_u.u6_addr32[3])
+		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_ICMP);
 	pt = (void *)(in + 1);
@@ -405,7 +419,7 @@ static __always_inline int parse6(void *data, void *end, struct xpkt *p)
 		return xpass(FERRY_XSTAT_PASS_V6_EXT);
 	p->l4_off = off;
 	if (nh == XIPPROTO_ICMPV6)
-		return parse_icmp6(data, end, p);
+		return parse_icmp6(data, end, p, ip);
 	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	pt = data + off;

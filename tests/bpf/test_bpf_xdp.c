@@ -552,6 +552,16 @@ static int run(int prog_fd, const void *in, size_t inlen, void *out, __u32 *outl
 	return 0;
 }
 
+/* Outcome counter slot of the LB summed over CPUs (0 if unreadable). */
+static __u64 xstat(int slot)
+{
+	__u64 v[FERRY_XSTAT_MAX];
+
+	if (xstat_sum(bpf_map__fd(lb->maps.ferry_xstat_v2), v))
+		return 0;
+	return v[slot];
+}
+
 static int lb_fd(void)
 {
 	return bpf_program__fd(lb->progs.ferry_xdp_lb);
@@ -599,7 +609,10 @@ struct row {
 	enum out_kind out;
 	bool via_gw;		/* next hop from the configured gateway */
 	int mtu;		/* OUT_TOOBIG: the MTU announced */
+	int counts;		/* CNT(slot): the row adds one to that counter; 0: unchecked */
 };
+
+#define CNT(slot)	((slot) + 1)
 
 #define V4C	"192.0.2.1"
 #define V4VIP	"198.51.100.10"
@@ -675,6 +688,18 @@ static const struct row rows[] = {
 	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = "198.51.100.99", .icmp_type = 3, .icmp_code = 4,
 	    .qsrc = "198.51.100.99", .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
 	  XDP_PASS, OUT_SAME },
+	{ "ICMP error quoting a VIP reply, sent to another address: passes, not for a VIP",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = "198.51.100.99", .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_NOT_VIP) },
+	{ "ICMP error sent to a VIP quoting another VIP's reply passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 1,
+	    .qsrc = "198.51.100.30", .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_NOT_VIP) },
+	{ "ICMPv6 packet-too-big quoting a VIP reply, sent to another address: passes, not for a VIP",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = "2001:db8::99", .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_NOT_VIP) },
 	{ "v4 tcp too big after encapsulation (DF): frag-needed answered, mtu 1480",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40010, .dport = 80, .payload = 1450 },
 	  XDP_TX, OUT_TOOBIG, .mtu = 1480 },
@@ -881,12 +906,15 @@ static void test_rows(void)
 		const struct row *r = &rows[i];
 		__u8 in[2048], out[2048];
 		__u32 outlen = sizeof(out), act;
+		__u64 before = r->counts ? xstat(r->counts - 1) : 0;
 		size_t inlen, l3;
 		bool ok;
 
 		inlen = build(&r->in, in, &l3);
 		ok = ASSERT_EQ(run(lb_fd(), in, inlen, out, &outlen, &act), 0, "test run");
 		ok = ok && ASSERT_EQ(act, r->action, "action");
+		if (ok && r->counts)
+			ok &= ASSERT_EQ(xstat(r->counts - 1) - before, 1, "counter slot %d", r->counts - 1);
 		if (ok) {
 			switch (r->out) {
 			case OUT_SAME:
@@ -1126,15 +1154,6 @@ static void test_flow_table(void)
 		if (i != 1)
 			ok &= ASSERT_EQ(fs.way[i].id, fake.way[i].id, "way %d kept", i);
 	verdict("xdp flow table: tags per service, way reuse, LRU within a set", ok);
-}
-
-static __u64 xstat(int slot)
-{
-	__u64 v[FERRY_XSTAT_MAX];
-
-	if (xstat_sum(bpf_map__fd(lb->maps.ferry_xstat_v2), v))
-		return 0;
-	return v[slot];
 }
 
 /* Way of the index holding key in set *set, -1 if none. */
