@@ -27,6 +27,8 @@
  *   3. the packet is encapsulated (IPIP, or IPv6 outer for an IPv6 backend)
  *      with an outer source whose host bits come from the flow hash, and sent
  *      with XDP_TX, or XDP_REDIRECT when the route leaves by another device.
+ *      XDP_TX keeps the VLAN tags it came with (same device, same VLANs); a
+ *      redirected frame leaves untagged (the tags are the ingress device's).
  *      The next hop comes from bpf_fib_lookup, cached per backend and CPU for
  *      a quarter second; the configured gateway MAC is the fallback.
  *
@@ -730,32 +732,41 @@ static __always_inline int l2_write(void *data, void *end, const struct l2save *
 }
 
 /*
- * The outer L2 header at b: nh's MACs (smac: the one the sender addressed,
- * when the route leaves by the ingress device), then the VLAN tags as
- * received and proto. Words in registers, stored whole: the old header
- * under b + olen is read before anything is written over it.
+ * The outer L2 header at b, l2_out bytes: nh's MACs (smac: the one the
+ * sender addressed, when the route leaves by the ingress device via the
+ * gateway), then proto. tx (XDP_TX, out of the ingress device): the VLAN
+ * tags as received, l2_out the received L2 length, the old header under
+ * b + olen. Otherwise (XDP_REDIRECT to another device) l2_out is 14: the
+ * tags name VLANs of the ingress device and mean nothing on the other one.
+ * Words in registers, stored whole: the old header is read before anything
+ * is written over it.
  */
-static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_len, const struct xnh *nh,
-				     __be16 proto)
+static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool tx,
+				     const struct xnh *nh, __be16 proto)
 {
 	__u8 *old = b + olen;
-	__u64 tags = *(__u64 *)(old + 12);
-	__u32 slo = *(__u32 *)old;
-	__u16 shi = *(__u16 *)(old + 4);
+	__u64 tags = 0;
+	__u32 slo;
+	__u16 shi;
 
-	asm volatile("" ::: "memory");	/* all of the old header read before any store */
-	if (nh->ifindex) {
+	if (tx)
+		tags = *(__u64 *)(old + 12);
+	if (tx && !nh->ifindex) {
+		slo = *(__u32 *)old;
+		shi = *(__u16 *)(old + 4);
+	} else {
 		slo = *(const __u32 *)nh->smac;
 		shi = *(const __u16 *)(nh->smac + 4);
 	}
+	asm volatile("" ::: "memory");	/* all of the old header read before any store */
 	*(__u32 *)b = *(const __u32 *)nh->dmac;
 	*(__u16 *)(b + 4) = *(const __u16 *)(nh->dmac + 4);
 	*(__u16 *)(b + 6) = (__u16)slo;
 	*(__u16 *)(b + 8) = (__u16)(slo >> 16);
 	*(__u16 *)(b + 10) = shi;
-	if (l2_len == XETH_HLEN) {
+	if (l2_out == XETH_HLEN) {
 		*(__u16 *)(b + 12) = proto;
-	} else if (l2_len == XETH_HLEN + XVLAN_HLEN) {
+	} else if (l2_out == XETH_HLEN + XVLAN_HLEN) {
 		*(__u32 *)(b + 12) = (__u32)tags;
 		*(__u16 *)(b + 16) = proto;
 	} else {
@@ -765,22 +776,26 @@ static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_len, const st
 }
 
 /*
- * Encapsulate the L3 datagram for nh and write the new L2 header. The outer
+ * Encapsulate the L3 datagram for nh and write the new L2 header (tx: sent
+ * back out of the ingress device, which keeps the VLAN tags; else untagged,
+ * so the head grows by the outer header less the tags). The outer
  * header is built in registers and stored in 32-bit words; the IPv4
  * checksum is summed from the same words (one's complement sums do not
  * care about byte order), never read back from memory.
  */
 static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const struct xnh *nh,
-				 const struct ferry_xcfg *cfg, __u32 hash)
+				 const struct ferry_xcfg *cfg, __u32 hash, bool tx)
 {
 	__u32 bits = ferry_rotl32(hash, 16), l2_len = p->l2_len & 0x1f, l3_len = p->l3_len;
-	__u32 tos = p->tos, v4 = nh->family == AF_INET;
+	__u32 tos = p->tos, v4 = nh->family == AF_INET, l2_out = tx ? l2_len : XETH_HLEN;
 	__u8 inner = p->key.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
 	__u32 olen = v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	void *data, *end;
 	__u32 *w;
 
-	if (bpf_xdp_adjust_head(ctx, -(int)olen))
+	/* The L3 datagram stays where it is: the head grows by what goes
+	 * before it, l2_out + olen, less the l2_len bytes already there. */
+	if (bpf_xdp_adjust_head(ctx, -(int)(olen + l2_out - l2_len)))
 		return -1;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
@@ -788,10 +803,10 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		__u32 w0, w1, w2, w3;
 		__u64 sum;
 
-		/* The old L2 header (up to XL2_MAX) sits olen bytes in. */
+		/* tx: the old L2 header (up to XL2_MAX) sits olen bytes in. */
 		if (data + sizeof(struct iphdr) + XL2_MAX > end)
 			return -1;
-		w = data + l2_len;
+		w = data + l2_out;
 		if ((void *)(w + 5) > end)
 			return -1;
 		w0 = 0x45 | tos << 8 | (__u32)bpf_htons(l3_len + sizeof(struct iphdr)) << 16;
@@ -800,7 +815,7 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		w3 = (cfg->src4 & cfg->src4_mask) | (bits & ~cfg->src4_mask);
 		sum = (__u64)w0 + w1 + w2 + w3 + nh->addr[0];
 		sum = (sum & 0xffffffff) + (sum >> 32);
-		l2_encap(data, sizeof(struct iphdr), l2_len, nh, bpf_htons(XETH_P_IP));
+		l2_encap(data, sizeof(struct iphdr), l2_out, tx, nh, bpf_htons(XETH_P_IP));
 		w[0] = w0;
 		w[1] = w1;
 		w[2] = w2 | (__u32)csum_fold(sum) << 16;
@@ -809,10 +824,10 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 	} else {
 		if (data + sizeof(struct ipv6hdr) + XL2_MAX > end)
 			return -1;
-		w = data + l2_len;
+		w = data + l2_out;
 		if ((void *)(w + 10) > end)
 			return -1;
-		l2_encap(data, sizeof(struct ipv6hdr), l2_len, nh, bpf_htons(XETH_P_IPV6));
+		l2_encap(data, sizeof(struct ipv6hdr), l2_out, tx, nh, bpf_htons(XETH_P_IPV6));
 		w[0] = bpf_htonl(6U << 28 | tos << 20 | (hash & 0xfffff));
 		w[1] = bpf_htons(l3_len) | (__u32)inner << 16 | 64U << 24;
 		w[2] = cfg->src6[0];
@@ -1173,10 +1188,17 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 		xstat_inc(FERRY_XSTAT_ICMP_FWD);
 	xcnt_add(&ferry_xvip_v2, XVIP_STRIDE, svc_id, p->pkt_len);
 	xcnt_add(&ferry_xbe_v2, XBE_STRIDE, be_id, p->pkt_len);
-	if (encap(ctx, p, nh, cfg, hash))
-		return vdrop(FERRY_XSTAT_DROP_ADJUST);
-	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex)
+	/* Back out of the ingress device (the gateway, or the route's device
+	 * is that one) or redirected to the route's device. encap() is
+	 * inlined once for each, with tx a constant: a redirect then builds
+	 * its untagged header straight, no branch on the tags it drops. */
+	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex) {
+		if (encap(ctx, p, nh, cfg, hash, true))
+			return vdrop(FERRY_XSTAT_DROP_ADJUST);
 		return XV(XDP_TX, FERRY_XSTAT_TX);
+	}
+	if (encap(ctx, p, nh, cfg, hash, false))
+		return vdrop(FERRY_XSTAT_DROP_ADJUST);
 	return XV(bpf_redirect(nh->ifindex, 0), FERRY_XSTAT_REDIRECT);
 }
 

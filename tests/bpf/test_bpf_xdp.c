@@ -5,10 +5,12 @@
  * A table of rows (description, input packet, expected action, expected
  * output packet) covers parsing and rewriting: IPv4/IPv6, VLAN and QinQ, TCP
  * and UDP, non-VIP and socket-only services, ICMP echo and errors, MTU
- * overflow answered with ICMP, truncated and malformed headers. Every
- * encapsulated output is checked field by field (outer addresses, protocol,
- * lengths, TTL, checksum, MACs, the inner datagram byte for byte) and then
- * fed to the decap program, which must give back the original datagram.
+ * overflow answered with ICMP, truncated and malformed headers, XDP_TX out
+ * of the ingress device (VLAN tags kept) and XDP_REDIRECT to another one
+ * (untagged). Every encapsulated output is checked field by field (outer
+ * addresses, protocol, lengths, TTL, checksum, MACs, tags, the inner
+ * datagram byte for byte) and then fed to the decap program, which must give
+ * back the original datagram.
  *
  * Behaviour tests follow: flows stay on their backend when a backend is
  * added, weights hold over 100,000 flows, draining / weight 0 / UNHEALTHY /
@@ -51,6 +53,7 @@
 #include "xdp_decap.skel.h"
 
 static int npass, nfail;
+static int lb_ifindex;		/* xdt0: the route to the backends leaves by it */
 static char pin_dir[128];
 static struct xdp_lb_bpf *lb;
 static struct xdp_decap_bpf *dc;
@@ -125,6 +128,9 @@ static int net_setup(void)
 	    sh("ip link set xdt1 up && ip link set xdt0 up") ||
 	    sh("sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1"))
 		return -EIO;
+	lb_ifindex = if_nametoindex("xdt0");
+	if (!lb_ifindex)
+		return -errno;
 	for (i = 0; i < sizeof(nbrs) / sizeof(nbrs[0]); i++) {
 		const __u8 *m = nbrs[i].mac;
 
@@ -537,19 +543,34 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 
 /* ---- running ------------------------------------------------------------ */
 
-static int run(int prog_fd, const void *in, size_t inlen, void *out, __u32 *outlen, __u32 *action)
+/* One run of the program on frame in, as received on device ifindex (0: the
+ * test run's default, lo); out, *outlen and *action as it left. */
+static int run_on(int prog_fd, int ifindex, const void *in, size_t inlen, void *out, __u32 *outlen,
+		  __u32 *action)
 {
+	struct xdp_md md = { .data_end = inlen, .ingress_ifindex = ifindex };
 	LIBBPF_OPTS(bpf_test_run_opts, t,
 		.data_in = in, .data_size_in = inlen,
 		.data_out = out, .data_size_out = *outlen,
 		.repeat = 1);
-	int err = bpf_prog_test_run_opts(prog_fd, &t);
+	int err;
+
+	if (ifindex) {
+		t.ctx_in = &md;
+		t.ctx_size_in = sizeof(md);
+	}
+	err = bpf_prog_test_run_opts(prog_fd, &t);
 
 	if (err)
 		return -errno;
 	*outlen = t.data_size_out;
 	*action = t.retval;
 	return 0;
+}
+
+static int run(int prog_fd, const void *in, size_t inlen, void *out, __u32 *outlen, __u32 *action)
+{
+	return run_on(prog_fd, 0, in, inlen, out, outlen, action);
 }
 
 /* Outcome counter slot of the LB summed over CPUs (0 if unreadable). */
@@ -608,6 +629,7 @@ struct row {
 	__u32 action;
 	enum out_kind out;
 	bool via_gw;		/* next hop from the configured gateway */
+	bool on_xdt0;		/* received on xdt0, the route's device: XDP_TX */
 	int mtu;		/* OUT_TOOBIG: the MTU announced */
 	int counts;		/* CNT(slot): the row adds one to that counter; 0: unchecked */
 };
@@ -635,16 +657,31 @@ static const struct row rows[] = {
 	{ "v4 udp to VIP",
 	  { .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5353, .dport = 53, .payload = 40 },
 	  XDP_REDIRECT, OUT_ENCAP },
-	{ "v4 tcp VLAN-tagged to VIP: tag kept",
+	{ "v4 tcp VLAN-tagged to VIP, redirected to another device: untagged",
 	  { .vlans = 1, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40003, .dport = 80, .payload = 20 },
 	  XDP_REDIRECT, OUT_ENCAP },
-	{ "v4 udp QinQ to VIP: both tags kept",
+	{ "v4 udp QinQ to VIP, redirected to another device: both tags left behind",
 	  { .vlans = 2, .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5354, .dport = 53, .payload = 20 },
 	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v4 tcp to VIP, route out of the ingress device: XDP_TX",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40004, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	{ "v4 tcp VLAN-tagged, XDP_TX out of the ingress device: tag kept",
+	  { .vlans = 1, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40005, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	{ "v4 udp QinQ, XDP_TX out of the ingress device: both tags kept",
+	  { .vlans = 2, .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5355, .dport = 53, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	{ "v6 tcp VLAN-tagged, XDP_TX out of the ingress device: tag kept",
+	  { .vlans = 1, .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40005, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	{ "v4 tcp QinQ to a backend via the gateway (XDP_TX): both tags kept",
+	  { .vlans = 2, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.30", .sport = 40006, .dport = 80 },
+	  XDP_TX, OUT_ENCAP, .via_gw = true },
 	{ "v6 tcp to VIP: IPv6-in-IPv6",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40000, .dport = 80, .payload = 100 },
 	  XDP_REDIRECT, OUT_ENCAP },
-	{ "v6 udp VLAN-tagged to VIP",
+	{ "v6 udp VLAN-tagged to VIP, redirected to another device: untagged",
 	  { .vlans = 1, .family = 6, .proto = IPPROTO_UDP, .src = V6C, .dst = V6VIP, .sport = 5353, .dport = 53, .payload = 30 },
 	  XDP_REDIRECT, OUT_ENCAP },
 	{ "v6 tcp after a hop-by-hop header",
@@ -769,7 +806,12 @@ static bool ip4_csum_ok(const struct iphdr *ip)
 	return csum16(ip, ip->ihl * 4, 0) == 0;
 }
 
-/* Checks an encapsulated frame against the original; the decap must undo it. */
+/*
+ * Checks an encapsulated frame against the original; the decap must undo it.
+ * Sent back out of the ingress device (XDP_TX) it keeps the VLAN tags;
+ * redirected to another device it is untagged: the tags name VLANs of the
+ * ingress device.
+ */
 static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_t l3,
 			const __u8 *out, size_t outlen)
 {
@@ -777,7 +819,7 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	struct ferry_backend be;
 	struct ferry_svc svc;
 	const __u8 *dmac, *smac;
-	size_t l3len = inlen - l3, ol3;
+	size_t l3len = inlen - l3, ol3, ol2 = r->action == XDP_TX ? l3 : ETH_HLEN;
 	__u32 be_id;
 	bool ok = true;
 	int ofam;
@@ -798,14 +840,15 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	smac = r->via_gw ? MAC_VIP_DST : MAC_LB;
 	ok &= ASSERT_TRUE(dmac && !memcmp(out, dmac, 6), "destination MAC");
 	ok &= ASSERT_TRUE(!memcmp(out + 6, smac, 6), "source MAC");
-	ok &= ASSERT_TRUE(!memcmp(out + 12, in + 12, l3 - 14), "VLAN tags kept");
-	ok &= ASSERT_EQ(out[l3 - 2] << 8 | out[l3 - 1], ofam == AF_INET ? 0x0800 : 0x86dd, "ethertype");
+	ok &= ASSERT_TRUE(!memcmp(out + 12, in + 12, ol2 - ETH_HLEN), "VLAN tags kept by XDP_TX");
+	ok &= ASSERT_EQ(out[ol2 - 2] << 8 | out[ol2 - 1], ofam == AF_INET ? 0x0800 : 0x86dd,
+			"ethertype%s", ol2 < l3 ? ", no VLAN tag after a redirect" : "");
 	if (ofam == AF_INET) {
-		const struct iphdr *o = (const void *)(out + l3);
+		const struct iphdr *o = (const void *)(out + ol2);
 		__u32 pfx = htonl(0xcb007100);	/* 203.0.113.0/24 */
 
 		ol3 = 20;
-		ok &= ASSERT_EQ(outlen, inlen + 20, "frame length");
+		ok &= ASSERT_EQ(outlen, ol2 + ol3 + l3len, "frame length");
 		ok &= ASSERT_EQ(o->version, 4, "outer version");
 		ok &= ASSERT_EQ(o->ihl, 5, "outer ihl");
 		ok &= ASSERT_EQ(o->protocol, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer protocol");
@@ -819,12 +862,12 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		if (k.family == AF_INET)
 			ok &= ASSERT_EQ(ntohs(o->frag_off), r->in.no_df ? 0 : 0x4000, "DF copied");
 	} else {
-		const struct ipv6hdr *o = (const void *)(out + l3);
+		const struct ipv6hdr *o = (const void *)(out + ol2);
 		struct in6_addr pfx;
 
 		ol3 = 40;
 		inet_pton(AF_INET6, "2001:db8:f::", &pfx);
-		ok &= ASSERT_EQ(outlen, inlen + 40, "frame length");
+		ok &= ASSERT_EQ(outlen, ol2 + ol3 + l3len, "frame length");
 		ok &= ASSERT_EQ(o->version, 6, "outer version");
 		ok &= ASSERT_EQ(o->nexthdr, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer next header");
 		ok &= ASSERT_EQ(ntohs(o->payload_len), l3len, "outer payload length");
@@ -834,7 +877,7 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		ok &= ASSERT_EQ(ntohl(*(const __u32 *)o) & 0xfffff, ferry_xflow_hash(&k) & 0xfffff,
 				"flow label from the flow hash");
 	}
-	ok &= ASSERT_TRUE(!memcmp(out + l3 + ol3, in + l3, l3len), "inner datagram carried byte for byte");
+	ok &= ASSERT_TRUE(!memcmp(out + ol2 + ol3, in + l3, l3len), "inner datagram carried byte for byte");
 
 	/* The backend's decap must give back the original datagram. */
 	{
@@ -844,10 +887,11 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		if (!ASSERT_EQ(run(dc_fd(), out, outlen, dout, &dlen, &act), 0, "decap test run"))
 			return false;
 		ok &= ASSERT_EQ(act, XDP_PASS, "decap action");
-		ok &= ASSERT_EQ(dlen, inlen, "decapsulated length");
+		ok &= ASSERT_EQ(dlen, ol2 + l3len, "decapsulated length");
 		ok &= ASSERT_TRUE(!memcmp(dout, out, 12), "decap keeps the MACs");
-		ok &= ASSERT_TRUE(!memcmp(dout + 12, in + 12, l3 - 12), "decap restores tags and ethertype");
-		ok &= ASSERT_TRUE(!memcmp(dout + l3, in + l3, l3len), "decap restores the datagram");
+		ok &= ASSERT_TRUE(!memcmp(dout + 12, in + l3 - ol2 + 12, ol2 - 12),
+				  "decap keeps the tags it received and restores the ethertype");
+		ok &= ASSERT_TRUE(!memcmp(dout + ol2, in + l3, l3len), "decap restores the datagram");
 	}
 	return ok;
 }
@@ -911,7 +955,8 @@ static void test_rows(void)
 		bool ok;
 
 		inlen = build(&r->in, in, &l3);
-		ok = ASSERT_EQ(run(lb_fd(), in, inlen, out, &outlen, &act), 0, "test run");
+		ok = ASSERT_EQ(run_on(lb_fd(), r->on_xdt0 ? lb_ifindex : 0, in, inlen, out, &outlen, &act),
+			       0, "test run");
 		ok = ok && ASSERT_EQ(act, r->action, "action");
 		if (ok && r->counts)
 			ok &= ASSERT_EQ(xstat(r->counts - 1) - before, 1, "counter slot %d", r->counts - 1);
