@@ -15,9 +15,9 @@
  * Behaviour tests follow: flows stay on their backend when a backend is
  * added, weights hold over 100,000 flows, draining / weight 0 / UNHEALTHY /
  * circuit OPEN / OPENING backends get no new flows but keep existing ones,
- * HALF_OPEN ones count as DEGRADED, new flows
- * whose ring entries all refuse still reach a usable backend (the slot scan),
- * a flow that moves CPUs keeps its backend, and the counters add up.
+ * HALF_OPEN ones count as DEGRADED, new flows whose ring entries all refuse
+ * still reach a usable backend (the slot scan), a flow that moves CPUs keeps
+ * its backend, and the counters move by exactly the packets sent.
  *
  * The test runs in a network namespace of its own (unshare) with a veth
  * whose neighbours are static, so bpf_fib_lookup has a deterministic answer,
@@ -49,6 +49,7 @@
 #include "reconcile.h"
 #include "registry.h"
 #include "state.h"
+#include "stat_names.h"
 #include "xdp_lb.skel.h"
 #include "xdp_decap.skel.h"
 
@@ -788,6 +789,29 @@ static const struct row rows[] = {
 	{ "truncated IPv6 header passes",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .truncate = 14 + 30 },
 	  XDP_PASS, OUT_SAME },
+	{ "IPv6 ports cut off passes",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .truncate = 14 + 40 + 3 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "VIP IPv6 tcp header cut after the ports: dropped",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .truncate = 14 + 40 + 10 },
+	  XDP_DROP, OUT_NONE, .counts = CNT(FERRY_XSTAT_DROP_MALFORMED) },
+	{ "truncated IPv6 extension header passes",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .hbh = true, .truncate = 14 + 40 + 1 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "IPv6 ports cut after an extension header pass",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .hbh = true, .truncate = 14 + 40 + 8 + 3 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "ICMPv6 error with its quoted IPv6 header cut passes",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .truncate = 14 + 40 + 8 + 20 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "ICMPv6 error with its quoted ports cut passes",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .truncate = 14 + 40 + 8 + 40 + 2 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "truncated second (QinQ) VLAN tag passes",
+	  { .vlans = 2, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .truncate = 14 + 4 + 2 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
 	{ "VIP IPv6 payload length past the frame: dropped",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .len_extra = 8 },
 	  XDP_DROP, OUT_NONE },
@@ -1719,6 +1743,73 @@ out:
 		close(ring);
 }
 
+/* One frame of spec sp through the LB; its action, or -1 if it did not run. */
+static int send_spec(const struct pspec *sp)
+{
+	__u8 in[256], out[256];
+	__u32 ol = sizeof(out), act;
+	size_t l3, il = build(sp, in, &l3);
+
+	return run(lb_fd(), in, il, out, &ol, &act) ? -1 : (int)act;
+}
+
+/*
+ * Known packets move the outcome counters by exactly what they are: a SYN
+ * is a new flow and no lookup, an ACK a hit on its recorded flow or a miss
+ * (and then recorded), a packet to a VIP none of whose backends may take it
+ * a drop after every ring entry tried, a bad TCP header a drop. Every other
+ * slot stays put, bar the next-hop resolutions (their cache expires on a
+ * clock).
+ */
+static void test_counter_deltas(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
+	const char *vip = "198.51.100.66";
+	struct pspec bad = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = vip,
+			     .sport = 7009, .dport = 80, .doff = 3 };
+	struct pspec sick = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.31",
+			      .sport = 7010, .dport = 80, .tcp_flags = TCP_SYN };
+	__u64 v0[FERRY_XSTAT_MAX], v1[FERRY_XSTAT_MAX], want[FERRY_XSTAT_MAX] = {};
+	int fd = bpf_map__fd(lb->maps.ferry_xstat_v2), i, fwd = 0, drops = 0;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("deltas", vip, 80, IPPROTO_TCP, true, bs, 1), 0, "service");
+	ok &= ASSERT_EQ(xstat_sum(fd, v0), 0, "read the counters");
+	if (!ok) {
+		verdict("xdp counters move by exactly the packets sent", false);
+		return;
+	}
+	fwd += send_flow(vip, 80, 30, 7000, true, NULL) == 11;		/* new flow A */
+	want[FERRY_XSTAT_SYN_NEW] += 1;
+	for (i = 0; i < 3; i++)
+		fwd += send_flow(vip, 80, 30, 7000, false, NULL) == 11;	/* A's next packets */
+	want[FERRY_XSTAT_LRU_HIT] += 3;
+	fwd += send_flow(vip, 80, 30, 7001, false, NULL) == 11;	/* B, mid-flow, unknown */
+	want[FERRY_XSTAT_LRU_MISS] += 1;
+	fwd += send_flow(vip, 80, 30, 7001, false, NULL) == 11;	/* B, recorded by now */
+	want[FERRY_XSTAT_LRU_HIT] += 1;
+	fwd += send_flow(vip, 80, 30, 7000, true, NULL) == 11;		/* A's SYN again */
+	want[FERRY_XSTAT_SYN_NEW] += 1;
+	want[FERRY_XSTAT_REDIRECT] += 7;
+	drops += send_spec(&sick) == XDP_DROP;				/* only backend UNHEALTHY */
+	sick.tcp_flags = TCP_ACK;
+	drops += send_spec(&sick) == XDP_DROP;				/* and mid-flow */
+	want[FERRY_XSTAT_DROP_NO_BACKEND] += 2;
+	want[FERRY_XSTAT_RING_RETRY] += 2 * FERRY_XDP_RING_TRIES;
+	drops += send_spec(&bad) == XDP_DROP;				/* TCP doff 3 */
+	want[FERRY_XSTAT_DROP_MALFORMED] += 1;
+	ok &= ASSERT_EQ(fwd, 7, "packets sent on to the backend");
+	ok &= ASSERT_EQ(drops, 3, "packets dropped");
+	ok &= ASSERT_EQ(xstat_sum(fd, v1), 0, "read the counters");
+	for (i = 0; i < FERRY_XSTAT_MAX; i++) {
+		if (i == FERRY_XSTAT_NH_LOOKUP || i == FERRY_XSTAT_NH_GATEWAY)
+			continue;
+		ok &= ASSERT_EQ(v1[i] - v0[i], want[i], "counter slot %d (%s)", i,
+				ferry_xstat_descs[i].name ? ferry_xstat_descs[i].name : "unnamed");
+	}
+	verdict("xdp counters move by exactly the packets sent", ok);
+}
+
 /* Run this thread on CPU cpu; -errno if it may not. */
 static int on_cpu(int cpu)
 {
@@ -2212,6 +2303,7 @@ int main(void)
 	test_circuit_states();
 	test_other_cpu();
 	test_counters();
+	test_counter_deltas();
 	test_unsized_cpu();
 	test_unsized_counters();
 	test_geometry();
