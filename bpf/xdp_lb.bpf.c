@@ -17,11 +17,18 @@
  *   2. a new flow takes the service's maglev ring entry for its hash
  *      (ferry_xring_v1, built by userspace from the weights, so every LB node
  *      picks the same backend without shared state); a backend that may not
- *      take new flows (draining, weight 0, UNHEALTHY, circuit OPEN) makes it
- *      try the next entries, DEGRADED ones only if nothing better is near;
+ *      take new flows (draining, weight 0, UNHEALTHY, circuit OPEN or
+ *      OPENING) makes it try the next entries, DEGRADED ones (health, or a
+ *      circuit HALF_OPEN: this LB cannot run probes) only if nothing better
+ *      is near.
+ *      When none of those may, the service's slots are scanned from
+ *      hash % count (first GOOD, else first DEGRADED); only a service none
+ *      of whose backends may take a new flow drops it;
  *   3. the packet is encapsulated (IPIP, or IPv6 outer for an IPv6 backend)
  *      with an outer source whose host bits come from the flow hash, and sent
  *      with XDP_TX, or XDP_REDIRECT when the route leaves by another device.
+ *      XDP_TX keeps the VLAN tags it came with (same device, same VLANs); a
+ *      redirected frame leaves untagged (the tags are the ingress device's).
  *      The next hop comes from bpf_fib_lookup, cached per backend and CPU for
  *      a quarter second; the configured gateway MAC is the fallback.
  *
@@ -30,7 +37,9 @@
  * needed", time exceeded, parameter problem; ICMPv6 1-4 incl. "packet too
  * big") sent to a VIP quotes a reply the backend sent (VIP -> client); it is
  * routed by the quoted flow, reversed, to the backend that owns the flow, so
- * the backend's PMTU discovery works through the LB. When the encapsulated
+ * the backend's PMTU discovery works through the LB. Only an error sent to
+ * the quoted source is: one whose outer destination is another address
+ * concerns no reply of ours and passes untouched (pass_not_vip). When the encapsulated
  * packet itself would exceed the egress MTU, the LB answers the client with
  * "frag needed" (IPv4 with DF) / "packet too big" (IPv6) carrying the MTU
  * minus the encapsulation overhead; an IPv4 packet without DF is dropped.
@@ -257,9 +266,11 @@ static __always_inline bool icmp4_is_error(__u8 type)
 
 /*
  * An ICMPv4 error quoting a datagram the backend sent (VIP -> client):
- * the flow it belongs to is the quoted one reversed.
+ * the flow it belongs to is the quoted one reversed. Such an error is sent
+ * to the quoted source, the VIP (outer daddr); one sent elsewhere is about
+ * no flow of ours, whatever it quotes, and is not for a VIP.
  */
-static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p)
+static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p, __be32 daddr)
 {
 	struct icmphdr *ic = data + (p->l4_off & XOFF_MASK);
 	struct iphdr *in;
@@ -275,6 +286,8 @@ static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (in->version != 4 || in->ihl < 5)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (in->saddr != daddr)
+		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_ICMP);
 	ihl = in->ihl * 4;
@@ -309,7 +322,7 @@ static __always_inline int parse4(void *data, void *end, struct xpkt *p)
 	p->df = !!(ip->frag_off & bpf_htons(XIP_DF));
 	p->key.family = AF_INET;
 	if (ip->protocol == IPPROTO_ICMP)
-		return parse_icmp4(data, end, p);
+		return parse_icmp4(data, end, p, ip->daddr);
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	pt = data + (p->l4_off & XOFF_MASK);
@@ -336,7 +349,10 @@ static __always_inline void copy6(__u32 *dst, const struct in6_addr *a)
 	dst[3] = a->in6_u.u6_addr32[3];
 }
 
-static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p)
+/* The same for ICMPv6; ip is the outer header, whose daddr must be the
+ * quoted saddr. */
+static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p,
+				       const struct ipv6hdr *ip)
 {
 	struct icmp6hdr *ic = data + (p->l4_off & XOFF_MASK);
 	struct ipv6hdr *in;
@@ -351,6 +367,11 @@ static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
 	if (in->version != 6)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
+	if (in->saddr.in6_u.u6_addr32[0] != ip->daddr.in6_u.u6_addr32[0] ||
+	    in->saddr.in6_u.u6_addr32[1] != ip->daddr.in6_u.u6_addr32[1] ||
+	    in->saddr.in6_u.u6_addr32[2] != ip->daddr.in6_u.u6_addr32[2] ||
+	    in->saddr.in6_u.u6_addr32[3] != ip->daddr.in6_u.u6_addr32[3])
+		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_ICMP);
 	pt = (void *)(in + 1);
@@ -401,7 +422,7 @@ static __always_inline int parse6(void *data, void *end, struct xpkt *p)
 		return xpass(FERRY_XSTAT_PASS_V6_EXT);
 	p->l4_off = off;
 	if (nh == XIPPROTO_ICMPV6)
-		return parse_icmp6(data, end, p);
+		return parse_icmp6(data, end, p, ip);
 	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	pt = data + off;
@@ -445,30 +466,121 @@ static __always_inline int validate_l4(void *data, void *end, struct xpkt *p)
 
 enum xbe_class { XBE_NO = 0, XBE_DEGRADED, XBE_GOOD };
 
-/* May backend id take a new flow of service svc_id? */
+/*
+ * May backend id take a new flow of service svc_id? The circuit is the
+ * socket LB's (bpf/lib/circuit_sm.h); the XDP LB only reads it. OPEN, and
+ * OPENING (an ejection being written), take no new flows. HALF_OPEN (and
+ * OPEN whose ejection has run out, which the next probe turns HALF_OPEN)
+ * waits on probes the XDP LB cannot run: with DSR it never sees how a
+ * connection fared, and every new flow it sent there would be an
+ * unlimited probe. So such a backend is DEGRADED: new flows only when
+ * nothing better is near.
+ */
 static __always_inline enum xbe_class xbe_class(__u32 svc_id, __u32 id)
 {
 	struct ferry_backend *be = bpf_map_lookup_elem(&ferry_be_v1, &id);
 	struct ferry_bestat *st;
+	__u32 circuit;
 
 	if (!be || be->svc_id != svc_id)
 		return XBE_NO;
 	if (be->state != FERRY_BE_ACTIVE || !be->weight || be->health == FERRY_HEALTH_UNHEALTHY)
 		return XBE_NO;
 	st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
-	if (st && st->circuit == FERRY_CIRCUIT_OPEN && bpf_ktime_get_ns() < st->open_until_ns)
-		return XBE_NO;
+	if (st) {
+		circuit = *(volatile __u32 *)&st->circuit;
+		if (circuit == FERRY_CIRCUIT_OPENING)
+			return XBE_NO;
+		if (circuit == FERRY_CIRCUIT_OPEN &&
+		    bpf_ktime_get_ns() < *(volatile __u64 *)&st->open_until_ns)
+			return XBE_NO;
+		if (circuit != FERRY_CIRCUIT_CLOSED)
+			return XBE_DEGRADED;
+	}
 	return be->health == FERRY_HEALTH_DEGRADED ? XBE_DEGRADED : XBE_GOOD;
 }
 
 #define RING_NONE	0xffffffffU	/* no ring (or one shorter than M): fail open */
 
 /*
- * The ring entry for hash, or the next entries whose backend takes new flows.
- * A global function: the verifier checks its loop once, not once per caller
- * path, which keeps the main program far from the complexity limit.
+ * When no ring entry tried may take the flow. The ring is built from the
+ * weights alone, so with most backends UNHEALTHY or OPEN every tried entry
+ * can name one of them while a usable backend sits further along: scan the
+ * service's slots (ferry_slot_v1, as the socket LB's fallback does) from
+ * hash % count, the first GOOD backend, else the first DEGRADED one. The
+ * start and order come from the flow and the slots alone, so LB nodes whose
+ * slots and backend states agree pick alike.
  */
-__noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
+struct fallback_ctx {
+	__u32	svc_id;
+	__u32	start;
+	__u32	count;
+	__u32	found;
+	__u32	degraded;
+};
+
+static long fallback_cb(__u32 i, void *data)
+{
+	struct fallback_ctx *c = data;
+	struct ferry_slot_key sk = { .svc_id = c->svc_id, .slot = c->start + i };
+	struct ferry_slot *slot;
+	enum xbe_class cls;
+
+	if (sk.slot >= c->count)
+		sk.slot -= c->count;
+	slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
+	if (!slot)
+		return 0;		/* a slot being rewritten: the next one */
+	cls = xbe_class(c->svc_id, slot->backend_id);
+	if (cls == XBE_GOOD) {
+		c->found = slot->backend_id;
+		return 1;
+	}
+	if (cls == XBE_DEGRADED && !c->degraded)
+		c->degraded = slot->backend_id;
+	return 0;
+}
+
+/*
+ * The fallback's backend for a new flow of service svc_id (key sk), 0 when
+ * none may take it. Global, as ferry_ring_pick is; bpf_loop bounds the scan
+ * at FERRY_MAX_SVC_BACKENDS slots. Only new flows whose ring entries all
+ * refused come here: established flows never read the slots.
+ */
+__noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_id, __u32 hash)
+{
+	struct fallback_ctx c = { .svc_id = svc_id };
+	struct ferry_svc *svc;
+
+	if (!sk)
+		return 0;
+	svc = bpf_map_lookup_elem(&ferry_svc_v1, sk);
+	if (!svc || svc->id != svc_id)
+		return 0;
+	c.count = svc->count;
+	if (c.count > FERRY_MAX_SVC_BACKENDS)
+		c.count = FERRY_MAX_SVC_BACKENDS;
+	if (!c.count)
+		return 0;
+	c.start = hash % c.count;
+	bpf_loop(c.count, fallback_cb, &c, 0);
+	if (!c.found)
+		c.found = c.degraded;
+	if (c.found)
+		xstat_inc(FERRY_XSTAT_RING_FALLBACK);
+	return c.found;
+}
+
+/*
+ * A new flow's backend: the ring entry for hash, or the next entries whose
+ * backend takes new flows; when none of them may, the slot scan above (sk:
+ * the service's key). 0 when no backend of the service may take the flow.
+ * A global function: the verifier checks its loop once, not once per caller
+ * path, which keeps the main program far from the complexity limit; and
+ * the fallback is called from here, not from lb(), so the main program's
+ * code, the established-flow path's included, is as it was without it.
+ */
+__noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash, const struct ferry_svc_key *sk)
 {
 	__u32 id = svc_id, idx, last = 0, degraded = 0, *bid;
 	void *ring;
@@ -483,7 +595,7 @@ __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
 		if (!bid)
 			return RING_NONE;
 		if (!*bid)
-			break;			/* empty ring: no backend has weight */
+			return 0;		/* empty ring: no backend has weight */
 		if (*bid != last) {
 			enum xbe_class c;
 
@@ -498,7 +610,7 @@ __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash)
 		if (++idx >= m)
 			idx = 0;
 	}
-	return degraded;
+	return degraded ? degraded : ferry_fallback_pick(sk, svc_id, hash);
 }
 
 /* ---- next hop --------------------------------------------------------- */
@@ -621,32 +733,41 @@ static __always_inline int l2_write(void *data, void *end, const struct l2save *
 }
 
 /*
- * The outer L2 header at b: nh's MACs (smac: the one the sender addressed,
- * when the route leaves by the ingress device), then the VLAN tags as
- * received and proto. Words in registers, stored whole: the old header
- * under b + olen is read before anything is written over it.
+ * The outer L2 header at b, l2_out bytes: nh's MACs (smac: the one the
+ * sender addressed, when the route leaves by the ingress device via the
+ * gateway), then proto. tx (XDP_TX, out of the ingress device): the VLAN
+ * tags as received, l2_out the received L2 length, the old header under
+ * b + olen. Otherwise (XDP_REDIRECT to another device) l2_out is 14: the
+ * tags name VLANs of the ingress device and mean nothing on the other one.
+ * Words in registers, stored whole: the old header is read before anything
+ * is written over it.
  */
-static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_len, const struct xnh *nh,
-				     __be16 proto)
+static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool tx,
+				     const struct xnh *nh, __be16 proto)
 {
 	__u8 *old = b + olen;
-	__u64 tags = *(__u64 *)(old + 12);
-	__u32 slo = *(__u32 *)old;
-	__u16 shi = *(__u16 *)(old + 4);
+	__u64 tags = 0;
+	__u32 slo;
+	__u16 shi;
 
-	asm volatile("" ::: "memory");	/* all of the old header read before any store */
-	if (nh->ifindex) {
+	if (tx)
+		tags = *(__u64 *)(old + 12);
+	if (tx && !nh->ifindex) {
+		slo = *(__u32 *)old;
+		shi = *(__u16 *)(old + 4);
+	} else {
 		slo = *(const __u32 *)nh->smac;
 		shi = *(const __u16 *)(nh->smac + 4);
 	}
+	asm volatile("" ::: "memory");	/* all of the old header read before any store */
 	*(__u32 *)b = *(const __u32 *)nh->dmac;
 	*(__u16 *)(b + 4) = *(const __u16 *)(nh->dmac + 4);
 	*(__u16 *)(b + 6) = (__u16)slo;
 	*(__u16 *)(b + 8) = (__u16)(slo >> 16);
 	*(__u16 *)(b + 10) = shi;
-	if (l2_len == XETH_HLEN) {
+	if (l2_out == XETH_HLEN) {
 		*(__u16 *)(b + 12) = proto;
-	} else if (l2_len == XETH_HLEN + XVLAN_HLEN) {
+	} else if (l2_out == XETH_HLEN + XVLAN_HLEN) {
 		*(__u32 *)(b + 12) = (__u32)tags;
 		*(__u16 *)(b + 16) = proto;
 	} else {
@@ -656,22 +777,26 @@ static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_len, const st
 }
 
 /*
- * Encapsulate the L3 datagram for nh and write the new L2 header. The outer
+ * Encapsulate the L3 datagram for nh and write the new L2 header (tx: sent
+ * back out of the ingress device, which keeps the VLAN tags; else untagged,
+ * so the head grows by the outer header less the tags). The outer
  * header is built in registers and stored in 32-bit words; the IPv4
  * checksum is summed from the same words (one's complement sums do not
  * care about byte order), never read back from memory.
  */
 static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const struct xnh *nh,
-				 const struct ferry_xcfg *cfg, __u32 hash)
+				 const struct ferry_xcfg *cfg, __u32 hash, bool tx)
 {
 	__u32 bits = ferry_rotl32(hash, 16), l2_len = p->l2_len & 0x1f, l3_len = p->l3_len;
-	__u32 tos = p->tos, v4 = nh->family == AF_INET;
+	__u32 tos = p->tos, v4 = nh->family == AF_INET, l2_out = tx ? l2_len : XETH_HLEN;
 	__u8 inner = p->key.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
 	__u32 olen = v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	void *data, *end;
 	__u32 *w;
 
-	if (bpf_xdp_adjust_head(ctx, -(int)olen))
+	/* The L3 datagram stays where it is: the head grows by what goes
+	 * before it, l2_out + olen, less the l2_len bytes already there. */
+	if (bpf_xdp_adjust_head(ctx, -(int)(olen + l2_out - l2_len)))
 		return -1;
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
@@ -679,10 +804,10 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		__u32 w0, w1, w2, w3;
 		__u64 sum;
 
-		/* The old L2 header (up to XL2_MAX) sits olen bytes in. */
+		/* tx: the old L2 header (up to XL2_MAX) sits olen bytes in. */
 		if (data + sizeof(struct iphdr) + XL2_MAX > end)
 			return -1;
-		w = data + l2_len;
+		w = data + l2_out;
 		if ((void *)(w + 5) > end)
 			return -1;
 		w0 = 0x45 | tos << 8 | (__u32)bpf_htons(l3_len + sizeof(struct iphdr)) << 16;
@@ -691,7 +816,7 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		w3 = (cfg->src4 & cfg->src4_mask) | (bits & ~cfg->src4_mask);
 		sum = (__u64)w0 + w1 + w2 + w3 + nh->addr[0];
 		sum = (sum & 0xffffffff) + (sum >> 32);
-		l2_encap(data, sizeof(struct iphdr), l2_len, nh, bpf_htons(XETH_P_IP));
+		l2_encap(data, sizeof(struct iphdr), l2_out, tx, nh, bpf_htons(XETH_P_IP));
 		w[0] = w0;
 		w[1] = w1;
 		w[2] = w2 | (__u32)csum_fold(sum) << 16;
@@ -700,10 +825,10 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 	} else {
 		if (data + sizeof(struct ipv6hdr) + XL2_MAX > end)
 			return -1;
-		w = data + l2_len;
+		w = data + l2_out;
 		if ((void *)(w + 10) > end)
 			return -1;
-		l2_encap(data, sizeof(struct ipv6hdr), l2_len, nh, bpf_htons(XETH_P_IPV6));
+		l2_encap(data, sizeof(struct ipv6hdr), l2_out, tx, nh, bpf_htons(XETH_P_IPV6));
 		w[0] = bpf_htonl(6U << 28 | tos << 20 | (hash & 0xfffff));
 		w[1] = bpf_htons(l3_len) | (__u32)inner << 16 | 64U << 24;
 		w[2] = cfg->src6[0];
@@ -1026,7 +1151,13 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 			be_id = 0;	/* the flow's backend is gone: choose again */
 	}
 	if (!be_id) {
-		be_id = ferry_ring_pick(svc_id, cfg->ring_size, hash);
+		struct xpkt *q = p;
+
+		/* q is p, made opaque: otherwise the compiler works the VIP
+		 * key's address out once for this call and the VIP lookup, and
+		 * spills it on every VIP packet's way (three instructions). */
+		barrier_var(q);
+		be_id = ferry_ring_pick(svc_id, cfg->ring_size, hash, ferry_xflow_vip(&q->key));
 		if (be_id == RING_NONE)
 			return vpass(FERRY_XSTAT_PASS_NO_RING);
 		if (!be_id)
@@ -1058,10 +1189,17 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 		xstat_inc(FERRY_XSTAT_ICMP_FWD);
 	xcnt_add(&ferry_xvip_v2, XVIP_STRIDE, svc_id, p->pkt_len);
 	xcnt_add(&ferry_xbe_v2, XBE_STRIDE, be_id, p->pkt_len);
-	if (encap(ctx, p, nh, cfg, hash))
-		return vdrop(FERRY_XSTAT_DROP_ADJUST);
-	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex)
+	/* Back out of the ingress device (the gateway, or the route's device
+	 * is that one) or redirected to the route's device. encap() is
+	 * inlined once for each, with tx a constant: a redirect then builds
+	 * its untagged header straight, no branch on the tags it drops. */
+	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex) {
+		if (encap(ctx, p, nh, cfg, hash, true))
+			return vdrop(FERRY_XSTAT_DROP_ADJUST);
 		return XV(XDP_TX, FERRY_XSTAT_TX);
+	}
+	if (encap(ctx, p, nh, cfg, hash, false))
+		return vdrop(FERRY_XSTAT_DROP_ADJUST);
 	return XV(bpf_redirect(nh->ifindex, 0), FERRY_XSTAT_REDIRECT);
 }
 

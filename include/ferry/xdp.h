@@ -25,7 +25,8 @@
 /* Next-hop cache slots per CPU (ferry_xnh, private to the program: the
  * loader sizes it to possible CPUs x slots), direct-mapped by backend id. */
 #define FERRY_XNH_SLOTS		4096
-/* Ring entries tried after the hashed one when a backend may not take new flows. */
+/* Ring entries tried, the hashed one first, when a backend may not take new flows;
+ * then the service's slots are scanned (bpf/xdp_lb.bpf.c, ferry_fallback_pick). */
 #define FERRY_XDP_RING_TRIES	16
 
 #define FERRY_MAP_XRING		"ferry_xring_v1"	/* svc id -> ring of M backend ids */
@@ -267,6 +268,7 @@ enum ferry_xstat {
 	FERRY_XSTAT_DECAP_NOT_OURS,	/* tunnel packet for an address not in ferry_xdcap_v1 */
 	FERRY_XSTAT_DECAP_MALFORMED,
 	FERRY_XSTAT_VIP_SLOW,		/* VIP index could not answer: ferry_svc_v1 did */
+	FERRY_XSTAT_RING_FALLBACK,	/* no ring entry tried could take a new flow: slot scan did */
 	FERRY_XSTAT_MAX = 32,
 };
 

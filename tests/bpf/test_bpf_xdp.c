@@ -5,15 +5,19 @@
  * A table of rows (description, input packet, expected action, expected
  * output packet) covers parsing and rewriting: IPv4/IPv6, VLAN and QinQ, TCP
  * and UDP, non-VIP and socket-only services, ICMP echo and errors, MTU
- * overflow answered with ICMP, truncated and malformed headers. Every
- * encapsulated output is checked field by field (outer addresses, protocol,
- * lengths, TTL, checksum, MACs, the inner datagram byte for byte) and then
- * fed to the decap program, which must give back the original datagram.
+ * overflow answered with ICMP, truncated and malformed headers, XDP_TX out
+ * of the ingress device (VLAN tags kept) and XDP_REDIRECT to another one
+ * (untagged). Every encapsulated output is checked field by field (outer
+ * addresses, protocol, lengths, TTL, checksum, MACs, tags, the inner
+ * datagram byte for byte) and then fed to the decap program, which must give
+ * back the original datagram.
  *
  * Behaviour tests follow: flows stay on their backend when a backend is
  * added, weights hold over 100,000 flows, draining / weight 0 / UNHEALTHY /
- * circuit OPEN backends get no new flows but keep existing ones, a flow that
- * moves CPUs keeps its backend, and the counters add up.
+ * circuit OPEN / OPENING backends get no new flows but keep existing ones,
+ * HALF_OPEN ones count as DEGRADED, new flows whose ring entries all refuse
+ * still reach a usable backend (the slot scan), a flow that moves CPUs keeps
+ * its backend, and the counters move by exactly the packets sent.
  *
  * The test runs in a network namespace of its own (unshare) with a veth
  * whose neighbours are static, so bpf_fib_lookup has a deterministic answer,
@@ -45,10 +49,12 @@
 #include "reconcile.h"
 #include "registry.h"
 #include "state.h"
+#include "stat_names.h"
 #include "xdp_lb.skel.h"
 #include "xdp_decap.skel.h"
 
 static int npass, nfail;
+static int lb_ifindex;		/* xdt0: the route to the backends leaves by it */
 static char pin_dir[128];
 static struct xdp_lb_bpf *lb;
 static struct xdp_decap_bpf *dc;
@@ -123,6 +129,9 @@ static int net_setup(void)
 	    sh("ip link set xdt1 up && ip link set xdt0 up") ||
 	    sh("sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1"))
 		return -EIO;
+	lb_ifindex = if_nametoindex("xdt0");
+	if (!lb_ifindex)
+		return -errno;
 	for (i = 0; i < sizeof(nbrs) / sizeof(nbrs[0]); i++) {
 		const __u8 *m = nbrs[i].mac;
 
@@ -212,7 +221,7 @@ static int svc_set(const char *name, const char *vip, int port, int proto, bool 
 		   const struct bspec *bs, size_t n)
 {
 	struct plan_opts o = { .owner = FERRY_SVC_F_MANUAL };
-	struct reg_backend rb[8] = {};
+	struct reg_backend rb[16] = {};
 	struct reg_service want = {};
 	struct faddr va;
 	struct fstate st;
@@ -221,7 +230,7 @@ static int svc_set(const char *name, const char *vip, int port, int proto, bool 
 	size_t i;
 	int ret;
 
-	if (faddr_parse(vip, &va))
+	if (faddr_parse(vip, &va) || n > sizeof(rb) / sizeof(rb[0]))
 		return -EINVAL;
 	snprintf(want.name, sizeof(want.name), "%s", name);
 	memcpy(want.key.addr, va.a, sizeof(va.a));
@@ -535,19 +544,44 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 
 /* ---- running ------------------------------------------------------------ */
 
-static int run(int prog_fd, const void *in, size_t inlen, void *out, __u32 *outlen, __u32 *action)
+/* One run of the program on frame in, as received on device ifindex (0: the
+ * test run's default, lo); out, *outlen and *action as it left. */
+static int run_on(int prog_fd, int ifindex, const void *in, size_t inlen, void *out, __u32 *outlen,
+		  __u32 *action)
 {
+	struct xdp_md md = { .data_end = inlen, .ingress_ifindex = ifindex };
 	LIBBPF_OPTS(bpf_test_run_opts, t,
 		.data_in = in, .data_size_in = inlen,
 		.data_out = out, .data_size_out = *outlen,
 		.repeat = 1);
-	int err = bpf_prog_test_run_opts(prog_fd, &t);
+	int err;
+
+	if (ifindex) {
+		t.ctx_in = &md;
+		t.ctx_size_in = sizeof(md);
+	}
+	err = bpf_prog_test_run_opts(prog_fd, &t);
 
 	if (err)
 		return -errno;
 	*outlen = t.data_size_out;
 	*action = t.retval;
 	return 0;
+}
+
+static int run(int prog_fd, const void *in, size_t inlen, void *out, __u32 *outlen, __u32 *action)
+{
+	return run_on(prog_fd, 0, in, inlen, out, outlen, action);
+}
+
+/* Outcome counter slot of the LB summed over CPUs (0 if unreadable). */
+static __u64 xstat(int slot)
+{
+	__u64 v[FERRY_XSTAT_MAX];
+
+	if (xstat_sum(bpf_map__fd(lb->maps.ferry_xstat_v2), v))
+		return 0;
+	return v[slot];
 }
 
 static int lb_fd(void)
@@ -596,8 +630,12 @@ struct row {
 	__u32 action;
 	enum out_kind out;
 	bool via_gw;		/* next hop from the configured gateway */
+	bool on_xdt0;		/* received on xdt0, the route's device: XDP_TX */
 	int mtu;		/* OUT_TOOBIG: the MTU announced */
+	int counts;		/* CNT(slot): the row adds one to that counter; 0: unchecked */
 };
+
+#define CNT(slot)	((slot) + 1)
 
 #define V4C	"192.0.2.1"
 #define V4VIP	"198.51.100.10"
@@ -620,16 +658,31 @@ static const struct row rows[] = {
 	{ "v4 udp to VIP",
 	  { .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5353, .dport = 53, .payload = 40 },
 	  XDP_REDIRECT, OUT_ENCAP },
-	{ "v4 tcp VLAN-tagged to VIP: tag kept",
+	{ "v4 tcp VLAN-tagged to VIP, redirected to another device: untagged",
 	  { .vlans = 1, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40003, .dport = 80, .payload = 20 },
 	  XDP_REDIRECT, OUT_ENCAP },
-	{ "v4 udp QinQ to VIP: both tags kept",
+	{ "v4 udp QinQ to VIP, redirected to another device: both tags left behind",
 	  { .vlans = 2, .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5354, .dport = 53, .payload = 20 },
 	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v4 tcp to VIP, route out of the ingress device: XDP_TX",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40004, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	{ "v4 tcp VLAN-tagged, XDP_TX out of the ingress device: tag kept",
+	  { .vlans = 1, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40005, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	{ "v4 udp QinQ, XDP_TX out of the ingress device: both tags kept",
+	  { .vlans = 2, .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5355, .dport = 53, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	{ "v6 tcp VLAN-tagged, XDP_TX out of the ingress device: tag kept",
+	  { .vlans = 1, .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40005, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	{ "v4 tcp QinQ to a backend via the gateway (XDP_TX): both tags kept",
+	  { .vlans = 2, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.30", .sport = 40006, .dport = 80 },
+	  XDP_TX, OUT_ENCAP, .via_gw = true },
 	{ "v6 tcp to VIP: IPv6-in-IPv6",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40000, .dport = 80, .payload = 100 },
 	  XDP_REDIRECT, OUT_ENCAP },
-	{ "v6 udp VLAN-tagged to VIP",
+	{ "v6 udp VLAN-tagged to VIP, redirected to another device: untagged",
 	  { .vlans = 1, .family = 6, .proto = IPPROTO_UDP, .src = V6C, .dst = V6VIP, .sport = 5353, .dport = 53, .payload = 30 },
 	  XDP_REDIRECT, OUT_ENCAP },
 	{ "v6 tcp after a hop-by-hop header",
@@ -673,6 +726,18 @@ static const struct row rows[] = {
 	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = "198.51.100.99", .icmp_type = 3, .icmp_code = 4,
 	    .qsrc = "198.51.100.99", .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
 	  XDP_PASS, OUT_SAME },
+	{ "ICMP error quoting a VIP reply, sent to another address: passes, not for a VIP",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = "198.51.100.99", .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_NOT_VIP) },
+	{ "ICMP error sent to a VIP quoting another VIP's reply passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 1,
+	    .qsrc = "198.51.100.30", .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_NOT_VIP) },
+	{ "ICMPv6 packet-too-big quoting a VIP reply, sent to another address: passes, not for a VIP",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = "2001:db8::99", .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_NOT_VIP) },
 	{ "v4 tcp too big after encapsulation (DF): frag-needed answered, mtu 1480",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40010, .dport = 80, .payload = 1450 },
 	  XDP_TX, OUT_TOOBIG, .mtu = 1480 },
@@ -724,6 +789,29 @@ static const struct row rows[] = {
 	{ "truncated IPv6 header passes",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .truncate = 14 + 30 },
 	  XDP_PASS, OUT_SAME },
+	{ "IPv6 ports cut off passes",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .truncate = 14 + 40 + 3 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "VIP IPv6 tcp header cut after the ports: dropped",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .truncate = 14 + 40 + 10 },
+	  XDP_DROP, OUT_NONE, .counts = CNT(FERRY_XSTAT_DROP_MALFORMED) },
+	{ "truncated IPv6 extension header passes",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .hbh = true, .truncate = 14 + 40 + 1 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "IPv6 ports cut after an extension header pass",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .hbh = true, .truncate = 14 + 40 + 8 + 3 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "ICMPv6 error with its quoted IPv6 header cut passes",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .truncate = 14 + 40 + 8 + 20 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "ICMPv6 error with its quoted ports cut passes",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .truncate = 14 + 40 + 8 + 40 + 2 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
+	{ "truncated second (QinQ) VLAN tag passes",
+	  { .vlans = 2, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 1, .dport = 80, .truncate = 14 + 4 + 2 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_MALFORMED) },
 	{ "VIP IPv6 payload length past the frame: dropped",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 1, .dport = 80, .len_extra = 8 },
 	  XDP_DROP, OUT_NONE },
@@ -742,7 +830,12 @@ static bool ip4_csum_ok(const struct iphdr *ip)
 	return csum16(ip, ip->ihl * 4, 0) == 0;
 }
 
-/* Checks an encapsulated frame against the original; the decap must undo it. */
+/*
+ * Checks an encapsulated frame against the original; the decap must undo it.
+ * Sent back out of the ingress device (XDP_TX) it keeps the VLAN tags;
+ * redirected to another device it is untagged: the tags name VLANs of the
+ * ingress device.
+ */
 static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_t l3,
 			const __u8 *out, size_t outlen)
 {
@@ -750,7 +843,7 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	struct ferry_backend be;
 	struct ferry_svc svc;
 	const __u8 *dmac, *smac;
-	size_t l3len = inlen - l3, ol3;
+	size_t l3len = inlen - l3, ol3, ol2 = r->action == XDP_TX ? l3 : ETH_HLEN;
 	__u32 be_id;
 	bool ok = true;
 	int ofam;
@@ -771,14 +864,15 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	smac = r->via_gw ? MAC_VIP_DST : MAC_LB;
 	ok &= ASSERT_TRUE(dmac && !memcmp(out, dmac, 6), "destination MAC");
 	ok &= ASSERT_TRUE(!memcmp(out + 6, smac, 6), "source MAC");
-	ok &= ASSERT_TRUE(!memcmp(out + 12, in + 12, l3 - 14), "VLAN tags kept");
-	ok &= ASSERT_EQ(out[l3 - 2] << 8 | out[l3 - 1], ofam == AF_INET ? 0x0800 : 0x86dd, "ethertype");
+	ok &= ASSERT_TRUE(!memcmp(out + 12, in + 12, ol2 - ETH_HLEN), "VLAN tags kept by XDP_TX");
+	ok &= ASSERT_EQ(out[ol2 - 2] << 8 | out[ol2 - 1], ofam == AF_INET ? 0x0800 : 0x86dd,
+			"ethertype%s", ol2 < l3 ? ", no VLAN tag after a redirect" : "");
 	if (ofam == AF_INET) {
-		const struct iphdr *o = (const void *)(out + l3);
+		const struct iphdr *o = (const void *)(out + ol2);
 		__u32 pfx = htonl(0xcb007100);	/* 203.0.113.0/24 */
 
 		ol3 = 20;
-		ok &= ASSERT_EQ(outlen, inlen + 20, "frame length");
+		ok &= ASSERT_EQ(outlen, ol2 + ol3 + l3len, "frame length");
 		ok &= ASSERT_EQ(o->version, 4, "outer version");
 		ok &= ASSERT_EQ(o->ihl, 5, "outer ihl");
 		ok &= ASSERT_EQ(o->protocol, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer protocol");
@@ -792,12 +886,12 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		if (k.family == AF_INET)
 			ok &= ASSERT_EQ(ntohs(o->frag_off), r->in.no_df ? 0 : 0x4000, "DF copied");
 	} else {
-		const struct ipv6hdr *o = (const void *)(out + l3);
+		const struct ipv6hdr *o = (const void *)(out + ol2);
 		struct in6_addr pfx;
 
 		ol3 = 40;
 		inet_pton(AF_INET6, "2001:db8:f::", &pfx);
-		ok &= ASSERT_EQ(outlen, inlen + 40, "frame length");
+		ok &= ASSERT_EQ(outlen, ol2 + ol3 + l3len, "frame length");
 		ok &= ASSERT_EQ(o->version, 6, "outer version");
 		ok &= ASSERT_EQ(o->nexthdr, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer next header");
 		ok &= ASSERT_EQ(ntohs(o->payload_len), l3len, "outer payload length");
@@ -807,7 +901,7 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		ok &= ASSERT_EQ(ntohl(*(const __u32 *)o) & 0xfffff, ferry_xflow_hash(&k) & 0xfffff,
 				"flow label from the flow hash");
 	}
-	ok &= ASSERT_TRUE(!memcmp(out + l3 + ol3, in + l3, l3len), "inner datagram carried byte for byte");
+	ok &= ASSERT_TRUE(!memcmp(out + ol2 + ol3, in + l3, l3len), "inner datagram carried byte for byte");
 
 	/* The backend's decap must give back the original datagram. */
 	{
@@ -817,10 +911,11 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		if (!ASSERT_EQ(run(dc_fd(), out, outlen, dout, &dlen, &act), 0, "decap test run"))
 			return false;
 		ok &= ASSERT_EQ(act, XDP_PASS, "decap action");
-		ok &= ASSERT_EQ(dlen, inlen, "decapsulated length");
+		ok &= ASSERT_EQ(dlen, ol2 + l3len, "decapsulated length");
 		ok &= ASSERT_TRUE(!memcmp(dout, out, 12), "decap keeps the MACs");
-		ok &= ASSERT_TRUE(!memcmp(dout + 12, in + 12, l3 - 12), "decap restores tags and ethertype");
-		ok &= ASSERT_TRUE(!memcmp(dout + l3, in + l3, l3len), "decap restores the datagram");
+		ok &= ASSERT_TRUE(!memcmp(dout + 12, in + l3 - ol2 + 12, ol2 - 12),
+				  "decap keeps the tags it received and restores the ethertype");
+		ok &= ASSERT_TRUE(!memcmp(dout + ol2, in + l3, l3len), "decap restores the datagram");
 	}
 	return ok;
 }
@@ -879,12 +974,16 @@ static void test_rows(void)
 		const struct row *r = &rows[i];
 		__u8 in[2048], out[2048];
 		__u32 outlen = sizeof(out), act;
+		__u64 before = r->counts ? xstat(r->counts - 1) : 0;
 		size_t inlen, l3;
 		bool ok;
 
 		inlen = build(&r->in, in, &l3);
-		ok = ASSERT_EQ(run(lb_fd(), in, inlen, out, &outlen, &act), 0, "test run");
+		ok = ASSERT_EQ(run_on(lb_fd(), r->on_xdt0 ? lb_ifindex : 0, in, inlen, out, &outlen, &act),
+			       0, "test run");
 		ok = ok && ASSERT_EQ(act, r->action, "action");
+		if (ok && r->counts)
+			ok &= ASSERT_EQ(xstat(r->counts - 1) - before, 1, "counter slot %d", r->counts - 1);
 		if (ok) {
 			switch (r->out) {
 			case OUT_SAME:
@@ -1126,15 +1225,6 @@ static void test_flow_table(void)
 	verdict("xdp flow table: tags per service, way reuse, LRU within a set", ok);
 }
 
-static __u64 xstat(int slot)
-{
-	__u64 v[FERRY_XSTAT_MAX];
-
-	if (xstat_sum(bpf_map__fd(lb->maps.ferry_xstat_v2), v))
-		return 0;
-	return v[slot];
-}
-
 /* Way of the index holding key in set *set, -1 if none. */
 static int xsvc_way(const struct ferry_xsvc_set *sets, __u32 nsets, const struct ferry_svc_key *k,
 		    __u32 *set)
@@ -1359,6 +1449,365 @@ static void test_unusable(void)
 	ok &= ASSERT_EQ(to12, 0, "new flows to the backend whose circuit is OPEN");
 	ok &= ASSERT_EQ(to11, 2000, "new flows to the other backend");
 	verdict("xdp backend with an OPEN circuit gets no new flows", ok);
+}
+
+/* Backend health by id for model_pick(): GOOD or DEGRADED, anything else refuses. */
+struct usable {
+	__u32	id;
+	bool	degraded;
+};
+
+/* usable's class of backend id: 2 GOOD, 1 DEGRADED, 0 none. */
+static int usable_class(const struct usable *u, int nu, __u32 id)
+{
+	int i;
+
+	for (i = 0; i < nu; i++)
+		if (u[i].id == id)
+			return u[i].degraded ? 1 : 2;
+	return 0;
+}
+
+/*
+ * What the LB must give a new flow k of service svc (count slots) when only
+ * the backends in u may take new flows: the first GOOD of the ring's
+ * FERRY_XDP_RING_TRIES entries from the flow's own (else the first DEGRADED
+ * among them); when none may, the slots scanned from hash % count, the
+ * first GOOD, else the first DEGRADED. *fell: the scan decided. 0: none.
+ */
+static __u32 model_pick(int ring, const struct ferry_svc *svc, const struct ferry_xflow_key *k,
+			const struct usable *u, int nu, bool *fell)
+{
+	__u32 hash = ferry_xflow_hash(k), idx = ferry_ring_index(hash, FERRY_XDP_DEF_RING_M);
+	__u32 be = 0, deg = 0, i;
+	int c;
+
+	*fell = false;
+	for (i = 0; i < FERRY_XDP_RING_TRIES; i++) {
+		if (bpf_map_lookup_elem(ring, &idx, &be))
+			return 0;
+		c = usable_class(u, nu, be);
+		if (c == 2)
+			return be;
+		if (c == 1 && !deg)
+			deg = be;
+		idx = (idx + 1) % FERRY_XDP_DEF_RING_M;
+	}
+	if (deg)
+		return deg;
+	*fell = true;
+	for (i = 0; i < svc->count; i++) {
+		struct ferry_slot_key sk = { .svc_id = svc->id, .slot = (hash % svc->count + i) % svc->count };
+		struct ferry_slot sv;
+
+		if (bpf_map_lookup_elem(fm.slot, &sk, &sv))
+			continue;
+		c = usable_class(u, nu, sv.backend_id);
+		if (c == 2)
+			return sv.backend_id;
+		if (c == 1 && !deg)
+			deg = sv.backend_id;
+	}
+	return deg;
+}
+
+/* The fd of service svc_id's ring (close it); -1 if none. */
+static int ring_fd(__u32 svc_id)
+{
+	__u32 id;
+
+	if (bpf_map_lookup_elem(fm.xring, &svc_id, &id))
+		return -1;
+	return bpf_map_get_fd_by_id(id);
+}
+
+/* Set backend id's health; 0 or -errno. */
+static int set_health(__u32 id, int health)
+{
+	struct ferry_backend be;
+
+	if (bpf_map_lookup_elem(fm.be, &id, &be))
+		return -errno;
+	be.health = health;
+	return bpf_map_update_elem(fm.be, &id, &be, BPF_ANY) ? -errno : 0;
+}
+
+/*
+ * New flows of a service whose ring entries near the flow's all refuse it
+ * are not dropped while a backend may take them: the scan of the service's
+ * slots, from hash % count, places them, deterministically, and counts it.
+ * Ten backends, nine UNHEALTHY: the ring's 16 tries miss the healthy one
+ * for more than a tenth of the flows.
+ */
+static void test_fallback(void)
+{
+	static const char *ips[] = { "192.0.2.11", "192.0.2.21", "192.0.2.22", "192.0.2.23",
+				     "192.0.2.24", "192.0.2.12", "192.0.2.26", "192.0.2.27",
+				     "192.0.2.28", "192.0.2.29" };
+	const char *vip = "198.51.100.65";
+	struct bspec bs[10] = {};
+	struct usable u[2];
+	struct ferry_svc s;
+	__u64 fell0, drop0;
+	int i, n = 2000, ring = -1, to11, dropped, other, fell, wrong;
+	__u32 id, act, want;
+	bool ok, f;
+
+	for (i = 0; i < 10; i++)
+		bs[i].ip = ips[i];
+	ok = ASSERT_EQ(svc_set("fallback", vip, 80, IPPROTO_TCP, true, bs, 10), 0, "service");
+	ok &= ASSERT_EQ(svc_lookup(vip, 80, IPPROTO_TCP, &s), 0, "service id");
+	for (i = 1; ok && i < 10; i++)
+		ok &= ASSERT_EQ(set_health(svc_backend(vip, 80, IPPROTO_TCP, i), FERRY_HEALTH_UNHEALTHY),
+				0, "mark slot %d UNHEALTHY", i);
+	ring = ring_fd(s.id);
+	ok &= ASSERT_TRUE(ring >= 0, "the service's ring");
+	if (!ok) {
+		verdict("xdp new flows reach the one healthy backend of ten (ring fallback)", false);
+		goto out;
+	}
+
+	/* Nine of ten UNHEALTHY: every new flow to the healthy one. */
+	u[0].id = svc_backend(vip, 80, IPPROTO_TCP, 0);
+	u[0].degraded = false;
+	fell0 = xstat(FERRY_XSTAT_RING_FALLBACK);
+	drop0 = xstat(FERRY_XSTAT_DROP_NO_BACKEND);
+	to11 = dropped = other = fell = 0;
+	for (i = 0; i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		int b;
+
+		act = XDP_ABORTED;
+		b = send_flow(vip, 80, 11, 1000 + i, true, &act);
+
+		to11 += b == 11;
+		dropped += act == XDP_DROP;
+		other += b != 11 && act != XDP_DROP;
+		inet_pton(AF_INET, "192.0.2.111", k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(1000 + i);
+		k.dport = htons(80);
+		model_pick(ring, &s, &k, u, 1, &f);
+		fell += f;
+	}
+	ok &= ASSERT_EQ(to11, n, "new flows to the one healthy backend of ten");
+	ok &= ASSERT_EQ(dropped, 0, "new flows dropped");
+	ok &= ASSERT_EQ(other, 0, "new flows elsewhere");
+	ok &= ASSERT_TRUE(fell > n / 20, "flows whose ring tries all refuse (%d of %d)", fell, n);
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_RING_FALLBACK) - fell0, fell, "fallbacks counted");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_DROP_NO_BACKEND) - drop0, 0, "no drop counted");
+	verdict("xdp new flows reach the one healthy backend of ten (ring fallback)", ok);
+
+	/* The healthy one DEGRADED: still the only one that may, so all of them. */
+	ok = ASSERT_EQ(set_health(u[0].id, FERRY_HEALTH_DEGRADED), 0, "mark DEGRADED");
+	to11 = dropped = 0;
+	for (i = 0; ok && i < n; i++) {
+		act = XDP_ABORTED;
+		to11 += send_flow(vip, 80, 12, 1000 + i, true, &act) == 11;
+		dropped += act == XDP_DROP;
+	}
+	ok &= ASSERT_EQ(to11, n, "new flows to the one DEGRADED backend of ten");
+	ok &= ASSERT_EQ(dropped, 0, "new flows dropped");
+	verdict("xdp new flows reach the one DEGRADED backend when nothing else may", ok);
+
+	/* Two healthy of ten: each flow where the ring, else the scan, says. */
+	ok = ASSERT_EQ(set_health(u[0].id, FERRY_HEALTH_HEALTHY), 0, "mark HEALTHY");
+	u[1].id = svc_backend(vip, 80, IPPROTO_TCP, 5);
+	u[1].degraded = false;
+	ok &= ASSERT_EQ(set_health(u[1].id, FERRY_HEALTH_HEALTHY), 0, "slot 5 HEALTHY");
+	fell0 = xstat(FERRY_XSTAT_RING_FALLBACK);
+	fell = wrong = 0;
+	for (i = 0; ok && i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		struct ferry_backend be;
+		int b = send_flow(vip, 80, 13, 1000 + i, true, &act);
+
+		inet_pton(AF_INET, "192.0.2.113", k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(1000 + i);
+		k.dport = htons(80);
+		want = model_pick(ring, &s, &k, u, 2, &f);
+		fell += f;
+		id = want;
+		if (!want || bpf_map_lookup_elem(fm.be, &id, &be) ||
+		    b != (int)(ntohl(be.addr[0]) & 0xff))
+			wrong++;
+	}
+	ok &= ASSERT_TRUE(fell > 0, "flows placed by the scan (%d of %d)", fell, n);
+	ok &= ASSERT_EQ(wrong, 0, "flows not where the ring, else the scan from hash %% count, says");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_RING_FALLBACK) - fell0, fell, "fallbacks counted");
+	verdict("xdp ring fallback scans the slots from hash % count (nodes agree)", ok);
+out:
+	if (ring >= 0)
+		close(ring);
+}
+
+/*
+ * n SYNs of client cl to vip:80 against model_pick() with u usable: how many
+ * went elsewhere than the model says (dropped when it says none); *to_last
+ * how many went to the backend whose address ends in last.
+ */
+static int model_mismatch(const char *vip, const struct ferry_svc *svc, int ring, int cl,
+			  const struct usable *u, int nu, int n, int last, int *to_last)
+{
+	char src[32];
+	int i, wrong = 0;
+	bool f;
+
+	snprintf(src, sizeof(src), "192.0.2.%u", 100 + cl % 100);
+	*to_last = 0;
+	for (i = 0; i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		struct ferry_backend be;
+		__u32 want, act = XDP_ABORTED;
+		int b = send_flow(vip, 80, cl, 1000 + i, true, &act), wb = -2;
+
+		inet_pton(AF_INET, src, k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(1000 + i);
+		k.dport = htons(80);
+		want = model_pick(ring, svc, &k, u, nu, &f);
+		if (want && !bpf_map_lookup_elem(fm.be, &want, &be))
+			wb = ntohl(be.addr[0]) & 0xff;	/* what send_flow() returns for it */
+		if (!want)
+			wrong += act != XDP_DROP;
+		else if (b != wb)
+			wrong++;
+		*to_last += b == last;
+	}
+	return wrong;
+}
+
+/*
+ * The circuit states the XDP LB cannot act on as the socket LB does: it
+ * cannot run half-open probes (with DSR it never sees a connection's
+ * outcome). OPENING (an ejection being written) takes no new flows, as
+ * OPEN does; HALF_OPEN, and OPEN whose ejection ran out (a probe away from
+ * HALF_OPEN), are DEGRADED: new flows only when nothing better is near.
+ */
+static void test_circuit_states(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	const char *vip = "198.51.100.62";
+	struct ferry_bestat st = {};
+	struct usable u[2];
+	struct ferry_svc s;
+	__u32 id11, id12;
+	int ring = -1, n = 2000, to12;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("circuits", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "service");
+	ok &= ASSERT_EQ(svc_lookup(vip, 80, IPPROTO_TCP, &s), 0, "service id");
+	id11 = svc_backend(vip, 80, IPPROTO_TCP, 0);
+	id12 = svc_backend(vip, 80, IPPROTO_TCP, 1);
+	ring = ring_fd(s.id);
+	ok &= ASSERT_TRUE(id11 && id12 && ring >= 0, "backends and ring");
+	if (!ok) {
+		verdict("xdp circuit OPENING backend gets no new flows", false);
+		goto out;
+	}
+	u[0] = (struct usable){ .id = id11 };
+
+	st.circuit = FERRY_CIRCUIT_OPENING;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "OPENING");
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 20, u, 1, n, 12, &to12), 0,
+			"flows not where the model (OPENING refuses) says");
+	ok &= ASSERT_EQ(to12, 0, "new flows to the OPENING backend");
+	verdict("xdp circuit OPENING backend gets no new flows", ok);
+
+	/* HALF_OPEN beside a healthy backend: DEGRADED, passed over. */
+	st.circuit = FERRY_CIRCUIT_HALF_OPEN;
+	ok = ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "HALF_OPEN");
+	u[1] = (struct usable){ .id = id12, .degraded = true };
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 21, u, 2, n, 12, &to12), 0,
+			"flows not where the model (HALF_OPEN is DEGRADED) says");
+	ok &= ASSERT_TRUE(to12 < n / 100, "new flows to the HALF_OPEN backend: %d of %d", to12, n);
+	/* Alone: it takes them, rather than a drop. */
+	ok &= ASSERT_EQ(set_health(id11, FERRY_HEALTH_UNHEALTHY), 0, "the other UNHEALTHY");
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 22, &u[1], 1, n, 12, &to12), 0,
+			"flows not where the model says");
+	ok &= ASSERT_EQ(to12, n, "new flows to the HALF_OPEN backend when it is the only one");
+	ok &= ASSERT_EQ(set_health(id11, FERRY_HEALTH_HEALTHY), 0, "the other HEALTHY");
+	verdict("xdp circuit HALF_OPEN backend is DEGRADED: new flows only when nothing better", ok);
+
+	/* OPEN, its ejection over, no probe yet: as HALF_OPEN. */
+	st.circuit = FERRY_CIRCUIT_OPEN;
+	st.open_until_ns = 1;
+	ok = ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "OPEN, run out");
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 23, u, 2, n, 12, &to12), 0,
+			"flows not where the model (run-out OPEN is DEGRADED) says");
+	ok &= ASSERT_TRUE(to12 < n / 100, "new flows to the backend: %d of %d", to12, n);
+	verdict("xdp circuit OPEN past its ejection is DEGRADED until a probe closes it", ok);
+out:
+	if (ring >= 0)
+		close(ring);
+}
+
+/* One frame of spec sp through the LB; its action, or -1 if it did not run. */
+static int send_spec(const struct pspec *sp)
+{
+	__u8 in[256], out[256];
+	__u32 ol = sizeof(out), act;
+	size_t l3, il = build(sp, in, &l3);
+
+	return run(lb_fd(), in, il, out, &ol, &act) ? -1 : (int)act;
+}
+
+/*
+ * Known packets move the outcome counters by exactly what they are: a SYN
+ * is a new flow and no lookup, an ACK a hit on its recorded flow or a miss
+ * (and then recorded), a packet to a VIP none of whose backends may take it
+ * a drop after every ring entry tried, a bad TCP header a drop. Every other
+ * slot stays put, bar the next-hop resolutions (their cache expires on a
+ * clock).
+ */
+static void test_counter_deltas(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
+	const char *vip = "198.51.100.66";
+	struct pspec bad = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = vip,
+			     .sport = 7009, .dport = 80, .doff = 3 };
+	struct pspec sick = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.31",
+			      .sport = 7010, .dport = 80, .tcp_flags = TCP_SYN };
+	__u64 v0[FERRY_XSTAT_MAX], v1[FERRY_XSTAT_MAX], want[FERRY_XSTAT_MAX] = {};
+	int fd = bpf_map__fd(lb->maps.ferry_xstat_v2), i, fwd = 0, drops = 0;
+	bool ok;
+
+	ok = ASSERT_EQ(svc_set("deltas", vip, 80, IPPROTO_TCP, true, bs, 1), 0, "service");
+	ok &= ASSERT_EQ(xstat_sum(fd, v0), 0, "read the counters");
+	if (!ok) {
+		verdict("xdp counters move by exactly the packets sent", false);
+		return;
+	}
+	fwd += send_flow(vip, 80, 30, 7000, true, NULL) == 11;		/* new flow A */
+	want[FERRY_XSTAT_SYN_NEW] += 1;
+	for (i = 0; i < 3; i++)
+		fwd += send_flow(vip, 80, 30, 7000, false, NULL) == 11;	/* A's next packets */
+	want[FERRY_XSTAT_LRU_HIT] += 3;
+	fwd += send_flow(vip, 80, 30, 7001, false, NULL) == 11;	/* B, mid-flow, unknown */
+	want[FERRY_XSTAT_LRU_MISS] += 1;
+	fwd += send_flow(vip, 80, 30, 7001, false, NULL) == 11;	/* B, recorded by now */
+	want[FERRY_XSTAT_LRU_HIT] += 1;
+	fwd += send_flow(vip, 80, 30, 7000, true, NULL) == 11;		/* A's SYN again */
+	want[FERRY_XSTAT_SYN_NEW] += 1;
+	want[FERRY_XSTAT_REDIRECT] += 7;
+	drops += send_spec(&sick) == XDP_DROP;				/* only backend UNHEALTHY */
+	sick.tcp_flags = TCP_ACK;
+	drops += send_spec(&sick) == XDP_DROP;				/* and mid-flow */
+	want[FERRY_XSTAT_DROP_NO_BACKEND] += 2;
+	want[FERRY_XSTAT_RING_RETRY] += 2 * FERRY_XDP_RING_TRIES;
+	drops += send_spec(&bad) == XDP_DROP;				/* TCP doff 3 */
+	want[FERRY_XSTAT_DROP_MALFORMED] += 1;
+	ok &= ASSERT_EQ(fwd, 7, "packets sent on to the backend");
+	ok &= ASSERT_EQ(drops, 3, "packets dropped");
+	ok &= ASSERT_EQ(xstat_sum(fd, v1), 0, "read the counters");
+	for (i = 0; i < FERRY_XSTAT_MAX; i++) {
+		if (i == FERRY_XSTAT_NH_LOOKUP || i == FERRY_XSTAT_NH_GATEWAY)
+			continue;
+		ok &= ASSERT_EQ(v1[i] - v0[i], want[i], "counter slot %d (%s)", i,
+				ferry_xstat_descs[i].name ? ferry_xstat_descs[i].name : "unnamed");
+	}
+	verdict("xdp counters move by exactly the packets sent", ok);
 }
 
 /* Run this thread on CPU cpu; -errno if it may not. */
@@ -1850,8 +2299,11 @@ int main(void)
 	test_stickiness_and_draining();
 	test_flow_table();
 	test_unusable();
+	test_fallback();
+	test_circuit_states();
 	test_other_cpu();
 	test_counters();
+	test_counter_deltas();
 	test_unsized_cpu();
 	test_unsized_counters();
 	test_geometry();

@@ -46,6 +46,7 @@ static const char *const xstat_names[FERRY_XSTAT_MAX] = {
 	[FERRY_XSTAT_DECAP_NOT_OURS] = "decap_not_ours",
 	[FERRY_XSTAT_DECAP_MALFORMED] = "decap_malformed",
 	[FERRY_XSTAT_VIP_SLOW] = "vip_slow_lookup",
+	[FERRY_XSTAT_RING_FALLBACK] = "ring_fallback",
 };
 
 static int open_pin(struct ctl *c, const char *name, int *fd)
