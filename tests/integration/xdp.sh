@@ -22,8 +22,8 @@
 # The backends' ferryd has the XDP services in its registry (b.json): the
 # decap strips only tunnels whose inner destination is one of their VIPs
 # bound on the node, not one to the backend's own address or to elsewhere
-# (forwarding on), and a restart replaces what it accepts with the node's
-# addresses, dropping entries left by hand.
+# (forwarding on), and it follows the node's addresses: added and removed
+# while it runs, and across a restart that finds entries left by hand.
 source "$(dirname "$0")/lib.sh"
 need_root
 [ -x "$B/tests/xdp_peer" ] || skip_all "helper $B/tests/xdp_peer not built"
@@ -318,10 +318,22 @@ else
 fi
 ip netns exec "$NS_B1" sysctl -qw net.ipv4.conf.all.forwarding=0
 
-# What the decap accepts.
+# The decap follows the node's addresses while ferryd runs.
 check "xdp decap accepts the backend's own addresses" decap_has "$PIN_B1" outer 2001:db8::11
 check "xdp decap accepts the XDP VIPs bound on the backend" decap_has "$PIN_B1" vip $VIP6
 check "xdp decap does not accept an XDP VIP the node does not bind" decap_lacks "$PIN_B1" vip $VIP4B
+ip -n "$NS_B1" addr add 192.0.2.111/24 dev b10
+ip -n "$NS_B1" addr add 2001:db8::111/64 dev b10 nodad
+check "xdp decap accepts an IPv4 address added to its interface" wait_for 100 decap_has "$PIN_B1" outer 192.0.2.111
+check "xdp decap accepts an IPv6 address added to its interface" wait_for 100 decap_has "$PIN_B1" outer 2001:db8::111
+ip -n "$NS_B1" addr del 192.0.2.111/24 dev b10
+ip -n "$NS_B1" addr del 2001:db8::111/64 dev b10
+check "xdp decap forgets an IPv4 address removed from its interface" wait_for 100 decap_lacks "$PIN_B1" outer 192.0.2.111
+check "xdp decap forgets an IPv6 address removed from its interface" wait_for 100 decap_lacks "$PIN_B1" outer 2001:db8::111
+ip -n "$NS_B1" addr add $VIP4B/32 dev lo
+check "xdp decap accepts an XDP VIP once it is bound" wait_for 100 decap_has "$PIN_B1" vip $VIP4B
+ip -n "$NS_B1" addr del $VIP4B/32 dev lo
+check "xdp decap forgets an XDP VIP once it is unbound" wait_for 100 decap_lacks "$PIN_B1" vip $VIP4B
 
 # A restarted ferryd replaces the sets: entries an earlier run (here: a
 # hand) left for addresses the node does not have are gone.

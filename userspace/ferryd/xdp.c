@@ -12,7 +12,8 @@
  *
  * The decap's address sets (outer: the --decap-iface addresses; inner: the
  * XDP VIPs bound on the node) are replaced at start, before attaching, and
- * again at every registry sync (VIPs come and go with services).
+ * kept equal to the node's addresses after: an rtnetlink subscription to
+ * address changes, and every registry sync (VIPs come and go with services).
  */
 #include <errno.h>
 #include <ifaddrs.h>
@@ -23,7 +24,11 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <libmnl/libmnl.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <ferry/xdp.h>
@@ -44,6 +49,7 @@ static struct {
 	__u32	ring_size, flows;
 	struct ferry_xcfg cfg;		/* prefixes and gateway as given */
 	bool	src4_set, src6_set;
+	struct mnl_socket *nl;		/* address changes, for the decap */
 	bool	dc_synced;		/* the decap's sets were written once */
 } xo = { .ring_size = FERRY_XDP_DEF_RING_M, .flows = FERRY_XDP_DEF_FLOWS };
 
@@ -424,6 +430,66 @@ void xdp_decap_sync(struct ferryd *d)
 		log_warnx("xdp_decap: address sets not updated, the last ones stay: %s", strerror(-err));
 }
 
+/*
+ * Address changes anywhere on the node (RTNLGRP_IPV4_IFADDR, _IPV6_IFADDR):
+ * a decap interface's addresses are the outer set, and a VIP bound or
+ * unbound on any device changes the inner one. Every message, and an
+ * overflow of the socket's buffer (ENOBUFS: messages were lost), leads to
+ * one decap_sync() from the full address list after the socket is drained.
+ */
+static void on_ifaddr(struct ferryd *d, int fd, uint32_t events, void *arg)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	bool changed = false;
+	ssize_t n;
+
+	(void)fd;
+	(void)events;
+	(void)arg;
+	for (;;) {
+		n = mnl_socket_recvfrom(xo.nl, buf, sizeof(buf));
+		if (n > 0 || (n < 0 && errno == ENOBUFS)) {
+			changed = true;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			log_warn("xdp_decap: reading address changes");
+		break;
+	}
+	if (changed)
+		xdp_decap_sync(d);
+}
+
+/* Subscribe before the first decap_sync(): no change falls between the two. */
+static int watch_addrs(struct ferryd *d)
+{
+	static const int groups[] = { RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR };
+	size_t i;
+	int err;
+
+	xo.nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (!xo.nl)
+		return -errno;
+	if (mnl_socket_bind(xo.nl, 0, MNL_SOCKET_AUTOPID))
+		goto fail;
+	for (i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		if (mnl_socket_setsockopt(xo.nl, NETLINK_ADD_MEMBERSHIP, (void *)&groups[i],
+					  sizeof(groups[i])))
+			goto fail;
+	if ((err = ev_add(d, mnl_socket_get_fd(xo.nl), EPOLLIN, on_ifaddr, NULL))) {
+		errno = -err;
+		goto fail;
+	}
+	return 0;
+fail:
+	err = -errno;
+	mnl_socket_close(xo.nl);
+	xo.nl = NULL;
+	return err;
+}
+
 static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 {
 	int err, i;
@@ -442,6 +508,9 @@ static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 		log_warnx("load xdp_decap: %s", strerror(-err));
 		return err;
 	}
+	if (!d->cfg.once && (err = watch_addrs(d)))
+		log_warnx("xdp_decap: cannot follow address changes (%s): the addresses are read "
+			  "again at each registry sync only", strerror(-err));
 	/* Before attaching: a restart drops what an earlier run accepted and
 	 * the node no longer has, and keeps what it still has. */
 	if ((err = decap_sync(d)))
@@ -503,4 +572,7 @@ void xdp_close(void)
 	lb = NULL;
 	xdp_decap_bpf__destroy(dc);
 	dc = NULL;
+	if (xo.nl)
+		mnl_socket_close(xo.nl);	/* closing it leaves the epoll set */
+	xo.nl = NULL;
 }
