@@ -92,8 +92,10 @@ $(BUILD)/ferryctl: $(CTL_OBJS) $(LIBFERRY)
 $(BUILD)/ferry-bench: $(BENCH_SRCS) $(LIBFERRY) $(SKELS)
 	$(CC) $(CFLAGS) $(BENCH_SRCS) $(LIBFERRY) $(LDLIBS) -o $@
 
-# test_reconcile watches the library's map writes (xsvc_sync_filter_order).
+# test_reconcile watches the library's map writes (xsvc_sync_filter_order),
+# test_bpf_decap map_set_sync()'s (adds before deletes).
 $(BUILD)/tests/test_reconcile: TEST_LDFLAGS := -Wl,--wrap=bpf_map_update_elem
+$(BUILD)/tests/test_bpf_decap: TEST_LDFLAGS := -Wl,--wrap=bpf_map_update_elem,--wrap=bpf_map_delete_elem
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBFERRY)
 	@mkdir -p $(@D)
@@ -101,7 +103,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBFERRY)
 
 $(BUILD)/tests/test_%: tests/bpf/test_%.c $(LIBFERRY) $(SKELS)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Itests/bpf $< $(LIBFERRY) $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) -Itests/bpf $< $(LIBFERRY) $(LDLIBS) $(TEST_LDFLAGS) -o $@
 
 $(BUILD)/tests/%: tests/integration/%.c $(LIBFERRY) $(SKELS)
 	@mkdir -p $(@D)

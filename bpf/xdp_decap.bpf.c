@@ -7,10 +7,17 @@
  * reply goes from the VIP straight to the client. This kernel has no ipip
  * module, so without this the tunnel packets would be dropped.
  *
- * Only outer destinations listed in ferry_xdcap_v1 (ferryd puts the
- * addresses of each --decap-iface there) are decapsulated: anything else,
- * tunnel or not, passes untouched, so this never opens a path the node did
- * not have. VLAN tags (up to two) are kept.
+ * Two checks guard it. The outer destination must be in ferry_xdcap_v1
+ * (ferryd keeps the addresses of each --decap-iface there), and the inner
+ * destination in ferry_xdvip_v1 (ferryd keeps there the VIPs of XDP services
+ * that are bound on this node). Anything else, tunnel or not, passes
+ * untouched, and the kernel, without ipip, does not deliver it. Without the
+ * second check, whoever reaches a decap address could hand the stack a
+ * datagram from any source to any destination: to the node's own services,
+ * or, with forwarding on, to anywhere it routes. With it, what the tunnel
+ * delivers is what DSR needs: datagrams to the local XDP VIPs, from any
+ * source (the LB carries the clients' addresses; filter the outer source
+ * upstream if only the LBs may send). VLAN tags (up to two) are kept.
  */
 #include "lib/common.bpf.h"
 #include "lib/xdp_maps.bpf.h"
@@ -23,6 +30,16 @@ struct {
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xdcap_v1 SEC(".maps");
+
+/* Inner destinations: XDP VIPs bound on this node. Sized by --max-services. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FERRY_DEF_MAX_SERVICES);
+	__type(key, struct ferry_xdcap_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xdvip_v1 SEC(".maps");
 
 static __always_inline bool is_tunnel(__u8 proto)
 {
@@ -61,7 +78,7 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ferry_xdcap_key k = {};
-	__u32 olen, l2, ilen;
+	__u32 olen, l2;
 	__be16 proto;
 	__u8 inner;
 	int r;
@@ -97,16 +114,31 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 		xstat_inc(FERRY_XSTAT_DECAP_NOT_OURS);
 		return XDP_PASS;
 	}
-	/* The inner header must be there and of the announced version. */
-	ilen = inner == IPPROTO_IPIP ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	{
-		__u8 *in = data + l2 + olen;
+	/* The inner header must be there and of the announced version; its
+	 * destination must be a VIP of ours. */
+	k = (struct ferry_xdcap_key){};
+	if (inner == IPPROTO_IPIP) {
+		struct iphdr *in = data + l2 + olen;
 
-		if ((void *)(in + 1) > end || data + l2 + olen + ilen > end ||
-		    (*in >> 4) != (inner == IPPROTO_IPIP ? 4 : 6)) {
+		if ((void *)(in + 1) > end || in->version != 4 || in->ihl < 5) {
 			xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
 			return XDP_DROP;
 		}
+		k.family = AF_INET;
+		k.addr[0] = in->daddr;
+	} else {
+		struct ipv6hdr *in = data + l2 + olen;
+
+		if ((void *)(in + 1) > end || in->version != 6) {
+			xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
+			return XDP_DROP;
+		}
+		k.family = AF_INET6;
+		__builtin_memcpy(k.addr, &in->daddr, 16);
+	}
+	if (!bpf_map_lookup_elem(&ferry_xdvip_v1, &k)) {
+		xstat_inc(FERRY_XSTAT_DECAP_NOT_VIP);
+		return XDP_PASS;
 	}
 	if (strip(ctx, l2, olen, inner)) {
 		xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);

@@ -37,6 +37,7 @@
 #define FERRY_MAP_XVIP		"ferry_xvip_v2"		/* CPU-major: svc id -> ferry_xcnt */
 #define FERRY_MAP_XBE		"ferry_xbe_v2"		/* CPU-major: backend id -> ferry_xcnt */
 #define FERRY_MAP_XDCAP		"ferry_xdcap_v1"	/* decap: local outer addresses */
+#define FERRY_MAP_XDVIP		"ferry_xdvip_v1"	/* decap: inner ones (local XDP VIPs) */
 #define FERRY_MAP_XSVC		"ferry_xsvc_v1"		/* set index -> FERRY_XSVC_WAYS XDP VIPs */
 #define FERRY_MAP_XVIPF		"ferry_xvipf_v1"	/* one struct ferry_xvipf: no VIP here */
 
@@ -232,7 +233,11 @@ struct ferry_xcnt {
 	__u64	bytes;
 };
 
-/* Decap: an outer destination address this node accepts tunnels for. */
+/*
+ * Decap: an address the decap accepts, as a tunnel's outer destination
+ * (ferry_xdcap_v1: the --decap-iface addresses) or as its inner one
+ * (ferry_xdvip_v1: the XDP services' VIPs bound on this node).
+ */
 struct ferry_xdcap_key {
 	__u32	addr[4];
 	__u8	family;
@@ -269,6 +274,7 @@ enum ferry_xstat {
 	FERRY_XSTAT_DECAP_MALFORMED,
 	FERRY_XSTAT_VIP_SLOW,		/* VIP index could not answer: ferry_svc_v1 did */
 	FERRY_XSTAT_RING_FALLBACK,	/* no ring entry tried could take a new flow: slot scan did */
+	FERRY_XSTAT_DECAP_NOT_VIP,	/* tunnel to us whose inner destination is not in ferry_xdvip_v1 */
 	FERRY_XSTAT_MAX = 32,
 };
 

@@ -2238,6 +2238,8 @@ static int setup_services(void)
 	int err, i;
 	const char *dcaps[] = { "192.0.2.11", "192.0.2.12", "2001:db8::11", "2001:db8::12",
 				"198.51.100.199" };
+	/* The decap strips only tunnels to VIPs bound on its node. */
+	const char *vips[] = { V4VIP, V6VIP, "198.51.100.30" };
 
 	if ((err = svc_set("tcp4", V4VIP, 80, IPPROTO_TCP, true, v4, 2)) ||
 	    (err = svc_set("udp4", V4VIP, 53, IPPROTO_UDP, true, v4, 2)) ||
@@ -2260,6 +2262,15 @@ static int setup_services(void)
 		memcpy(dk.addr, a.a, 16);
 		dk.family = a.family;
 		if (bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdcap_v1), &dk, &one, BPF_ANY))
+			return -errno;
+	}
+	for (i = 0; i < 3; i++) {
+		struct faddr a;
+
+		faddr_parse(vips[i], &a);
+		memcpy(dk.addr, a.a, 16);
+		dk.family = a.family;
+		if (bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdvip_v1), &dk, &one, BPF_ANY))
 			return -errno;
 	}
 	return 0;

@@ -18,6 +18,12 @@
 # subnets, so a completed conversation proves the replies went directly (DSR).
 # Then one backend's weight goes to 0: its established connection keeps
 # working, new connections all go to the other backend.
+#
+# The backends' ferryd has the XDP services in its registry (b.json): the
+# decap strips only tunnels whose inner destination is one of their VIPs
+# bound on the node, not one to the backend's own address or to elsewhere
+# (forwarding on), and it follows the node's addresses: added and removed
+# while it runs, and across a restart that finds entries left by hand.
 source "$(dirname "$0")/lib.sh"
 need_root
 [ -x "$B/tests/xdp_peer" ] || skip_all "helper $B/tests/xdp_peer not built"
@@ -29,6 +35,7 @@ PIN_B1="$PIN-b1"; PIN_B2="$PIN-b2"
 PEER="$B/tests/xdp_peer"
 VIP4=198.51.100.10
 VIP6=2001:db8:ffff::10
+VIP4B=198.51.100.11	# an XDP VIP in the backends' registry that no backend binds
 D_PIDS=()
 
 xdp_down() {
@@ -129,6 +136,18 @@ EOF
 	mv "$TMP/lb.json.tmp" "$TMP/lb.json"
 }
 
+backend_registry() {	# the backends' view: the XDP services, and one whose VIP no backend binds
+	cat > "$TMP/b.json" <<EOF
+{ "services": [
+  { "name": "xdp/web4", "vip": "$VIP4", "port": 80, "protocol": "tcp", "xdp": true,
+    "backends": [ { "ip": "192.0.2.11", "port": 80 }, { "ip": "192.0.2.12", "port": 80 } ] },
+  { "name": "xdp/web6", "vip": "$VIP6", "port": 80, "protocol": "tcp", "xdp": true,
+    "backends": [ { "ip": "2001:db8::11", "port": 80 }, { "ip": "2001:db8::12", "port": 80 } ] },
+  { "name": "xdp/unbound", "vip": "$VIP4B", "port": 80, "protocol": "tcp", "xdp": true,
+    "backends": [ { "ip": "192.0.2.11", "port": 80 } ] } ] }
+EOF
+}
+
 syncs() {	# pin dir -> number of syncs so far
 	"$B/ferryctl" --bpffs "$1" -j status 2>/dev/null | sed -n 's/.*"syncs": *\([0-9]*\).*/\1/p'
 }
@@ -141,7 +160,8 @@ start_ferryd() {	# netns, pin, cgroup, log, args...
 	local ns=$1 pin=$2 cg=$3 log=$4; shift 4
 	# nsenter, not ip netns exec: that one remounts /sys, hiding bpffs and cgroup2.
 	nsenter --net="/run/netns/$ns" "$B/ferryd" --bpffs "$pin" --cgroup "$cg" --resync 0 --metrics-addr off "$@" >"$log" 2>&1 &
-	D_PIDS+=($!)
+	D_PID=$!
+	D_PIDS+=($D_PID)
 	wait_for 600 synced_ok "$pin" || { echo "ferryd in $ns did not sync:"; cat "$log"; return 1; }
 }
 
@@ -149,22 +169,45 @@ listening() {	# netns
 	ip netns exec "$1" ss -Hltn 'sport = :80' | grep -q .
 }
 
-xstat() {	# name of an LB counter -> value
-	"$B/ferryctl" --bpffs "$PIN" -j xdp stats 2>/dev/null |
+xstat() {	# name of a counter [, pin dir: the LB's] -> value
+	"$B/ferryctl" --bpffs "${2:-$PIN}" -j xdp stats 2>/dev/null |
 		tr ',' '\n' | sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p" | head -n1
 }
 
+decap_has() {	# pin dir, outer|vip, address: the decap there accepts it
+	"$B/ferryctl" --bpffs "$1" xdp decap 2>/dev/null | grep -qx "$(printf '%-5s %s' "$2" "$3")"
+}
+
+decap_lacks() {	# the same, and it does not
+	"$B/ferryctl" --bpffs "$1" xdp decap >/dev/null 2>&1 && ! decap_has "$@"
+}
+
+v4key() {	# IPv4 address -> the bytes of its struct ferry_xdcap_key, for bpftool
+	local IFS=.
+	printf '%02x ' $1
+	echo 00 00 00 00 00 00 00 00 00 00 00 00 02 00 00 00
+}
+
+forwarded() {	# netns -> IP datagrams it has forwarded
+	ip netns exec "$1" awk '/^Ip:/ { if (h) { print $f; exit } for (f = 1; f <= NF; f++) if ($f == "ForwDatagrams") break; h = 1 }' /proc/net/snmp
+}
+
+udp_listening() {	# netns, port
+	ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q .
+}
+
 topology || { echo "FAIL xdp: topology setup"; exit 1; }
-echo '{ "services": [] }' > "$TMP/empty.json"
 registry 1 1
+backend_registry
 
 ip netns exec "$NS_B1" "$PEER" serve 80 b1 120 & D_PIDS+=($!)
 ip netns exec "$NS_B2" "$PEER" serve 80 b2 120 & D_PIDS+=($!)
 wait_for 100 listening "$NS_B1" && wait_for 100 listening "$NS_B2" ||
 	{ echo "FAIL xdp: backends did not listen"; exit 1; }
 
-start_ferryd "$NS_B1" "$PIN_B1" "$CG/b1" "$TMP/b1.log" --registry "$TMP/empty.json" --decap-iface b10 &&
-start_ferryd "$NS_B2" "$PIN_B2" "$CG/b2" "$TMP/b2.log" --registry "$TMP/empty.json" --decap-iface b20 &&
+start_ferryd "$NS_B1" "$PIN_B1" "$CG/b1" "$TMP/b1.log" --registry "$TMP/b.json" --decap-iface b10 &&
+B1_PID=$D_PID &&
+start_ferryd "$NS_B2" "$PIN_B2" "$CG/b2" "$TMP/b2.log" --registry "$TMP/b.json" --decap-iface b20 &&
 # A counter map an earlier version pinned (per-CPU): this ferryd removes it.
 mkdir -p "$PIN" && bpftool map create "$PIN/ferry_xstat_v1" type percpu_array key 4 value 8 \
 	entries 32 name ferry_xstat_v1 || { echo "FAIL xdp: pinning an old map"; exit 1; }
@@ -246,3 +289,72 @@ check "ferryctl xdp flows -j" \
 	bash -c "'$B/ferryctl' --bpffs '$PIN' -j xdp flows | grep -q '\"capacity\"'"
 check "ferryctl xdp flows shows IPv6 clients" \
 	bash -c "'$B/ferryctl' --bpffs '$PIN' xdp flows --max 1000 | grep -q '^\[2001:db8:c::1\]:'"
+
+# The decap strips only tunnels to a local XDP VIP. From the client, in one
+# run, IPIP to backend 1's address carrying: a datagram to the backend's own
+# address, one to the client (from a spoofed source; backend 1 forwards for
+# the occasion), then one to the VIP. Backend 1 handles them in that order,
+# so when the last arrives the first two were either delivered (to the same
+# listener) or forwarded (the kernel's counter), or neither.
+ip netns exec "$NS_B1" sysctl -qw net.ipv4.conf.all.forwarding=1
+ip netns exec "$NS_B1" "$PEER" udp-recv 5300 last >"$TMP/udp.out" 2>&1 &
+UDP_PID=$!
+D_PIDS+=($UDP_PID)
+if wait_for 100 udp_listening "$NS_B1" 5300; then
+	fwd0=$(forwarded "$NS_B1")
+	nv0=$(xstat decap_not_vip "$PIN_B1")
+	ip netns exec "$NS_C" "$PEER" ipip 203.0.113.11 \
+		203.0.113.1 192.0.2.11 5300 to-the-backend \
+		198.51.100.77 203.0.113.1 5300 to-elsewhere \
+		203.0.113.1 $VIP4 5300 last
+	wait "$UDP_PID"
+	assert_eq "xdp decap strips a tunnel to the VIP, not one to the backend's own address" \
+		"$(tr '\n' ' ' <"$TMP/udp.out")" "last "
+	assert_eq "xdp decap does not strip a tunnel to elsewhere: nothing forwarded" \
+		"$(forwarded "$NS_B1")" "$fwd0"
+	assert_eq "xdp decap counts both as decap_not_vip" "$(($(xstat decap_not_vip "$PIN_B1") - ${nv0:-0}))" 2
+else
+	echo "FAIL xdp decap: the UDP listener did not start"
+fi
+ip netns exec "$NS_B1" sysctl -qw net.ipv4.conf.all.forwarding=0
+
+# The decap follows the node's addresses while ferryd runs.
+check "xdp decap accepts the backend's own addresses" decap_has "$PIN_B1" outer 2001:db8::11
+check "xdp decap accepts the XDP VIPs bound on the backend" decap_has "$PIN_B1" vip $VIP6
+check "xdp decap does not accept an XDP VIP the node does not bind" decap_lacks "$PIN_B1" vip $VIP4B
+ip -n "$NS_B1" addr add 192.0.2.111/24 dev b10
+ip -n "$NS_B1" addr add 2001:db8::111/64 dev b10 nodad
+check "xdp decap accepts an IPv4 address added to its interface" wait_for 100 decap_has "$PIN_B1" outer 192.0.2.111
+check "xdp decap accepts an IPv6 address added to its interface" wait_for 100 decap_has "$PIN_B1" outer 2001:db8::111
+ip -n "$NS_B1" addr del 192.0.2.111/24 dev b10
+ip -n "$NS_B1" addr del 2001:db8::111/64 dev b10
+check "xdp decap forgets an IPv4 address removed from its interface" wait_for 100 decap_lacks "$PIN_B1" outer 192.0.2.111
+check "xdp decap forgets an IPv6 address removed from its interface" wait_for 100 decap_lacks "$PIN_B1" outer 2001:db8::111
+ip -n "$NS_B1" addr add $VIP4B/32 dev lo
+check "xdp decap accepts an XDP VIP once it is bound" wait_for 100 decap_has "$PIN_B1" vip $VIP4B
+ip -n "$NS_B1" addr del $VIP4B/32 dev lo
+check "xdp decap forgets an XDP VIP once it is unbound" wait_for 100 decap_lacks "$PIN_B1" vip $VIP4B
+
+# A restarted ferryd replaces the sets: entries an earlier run (here: a
+# hand) left for addresses the node does not have are gone.
+kill "$B1_PID"
+wait "$B1_PID" 2>/dev/null
+keep=()
+for p in "${D_PIDS[@]}"; do [ "$p" = "$B1_PID" ] || keep+=("$p"); done
+D_PIDS=("${keep[@]}")
+bpftool map update pinned "$PIN_B1/ferry_xdcap_v1" key hex $(v4key 192.0.2.99) value hex 01 00 00 00 &&
+	bpftool map update pinned "$PIN_B1/ferry_xdvip_v1" key hex $(v4key 198.51.100.99) value hex 01 00 00 00 ||
+	echo "FAIL xdp decap: writing stale entries by hand"
+check "xdp decap: a stale outer address is there before the restart" decap_has "$PIN_B1" outer 192.0.2.99
+check "xdp decap: a stale VIP is there before the restart" decap_has "$PIN_B1" vip 198.51.100.99
+nsenter --net="/run/netns/$NS_B1" "$B/ferryd" --bpffs "$PIN_B1" --cgroup "$CG/b1" --resync 0 --metrics-addr off \
+	--registry "$TMP/b.json" --decap-iface b10 >"$TMP/b1r.log" 2>&1 &
+D_PIDS+=($!)
+if wait_for 600 grep -q 'xdp_decap: on 1 interface' "$TMP/b1r.log"; then
+	check "xdp decap restart drops an outer address the node does not have" decap_lacks "$PIN_B1" outer 192.0.2.99
+	check "xdp decap restart drops a VIP the node does not bind" decap_lacks "$PIN_B1" vip 198.51.100.99
+	check "xdp decap restart keeps the node's address" decap_has "$PIN_B1" outer 192.0.2.11
+	check "xdp decap restart keeps the node's VIP" decap_has "$PIN_B1" vip $VIP4
+else
+	echo "FAIL xdp decap: restarted ferryd did not attach"; cat "$TMP/b1r.log"
+fi

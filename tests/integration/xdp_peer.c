@@ -15,6 +15,13 @@
  *                                       everything (netlink, no pin: it goes with
  *                                       the device). A veth only takes XDP_TX'd
  *                                       frames from its peer when it runs XDP.
+ *   xdp_peer ipip OUTER SRC DST PORT MSG [SRC DST PORT MSG]...
+ *                                       IPIP to OUTER carrying, for each group,
+ *                                       one UDP datagram SRC:40000 -> DST:PORT
+ *                                       with MSG (a raw socket, sent in order)
+ *   xdp_peer udp-recv PORT LAST         print the payload of each datagram to
+ *                                       any address on PORT (v4 and v6), one
+ *                                       a line, until one is LAST
  *
  * Every wait is bounded (3 s per connect/reply).
  */
@@ -31,6 +38,8 @@
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <netinet/ip.h>
+#include <netinet/udp.h>
 #include <linux/ethtool.h>
 #include <linux/if_link.h>
 #include <linux/sockios.h>
@@ -43,7 +52,8 @@
 static int usage(void)
 {
 	fprintf(stderr, "usage: xdp_peer serve PORT NAME [SECONDS] | once ADDR PORT MSG | "
-			"session ADDR PORT | ethtool IFACE txcsum|gro on|off | xdp-pass IFACE\n");
+			"session ADDR PORT | ethtool IFACE txcsum|gro on|off | xdp-pass IFACE | "
+			"ipip OUTER SRC DST PORT MSG... | udp-recv PORT LAST\n");
 	return 2;
 }
 
@@ -207,6 +217,97 @@ static int xdp_pass(const char *ifname)
 	return err ? 1 : 0;
 }
 
+static __u16 ip_csum(const void *p, size_t n)
+{
+	const __u8 *b = p;
+	__u32 sum = 0;
+	size_t i;
+
+	for (i = 0; i + 1 < n; i += 2)
+		sum += b[i] << 8 | b[i + 1];
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return htons(~sum & 0xffff);
+}
+
+/* IPIP by hand: the kernel writes the outer header of a raw IPPROTO_IPIP
+ * socket's datagrams, we write the inner IPv4 + UDP (checksum 0: none). */
+static int send_ipip(const char *outer, char **groups, int n)
+{
+	struct sockaddr_in o = { .sin_family = AF_INET };
+	int fd, i;
+
+	if (inet_pton(AF_INET, outer, &o.sin_addr) != 1) {
+		fprintf(stderr, "xdp_peer ipip: bad address %s\n", outer);
+		return 2;
+	}
+	fd = socket(AF_INET, SOCK_RAW, IPPROTO_IPIP);
+	if (fd < 0) {
+		perror("xdp_peer ipip: socket");
+		return 1;
+	}
+	for (i = 0; i + 4 <= n; i += 4) {
+		__u8 pkt[512] = {};
+		struct iphdr *ip = (struct iphdr *)pkt;
+		struct udphdr *u = (struct udphdr *)(ip + 1);
+		size_t len = strlen(groups[i + 3]), tot = sizeof(*ip) + sizeof(*u) + len;
+
+		if (tot > sizeof(pkt) || inet_pton(AF_INET, groups[i], &ip->saddr) != 1 ||
+		    inet_pton(AF_INET, groups[i + 1], &ip->daddr) != 1) {
+			fprintf(stderr, "xdp_peer ipip: bad datagram %s -> %s\n", groups[i], groups[i + 1]);
+			close(fd);
+			return 2;
+		}
+		ip->version = 4;
+		ip->ihl = 5;
+		ip->tot_len = htons(tot);
+		ip->ttl = 64;
+		ip->protocol = IPPROTO_UDP;
+		ip->check = ip_csum(ip, sizeof(*ip));
+		u->source = htons(40000);
+		u->dest = htons(atoi(groups[i + 2]));
+		u->len = htons(sizeof(*u) + len);
+		memcpy(u + 1, groups[i + 3], len);
+		if (sendto(fd, pkt, tot, 0, (struct sockaddr *)&o, sizeof(o)) != (ssize_t)tot) {
+			perror("xdp_peer ipip: sendto");
+			close(fd);
+			return 1;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+/* Every datagram's payload, a line each, until LAST (bounded: 5 s each). */
+static int udp_recv(int port, const char *last)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+	struct timeval tv = { .tv_sec = 5 };
+	int zero = 0, fd;
+	char buf[512];
+	ssize_t n;
+
+	fd = socket(AF_INET6, SOCK_DGRAM, 0);
+	if (fd < 0 || setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
+	    bind(fd, (struct sockaddr *)&a, sizeof(a))) {
+		perror("xdp_peer udp-recv");
+		return 1;
+	}
+	while ((n = recv(fd, buf, sizeof(buf) - 1, 0)) >= 0) {
+		buf[n] = '\0';
+		printf("%s\n", buf);
+		fflush(stdout);
+		if (!strcmp(buf, last)) {
+			close(fd);
+			return 0;
+		}
+	}
+	perror("xdp_peer udp-recv");
+	close(fd);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -243,5 +344,9 @@ int main(int argc, char **argv)
 		return xdp_pass(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "ethtool"))
 		return do_ethtool(argv[2], argv[3], argv[4]);
+	if (argc >= 7 && (argc - 3) % 4 == 0 && !strcmp(argv[1], "ipip"))
+		return send_ipip(argv[2], argv + 3, argc - 3);
+	if (argc == 4 && !strcmp(argv[1], "udp-recv"))
+		return udp_recv(atoi(argv[2]), argv[3]);
 	return usage();
 }

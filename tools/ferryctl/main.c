@@ -23,7 +23,7 @@ static const struct cmd cmds[] = {
 	{ "stats", do_stats, "stats [--no-backends] [--prometheus]" },
 	{ "circuit", do_circuit, "circuit [VIP:PORT[/proto]]" },
 	{ "explain", do_explain, "explain VIP:PORT[/proto] [--from CGROUP_OR_NETNS] [--src IP]" },
-	{ "xdp", do_xdp, "xdp stats | xdp flows [--max N]" },
+	{ "xdp", do_xdp, "xdp stats | xdp flows [--max N] | xdp decap" },
 	{ "teardown", do_teardown, "teardown" },
 	{ NULL, NULL, NULL },
 };

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * ferryctl xdp stats | flows: the XDP load balancer's counters (summed over
- * CPUs: outcomes, LRU hits/misses, drop reasons, packets and bytes per VIP
- * and per backend) and a sample of its flow table.
+ * ferryctl xdp stats | flows | decap: the XDP load balancer's counters
+ * (summed over CPUs: outcomes, LRU hits/misses, drop reasons, packets and
+ * bytes per VIP and per backend), a sample of its flow table, and the
+ * addresses the backend-side decap accepts.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -47,6 +48,7 @@ static const char *const xstat_names[FERRY_XSTAT_MAX] = {
 	[FERRY_XSTAT_DECAP_MALFORMED] = "decap_malformed",
 	[FERRY_XSTAT_VIP_SLOW] = "vip_slow_lookup",
 	[FERRY_XSTAT_RING_FALLBACK] = "ring_fallback",
+	[FERRY_XSTAT_DECAP_NOT_VIP] = "decap_not_vip",
 };
 
 static int open_pin(struct ctl *c, const char *name, int *fd)
@@ -314,11 +316,91 @@ cleanup:
 	return ret;
 }
 
+static int xdcap_cmp(const void *a, const void *b)
+{
+	const struct ferry_xdcap_key *x = a, *y = b;
+
+	if (x->family != y->family)
+		return x->family - y->family;
+	return memcmp(x->addr, y->addr, sizeof(x->addr));
+}
+
+/*
+ * What the decap accepts: tunnels to an outer address (ferry_xdcap_v1, the
+ * --decap-iface addresses) whose inner destination is a VIP address
+ * (ferry_xdvip_v1, XDP VIPs bound on the node). ferryd keeps both.
+ */
+static int xdp_decap(struct ctl *c, int argc, char **argv)
+{
+	static const struct { const char *map, *kind, *json; } sets[] = {
+		{ FERRY_MAP_XDCAP, "outer", "outer" }, { FERRY_MAP_XDVIP, "vip", "vips" },
+	};
+	struct json_object *jo = NULL;
+	struct ferry_xdcap_key *keys = NULL;
+	__u32 *vals = NULL;
+	char path[512], as[64];
+	size_t i, j, n;
+	int fd = -1, ret = 1, err;
+
+	(void)argv;
+	if (argc > 1)
+		return ctl_usage(c, "xdp decap: unexpected argument '%s'", argv[1]);
+	if (c->json)
+		jo = json_object_new_object();
+	for (i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		struct json_object *ja = NULL;
+
+		ferry_pin_path(path, sizeof(path), c->bpffs, sets[i].map);
+		if ((fd = bpf_obj_get(path)) < 0) {
+			ret = ctl_err(c, "decap not loaded (ferryd --decap-iface): cannot open", path, -errno);
+			goto cleanup;
+		}
+		if ((err = map_dump(fd, sizeof(*keys), sizeof(*vals), (void **)&keys, (void **)&vals, &n))) {
+			ret = ctl_err(c, "reading", path, err);
+			goto cleanup;
+		}
+		qsort(keys, n, sizeof(*keys), xdcap_cmp);
+		if (jo) {
+			ja = json_object_new_array();
+			json_object_object_add(jo, sets[i].json, ja);
+		}
+		for (j = 0; j < n; j++) {
+			struct faddr fa = { .family = keys[j].family };
+
+			memcpy(fa.a, keys[j].addr, sizeof(fa.a));
+			faddr_str(&fa, as, sizeof(as));
+			if (ja)
+				json_object_array_add(ja, json_object_new_string(as));
+			else
+				printf("%-5s %s\n", sets[i].kind, as);
+		}
+		free(keys);
+		free(vals);
+		keys = NULL;
+		vals = NULL;
+		close(fd);
+		fd = -1;
+	}
+	if (jo) {
+		ctl_json_print(jo);
+		jo = NULL;
+	}
+	ret = 0;
+cleanup:
+	json_object_put(jo);
+	free(keys);
+	free(vals);
+	if (fd >= 0)
+		close(fd);
+	return ret;
+}
+
 int do_xdp(struct ctl *c, int argc, char **argv)
 {
 	static const struct cmd sub[] = {
 		{ "stats", xdp_stats, "xdp stats" },
 		{ "flows", xdp_flows, "xdp flows [--max N]" },
+		{ "decap", xdp_decap, "xdp decap" },
 		{ NULL, NULL, NULL },
 	};
 

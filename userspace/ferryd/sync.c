@@ -87,6 +87,9 @@ int sync_registry(struct ferryd *d)
 	plan_free(&plan);
 	fstate_free(&st);
 out:
+	/* Good registry or bad, ferry_svc_v1 holds the last good services:
+	 * the decap accepts their VIPs bound here (and undoes drift). */
+	xdp_decap_sync(d);
 	d->status.last_sync_dur_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	if (status_write(&d->maps, &d->status))
 		log_warn("writing %s", FERRY_MAP_STATUS);

@@ -9,6 +9,11 @@
  * Native XDP is asked for first; a driver without it gets generic XDP and a
  * warning (it works, at a fraction of the speed). The rings themselves are
  * planned by reconcile for every service with "xdp": true.
+ *
+ * The decap's address sets (outer: the --decap-iface addresses; inner: the
+ * XDP VIPs bound on the node) are replaced at start, before attaching, and
+ * kept equal to the node's addresses after: an rtnetlink subscription to
+ * address changes, and every registry sync (VIPs come and go with services).
  */
 #include <errno.h>
 #include <ifaddrs.h>
@@ -24,7 +29,11 @@
 #include <sys/utsname.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <libmnl/libmnl.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <ferry/xdp.h>
@@ -45,6 +54,8 @@ static struct {
 	__u32	ring_size, flows;
 	struct ferry_xcfg cfg;		/* prefixes and gateway as given */
 	bool	src4_set, src6_set;
+	struct mnl_socket *nl;		/* address changes, for the decap */
+	bool	dc_synced;		/* the decap's sets were written once */
 } xo = { .ring_size = FERRY_XDP_DEF_RING_M, .flows = FERRY_XDP_DEF_FLOWS };
 
 static struct xdp_lb_bpf *lb;
@@ -331,44 +342,195 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	return 0;
 }
 
-/* The decap accepts tunnels addressed to the decap interfaces' own addresses. */
-static int fill_decap_addrs(void)
+static int xdcap_key_cmp(const void *a, const void *b)
 {
-	struct ifaddrs *ifa, *a;
-	int fd = bpf_map__fd(dc->maps.ferry_xdcap_v1), n = 0, i;
+	return memcmp(a, b, sizeof(struct ferry_xdcap_key));
+}
+
+/* The address of a, as a decap key; false when it has none of IPv4/IPv6. */
+static bool ifaddr_key(const struct ifaddrs *a, struct ferry_xdcap_key *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (!a->ifa_addr)
+		return false;
+	if (a->ifa_addr->sa_family == AF_INET) {
+		k->family = AF_INET;
+		k->addr[0] = ((struct sockaddr_in *)a->ifa_addr)->sin_addr.s_addr;
+	} else if (a->ifa_addr->sa_family == AF_INET6) {
+		k->family = AF_INET6;
+		memcpy(k->addr, &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr, 16);
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The decap's two address sets, from what the node has now: outer, the
+ * addresses of the --decap-iface devices (ferry_xdcap_v1); inner, the VIPs
+ * of XDP services in ferry_svc_v1 that are bound on any device of the node
+ * (ferry_xdvip_v1). Each map is made equal to its set, new addresses in
+ * before stale ones go (map_set_sync), so an address that stays is never
+ * missing, across a restart too.
+ */
+static int decap_sync(struct ferryd *d)
+{
+	struct ferry_xdcap_key *outer = NULL, *local = NULL, *vips = NULL, k;
+	struct ferry_svc_key *skeys = NULL;
+	struct ferry_svc *svals = NULL;
+	struct ifaddrs *ifa = NULL, *a;
+	size_t no = 0, nloc = 0, nv = 0, ns = 0, oadd, odel, vadd, vdel, i;
+	char path[1024];
 	__u32 one = 1;
+	int err, j, svc_fd;
 
-	if (getifaddrs(&ifa))
-		return -errno;
+	ferry_pin_path(path, sizeof(path), d->cfg.bpffs, FERRY_MAP_SVC);
+	if ((svc_fd = bpf_obj_get(path)) < 0) {
+		err = -errno;
+		log_warnx("xdp_decap: open %s: %s", path, strerror(-err));
+		return err;
+	}
+	if (getifaddrs(&ifa)) {
+		err = -errno;
+		close(svc_fd);
+		return err;
+	}
+	for (a = ifa; a; a = a->ifa_next)
+		nloc++;
+	outer = calloc(nloc + 1, sizeof(*outer));
+	local = calloc(nloc + 1, sizeof(*local));
+	if (!outer || !local) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	nloc = 0;
 	for (a = ifa; a; a = a->ifa_next) {
-		struct ferry_xdcap_key k = {};
-		bool mine = false;
+		if (!ifaddr_key(a, &k))
+			continue;
+		local[nloc++] = k;
+		for (j = 0; j < xo.n_dc; j++)
+			if (!strcmp(a->ifa_name, xo.dc_ifs[j]))
+				break;
+		if (j < xo.n_dc)
+			outer[no++] = k;
+	}
+	qsort(local, nloc, sizeof(*local), xdcap_key_cmp);
+	if ((err = map_dump(svc_fd, sizeof(*skeys), sizeof(*svals), (void **)&skeys,
+			    (void **)&svals, &ns)))
+		goto cleanup;
+	vips = calloc(ns + 1, sizeof(*vips));
+	if (!vips) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	for (i = 0; i < ns; i++) {
+		if (!(svals[i].flags & FERRY_SVC_F_XDP))
+			continue;
+		memset(&k, 0, sizeof(k));
+		memcpy(k.addr, skeys[i].addr, sizeof(k.addr));
+		k.family = skeys[i].family;
+		if (bsearch(&k, local, nloc, sizeof(*local), xdcap_key_cmp))
+			vips[nv++] = k;	/* one per port and protocol: map_set_sync skips repeats */
+	}
+	if ((err = map_set_sync(bpf_map__fd(dc->maps.ferry_xdcap_v1), outer, sizeof(*outer), no,
+				&one, sizeof(one), &oadd, &odel))) {
+		log_warnx("xdp_decap: updating %s: %s", FERRY_MAP_XDCAP, strerror(-err));
+		goto cleanup;
+	}
+	if ((err = map_set_sync(bpf_map__fd(dc->maps.ferry_xdvip_v1), vips, sizeof(*vips), nv,
+				&one, sizeof(one), &vadd, &vdel))) {
+		log_warnx("xdp_decap: updating %s: %s", FERRY_MAP_XDVIP, strerror(-err));
+		goto cleanup;
+	}
+	if (!no && (odel || !xo.dc_synced))
+		log_warnx("xdp_decap: no address on %s%s: no tunnel will be accepted",
+			  xo.dc_ifs[0], xo.n_dc > 1 ? " and the others" : "");
+	xo.dc_synced = true;
+	if (oadd || odel || vadd || vdel)
+		log_info("xdp_decap: tunnels to %zu address(es) (+%zu -%zu) for %zu local XDP VIP "
+			 "address(es) (+%zu -%zu)", no, oadd, odel, nv, vadd, vdel);
+cleanup:
+	close(svc_fd);
+	freeifaddrs(ifa);
+	free(outer);
+	free(local);
+	free(vips);
+	free(skeys);
+	free(svals);
+	return err;
+}
 
-		if (!a->ifa_addr)
-			continue;
-		for (i = 0; i < xo.n_dc; i++)
-			mine |= !strcmp(a->ifa_name, xo.dc_ifs[i]);
-		if (!mine)
-			continue;
-		if (a->ifa_addr->sa_family == AF_INET) {
-			k.family = AF_INET;
-			k.addr[0] = ((struct sockaddr_in *)a->ifa_addr)->sin_addr.s_addr;
-		} else if (a->ifa_addr->sa_family == AF_INET6) {
-			k.family = AF_INET6;
-			memcpy(k.addr, &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr, 16);
-		} else {
+void xdp_decap_sync(struct ferryd *d)
+{
+	int err;
+
+	if (dc && (err = decap_sync(d)))
+		log_warnx("xdp_decap: address sets not updated, the last ones stay: %s", strerror(-err));
+}
+
+/*
+ * Address changes anywhere on the node (RTNLGRP_IPV4_IFADDR, _IPV6_IFADDR):
+ * a decap interface's addresses are the outer set, and a VIP bound or
+ * unbound on any device changes the inner one. Every message, and an
+ * overflow of the socket's buffer (ENOBUFS: messages were lost), leads to
+ * one decap_sync() from the full address list after the socket is drained.
+ */
+static void on_ifaddr(struct ferryd *d, int fd, uint32_t events, void *arg)
+{
+	char buf[MNL_SOCKET_BUFFER_SIZE];
+	bool changed = false;
+	ssize_t n;
+
+	(void)fd;
+	(void)events;
+	(void)arg;
+	for (;;) {
+		n = mnl_socket_recvfrom(xo.nl, buf, sizeof(buf));
+		if (n > 0 || (n < 0 && errno == ENOBUFS)) {
+			changed = true;
 			continue;
 		}
-		if (!bpf_map_update_elem(fd, &k, &one, BPF_ANY))
-			n++;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			log_warn("xdp_decap: reading address changes");
+		break;
 	}
-	freeifaddrs(ifa);
-	return n;
+	if (changed)
+		xdp_decap_sync(d);
+}
+
+/* Subscribe before the first decap_sync(): no change falls between the two. */
+static int watch_addrs(struct ferryd *d)
+{
+	static const int groups[] = { RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR };
+	size_t i;
+	int err;
+
+	xo.nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (!xo.nl)
+		return -errno;
+	if (mnl_socket_bind(xo.nl, 0, MNL_SOCKET_AUTOPID))
+		goto fail;
+	for (i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
+		if (mnl_socket_setsockopt(xo.nl, NETLINK_ADD_MEMBERSHIP, (void *)&groups[i],
+					  sizeof(groups[i])))
+			goto fail;
+	if ((err = ev_add(d, mnl_socket_get_fd(xo.nl), EPOLLIN, on_ifaddr, NULL))) {
+		errno = -err;
+		goto fail;
+	}
+	return 0;
+fail:
+	err = -errno;
+	mnl_socket_close(xo.nl);
+	xo.nl = NULL;
+	return err;
 }
 
 static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 {
-	int err, i, n;
+	int err, i;
 
 	dc = xdp_decap_bpf__open_opts(oo);
 	if (!dc) {
@@ -376,20 +538,25 @@ static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 		log_warnx("open xdp_decap: %s", strerror(-err));
 		return err;
 	}
-	/* Its outcome counters are the load balancer's, sized the same. */
-	if ((err = ferry_xdp_size(dc->obj, d->cfg.max_services, d->cfg.max_backends)) ||
+	/* Its outcome counters are the load balancer's, sized the same; its
+	 * inner addresses at most one per service. */
+	if ((err = loader_set_sizes(d, dc->obj)) ||
+	    (err = ferry_xdp_size(dc->obj, d->cfg.max_services, d->cfg.max_backends)) ||
 	    (err = xdp_decap_bpf__load(dc))) {
 		log_warnx("load xdp_decap: %s", strerror(-err));
 		return err;
 	}
-	n = fill_decap_addrs();
-	if (n <= 0)
-		log_warnx("xdp_decap: no address on %s%s: no tunnel will be accepted",
-			  xo.dc_ifs[0], xo.n_dc > 1 ? " and the others" : "");
+	if (!d->cfg.once && (err = watch_addrs(d)))
+		log_warnx("xdp_decap: cannot follow address changes (%s): the addresses are read "
+			  "again at each registry sync only", strerror(-err));
+	/* Before attaching: a restart drops what an earlier run accepted and
+	 * the node no longer has, and keeps what it still has. */
+	if ((err = decap_sync(d)))
+		return err;
 	for (i = 0; i < xo.n_dc; i++)
 		if ((err = attach(d, dc->progs.ferry_xdp_decap, "xdp_decap", xo.dc_ifs[i])))
 			return err;
-	log_info("xdp_decap: on %d interface(s), accepting tunnels for %d address(es)", xo.n_dc, n);
+	log_info("xdp_decap: on %d interface(s)", xo.n_dc);
 	return 0;
 }
 
@@ -475,4 +642,7 @@ void xdp_close(void)
 	lb = NULL;
 	xdp_decap_bpf__destroy(dc);
 	dc = NULL;
+	if (xo.nl)
+		mnl_socket_close(xo.nl);	/* closing it leaves the epoll set */
+	xo.nl = NULL;
 }

@@ -249,6 +249,82 @@ int map_delete_many(int fd, const void *keys, size_t ksz, size_t n)
 	return 0;
 }
 
+static int key_cmp(const void *a, const void *b, void *ksz)
+{
+	return memcmp(a, b, *(size_t *)ksz);
+}
+
+/* keys sorted by key_cmp: is key among the n of them? */
+static bool key_in(const char *keys, size_t ksz, size_t n, const void *key)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(keys + mid * ksz, key, ksz);
+
+		if (!c)
+			return true;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
+		 size_t *added, size_t *removed)
+{
+	char *sorted = NULL, *keys = NULL, *vals = NULL;
+	size_t have = 0, i;
+	int err;
+
+	*added = *removed = 0;
+	if ((err = map_dump(fd, ksz, vsz, (void **)&keys, (void **)&vals, &have)))
+		return err;
+	sorted = malloc(n ? n * ksz : 1);
+	if (!sorted) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	memcpy(sorted, want, n * ksz);
+	qsort_r(sorted, n, ksz, key_cmp, &ksz);
+	qsort_r(keys, have, ksz, key_cmp, &ksz);
+	/* Every wanted key is in before any other goes: one in both sets is
+	 * never missing, and a reader never sees fewer than the old set's
+	 * survivors plus what was written so far. */
+	for (i = 0; i < n; i++) {
+		const char *k = sorted + i * ksz;
+
+		if (i && !memcmp(k, k - ksz, ksz))
+			continue;
+		if (key_in(keys, ksz, have, k))
+			continue;
+		if (bpf_map_update_elem(fd, k, val, BPF_ANY)) {
+			err = -errno;
+			goto cleanup;
+		}
+		(*added)++;
+	}
+	for (i = 0; i < have; i++) {
+		const char *k = keys + i * ksz;
+
+		if (key_in(sorted, ksz, n, k))
+			continue;
+		if (bpf_map_delete_elem(fd, k) && errno != ENOENT) {
+			err = -errno;
+			goto cleanup;
+		}
+		(*removed)++;
+	}
+cleanup:
+	free(sorted);
+	free(keys);
+	free(vals);
+	return err;
+}
+
 int percpu_sum(int fd, __u32 key, __u64 *sum)
 {
 	int ncpu = libbpf_num_possible_cpus(), i;

@@ -35,6 +35,15 @@ int map_dump(int fd, size_t ksz, size_t vsz, void **keys, void **vals, size_t *n
 /* Batch writes and deletes; fall back to one call per element. */
 int map_update_many(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n);
 int map_delete_many(int fd, const void *keys, size_t ksz, size_t n);
+/*
+ * Make the hash map fd hold exactly the keys want[0..n) (duplicates allowed),
+ * each added with the value val: the missing ones are added first, then the
+ * others deleted, so a key in both the old and the new set is there all
+ * along. Keys already there keep their value. *added / *removed: writes
+ * done. On error the map holds the old set plus some of the new.
+ */
+int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
+		 size_t *added, size_t *removed);
 /* Sum a per-CPU __u64 array slot over all possible CPUs. */
 int percpu_sum(int fd, __u32 key, __u64 *sum);
 int map_max_entries(int fd, __u32 *max);

@@ -1,0 +1,491 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The backend-side decap (bpf/xdp_decap.bpf.c) under BPF_PROG_TEST_RUN, and
+ * map_set_sync(), which ferryd keeps its address sets with.
+ *
+ * A table of rows (description, tunnel packet, expected action, expected
+ * output, the counter it bumps): IPIP, IPv6-in-IPv6 and the mixed forms to a
+ * VIP the node accepts are stripped with the inner datagram intact (its
+ * checksums verified) and VLAN tags kept; tunnels whose inner destination is
+ * no accepted VIP, or whose outer one is not the node's, pass untouched;
+ * inner headers that are cut or of the wrong version are dropped. The LB's
+ * test (test_bpf_xdp.c) also feeds every packet it encapsulates through the
+ * decap; this one needs no load balancer and no services.
+ *
+ * Maps are pinned under a unique directory removed at exit.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <ferry/xdp.h>
+#include "addr.h"
+#include "maps.h"
+#include "xdp_decap.skel.h"
+
+static int npass, nfail;
+static char pin_dir[128];
+static struct xdp_decap_bpf *dc;
+
+#define ASSERT_EQ(actual, expected, fmt, ...) ({				\
+	long long __a = (long long)(actual), __e = (long long)(expected);	\
+	bool __ok = __a == __e;							\
+	if (!__ok)								\
+		printf("  %s:%d: " fmt ": got %lld, expected %lld\n", __FILE__,	\
+		       __LINE__, ##__VA_ARGS__, __a, __e);			\
+	__ok; })
+
+#define ASSERT_TRUE(cond, fmt, ...) ({						\
+	bool __ok = !!(cond);							\
+	if (!__ok)								\
+		printf("  %s:%d: " fmt "\n", __FILE__, __LINE__, ##__VA_ARGS__); \
+	__ok; })
+
+static void verdict(const char *name, bool ok)
+{
+	printf("%s %s\n", ok ? "PASS" : "FAIL", name);
+	if (ok)
+		npass++;
+	else
+		nfail++;
+	fflush(stdout);
+}
+
+static void cleanup(void)
+{
+	char cmd[256];
+
+	xdp_decap_bpf__destroy(dc);
+	dc = NULL;
+	if (pin_dir[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pin_dir);
+		if (system(cmd))
+			printf("  could not remove %s\n", pin_dir);
+		pin_dir[0] = '\0';
+	}
+}
+
+/* ---- map writes, watched ------------------------------------------------ */
+
+/* While spying, every update and delete of the map under test, in order. */
+#define SPY_MAX 64
+static struct spy_op {
+	char	op;		/* 'u' update, 'd' delete */
+	struct ferry_xdcap_key k;
+} spy_ops[SPY_MAX];
+static int spy_fd = -1, spy_n;
+
+int __real_bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags);
+int __real_bpf_map_delete_elem(int fd, const void *key);
+
+int __wrap_bpf_map_update_elem(int fd, const void *key, const void *value, __u64 flags)
+{
+	if (fd == spy_fd && spy_n < SPY_MAX) {
+		spy_ops[spy_n].op = 'u';
+		memcpy(&spy_ops[spy_n++].k, key, sizeof(struct ferry_xdcap_key));
+	}
+	return __real_bpf_map_update_elem(fd, key, value, flags);
+}
+
+int __wrap_bpf_map_delete_elem(int fd, const void *key)
+{
+	if (fd == spy_fd && spy_n < SPY_MAX) {
+		spy_ops[spy_n].op = 'd';
+		memcpy(&spy_ops[spy_n++].k, key, sizeof(struct ferry_xdcap_key));
+	}
+	return __real_bpf_map_delete_elem(fd, key);
+}
+
+/* ---- packets ------------------------------------------------------------ */
+
+static __u16 csum16(const void *p, size_t n, __u32 sum)
+{
+	const __u8 *b = p;
+	size_t i;
+
+	for (i = 0; i + 1 < n; i += 2)
+		sum += b[i] << 8 | b[i + 1];
+	if (n & 1)
+		sum += b[n - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return htons(~sum & 0xffff);
+}
+
+/* The UDP checksum's pseudo-header sum of an IPv4 or IPv6 header at ip. */
+static __u32 pseudo_sum(const __u8 *ip, int family, __u16 l4len)
+{
+	const __u8 *a = ip + (family == 4 ? 12 : 8);
+	size_t i, n = family == 4 ? 8 : 32;
+	__u32 sum = IPPROTO_UDP + l4len;
+
+	for (i = 0; i < n; i += 2)
+		sum += a[i] << 8 | a[i + 1];
+	return sum;
+}
+
+#define PAYLOAD		32
+#define OUTER_SRC4	"203.0.113.5"
+#define OUTER_SRC6	"2001:db8:f::5"
+#define CLIENT4		"203.0.113.1"
+#define CLIENT6		"2001:db8:c::1"
+#define OURS4		"192.0.2.11"	/* the node's addresses: ferry_xdcap_v1 */
+#define OURS6		"2001:db8::11"
+#define VIP4		"198.51.100.10"	/* XDP VIPs bound on it: ferry_xdvip_v1 */
+#define VIP6		"2001:db8:ffff::10"
+
+enum mangle { M_NONE, M_CUT, M_INNER_VERSION, M_INNER_IHL4, M_OUTER_FRAG, M_NOT_TUNNEL };
+
+struct pkt {
+	int		outer, inner;	/* 4 or 6 */
+	const char	*odst, *idst;
+	int		vlans;
+	enum mangle	m;
+	size_t		cut;		/* M_CUT: bytes of the inner header kept */
+};
+
+/* Ethernet [+ VLAN tags] + outer IP + inner IP + UDP + payload. Returns the
+ * frame's length; *l3 is the outer header's offset, *olen its length. */
+static size_t build(const struct pkt *s, __u8 *f, size_t *l3, size_t *olen)
+{
+	size_t off = 12, ilen = s->inner == 4 ? 20 : 40, l4len = 8 + PAYLOAD, n;
+	__u8 *ip, *in, *udp;
+	int i;
+
+	memset(f, 0, 512);
+	memcpy(f, "\x02\x00\x00\x00\x00\x11\x02\x00\x00\x00\x00\x02", 12);
+	for (i = 0; i < s->vlans; i++) {
+		f[off] = i == 0 && s->vlans == 2 ? 0x88 : 0x81;
+		f[off + 1] = i == 0 && s->vlans == 2 ? 0xa8 : 0x00;
+		f[off + 3] = 10 + i;	/* VLAN id */
+		off += 4;
+	}
+	f[off] = s->outer == 4 ? 0x08 : 0x86;
+	f[off + 1] = s->outer == 4 ? 0x00 : 0xdd;
+	*l3 = off + 2;
+	*olen = s->outer == 4 ? 20 : 40;
+	ip = f + *l3;
+	in = ip + *olen;
+	udp = in + ilen;
+	n = *l3 + *olen + ilen + l4len;
+
+	/* inner datagram: UDP from the client to idst, port 80 */
+	if (s->inner == 4) {
+		in[0] = s->m == M_INNER_IHL4 ? 0x44 : 0x45;
+		*(__be16 *)(in + 2) = htons(ilen + l4len);
+		*(__be16 *)(in + 6) = htons(0x4000);
+		in[8] = 63;
+		in[9] = IPPROTO_UDP;
+		inet_pton(AF_INET, CLIENT4, in + 12);
+		inet_pton(AF_INET, s->idst, in + 16);
+		*(__be16 *)(in + 10) = csum16(in, 20, 0);
+	} else {
+		in[0] = 0x60;
+		*(__be16 *)(in + 4) = htons(l4len);
+		in[6] = IPPROTO_UDP;
+		in[7] = 63;
+		inet_pton(AF_INET6, CLIENT6, in + 8);
+		inet_pton(AF_INET6, s->idst, in + 24);
+	}
+	*(__be16 *)udp = htons(40000);
+	*(__be16 *)(udp + 2) = htons(80);
+	*(__be16 *)(udp + 4) = htons(l4len);
+	for (i = 0; i < PAYLOAD; i++)
+		udp[8 + i] = 'a' + i % 26;
+	*(__be16 *)(udp + 6) = csum16(udp, l4len, pseudo_sum(in, s->inner, l4len));
+	if (s->m == M_INNER_VERSION)
+		in[0] = (in[0] & 0x0f) | (s->inner == 4 ? 0x60 : 0x40);
+
+	/* outer header: from the LB's prefix to odst */
+	if (s->outer == 4) {
+		ip[0] = 0x45;
+		*(__be16 *)(ip + 2) = htons(n - *l3);
+		if (s->m == M_OUTER_FRAG)
+			*(__be16 *)(ip + 6) = htons(0x2000);	/* MF */
+		ip[8] = 64;
+		ip[9] = s->m == M_NOT_TUNNEL ? IPPROTO_UDP : s->inner == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+		inet_pton(AF_INET, OUTER_SRC4, ip + 12);
+		inet_pton(AF_INET, s->odst, ip + 16);
+		*(__be16 *)(ip + 10) = csum16(ip, 20, 0);
+	} else {
+		ip[0] = 0x60;
+		*(__be16 *)(ip + 4) = htons(n - *l3 - 40);
+		ip[6] = s->m == M_NOT_TUNNEL ? IPPROTO_UDP : s->inner == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+		ip[7] = 64;
+		inet_pton(AF_INET6, OUTER_SRC6, ip + 8);
+		inet_pton(AF_INET6, s->odst, ip + 24);
+	}
+	if (s->m == M_CUT)
+		n = *l3 + *olen + s->cut;
+	return n;
+}
+
+static int run(const __u8 *in, size_t inlen, __u8 *out, __u32 *outlen, __u32 *action)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, t,
+		.data_in = in, .data_size_in = inlen,
+		.data_out = out, .data_size_out = *outlen,
+		.repeat = 1);
+
+	if (bpf_prog_test_run_opts(bpf_program__fd(dc->progs.ferry_xdp_decap), &t))
+		return -errno;
+	*outlen = t.data_size_out;
+	*action = t.retval;
+	return 0;
+}
+
+/* ---- the rows ------------------------------------------------------------ */
+
+enum out_kind { OUT_STRIPPED, OUT_SAME, OUT_NONE };
+#define NO_COUNTER	(-1)
+
+struct row {
+	const char	*desc;
+	struct pkt	in;
+	__u32		action;
+	enum out_kind	out;
+	int		counter;	/* FERRY_XSTAT_* bumped once, or NO_COUNTER */
+};
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static const struct row rows[] = {
+	{ "IPIP to a local VIP: stripped, inner datagram and its checksums intact",
+	  { 4, 4, OURS4, VIP4 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
+	{ "IPv6-in-IPv6 to a local VIP: stripped",
+	  { 6, 6, OURS6, VIP6 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
+	{ "4in6 to a local VIP: stripped",
+	  { 6, 4, OURS6, VIP4 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
+	{ "6in4 to a local VIP: stripped",
+	  { 4, 6, OURS4, VIP6 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
+	{ "IPIP with a VLAN tag: stripped, tag kept",
+	  { 4, 4, OURS4, VIP4, .vlans = 1 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
+	{ "IPv6-in-IPv6 QinQ: stripped, both tags kept",
+	  { 6, 6, OURS6, VIP6, .vlans = 2 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
+	{ "IPIP whose inner destination is another host: untouched",
+	  { 4, 4, OURS4, CLIENT4 }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_NOT_VIP },
+	{ "IPIP whose inner destination is the node's own address, no VIP: untouched",
+	  { 4, 4, OURS4, OURS4 }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_NOT_VIP },
+	{ "IPv6-in-IPv6 whose inner destination is another host: untouched",
+	  { 6, 6, OURS6, CLIENT6 }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_NOT_VIP },
+	{ "6in4 to the v4 VIP as a v4-mapped address: not the VIP, untouched",
+	  { 4, 6, OURS4, "::ffff:" VIP4 }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_NOT_VIP },
+	{ "VLAN-tagged IPIP whose inner destination is another host: untouched",
+	  { 4, 4, OURS4, CLIENT4, .vlans = 1 }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_NOT_VIP },
+	{ "IPIP to an address that is not the node's: untouched",
+	  { 4, 4, "192.0.2.99", VIP4 }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_NOT_OURS },
+	{ "IPIP with the inner header cut before its destination: dropped",
+	  { 4, 4, OURS4, VIP4, .m = M_CUT, .cut = 16 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPIP with the inner header cut after its destination: dropped",
+	  { 4, 4, OURS4, VIP4, .m = M_CUT, .cut = 19 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPv6-in-IPv6 with the inner header cut: dropped",
+	  { 6, 6, OURS6, VIP6, .m = M_CUT, .cut = 30 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPIP (protocol 4) carrying an IPv6 header: dropped",
+	  { 4, 4, OURS4, VIP4, .m = M_INNER_VERSION }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPv6-in-IPv6 (protocol 41) carrying an IPv4 header: dropped",
+	  { 6, 6, OURS6, VIP6, .m = M_INNER_VERSION }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPIP whose inner IPv4 header says ihl 4: dropped",
+	  { 4, 4, OURS4, VIP4, .m = M_INNER_IHL4 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPIP fragment: untouched, the stack's business",
+	  { 4, 4, OURS4, VIP4, .m = M_OUTER_FRAG }, XDP_PASS, OUT_SAME, NO_COUNTER },
+	{ "plain UDP to the node: untouched",
+	  { 4, 4, OURS4, VIP4, .m = M_NOT_TUNNEL }, XDP_PASS, OUT_SAME, NO_COUNTER },
+};
+#pragma GCC diagnostic pop
+
+/* The stripped frame: the MACs and tags of the tunnel, the inner family's
+ * ethertype, then the inner datagram byte for byte, its checksums right. */
+static bool check_stripped(const struct row *r, const __u8 *in, size_t inlen, size_t l3,
+			   size_t olen, const __u8 *out, size_t outlen)
+{
+	const __u8 *ip = out + l3, *udp = ip + (r->in.inner == 4 ? 20 : 40);
+	bool ok = true;
+
+	ok &= ASSERT_EQ(outlen, inlen - olen, "frame length");
+	ok &= ASSERT_TRUE(!memcmp(out, in, l3 - 2), "MACs and VLAN tags kept");
+	ok &= ASSERT_EQ(out[l3 - 2] << 8 | out[l3 - 1], r->in.inner == 4 ? ETH_P_IP : ETH_P_IPV6,
+			"ethertype of the inner family");
+	ok &= ASSERT_TRUE(!memcmp(ip, in + l3 + olen, inlen - l3 - olen), "inner datagram byte for byte");
+	if (r->in.inner == 4)
+		ok &= ASSERT_EQ(csum16(ip, 20, 0), 0, "inner IPv4 header checksum");
+	ok &= ASSERT_EQ(csum16(udp, 8 + PAYLOAD, pseudo_sum(ip, r->in.inner, 8 + PAYLOAD)), 0,
+			"UDP checksum over the inner pseudo-header");
+	return ok;
+}
+
+static void test_rows(void)
+{
+	int xstat = bpf_map__fd(dc->maps.ferry_xstat_v2);
+	size_t i;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const struct row *r = &rows[i];
+		__u64 before[FERRY_XSTAT_MAX], after[FERRY_XSTAT_MAX];
+		__u8 in[512], out[512];
+		__u32 outlen = sizeof(out), act = 0;
+		size_t inlen, l3, olen;
+		char name[160];
+		bool ok;
+		int s;
+
+		inlen = build(&r->in, in, &l3, &olen);
+		ok = ASSERT_EQ(xstat_sum(xstat, before), 0, "read counters");
+		ok = ok && ASSERT_EQ(run(in, inlen, out, &outlen, &act), 0, "test run");
+		ok = ok && ASSERT_EQ(act, r->action, "action");
+		if (ok && r->out == OUT_SAME)
+			ok &= ASSERT_EQ(outlen, inlen, "length unchanged") &&
+			      ASSERT_TRUE(!memcmp(in, out, inlen), "bytes unchanged");
+		if (ok && r->out == OUT_STRIPPED)
+			ok &= check_stripped(r, in, inlen, l3, olen, out, outlen);
+		ok = ok && ASSERT_EQ(xstat_sum(xstat, after), 0, "read counters");
+		for (s = FERRY_XSTAT_DECAP_OK; ok && s < FERRY_XSTAT_MAX; s++) {
+			if (s != FERRY_XSTAT_DECAP_OK && s != FERRY_XSTAT_DECAP_NOT_OURS &&
+			    s != FERRY_XSTAT_DECAP_MALFORMED && s != FERRY_XSTAT_DECAP_NOT_VIP)
+				continue;
+			ok &= ASSERT_EQ(after[s] - before[s], s == r->counter, "counter slot %d", s);
+		}
+		snprintf(name, sizeof(name), "xdp decap row: %s", r->desc);
+		verdict(name, ok);
+	}
+}
+
+/* ---- map_set_sync ---------------------------------------------------------- */
+
+static struct ferry_xdcap_key key_of(const char *addr)
+{
+	struct ferry_xdcap_key k = {};
+	struct faddr a;
+
+	faddr_parse(addr, &a);
+	memcpy(k.addr, a.a, 16);
+	k.family = a.family;
+	return k;
+}
+
+static bool holds(int fd, const char *addr, __u32 *val)
+{
+	struct ferry_xdcap_key k = key_of(addr);
+	__u32 v;
+
+	if (bpf_map_lookup_elem(fd, &k, &v))
+		return false;
+	if (val)
+		*val = v;
+	return true;
+}
+
+/* The set becomes the wanted one; what stays is never written or missing:
+ * every write of a new key comes before the first delete. */
+static void test_set_sync(void)
+{
+	struct ferry_xdcap_key want[4], kept = key_of("192.0.2.11");
+	__u32 one = 1, seven = 7, v = 0;
+	size_t added = 0, removed = 0;
+	const char *old[] = { "192.0.2.11", "192.0.2.12", "2001:db8::12" };
+	bool ok = true, deleted = false;
+	int fd, i;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_set", sizeof(want[0]), sizeof(__u32), 64, NULL);
+	if (!ASSERT_TRUE(fd >= 0, "create a hash map: %s", strerror(errno))) {
+		verdict("map_set_sync: the map ends equal to the wanted set", false);
+		return;
+	}
+	for (i = 0; i < 3; i++) {
+		struct ferry_xdcap_key k = key_of(old[i]);
+
+		ok &= ASSERT_EQ(bpf_map_update_elem(fd, &k, i ? &one : &seven, BPF_ANY), 0, "seed %s", old[i]);
+	}
+	want[0] = key_of("2001:db8::11");
+	want[1] = kept;
+	want[2] = key_of("198.51.100.10");
+	want[3] = want[0];	/* repeated: one entry */
+	spy_fd = fd;
+	spy_n = 0;
+	ok &= ASSERT_EQ(map_set_sync(fd, want, sizeof(want[0]), 4, &one, sizeof(one), &added, &removed),
+			0, "map_set_sync");
+	spy_fd = -1;
+	ok &= ASSERT_EQ(added, 2, "added");
+	ok &= ASSERT_EQ(removed, 2, "removed");
+	ok &= ASSERT_TRUE(holds(fd, "2001:db8::11", NULL) && holds(fd, "198.51.100.10", NULL),
+			  "new keys are in");
+	ok &= ASSERT_TRUE(holds(fd, "192.0.2.11", &v), "a key in both sets stays");
+	ok &= ASSERT_EQ(v, 7, "and keeps its value");
+	ok &= ASSERT_TRUE(!holds(fd, "192.0.2.12", NULL) && !holds(fd, "2001:db8::12", NULL),
+			  "stale keys are gone");
+	ok &= ASSERT_EQ(spy_n, 4, "map writes");
+	for (i = 0; i < spy_n; i++) {
+		ok &= ASSERT_TRUE(memcmp(&spy_ops[i].k, &kept, sizeof(kept)), "write %d touches the kept key", i);
+		if (spy_ops[i].op == 'd')
+			deleted = true;
+		else
+			ok &= ASSERT_TRUE(!deleted, "write %d: an add after a delete", i);
+	}
+	verdict("map_set_sync: the map ends equal to the wanted set, adds before deletes", ok);
+
+	ok = ASSERT_EQ(map_set_sync(fd, want, sizeof(want[0]), 0, &one, sizeof(one), &added, &removed),
+		       0, "map_set_sync to nothing");
+	ok &= ASSERT_EQ(removed, 3, "removed");
+	ok &= ASSERT_TRUE(!holds(fd, "192.0.2.11", NULL), "empty");
+	verdict("map_set_sync: an empty set empties the map", ok);
+	close(fd);
+}
+
+static int load(void)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, oo);
+	const char *outer[] = { OURS4, OURS6 }, *vips[] = { VIP4, VIP6 };
+	__u32 one = 1;
+	int err, i;
+
+	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/ferry-test-dc-%d", getpid());
+	if ((err = bpffs_prepare(pin_dir)))
+		return err;
+	oo.pin_root_path = pin_dir;
+	dc = xdp_decap_bpf__open_opts(&oo);
+	if (!dc)
+		return -errno;
+	bpf_map__set_max_entries(dc->maps.ferry_xdvip_v1, 1024);
+	if ((err = ferry_xdp_size(dc->obj, 1024, 4096)) || (err = xdp_decap_bpf__load(dc)))
+		return err;
+	for (i = 0; i < 2; i++) {
+		struct ferry_xdcap_key o = key_of(outer[i]), v = key_of(vips[i]);
+
+		if (bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdcap_v1), &o, &one, BPF_ANY) ||
+		    bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdvip_v1), &v, &one, BPF_ANY))
+			return -errno;
+	}
+	return 0;
+}
+
+int main(void)
+{
+	int err;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (geteuid()) {
+		printf("SKIP test_bpf_decap: needs root\n");
+		return 0;
+	}
+	atexit(cleanup);
+	libbpf_set_strict_mode(LIBBPF_STRICT_ALL);
+	if ((err = load())) {
+		printf("FAIL xdp decap loads: %s\n", strerror(-err));
+		return 1;
+	}
+	verdict("xdp decap loads and passes the verifier", true);
+	test_rows();
+	test_set_sync();
+	printf("%d passed, %d failed\n", npass, nfail);
+	return nfail ? 1 : 0;
+}
