@@ -169,6 +169,13 @@ run CTL service del "[2001:db8:ffff::20]:53/udp"
 [ "$rc" = 0 ] && grep -qE '^\[2001:db8:ffff::20\]:53/udp: [0-9]+ map writes$' <<<"$out" &&
 	! CTL service show "[2001:db8:ffff::20]:53/udp" >/dev/null 2>&1; verdict service_del_plain
 
+run CTL service add edge 198.51.100.21:80 --xdp
+[ "$rc" = 0 ] && [ "$(CTL -j service show 198.51.100.21:80 | jq -r '.xdp')" = true ]; verdict service_add_xdp
+run CTL backend add 198.51.100.21:80 192.0.2.11:8080
+[ "$rc" = 1 ] && grep -q '192.0.2.11:8080' <<<"$out$err"; verdict service_add_xdp_keeps_vip_port
+run CTL service del 198.51.100.21:80
+[ "$rc" = 0 ]; verdict service_del_xdp
+
 # ---- edits of a registry service last until the next sync ----
 run CTL backend set 198.51.100.10:80 192.0.2.11:8080 --weight 5
 [ "$rc" = 0 ] && grep -q 'owned by the registry' <<<"$err"; verdict registry_edit_noted

@@ -17,7 +17,7 @@
 #include "log.h"
 
 static const struct cmd cmds[] = {
-	{ "service", do_service, "service list | show VIP:PORT[/proto] | add NAME VIP:PORT[/proto] --lb POLICY | del VIP:PORT[/proto]" },
+	{ "service", do_service, "service list | show VIP:PORT[/proto] | add NAME VIP:PORT[/proto] [--lb POLICY] [--xdp] | del VIP:PORT[/proto]" },
 	{ "backend", do_backend, "backend add|del|set VIP:PORT[/proto] IP:PORT [--weight N] [--state active|draining|quarantined]" },
 	{ "status", do_status, "status" },
 	{ "stats", do_stats, "stats [--no-backends] [--prometheus]" },

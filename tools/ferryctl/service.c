@@ -203,11 +203,13 @@ static int service_add(struct ctl *c, int argc, char **argv)
 	int i, err, lb = FERRY_LB_ROUND_ROBIN;
 
 	if (argc < 3)
-		return ctl_usage(c, "service add NAME VIP:PORT[/proto] [--lb POLICY]");
+		return ctl_usage(c, "service add NAME VIP:PORT[/proto] [--lb POLICY] [--xdp]");
 	for (i = 3; i < argc; i++) {
 		if (!strcmp(argv[i], "--lb") && i + 1 < argc) {
 			if ((lb = lb_parse(argv[++i])) < 0)
 				return ctl_usage(c, "--lb: '%s' is not round_robin, random, weighted, maglev or least_conn", argv[i]);
+		} else if (!strcmp(argv[i], "--xdp")) {
+			want.xdp = true;	/* also load balanced by the XDP LB, as "xdp": true */
 		} else {
 			return ctl_usage(c, "service add: unexpected '%s'", argv[i]);
 		}
