@@ -38,6 +38,8 @@
 #define FERRY_MAP_XBE		"ferry_xbe_v2"		/* CPU-major: backend id -> ferry_xcnt */
 #define FERRY_MAP_XDCAP		"ferry_xdcap_v1"	/* decap: local outer addresses */
 #define FERRY_MAP_XDVIP		"ferry_xdvip_v1"	/* decap: inner ones (local XDP VIPs) */
+#define FERRY_MAP_XDADDR	"ferry_xdaddr_v1"	/* decap: every address of the node */
+#define FERRY_XDADDR_MAX	16384
 #define FERRY_MAP_XSVC		"ferry_xsvc_v1"		/* set index -> FERRY_XSVC_WAYS XDP VIPs */
 #define FERRY_MAP_XVIPF		"ferry_xvipf_v1"	/* one struct ferry_xvipf: no VIP here */
 

@@ -32,6 +32,7 @@
 #include <ferry/xdp.h>
 #include "addr.h"
 #include "maps.h"
+#include "reconcile.h"
 #include "xdp_decap.skel.h"
 
 static int npass, nfail;
@@ -441,6 +442,90 @@ static void test_set_sync(void)
 	close(fd);
 }
 
+/* ---- xdvip_sync ------------------------------------------------------------ */
+
+static int put_svc(int fd, const char *vip, __u16 port, __u32 flags)
+{
+	struct ferry_svc_key k = {};
+	struct ferry_svc v = {};
+	struct faddr a;
+
+	faddr_parse(vip, &a);
+	memcpy(k.addr, a.a, 16);
+	k.family = a.family;
+	k.port = htons(port);
+	k.proto = IPPROTO_TCP;
+	v.id = port;
+	v.flags = flags;
+	return bpf_map_update_elem(fd, &k, &v, BPF_ANY);
+}
+
+/* The inner set is the XDP VIPs among the addresses ferryd recorded for the
+ * node (ferry_xdaddr_v1), whatever the caller's own network namespace has. */
+static void test_xdvip_sync(void)
+{
+	const char *node[] = { "192.0.2.11", "198.51.100.1", "198.51.100.3", "2001:db8::1" };
+	struct xdvip_report r = {};
+	int svc, addr, vip, i;
+	__u32 one = 1;
+	bool ok = true;
+
+	svc = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_svc", sizeof(struct ferry_svc_key),
+			     sizeof(struct ferry_svc), 64, NULL);
+	addr = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_addr", sizeof(struct ferry_xdcap_key),
+			      sizeof(__u32), 64, NULL);
+	vip = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_vip", sizeof(struct ferry_xdcap_key),
+			     sizeof(__u32), 64, NULL);
+	if (!ASSERT_TRUE(svc >= 0 && addr >= 0 && vip >= 0, "create maps: %s", strerror(errno))) {
+		verdict("xdvip_sync: bound XDP VIPs, from the recorded node addresses", false);
+		goto out;
+	}
+	for (i = 0; i < 4; i++) {
+		struct ferry_xdcap_key k = key_of(node[i]);
+
+		ok &= ASSERT_EQ(bpf_map_update_elem(addr, &k, &one, BPF_ANY), 0, "node address %s", node[i]);
+	}
+	ok &= ASSERT_EQ(put_svc(svc, "198.51.100.1", 80, FERRY_SVC_F_XDP), 0, "xdp VIP, bound");
+	ok &= ASSERT_EQ(put_svc(svc, "198.51.100.1", 443, FERRY_SVC_F_XDP), 0, "same VIP, second port");
+	ok &= ASSERT_EQ(put_svc(svc, "2001:db8::1", 80, FERRY_SVC_F_XDP), 0, "xdp VIP v6, bound");
+	ok &= ASSERT_EQ(put_svc(svc, "198.51.100.2", 80, FERRY_SVC_F_XDP), 0, "xdp VIP, not bound");
+	ok &= ASSERT_EQ(put_svc(svc, "198.51.100.3", 80, 0), 0, "bound, not xdp");
+	{
+		struct ferry_xdcap_key stale = key_of("198.51.100.9");
+
+		ok &= ASSERT_EQ(bpf_map_update_elem(vip, &stale, &one, BPF_ANY), 0, "stale VIP");
+	}
+	ok &= ASSERT_EQ(xdvip_sync(svc, addr, vip, -1, &r), 0, "xdvip_sync");
+	ok &= ASSERT_EQ(r.vips, 2, "VIPs (one per address, not per port)");
+	ok &= ASSERT_EQ(r.added, 2, "added");
+	ok &= ASSERT_EQ(r.removed, 1, "removed");
+	ok &= ASSERT_TRUE(holds(vip, "198.51.100.1", NULL) && holds(vip, "2001:db8::1", NULL),
+			  "bound XDP VIPs are in");
+	ok &= ASSERT_TRUE(!holds(vip, "198.51.100.2", NULL), "an XDP VIP the node does not bind is not");
+	ok &= ASSERT_TRUE(!holds(vip, "198.51.100.3", NULL), "a bound VIP of a non-XDP service is not");
+	ok &= ASSERT_TRUE(!holds(vip, "198.51.100.9", NULL), "the stale VIP is gone");
+	verdict("xdvip_sync: bound XDP VIPs, from the recorded node addresses", ok);
+
+	/* The node loses an address: the next sync drops its VIP. */
+	{
+		struct ferry_xdcap_key k = key_of("2001:db8::1");
+
+		ok = ASSERT_EQ(bpf_map_delete_elem(addr, &k), 0, "unbind");
+	}
+	ok &= ASSERT_EQ(xdvip_sync(svc, addr, vip, -1, &r), 0, "xdvip_sync");
+	ok &= ASSERT_TRUE(r.vips == 1 && r.added == 0 && r.removed == 1, "one VIP left, one removed");
+	ok &= ASSERT_TRUE(holds(vip, "198.51.100.1", NULL) && !holds(vip, "2001:db8::1", NULL),
+			  "the unbound VIP is gone");
+	verdict("xdvip_sync: a VIP the node no longer binds is dropped", ok);
+out:
+	if (svc >= 0)
+		close(svc);
+	if (addr >= 0)
+		close(addr);
+	if (vip >= 0)
+		close(vip);
+}
+
 static int load(void)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
@@ -486,6 +571,7 @@ int main(void)
 	verdict("xdp decap loads and passes the verifier", true);
 	test_rows();
 	test_set_sync();
+	test_xdvip_sync();
 	printf("%d passed, %d failed\n", npass, nfail);
 	return nfail ? 1 : 0;
 }

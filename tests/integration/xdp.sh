@@ -335,6 +335,25 @@ check "xdp decap accepts an XDP VIP once it is bound" wait_for 100 decap_has "$P
 ip -n "$NS_B1" addr del $VIP4B/32 dev lo
 check "xdp decap forgets an XDP VIP once it is unbound" wait_for 100 decap_lacks "$PIN_B1" vip $VIP4B
 
+# ferryctl changes services too, here from another network namespace than
+# the backend's: the VIP set follows at once, derived from the addresses
+# ferryd recorded for the node, not from the caller's.
+ip -n "$NS_B1" addr add 198.51.100.78/32 dev lo
+check "xdp decap records an address bound on the node" wait_for 100 decap_has "$PIN_B1" node 198.51.100.78
+check "xdp decap does not record IPv6 link-local addresses" \
+	bash -c "! '$B/ferryctl' --bpffs '$PIN_B1' xdp decap | grep -q '^node  fe80:'"
+run_ok() { "$@" >/dev/null 2>&1 || echo "FAIL running: $*"; }
+run_ok "$B/ferryctl" --bpffs "$PIN_B1" service add manual 198.51.100.78:80 --xdp
+check "xdp decap accepts the VIP of an xdp service ferryctl adds, at once" \
+	decap_has "$PIN_B1" vip 198.51.100.78
+check "xdp decap keeps the node's VIPs when ferryctl runs in another netns" \
+	decap_has "$PIN_B1" vip $VIP6
+run_ok "$B/ferryctl" --bpffs "$PIN_B1" service del 198.51.100.78:80
+check "xdp decap forgets the VIP of a service ferryctl deletes, at once" \
+	decap_lacks "$PIN_B1" vip 198.51.100.78
+ip -n "$NS_B1" addr del 198.51.100.78/32 dev lo
+check "xdp decap forgets an address removed from the node" wait_for 100 decap_lacks "$PIN_B1" node 198.51.100.78
+
 # A restarted ferryd replaces the sets: entries an earlier run (here: a
 # hand) left for addresses the node does not have are gone.
 kill "$B1_PID"

@@ -328,12 +328,14 @@ static int xdcap_cmp(const void *a, const void *b)
 /*
  * What the decap accepts: tunnels to an outer address (ferry_xdcap_v1, the
  * --decap-iface addresses) whose inner destination is a VIP address
- * (ferry_xdvip_v1, XDP VIPs bound on the node). ferryd keeps both.
+ * (ferry_xdvip_v1, XDP VIPs bound on the node); and the node's addresses
+ * the second is derived from (ferry_xdaddr_v1). ferryd keeps all three.
  */
 static int xdp_decap(struct ctl *c, int argc, char **argv)
 {
 	static const struct { const char *map, *kind, *json; } sets[] = {
 		{ FERRY_MAP_XDCAP, "outer", "outer" }, { FERRY_MAP_XDVIP, "vip", "vips" },
+		{ FERRY_MAP_XDADDR, "node", "node" },
 	};
 	struct json_object *jo = NULL;
 	struct ferry_xdcap_key *keys = NULL;

@@ -16,7 +16,7 @@
  * address changes, and every registry sync (VIPs come and go with services).
  */
 #include <errno.h>
-#include <ifaddrs.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +41,7 @@
 #include "ferryd.h"
 #include "log.h"
 #include "maglev.h"
+#include "reconcile.h"
 #include "xdp_lb.skel.h"
 #include "xdp_decap.skel.h"
 
@@ -342,47 +343,24 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	return 0;
 }
 
-static int xdcap_key_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, sizeof(struct ferry_xdcap_key));
-}
-
-/* The address of a, as a decap key; false when it has none of IPv4/IPv6. */
-static bool ifaddr_key(const struct ifaddrs *a, struct ferry_xdcap_key *k)
-{
-	memset(k, 0, sizeof(*k));
-	if (!a->ifa_addr)
-		return false;
-	if (a->ifa_addr->sa_family == AF_INET) {
-		k->family = AF_INET;
-		k->addr[0] = ((struct sockaddr_in *)a->ifa_addr)->sin_addr.s_addr;
-	} else if (a->ifa_addr->sa_family == AF_INET6) {
-		k->family = AF_INET6;
-		memcpy(k->addr, &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr, 16);
-	} else {
-		return false;
-	}
-	return true;
-}
-
 /*
  * The decap's two address sets, from what the node has now: outer, the
  * addresses of the --decap-iface devices (ferry_xdcap_v1); inner, the VIPs
  * of XDP services in ferry_svc_v1 that are bound on any device of the node
- * (ferry_xdvip_v1). Each map is made equal to its set, new addresses in
- * before stale ones go (map_set_sync), so an address that stays is never
- * missing, across a restart too.
+ * (ferry_xdvip_v1). The node's addresses go to ferry_xdaddr_v1 first, where
+ * xdvip_sync() finds them, here and when ferryctl changes a service. Each
+ * map is made equal to its set, new addresses in before stale ones go
+ * (map_set_sync), so an address that stays is never missing, across a
+ * restart too.
  */
 static int decap_sync(struct ferryd *d)
 {
-	struct ferry_xdcap_key *outer = NULL, *local = NULL, *vips = NULL, k;
-	struct ferry_svc_key *skeys = NULL;
-	struct ferry_svc *svals = NULL;
-	struct ifaddrs *ifa = NULL, *a;
-	size_t no = 0, nloc = 0, nv = 0, ns = 0, oadd, odel, vadd, vdel, i;
+	struct ferry_xdcap_key *outer = NULL, *all = NULL;
+	struct xdvip_report vr;
+	size_t no = 0, na = 0, oadd, odel, aadd, adel;
 	char path[1024];
 	__u32 one = 1;
-	int err, j, svc_fd;
+	int err, svc_fd, dirfd;
 
 	ferry_pin_path(path, sizeof(path), d->cfg.bpffs, FERRY_MAP_SVC);
 	if ((svc_fd = bpf_obj_get(path)) < 0) {
@@ -390,55 +368,23 @@ static int decap_sync(struct ferryd *d)
 		log_warnx("xdp_decap: open %s: %s", path, strerror(-err));
 		return err;
 	}
-	if (getifaddrs(&ifa)) {
-		err = -errno;
-		close(svc_fd);
-		return err;
-	}
-	for (a = ifa; a; a = a->ifa_next)
-		nloc++;
-	outer = calloc(nloc + 1, sizeof(*outer));
-	local = calloc(nloc + 1, sizeof(*local));
-	if (!outer || !local) {
-		err = -ENOMEM;
+	dirfd = open(d->cfg.bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if ((err = node_addrs(&outer, &no, (const char *const *)xo.dc_ifs, xo.n_dc)) ||
+	    (err = node_addrs(&all, &na, NULL, 0)))
 		goto cleanup;
-	}
-	nloc = 0;
-	for (a = ifa; a; a = a->ifa_next) {
-		if (!ifaddr_key(a, &k))
-			continue;
-		local[nloc++] = k;
-		for (j = 0; j < xo.n_dc; j++)
-			if (!strcmp(a->ifa_name, xo.dc_ifs[j]))
-				break;
-		if (j < xo.n_dc)
-			outer[no++] = k;
-	}
-	qsort(local, nloc, sizeof(*local), xdcap_key_cmp);
-	if ((err = map_dump(svc_fd, sizeof(*skeys), sizeof(*svals), (void **)&skeys,
-			    (void **)&svals, &ns)))
-		goto cleanup;
-	vips = calloc(ns + 1, sizeof(*vips));
-	if (!vips) {
-		err = -ENOMEM;
-		goto cleanup;
-	}
-	for (i = 0; i < ns; i++) {
-		if (!(svals[i].flags & FERRY_SVC_F_XDP))
-			continue;
-		memset(&k, 0, sizeof(k));
-		memcpy(k.addr, skeys[i].addr, sizeof(k.addr));
-		k.family = skeys[i].family;
-		if (bsearch(&k, local, nloc, sizeof(*local), xdcap_key_cmp))
-			vips[nv++] = k;	/* one per port and protocol: map_set_sync skips repeats */
-	}
 	if ((err = map_set_sync(bpf_map__fd(dc->maps.ferry_xdcap_v1), outer, sizeof(*outer), no,
 				&one, sizeof(one), &oadd, &odel))) {
 		log_warnx("xdp_decap: updating %s: %s", FERRY_MAP_XDCAP, strerror(-err));
 		goto cleanup;
 	}
-	if ((err = map_set_sync(bpf_map__fd(dc->maps.ferry_xdvip_v1), vips, sizeof(*vips), nv,
-				&one, sizeof(one), &vadd, &vdel))) {
+	if ((err = map_set_sync(bpf_map__fd(dc->maps.ferry_xdaddr_v1), all, sizeof(*all), na,
+				&one, sizeof(one), &aadd, &adel))) {
+		log_warnx("xdp_decap: updating %s (%zu addresses, room for %d): %s", FERRY_MAP_XDADDR,
+			  na, FERRY_XDADDR_MAX, strerror(-err));
+		goto cleanup;
+	}
+	if ((err = xdvip_sync(svc_fd, bpf_map__fd(dc->maps.ferry_xdaddr_v1),
+			      bpf_map__fd(dc->maps.ferry_xdvip_v1), dirfd, &vr))) {
 		log_warnx("xdp_decap: updating %s: %s", FERRY_MAP_XDVIP, strerror(-err));
 		goto cleanup;
 	}
@@ -446,17 +392,15 @@ static int decap_sync(struct ferryd *d)
 		log_warnx("xdp_decap: no address on %s%s: no tunnel will be accepted",
 			  xo.dc_ifs[0], xo.n_dc > 1 ? " and the others" : "");
 	xo.dc_synced = true;
-	if (oadd || odel || vadd || vdel)
+	if (oadd || odel || vr.added || vr.removed)
 		log_info("xdp_decap: tunnels to %zu address(es) (+%zu -%zu) for %zu local XDP VIP "
-			 "address(es) (+%zu -%zu)", no, oadd, odel, nv, vadd, vdel);
+			 "address(es) (+%zu -%zu)", no, oadd, odel, vr.vips, vr.added, vr.removed);
 cleanup:
+	if (dirfd >= 0)
+		close(dirfd);
 	close(svc_fd);
-	freeifaddrs(ifa);
 	free(outer);
-	free(local);
-	free(vips);
-	free(skeys);
-	free(svals);
+	free(all);
 	return err;
 }
 

@@ -45,7 +45,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	size_t i;
 	int err;
 
-	m->xring = m->xcfg = m->xsvc = m->xvipf = m->dirfd = -1;
+	m->xring = m->xcfg = m->xsvc = m->xvipf = m->xdvip = m->xdaddr = m->dirfd = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		*t[i].fd = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -69,6 +69,12 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 		m->xsvc = -1;
 	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XVIPF, &m->xvipf))
 		m->xvipf = -1;
+	/* Optional: present once ferryd has loaded the decap (--decap-iface). */
+	if (open_pin(dir, FERRY_MAP_XDVIP, &m->xdvip) || open_pin(dir, FERRY_MAP_XDADDR, &m->xdaddr)) {
+		if (m->xdvip >= 0)
+			close(m->xdvip);
+		m->xdvip = m->xdaddr = -1;
+	}
 	m->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return 0;
 }
@@ -77,7 +83,7 @@ void ferry_maps_close(struct ferry_maps *m)
 {
 	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
 		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg, &m->xsvc,
-		       &m->xvipf, &m->dirfd };
+		       &m->xvipf, &m->xdvip, &m->xdaddr, &m->dirfd };
 	size_t i;
 
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {

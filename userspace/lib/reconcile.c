@@ -4,7 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <ifaddrs.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 
@@ -695,8 +698,116 @@ int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r)
 	return err;
 }
 
+static int xdcap_key_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, sizeof(struct ferry_xdcap_key));
+}
+
+int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, int nifs)
+{
+	struct ferry_xdcap_key *keys, k;
+	struct ifaddrs *ifa, *a;
+	size_t cap = 1;
+	int j;
+
+	*out = NULL;
+	*n = 0;
+	if (getifaddrs(&ifa))
+		return -errno;
+	for (a = ifa; a; a = a->ifa_next)
+		cap++;
+	if (!(keys = calloc(cap, sizeof(*keys)))) {
+		freeifaddrs(ifa);
+		return -ENOMEM;
+	}
+	for (a = ifa; a; a = a->ifa_next) {
+		if (!a->ifa_addr)
+			continue;
+		memset(&k, 0, sizeof(k));
+		if (a->ifa_addr->sa_family == AF_INET) {
+			k.family = AF_INET;
+			k.addr[0] = ((struct sockaddr_in *)a->ifa_addr)->sin_addr.s_addr;
+		} else if (a->ifa_addr->sa_family == AF_INET6) {
+			const struct in6_addr *a6 = &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr;
+
+			/* One per device, never a VIP: a node with a veth per pod has hundreds. */
+			if (!ifs && IN6_IS_ADDR_LINKLOCAL(a6))
+				continue;
+			k.family = AF_INET6;
+			memcpy(k.addr, a6, 16);
+		} else {
+			continue;
+		}
+		for (j = 0; j < nifs; j++)
+			if (!strcmp(a->ifa_name, ifs[j]))
+				break;
+		if (ifs && j == nifs)
+			continue;
+		keys[(*n)++] = k;
+	}
+	freeifaddrs(ifa);
+	qsort(keys, *n, sizeof(*keys), xdcap_key_cmp);
+	*out = keys;
+	return 0;
+}
+
+int xdvip_sync(int svc_fd, int xdaddr_fd, int xdvip_fd, int dirfd, struct xdvip_report *r)
+{
+	struct ferry_xdcap_key *local = NULL, *vips = NULL, k;
+	struct ferry_svc_key *keys = NULL;
+	struct ferry_svc *vals = NULL;
+	size_t nloc = 0, n = 0, i;
+	__u32 one = 1, *ones = NULL;
+	int err;
+
+	memset(r, 0, sizeof(*r));
+	/* The same lock as the VIP index: a writer whose view of ferry_svc_v1
+	 * or of the node's addresses predates another's change must not be
+	 * the last to publish. Both are read under it; ferryd syncs again
+	 * after every address change, and every service change is followed
+	 * by a sync. */
+	if (dirfd >= 0 && flock(dirfd, LOCK_EX))
+		return -errno;
+	if ((err = map_dump(xdaddr_fd, sizeof(*local), sizeof(one), (void **)&local, (void **)&ones,
+			    &nloc)))
+		goto unlock;
+	qsort(local, nloc, sizeof(*local), xdcap_key_cmp);
+	if ((err = map_dump(svc_fd, sizeof(*keys), sizeof(*vals), (void **)&keys, (void **)&vals, &n)))
+		goto unlock;
+	if (!(vips = calloc(n ? n : 1, sizeof(*vips)))) {
+		err = -ENOMEM;
+		goto unlock;
+	}
+	for (i = 0; i < n; i++) {
+		if (!(vals[i].flags & FERRY_SVC_F_XDP))
+			continue;
+		memset(&k, 0, sizeof(k));
+		memcpy(k.addr, keys[i].addr, sizeof(k.addr));
+		k.family = keys[i].family;
+		if (bsearch(&k, local, nloc, sizeof(*local), xdcap_key_cmp))
+			vips[r->vips++] = k;	/* one per port and protocol: made unique below */
+	}
+	qsort(vips, r->vips, sizeof(*vips), xdcap_key_cmp);
+	for (i = 0, n = 0; i < r->vips; i++)
+		if (!n || xdcap_key_cmp(&vips[n - 1], &vips[i]))
+			vips[n++] = vips[i];
+	r->vips = n;
+	err = map_set_sync(xdvip_fd, vips, sizeof(*vips), r->vips, &one, sizeof(one),
+			   &r->added, &r->removed);
+unlock:
+	if (dirfd >= 0)
+		flock(dirfd, LOCK_UN);
+	free(local);
+	free(ones);
+	free(vips);
+	free(keys);
+	free(vals);
+	return err;
+}
+
 int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen)
 {
+	struct xdvip_report dr;
 	struct xsvc_report xr;
 	size_t i;
 	int ret;
@@ -728,6 +839,12 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	 * writers raced, an operator wrote a service by hand) repairs it, so
 	 * ferryd's periodic resync undoes drift here as everywhere. */
 	if (m->xsvc >= 0 && (ret = apply_step(xsvc_sync_maps(m, &xr), FERRY_MAP_XSVC, err, errlen)))
+		return ret;
+	/* On a backend node, the decap's set of XDP VIPs bound here follows
+	 * the services too, whoever wrote them (ferryctl included). */
+	if (m->xdvip >= 0 && m->xdaddr >= 0 &&
+	    (ret = apply_step(xdvip_sync(m->svc, m->xdaddr, m->xdvip, m->dirfd, &dr),
+			      FERRY_MAP_XDVIP, err, errlen)))
 		return ret;
 	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);
 	if (m->xring >= 0)

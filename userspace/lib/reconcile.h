@@ -22,6 +22,7 @@
 #include "state.h"
 
 struct ferry_maps;
+struct ferry_xdcap_key;
 
 struct vec {
 	void	*d;
@@ -81,6 +82,22 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r);
 /* xsvc_sync() on m's maps, holding m's pin directory locked (flock) so that
  * writers (ferryd, ferryctl) take turns. */
 int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r);
+
+/* The node's IPv4 and IPv6 addresses as decap keys, sorted, malloc'd: those
+ * of the devices named in ifs[0..nifs), or with ifs NULL of every device
+ * (IPv6 link-local ones left out). */
+int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, int nifs);
+/* What xdvip_sync() did: XDP VIPs bound on the node, entries added and removed. */
+struct xdvip_report {
+	size_t	vips, added, removed;
+};
+/* Make the decap's inner set (ferry_xdvip_v1) the VIPs of XDP services in
+ * ferry_svc_v1 that are one of the node's addresses as ferryd recorded them
+ * (ferry_xdaddr_v1: ferryctl may run in another network namespace); dirfd
+ * (-1: none) is the pin directory, locked as xsvc_sync_maps() does.
+ * plan_apply() calls it where the decap is loaded, ferryd also when the
+ * node's addresses change. */
+int xdvip_sync(int svc_fd, int xdaddr_fd, int xdvip_fd, int dirfd, struct xdvip_report *r);
 
 /* The desired form of a service as it is now in the maps (ferryctl edits it). */
 int svc_state_to_reg(const struct svc_state *s, struct reg_service *out);
