@@ -45,6 +45,7 @@
 
 #include <ferry/abi.h>
 #include <ferry/xdp.h>
+#include "check.h"
 #include "maps.h"
 #include "reconcile.h"
 #include "registry.h"
@@ -53,36 +54,11 @@
 #include "xdp_lb.skel.h"
 #include "xdp_decap.skel.h"
 
-static int npass, nfail;
 static int lb_ifindex;		/* xdt0: the route to the backends leaves by it */
 static char pin_dir[128];
 static struct xdp_lb_bpf *lb;
 static struct xdp_decap_bpf *dc;
 static struct ferry_maps fm;
-
-#define ASSERT_EQ(actual, expected, fmt, ...) ({				\
-	long long __a = (long long)(actual), __e = (long long)(expected);	\
-	bool __ok = __a == __e;							\
-	if (!__ok)								\
-		printf("  %s:%d: " fmt ": got %lld, expected %lld\n", __FILE__,	\
-		       __LINE__, ##__VA_ARGS__, __a, __e);			\
-	__ok; })
-
-#define ASSERT_TRUE(cond, fmt, ...) ({						\
-	bool __ok = !!(cond);							\
-	if (!__ok)								\
-		printf("  %s:%d: " fmt "\n", __FILE__, __LINE__, ##__VA_ARGS__); \
-	__ok; })
-
-static void verdict(const char *name, bool ok)
-{
-	printf("%s %s\n", ok ? "PASS" : "FAIL", name);
-	if (ok)
-		npass++;
-	else
-		nfail++;
-	fflush(stdout);
-}
 
 /* ---- the world ---------------------------------------------------------- */
 
