@@ -5,8 +5,11 @@
  *   xdp-ns:   ns per packet under BPF_PROG_TEST_RUN, repeat=1 per call over
  *             --calls calls, taking the kernel's own per-run duration (no
  *             syscall cost), minus a program that only returns XDP_PASS
- *             measured the same way in the same run. --case syn|hit|flows|
- *             nonvip measures that case alone (after the same warm-up), for
+ *             measured the same way in the same run. The backend side's
+ *             decap too: an IPIP packet to the node carrying one to a local
+ *             XDP VIP (stripped, XDP_PASS), and a plain packet to the node
+ *             (not a tunnel, XDP_PASS untouched). --case syn|hit|flows|
+ *             nonvip|decap|decap_pass measures that case alone (after the same warm-up), for
  *             quick A/B runs of a change, and adds the 10th percentile: on a
  *             host whose neighbours come and go, the low end of the
  *             distribution moves least between runs. repeat > 1 would run the
@@ -57,14 +60,17 @@
 #include "registry.h"
 #include "state.h"
 #include "xdp_lb.skel.h"
+#include "xdp_decap.skel.h"
 #include "xdp_bench.skel.h"
 
 #define VIP	"198.51.100.10"
+#define NODE	"192.0.2.2"	/* vl's address: the decap's outer destination */
 
 struct world {
 	char	pin[256];
 	struct xdp_lb_bpf *lb;
 	struct xdp_bench_bpf *ref;
+	struct xdp_decap_bpf *dc;
 	struct ferry_maps fm;
 };
 
@@ -166,6 +172,28 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	fstate_free(&st);
 	if (ret)
 		return bench_err(err, "plan", ret);
+
+	/* The backend side, in the same pin dir (it shares the counters): the
+	 * node's address and the VIP written by hand, as ferryd would. Loaded
+	 * after the plan so that plan_apply() does not derive its VIP set from
+	 * addresses nobody recorded. */
+	w->dc = xdp_decap_bpf__open_opts(&oo);
+	if (!w->dc)
+		return bench_err("open", "xdp_decap", -errno);
+	if ((ret = ferry_xdp_size(w->dc->obj, FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS)) ||
+	    (ret = xdp_decap_bpf__load(w->dc)))
+		return bench_err("load", "xdp_decap", ret);
+	{
+		struct ferry_xdcap_key k = { .family = AF_INET };
+		__u32 one = 1;
+
+		inet_pton(AF_INET, NODE, k.addr);
+		if (bpf_map_update_elem(bpf_map__fd(w->dc->maps.ferry_xdcap_v1), &k, &one, BPF_ANY))
+			return bench_err("write", FERRY_MAP_XDCAP, -errno);
+		inet_pton(AF_INET, VIP, k.addr);
+		if (bpf_map_update_elem(bpf_map__fd(w->dc->maps.ferry_xdvip_v1), &k, &one, BPF_ANY))
+			return bench_err("write", FERRY_MAP_XDVIP, -errno);
+	}
 	return 0;
 }
 
@@ -174,16 +202,31 @@ static void world_down(struct world *w)
 	ferry_maps_close(&w->fm);
 	xdp_lb_bpf__destroy(w->lb);
 	xdp_bench_bpf__destroy(w->ref);
+	xdp_decap_bpf__destroy(w->dc);
 	if (w->pin[0] && !getenv("FERRY_BENCH_KEEP_PIN"))
 		sh("rm -rf '%s'", w->pin);
+}
+
+/* The header checksum of the IPv4 header at ip (20 bytes, no options). */
+static void ip4_csum(__u8 *ip)
+{
+	__u32 sum = 0;
+	int k;
+
+	ip[10] = ip[11] = 0;
+	for (k = 0; k < 20; k += 2)
+		sum += ip[k] << 8 | ip[k + 1];
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	ip[10] = ~sum >> 8;
+	ip[11] = ~sum & 0xff;
 }
 
 /* Ethernet + IPv4 + TCP (20) frame of 64 bytes, client 192.0.2.100 + (i>>16), port i. */
 static size_t frame(__u8 *b, const char *dst, __u32 i, __u8 flags)
 {
 	__u8 *ip = b + 14, *tcp = b + 34;
-	__u32 sum = 0, src;
-	int k;
+	__u32 src;
 
 	memset(b, 0, 64);
 	memcpy(b, "\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00", 14);
@@ -195,18 +238,33 @@ static size_t frame(__u8 *b, const char *dst, __u32 i, __u8 flags)
 	src = htonl(0xc0000264 + (i >> 16));	/* 192.0.2.100 + */
 	memcpy(ip + 12, &src, 4);
 	inet_pton(AF_INET, dst, ip + 16);
-	for (k = 0; k < 20; k += 2)
-		sum += ip[k] << 8 | ip[k + 1];
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	ip[10] = ~sum >> 8;
-	ip[11] = ~sum & 0xff;
+	ip4_csum(ip);
 	tcp[0] = (1024 + (i & 0xffff) % 64000) >> 8;
 	tcp[1] = (1024 + (i & 0xffff) % 64000) & 0xff;
 	tcp[3] = 80;
 	tcp[12] = 5 << 4;
 	tcp[13] = flags;
 	return 64;
+}
+
+/* The frame of frame(), inside an outer IPv4 header (IPIP) from 203.0.113.1 to outer. */
+static size_t tunnel_frame(__u8 *b, const char *outer, const char *dst, __u32 i, __u8 flags)
+{
+	__u8 inner[64], *ip = b + 14;
+	size_t len = frame(inner, dst, i, flags);
+
+	memcpy(b, inner, 14);
+	memset(ip, 0, 20);
+	ip[0] = 0x45;
+	ip[2] = (20 + len - 14) >> 8;
+	ip[3] = (20 + len - 14) & 0xff;
+	ip[8] = 64;
+	ip[9] = IPPROTO_IPIP;
+	inet_pton(AF_INET, "203.0.113.1", ip + 12);
+	inet_pton(AF_INET, outer, ip + 16);
+	ip4_csum(ip);
+	memcpy(ip + 20, inner + 14, len - 14);
+	return len + 20;
 }
 
 struct result {
@@ -240,12 +298,12 @@ static int run1(int fd, __u8 *buf, size_t len, __u32 *ns)
  * mean is what was asked for; the median shrugs off the runs that another
  * task or an interrupt preempted on a shared machine.
  */
-static int measure(int pass_fd, int prog_fd, const char *dst, __u32 calls, __u32 nflows,
-		   __u8 flags, bool vary, struct result *r)
+static int measure(int pass_fd, int prog_fd, const char *outer, const char *dst, __u32 calls,
+		   __u32 nflows, __u8 flags, bool vary, struct result *r)
 {
 	__u32 *d = malloc(calls * sizeof(*d)), *b = malloc(calls * sizeof(*b)), i;
 	__u64 total = 0, btotal = 0;
-	__u8 buf[64];
+	__u8 buf[128];
 	int err = 0;
 
 	if (!d || !b) {
@@ -253,7 +311,8 @@ static int measure(int pass_fd, int prog_fd, const char *dst, __u32 calls, __u32
 		goto out;
 	}
 	for (i = 0; i < calls; i++) {
-		size_t len = frame(buf, dst, vary ? (nflows ? i % nflows : i) : 0, flags);
+		__u32 f = vary ? (nflows ? i % nflows : i) : 0;
+		size_t len = outer ? tunnel_frame(buf, outer, dst, f, flags) : frame(buf, dst, f, flags);
 
 		if ((err = run1(pass_fd, buf, len, &b[i])) || (err = run1(prog_fd, buf, len, &d[i])))
 			goto out;
@@ -282,12 +341,12 @@ int do_xdp_ns(int argc, char **argv)
 		{ "flows", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const char *const cases[] = { "syn", "hit", "flows", "nonvip" };
+	static const char *const cases[] = { "syn", "hit", "flows", "nonvip", "decap", "decap_pass" };
 	unsigned long calls = 1000000, flows = FERRY_XDP_DEF_FLOWS;
 	const char *pin = NULL, *only = NULL;
 	struct world w = {};
-	struct result syn = {}, hit = {}, many = {}, miss = {}, tmp, *r = NULL;
-	int o, fd, pfd, ret = 1, c = -1, i;
+	struct result syn = {}, hit = {}, many = {}, miss = {}, dcap = {}, dpass = {}, tmp, *r = NULL;
+	int o, fd, dfd, pfd, ret = 1, c = -1, i;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'p')
@@ -302,27 +361,43 @@ int do_xdp_ns(int argc, char **argv)
 	}
 	if (!pin)
 		return bench_usage("xdp-ns", "--pin DIR is required");
-	for (i = 0; only && i < 4; i++)
+	for (i = 0; only && i < 6; i++)
 		if (!strcmp(only, cases[i]))
 			c = i;
 	if (only && c < 0)
-		return bench_usage("xdp-ns", "--case is one of syn, hit, flows, nonvip");
+		return bench_usage("xdp-ns", "--case is one of syn, hit, flows, nonvip, decap, decap_pass");
 	if (net_setup())
 		return bench_err("network namespace", "vg/vl", -EIO);
 	pin_cpu(0);
 	if (world_up(&w, pin, flows))
 		goto out;
 	fd = bpf_program__fd(w.lb->progs.ferry_xdp_lb);
+	dfd = bpf_program__fd(w.dc->progs.ferry_xdp_decap);
 	pfd = bpf_program__fd(w.ref->progs.bench_pass);
 	/* Warm the next-hop cache; 100k flows into the table. SYNs last: their
 	 * million new flows evict the 100k established ones. */
-	if (measure(pfd, fd, VIP, 100000, 100000, 0x02, true, &tmp) ||
-	    (c < 0 || c == 1 ? measure(pfd, fd, VIP, calls, 0, 0x10, false, r = &hit) : 0) ||
-	    (c < 0 || c == 2 ? measure(pfd, fd, VIP, calls, 100000, 0x10, true, r = &many) : 0) ||
-	    (c < 0 || c == 3 ? measure(pfd, fd, "198.51.100.99", calls, 0, 0x10, false, r = &miss) : 0) ||
-	    (c < 0 || c == 0 ? measure(pfd, fd, VIP, calls, 0, 0x02, true, r = &syn) : 0)) {
+	if (measure(pfd, fd, NULL, VIP, 100000, 100000, 0x02, true, &tmp) ||
+	    (c < 0 || c == 1 ? measure(pfd, fd, NULL, VIP, calls, 0, 0x10, false, r = &hit) : 0) ||
+	    (c < 0 || c == 2 ? measure(pfd, fd, NULL, VIP, calls, 100000, 0x10, true, r = &many) : 0) ||
+	    (c < 0 || c == 3 ? measure(pfd, fd, NULL, "198.51.100.99", calls, 0, 0x10, false, r = &miss) : 0) ||
+	    (c < 0 || c == 0 ? measure(pfd, fd, NULL, VIP, calls, 0, 0x02, true, r = &syn) : 0)) {
 		bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb", -errno);
 		goto out;
+	}
+	/* The decap, one established flow's packets: tunnelled, and plain. */
+	if ((c < 0 || c == 4 ? measure(pfd, dfd, NODE, VIP, calls, 0, 0x10, false, r = &dcap) : 0) ||
+	    (c < 0 || c == 5 ? measure(pfd, dfd, NULL, NODE, calls, 0, 0x10, false, r = &dpass) : 0)) {
+		bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_decap", -errno);
+		goto out;
+	}
+	if (c < 0 || c == 4) {
+		__u64 sum[FERRY_XSTAT_MAX] = {};
+
+		/* A figure for the path it names: every tunnel was stripped. */
+		if (xstat_sum(bpf_map__fd(w.dc->maps.ferry_xstat_v2), sum) || sum[FERRY_XSTAT_DECAP_OK] < calls) {
+			bench_err("the decap did not strip every tunnel", "ferry_xdp_decap", -EPROTO);
+			goto out;
+		}
 	}
 	if (c >= 0) {
 		/* One case (quick A/B runs): its figures and the XDP_PASS baseline. */
@@ -335,9 +410,11 @@ int do_xdp_ns(int argc, char **argv)
 	printf("{\"calls\": %lu, \"pass_ns\": %.1f, \"syn_new_flow_ns\": %.1f, \"lru_hit_ns\": %.1f, "
 	       "\"flows_100k_ns\": %.1f, \"non_vip_ns\": %.1f, \"pass_median_ns\": %.0f, "
 	       "\"syn_new_flow_median_ns\": %.0f, \"lru_hit_median_ns\": %.0f, "
-	       "\"flows_100k_median_ns\": %.0f, \"non_vip_median_ns\": %.0f}\n", calls,
-	       hit.pass_mean, syn.mean, hit.mean, many.mean, miss.mean, hit.pass_median,
-	       syn.median, hit.median, many.median, miss.median);
+	       "\"flows_100k_median_ns\": %.0f, \"non_vip_median_ns\": %.0f, \"decap_ns\": %.1f, "
+	       "\"decap_median_ns\": %.0f, \"decap_pass_ns\": %.1f, \"decap_pass_median_ns\": %.0f}\n",
+	       calls, hit.pass_mean, syn.mean, hit.mean, many.mean, miss.mean, hit.pass_median,
+	       syn.median, hit.median, many.median, miss.median, dcap.mean, dcap.median, dpass.mean,
+	       dpass.median);
 	ret = 0;
 out:
 	world_down(&w);
