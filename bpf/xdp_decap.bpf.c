@@ -10,7 +10,11 @@
  * Two checks guard it. The outer destination must be in ferry_xdcap_v1
  * (ferryd keeps the addresses of each --decap-iface there), and the inner
  * destination in ferry_xdvip_v1 (ferryd keeps there the VIPs of XDP services
- * that are bound on this node). Anything else, tunnel or not, passes
+ * that are bound on this node). The program makes both in one lookup, of the
+ * pair in ferry_xdpair_v1 (every outer address with every VIP, derived by
+ * userspace with the sets: a kernel hash lookup is most of a stripped
+ * packet's cost); only a miss asks ferry_xdcap_v1, to count why it passed.
+ * Anything else, tunnel or not, passes
  * untouched, and the kernel, without ipip, does not deliver it. Without the
  * second check, whoever reaches a decap address could hand the stack a
  * datagram from any source to any destination: to the node's own services,
@@ -31,7 +35,8 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xdcap_v1 SEC(".maps");
 
-/* Inner destinations: XDP VIPs bound on this node. Sized by --max-services. */
+/* Inner destinations: XDP VIPs bound on this node, for userspace (the
+ * program asks the pairs below). Sized by --max-services. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FERRY_DEF_MAX_SERVICES);
@@ -45,7 +50,7 @@ struct {
  * Every address of the node (IPv6 link-local ones aside), as ferryd sees
  * them in its network namespace. The program never reads it: it is where
  * ferryctl, which may run anywhere, finds the node's addresses when a
- * service change makes it derive ferry_xdvip_v1 (xdvip_sync()).
+ * service change makes it derive ferry_xdvip_v1 (decap_derive()).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -55,6 +60,16 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xdaddr_v1 SEC(".maps");
+
+/* ferry_xdcap_v1 x ferry_xdvip_v1: what the program strips. Sized by --max-services. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FERRY_DEF_MAX_SERVICES);
+	__type(key, struct ferry_xdpair_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xdpair_v1 SEC(".maps");
 
 static __always_inline bool is_tunnel(__u8 proto)
 {
@@ -88,11 +103,30 @@ static __always_inline int strip(struct xdp_md *ctx, __u32 l2_len, __u32 olen, _
 	return bpf_xdp_adjust_head(ctx, (int)olen) ? -1 : 0;
 }
 
+/* Why a tunnel that is no pair of ours passed (or, malformed, was dropped). */
+static __always_inline int refuse(struct ferry_xdpair_key *pk, bool malformed)
+{
+	struct ferry_xdcap_key k = {};
+
+	__builtin_memcpy(k.addr, pk->outer, sizeof(k.addr));
+	k.family = pk->outer_family;
+	if (!bpf_map_lookup_elem(&ferry_xdcap_v1, &k)) {
+		xstat_inc(FERRY_XSTAT_DECAP_NOT_OURS);
+		return XDP_PASS;
+	}
+	if (malformed) {
+		xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
+		return XDP_DROP;
+	}
+	xstat_inc(FERRY_XSTAT_DECAP_NOT_VIP);
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int ferry_xdp_decap(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-	struct ferry_xdcap_key k = {};
+	struct ferry_xdpair_key pk = {};
 	__u32 olen, l2;
 	__be16 proto;
 	__u8 inner;
@@ -111,8 +145,8 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 			return XDP_PASS;	/* fragmented tunnel packets: the stack's business */
 		olen = ip->ihl * 4;
 		inner = ip->protocol;
-		k.family = AF_INET;
-		k.addr[0] = ip->daddr;
+		pk.outer_family = AF_INET;
+		pk.outer[0] = ip->daddr;
 	} else if (proto == bpf_htons(XETH_P_IPV6)) {
 		struct ipv6hdr *ip = data + l2;
 
@@ -120,41 +154,30 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 			return XDP_PASS;
 		olen = sizeof(*ip);
 		inner = ip->nexthdr;
-		k.family = AF_INET6;
-		__builtin_memcpy(k.addr, &ip->daddr, 16);
+		pk.outer_family = AF_INET6;
+		__builtin_memcpy(pk.outer, &ip->daddr, 16);
 	} else {
 		return XDP_PASS;
 	}
-	if (!bpf_map_lookup_elem(&ferry_xdcap_v1, &k)) {
-		xstat_inc(FERRY_XSTAT_DECAP_NOT_OURS);
-		return XDP_PASS;
-	}
-	/* The inner header must be there and of the announced version; its
-	 * destination must be a VIP of ours. */
-	k = (struct ferry_xdcap_key){};
+	/* The inner header must be there and of the announced version (if the
+	 * tunnel is ours: refuse() tells). */
 	if (inner == IPPROTO_IPIP) {
 		struct iphdr *in = data + l2 + olen;
 
-		if ((void *)(in + 1) > end || in->version != 4 || in->ihl < 5) {
-			xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
-			return XDP_DROP;
-		}
-		k.family = AF_INET;
-		k.addr[0] = in->daddr;
+		if ((void *)(in + 1) > end || in->version != 4 || in->ihl < 5)
+			return refuse(&pk, true);
+		pk.inner_family = AF_INET;
+		pk.inner[0] = in->daddr;
 	} else {
 		struct ipv6hdr *in = data + l2 + olen;
 
-		if ((void *)(in + 1) > end || in->version != 6) {
-			xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
-			return XDP_DROP;
-		}
-		k.family = AF_INET6;
-		__builtin_memcpy(k.addr, &in->daddr, 16);
+		if ((void *)(in + 1) > end || in->version != 6)
+			return refuse(&pk, true);
+		pk.inner_family = AF_INET6;
+		__builtin_memcpy(pk.inner, &in->daddr, 16);
 	}
-	if (!bpf_map_lookup_elem(&ferry_xdvip_v1, &k)) {
-		xstat_inc(FERRY_XSTAT_DECAP_NOT_VIP);
-		return XDP_PASS;
-	}
+	if (!bpf_map_lookup_elem(&ferry_xdpair_v1, &pk))
+		return refuse(&pk, false);
 	if (strip(ctx, l2, olen, inner)) {
 		xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
 		return XDP_DROP;

@@ -39,6 +39,7 @@
 #define FERRY_MAP_XDCAP		"ferry_xdcap_v1"	/* decap: local outer addresses */
 #define FERRY_MAP_XDVIP		"ferry_xdvip_v1"	/* decap: inner ones (local XDP VIPs) */
 #define FERRY_MAP_XDADDR	"ferry_xdaddr_v1"	/* decap: every address of the node */
+#define FERRY_MAP_XDPAIR	"ferry_xdpair_v1"	/* decap: (outer, inner) pairs it strips */
 #define FERRY_XDADDR_MAX	16384
 #define FERRY_MAP_XSVC		"ferry_xsvc_v1"		/* set index -> FERRY_XSVC_WAYS XDP VIPs */
 #define FERRY_MAP_XVIPF		"ferry_xvipf_v1"	/* one struct ferry_xvipf: no VIP here */
@@ -244,6 +245,19 @@ struct ferry_xdcap_key {
 	__u32	addr[4];
 	__u8	family;
 	__u8	pad[3];
+};
+
+/*
+ * What the decap program asks, in one lookup: a tunnel's outer and inner
+ * destinations (ferry_xdpair_v1, every outer address with every local XDP
+ * VIP, derived from the two sets above by userspace).
+ */
+struct ferry_xdpair_key {
+	__u32	outer[4];
+	__u32	inner[4];
+	__u8	outer_family;
+	__u8	inner_family;
+	__u8	pad[2];
 };
 
 /* Outcome counters: ferry_xstat_v2[cpu].v[FERRY_XSTAT_*]. */

@@ -418,7 +418,7 @@ static void test_set_sync(void)
 	close(fd);
 }
 
-/* ---- xdvip_sync ------------------------------------------------------------ */
+/* ---- decap_derive ---------------------------------------------------------- */
 
 static int put_svc(int fd, const char *vip, __u16 port, __u32 flags)
 {
@@ -436,77 +436,130 @@ static int put_svc(int fd, const char *vip, __u16 port, __u32 flags)
 	return bpf_map_update_elem(fd, &k, &v, BPF_ANY);
 }
 
-/* The inner set is the XDP VIPs among the addresses ferryd recorded for the
- * node (ferry_xdaddr_v1), whatever the caller's own network namespace has. */
-static void test_xdvip_sync(void)
+static int put_addr(int fd, const char *addr)
 {
-	const char *node[] = { "192.0.2.11", "198.51.100.1", "198.51.100.3", "2001:db8::1" };
-	struct xdvip_report r = {};
-	int svc, addr, vip, i;
+	struct ferry_xdcap_key k = key_of(addr);
 	__u32 one = 1;
-	bool ok = true;
 
-	svc = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_svc", sizeof(struct ferry_svc_key),
-			     sizeof(struct ferry_svc), 64, NULL);
-	addr = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_addr", sizeof(struct ferry_xdcap_key),
-			      sizeof(__u32), 64, NULL);
-	vip = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_vip", sizeof(struct ferry_xdcap_key),
-			     sizeof(__u32), 64, NULL);
-	if (!ASSERT_TRUE(svc >= 0 && addr >= 0 && vip >= 0, "create maps: %s", strerror(errno))) {
-		verdict("xdvip_sync: bound XDP VIPs, from the recorded node addresses", false);
-		goto out;
-	}
-	for (i = 0; i < 4; i++) {
-		struct ferry_xdcap_key k = key_of(node[i]);
-
-		ok &= ASSERT_EQ(bpf_map_update_elem(addr, &k, &one, BPF_ANY), 0, "node address %s", node[i]);
-	}
-	ok &= ASSERT_EQ(put_svc(svc, "198.51.100.1", 80, FERRY_SVC_F_XDP), 0, "xdp VIP, bound");
-	ok &= ASSERT_EQ(put_svc(svc, "198.51.100.1", 443, FERRY_SVC_F_XDP), 0, "same VIP, second port");
-	ok &= ASSERT_EQ(put_svc(svc, "2001:db8::1", 80, FERRY_SVC_F_XDP), 0, "xdp VIP v6, bound");
-	ok &= ASSERT_EQ(put_svc(svc, "198.51.100.2", 80, FERRY_SVC_F_XDP), 0, "xdp VIP, not bound");
-	ok &= ASSERT_EQ(put_svc(svc, "198.51.100.3", 80, 0), 0, "bound, not xdp");
-	{
-		struct ferry_xdcap_key stale = key_of("198.51.100.9");
-
-		ok &= ASSERT_EQ(bpf_map_update_elem(vip, &stale, &one, BPF_ANY), 0, "stale VIP");
-	}
-	ok &= ASSERT_EQ(xdvip_sync(svc, addr, vip, -1, &r), 0, "xdvip_sync");
-	ok &= ASSERT_EQ(r.vips, 2, "VIPs (one per address, not per port)");
-	ok &= ASSERT_EQ(r.added, 2, "added");
-	ok &= ASSERT_EQ(r.removed, 1, "removed");
-	ok &= ASSERT_TRUE(holds(vip, "198.51.100.1", NULL) && holds(vip, "2001:db8::1", NULL),
-			  "bound XDP VIPs are in");
-	ok &= ASSERT_TRUE(!holds(vip, "198.51.100.2", NULL), "an XDP VIP the node does not bind is not");
-	ok &= ASSERT_TRUE(!holds(vip, "198.51.100.3", NULL), "a bound VIP of a non-XDP service is not");
-	ok &= ASSERT_TRUE(!holds(vip, "198.51.100.9", NULL), "the stale VIP is gone");
-	verdict("xdvip_sync: bound XDP VIPs, from the recorded node addresses", ok);
-
-	/* The node loses an address: the next sync drops its VIP. */
-	{
-		struct ferry_xdcap_key k = key_of("2001:db8::1");
-
-		ok = ASSERT_EQ(bpf_map_delete_elem(addr, &k), 0, "unbind");
-	}
-	ok &= ASSERT_EQ(xdvip_sync(svc, addr, vip, -1, &r), 0, "xdvip_sync");
-	ok &= ASSERT_TRUE(r.vips == 1 && r.added == 0 && r.removed == 1, "one VIP left, one removed");
-	ok &= ASSERT_TRUE(holds(vip, "198.51.100.1", NULL) && !holds(vip, "2001:db8::1", NULL),
-			  "the unbound VIP is gone");
-	verdict("xdvip_sync: a VIP the node no longer binds is dropped", ok);
-out:
-	if (svc >= 0)
-		close(svc);
-	if (addr >= 0)
-		close(addr);
-	if (vip >= 0)
-		close(vip);
+	return bpf_map_update_elem(fd, &k, &one, BPF_ANY);
 }
 
+static struct ferry_xdpair_key pair_of(const char *outer, const char *inner)
+{
+	struct ferry_xdcap_key o = key_of(outer), i = key_of(inner);
+	struct ferry_xdpair_key p = {};
+
+	memcpy(p.outer, o.addr, sizeof(p.outer));
+	p.outer_family = o.family;
+	memcpy(p.inner, i.addr, sizeof(p.inner));
+	p.inner_family = i.family;
+	return p;
+}
+
+static bool has_pair(int fd, const char *outer, const char *inner)
+{
+	struct ferry_xdpair_key p = pair_of(outer, inner);
+	__u32 v;
+
+	return !bpf_map_lookup_elem(fd, &p, &v);
+}
+
+static size_t entries(int fd, size_t ksz)
+{
+	size_t n = 0;
+
+	return map_count(fd, ksz, &n) ? (size_t)-1 : n;
+}
+
+/* The VIP set is the XDP VIPs among the addresses ferryd recorded for the
+ * node (ferry_xdaddr_v1), whatever the caller's own network namespace has;
+ * the pairs the program asks, every outer address with every such VIP. */
+static void test_decap_derive(void)
+{
+	const char *node[] = { "192.0.2.11", "198.51.100.1", "198.51.100.3", "2001:db8::1" };
+	struct decap_maps m = { .dirfd = -1 };
+	int *fds[] = { &m.svc, &m.addr, &m.outer, &m.vip, &m.pair };
+	struct ferry_xdpair_key stale_pair = pair_of("192.0.2.11", "198.51.100.9");
+	struct decap_report r = {};
+	__u32 one = 1;
+	bool ok = true;
+	size_t i;
+
+	m.svc = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_svc", sizeof(struct ferry_svc_key),
+			       sizeof(struct ferry_svc), 64, NULL);
+	m.addr = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_addr", sizeof(struct ferry_xdcap_key),
+				sizeof(__u32), 64, NULL);
+	m.outer = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_out", sizeof(struct ferry_xdcap_key),
+				 sizeof(__u32), 64, NULL);
+	m.vip = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_vip", sizeof(struct ferry_xdcap_key),
+			       sizeof(__u32), 64, NULL);
+	m.pair = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_pair", sizeof(struct ferry_xdpair_key),
+				sizeof(__u32), 64, NULL);
+	if (!ASSERT_TRUE(m.svc >= 0 && m.addr >= 0 && m.outer >= 0 && m.vip >= 0 && m.pair >= 0,
+			 "create maps: %s", strerror(errno))) {
+		verdict("decap_derive: bound XDP VIPs, from the recorded node addresses", false);
+		goto out;
+	}
+	for (i = 0; i < 4; i++)
+		ok &= ASSERT_EQ(put_addr(m.addr, node[i]), 0, "node address %s", node[i]);
+	ok &= ASSERT_EQ(put_addr(m.outer, "192.0.2.11") | put_addr(m.outer, "2001:db8::11"), 0, "outer");
+	ok &= ASSERT_EQ(put_svc(m.svc, "198.51.100.1", 80, FERRY_SVC_F_XDP), 0, "xdp VIP, bound");
+	ok &= ASSERT_EQ(put_svc(m.svc, "198.51.100.1", 443, FERRY_SVC_F_XDP), 0, "same VIP, second port");
+	ok &= ASSERT_EQ(put_svc(m.svc, "2001:db8::1", 80, FERRY_SVC_F_XDP), 0, "xdp VIP v6, bound");
+	ok &= ASSERT_EQ(put_svc(m.svc, "198.51.100.2", 80, FERRY_SVC_F_XDP), 0, "xdp VIP, not bound");
+	ok &= ASSERT_EQ(put_svc(m.svc, "198.51.100.3", 80, 0), 0, "bound, not xdp");
+	ok &= ASSERT_EQ(put_addr(m.vip, "198.51.100.9"), 0, "stale VIP");
+	ok &= ASSERT_EQ(bpf_map_update_elem(m.pair, &stale_pair, &one, BPF_ANY), 0, "stale pair");
+
+	ok &= ASSERT_EQ(decap_derive(&m, &r), 0, "decap_derive");
+	ok &= ASSERT_EQ(r.vips, 2, "VIPs (one per address, not per port)");
+	ok &= ASSERT_TRUE(r.vip_added == 2 && r.vip_removed == 1, "VIPs added 2, removed 1");
+	ok &= ASSERT_TRUE(holds(m.vip, "198.51.100.1", NULL) && holds(m.vip, "2001:db8::1", NULL),
+			  "bound XDP VIPs are in");
+	ok &= ASSERT_TRUE(!holds(m.vip, "198.51.100.2", NULL), "an XDP VIP the node does not bind is not");
+	ok &= ASSERT_TRUE(!holds(m.vip, "198.51.100.3", NULL), "a bound VIP of a non-XDP service is not");
+	ok &= ASSERT_TRUE(!holds(m.vip, "198.51.100.9", NULL), "the stale VIP is gone");
+	verdict("decap_derive: bound XDP VIPs, from the recorded node addresses", ok);
+
+	ok = ASSERT_EQ(r.pairs, 4, "pairs: 2 outer x 2 VIPs");
+	ok &= ASSERT_EQ(entries(m.pair, sizeof(struct ferry_xdpair_key)), 4, "pairs in the map");
+	ok &= ASSERT_TRUE(has_pair(m.pair, "192.0.2.11", "198.51.100.1") &&
+			  has_pair(m.pair, "192.0.2.11", "2001:db8::1") &&
+			  has_pair(m.pair, "2001:db8::11", "198.51.100.1") &&
+			  has_pair(m.pair, "2001:db8::11", "2001:db8::1"), "every outer with every VIP");
+	ok &= ASSERT_TRUE(!has_pair(m.pair, "192.0.2.11", "198.51.100.9"), "the stale pair is gone");
+	verdict("decap_derive: the pairs are every outer address with every VIP", ok);
+
+	/* The node loses an address, and an outer one: the next derivation
+	 * drops the VIP and every pair with either. */
+	{
+		struct ferry_xdcap_key k = key_of("2001:db8::1"), o = key_of("2001:db8::11");
+
+		ok = ASSERT_EQ(bpf_map_delete_elem(m.addr, &k), 0, "unbind");
+		ok &= ASSERT_EQ(bpf_map_delete_elem(m.outer, &o), 0, "outer address gone");
+	}
+	ok &= ASSERT_EQ(decap_derive(&m, &r), 0, "decap_derive");
+	ok &= ASSERT_TRUE(r.vips == 1 && r.vip_added == 0 && r.vip_removed == 1, "one VIP left, one removed");
+	ok &= ASSERT_TRUE(holds(m.vip, "198.51.100.1", NULL) && !holds(m.vip, "2001:db8::1", NULL),
+			  "the unbound VIP is gone");
+	ok &= ASSERT_TRUE(r.pairs == 1 && r.pair_removed == 3, "one pair left, three removed");
+	ok &= ASSERT_TRUE(has_pair(m.pair, "192.0.2.11", "198.51.100.1"), "the pair that stays");
+	verdict("decap_derive: an address the node no longer has leaves both maps", ok);
+out:
+	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+}
+
+/* The decap as ferryd sets it up: the node's outer addresses, the VIPs
+ * bound on it, and two XDP services on those VIPs; decap_derive() writes
+ * the VIP set and the pairs. */
 static int load(void)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	const char *outer[] = { OURS4, OURS6 }, *vips[] = { VIP4, VIP6 };
-	__u32 one = 1;
+	struct decap_maps m = { .dirfd = -1 };
+	struct decap_report r;
 	int err, i;
 
 	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/ferry-test-dc-%d", getpid());
@@ -517,16 +570,28 @@ static int load(void)
 	if (!dc)
 		return -errno;
 	bpf_map__set_max_entries(dc->maps.ferry_xdvip_v1, 1024);
+	bpf_map__set_max_entries(dc->maps.ferry_xdpair_v1, 1024);
 	if ((err = ferry_xdp_size(dc->obj, 1024, 4096)) || (err = xdp_decap_bpf__load(dc)))
 		return err;
-	for (i = 0; i < 2; i++) {
-		struct ferry_xdcap_key o = key_of(outer[i]), v = key_of(vips[i]);
-
-		if (bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdcap_v1), &o, &one, BPF_ANY) ||
-		    bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdvip_v1), &v, &one, BPF_ANY))
-			return -errno;
-	}
-	return 0;
+	m.svc = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_svc", sizeof(struct ferry_svc_key),
+			       sizeof(struct ferry_svc), 16, NULL);
+	if (m.svc < 0)
+		return -errno;
+	m.addr = bpf_map__fd(dc->maps.ferry_xdaddr_v1);
+	m.outer = bpf_map__fd(dc->maps.ferry_xdcap_v1);
+	m.vip = bpf_map__fd(dc->maps.ferry_xdvip_v1);
+	m.pair = bpf_map__fd(dc->maps.ferry_xdpair_v1);
+	for (i = 0; i < 2; i++)
+		if (put_addr(m.outer, outer[i]) || put_addr(m.addr, outer[i]) || put_addr(m.addr, vips[i]) ||
+		    put_svc(m.svc, vips[i], 80, FERRY_SVC_F_XDP)) {
+			err = -errno;
+			goto out;
+		}
+	if (!(err = decap_derive(&m, &r)) && (r.vips != 2 || r.pairs != 4))
+		err = -EPROTO;
+out:
+	close(m.svc);
+	return err;
 }
 
 int main(void)
@@ -547,7 +612,7 @@ int main(void)
 	verdict("xdp decap loads and passes the verifier", true);
 	test_rows();
 	test_set_sync();
-	test_xdvip_sync();
+	test_decap_derive();
 	printf("%d passed, %d failed\n", npass, nfail);
 	return nfail ? 1 : 0;
 }

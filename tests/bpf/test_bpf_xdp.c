@@ -2240,14 +2240,30 @@ static int setup_services(void)
 		if (bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdcap_v1), &dk, &one, BPF_ANY))
 			return -errno;
 	}
+	/* The VIPs as the node's addresses, where ferryd would record them;
+	 * decap_derive() makes the VIP set and the pairs the program asks. */
 	for (i = 0; i < 3; i++) {
 		struct faddr a;
 
 		faddr_parse(vips[i], &a);
 		memcpy(dk.addr, a.a, 16);
 		dk.family = a.family;
-		if (bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdvip_v1), &dk, &one, BPF_ANY))
+		if (bpf_map_update_elem(bpf_map__fd(dc->maps.ferry_xdaddr_v1), &dk, &one, BPF_ANY))
 			return -errno;
+	}
+	{
+		struct decap_maps dm = {
+			.svc = fm.svc, .addr = bpf_map__fd(dc->maps.ferry_xdaddr_v1),
+			.outer = bpf_map__fd(dc->maps.ferry_xdcap_v1),
+			.vip = bpf_map__fd(dc->maps.ferry_xdvip_v1),
+			.pair = bpf_map__fd(dc->maps.ferry_xdpair_v1), .dirfd = -1,
+		};
+		struct decap_report dr;
+
+		if ((err = decap_derive(&dm, &dr)))
+			return err;
+		if (dr.vips != 3)
+			return -EPROTO;
 	}
 	return 0;
 }

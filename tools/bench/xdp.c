@@ -174,9 +174,9 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 		return bench_err(err, "plan", ret);
 
 	/* The backend side, in the same pin dir (it shares the counters): the
-	 * node's address and the VIP written by hand, as ferryd would. Loaded
-	 * after the plan so that plan_apply() does not derive its VIP set from
-	 * addresses nobody recorded. */
+	 * node's address, the VIP and their pair written by hand, as ferryd
+	 * would. Loaded after the plan so that plan_apply() does not derive
+	 * its VIP set from addresses nobody recorded. */
 	w->dc = xdp_decap_bpf__open_opts(&oo);
 	if (!w->dc)
 		return bench_err("open", "xdp_decap", -errno);
@@ -185,6 +185,7 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 		return bench_err("load", "xdp_decap", ret);
 	{
 		struct ferry_xdcap_key k = { .family = AF_INET };
+		struct ferry_xdpair_key pk = {};
 		__u32 one = 1;
 
 		inet_pton(AF_INET, NODE, k.addr);
@@ -193,6 +194,11 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 		inet_pton(AF_INET, VIP, k.addr);
 		if (bpf_map_update_elem(bpf_map__fd(w->dc->maps.ferry_xdvip_v1), &k, &one, BPF_ANY))
 			return bench_err("write", FERRY_MAP_XDVIP, -errno);
+		pk.outer_family = pk.inner_family = AF_INET;
+		inet_pton(AF_INET, NODE, pk.outer);
+		inet_pton(AF_INET, VIP, pk.inner);
+		if (bpf_map_update_elem(bpf_map__fd(w->dc->maps.ferry_xdpair_v1), &pk, &one, BPF_ANY))
+			return bench_err("write", FERRY_MAP_XDPAIR, -errno);
 	}
 	return 0;
 }

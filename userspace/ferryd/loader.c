@@ -90,6 +90,7 @@ static int set_sizes(struct ferryd *d, struct bpf_object *obj)
 		{ FERRY_MAP_CONN, d->cfg.max_revnat },
 		{ FERRY_MAP_REVNAT, d->cfg.max_revnat },
 		{ FERRY_MAP_XDVIP, d->cfg.max_services },
+		{ FERRY_MAP_XDPAIR, d->cfg.max_services },
 	};
 	size_t i;
 	int err;

@@ -347,16 +347,23 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
  * The decap's two address sets, from what the node has now: outer, the
  * addresses of the --decap-iface devices (ferry_xdcap_v1); inner, the VIPs
  * of XDP services in ferry_svc_v1 that are bound on any device of the node
- * (ferry_xdvip_v1). The node's addresses go to ferry_xdaddr_v1 first, where
- * xdvip_sync() finds them, here and when ferryctl changes a service. Each
- * map is made equal to its set, new addresses in before stale ones go
- * (map_set_sync), so an address that stays is never missing, across a
- * restart too.
+ * (ferry_xdvip_v1), and the pairs of the two the program asks
+ * (ferry_xdpair_v1). The node's addresses go to ferry_xdaddr_v1 first,
+ * where decap_derive() finds them, here and when ferryctl changes a
+ * service. Each map is made equal to its set, new entries in before stale
+ * ones go (map_set_sync), so an address that stays is never missing, across
+ * a restart too.
  */
 static int decap_sync(struct ferryd *d)
 {
 	struct ferry_xdcap_key *outer = NULL, *all = NULL;
-	struct xdvip_report vr;
+	struct decap_maps dm = {
+		.addr = bpf_map__fd(dc->maps.ferry_xdaddr_v1),
+		.outer = bpf_map__fd(dc->maps.ferry_xdcap_v1),
+		.vip = bpf_map__fd(dc->maps.ferry_xdvip_v1),
+		.pair = bpf_map__fd(dc->maps.ferry_xdpair_v1),
+	};
+	struct decap_report dr;
 	size_t no = 0, na = 0, oadd, odel, aadd, adel;
 	char path[1024];
 	__u32 one = 1;
@@ -369,6 +376,8 @@ static int decap_sync(struct ferryd *d)
 		return err;
 	}
 	dirfd = open(d->cfg.bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dm.svc = svc_fd;
+	dm.dirfd = dirfd;
 	if ((err = node_addrs(&outer, &no, (const char *const *)xo.dc_ifs, xo.n_dc)) ||
 	    (err = node_addrs(&all, &na, NULL, 0)))
 		goto cleanup;
@@ -383,18 +392,19 @@ static int decap_sync(struct ferryd *d)
 			  na, FERRY_XDADDR_MAX, strerror(-err));
 		goto cleanup;
 	}
-	if ((err = xdvip_sync(svc_fd, bpf_map__fd(dc->maps.ferry_xdaddr_v1),
-			      bpf_map__fd(dc->maps.ferry_xdvip_v1), dirfd, &vr))) {
-		log_warnx("xdp_decap: updating %s: %s", FERRY_MAP_XDVIP, strerror(-err));
+	if ((err = decap_derive(&dm, &dr))) {
+		log_warnx("xdp_decap: updating %s and %s (%zu outer address(es) x %zu VIP(s), room for "
+			  "%u pairs): %s", FERRY_MAP_XDVIP, FERRY_MAP_XDPAIR, no, dr.vips,
+			  d->cfg.max_services, strerror(-err));
 		goto cleanup;
 	}
 	if (!no && (odel || !xo.dc_synced))
 		log_warnx("xdp_decap: no address on %s%s: no tunnel will be accepted",
 			  xo.dc_ifs[0], xo.n_dc > 1 ? " and the others" : "");
 	xo.dc_synced = true;
-	if (oadd || odel || vr.added || vr.removed)
+	if (oadd || odel || dr.vip_added || dr.vip_removed)
 		log_info("xdp_decap: tunnels to %zu address(es) (+%zu -%zu) for %zu local XDP VIP "
-			 "address(es) (+%zu -%zu)", no, oadd, odel, vr.vips, vr.added, vr.removed);
+			 "address(es) (+%zu -%zu)", no, oadd, odel, dr.vips, dr.vip_added, dr.vip_removed);
 cleanup:
 	if (dirfd >= 0)
 		close(dirfd);

@@ -45,7 +45,8 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	size_t i;
 	int err;
 
-	m->xring = m->xcfg = m->xsvc = m->xvipf = m->xdvip = m->xdaddr = m->dirfd = -1;
+	m->xring = m->xcfg = m->xsvc = m->xvipf = m->dirfd = -1;
+	m->xdcap = m->xdvip = m->xdaddr = m->xdpair = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		*t[i].fd = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -70,10 +71,15 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XVIPF, &m->xvipf))
 		m->xvipf = -1;
 	/* Optional: present once ferryd has loaded the decap (--decap-iface). */
-	if (open_pin(dir, FERRY_MAP_XDVIP, &m->xdvip) || open_pin(dir, FERRY_MAP_XDADDR, &m->xdaddr)) {
-		if (m->xdvip >= 0)
-			close(m->xdvip);
-		m->xdvip = m->xdaddr = -1;
+	if (open_pin(dir, FERRY_MAP_XDCAP, &m->xdcap) || open_pin(dir, FERRY_MAP_XDVIP, &m->xdvip) ||
+	    open_pin(dir, FERRY_MAP_XDADDR, &m->xdaddr) || open_pin(dir, FERRY_MAP_XDPAIR, &m->xdpair)) {
+		int *fds[] = { &m->xdcap, &m->xdvip, &m->xdaddr, &m->xdpair };
+
+		for (size_t j = 0; j < 4; j++) {
+			if (*fds[j] >= 0)
+				close(*fds[j]);
+			*fds[j] = -1;
+		}
 	}
 	m->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	return 0;
@@ -83,7 +89,7 @@ void ferry_maps_close(struct ferry_maps *m)
 {
 	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
 		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg, &m->xsvc,
-		       &m->xvipf, &m->xdvip, &m->xdaddr, &m->dirfd };
+		       &m->xvipf, &m->xdcap, &m->xdvip, &m->xdaddr, &m->xdpair, &m->dirfd };
 	size_t i;
 
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {

@@ -16,9 +16,9 @@ struct ferry_maps {
 	/* XDP rings, config, VIP index and filter: -1 when the XDP load
 	 * balancer was never loaded (or, the filter, by an older version). */
 	int	xring, xcfg, xsvc, xvipf;
-	/* The decap's set of XDP VIPs bound on the node and the node's
-	 * addresses it derives from: -1 when the decap was never loaded here. */
-	int	xdvip, xdaddr;
+	/* The decap's maps (struct decap_maps): -1 when the decap was never
+	 * loaded here. */
+	int	xdcap, xdvip, xdaddr, xdpair;
 	/* The pin directory itself: writers of the VIP index and filter
 	 * serialize on it (flock), -1 when not opened from a directory. */
 	int	dirfd;

@@ -751,28 +751,40 @@ int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, 
 	return 0;
 }
 
-int xdvip_sync(int svc_fd, int xdaddr_fd, int xdvip_fd, int dirfd, struct xdvip_report *r)
+/* Read a set of decap keys (ferry_xdcap_v1, ferry_xdaddr_v1), sorted. */
+static int xdcap_read(int fd, struct ferry_xdcap_key **keys, size_t *n)
 {
-	struct ferry_xdcap_key *local = NULL, *vips = NULL, k;
+	__u32 *vals = NULL;
+	int err;
+
+	if ((err = map_dump(fd, sizeof(**keys), sizeof(*vals), (void **)keys, (void **)&vals, n)))
+		return err;
+	free(vals);
+	qsort(*keys, *n, sizeof(**keys), xdcap_key_cmp);
+	return 0;
+}
+
+int decap_derive(const struct decap_maps *m, struct decap_report *r)
+{
+	struct ferry_xdcap_key *local = NULL, *outer = NULL, *vips = NULL, k;
+	struct ferry_xdpair_key *pairs = NULL;
 	struct ferry_svc_key *keys = NULL;
 	struct ferry_svc *vals = NULL;
-	size_t nloc = 0, n = 0, i;
-	__u32 one = 1, *ones = NULL;
+	size_t nloc = 0, nout = 0, n = 0, i, j;
+	__u32 one = 1;
 	int err;
 
 	memset(r, 0, sizeof(*r));
 	/* The same lock as the VIP index: a writer whose view of ferry_svc_v1
 	 * or of the node's addresses predates another's change must not be
-	 * the last to publish. Both are read under it; ferryd syncs again
+	 * the last to publish. All are read under it; ferryd derives again
 	 * after every address change, and every service change is followed
-	 * by a sync. */
-	if (dirfd >= 0 && flock(dirfd, LOCK_EX))
+	 * by a derivation. */
+	if (m->dirfd >= 0 && flock(m->dirfd, LOCK_EX))
 		return -errno;
-	if ((err = map_dump(xdaddr_fd, sizeof(*local), sizeof(one), (void **)&local, (void **)&ones,
-			    &nloc)))
+	if ((err = xdcap_read(m->addr, &local, &nloc)) || (err = xdcap_read(m->outer, &outer, &nout)))
 		goto unlock;
-	qsort(local, nloc, sizeof(*local), xdcap_key_cmp);
-	if ((err = map_dump(svc_fd, sizeof(*keys), sizeof(*vals), (void **)&keys, (void **)&vals, &n)))
+	if ((err = map_dump(m->svc, sizeof(*keys), sizeof(*vals), (void **)&keys, (void **)&vals, &n)))
 		goto unlock;
 	if (!(vips = calloc(n ? n : 1, sizeof(*vips)))) {
 		err = -ENOMEM;
@@ -792,14 +804,32 @@ int xdvip_sync(int svc_fd, int xdaddr_fd, int xdvip_fd, int dirfd, struct xdvip_
 		if (!n || xdcap_key_cmp(&vips[n - 1], &vips[i]))
 			vips[n++] = vips[i];
 	r->vips = n;
-	err = map_set_sync(xdvip_fd, vips, sizeof(*vips), r->vips, &one, sizeof(one),
-			   &r->added, &r->removed);
+	if (!(pairs = calloc(nout * r->vips + 1, sizeof(*pairs)))) {
+		err = -ENOMEM;
+		goto unlock;
+	}
+	for (i = 0; i < nout; i++)
+		for (j = 0; j < r->vips; j++) {
+			struct ferry_xdpair_key *p = &pairs[r->pairs++];
+
+			memcpy(p->outer, outer[i].addr, sizeof(p->outer));
+			p->outer_family = outer[i].family;
+			memcpy(p->inner, vips[j].addr, sizeof(p->inner));
+			p->inner_family = vips[j].family;
+		}
+	/* The set first (what ferryctl shows), then what the program asks. */
+	if ((err = map_set_sync(m->vip, vips, sizeof(*vips), r->vips, &one, sizeof(one),
+				&r->vip_added, &r->vip_removed)))
+		goto unlock;
+	err = map_set_sync(m->pair, pairs, sizeof(*pairs), r->pairs, &one, sizeof(one),
+			   &r->pair_added, &r->pair_removed);
 unlock:
-	if (dirfd >= 0)
-		flock(dirfd, LOCK_UN);
+	if (m->dirfd >= 0)
+		flock(m->dirfd, LOCK_UN);
 	free(local);
-	free(ones);
+	free(outer);
 	free(vips);
+	free(pairs);
 	free(keys);
 	free(vals);
 	return err;
@@ -807,7 +837,7 @@ unlock:
 
 int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen)
 {
-	struct xdvip_report dr;
+	struct decap_report dr;
 	struct xsvc_report xr;
 	size_t i;
 	int ret;
@@ -842,10 +872,13 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 		return ret;
 	/* On a backend node, the decap's set of XDP VIPs bound here follows
 	 * the services too, whoever wrote them (ferryctl included). */
-	if (m->xdvip >= 0 && m->xdaddr >= 0 &&
-	    (ret = apply_step(xdvip_sync(m->svc, m->xdaddr, m->xdvip, m->dirfd, &dr),
-			      FERRY_MAP_XDVIP, err, errlen)))
-		return ret;
+	if (m->xdvip >= 0) {
+		struct decap_maps dm = { .svc = m->svc, .addr = m->xdaddr, .outer = m->xdcap,
+					 .vip = m->xdvip, .pair = m->xdpair, .dirfd = m->dirfd };
+
+		if ((ret = apply_step(decap_derive(&dm, &dr), FERRY_MAP_XDPAIR, err, errlen)))
+			return ret;
+	}
 	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);
 	if (m->xring >= 0)
 		DEL(m->xring, &p->xring_del, FERRY_MAP_XRING);

@@ -87,17 +87,27 @@ int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r);
  * of the devices named in ifs[0..nifs), or with ifs NULL of every device
  * (IPv6 link-local ones left out). */
 int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, int nifs);
-/* What xdvip_sync() did: XDP VIPs bound on the node, entries added and removed. */
-struct xdvip_report {
-	size_t	vips, added, removed;
+/* The decap's maps (include/ferry/xdp.h) and the pin directory, -1 if none. */
+struct decap_maps {
+	int	svc;		/* ferry_svc_v1: the XDP services */
+	int	addr;		/* ferry_xdaddr_v1: the node's addresses, as ferryd recorded them */
+	int	outer;		/* ferry_xdcap_v1: the --decap-iface addresses */
+	int	vip;		/* ferry_xdvip_v1, written: XDP VIPs bound on the node */
+	int	pair;		/* ferry_xdpair_v1, written: outer x vip, what the program asks */
+	int	dirfd;
 };
-/* Make the decap's inner set (ferry_xdvip_v1) the VIPs of XDP services in
- * ferry_svc_v1 that are one of the node's addresses as ferryd recorded them
- * (ferry_xdaddr_v1: ferryctl may run in another network namespace); dirfd
- * (-1: none) is the pin directory, locked as xsvc_sync_maps() does.
- * plan_apply() calls it where the decap is loaded, ferryd also when the
- * node's addresses change. */
-int xdvip_sync(int svc_fd, int xdaddr_fd, int xdvip_fd, int dirfd, struct xdvip_report *r);
+/* What decap_derive() did: entries in each written map, added and removed. */
+struct decap_report {
+	size_t	vips, vip_added, vip_removed;
+	size_t	pairs, pair_added, pair_removed;
+};
+/* Make ferry_xdvip_v1 the VIPs of XDP services in ferry_svc_v1 that are one
+ * of the node's addresses as ferryd recorded them (ferryctl may run in
+ * another network namespace), and ferry_xdpair_v1 every outer address with
+ * every such VIP; each map changed as map_set_sync() does, under the pin
+ * directory's lock (xsvc_sync_maps()). plan_apply() calls it where the
+ * decap is loaded, ferryd also when the node's addresses change. */
+int decap_derive(const struct decap_maps *m, struct decap_report *r);
 
 /* The desired form of a service as it is now in the maps (ferryctl edits it). */
 int svc_state_to_reg(const struct svc_state *s, struct reg_service *out);
