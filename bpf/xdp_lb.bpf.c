@@ -505,12 +505,54 @@ static __always_inline enum xbe_class xbe_class(__u32 svc_id, __u32 id)
 /*
  * When no ring entry tried may take the flow. The ring is built from the
  * weights alone, so with most backends UNHEALTHY or OPEN every tried entry
- * can name one of them while a usable backend sits further along: scan the
- * service's slots (ferry_slot_v1, as the socket LB's fallback does) from
- * hash % count, the first GOOD backend, else the first DEGRADED one. The
- * start and order come from the flow and the slots alone, so LB nodes whose
- * slots and backend states agree pick alike.
+ * can name one of them while a usable backend sits further along. The
+ * service's slots (ferry_slot_v1) are scanned from hash % count for one
+ * that may (the first GOOD, else the first DEGRADED), as the socket LB's
+ * fallback does; none: the flow has no backend. Else the pick comes from a
+ * walk on along the ring (ferry_ring_walk_len() entries: 8 per backend, at
+ * most 1,024), the first GOOD backend it meets: the ring is the same on
+ * every LB node with the same backends, the slots are not (they keep their
+ * places through a node's history), so the walk keeps the nodes agreeing.
+ * Where the walk meets no GOOD one, the scan's GOOD one wins, then the
+ * walk's DEGRADED one, then the scan's.
  */
+struct walk_ctx {
+	__u32	svc_id;
+	__u32	m;
+	__u32	idx;
+	__u32	last;
+	__u32	found;
+	__u32	degraded;
+};
+
+static long walk_cb(__u32 i, void *data)
+{
+	struct walk_ctx *c = data;
+	__u32 id = c->svc_id, idx = c->idx, *bid;
+	enum xbe_class cls;
+	void *ring;
+
+	(void)i;
+	ring = bpf_map_lookup_elem(&ferry_xring_v1, &id);
+	if (!ring)
+		return 1;
+	bid = bpf_map_lookup_elem(ring, &idx);
+	if (!bid || !*bid)
+		return 1;
+	c->idx = idx + 1 >= c->m ? 0 : idx + 1;
+	if (*bid == c->last)
+		return 0;
+	c->last = *bid;
+	cls = xbe_class(c->svc_id, c->last);
+	if (cls == XBE_GOOD) {
+		c->found = c->last;
+		return 1;
+	}
+	if (cls == XBE_DEGRADED && !c->degraded)
+		c->degraded = c->last;
+	return 0;
+}
+
 struct fallback_ctx {
 	__u32	svc_id;
 	__u32	start;
@@ -542,14 +584,17 @@ static long fallback_cb(__u32 i, void *data)
 }
 
 /*
- * The fallback's backend for a new flow of service svc_id (key sk), 0 when
- * none may take it. Global, as ferry_ring_pick is; bpf_loop bounds the scan
- * at FERRY_MAX_SVC_BACKENDS slots. Only new flows whose ring entries all
+ * The fallback's backend for a new flow of service svc_id (key sk) whose
+ * ring (m entries) tries ended before entry idx; 0 when none may take it.
+ * Global, as ferry_ring_pick is; bpf_loop bounds the walk and the scan
+ * (FERRY_MAX_SVC_BACKENDS slots). Only new flows whose ring entries all
  * refused come here: established flows never read the slots.
  */
-__noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_id, __u32 hash)
+__noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_id, __u32 m,
+				     __u32 idx, __u32 hash)
 {
 	struct fallback_ctx c = { .svc_id = svc_id };
+	struct walk_ctx w = { .svc_id = svc_id, .m = m, .idx = idx };
 	struct ferry_svc *svc;
 
 	if (!sk)
@@ -562,18 +607,24 @@ __noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_i
 		c.count = FERRY_MAX_SVC_BACKENDS;
 	if (!c.count)
 		return 0;
+	/* The scan first: when nothing may take the flow (an outage) it costs
+	 * count lookups, not the walk's too. It stops at the first GOOD. */
 	c.start = hash % c.count;
 	bpf_loop(c.count, fallback_cb, &c, 0);
-	if (!c.found)
-		c.found = c.degraded;
-	if (c.found)
-		xstat_inc(FERRY_XSTAT_RING_FALLBACK);
+	if (!c.found && !c.degraded)
+		return 0;
+	bpf_loop(ferry_ring_walk_len(c.count, m), walk_cb, &w, 0);
+	if (w.found)
+		c.found = w.found;
+	else if (!c.found)
+		c.found = w.degraded ? w.degraded : c.degraded;
+	xstat_inc(FERRY_XSTAT_RING_FALLBACK);
 	return c.found;
 }
 
 /*
  * A new flow's backend: the ring entry for hash, or the next entries whose
- * backend takes new flows; when none of them may, the slot scan above (sk:
+ * backend takes new flows; when none of them may, the fallback above (sk:
  * the service's key). 0 when no backend of the service may take the flow.
  * A global function: the verifier checks its loop once, not once per caller
  * path, which keeps the main program far from the complexity limit; and
@@ -610,7 +661,7 @@ __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash, const struct
 		if (++idx >= m)
 			idx = 0;
 	}
-	return degraded ? degraded : ferry_fallback_pick(sk, svc_id, hash);
+	return degraded ? degraded : ferry_fallback_pick(sk, svc_id, m, idx, hash);
 }
 
 /* ---- next hop --------------------------------------------------------- */

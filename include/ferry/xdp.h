@@ -25,9 +25,32 @@
 /* Next-hop cache slots per CPU (ferry_xnh, private to the program: the
  * loader sizes it to possible CPUs x slots), direct-mapped by backend id. */
 #define FERRY_XNH_SLOTS		4096
-/* Ring entries tried, the hashed one first, when a backend may not take new flows;
- * then the service's slots are scanned (bpf/xdp_lb.bpf.c, ferry_fallback_pick). */
+/* Ring entries tried, the hashed one first, when a backend may not take new flows
+ * (a DEGRADED one is taken after them); then the fallback (bpf/xdp_lb.bpf.c,
+ * ferry_fallback_pick) walks on along the ring, ferry_ring_walk_len() entries,
+ * and only then scans the service's slots. */
 #define FERRY_XDP_RING_TRIES	16
+#define FERRY_XDP_RING_WALK_PER_BE	8
+#define FERRY_XDP_RING_WALK_MAX		1024
+
+/*
+ * How far the fallback walks along a ring of m entries for a service of
+ * count backends: 8 entries per backend, so that a usable backend with an
+ * even share of the ring is passed over with odds of e^-8 (3 in 10,000), at
+ * most 1,024, and never the whole ring. The ring is the same on every LB
+ * node with the same backends and weights; the slots are not (they keep
+ * their places through a node's history), so the walk is what keeps the
+ * nodes agreeing when most backends refuse.
+ */
+static inline __attribute__((always_inline)) __u32 ferry_ring_walk_len(__u32 count, __u32 m)
+{
+	__u32 n = count > FERRY_XDP_RING_WALK_MAX / FERRY_XDP_RING_WALK_PER_BE ?
+		  FERRY_XDP_RING_WALK_MAX : count * FERRY_XDP_RING_WALK_PER_BE;
+
+	if (m <= FERRY_XDP_RING_TRIES)
+		return 0;
+	return n > m - FERRY_XDP_RING_TRIES ? m - FERRY_XDP_RING_TRIES : n;
+}
 
 #define FERRY_MAP_XRING		"ferry_xring_v1"	/* svc id -> ring of M backend ids */
 #define FERRY_MAP_XFLOW		"ferry_xflow_v3"	/* set index -> FERRY_XFLOW_WAYS flows */

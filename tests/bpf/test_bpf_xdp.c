@@ -1448,8 +1448,11 @@ static int usable_class(const struct usable *u, int nu, __u32 id)
  * What the LB must give a new flow k of service svc (count slots) when only
  * the backends in u may take new flows: the first GOOD of the ring's
  * FERRY_XDP_RING_TRIES entries from the flow's own (else the first DEGRADED
- * among them); when none may, the slots scanned from hash % count, the
- * first GOOD, else the first DEGRADED. *fell: the scan decided. 0: none.
+ * among them); when none may, the fallback: the slots scanned from
+ * hash % count (none may: 0), then the walk on along the ring
+ * (ferry_ring_walk_len() entries); the walk's first GOOD, else the scan's,
+ * else the walk's first DEGRADED, else the scan's. *fell: the fallback
+ * decided.
  */
 static __u32 model_pick(int ring, const struct ferry_svc *svc, const struct ferry_xflow_key *k,
 			const struct usable *u, int nu, bool *fell)
@@ -1472,19 +1475,38 @@ static __u32 model_pick(int ring, const struct ferry_svc *svc, const struct ferr
 	if (deg)
 		return deg;
 	*fell = true;
-	for (i = 0; i < svc->count; i++) {
-		struct ferry_slot_key sk = { .svc_id = svc->id, .slot = (hash % svc->count + i) % svc->count };
-		struct ferry_slot sv;
+	{
+		__u32 sgood = 0, sdeg = 0, wgood = 0, wdeg = 0;
 
-		if (bpf_map_lookup_elem(fm.slot, &sk, &sv))
-			continue;
-		c = usable_class(u, nu, sv.backend_id);
-		if (c == 2)
-			return sv.backend_id;
-		if (c == 1 && !deg)
-			deg = sv.backend_id;
+		for (i = 0; i < svc->count && !sgood; i++) {
+			struct ferry_slot_key sk = { .svc_id = svc->id,
+						     .slot = (hash % svc->count + i) % svc->count };
+			struct ferry_slot sv;
+
+			if (bpf_map_lookup_elem(fm.slot, &sk, &sv))
+				continue;
+			c = usable_class(u, nu, sv.backend_id);
+			if (c == 2)
+				sgood = sv.backend_id;
+			if (c == 1 && !sdeg)
+				sdeg = sv.backend_id;
+		}
+		if (!sgood && !sdeg) {
+			*fell = false;
+			return 0;
+		}
+		for (i = 0; i < ferry_ring_walk_len(svc->count, FERRY_XDP_DEF_RING_M) && !wgood; i++) {
+			if (bpf_map_lookup_elem(ring, &idx, &be))
+				return 0;
+			c = usable_class(u, nu, be);
+			if (c == 2)
+				wgood = be;
+			if (c == 1 && !wdeg)
+				wdeg = be;
+			idx = (idx + 1) % FERRY_XDP_DEF_RING_M;
+		}
+		return wgood ? wgood : sgood ? sgood : wdeg ? wdeg : sdeg;
 	}
-	return deg;
 }
 
 /* The fd of service svc_id's ring (close it); -1 if none. */
@@ -1610,9 +1632,31 @@ static void test_fallback(void)
 			wrong++;
 	}
 	ok &= ASSERT_TRUE(fell > 0, "flows placed by the scan (%d of %d)", fell, n);
-	ok &= ASSERT_EQ(wrong, 0, "flows not where the ring, else the scan from hash %% count, says");
+	ok &= ASSERT_EQ(wrong, 0, "flows not where the ring, the walk on along it, else the slots say");
 	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_RING_FALLBACK) - fell0, fell, "fallbacks counted");
-	verdict("xdp ring fallback scans the slots from hash % count (nodes agree)", ok);
+	verdict("xdp ring fallback: the slots say whether any may, a walk on along the ring picks", ok);
+
+	/* Another LB node whose history put the two healthy backends in each
+	 * other's slots (swapped here by hand) places every new flow alike:
+	 * the walk reads the ring, which does not depend on history. */
+	{
+		struct ferry_slot_key k0 = { .svc_id = s.id, .slot = 0 }, k5 = { .svc_id = s.id, .slot = 5 };
+		struct ferry_slot v0, v5;
+		int before[200], moved = 0;
+
+		for (i = 0; ok && i < 200; i++)
+			before[i] = send_flow(vip, 80, 14, 2000 + i, true, &act);
+		ok &= ASSERT_TRUE(!bpf_map_lookup_elem(fm.slot, &k0, &v0) &&
+				  !bpf_map_lookup_elem(fm.slot, &k5, &v5), "read slots 0 and 5");
+		ok &= ASSERT_TRUE(!bpf_map_update_elem(fm.slot, &k0, &v5, BPF_EXIST) &&
+				  !bpf_map_update_elem(fm.slot, &k5, &v0, BPF_EXIST), "swap them");
+		for (i = 0; ok && i < 200; i++)
+			moved += send_flow(vip, 80, 14, 2000 + i, true, &act) != before[i];
+		ok &= ASSERT_EQ(moved, 0, "new flows placed elsewhere after the slots moved");
+		bpf_map_update_elem(fm.slot, &k0, &v0, BPF_EXIST);
+		bpf_map_update_elem(fm.slot, &k5, &v5, BPF_EXIST);
+	}
+	verdict("xdp ring fallback does not depend on the order of the slots (LB nodes agree)", ok);
 out:
 	if (ring >= 0)
 		close(ring);
