@@ -27,8 +27,8 @@
 #define FERRY_XNH_SLOTS		4096
 /* Ring entries tried, the hashed one first, when a backend may not take new flows
  * (a DEGRADED one is taken after them); then the fallback (bpf/xdp_lb.bpf.c,
- * ferry_fallback_pick) walks on along the ring, ferry_ring_walk_len() entries,
- * and only then scans the service's slots. */
+ * ferry_fallback_pick) scans the service's slots for any that may, and if one
+ * may, walks on along the ring, ferry_ring_walk_len() entries, for the pick. */
 #define FERRY_XDP_RING_TRIES	16
 #define FERRY_XDP_RING_WALK_PER_BE	8
 #define FERRY_XDP_RING_WALK_MAX		1024
@@ -37,7 +37,8 @@
  * How far the fallback walks along a ring of m entries for a service of
  * count backends: 8 entries per backend, so that a usable backend with an
  * even share of the ring is passed over with odds of e^-8 (3 in 10,000), at
- * most 1,024, and never the whole ring. The ring is the same on every LB
+ * most 1,024 (past 128 backends the odds grow: e^(-1024/count)), and never
+ * the whole ring. The ring is the same on every LB
  * node with the same backends and weights; the slots are not (they keep
  * their places through a node's history), so the walk is what keeps the
  * nodes agreeing when most backends refuse.

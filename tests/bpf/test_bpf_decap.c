@@ -416,6 +416,33 @@ static void test_set_sync(void)
 	ok &= ASSERT_TRUE(!holds(fd, "192.0.2.11", NULL), "empty");
 	verdict("map_set_sync: an empty set empties the map", ok);
 	close(fd);
+
+	/* A map that cannot hold the old and the new set together: the
+	 * stale keys make room, the key in both stays. */
+	fd = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_set4", sizeof(want[0]), sizeof(__u32), 4, NULL);
+	ok = ASSERT_TRUE(fd >= 0, "create a 4-entry hash map: %s", strerror(errno));
+	for (i = 0; ok && i < 3; i++) {
+		struct ferry_xdcap_key k = key_of(old[i]);
+
+		ok &= ASSERT_EQ(bpf_map_update_elem(fd, &k, &one, BPF_ANY), 0, "seed %s", old[i]);
+	}
+	want[0] = key_of("2001:db8::11");
+	want[1] = kept;
+	want[2] = key_of("198.51.100.10");
+	want[3] = key_of("198.51.100.11");
+	if (ok) {
+		ok &= ASSERT_EQ(map_set_sync(fd, want, sizeof(want[0]), 4, &one, sizeof(one), &added,
+					     &removed), 0, "map_set_sync into a full map");
+		ok &= ASSERT_TRUE(added == 3 && removed == 2, "added %zu (3), removed %zu (2)", added, removed);
+		ok &= ASSERT_TRUE(holds(fd, "192.0.2.11", NULL) && holds(fd, "2001:db8::11", NULL) &&
+				  holds(fd, "198.51.100.10", NULL) && holds(fd, "198.51.100.11", NULL),
+				  "the new set is in");
+		ok &= ASSERT_TRUE(!holds(fd, "192.0.2.12", NULL) && !holds(fd, "2001:db8::12", NULL),
+				  "stale keys are gone");
+	}
+	verdict("map_set_sync: a map too small for both sets makes room first", ok);
+	if (fd >= 0)
+		close(fd);
 }
 
 /* ---- decap_derive ---------------------------------------------------------- */
@@ -545,6 +572,27 @@ static void test_decap_derive(void)
 	ok &= ASSERT_TRUE(r.pairs == 1 && r.pair_removed == 3, "one pair left, three removed");
 	ok &= ASSERT_TRUE(has_pair(m.pair, "192.0.2.11", "198.51.100.1"), "the pair that stays");
 	verdict("decap_derive: an address the node no longer has leaves both maps", ok);
+
+	/* More pairs than the map holds: refused whole, both maps as they were. */
+	{
+		struct ferry_xdcap_key o = key_of("2001:db8::11");
+		int small = bpf_map_create(BPF_MAP_TYPE_HASH, "ferry_test_pair2",
+					   sizeof(struct ferry_xdpair_key), sizeof(__u32), 1, NULL);
+		struct decap_maps m2 = m;
+
+		ok = ASSERT_TRUE(small >= 0, "create a 1-pair map: %s", strerror(errno));
+		ok &= ASSERT_EQ(bpf_map_update_elem(m.outer, &o, &one, BPF_ANY), 0, "second outer again");
+		ok &= ASSERT_EQ(put_addr(m.addr, "2001:db8::1"), 0, "bind the v6 VIP again");
+		m2.pair = small;
+		ok &= ASSERT_EQ(decap_derive(&m2, &r), -E2BIG, "decap_derive into too small a map");
+		ok &= ASSERT_EQ(r.pairs, 4, "pairs it would have");
+		ok &= ASSERT_EQ(entries(small, sizeof(struct ferry_xdpair_key)), 0, "pairs written");
+		ok &= ASSERT_TRUE(holds(m.vip, "198.51.100.1", NULL) && !holds(m.vip, "2001:db8::1", NULL),
+				  "the VIP set as it was");
+		if (small >= 0)
+			close(small);
+	}
+	verdict("decap_derive: more pairs than the map holds writes nothing", ok);
 out:
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
 		if (*fds[i] >= 0)

@@ -393,8 +393,8 @@ static int decap_sync(struct ferryd *d)
 		goto cleanup;
 	}
 	if ((err = decap_derive(&dm, &dr))) {
-		log_warnx("xdp_decap: updating %s and %s (%zu outer address(es) x %zu VIP(s), room for "
-			  "%u pairs): %s", FERRY_MAP_XDVIP, FERRY_MAP_XDPAIR, no, dr.vips,
+		log_warnx("xdp_decap: %zu outer address(es) x %zu VIP(s) bound here = %zu pairs, "
+			  "room for %u (--max-services): %s", no, dr.vips, dr.pairs,
 			  d->cfg.max_services, strerror(-err));
 		goto cleanup;
 	}

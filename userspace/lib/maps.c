@@ -285,11 +285,30 @@ static bool key_in(const char *keys, size_t ksz, size_t n, const void *key)
 	return false;
 }
 
+/* The deletes of map_set_sync(): keys of have[0..n) not in want[0..nw). */
+static int set_delete_stale(int fd, const char *have, size_t n, const char *want, size_t nw,
+			    size_t ksz, size_t *removed)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const char *k = have + i * ksz;
+
+		if (key_in(want, ksz, nw, k))
+			continue;
+		if (bpf_map_delete_elem(fd, k) && errno != ENOENT)
+			return -errno;
+		(*removed)++;
+	}
+	return 0;
+}
+
 int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
 		 size_t *added, size_t *removed)
 {
 	char *sorted = NULL, *keys = NULL, *vals = NULL;
 	size_t have = 0, i;
+	bool deleted = false;
 	int err;
 
 	*added = *removed = 0;
@@ -305,7 +324,9 @@ int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val
 	qsort_r(keys, have, ksz, key_cmp, &ksz);
 	/* Every wanted key is in before any other goes: one in both sets is
 	 * never missing, and a reader never sees fewer than the old set's
-	 * survivors plus what was written so far. */
+	 * survivors plus what was written so far. Unless the map cannot hold
+	 * the old and the new set together: then the stale keys go first
+	 * (the survivors still stay) and the adds resume. */
 	for (i = 0; i < n; i++) {
 		const char *k = sorted + i * ksz;
 
@@ -315,21 +336,18 @@ int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val
 			continue;
 		if (bpf_map_update_elem(fd, k, val, BPF_ANY)) {
 			err = -errno;
-			goto cleanup;
+			if (err != -E2BIG || deleted)
+				goto cleanup;
+			if ((err = set_delete_stale(fd, keys, have, sorted, n, ksz, removed)))
+				goto cleanup;
+			deleted = true;
+			i--;		/* this key again */
+			continue;
 		}
 		(*added)++;
 	}
-	for (i = 0; i < have; i++) {
-		const char *k = keys + i * ksz;
-
-		if (key_in(sorted, ksz, n, k))
-			continue;
-		if (bpf_map_delete_elem(fd, k) && errno != ENOENT) {
-			err = -errno;
-			goto cleanup;
-		}
-		(*removed)++;
-	}
+	if (!deleted)
+		err = set_delete_stale(fd, keys, have, sorted, n, ksz, removed);
 cleanup:
 	free(sorted);
 	free(keys);

@@ -42,8 +42,11 @@ int map_delete_many(int fd, const void *keys, size_t ksz, size_t n);
  * Make the hash map fd hold exactly the keys want[0..n) (duplicates allowed),
  * each added with the value val: the missing ones are added first, then the
  * others deleted, so a key in both the old and the new set is there all
- * along. Keys already there keep their value. *added / *removed: writes
- * done. On error the map holds the old set plus some of the new.
+ * along. Keys already there keep their value. When the map cannot hold the
+ * old and the new set together (E2BIG), the others are deleted first and
+ * the adds resume (a key in both still stays). *added / *removed: writes
+ * done. On error the map holds the keys in both sets plus some of the new
+ * ones, and the old ones not yet deleted.
  */
 int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
 		 size_t *added, size_t *removed);

@@ -13,6 +13,7 @@
 
 #include <ferry/xdp.h>
 
+#include "log.h"
 #include "maglev.h"
 #include "maps.h"
 #include "reconcile.h"
@@ -730,8 +731,10 @@ int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, 
 		} else if (a->ifa_addr->sa_family == AF_INET6) {
 			const struct in6_addr *a6 = &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr;
 
-			/* One per device, never a VIP: a node with a veth per pod has hundreds. */
-			if (!ifs && IN6_IS_ADDR_LINKLOCAL(a6))
+			/* One per device, never a VIP nor a tunnel's destination
+			 * (an LB sends to routable addresses), and a node with a
+			 * veth per pod has hundreds. */
+			if (IN6_IS_ADDR_LINKLOCAL(a6))
 				continue;
 			k.family = AF_INET6;
 			memcpy(k.addr, a6, 16);
@@ -771,7 +774,7 @@ int decap_derive(const struct decap_maps *m, struct decap_report *r)
 	struct ferry_svc_key *keys = NULL;
 	struct ferry_svc *vals = NULL;
 	size_t nloc = 0, nout = 0, n = 0, i, j;
-	__u32 one = 1;
+	__u32 one = 1, max = 0;
 	int err;
 
 	memset(r, 0, sizeof(*r));
@@ -817,12 +820,21 @@ int decap_derive(const struct decap_maps *m, struct decap_report *r)
 			memcpy(p->inner, vips[j].addr, sizeof(p->inner));
 			p->inner_family = vips[j].family;
 		}
-	/* The set first (what ferryctl shows), then what the program asks. */
-	if ((err = map_set_sync(m->vip, vips, sizeof(*vips), r->vips, &one, sizeof(one),
-				&r->vip_added, &r->vip_removed)))
+	/* More pairs than the map holds: nothing is written, the decap keeps
+	 * its last VIPs and pairs as they were. */
+	if ((err = map_max_entries(m->pair, &max)))
 		goto unlock;
-	err = map_set_sync(m->pair, pairs, sizeof(*pairs), r->pairs, &one, sizeof(one),
-			   &r->pair_added, &r->pair_removed);
+	if (r->pairs > max) {
+		err = -E2BIG;
+		goto unlock;
+	}
+	/* What the program asks first, then the set it comes from (what
+	 * ferryctl shows). */
+	if ((err = map_set_sync(m->pair, pairs, sizeof(*pairs), r->pairs, &one, sizeof(one),
+				&r->pair_added, &r->pair_removed)))
+		goto unlock;
+	err = map_set_sync(m->vip, vips, sizeof(*vips), r->vips, &one, sizeof(one),
+			   &r->vip_added, &r->vip_removed);
 unlock:
 	if (m->dirfd >= 0)
 		flock(m->dirfd, LOCK_UN);
@@ -870,15 +882,6 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	 * ferryd's periodic resync undoes drift here as everywhere. */
 	if (m->xsvc >= 0 && (ret = apply_step(xsvc_sync_maps(m, &xr), FERRY_MAP_XSVC, err, errlen)))
 		return ret;
-	/* On a backend node, the decap's set of XDP VIPs bound here follows
-	 * the services too, whoever wrote them (ferryctl included). */
-	if (m->xdvip >= 0) {
-		struct decap_maps dm = { .svc = m->svc, .addr = m->xdaddr, .outer = m->xdcap,
-					 .vip = m->xdvip, .pair = m->xdpair, .dirfd = m->dirfd };
-
-		if ((ret = apply_step(decap_derive(&dm, &dr), FERRY_MAP_XDPAIR, err, errlen)))
-			return ret;
-	}
 	DEL(m->mag, &p->mag_del, FERRY_MAP_MAGLEV);
 	if (m->xring >= 0)
 		DEL(m->xring, &p->xring_del, FERRY_MAP_XRING);
@@ -888,5 +891,20 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	DEL(m->name, &p->name_del, FERRY_MAP_SVCNAME);
 #undef PUT
 #undef DEL
+	/* On a backend node, the decap's set of XDP VIPs bound here and its
+	 * pairs follow the services too, whoever wrote them (ferryctl
+	 * included). Last, and not fatal: the services are written whatever
+	 * the decap can hold, and a derivation that fails (more pairs than
+	 * the map holds) leaves the decap as it was, says so, and is tried
+	 * again at the next change of services or addresses. */
+	if (m->xdvip >= 0) {
+		struct decap_maps dm = { .svc = m->svc, .addr = m->xdaddr, .outer = m->xdcap,
+					 .vip = m->xdvip, .pair = m->xdpair, .dirfd = m->dirfd };
+		int derr = decap_derive(&dm, &dr);
+
+		if (derr)
+			log_warnx("%s: the decap keeps its last VIPs and pairs (%zu VIP(s) bound here): %s",
+				  FERRY_MAP_XDPAIR, dr.vips, strerror(-derr));
+	}
 	return 0;
 }

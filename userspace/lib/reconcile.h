@@ -84,8 +84,8 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r);
 int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r);
 
 /* The node's IPv4 and IPv6 addresses as decap keys, sorted, malloc'd: those
- * of the devices named in ifs[0..nifs), or with ifs NULL of every device
- * (IPv6 link-local ones left out). */
+ * of the devices named in ifs[0..nifs), or with ifs NULL of every device.
+ * IPv6 link-local addresses are left out. */
 int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, int nifs);
 /* The decap's maps (include/ferry/xdp.h) and the pin directory, -1 if none. */
 struct decap_maps {
@@ -106,7 +106,8 @@ struct decap_report {
  * another network namespace), and ferry_xdpair_v1 every outer address with
  * every such VIP; each map changed as map_set_sync() does, under the pin
  * directory's lock (xsvc_sync_maps()). plan_apply() calls it where the
- * decap is loaded, ferryd also when the node's addresses change. */
+ * decap is loaded (a failure there is a warning: the services are written
+ * anyway), ferryd also when the node's addresses change. */
 int decap_derive(const struct decap_maps *m, struct decap_report *r);
 
 /* The desired form of a service as it is now in the maps (ferryctl edits it). */
