@@ -31,6 +31,7 @@
 
 #include <ferry/xdp.h>
 #include "check.h"
+#include "csum.h"
 #include "addr.h"
 #include "maps.h"
 #include "reconcile.h"
@@ -85,20 +86,6 @@ int __wrap_bpf_map_delete_elem(int fd, const void *key)
 }
 
 /* ---- packets ------------------------------------------------------------ */
-
-static __u16 csum16(const void *p, size_t n, __u32 sum)
-{
-	const __u8 *b = p;
-	size_t i;
-
-	for (i = 0; i + 1 < n; i += 2)
-		sum += b[i] << 8 | b[i + 1];
-	if (n & 1)
-		sum += b[n - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return htons(~sum & 0xffff);
-}
 
 /* The UDP checksum's pseudo-header sum of an IPv4 or IPv6 header at ip. */
 static __u32 pseudo_sum(const __u8 *ip, int family, __u16 l4len)

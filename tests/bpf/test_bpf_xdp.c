@@ -46,6 +46,7 @@
 #include <ferry/abi.h>
 #include <ferry/xdp.h>
 #include "check.h"
+#include "csum.h"
 #include "maps.h"
 #include "reconcile.h"
 #include "registry.h"
@@ -319,20 +320,6 @@ struct pspec {
 
 #define TCP_ACK	0x10
 #define TCP_SYN	0x02
-
-static __u16 csum16(const void *p, size_t n, __u32 sum)
-{
-	const __u8 *b = p;
-	size_t i;
-
-	for (i = 0; i + 1 < n; i += 2)
-		sum += b[i] << 8 | b[i + 1];
-	if (n & 1)
-		sum += b[n - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return htons(~sum & 0xffff);
-}
 
 /* Builds L4 (TCP/UDP header + payload) at p; returns its length. */
 static size_t put_l4(__u8 *p, int proto, __u16 sport, __u16 dport, __u8 flags, int payload, int doff)
