@@ -87,8 +87,9 @@ int sync_registry(struct ferryd *d)
 	plan_free(&plan);
 	fstate_free(&st);
 out:
-	/* Good registry or bad, ferry_svc_v1 holds the last good services:
-	 * the decap accepts their VIPs bound here (and undoes drift). */
+	/* Good registry or bad, the decap's address sets are read again (a
+	 * backstop without rtnetlink, and drift undone); plan_apply() has
+	 * derived its VIPs and pairs from the services. */
 	xdp_decap_sync(d);
 	d->status.last_sync_dur_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	if (status_write(&d->maps, &d->status))

@@ -10,10 +10,12 @@
  * warning (it works, at a fraction of the speed). The rings themselves are
  * planned by reconcile for every service with "xdp": true.
  *
- * The decap's address sets (outer: the --decap-iface addresses; inner: the
- * XDP VIPs bound on the node) are replaced at start, before attaching, and
- * kept equal to the node's addresses after: an rtnetlink subscription to
- * address changes, and every registry sync (VIPs come and go with services).
+ * The decap's address sets (outer: the --decap-iface addresses; the node's
+ * addresses; from those and the services, the XDP VIPs bound here and the
+ * (outer, VIP) pairs the program asks) are replaced at start, before
+ * attaching, and kept equal to the node after: an rtnetlink subscription to
+ * address changes, and every change of services (plan_apply(), ferryd's or
+ * ferryctl's).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -344,17 +346,16 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 }
 
 /*
- * The decap's two address sets, from what the node has now: outer, the
- * addresses of the --decap-iface devices (ferry_xdcap_v1); inner, the VIPs
- * of XDP services in ferry_svc_v1 that are bound on any device of the node
- * (ferry_xdvip_v1), and the pairs of the two the program asks
- * (ferry_xdpair_v1). The node's addresses go to ferry_xdaddr_v1 first,
- * where decap_derive() finds them, here and when ferryctl changes a
- * service. Each map is made equal to its set, new entries in before stale
- * ones go (map_set_sync), so an address that stays is never missing, across
- * a restart too.
+ * The decap's address sets, from what the node has now: the addresses of
+ * the --decap-iface devices (ferry_xdcap_v1, outer) and of every device
+ * (ferry_xdaddr_v1), each made equal to its set by map_set_sync (new
+ * entries in before stale ones go, so an address that stays is never
+ * missing, across a restart too). Then, if either changed or derive says
+ * so, decap_derive(): the XDP VIPs bound here (ferry_xdvip_v1) and the
+ * pairs the program asks (ferry_xdpair_v1). A registry sync has derived
+ * them already (plan_apply()), so it asks only for the addresses.
  */
-static int decap_sync(struct ferryd *d)
+static int decap_sync(struct ferryd *d, bool derive)
 {
 	struct ferry_xdcap_key *outer = NULL, *all = NULL;
 	struct decap_maps dm = {
@@ -363,7 +364,7 @@ static int decap_sync(struct ferryd *d)
 		.vip = bpf_map__fd(dc->maps.ferry_xdvip_v1),
 		.pair = bpf_map__fd(dc->maps.ferry_xdpair_v1),
 	};
-	struct decap_report dr;
+	struct decap_report dr = {};
 	size_t no = 0, na = 0, oadd, odel, aadd, adel;
 	char path[1024];
 	__u32 one = 1;
@@ -378,21 +379,18 @@ static int decap_sync(struct ferryd *d)
 	dirfd = open(d->cfg.bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	dm.svc = svc_fd;
 	dm.dirfd = dirfd;
-	if ((err = node_addrs(&outer, &no, (const char *const *)xo.dc_ifs, xo.n_dc)) ||
-	    (err = node_addrs(&all, &na, NULL, 0)))
+	if ((err = node_addrs((const char *const *)xo.dc_ifs, xo.n_dc, &all, &na, &outer, &no)))
 		goto cleanup;
-	if ((err = map_set_sync(bpf_map__fd(dc->maps.ferry_xdcap_v1), outer, sizeof(*outer), no,
-				&one, sizeof(one), &oadd, &odel))) {
+	if ((err = map_set_sync(dm.outer, outer, sizeof(*outer), no, &one, sizeof(one), &oadd, &odel))) {
 		log_warnx("xdp_decap: updating %s: %s", FERRY_MAP_XDCAP, strerror(-err));
 		goto cleanup;
 	}
-	if ((err = map_set_sync(bpf_map__fd(dc->maps.ferry_xdaddr_v1), all, sizeof(*all), na,
-				&one, sizeof(one), &aadd, &adel))) {
+	if ((err = map_set_sync(dm.addr, all, sizeof(*all), na, &one, sizeof(one), &aadd, &adel))) {
 		log_warnx("xdp_decap: updating %s (%zu addresses, room for %d): %s", FERRY_MAP_XDADDR,
 			  na, FERRY_XDADDR_MAX, strerror(-err));
 		goto cleanup;
 	}
-	if ((err = decap_derive(&dm, &dr))) {
+	if ((derive || oadd || odel || aadd || adel) && (err = decap_derive(&dm, &dr))) {
 		log_warnx("xdp_decap: %zu outer address(es) x %zu VIP(s) bound here = %zu pairs, "
 			  "room for %u (--max-services): %s", no, dr.vips, dr.pairs,
 			  d->cfg.max_services, strerror(-err));
@@ -414,11 +412,14 @@ cleanup:
 	return err;
 }
 
+/* The addresses again, and the VIPs and pairs if they changed: on an
+ * address event, and after a registry sync (a backstop where rtnetlink is
+ * not followed, and drift undone), where plan_apply() derived already. */
 void xdp_decap_sync(struct ferryd *d)
 {
 	int err;
 
-	if (dc && (err = decap_sync(d)))
+	if (dc && (err = decap_sync(d, false)))
 		log_warnx("xdp_decap: address sets not updated, the last ones stay: %s", strerror(-err));
 }
 
@@ -505,7 +506,7 @@ static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 			  "again at each registry sync only", strerror(-err));
 	/* Before attaching: a restart drops what an earlier run accepted and
 	 * the node no longer has, and keeps what it still has. */
-	if ((err = decap_sync(d)))
+	if ((err = decap_sync(d, true)))
 		return err;
 	for (i = 0; i < xo.n_dc; i++)
 		if ((err = attach(d, dc->progs.ferry_xdp_decap, "xdp_decap", xo.dc_ifs[i])))

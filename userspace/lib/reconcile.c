@@ -704,21 +704,27 @@ static int xdcap_key_cmp(const void *a, const void *b)
 	return memcmp(a, b, sizeof(struct ferry_xdcap_key));
 }
 
-int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, int nifs)
+int node_addrs(const char *const *ifs, int nifs, struct ferry_xdcap_key **all, size_t *nall,
+	       struct ferry_xdcap_key **on_ifs, size_t *non)
 {
-	struct ferry_xdcap_key *keys, k;
+	struct ferry_xdcap_key k;
 	struct ifaddrs *ifa, *a;
 	size_t cap = 1;
 	int j;
 
-	*out = NULL;
-	*n = 0;
+	*all = *on_ifs = NULL;
+	*nall = *non = 0;
 	if (getifaddrs(&ifa))
 		return -errno;
 	for (a = ifa; a; a = a->ifa_next)
 		cap++;
-	if (!(keys = calloc(cap, sizeof(*keys)))) {
+	*all = calloc(cap, sizeof(**all));
+	*on_ifs = calloc(cap, sizeof(**on_ifs));
+	if (!*all || !*on_ifs) {
 		freeifaddrs(ifa);
+		free(*all);
+		free(*on_ifs);
+		*all = *on_ifs = NULL;
 		return -ENOMEM;
 	}
 	for (a = ifa; a; a = a->ifa_next) {
@@ -741,16 +747,16 @@ int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, 
 		} else {
 			continue;
 		}
+		(*all)[(*nall)++] = k;
 		for (j = 0; j < nifs; j++)
-			if (!strcmp(a->ifa_name, ifs[j]))
+			if (!strcmp(a->ifa_name, ifs[j])) {
+				(*on_ifs)[(*non)++] = k;
 				break;
-		if (ifs && j == nifs)
-			continue;
-		keys[(*n)++] = k;
+			}
 	}
 	freeifaddrs(ifa);
-	qsort(keys, *n, sizeof(*keys), xdcap_key_cmp);
-	*out = keys;
+	qsort(*all, *nall, sizeof(**all), xdcap_key_cmp);
+	qsort(*on_ifs, *non, sizeof(**on_ifs), xdcap_key_cmp);
 	return 0;
 }
 

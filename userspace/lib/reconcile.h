@@ -83,10 +83,11 @@ int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r);
  * writers (ferryd, ferryctl) take turns. */
 int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r);
 
-/* The node's IPv4 and IPv6 addresses as decap keys, sorted, malloc'd: those
- * of the devices named in ifs[0..nifs), or with ifs NULL of every device.
- * IPv6 link-local addresses are left out. */
-int node_addrs(struct ferry_xdcap_key **out, size_t *n, const char *const *ifs, int nifs);
+/* The node's IPv4 and IPv6 addresses as decap keys, sorted, malloc'd, from
+ * one read: *all of every device, *on_ifs of the devices named in
+ * ifs[0..nifs). IPv6 link-local addresses are left out. */
+int node_addrs(const char *const *ifs, int nifs, struct ferry_xdcap_key **all, size_t *nall,
+	       struct ferry_xdcap_key **on_ifs, size_t *non);
 /* The decap's maps (include/ferry/xdp.h) and the pin directory, -1 if none. */
 struct decap_maps {
 	int	svc;		/* ferry_svc_v1: the XDP services */
