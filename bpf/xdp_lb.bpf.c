@@ -21,9 +21,10 @@
  *      OPENING) makes it try the next entries, DEGRADED ones (health, or a
  *      circuit HALF_OPEN: this LB cannot run probes) only if nothing better
  *      is near.
- *      When none of those may, the service's slots are scanned from
- *      hash % count (first GOOD, else first DEGRADED); only a service none
- *      of whose backends may take a new flow drops it;
+ *      When none of those may, the fallback: a scan of the service's slots
+ *      says whether any backend may, and a walk on along the ring picks it
+ *      (ferry_fallback_pick); only a service none of whose backends may
+ *      take a new flow drops it;
  *   3. the packet is encapsulated (IPIP, or IPv6 outer for an IPv6 backend)
  *      with an outer source whose host bits come from the flow hash, and sent
  *      with XDP_TX, or XDP_REDIRECT when the route leaves by another device.
@@ -503,6 +504,36 @@ static __always_inline enum xbe_class xbe_class(__u32 svc_id, __u32 id)
 #define RING_NONE	0xffffffffU	/* no ring (or one shorter than M): fail open */
 
 /*
+ * The choice every search for a new flow's backend makes (the ring tries,
+ * the fallback's scan and walk): the first GOOD backend met, else the first
+ * DEGRADED one. last skips a backend met just before (ring entries repeat).
+ */
+struct xpick {
+	__u32	svc_id;
+	__u32	last;
+	__u32	found;
+	__u32	degraded;
+};
+
+/* Offer backend id: true once a GOOD one is found (p->found). */
+static __always_inline bool xpick_offer(struct xpick *p, __u32 id)
+{
+	enum xbe_class c;
+
+	if (id == p->last)
+		return false;
+	p->last = id;
+	c = xbe_class(p->svc_id, id);
+	if (c == XBE_GOOD) {
+		p->found = id;
+		return true;
+	}
+	if (c == XBE_DEGRADED && !p->degraded)
+		p->degraded = id;
+	return false;
+}
+
+/*
  * When no ring entry tried may take the flow. The ring is built from the
  * weights alone, so with most backends UNHEALTHY or OPEN every tried entry
  * can name one of them while a usable backend sits further along. The
@@ -517,19 +548,15 @@ static __always_inline enum xbe_class xbe_class(__u32 svc_id, __u32 id)
  * walk's DEGRADED one, then the scan's.
  */
 struct walk_ctx {
-	__u32	svc_id;
+	struct xpick p;
 	__u32	m;
 	__u32	idx;
-	__u32	last;
-	__u32	found;
-	__u32	degraded;
 };
 
 static long walk_cb(__u32 i, void *data)
 {
 	struct walk_ctx *c = data;
-	__u32 id = c->svc_id, idx = c->idx, *bid;
-	enum xbe_class cls;
+	__u32 id = c->p.svc_id, idx = c->idx, *bid;
 	void *ring;
 
 	(void)i;
@@ -540,47 +567,27 @@ static long walk_cb(__u32 i, void *data)
 	if (!bid || !*bid)
 		return 1;
 	c->idx = idx + 1 >= c->m ? 0 : idx + 1;
-	if (*bid == c->last)
-		return 0;
-	c->last = *bid;
-	cls = xbe_class(c->svc_id, c->last);
-	if (cls == XBE_GOOD) {
-		c->found = c->last;
-		return 1;
-	}
-	if (cls == XBE_DEGRADED && !c->degraded)
-		c->degraded = c->last;
-	return 0;
+	return xpick_offer(&c->p, *bid);
 }
 
-struct fallback_ctx {
-	__u32	svc_id;
+struct scan_ctx {
+	struct xpick p;
 	__u32	start;
 	__u32	count;
-	__u32	found;
-	__u32	degraded;
 };
 
-static long fallback_cb(__u32 i, void *data)
+static long scan_cb(__u32 i, void *data)
 {
-	struct fallback_ctx *c = data;
-	struct ferry_slot_key sk = { .svc_id = c->svc_id, .slot = c->start + i };
+	struct scan_ctx *c = data;
+	struct ferry_slot_key sk = { .svc_id = c->p.svc_id, .slot = c->start + i };
 	struct ferry_slot *slot;
-	enum xbe_class cls;
 
 	if (sk.slot >= c->count)
 		sk.slot -= c->count;
 	slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
 	if (!slot)
 		return 0;		/* a slot being rewritten: the next one */
-	cls = xbe_class(c->svc_id, slot->backend_id);
-	if (cls == XBE_GOOD) {
-		c->found = slot->backend_id;
-		return 1;
-	}
-	if (cls == XBE_DEGRADED && !c->degraded)
-		c->degraded = slot->backend_id;
-	return 0;
+	return xpick_offer(&c->p, slot->backend_id);
 }
 
 /*
@@ -593,9 +600,10 @@ static long fallback_cb(__u32 i, void *data)
 __noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_id, __u32 m,
 				     __u32 idx, __u32 hash)
 {
-	struct fallback_ctx c = { .svc_id = svc_id };
-	struct walk_ctx w = { .svc_id = svc_id, .m = m, .idx = idx };
+	struct scan_ctx c = { .p.svc_id = svc_id };
+	struct walk_ctx w = { .p.svc_id = svc_id, .m = m, .idx = idx };
 	struct ferry_svc *svc;
+	__u32 found;
 
 	if (!sk)
 		return 0;
@@ -610,16 +618,13 @@ __noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_i
 	/* The scan first: when nothing may take the flow (an outage) it costs
 	 * count lookups, not the walk's too. It stops at the first GOOD. */
 	c.start = hash % c.count;
-	bpf_loop(c.count, fallback_cb, &c, 0);
-	if (!c.found && !c.degraded)
+	bpf_loop(c.count, scan_cb, &c, 0);
+	if (!c.p.found && !c.p.degraded)
 		return 0;
 	bpf_loop(ferry_ring_walk_len(c.count, m), walk_cb, &w, 0);
-	if (w.found)
-		c.found = w.found;
-	else if (!c.found)
-		c.found = w.degraded ? w.degraded : c.degraded;
+	found = w.p.found ?: c.p.found ?: w.p.degraded ?: c.p.degraded;
 	xstat_inc(FERRY_XSTAT_RING_FALLBACK);
-	return c.found;
+	return found;
 }
 
 /*
@@ -633,7 +638,8 @@ __noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_i
  */
 __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash, const struct ferry_svc_key *sk)
 {
-	__u32 id = svc_id, idx, last = 0, degraded = 0, *bid;
+	struct xpick p = { .svc_id = svc_id };
+	__u32 id = svc_id, idx, *bid;
 	void *ring;
 	int i;
 
@@ -647,21 +653,13 @@ __noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash, const struct
 			return RING_NONE;
 		if (!*bid)
 			return 0;		/* empty ring: no backend has weight */
-		if (*bid != last) {
-			enum xbe_class c;
-
-			last = *bid;
-			c = xbe_class(svc_id, last);
-			if (c == XBE_GOOD)
-				return last;
-			if (c == XBE_DEGRADED && !degraded)
-				degraded = last;
-		}
+		if (xpick_offer(&p, *bid))
+			return p.found;
 		xstat_inc(FERRY_XSTAT_RING_RETRY);
 		if (++idx >= m)
 			idx = 0;
 	}
-	return degraded ? degraded : ferry_fallback_pick(sk, svc_id, m, idx, hash);
+	return p.degraded ? p.degraded : ferry_fallback_pick(sk, svc_id, m, idx, hash);
 }
 
 /* ---- next hop --------------------------------------------------------- */

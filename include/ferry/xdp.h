@@ -38,10 +38,10 @@
  * count backends: 8 entries per backend, so that a usable backend with an
  * even share of the ring is passed over with odds of e^-8 (3 in 10,000), at
  * most 1,024 (past 128 backends the odds grow: e^(-1024/count)), and never
- * the whole ring. The ring is the same on every LB
- * node with the same backends and weights; the slots are not (they keep
- * their places through a node's history), so the walk is what keeps the
- * nodes agreeing when most backends refuse.
+ * the whole ring. The ring is the same on every LB node with the same
+ * backends and weights; the slots are not (they keep their places through a
+ * node's history), so the walk is what keeps the nodes agreeing when most
+ * backends refuse.
  */
 static inline __attribute__((always_inline)) __u32 ferry_ring_walk_len(__u32 count, __u32 m)
 {
@@ -313,7 +313,7 @@ enum ferry_xstat {
 	FERRY_XSTAT_DECAP_NOT_OURS,	/* tunnel packet for an address not in ferry_xdcap_v1 */
 	FERRY_XSTAT_DECAP_MALFORMED,
 	FERRY_XSTAT_VIP_SLOW,		/* VIP index could not answer: ferry_svc_v1 did */
-	FERRY_XSTAT_RING_FALLBACK,	/* no ring entry tried could take a new flow: slot scan did */
+	FERRY_XSTAT_RING_FALLBACK,	/* no ring entry tried could take a new flow: the fallback did */
 	FERRY_XSTAT_DECAP_NOT_VIP,	/* tunnel to us whose inner destination is not in ferry_xdvip_v1 */
 	FERRY_XSTAT_MAX = 32,
 };

@@ -1618,7 +1618,7 @@ static void test_fallback(void)
 		    b != (int)(ntohl(be.addr[0]) & 0xff))
 			wrong++;
 	}
-	ok &= ASSERT_TRUE(fell > 0, "flows placed by the scan (%d of %d)", fell, n);
+	ok &= ASSERT_TRUE(fell > 0, "flows placed by the fallback (%d of %d)", fell, n);
 	ok &= ASSERT_EQ(wrong, 0, "flows not where the ring, the walk on along it, else the slots say");
 	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_RING_FALLBACK) - fell0, fell, "fallbacks counted");
 	verdict("xdp ring fallback: the slots say whether any may, a walk on along the ring picks", ok);

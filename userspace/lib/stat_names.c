@@ -95,6 +95,6 @@ const struct stat_desc ferry_xstat_descs[FERRY_XSTAT_MAX] = {
 	X(VIP_SLOW, "xdp_vip_slow_lookup", "ferry_xdp_vip_slow_lookups_total", "",
 	  "Packets whose VIP lookup the XDP VIP index could not answer (its set not built yet, or full), so the service hash map did."),
 	X(RING_FALLBACK, "xdp_ring_fallback", "ferry_xdp_ring_fallbacks_total", "",
-	  "New flows none of whose tried ring entries could take them, placed by the scan of the service's backends instead of dropped."),
+	  "New flows none of whose tried ring entries could take them, placed by the fallback (a scan of the service's backends, a walk on along the ring) instead of dropped."),
 	X(DECAP_NOT_VIP, "xdp_decap_not_vip", "ferry_xdp_decap_total", "outcome=\"not_vip\"", NULL),
 };
