@@ -9,12 +9,13 @@
  *             decap too: an IPIP packet to the node carrying one to a local
  *             XDP VIP (stripped, XDP_PASS), and a plain packet to the node
  *             (not a tunnel, XDP_PASS untouched). --case syn|hit|flows|
- *             nonvip|decap|decap_pass measures that case alone (after the same warm-up), for
- *             quick A/B runs of a change, and adds the 10th percentile: on a
- *             host whose neighbours come and go, the low end of the
- *             distribution moves least between runs. repeat > 1 would run the
- *             program again on the packet it just rewrote (encapsulated), so
- *             every call starts from the original frame instead.
+ *             nonvip|decap|decap_pass measures that case alone (after the
+ *             same warm-up), for quick A/B runs of a change, and adds the
+ *             10th percentile: on a host whose neighbours come and go, the
+ *             low end of the distribution moves least between runs.
+ *             repeat > 1 would run the program again on the packet it just
+ *             rewrote (encapsulated), so every call starts from the
+ *             original frame instead.
  *   xdp-veth: Mpps through a veth pair, generator, LB and sink on one CPU:
  *             an AF_PACKET socket bound to vg (PACKET_QDISC_BYPASS, 64
  *             frames per sendmmsg()) transmits one established flow's frame,
@@ -173,10 +174,10 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	if (ret)
 		return bench_err(err, "plan", ret);
 
-	/* The backend side, in the same pin dir (it shares the counters): the
-	 * node's address, the VIP and their pair written by hand, as ferryd
-	 * would. Loaded after the plan so that plan_apply() does not derive
-	 * its VIP set from addresses nobody recorded. */
+	/* The backend side, in the same pin dir (it shares the counters and
+	 * the services): the node's address as its outer one and the VIP
+	 * bound, recorded as ferryd would; decap_derive() makes the VIP set
+	 * and the pairs the program asks, as on a node. */
 	w->dc = xdp_decap_bpf__open_opts(&oo);
 	if (!w->dc)
 		return bench_err("open", "xdp_decap", -errno);
@@ -184,21 +185,25 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	    (ret = xdp_decap_bpf__load(w->dc)))
 		return bench_err("load", "xdp_decap", ret);
 	{
+		struct decap_maps dm = {
+			.svc = w->fm.svc, .addr = bpf_map__fd(w->dc->maps.ferry_xdaddr_v1),
+			.outer = bpf_map__fd(w->dc->maps.ferry_xdcap_v1),
+			.vip = bpf_map__fd(w->dc->maps.ferry_xdvip_v1),
+			.pair = bpf_map__fd(w->dc->maps.ferry_xdpair_v1), .dirfd = -1,
+		};
 		struct ferry_xdcap_key k = { .family = AF_INET };
-		struct ferry_xdpair_key pk = {};
+		struct decap_report dr;
 		__u32 one = 1;
 
 		inet_pton(AF_INET, NODE, k.addr);
-		if (bpf_map_update_elem(bpf_map__fd(w->dc->maps.ferry_xdcap_v1), &k, &one, BPF_ANY))
+		if (bpf_map_update_elem(dm.outer, &k, &one, BPF_ANY) ||
+		    bpf_map_update_elem(dm.addr, &k, &one, BPF_ANY))
 			return bench_err("write", FERRY_MAP_XDCAP, -errno);
 		inet_pton(AF_INET, VIP, k.addr);
-		if (bpf_map_update_elem(bpf_map__fd(w->dc->maps.ferry_xdvip_v1), &k, &one, BPF_ANY))
-			return bench_err("write", FERRY_MAP_XDVIP, -errno);
-		pk.outer_family = pk.inner_family = AF_INET;
-		inet_pton(AF_INET, NODE, pk.outer);
-		inet_pton(AF_INET, VIP, pk.inner);
-		if (bpf_map_update_elem(bpf_map__fd(w->dc->maps.ferry_xdpair_v1), &pk, &one, BPF_ANY))
-			return bench_err("write", FERRY_MAP_XDPAIR, -errno);
+		if (bpf_map_update_elem(dm.addr, &k, &one, BPF_ANY))
+			return bench_err("write", FERRY_MAP_XDADDR, -errno);
+		if ((ret = decap_derive(&dm, &dr)) || (ret = dr.pairs == 1 ? 0 : -EPROTO))
+			return bench_err("derive", FERRY_MAP_XDPAIR, ret);
 	}
 	return 0;
 }
