@@ -342,13 +342,14 @@ ip -n "$NS_B1" addr add 198.51.100.78/32 dev lo
 check "xdp decap records an address bound on the node" wait_for 100 decap_has "$PIN_B1" node 198.51.100.78
 check "xdp decap does not record IPv6 link-local addresses" \
 	bash -c "! '$B/ferryctl' --bpffs '$PIN_B1' xdp decap | grep -q '^node  fe80:'"
-run_ok() { "$@" >/dev/null 2>&1 || echo "FAIL running: $*"; }
-run_ok "$B/ferryctl" --bpffs "$PIN_B1" service add manual 198.51.100.78:80 --xdp
+quiet() { "$@" >/dev/null; }
+check "ferryctl adds an xdp service on a backend, from another netns" \
+	quiet "$B/ferryctl" --bpffs "$PIN_B1" service add manual 198.51.100.78:80 --xdp
 check "xdp decap accepts the VIP of an xdp service ferryctl adds, at once" \
 	decap_has "$PIN_B1" vip 198.51.100.78
 check "xdp decap keeps the node's VIPs when ferryctl runs in another netns" \
 	decap_has "$PIN_B1" vip $VIP6
-run_ok "$B/ferryctl" --bpffs "$PIN_B1" service del 198.51.100.78:80
+check "ferryctl deletes it" quiet "$B/ferryctl" --bpffs "$PIN_B1" service del 198.51.100.78:80
 check "xdp decap forgets the VIP of a service ferryctl deletes, at once" \
 	decap_lacks "$PIN_B1" vip 198.51.100.78
 ip -n "$NS_B1" addr del 198.51.100.78/32 dev lo
