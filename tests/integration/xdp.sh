@@ -192,6 +192,10 @@ forwarded() {	# netns -> IP datagrams it has forwarded
 	ip netns exec "$1" awk '/^Ip:/ { if (h) { print $f; exit } for (f = 1; f <= NF; f++) if ($f == "ForwDatagrams") break; h = 1 }' /proc/net/snmp
 }
 
+forwarded6() {	# netns -> IPv6 datagrams it has forwarded
+	ip netns exec "$1" awk '$1 == "Ip6OutForwDatagrams" { print $2 }' /proc/net/snmp6
+}
+
 udp_listening() {	# netns, port
 	ip netns exec "$1" ss -Hlun "sport = :$2" | grep -q .
 }
@@ -317,6 +321,30 @@ else
 	echo "FAIL xdp decap: the UDP listener did not start"
 fi
 ip netns exec "$NS_B1" sysctl -qw net.ipv4.conf.all.forwarding=0
+
+# The same in IPv6 in IPv6, to backend 1's address on the client's subnet.
+ip netns exec "$NS_B1" sysctl -qw net.ipv6.conf.all.forwarding=1
+ip netns exec "$NS_B1" "$PEER" udp-recv 5301 last6 >"$TMP/udp6.out" 2>&1 &
+UDP_PID=$!
+D_PIDS+=($UDP_PID)
+if wait_for 100 udp_listening "$NS_B1" 5301; then
+	fwd0=$(forwarded6 "$NS_B1")
+	nv0=$(xstat decap_not_vip "$PIN_B1")
+	ip netns exec "$NS_C" "$PEER" ipip 2001:db8:c::11 \
+		2001:db8:c::1 2001:db8::11 5301 to-the-backend6 \
+		2001:db8::77 2001:db8:c::1 5301 to-elsewhere6 \
+		2001:db8:c::1 $VIP6 5301 last6
+	wait "$UDP_PID"
+	assert_eq "xdp decap strips a v6 tunnel to the VIP, not one to the backend's own address" \
+		"$(tr '\n' ' ' <"$TMP/udp6.out")" "last6 "
+	assert_eq "xdp decap does not strip a v6 tunnel to elsewhere: nothing forwarded" \
+		"$(forwarded6 "$NS_B1")" "$fwd0"
+	assert_eq "xdp decap counts both v6 tunnels as decap_not_vip" \
+		"$(($(xstat decap_not_vip "$PIN_B1") - ${nv0:-0}))" 2
+else
+	echo "FAIL xdp decap v6: the UDP listener did not start"
+fi
+ip netns exec "$NS_B1" sysctl -qw net.ipv6.conf.all.forwarding=0
 
 # The decap follows the node's addresses while ferryd runs.
 check "xdp decap accepts the backend's own addresses" decap_has "$PIN_B1" outer 2001:db8::11

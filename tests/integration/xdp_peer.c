@@ -18,7 +18,8 @@
  *   xdp_peer ipip OUTER SRC DST PORT MSG [SRC DST PORT MSG]...
  *                                       IPIP to OUTER carrying, for each group,
  *                                       one UDP datagram SRC:40000 -> DST:PORT
- *                                       with MSG (a raw socket, sent in order)
+ *                                       with MSG (a raw socket, sent in order);
+ *                                       an IPv6 OUTER sends IPv6 in IPv6
  *   xdp_peer udp-recv PORT LAST         print the payload of each datagram to
  *                                       any address on PORT (v4 and v6), one
  *                                       a line, until one is LAST
@@ -39,6 +40,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <netinet/ip.h>
+#include <netinet/ip6.h>
 #include <netinet/udp.h>
 #include <linux/ethtool.h>
 #include <linux/if_link.h>
@@ -217,58 +219,109 @@ static int xdp_pass(const char *ifname)
 	return err ? 1 : 0;
 }
 
-static __u16 ip_csum(const void *p, size_t n)
+static __u32 csum_add(__u32 sum, const void *p, size_t n)
 {
 	const __u8 *b = p;
-	__u32 sum = 0;
 	size_t i;
 
 	for (i = 0; i + 1 < n; i += 2)
 		sum += b[i] << 8 | b[i + 1];
+	if (n & 1)
+		sum += b[n - 1] << 8;
+	return sum;
+}
+
+static __u16 csum_fold(__u32 sum)
+{
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
 	return htons(~sum & 0xffff);
 }
 
-/* IPIP by hand: the kernel writes the outer header of a raw IPPROTO_IPIP
- * socket's datagrams, we write the inner IPv4 + UDP (checksum 0: none). */
-static int send_ipip(const char *outer, char **groups, int n)
+/* One inner datagram, SRC:40000 -> DST:PORT carrying MSG, written at pkt:
+ * IPv4 + UDP (checksum 0: none) or IPv6 + UDP (checksummed: IPv6 requires
+ * it). Returns its length, 0 if it does not fit or an address is not of
+ * the family. */
+static size_t inner_udp(__u8 *pkt, size_t cap, int af, char **g)
 {
-	struct sockaddr_in o = { .sin_family = AF_INET };
-	int fd, i;
+	size_t len = strlen(g[3]), l3 = af == AF_INET ? sizeof(struct iphdr) : sizeof(struct ip6_hdr);
+	size_t tot = l3 + sizeof(struct udphdr) + len;
+	struct udphdr *u = (struct udphdr *)(pkt + l3);
 
-	if (inet_pton(AF_INET, outer, &o.sin_addr) != 1) {
-		fprintf(stderr, "xdp_peer ipip: bad address %s\n", outer);
-		return 2;
-	}
-	fd = socket(AF_INET, SOCK_RAW, IPPROTO_IPIP);
-	if (fd < 0) {
-		perror("xdp_peer ipip: socket");
-		return 1;
-	}
-	for (i = 0; i + 4 <= n; i += 4) {
-		__u8 pkt[512] = {};
+	if (tot > cap)
+		return 0;
+	memset(pkt, 0, tot);
+	u->source = htons(40000);
+	u->dest = htons(atoi(g[2]));
+	u->len = htons(sizeof(*u) + len);
+	memcpy(u + 1, g[3], len);
+	if (af == AF_INET) {
 		struct iphdr *ip = (struct iphdr *)pkt;
-		struct udphdr *u = (struct udphdr *)(ip + 1);
-		size_t len = strlen(groups[i + 3]), tot = sizeof(*ip) + sizeof(*u) + len;
 
-		if (tot > sizeof(pkt) || inet_pton(AF_INET, groups[i], &ip->saddr) != 1 ||
-		    inet_pton(AF_INET, groups[i + 1], &ip->daddr) != 1) {
-			fprintf(stderr, "xdp_peer ipip: bad datagram %s -> %s\n", groups[i], groups[i + 1]);
-			close(fd);
-			return 2;
-		}
+		if (inet_pton(AF_INET, g[0], &ip->saddr) != 1 || inet_pton(AF_INET, g[1], &ip->daddr) != 1)
+			return 0;
 		ip->version = 4;
 		ip->ihl = 5;
 		ip->tot_len = htons(tot);
 		ip->ttl = 64;
 		ip->protocol = IPPROTO_UDP;
-		ip->check = ip_csum(ip, sizeof(*ip));
-		u->source = htons(40000);
-		u->dest = htons(atoi(groups[i + 2]));
-		u->len = htons(sizeof(*u) + len);
-		memcpy(u + 1, groups[i + 3], len);
-		if (sendto(fd, pkt, tot, 0, (struct sockaddr *)&o, sizeof(o)) != (ssize_t)tot) {
+		ip->check = csum_fold(csum_add(0, ip, sizeof(*ip)));
+	} else {
+		struct ip6_hdr *ip6 = (struct ip6_hdr *)pkt;
+		__u32 sum;
+
+		if (inet_pton(AF_INET6, g[0], &ip6->ip6_src) != 1 ||
+		    inet_pton(AF_INET6, g[1], &ip6->ip6_dst) != 1)
+			return 0;
+		ip6->ip6_flow = htonl(6u << 28);
+		ip6->ip6_plen = u->len;
+		ip6->ip6_nxt = IPPROTO_UDP;
+		ip6->ip6_hlim = 64;
+		/* pseudo-header: addresses, upper-layer length, next header */
+		sum = csum_add(0, &ip6->ip6_src, 32);
+		sum += sizeof(*u) + len + IPPROTO_UDP;
+		u->check = csum_fold(csum_add(sum, u, sizeof(*u) + len));
+		if (!u->check)
+			u->check = 0xffff;
+	}
+	return tot;
+}
+
+/* IPIP by hand: the kernel writes the outer header of a raw IPPROTO_IPIP
+ * (IPPROTO_IPV6 for IPv6 in IPv6) socket's datagrams, we write the inner
+ * header and UDP. */
+static int send_ipip(const char *outer, char **groups, int n)
+{
+	struct sockaddr_storage o = {};
+	socklen_t olen;
+	int af, fd, i;
+
+	if (inet_pton(AF_INET, outer, &((struct sockaddr_in *)&o)->sin_addr) == 1) {
+		af = AF_INET;
+		olen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, outer, &((struct sockaddr_in6 *)&o)->sin6_addr) == 1) {
+		af = AF_INET6;
+		olen = sizeof(struct sockaddr_in6);
+	} else {
+		fprintf(stderr, "xdp_peer ipip: bad address %s\n", outer);
+		return 2;
+	}
+	o.ss_family = af;
+	fd = socket(af, SOCK_RAW, af == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6);
+	if (fd < 0) {
+		perror("xdp_peer ipip: socket");
+		return 1;
+	}
+	for (i = 0; i + 4 <= n; i += 4) {
+		__u8 pkt[512];
+		size_t tot = inner_udp(pkt, sizeof(pkt), af, groups + i);
+
+		if (!tot) {
+			fprintf(stderr, "xdp_peer ipip: bad datagram %s -> %s\n", groups[i], groups[i + 1]);
+			close(fd);
+			return 2;
+		}
+		if (sendto(fd, pkt, tot, 0, (struct sockaddr *)&o, olen) != (ssize_t)tot) {
 			perror("xdp_peer ipip: sendto");
 			close(fd);
 			return 1;
