@@ -1644,6 +1644,34 @@ static void test_fallback(void)
 		bpf_map_update_elem(fm.slot, &k5, &v5, BPF_EXIST);
 	}
 	verdict("xdp ring fallback does not depend on the order of the slots (LB nodes agree)", ok);
+
+	/* The two DEGRADED, the rest UNHEALTHY: no GOOD one anywhere, so the
+	 * walk ends at its first DEGRADED one, which is the model's pick. */
+	u[0].degraded = u[1].degraded = true;
+	ok = ASSERT_EQ(set_health(u[0].id, FERRY_HEALTH_DEGRADED), 0, "mark DEGRADED") &&
+	     ASSERT_EQ(set_health(u[1].id, FERRY_HEALTH_DEGRADED), 0, "slot 5 DEGRADED");
+	fell0 = xstat(FERRY_XSTAT_RING_FALLBACK);
+	fell = wrong = 0;
+	for (i = 0; ok && i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		struct ferry_backend be;
+		int b = send_flow(vip, 80, 15, 1000 + i, true, &act);
+
+		inet_pton(AF_INET, "192.0.2.115", k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(1000 + i);
+		k.dport = htons(80);
+		want = model_pick(ring, &s, &k, u, 2, &f);
+		fell += f;
+		id = want;
+		if (!want || bpf_map_lookup_elem(fm.be, &id, &be) ||
+		    b != (int)(ntohl(be.addr[0]) & 0xff))
+			wrong++;
+	}
+	ok &= ASSERT_TRUE(fell > 0, "flows placed by the fallback (%d of %d)", fell, n);
+	ok &= ASSERT_EQ(wrong, 0, "flows not at the walk's first DEGRADED backend");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_RING_FALLBACK) - fell0, fell, "fallbacks counted");
+	verdict("xdp ring fallback, no GOOD backend: the walk's first DEGRADED one picks", ok);
 out:
 	if (ring >= 0)
 		close(ring);
