@@ -8,11 +8,14 @@
  *             measured the same way in the same run. The backend side's
  *             decap too: an IPIP packet to the node carrying one to a local
  *             XDP VIP (stripped, XDP_PASS), and a plain packet to the node
- *             (not a tunnel, XDP_PASS untouched). --case syn|hit|flows|
- *             nonvip|decap|decap_pass measures that case alone (after the
- *             same warm-up), for quick A/B runs of a change, and adds the
- *             10th percentile: on a host whose neighbours come and go, the
- *             low end of the distribution moves least between runs.
+ *             (not a tunnel, XDP_PASS untouched). And SYNs of new flows in
+ *             a partial outage (OUTAGE_VIP: 62 of 64 backends UNHEALTHY, 2
+ *             DEGRADED), most of which take the ring fallback. --case syn|
+ *             hit|flows|nonvip|decap|decap_pass|outage measures that case
+ *             alone (after the same warm-up), for quick A/B runs of a
+ *             change, and adds the 10th percentile: on a host whose
+ *             neighbours come and go, the low end of the distribution moves
+ *             least between runs.
  *             repeat > 1 would run the program again on the packet it just
  *             rewrote (encapsulated), so every call starts from the
  *             original frame instead.
@@ -114,17 +117,82 @@ static int net_setup(void)
 		  "sysctl -qw net.ipv4.conf.all.forwarding=1");
 }
 
+/* XDP service name at vip:80/TCP with backends rb[n], as ferryd would write it. */
+static int bench_service(struct world *w, const char *name, const char *vip, struct reg_backend *rb,
+			 int n)
+{
+	struct plan_opts po = { .owner = FERRY_SVC_F_MANUAL };
+	struct reg_service want = {};
+	char err[256] = "";
+	struct fstate st;
+	struct plan p;
+	int ret;
+
+	snprintf(want.name, sizeof(want.name), "%s", name);
+	inet_pton(AF_INET, vip, want.key.addr);
+	want.key.family = AF_INET;
+	want.key.port = htons(80);
+	want.key.proto = IPPROTO_TCP;
+	want.xdp = true;
+	circuit_defaults(&want.circuit);
+	want.backends = rb;
+	want.nbackends = n;
+	if ((ret = fstate_load(&w->fm, &st)))
+		return bench_err("read state", w->pin, ret);
+	plan_init(&p);
+	ret = plan_service(&p, &st, NULL, &want, &po, err, sizeof(err));
+	if (!ret)
+		ret = plan_apply(&w->fm, &p, err, sizeof(err));
+	plan_free(&p);
+	fstate_free(&st);
+	return ret ? bench_err(err, "plan", ret) : 0;
+}
+
+/*
+ * The outage case's service, at OUTAGE_VIP: OUTAGE_N backends, all but two
+ * UNHEALTHY and those two (the static neighbours) DEGRADED, as the health
+ * checker would mark them in a partial outage. Most new flows meet only
+ * UNHEALTHY ones in their ring tries and take the fallback.
+ */
+#define OUTAGE_VIP	"198.51.100.20"
+#define OUTAGE_N	64
+
+static int outage_up(struct world *w)
+{
+	struct reg_backend rb[OUTAGE_N] = {};
+	struct ferry_backend be;
+	__u32 key, next, *prev = NULL;
+	char ip[32];
+	int ret, i, marked = 0;
+
+	for (i = 0; i < OUTAGE_N; i++) {
+		snprintf(ip, sizeof(ip), "192.0.2.%d", i < 2 ? 11 + i : 18 + i);
+		faddr_parse(ip, &rb[i].addr);
+		rb[i].port = 8080;
+		rb[i].weight = 1;
+	}
+	if ((ret = bench_service(w, "bench/outage", OUTAGE_VIP, rb, OUTAGE_N)))
+		return ret;
+	while (!bpf_map_get_next_key(w->fm.be, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(w->fm.be, &key, &be) || ntohs(be.port) != 8080)
+			continue;
+		i = ntohl(be.addr[0]) & 0xff;
+		be.health = i == 11 || i == 12 ? FERRY_HEALTH_DEGRADED : FERRY_HEALTH_UNHEALTHY;
+		if (bpf_map_update_elem(w->fm.be, &key, &be, BPF_EXIST))
+			return bench_err("write", FERRY_MAP_BACKEND, -errno);
+		marked++;
+	}
+	return marked == OUTAGE_N ? 0 : bench_err("mark health", FERRY_MAP_BACKEND, -ENOENT);
+}
+
 static int world_up(struct world *w, const char *pin, __u32 flows)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	struct ferry_xcfg xc = { .ring_size = FERRY_XDP_DEF_RING_M };
-	struct plan_opts po = { .owner = FERRY_SVC_F_MANUAL };
 	struct reg_backend rb[2] = {};
-	struct reg_service want = {};
 	const char *which = NULL;
-	char err[256] = "";
-	struct fstate st;
-	struct plan p;
 	__u32 zero = 0;
 	int ret, i;
 
@@ -149,30 +217,13 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	if (bpf_map_update_elem(w->fm.xcfg, &zero, &xc, BPF_ANY))
 		return bench_err("write", FERRY_MAP_XCFG, -errno);
 
-	snprintf(want.name, sizeof(want.name), "bench/xdp");
-	inet_pton(AF_INET, VIP, want.key.addr);
-	want.key.family = AF_INET;
-	want.key.port = htons(80);
-	want.key.proto = IPPROTO_TCP;
-	want.xdp = true;
-	circuit_defaults(&want.circuit);
 	for (i = 0; i < 2; i++) {
 		faddr_parse(i ? "192.0.2.12" : "192.0.2.11", &rb[i].addr);
 		rb[i].port = 80;
 		rb[i].weight = 1;
 	}
-	want.backends = rb;
-	want.nbackends = 2;
-	if ((ret = fstate_load(&w->fm, &st)))
-		return bench_err("read state", w->pin, ret);
-	plan_init(&p);
-	ret = plan_service(&p, &st, NULL, &want, &po, err, sizeof(err));
-	if (!ret)
-		ret = plan_apply(&w->fm, &p, err, sizeof(err));
-	plan_free(&p);
-	fstate_free(&st);
-	if (ret)
-		return bench_err(err, "plan", ret);
+	if ((ret = bench_service(w, "bench/xdp", VIP, rb, 2)) || (ret = outage_up(w)))
+		return ret;
 
 	/* The backend side, in the same pin dir (it shares the counters and
 	 * the services): the node's address as its outer one and the VIP
@@ -352,11 +403,14 @@ int do_xdp_ns(int argc, char **argv)
 		{ "flows", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const char *const cases[] = { "syn", "hit", "flows", "nonvip", "decap", "decap_pass" };
+	static const char *const cases[] = { "syn", "hit", "flows", "nonvip", "decap", "decap_pass",
+					     "outage" };
 	unsigned long calls = 1000000, flows = FERRY_XDP_DEF_FLOWS;
 	const char *pin = NULL, *only = NULL;
 	struct world w = {};
-	struct result syn = {}, hit = {}, many = {}, miss = {}, dcap = {}, dpass = {}, tmp, *r = NULL;
+	struct result syn = {}, hit = {}, many = {}, miss = {}, dcap = {}, dpass = {}, out = {}, tmp;
+	struct result *r = NULL;
+	__u64 before[FERRY_XSTAT_MAX] = {}, after[FERRY_XSTAT_MAX] = {};
 	int o, fd, dfd, pfd, ret = 1, c = -1, i;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -372,11 +426,11 @@ int do_xdp_ns(int argc, char **argv)
 	}
 	if (!pin)
 		return bench_usage("xdp-ns", "--pin DIR is required");
-	for (i = 0; only && i < 6; i++)
+	for (i = 0; only && i < 7; i++)
 		if (!strcmp(only, cases[i]))
 			c = i;
 	if (only && c < 0)
-		return bench_usage("xdp-ns", "--case is one of syn, hit, flows, nonvip, decap, decap_pass");
+		return bench_usage("xdp-ns", "--case is one of syn, hit, flows, nonvip, decap, decap_pass, outage");
 	if (net_setup())
 		return bench_err("network namespace", "vg/vl", -EIO);
 	pin_cpu(0);
@@ -401,6 +455,28 @@ int do_xdp_ns(int argc, char **argv)
 		bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_decap", -errno);
 		goto out;
 	}
+	/* New flows in a partial outage, a tenth of the calls in a full run
+	 * (each costs the fallback); a figure for the path it names: the
+	 * fallback placed flows, and none was dropped. */
+	if (c < 0 || c == 6) {
+		int xfd = bpf_map__fd(w.lb->maps.ferry_xstat_v2);
+
+		if (xstat_sum(xfd, before) ||
+		    measure(pfd, fd, NULL, OUTAGE_VIP, c < 0 ? calls / 10 : calls, 0, 0x02, true, r = &out) ||
+		    xstat_sum(xfd, after)) {
+			bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb (outage)", -errno);
+			goto out;
+		}
+		if (after[FERRY_XSTAT_RING_FALLBACK] == before[FERRY_XSTAT_RING_FALLBACK] ||
+		    after[FERRY_XSTAT_DROP_NO_BACKEND] != before[FERRY_XSTAT_DROP_NO_BACKEND]) {
+			bench_err("the outage's new flows did not take the fallback, or were dropped",
+				  "ferry_xdp_lb", -EPROTO);
+			goto out;
+		}
+		fprintf(stderr, "outage: %llu of %lu new flows placed by the fallback\n",
+			(unsigned long long)(after[FERRY_XSTAT_RING_FALLBACK] - before[FERRY_XSTAT_RING_FALLBACK]),
+			c < 0 ? calls / 10 : calls);
+	}
 	if (c < 0 || c == 4) {
 		__u64 sum[FERRY_XSTAT_MAX] = {};
 
@@ -422,10 +498,11 @@ int do_xdp_ns(int argc, char **argv)
 	       "\"flows_100k_ns\": %.1f, \"non_vip_ns\": %.1f, \"pass_median_ns\": %.0f, "
 	       "\"syn_new_flow_median_ns\": %.0f, \"lru_hit_median_ns\": %.0f, "
 	       "\"flows_100k_median_ns\": %.0f, \"non_vip_median_ns\": %.0f, \"decap_ns\": %.1f, "
-	       "\"decap_median_ns\": %.0f, \"decap_pass_ns\": %.1f, \"decap_pass_median_ns\": %.0f}\n",
+	       "\"decap_median_ns\": %.0f, \"decap_pass_ns\": %.1f, \"decap_pass_median_ns\": %.0f, "
+	       "\"outage_ns\": %.1f, \"outage_median_ns\": %.0f}\n",
 	       calls, hit.pass_mean, syn.mean, hit.mean, many.mean, miss.mean, hit.pass_median,
 	       syn.median, hit.median, many.median, miss.median, dcap.mean, dcap.median, dpass.mean,
-	       dpass.median);
+	       dpass.median, out.mean, out.median);
 	ret = 0;
 out:
 	world_down(&w);

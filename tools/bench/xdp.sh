@@ -8,6 +8,8 @@
 #     one established flow   flow-table hit
 #     100,000 flows cycled   flow-table hits spread over the table
 #     non-VIP packet         parse + one service lookup, XDP_PASS
+#     SYN in an outage       62 of 64 backends UNHEALTHY, 2 DEGRADED: most new
+#                            flows take the ring fallback (a tenth of the calls)
 #   and the backend side's decap (no target in the issue; for the record):
 #     tunnel to a local VIP  IPIP stripped, XDP_PASS to the stack
 #     plain packet           not a tunnel: XDP_PASS untouched
@@ -49,6 +51,7 @@ printf '| SYN, new flow (maglev + flow-table insert) | %s | %s | 416 |\n' "$(get
 printf '| one established flow (flow-table hit) | %s | %s | 104 |\n' "$(get "$ns" lru_hit_ns)" "$(get "$ns" lru_hit_median_ns)"
 printf '| 100,000 established flows cycled | %s | %s | 200 |\n' "$(get "$ns" flows_100k_ns)" "$(get "$ns" flows_100k_median_ns)"
 printf '| non-VIP packet | %s | %s | 38 |\n' "$(get "$ns" non_vip_ns)" "$(get "$ns" non_vip_median_ns)"
+printf '| SYN in a partial outage (ring fallback) | %s | %s | |\n' "$(get "$ns" outage_ns)" "$(get "$ns" outage_median_ns)"
 printf '| (XDP_PASS program itself, subtracted) | %s | %s | |\n' "$(get "$ns" pass_ns)" "$(get "$ns" pass_median_ns)"
 printf '\n| XDP decap, ns/packet net of XDP_PASS | mean | median |\n|---|---:|---:|\n'
 printf '| IPIP to the node, inner to a local XDP VIP: stripped | %s | %s |\n' "$(get "$ns" decap_ns)" "$(get "$ns" decap_median_ns)"
