@@ -384,7 +384,10 @@ ip -n "$NS_B1" addr del 198.51.100.78/32 dev lo
 check "xdp decap forgets an address removed from the node" wait_for 100 decap_lacks "$PIN_B1" node 198.51.100.78
 
 # A restarted ferryd replaces the sets: entries an earlier run (here: a
-# hand) left for addresses the node does not have are gone.
+# hand) left for addresses the node does not have are gone. It adopts the
+# pinned XDP link (same link, program swapped in) rather than re-attaching.
+link_id() { bpftool -j link show pinned "$1" | jq -r .id; }
+dlink0=$(link_id "$PIN_B1/links/xdp_decap_b10")
 kill "$B1_PID"
 wait "$B1_PID" 2>/dev/null
 keep=()
@@ -403,6 +406,7 @@ if wait_for 600 grep -q 'xdp_decap: on 1 interface' "$TMP/b1r.log"; then
 	check "xdp decap restart drops a VIP the node does not bind" decap_lacks "$PIN_B1" vip 198.51.100.99
 	check "xdp decap restart keeps the node's address" decap_has "$PIN_B1" outer 192.0.2.11
 	check "xdp decap restart keeps the node's VIP" decap_has "$PIN_B1" vip $VIP4
+	assert_eq "xdp decap restart adopts the pinned link" "$(link_id "$PIN_B1/links/xdp_decap_b10")" "${dlink0:-no link before}"
 else
 	echo "FAIL xdp decap: restarted ferryd did not attach"; cat "$TMP/b1r.log"
 fi

@@ -70,6 +70,17 @@ void loader_close(struct ferryd *d);
 int loader_attach_cgroup(struct ferryd *d, struct bpf_program *prog, const char *name);
 /* Where links are pinned: <bpffs>/links/<name>. */
 void loader_link_path(const struct ferryd *d, const char *name, char *buf, size_t len);
+/*
+ * The link pinned as links/<name> (its path into path): adopted, prog_fd
+ * swapped in atomically, when ours(link, arg) says it is attached where it
+ * should be (0); else unpinned and detached, or there was none (1: create
+ * one and loader_link_pin() it).
+ */
+int loader_link_adopt(struct ferryd *d, const char *name, int prog_fd,
+		      bool (*ours)(int link_fd, const void *arg), const void *arg, char *path,
+		      size_t len);
+/* Pin link fd at path and close fd (unpinned, the link goes). 0 or -errno. */
+int loader_link_pin(int fd, const char *path);
 
 /* sockmap.c: same-node acceleration flags, policy maps, attachments. */
 int sockmap_parse_port(struct ferryd_cfg *c, const char *s);

@@ -35,44 +35,65 @@ static __u64 cgroup_id_of_fd(int fd)
 	return fstat(fd, &st) ? 0 : st.st_ino;
 }
 
-int loader_attach_cgroup(struct ferryd *d, struct bpf_program *prog, const char *name)
+int loader_link_adopt(struct ferryd *d, const char *name, int prog_fd,
+		      bool (*ours)(int link_fd, const void *arg), const void *arg, char *path,
+		      size_t len)
+{
+	int fd;
+
+	loader_link_path(d, name, path, len);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 1;
+	if (ours(fd, arg) && !bpf_link_update(fd, prog_fd, NULL)) {
+		log_debug("link %s: adopted, program replaced in place", name);
+		close(fd);
+		return 0;
+	}
+	log_warnx("link %s: pinned link is stale or attached elsewhere; replacing it", name);
+	unlink(path);
+	bpf_link_detach(fd);
+	close(fd);
+	return 1;
+}
+
+int loader_link_pin(int fd, const char *path)
+{
+	int err = 0;
+
+	if (bpf_obj_pin(fd, path)) {
+		err = -errno;
+		log_warnx("pin link %s: %s", path, strerror(-err));
+	}
+	close(fd);	/* unpinned, this detaches it */
+	return err;
+}
+
+static bool on_cgroup(int link_fd, const void *arg)
 {
 	struct bpf_link_info info = {};
 	__u32 len = sizeof(info);
-	struct bpf_link *link;
-	char path[512];
-	int err;
 
-	loader_link_path(d, name, path, sizeof(path));
-	link = access(path, F_OK) ? NULL : bpf_link__open(path);
-	if (link) {
-		if (!bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) &&
-		    info.cgroup.cgroup_id == cgroup_id_of_fd(d->cgroup_fd) &&
-		    !bpf_link__update_program(link, prog)) {
-			log_debug("link %s: adopted, program replaced in place", name);
-			bpf_link__disconnect(link);	/* the pin keeps it */
-			bpf_link__destroy(link);
-			return 0;
-		}
-		log_warnx("link %s: pinned link is stale or on another cgroup; replacing it", name);
-		bpf_link__unpin(link);
-		bpf_link_detach(bpf_link__fd(link));
-		bpf_link__destroy(link);
-	}
-	link = bpf_program__attach_cgroup(prog, d->cgroup_fd);
-	if (!link) {
+	return !bpf_obj_get_info_by_fd(link_fd, &info, &len) && info.type == BPF_LINK_TYPE_CGROUP &&
+	       info.cgroup.cgroup_id == *(const __u64 *)arg;
+}
+
+int loader_attach_cgroup(struct ferryd *d, struct bpf_program *prog, const char *name)
+{
+	__u64 cgid = cgroup_id_of_fd(d->cgroup_fd);
+	int pfd = bpf_program__fd(prog), fd, err;
+	char path[512];
+
+	if (!(err = loader_link_adopt(d, name, pfd, on_cgroup, &cgid, path, sizeof(path))))
+		return 0;
+	fd = bpf_link_create(pfd, d->cgroup_fd, bpf_program__expected_attach_type(prog), NULL);
+	if (fd < 0) {
 		err = -errno;
 		log_warnx("attach %s to cgroup %s: %s", name, d->cfg.cgroup, strerror(-err));
 		return err;
 	}
-	err = bpf_link__pin(link, path);
-	if (err) {
-		log_warnx("pin link %s: %s", path, strerror(-err));
-		bpf_link__destroy(link);
+	if ((err = loader_link_pin(fd, path)))
 		return err;
-	}
-	bpf_link__disconnect(link);
-	bpf_link__destroy(link);
 	log_debug("link %s: attached and pinned", name);
 	return 0;
 }

@@ -180,7 +180,7 @@ static __u32 map_id_of(int fd)
 
 /* The sockmap member of bpf_link_info's union (UAPI >= 6.10, newer than
  * the headers this builds against): map_id, attach_type. */
-static bool link_is_ours(int link_fd, __u32 map_id)
+static bool link_is_ours(int link_fd, const void *arg)
 {
 	struct bpf_link_info info = {};
 	__u32 len = sizeof(info), *u;
@@ -188,7 +188,7 @@ static bool link_is_ours(int link_fd, __u32 map_id)
 	if (bpf_obj_get_info_by_fd(link_fd, &info, &len) || info.type != BPF_LINK_TYPE_SOCKMAP)
 		return false;
 	u = (__u32 *)&info.raw_tracepoint;
-	return u[0] == map_id && u[1] == BPF_SK_MSG_VERDICT;
+	return u[0] == *(const __u32 *)arg && u[1] == BPF_SK_MSG_VERDICT;
 }
 
 static int sm_attach_msg(struct ferryd *d)
@@ -199,19 +199,8 @@ static int sm_attach_msg(struct ferryd *d)
 	char path[512];
 	int fd, err;
 
-	loader_link_path(d, SM_MSG_LINK, path, sizeof(path));
-	fd = bpf_obj_get(path);
-	if (fd >= 0) {
-		if (link_is_ours(fd, map_id) && !bpf_link_update(fd, prog, NULL)) {
-			log_debug("link %s: adopted, program replaced in place", SM_MSG_LINK);
-			close(fd);
-			return 0;
-		}
-		log_warnx("link %s: pinned link is stale or on another map; replacing it", SM_MSG_LINK);
-		unlink(path);
-		bpf_link_detach(fd);
-		close(fd);
-	}
+	if (!loader_link_adopt(d, SM_MSG_LINK, prog, link_is_ours, &map_id, path, sizeof(path)))
+		return 0;
 	fd = bpf_link_create(prog, map, BPF_SK_MSG_VERDICT, NULL);
 	if (fd < 0) {
 		err = -errno;
@@ -226,13 +215,8 @@ static int sm_attach_msg(struct ferryd *d)
 			 FERRY_MAP_SOCKMAP);
 		return 0;
 	}
-	if (bpf_obj_pin(fd, path)) {
-		err = -errno;
-		log_warnx("pin link %s: %s", path, strerror(-err));
-		close(fd);
+	if ((err = loader_link_pin(fd, path)))
 		return err;
-	}
-	close(fd);
 	log_debug("link %s: attached and pinned", SM_MSG_LINK);
 	return 0;
 fail:

@@ -192,6 +192,15 @@ static void check_forwarding(const char *ifname)
 	}
 }
 
+static bool on_device(int link_fd, const void *arg)
+{
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+
+	return !bpf_obj_get_info_by_fd(link_fd, &info, &len) && info.type == BPF_LINK_TYPE_XDP &&
+	       info.xdp.ifindex == *(const __u32 *)arg;
+}
+
 /*
  * Attach prog to ifname through the link pinned as links/<kind>_<ifname>:
  * adopt (program swapped in) a pinned link on the same device, else create
@@ -200,7 +209,8 @@ static void check_forwarding(const char *ifname)
 static int attach(struct ferryd *d, struct bpf_program *prog, const char *kind, const char *ifname)
 {
 	LIBBPF_OPTS(bpf_link_create_opts, lo, .flags = XDP_FLAGS_DRV_MODE);
-	int ifindex = if_nametoindex(ifname), fd, err;
+	__u32 ifindex = if_nametoindex(ifname);
+	int pfd = bpf_program__fd(prog), fd, err;
 	char name[64], path[512];
 
 	if (!ifindex) {
@@ -209,42 +219,22 @@ static int attach(struct ferryd *d, struct bpf_program *prog, const char *kind, 
 		return err;
 	}
 	snprintf(name, sizeof(name), "%s_%s", kind, ifname);
-	loader_link_path(d, name, path, sizeof(path));
-	fd = bpf_obj_get(path);
-	if (fd >= 0) {
-		struct bpf_link_info info = {};
-		__u32 len = sizeof(info);
-
-		if (!bpf_obj_get_info_by_fd(fd, &info, &len) && info.type == BPF_LINK_TYPE_XDP &&
-		    info.xdp.ifindex == (__u32)ifindex &&
-		    !bpf_link_update(fd, bpf_program__fd(prog), NULL)) {
-			log_debug("link %s: adopted, program replaced in place", name);
-			close(fd);
-			return 0;
-		}
-		log_warnx("link %s: pinned link is stale or on another device; replacing it", name);
-		unlink(path);
-		close(fd);
-	}
-	fd = bpf_link_create(bpf_program__fd(prog), ifindex, BPF_XDP, &lo);
+	if (!loader_link_adopt(d, name, pfd, on_device, &ifindex, path, sizeof(path)))
+		return 0;
+	fd = bpf_link_create(pfd, ifindex, BPF_XDP, &lo);
 	if (fd < 0) {
 		log_warnx("%s %s: native XDP unavailable (%s); using generic XDP, which is much slower",
 			  kind, ifname, strerror(errno));
 		lo.flags = XDP_FLAGS_SKB_MODE;
-		fd = bpf_link_create(bpf_program__fd(prog), ifindex, BPF_XDP, &lo);
+		fd = bpf_link_create(pfd, ifindex, BPF_XDP, &lo);
 	}
 	if (fd < 0) {
 		err = -errno;
 		log_warnx("attach %s to %s: %s (another XDP program there?)", kind, ifname, strerror(-err));
 		return err;
 	}
-	if (bpf_obj_pin(fd, path)) {
-		err = -errno;
-		log_warnx("pin link %s: %s", path, strerror(-err));
-		close(fd);
+	if ((err = loader_link_pin(fd, path)))
 		return err;
-	}
-	close(fd);
 	log_info("%s: attached to %s (%s mode), pinned as %s", kind, ifname,
 		 lo.flags == XDP_FLAGS_DRV_MODE ? "native" : "generic", path);
 	return 0;
