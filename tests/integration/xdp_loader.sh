@@ -63,3 +63,33 @@ check ferryctl_xdp_same_port_added bash -c '"$1" --bpffs "$2" backend add 198.51
 	_ "$B/ferryctl" "$PIN"
 check ferryctl_xdp_backend_listed bash -c '"$1" --bpffs "$2" service show 198.51.100.70:80 | grep -q "203.0.113.71:80"' \
 	_ "$B/ferryctl" "$PIN"
+
+# The decap on a node with more (outer address, VIP) pairs than its map holds
+# (--max-services 4; 2 addresses x 3 bound XDP VIPs = 6): ferryd warns and
+# the decap keeps its last pairs, at the first start and at a restart, where
+# failing would crash-loop the daemon.
+DPIN="$PIN/dc"
+REG3="$TMP/registry3.json"
+{
+	printf '{ "services": ['
+	for i in 0 1 2; do
+		[ $i = 0 ] || printf ','
+		printf ' { "name": "kc/d%s", "vip": "198.51.100.8%s", "port": 80, "xdp": true,' $i $i
+		printf ' "backends": [ { "ip": "203.0.113.8%s", "port": 80 } ] }' $i
+	done
+	printf ' ] }\n'
+} > "$REG3"
+# A device of its own: fb0 carries the LB's program.
+ip -n "$NS_B" link add dc0 type veth peer name dc1
+ip -n "$NS_B" link set dc1 up
+ip -n "$NS_B" link set dc0 up
+ip -n "$NS_B" addr add 192.0.2.50/24 dev dc0
+ip -n "$NS_B" addr add 192.0.2.51/24 dev dc0
+for i in 0 1 2; do ip -n "$NS_B" addr add 198.51.100.8$i/32 dev lo; done
+for run in first restart; do
+	nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG3" --bpffs "$DPIN" --cgroup "$CG" --once \
+		--metrics-addr off --max-services 4 --decap-iface dc0 > "$TMP/dc-$run.log" 2>&1
+	assert_eq "decap_too_many_pairs_${run}_runs_on" "$?" 0
+	check "decap_too_many_pairs_${run}_warns" grep -q "2 outer address(es) x 3 XDP VIP(s) bound here = 6 pairs, room for 4 (--max-services); the decap keeps its last pairs" "$TMP/dc-$run.log"
+done
+"$B/ferryctl" --bpffs "$DPIN" teardown >/dev/null 2>&1

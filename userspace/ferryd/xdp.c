@@ -381,10 +381,13 @@ static int decap_sync(struct ferryd *d, bool derive)
 		goto cleanup;
 	}
 	if ((derive || oadd || odel || aadd || adel) && (err = decap_derive(&dm, &dr))) {
-		log_warnx("xdp_decap: %zu outer address(es) x %zu VIP(s) bound here = %zu pairs, "
-			  "room for %u (--max-services): %s", no, dr.vips, dr.pairs,
-			  d->cfg.max_services, strerror(-err));
-		goto cleanup;
+		decap_warn(&dr, err);
+		/* Too many pairs is the node's shape, not a fault: as in
+		 * plan_apply(), the last pairs stay and ferryd runs on (a
+		 * restart that failed here would crash-loop). */
+		if (err != -E2BIG)
+			goto cleanup;
+		err = 0;
 	}
 	if (!no && (odel || !xo.dc_synced))
 		log_warnx("xdp_decap: no address on %s%s: no tunnel will be accepted",
@@ -410,7 +413,8 @@ void xdp_decap_sync(struct ferryd *d)
 	int err;
 
 	if (dc && (err = decap_sync(d, false)))
-		log_warnx("xdp_decap: address sets not updated, the last ones stay: %s", strerror(-err));
+		log_warnx("xdp_decap: sync incomplete (%s, above); a set not written keeps its last "
+			  "entries until the next address event or registry sync", strerror(-err));
 }
 
 /*

@@ -813,6 +813,7 @@ int decap_derive(const struct decap_maps *m, struct decap_report *r)
 		if (!n || xdcap_key_cmp(&vips[n - 1], &vips[i]))
 			vips[n++] = vips[i];
 	r->vips = n;
+	r->outers = nout;
 	if (!(pairs = calloc(nout * r->vips + 1, sizeof(*pairs)))) {
 		err = -ENOMEM;
 		goto unlock;
@@ -830,6 +831,7 @@ int decap_derive(const struct decap_maps *m, struct decap_report *r)
 	 * its last VIPs and pairs as they were. */
 	if ((err = map_max_entries(m->pair, &max)))
 		goto unlock;
+	r->room = max;
 	if (r->pairs > max) {
 		err = -E2BIG;
 		goto unlock;
@@ -909,8 +911,18 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 		int derr = decap_derive(&dm, &dr);
 
 		if (derr)
-			log_warnx("%s: the decap keeps its last VIPs and pairs (%zu VIP(s) bound here): %s",
-				  FERRY_MAP_XDPAIR, dr.vips, strerror(-derr));
+			decap_warn(&dr, derr);
 	}
 	return 0;
+}
+
+void decap_warn(const struct decap_report *r, int err)
+{
+	if (err == -E2BIG)
+		log_warnx("xdp_decap: %zu outer address(es) x %zu XDP VIP(s) bound here = %zu pairs, "
+			  "room for %u (--max-services); the decap keeps its last pairs", r->outers,
+			  r->vips, r->pairs, r->room);
+	else
+		log_warnx("xdp_decap: deriving %s: %s; the decap keeps its last pairs", FERRY_MAP_XDPAIR,
+			  strerror(-err));
 }

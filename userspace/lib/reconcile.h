@@ -99,8 +99,10 @@ struct decap_maps {
 };
 /* What decap_derive() did: entries in each written map, added and removed. */
 struct decap_report {
+	size_t	outers;			/* outer addresses (the decap interfaces') */
 	size_t	vips, vip_added, vip_removed;
 	size_t	pairs, pair_added, pair_removed;
+	__u32	room;			/* ferry_xdpair_v1's size (--max-services) */
 };
 /* Make ferry_xdvip_v1 the VIPs of XDP services in ferry_svc_v1 that are one
  * of the node's addresses as ferryd recorded them (ferryctl may run in
@@ -110,6 +112,9 @@ struct decap_report {
  * decap is loaded (a failure there is a warning: the services are written
  * anyway), ferryd also when the node's addresses change. */
 int decap_derive(const struct decap_maps *m, struct decap_report *r);
+/* The warning when decap_derive() failed with err: which sizes, and that
+ * the decap keeps its last pairs. */
+void decap_warn(const struct decap_report *r, int err);
 
 /* The desired form of a service as it is now in the maps (ferryctl edits it). */
 int svc_state_to_reg(const struct svc_state *s, struct reg_service *out);
