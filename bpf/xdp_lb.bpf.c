@@ -174,10 +174,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xbe_v2 SEC(".maps");
 
-/* A backend's resolved next hop; private to this program, not pinned. */
+/*
+ * A backend's resolved next hop; private to this program, not pinned. It
+ * answers for (backend_id, svc_id) only while epoch is ferry_xcfg's
+ * be_epoch: a backend id freed (and so reusable, by any service, at another
+ * address) bumps it, and every row resolved before goes stale at once.
+ */
 struct xnh {
 	__u32	backend_id;	/* tag: 0 = empty */
-	__u32	ifindex;	/* egress device; 0 = gateway out of the ingress device */
+	__u32	svc_id;		/* the service it was resolved for */
 	__u64	expires;	/* bpf_jiffies64() */
 	__u32	addr[4];	/* backend address: outer destination */
 	__u8	dmac[6];	/* at 32 and 40: read as a word and a half-word */
@@ -185,6 +190,8 @@ struct xnh {
 	__u8	smac[6];
 	__u8	family;
 	__u8	pad;
+	__u32	ifindex;	/* egress device; 0 = gateway out of the ingress device */
+	__u32	epoch;		/* ferry_xcfg.be_epoch read before the backend was */
 };
 
 /* CPU-major as the counters are: [cpu * FERRY_XNH_SLOTS + slot]; sized by
@@ -690,8 +697,12 @@ static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cf
 {
 	struct bpf_fib_lookup fib = {};
 	struct ferry_backend *be;
+	__u32 epoch;
 	int rc;
 
+	/* The epoch first: a row must not carry an epoch newer than the
+	 * backend it was resolved from (userspace bumps it after deleting). */
+	epoch = *(volatile const __u32 *)&cfg->be_epoch;
 	be = bpf_map_lookup_elem(&ferry_be_v1, &be_id);
 	if (!be || be->svc_id != svc_id)
 		return NH_NO_BACKEND;
@@ -722,6 +733,8 @@ static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cf
 		return NH_NO_ROUTE;
 	}
 	nh->backend_id = be_id;
+	nh->svc_id = svc_id;
+	nh->epoch = epoch;
 	nh->family = be->family;
 	__builtin_memcpy(nh->addr, be->addr, 16);
 	nh->expires = bpf_jiffies64() + FERRY_XNH_TTL_JIFFIES;
@@ -729,9 +742,10 @@ static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cf
 }
 
 /*
- * Backend be_id's next hop: this CPU's cache slot while it holds be_id and
- * has not expired, else resolved into it; into spare when this CPU has no
- * slot (fail open: every packet resolves). NULL and *why if none.
+ * Backend be_id's next hop: this CPU's cache slot while it holds be_id of
+ * svc_id, resolved in the current epoch, and has not expired; else resolved
+ * into it; into spare when this CPU has no slot (fail open: every packet
+ * resolves). NULL and *why if none.
  */
 static __always_inline struct xnh *nh_get(struct xdp_md *ctx, const struct ferry_xcfg *cfg,
 					  __u32 be_id, __u32 svc_id, __u64 now, struct xnh *spare,
@@ -740,7 +754,8 @@ static __always_inline struct xnh *nh_get(struct xdp_md *ctx, const struct ferry
 	struct xnh *nh = nh_slot(be_id);
 
 	*why = NH_OK;
-	if (nh && nh->backend_id == be_id && now < nh->expires)
+	if (nh && nh->backend_id == be_id && nh->svc_id == svc_id && nh->epoch == cfg->be_epoch &&
+	    now < nh->expires)
 		return nh;
 	if (!nh)
 		nh = spare;

@@ -86,7 +86,7 @@ struct ferry_xcfg {
 	__u32	src4_mask;	/* prefix mask, network order */
 	__u32	src6[4];	/* outer IPv6 source prefix, network order */
 	__u32	src6_mask;	/* mask of the last 32 bits, network order */
-	__u32	pad2;
+	__u32	be_epoch;	/* bumped after backends are deleted: next hops cached before go stale */
 };
 
 /*

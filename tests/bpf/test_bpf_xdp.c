@@ -1864,6 +1864,88 @@ static bool two_cpus(void)
 	return ok;
 }
 
+/*
+ * A backend id freed by one registry change is handed out again by a later
+ * one, to any service, at another address. The next hops this CPU cached
+ * for the old backend must not answer for the new one (nor a flow of the old
+ * service be sent on to the new one's address): cached rows name their
+ * service, and deleting backends bumps ferry_xcfg's epoch, which outdates
+ * every row cached before. Without it they answered until they expired
+ * (250 ms; 2.5 s where ferryd assumes HZ).
+ */
+static void test_id_reuse(void)
+{
+	const struct bspec one[] = { { .ip = "192.0.2.11" } }, other[] = { { .ip = "192.0.2.12" } };
+	const struct bspec ab[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.13" } };
+	const struct bspec b[] = { { .ip = "192.0.2.13" } };
+	const struct bspec bc[] = { { .ip = "192.0.2.13" }, { .ip = "192.0.2.12" } };
+	const char *v1 = "198.51.100.200", *v2 = "198.51.100.201", *v3 = "198.51.100.202";
+	__u32 ida, idb, act, id11 = 0;
+	int i, sport = -1, wrong = 0, to12 = 0;
+	struct ferry_svc s3;
+	bool ok;
+
+	/* Service 1's backend carries a flow, its next hop cached. */
+	ok = ASSERT_EQ(svc_set("reuse1", v1, 80, IPPROTO_TCP, true, one, 1), 0, "service 1");
+	ida = svc_backend(v1, 80, IPPROTO_TCP, 0);
+	ok &= ASSERT_EQ(send_flow(v1, 80, 21, 2100, true, NULL), 11, "service 1's flow to .11");
+	ok &= ASSERT_EQ(send_flow(v1, 80, 21, 2100, false, NULL), 11, "its next packet, cached hop");
+	/* The backend leaves; the next change gives service 2 a backend at
+	 * .12, which takes the freed id. */
+	ok &= ASSERT_EQ(svc_set("reuse1", v1, 80, IPPROTO_TCP, true, one, 0), 0, "service 1 loses it");
+	ok &= ASSERT_EQ(svc_set("reuse2", v2, 80, IPPROTO_TCP, true, other, 1), 0, "service 2");
+	idb = svc_backend(v2, 80, IPPROTO_TCP, 0);
+	ok &= ASSERT_EQ(idb, ida, "service 2's backend has the freed id");
+	ok &= ASSERT_EQ(send_flow(v2, 80, 22, 2200, true, NULL), 12, "service 2's new flow to .12 at once");
+	/* Service 1's flow comes back: its backend is gone, and the hop now
+	 * cached for the id is service 2's. */
+	act = XDP_ABORTED;
+	ok &= ASSERT_EQ(send_flow(v1, 80, 21, 2100, false, &act), -1, "service 1's flow not to .12");
+	ok &= ASSERT_EQ(act, XDP_DROP, "service 1's flow dropped: no backend left");
+	verdict("xdp a reused backend id: no next hop cached for the old backend answers", ok);
+
+	/* Within one service: .11 leaves, its flows go elsewhere at once,
+	 * and a backend added later with its id is reached at its address. */
+	ok = ASSERT_EQ(svc_set("reuse2", v2, 80, IPPROTO_TCP, true, other, 0), 0, "service 2 empty");
+	ok &= ASSERT_EQ(svc_set("reuse3", v3, 80, IPPROTO_TCP, true, ab, 2), 0, "service 3: .11, .13");
+	ok &= ASSERT_EQ(svc_lookup(v3, 80, IPPROTO_TCP, &s3), 0, "service 3's id");
+	for (i = 0; i < 2; i++) {
+		struct ferry_backend be;
+		__u32 id = svc_backend(v3, 80, IPPROTO_TCP, i);
+
+		if (!bpf_map_lookup_elem(fm.be, &id, &be) && (ntohl(be.addr[0]) & 0xff) == 11)
+			id11 = id;
+	}
+	ok &= ASSERT_TRUE(id11 != 0, "the id of .11");
+	for (i = 0; ok && i < 64 && sport < 0; i++)
+		if (send_flow(v3, 80, 23, 2300 + i, true, NULL) == 11)
+			sport = 2300 + i;
+	ok &= ASSERT_TRUE(sport >= 0, "a flow on .11");
+	ok &= ASSERT_EQ(send_flow(v3, 80, 23, sport, false, NULL), 11, "its next packet, cached hop");
+	ok &= ASSERT_EQ(svc_set("reuse3", v3, 80, IPPROTO_TCP, true, b, 1), 0, ".11 leaves");
+	ok &= ASSERT_EQ(send_flow(v3, 80, 23, sport, false, NULL), 13, "the flow of .11 to .13 at once");
+	ok &= ASSERT_EQ(svc_set("reuse3", v3, 80, IPPROTO_TCP, true, bc, 2), 0, ".12 joins");
+	ok &= ASSERT_EQ(svc_backend(v3, 80, IPPROTO_TCP, 1), id11, ".12 has the id of .11");
+	for (i = 0; ok && i < 200; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		int got = send_flow(v3, 80, 24, 2400 + i, true, NULL);
+		struct ferry_backend be;
+		__u32 id;
+
+		inet_pton(AF_INET, "192.0.2.124", k.src);
+		inet_pton(AF_INET, v3, k.dst);
+		k.sport = htons(2400 + i);
+		k.dport = htons(80);
+		id = ring_backend(s3.id, &k);
+		if (bpf_map_lookup_elem(fm.be, &id, &be) || got != (int)(ntohl(be.addr[0]) & 0xff))
+			wrong++;
+		to12 += got == 12;
+	}
+	ok &= ASSERT_TRUE(to12 > 0, "new flows to .12 (%d of 200)", to12);
+	ok &= ASSERT_EQ(wrong, 0, "new flows not at their ring backend's address");
+	verdict("xdp a backend leaving: its flows move at once, its id's next user is reached", ok);
+}
+
 /* A flow seen on CPU 0 keeps its backend when its packets show up on CPU 1
  * after the ring changed (the flow table's values are shared by CPUs). */
 static void test_other_cpu(void)
@@ -2364,6 +2446,7 @@ int main(void)
 	test_fallback();
 	test_circuit_states();
 	test_other_cpu();
+	test_id_reuse();
 	test_counters();
 	test_counter_deltas();
 	test_unsized_cpu();

@@ -313,6 +313,14 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 	}
 	xo.cfg.ring_size = xo.ring_size;
 	xo.cfg.gw_mtu = lb_ifaces_mtu();
+	{
+		struct ferry_xcfg cur;
+
+		/* The epoch goes on from the pinned one: ferryctl compares
+		 * nothing, but a program still attached from before does. */
+		if (!bpf_map_lookup_elem(bpf_map__fd(lb->maps.ferry_xcfg_v1), &zero, &cur))
+			xo.cfg.be_epoch = cur.be_epoch + 1;
+	}
 	if (bpf_map_update_elem(bpf_map__fd(lb->maps.ferry_xcfg_v1), &zero, &xo.cfg, BPF_ANY)) {
 		err = -errno;
 		log_warn("writing %s", FERRY_MAP_XCFG);

@@ -780,3 +780,15 @@ int xflow_count(int fd, __u64 *used, __u64 *capacity)
 	array_munmap(sets, sizeof(*sets), n);
 	return 0;
 }
+
+int xcfg_bump_epoch(int fd)
+{
+	struct ferry_xcfg c;
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(fd, &zero, &c))
+		return -errno;
+	c.be_epoch++;
+	/* In place: every other field is written back as it was. */
+	return bpf_map_update_elem(fd, &zero, &c, BPF_ANY) ? -errno : 0;
+}

@@ -86,6 +86,8 @@ struct bpf_insn;
 int ferry_xgeo_at(const struct bpf_insn *in, size_t n, size_t i);
 /* ferry_xstat_v2 summed over CPUs into sum[FERRY_XSTAT_MAX]. */
 int xstat_sum(int fd, __u64 *sum);
+/* ferry_xcfg_v1's be_epoch + 1 (the XDP LB's next-hop cache goes stale). */
+int xcfg_bump_epoch(int fd);
 /* A CPU-major counter array (ferry_xvip_v2, ferry_xbe_v2) mapped for reading;
  * xcnt_get sums id's column (zero for an id beyond it). */
 struct xcnt_view {

@@ -897,6 +897,12 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	DEL(m->be, &p->be_del, FERRY_MAP_BACKEND);
 	DEL(m->bestat, &p->be_del, "backend counters");
 	DEL(m->name, &p->name_del, FERRY_MAP_SVCNAME);
+	/* Deleted ids may be handed out again, to any service at another
+	 * address: the XDP LB's cached next hops for them go stale now, after
+	 * the deletes (a program that read the old epoch resolves again). */
+	if (p->be_del.n && m->xcfg >= 0 &&
+	    (ret = apply_step(xcfg_bump_epoch(m->xcfg), FERRY_MAP_XCFG, err, errlen)))
+		return ret;
 #undef PUT
 #undef DEL
 	/* On a backend node, the decap's set of XDP VIPs bound here and its
