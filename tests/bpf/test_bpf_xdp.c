@@ -1926,6 +1926,15 @@ static void test_id_reuse(void)
 	ok &= ASSERT_EQ(send_flow(v3, 80, 23, sport, false, NULL), 13, "the flow of .11 to .13 at once");
 	ok &= ASSERT_EQ(svc_set("reuse3", v3, 80, IPPROTO_TCP, true, bc, 2), 0, ".12 joins");
 	ok &= ASSERT_EQ(svc_backend(v3, 80, IPPROTO_TCP, 1), id11, ".12 has the id of .11");
+	{
+		struct xcnt_view be = {};
+		struct ferry_xcnt sum;
+
+		ok &= ASSERT_EQ(xcnt_open(bpf_map__fd(lb->maps.ferry_xbe_v2), &be), 0, "map backend counters");
+		xcnt_get(&be, id11, &sum);
+		xcnt_close(&be);
+		ok &= ASSERT_EQ(sum.packets, 0, "packets counted for .12 before it had any (those of .11)");
+	}
 	for (i = 0; ok && i < 200; i++) {
 		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
 		int got = send_flow(v3, 80, 24, 2400 + i, true, NULL);

@@ -45,7 +45,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	size_t i;
 	int err;
 
-	m->xring = m->xcfg = m->xsvc = m->xvipf = m->dirfd = -1;
+	m->xring = m->xcfg = m->xsvc = m->xvipf = m->xvip = m->xbe = m->dirfd = -1;
 	m->xdcap = m->xdvip = m->xdaddr = m->xdpair = -1;
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
 		*t[i].fd = -1;
@@ -70,6 +70,10 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 		m->xsvc = -1;
 	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XVIPF, &m->xvipf))
 		m->xvipf = -1;
+	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XVIP, &m->xvip))
+		m->xvip = -1;
+	if (m->xring >= 0 && open_pin(dir, FERRY_MAP_XBE, &m->xbe))
+		m->xbe = -1;
 	/* Optional: present once ferryd has loaded the decap (--decap-iface). */
 	if (open_pin(dir, FERRY_MAP_XDCAP, &m->xdcap) || open_pin(dir, FERRY_MAP_XDVIP, &m->xdvip) ||
 	    open_pin(dir, FERRY_MAP_XDADDR, &m->xdaddr) || open_pin(dir, FERRY_MAP_XDPAIR, &m->xdpair)) {
@@ -89,7 +93,8 @@ void ferry_maps_close(struct ferry_maps *m)
 {
 	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
 		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg, &m->xsvc,
-		       &m->xvipf, &m->xdcap, &m->xdvip, &m->xdaddr, &m->xdpair, &m->dirfd };
+		       &m->xvipf, &m->xvip, &m->xbe, &m->xdcap, &m->xdvip, &m->xdaddr, &m->xdpair,
+		       &m->dirfd };
 	size_t i;
 
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
@@ -683,6 +688,27 @@ void xcnt_close(struct xcnt_view *v)
 {
 	array_munmap(v->a, sizeof(struct ferry_xcnt), v->n);
 	memset(v, 0, sizeof(*v));
+}
+
+int xcnt_reset(int fd, __u32 id)
+{
+	struct ferry_xcnt zero = {};
+	int ncpu = ferry_cpu_rows(), c, err;
+	__u32 n = 0, stride, key;
+
+	if (ncpu <= 0)
+		return ncpu < 0 ? ncpu : -EINVAL;
+	if ((err = map_max_entries(fd, &n)))
+		return err;
+	stride = n / ncpu;
+	if (n % ncpu || id >= stride)
+		return 0;	/* not laid out for this machine, or no column: nothing counted */
+	for (c = 0; c < ncpu; c++) {
+		key = (__u32)c * stride + id;
+		if (bpf_map_update_elem(fd, &key, &zero, BPF_ANY))
+			return -errno;
+	}
+	return 0;
 }
 
 int xdp_counters_open(const char *dir, struct xdp_counters *x)

@@ -16,6 +16,8 @@ struct ferry_maps {
 	/* XDP rings, config, VIP index and filter: -1 when the XDP load
 	 * balancer was never loaded (or, the filter, by an older version). */
 	int	xring, xcfg, xsvc, xvipf;
+	/* Its per-VIP and per-backend packet counters (-1 likewise). */
+	int	xvip, xbe;
 	/* The decap's maps (struct decap_maps): -1 when the decap was never
 	 * loaded here. */
 	int	xdcap, xdvip, xdaddr, xdpair;
@@ -97,6 +99,8 @@ struct xcnt_view {
 int xcnt_open(int fd, struct xcnt_view *v);
 void xcnt_get(const struct xcnt_view *v, __u32 id, struct ferry_xcnt *out);
 void xcnt_close(struct xcnt_view *v);
+/* Zero id's column on every CPU's row (a reused id starts from nothing). */
+int xcnt_reset(int fd, __u32 id);
 
 /*
  * The XDP counters pinned under dir: the outcomes summed over CPUs, and

@@ -60,6 +60,7 @@ void plan_init(struct plan *p)
 	vec_init(&p->xring, sizeof(struct plan_mag));
 	vec_init(&p->xring_del, sizeof(__u32));
 	vec_init(&p->name_del, sizeof(__u32));
+	vec_init(&p->svc_new, sizeof(__u32));
 }
 
 void plan_free(struct plan *p)
@@ -67,7 +68,7 @@ void plan_free(struct plan *p)
 	struct vec *all[] = { &p->be_put_k, &p->be_put_v, &p->bestat_del, &p->slot_put_k,
 		&p->slot_put_v, &p->mag, &p->name_put_k, &p->name_put_v, &p->svc_put_k,
 		&p->svc_put_v, &p->svc_del, &p->slot_del, &p->be_del, &p->mag_del, &p->name_del,
-		&p->xring, &p->xring_del };
+		&p->xring, &p->xring_del, &p->svc_new };
 	size_t i;
 
 	for (i = 0; i < p->mag.n; i++)
@@ -241,6 +242,8 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 		ret = -ENOSPC;
 		goto cleanup;
 	}
+	if (!cur && (ret = vec_push(&p->svc_new, &nv.id)))
+		goto cleanup;
 
 	for (i = 0; i < old_n; i++) {
 		memcpy(eps[i].addr, cur->bes[i].be.addr, sizeof(eps[i].addr));
@@ -870,6 +873,16 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 		return ret
 
 	DEL(m->bestat, &p->bestat_del, "backend counters");
+	/* New ids may be reused ones: the XDP packet counts of whoever had
+	 * them before go, before the new owner is published. */
+	for (i = 0; m->xbe >= 0 && i < p->bestat_del.n; i++)
+		if ((ret = apply_step(xcnt_reset(m->xbe, ((__u32 *)p->bestat_del.d)[i]),
+				      FERRY_MAP_XBE, err, errlen)))
+			return ret;
+	for (i = 0; m->xvip >= 0 && i < p->svc_new.n; i++)
+		if ((ret = apply_step(xcnt_reset(m->xvip, ((__u32 *)p->svc_new.d)[i]),
+				      FERRY_MAP_XVIP, err, errlen)))
+			return ret;
 	PUT(m->be, &p->be_put_k, &p->be_put_v, FERRY_MAP_BACKEND);
 	PUT(m->slot, &p->slot_put_k, &p->slot_put_v, FERRY_MAP_SLOT);
 	for (i = 0; i < p->mag.n; i++)

@@ -48,6 +48,7 @@ struct plan {
 	struct vec svc_put_k, svc_put_v;
 	struct vec svc_del, slot_del, be_del, mag_del, name_del;
 	struct vec xring, xring_del;	/* XDP rings (struct plan_mag), svc ids */
+	struct vec svc_new;		/* ids of services created (their counters restart) */
 	struct plan_summary sum;
 };
 
