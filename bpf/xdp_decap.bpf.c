@@ -46,21 +46,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xdvip_v1 SEC(".maps");
 
-/*
- * Every address of the node (IPv6 link-local ones aside), as ferryd sees
- * them in its network namespace. The program never reads it: it is where
- * ferryctl, which may run anywhere, finds the node's addresses when a
- * service change makes it derive ferry_xdvip_v1 (decap_derive()).
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, FERRY_XDADDR_MAX);
-	__type(key, struct ferry_xdcap_key);
-	__type(value, __u32);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_xdaddr_v1 SEC(".maps");
-
 /* ferry_xdcap_v1 x ferry_xdvip_v1: what the program strips. Sized by --max-services. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

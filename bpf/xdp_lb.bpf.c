@@ -189,7 +189,7 @@ struct xnh {
 	__u16	mtu;
 	__u8	smac[6];
 	__u8	family;
-	__u8	pad;
+	__u8	local;		/* the backend is this node: no next hop, XDP_PASS */
 	__u32	ifindex;	/* egress device; 0 = gateway out of the ingress device */
 	__u32	epoch;		/* ferry_xcfg.be_epoch read before the backend was */
 };
@@ -691,6 +691,17 @@ static __always_inline struct xnh *nh_slot(__u32 be_id)
 
 enum { NH_OK = 0, NH_NO_BACKEND, NH_NO_ROUTE };
 
+/* Is be's address one of this node's? The FIB cannot say (a local route
+ * and no route at all both answer NOT_FWDED); the addresses ferryd records
+ * for the decap, which every backend runs, can. */
+static __always_inline bool node_addr(const struct ferry_backend *be)
+{
+	struct ferry_xdcap_key k = { .family = be->family };
+
+	__builtin_memcpy(k.addr, be->addr, sizeof(k.addr));
+	return bpf_map_lookup_elem(&ferry_xdaddr_v1, &k);
+}
+
 /* Resolve backend be_id of service svc_id into nh; NH_OK, or why not. */
 static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cfg, __u32 be_id,
 				 __u32 svc_id, struct xnh *nh)
@@ -718,11 +729,19 @@ static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cf
 	}
 	xstat_inc(FERRY_XSTAT_NH_LOOKUP);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	nh->local = 0;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		__builtin_memcpy(nh->dmac, fib.dmac, 6);
 		__builtin_memcpy(nh->smac, fib.smac, 6);
 		nh->ifindex = fib.ifindex;
 		nh->mtu = fib.mtu_result ? fib.mtu_result : XDP_DEF_MTU;
+	} else if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && node_addr(be)) {
+		/* The backend is this node (it binds the VIP, as every backend
+		 * does): its packets go up this node's stack as they came, not
+		 * through a tunnel to itself. */
+		nh->local = 1;
+		nh->ifindex = 0;
+		nh->mtu = 0xffff;
 	} else if (cfg->flags & FERRY_XCFG_F_GW) {
 		xstat_inc(FERRY_XSTAT_NH_GATEWAY);
 		__builtin_memcpy(nh->dmac, cfg->gw_mac, 6);
@@ -1263,6 +1282,8 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 		xstat_inc(FERRY_XSTAT_ICMP_FWD);
 	xcnt_add(&ferry_xvip_v2, XVIP_STRIDE, svc_id, p->pkt_len);
 	xcnt_add(&ferry_xbe_v2, XBE_STRIDE, be_id, p->pkt_len);
+	if (nh->local)		/* its MTU is 0xffff: never too big */
+		return XV(XDP_PASS, FERRY_XSTAT_LOCAL);
 	/* Back out of the ingress device (the gateway, or the route's device
 	 * is that one) or redirected to the route's device. encap() is
 	 * inlined once for each, with tx a constant: a redirect then builds

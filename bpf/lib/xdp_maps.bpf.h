@@ -26,6 +26,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xstat_v2 SEC(".maps");
 
+/*
+ * Every address of the node (IPv6 link-local ones aside), as ferryd sees
+ * them in its network namespace (recorded where the decap runs, as it does
+ * on every backend). ferryctl, which may run anywhere, finds the node's
+ * addresses there when a service change makes it derive ferry_xdvip_v1
+ * (decap_derive()); the LB, whether a backend is this node.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FERRY_XDADDR_MAX);
+	__type(key, struct ferry_xdcap_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xdaddr_v1 SEC(".maps");
+
 static __always_inline void xstat_inc(__u32 slot)
 {
 	__u32 cpu = bpf_get_smp_processor_id();

@@ -1955,6 +1955,54 @@ static void test_id_reuse(void)
 	verdict("xdp a backend leaving: its flows move at once, its id's next user is reached", ok);
 }
 
+/*
+ * A backend that is this node (one of the addresses ferryd records in
+ * ferry_xdaddr_v1) gets its flows as they came, XDP_PASS to the local stack
+ * where it binds the VIP, not a tunnel to itself: the FIB answers NOT_FWDED
+ * for it as for an address without a route (which keeps the gateway or
+ * drop_no_route, the rows above).
+ */
+static void test_local_backend(void)
+{
+	static const struct { const char *vip, *self; int family; } c[] = {
+		{ "198.51.100.210", "192.0.2.2", 4 },
+		{ "2001:db8:ffff::210", "2001:db8::2", 6 },
+	};
+	int addr = bpf_map__fd(lb->maps.ferry_xdaddr_v1);
+	__u64 local0 = xstat(FERRY_XSTAT_LOCAL);
+	size_t i, k;
+	bool ok = true;
+
+	for (i = 0; i < 2; i++) {
+		const struct bspec self[] = { { .ip = c[i].self } };
+		struct ferry_xdcap_key key = { .family = c[i].family == 4 ? AF_INET : AF_INET6 };
+		__u32 one = 1;
+
+		inet_pton(key.family, c[i].self, key.addr);
+		ok &= ASSERT_EQ(bpf_map_update_elem(addr, &key, &one, BPF_ANY), 0, "record %s", c[i].self);
+		ok &= ASSERT_EQ(svc_set(i ? "self6" : "self4", c[i].vip, 80, IPPROTO_TCP, true, self, 1), 0,
+				"service with backend %s", c[i].self);
+		for (k = 0; ok && k < 2; k++) {	/* a SYN, then the flow's next packet */
+			struct pspec sp = { .family = c[i].family, .proto = IPPROTO_TCP,
+					    .src = c[i].family == 4 ? V4C : V6C, .dst = c[i].vip,
+					    .sport = 41000, .dport = 80, .payload = 10,
+					    .tcp_flags = k ? TCP_ACK : TCP_SYN };
+			__u8 in[256], out[256];
+			__u32 outlen = sizeof(out), act = XDP_ABORTED;
+			size_t l3, inlen = build(&sp, in, &l3);
+
+			ok &= ASSERT_EQ(run_on(lb_fd(), lb_ifindex, in, inlen, out, &outlen, &act), 0, "run");
+			ok &= ASSERT_EQ(act, XDP_PASS, "v%d %s: action", c[i].family, k ? "ACK" : "SYN");
+			ok &= ASSERT_TRUE(outlen == inlen && !memcmp(in, out, inlen),
+					  "v%d %s: the packet as it came", c[i].family, k ? "ACK" : "SYN");
+		}
+	}
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_LOCAL) - local0, 4, "counted as local");
+	verdict("xdp a backend that is this node gets its flows unencapsulated (XDP_PASS)", ok);
+	for (i = 0; i < 2; i++)
+		svc_set(i ? "self6" : "self4", c[i].vip, 80, IPPROTO_TCP, true, NULL, 0);
+}
+
 /* A flow seen on CPU 0 keeps its backend when its packets show up on CPU 1
  * after the ring changed (the flow table's values are shared by CPUs). */
 static void test_other_cpu(void)
@@ -2456,6 +2504,7 @@ int main(void)
 	test_circuit_states();
 	test_other_cpu();
 	test_id_reuse();
+	test_local_backend();
 	test_counters();
 	test_counter_deltas();
 	test_unsized_cpu();

@@ -80,7 +80,7 @@ const struct stat_desc ferry_xstat_descs[FERRY_XSTAT_MAX] = {
 	  "ICMP handled by the XDP load balancer: forwarded (an error sent on to the flow's backend), too_big_answered (frag-needed / packet-too-big sent back)."),
 	X(ICMP_TOO_BIG, "xdp_icmp_too_big", "ferry_xdp_icmp_total", "kind=\"too_big_answered\"", NULL),
 	X(TX, "xdp_tx", "ferry_xdp_actions_total", "action=\"tx\"",
-	  "Packets the XDP load balancer sent on to a backend, by XDP action."),
+	  "Packets the XDP load balancer sent on to a backend, by XDP action: tx, redirect, local (the backend is this node: passed to its stack unencapsulated)."),
 	X(REDIRECT, "xdp_redirect", "ferry_xdp_actions_total", "action=\"redirect\"", NULL),
 	X(DROP_NO_BACKEND, "xdp_drop_no_backend", "ferry_xdp_drops_total", "reason=\"no_backend\"",
 	  "Packets to an XDP VIP that were dropped, by reason."),
@@ -97,4 +97,5 @@ const struct stat_desc ferry_xstat_descs[FERRY_XSTAT_MAX] = {
 	X(RING_FALLBACK, "xdp_ring_fallback", "ferry_xdp_ring_fallbacks_total", "",
 	  "New flows none of whose tried ring entries could take them, placed by the fallback (a scan of the service's backends, a walk on along the ring) instead of dropped."),
 	X(DECAP_NOT_VIP, "xdp_decap_not_vip", "ferry_xdp_decap_total", "outcome=\"not_vip\"", NULL),
+	X(LOCAL, "xdp_local", "ferry_xdp_actions_total", "action=\"local\"", NULL),
 };
