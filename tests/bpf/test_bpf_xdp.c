@@ -1488,41 +1488,81 @@ out:
 	verdict("xdp VIP filter: no VIP passes without the index, zero asks it", ok);
 }
 
-/* UNHEALTHY and an OPEN circuit are not in the ring's decision: the kernel skips them. */
+/* n flows of client cl to vip:80 (source ports from 1000) begin: a SYN each;
+ * first[i] is where flow i went (send_flow()'s byte). */
+static void flows_start(const char *vip, int cl, int n, int *first)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		first[i] = send_flow(vip, 80, cl, 1000 + i, true, NULL);
+}
+
+/* The next packet (an ACK) of each flow flows_start() began: how many went
+ * elsewhere than first[]; *on how many had begun on the backend ending in
+ * last. */
+static int flows_moved(const char *vip, int cl, int n, const int *first, int last, int *on)
+{
+	int i, moved = 0;
+
+	*on = 0;
+	for (i = 0; i < n; i++) {
+		*on += first[i] == last;
+		moved += send_flow(vip, 80, cl, 1000 + i, false, NULL) != first[i];
+	}
+	return moved;
+}
+
+/*
+ * UNHEALTHY and an OPEN circuit are not in the ring's decision: the kernel
+ * skips them for new flows. Flows recorded before keep their backend: the
+ * table's entry is not checked against the backend's state.
+ */
 static void test_unusable(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	const char *vip = "198.51.100.60";
+	enum { N = 2000 };
+	static int first[N];
 	struct ferry_backend be;
 	struct ferry_bestat st = {};
 	__u32 id11, id12;
-	int i, to11 = 0, to12 = 0;
+	int i, to11 = 0, to12 = 0, on;
 	bool ok;
 
-	ok = ASSERT_EQ(svc_set("unusable", "198.51.100.60", 80, IPPROTO_TCP, true, bs, 2), 0, "service");
-	id11 = svc_backend("198.51.100.60", 80, IPPROTO_TCP, 0);
-	id12 = svc_backend("198.51.100.60", 80, IPPROTO_TCP, 1);
+	ok = ASSERT_EQ(svc_set("unusable", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "service");
+	id11 = svc_backend(vip, 80, IPPROTO_TCP, 0);
+	id12 = svc_backend(vip, 80, IPPROTO_TCP, 1);
 	ok &= ASSERT_TRUE(id11 && id12 && !bpf_map_lookup_elem(fm.be, &id11, &be), "backend ids");
+	if (ok)
+		flows_start(vip, 26, N, first);	/* established while both are usable */
 	be.health = FERRY_HEALTH_UNHEALTHY;
 	ok &= ASSERT_EQ(bpf_map_update_elem(fm.be, &id11, &be, BPF_ANY), 0, "mark unhealthy");
-	for (i = 0; ok && i < 2000; i++)
-		to11 += send_flow("198.51.100.60", 80, 5, 1000 + i, true, NULL) == 11;
+	for (i = 0; ok && i < N; i++)
+		to11 += send_flow(vip, 80, 5, 1000 + i, true, NULL) == 11;
 	ok &= ASSERT_EQ(to11, 0, "new flows to the UNHEALTHY backend");
-	verdict("xdp UNHEALTHY backend gets no new flows", ok);
+	ok &= ASSERT_EQ(flows_moved(vip, 26, N, first, 11, &on), 0,
+			"established flows that moved after .11 became UNHEALTHY");
+	ok &= ASSERT_TRUE(on > N / 4, "established flows on the UNHEALTHY backend (%d of %d)", on, N);
+	verdict("xdp UNHEALTHY backend keeps its flows and gets no new ones", ok);
 
 	be.health = FERRY_HEALTH_HEALTHY;
 	ok = ASSERT_EQ(bpf_map_update_elem(fm.be, &id11, &be, BPF_ANY), 0, "mark healthy");
 	st.circuit = FERRY_CIRCUIT_OPEN;
 	st.open_until_ns = ~0ULL;
 	ok &= ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "open circuit");
-	for (i = 0; ok && i < 2000; i++) {
-		int b = send_flow("198.51.100.60", 80, 6, 1000 + i, true, NULL);
+	for (i = 0, to11 = 0; ok && i < N; i++) {
+		int b = send_flow(vip, 80, 6, 1000 + i, true, NULL);
 
 		to12 += b == 12;
 		to11 += b == 11;
 	}
 	ok &= ASSERT_EQ(to12, 0, "new flows to the backend whose circuit is OPEN");
-	ok &= ASSERT_EQ(to11, 2000, "new flows to the other backend");
-	verdict("xdp backend with an OPEN circuit gets no new flows", ok);
+	ok &= ASSERT_EQ(to11, N, "new flows to the other backend");
+	ok &= ASSERT_EQ(flows_moved(vip, 26, N, first, 12, &on), 0,
+			"established flows that moved after .12's circuit OPENed");
+	ok &= ASSERT_TRUE(on > N / 4, "established flows on the OPEN backend (%d of %d)", on, N);
+	verdict("xdp backend with an OPEN circuit keeps its flows and gets no new ones", ok);
 }
 
 /* Backend health by id for model_pick(): GOOD or DEGRADED, anything else refuses. */
@@ -1835,11 +1875,13 @@ static void test_circuit_states(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
 	const char *vip = "198.51.100.62";
+	enum { N = 2000 };
+	static int first[N];
 	struct ferry_bestat st = {};
 	struct usable u[2];
 	struct ferry_svc s;
 	__u32 id11, id12;
-	int ring = -1, n = 2000, to12;
+	int ring = -1, n = 2000, to12, on;
 	bool ok;
 
 	ok = ASSERT_EQ(svc_set("circuits", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "service");
@@ -1849,17 +1891,21 @@ static void test_circuit_states(void)
 	ring = ring_fd(s.id);
 	ok &= ASSERT_TRUE(id11 && id12 && ring >= 0, "backends and ring");
 	if (!ok) {
-		verdict("xdp circuit OPENING backend gets no new flows", false);
+		verdict("xdp circuit OPENING backend keeps its flows and gets no new ones", false);
 		goto out;
 	}
 	u[0] = (struct usable){ .id = id11 };
 
+	flows_start(vip, 27, N, first);		/* established while both are CLOSED */
 	st.circuit = FERRY_CIRCUIT_OPENING;
 	ok &= ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "OPENING");
 	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 20, u, 1, n, 12, &to12), 0,
 			"flows not where the model (OPENING refuses) says");
 	ok &= ASSERT_EQ(to12, 0, "new flows to the OPENING backend");
-	verdict("xdp circuit OPENING backend gets no new flows", ok);
+	ok &= ASSERT_EQ(flows_moved(vip, 27, N, first, 12, &on), 0,
+			"established flows that moved after .12's circuit went OPENING");
+	ok &= ASSERT_TRUE(on > N / 4, "established flows on the OPENING backend (%d of %d)", on, N);
+	verdict("xdp circuit OPENING backend keeps its flows and gets no new ones", ok);
 
 	/* HALF_OPEN beside a healthy backend: DEGRADED, passed over. */
 	st.circuit = FERRY_CIRCUIT_HALF_OPEN;
