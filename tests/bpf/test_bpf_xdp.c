@@ -16,8 +16,10 @@
  * added, weights hold over 100,000 flows, draining / weight 0 / UNHEALTHY /
  * circuit OPEN / OPENING backends get no new flows but keep existing ones,
  * HALF_OPEN ones count as DEGRADED, new flows whose ring entries all refuse
- * still reach a usable backend (the slot scan), a flow that moves CPUs keeps
- * its backend, and the counters move by exactly the packets sent.
+ * still reach a usable backend (the slot scan), an ICMP error follows its
+ * flow's recorded backend where the ring now names another, a flow that
+ * moves CPUs keeps its backend, and the counters move by exactly the packets
+ * sent.
  *
  * The test runs in a network namespace of its own (unshare) with a veth
  * whose neighbours are static, so bpf_fib_lookup has a deterministic answer,
@@ -677,6 +679,8 @@ static const struct row rows[] = {
 	{ "ICMPv6 echo to the VIP passes",
 	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = V6C, .dst = V6VIP, .icmp_type = 128 },
 	  XDP_PASS, OUT_SAME },
+	/* Here the table and the ring agree on the quoted flow; that the
+	 * table decides is test_icmp_follows_flow's. */
 	{ "ICMP frag-needed quoting a VIP reply goes to that flow's backend",
 	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 4,
 	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
@@ -1188,6 +1192,113 @@ static void test_flow_table(void)
 	verdict("xdp flow table: tags per service, way reuse, LRU within a set", ok);
 }
 
+/*
+ * One frame of spec sp through the LB; the last byte of the outer
+ * destination (the backend) when it was encapsulated and sent on, else -1.
+ * *act the action.
+ */
+static int send_outer(const struct pspec *sp, __u32 *act)
+{
+	__u8 in[256], out[256];
+	__u32 ol = sizeof(out);
+	size_t l3, il = build(sp, in, &l3);
+
+	*act = XDP_ABORTED;
+	if (run(lb_fd(), in, il, out, &ol, act) || (*act != XDP_REDIRECT && *act != XDP_TX))
+		return -1;
+	l3 = *act == XDP_TX ? l3 : ETH_HLEN;	/* a redirect leaves untagged */
+	if (out[l3 - 2] == 0x08 && out[l3 - 1] == 0x00)
+		return out[l3 + 19];		/* IPv4 daddr at 16..19 */
+	return out[l3 + 39];			/* IPv6 daddr at 24..39 */
+}
+
+/*
+ * An ICMP error about a flow goes where the flow's packets go: to the
+ * backend the flow table recorded, even when the ring now names another.
+ * Flows start on a service of one backend; a second one is added, and for
+ * a flow the new ring gives to the new backend, a "fragmentation needed"
+ * (IPv4) or "packet too big" (IPv6) quoting the first backend's reply must
+ * still reach the first backend, whose connection it is about, and leave
+ * the flow's record as it was. The rows' ICMP errors quote flows the ring
+ * and the table agree on, so they cannot tell the two apart.
+ */
+static void test_icmp_follows_flow(int family)
+{
+	const bool v4 = family == 4;
+	const char *vip = v4 ? "198.51.100.93" : "2001:db8:ffff::93";
+	const char *client = v4 ? V4C : V6C;
+	const struct bspec one[] = { { .ip = v4 ? "192.0.2.11" : "2001:db8::11" } };
+	const struct bspec two[] = { { .ip = v4 ? "192.0.2.11" : "2001:db8::11" },
+				     { .ip = v4 ? "192.0.2.12" : "2001:db8::12" } };
+	const int last11 = v4 ? 11 : 0x11, last12 = v4 ? 12 : 0x12;
+	struct pspec fl = { .family = family, .proto = IPPROTO_TCP, .src = client, .dst = vip,
+			    .dport = 80, .tcp_flags = TCP_SYN };
+	struct pspec err = { .family = family, .src = v4 ? "203.0.113.254" : "2001:db8:1::fe",
+			     .dst = vip, .qsrc = vip, .qdst = client, .qsport = 80,
+			     .qproto = IPPROTO_TCP };
+	struct ferry_xflow_key k;
+	struct ferry_svc s;
+	__u32 id11, id12, act, idx, tag;
+	int fd = bpf_map__fd(lb->maps.ferry_xflow_v3), i, n = 64, on11 = 0, port = 0, unrec = 0;
+	struct ferry_xflow_set fs;
+	char name[128];
+	bool ok;
+
+	err.proto = v4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+	err.icmp_type = v4 ? 3 : 2;
+	err.icmp_code = v4 ? 4 : 0;
+	ok = ASSERT_EQ(svc_set(v4 ? "icmp-flow4" : "icmp-flow6", vip, 80, IPPROTO_TCP, true, one, 1),
+		       0, "service of one backend");
+	for (i = 0; ok && i < n; i++) {
+		fl.sport = 3000 + i;
+		on11 += send_outer(&fl, &act) == last11;
+	}
+	ok &= ASSERT_EQ(on11, n, "flows started on the one backend");
+	ok &= ASSERT_EQ(svc_set(v4 ? "icmp-flow4" : "icmp-flow6", vip, 80, IPPROTO_TCP, true, two, 2),
+			0, "a second backend");
+	ok &= ASSERT_EQ(svc_lookup(vip, 80, IPPROTO_TCP, &s), 0, "service id");
+	id11 = svc_backend(vip, 80, IPPROTO_TCP, 0);
+	id12 = svc_backend(vip, 80, IPPROTO_TCP, 1);
+	/* A recorded flow the new ring gives to .12, and one never recorded
+	 * that it gives to .12 too. */
+	for (i = 0; ok && i < 4 * n && (!port || !unrec); i++) {
+		fl.sport = 3000 + i;
+		fl.tcp_flags = TCP_ACK;
+		flow_key(&fl, &k);
+		if (ring_backend(s.id, &k) != id12)
+			continue;
+		if (i < n && !port)
+			port = fl.sport;
+		else if (i >= n && !unrec)
+			unrec = fl.sport;
+	}
+	ok &= ASSERT_TRUE(id11 && id12 && port && unrec,
+			  "a recorded and an unrecorded flow the new ring gives to the new backend");
+	if (!ok)
+		goto out;
+
+	err.qdport = port;
+	ok &= ASSERT_EQ(send_outer(&err, &act), last11,
+			"the error goes to the flow's recorded backend, not the ring's (outer destination's last byte)");
+	ok &= ASSERT_EQ(act, XDP_REDIRECT, "action");
+	fl.sport = port;
+	ok &= ASSERT_EQ(send_outer(&fl, &act), last11, "the flow's next packet: still its backend");
+
+	/* An error about a flow the table does not hold: the ring's entry, and
+	 * the error records nothing. */
+	fl.sport = unrec;
+	flow_key(&fl, &k);
+	idx = flow_set_index(&k, s.id, &tag);
+	err.qdport = unrec;
+	ok &= ASSERT_EQ(send_outer(&err, &act), last12, "an unrecorded flow's error: the ring's backend");
+	ok &= ASSERT_EQ(bpf_map_lookup_elem(fd, &idx, &fs), 0, "read the set");
+	ok &= ASSERT_EQ(ways_with(&fs, tag), 0, "the error created no flow");
+out:
+	snprintf(name, sizeof(name), "xdp %s quoting a recorded flow goes to its backend, not the ring's",
+		 v4 ? "ICMP frag-needed" : "ICMPv6 packet-too-big");
+	verdict(name, ok);
+}
+
 /* Way of the index holding key in set *set, -1 if none. */
 static int xsvc_way(const struct ferry_xsvc_set *sets, __u32 nsets, const struct ferry_svc_key *k,
 		    __u32 *set)
@@ -1377,41 +1488,81 @@ out:
 	verdict("xdp VIP filter: no VIP passes without the index, zero asks it", ok);
 }
 
-/* UNHEALTHY and an OPEN circuit are not in the ring's decision: the kernel skips them. */
+/* n flows of client cl to vip:80 (source ports from 1000) begin: a SYN each;
+ * first[i] is where flow i went (send_flow()'s byte). */
+static void flows_start(const char *vip, int cl, int n, int *first)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		first[i] = send_flow(vip, 80, cl, 1000 + i, true, NULL);
+}
+
+/* The next packet (an ACK) of each flow flows_start() began: how many went
+ * elsewhere than first[]; *on how many had begun on the backend ending in
+ * last. */
+static int flows_moved(const char *vip, int cl, int n, const int *first, int last, int *on)
+{
+	int i, moved = 0;
+
+	*on = 0;
+	for (i = 0; i < n; i++) {
+		*on += first[i] == last;
+		moved += send_flow(vip, 80, cl, 1000 + i, false, NULL) != first[i];
+	}
+	return moved;
+}
+
+/*
+ * UNHEALTHY and an OPEN circuit are not in the ring's decision: the kernel
+ * skips them for new flows. Flows recorded before keep their backend: the
+ * table's entry is not checked against the backend's state.
+ */
 static void test_unusable(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	const char *vip = "198.51.100.60";
+	enum { N = 2000 };
+	static int first[N];
 	struct ferry_backend be;
 	struct ferry_bestat st = {};
 	__u32 id11, id12;
-	int i, to11 = 0, to12 = 0;
+	int i, to11 = 0, to12 = 0, on;
 	bool ok;
 
-	ok = ASSERT_EQ(svc_set("unusable", "198.51.100.60", 80, IPPROTO_TCP, true, bs, 2), 0, "service");
-	id11 = svc_backend("198.51.100.60", 80, IPPROTO_TCP, 0);
-	id12 = svc_backend("198.51.100.60", 80, IPPROTO_TCP, 1);
+	ok = ASSERT_EQ(svc_set("unusable", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "service");
+	id11 = svc_backend(vip, 80, IPPROTO_TCP, 0);
+	id12 = svc_backend(vip, 80, IPPROTO_TCP, 1);
 	ok &= ASSERT_TRUE(id11 && id12 && !bpf_map_lookup_elem(fm.be, &id11, &be), "backend ids");
+	if (ok)
+		flows_start(vip, 26, N, first);	/* established while both are usable */
 	be.health = FERRY_HEALTH_UNHEALTHY;
 	ok &= ASSERT_EQ(bpf_map_update_elem(fm.be, &id11, &be, BPF_ANY), 0, "mark unhealthy");
-	for (i = 0; ok && i < 2000; i++)
-		to11 += send_flow("198.51.100.60", 80, 5, 1000 + i, true, NULL) == 11;
+	for (i = 0; ok && i < N; i++)
+		to11 += send_flow(vip, 80, 5, 1000 + i, true, NULL) == 11;
 	ok &= ASSERT_EQ(to11, 0, "new flows to the UNHEALTHY backend");
-	verdict("xdp UNHEALTHY backend gets no new flows", ok);
+	ok &= ASSERT_EQ(flows_moved(vip, 26, N, first, 11, &on), 0,
+			"established flows that moved after .11 became UNHEALTHY");
+	ok &= ASSERT_TRUE(on > N / 4, "established flows on the UNHEALTHY backend (%d of %d)", on, N);
+	verdict("xdp UNHEALTHY backend keeps its flows and gets no new ones", ok);
 
 	be.health = FERRY_HEALTH_HEALTHY;
 	ok = ASSERT_EQ(bpf_map_update_elem(fm.be, &id11, &be, BPF_ANY), 0, "mark healthy");
 	st.circuit = FERRY_CIRCUIT_OPEN;
 	st.open_until_ns = ~0ULL;
 	ok &= ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "open circuit");
-	for (i = 0; ok && i < 2000; i++) {
-		int b = send_flow("198.51.100.60", 80, 6, 1000 + i, true, NULL);
+	for (i = 0, to11 = 0; ok && i < N; i++) {
+		int b = send_flow(vip, 80, 6, 1000 + i, true, NULL);
 
 		to12 += b == 12;
 		to11 += b == 11;
 	}
 	ok &= ASSERT_EQ(to12, 0, "new flows to the backend whose circuit is OPEN");
-	ok &= ASSERT_EQ(to11, 2000, "new flows to the other backend");
-	verdict("xdp backend with an OPEN circuit gets no new flows", ok);
+	ok &= ASSERT_EQ(to11, N, "new flows to the other backend");
+	ok &= ASSERT_EQ(flows_moved(vip, 26, N, first, 12, &on), 0,
+			"established flows that moved after .12's circuit OPENed");
+	ok &= ASSERT_TRUE(on > N / 4, "established flows on the OPEN backend (%d of %d)", on, N);
+	verdict("xdp backend with an OPEN circuit keeps its flows and gets no new ones", ok);
 }
 
 /* Backend health by id for model_pick(): GOOD or DEGRADED, anything else refuses. */
@@ -1724,11 +1875,13 @@ static void test_circuit_states(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
 	const char *vip = "198.51.100.62";
+	enum { N = 2000 };
+	static int first[N];
 	struct ferry_bestat st = {};
 	struct usable u[2];
 	struct ferry_svc s;
 	__u32 id11, id12;
-	int ring = -1, n = 2000, to12;
+	int ring = -1, n = 2000, to12, on;
 	bool ok;
 
 	ok = ASSERT_EQ(svc_set("circuits", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "service");
@@ -1738,17 +1891,21 @@ static void test_circuit_states(void)
 	ring = ring_fd(s.id);
 	ok &= ASSERT_TRUE(id11 && id12 && ring >= 0, "backends and ring");
 	if (!ok) {
-		verdict("xdp circuit OPENING backend gets no new flows", false);
+		verdict("xdp circuit OPENING backend keeps its flows and gets no new ones", false);
 		goto out;
 	}
 	u[0] = (struct usable){ .id = id11 };
 
+	flows_start(vip, 27, N, first);		/* established while both are CLOSED */
 	st.circuit = FERRY_CIRCUIT_OPENING;
 	ok &= ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "OPENING");
 	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 20, u, 1, n, 12, &to12), 0,
 			"flows not where the model (OPENING refuses) says");
 	ok &= ASSERT_EQ(to12, 0, "new flows to the OPENING backend");
-	verdict("xdp circuit OPENING backend gets no new flows", ok);
+	ok &= ASSERT_EQ(flows_moved(vip, 27, N, first, 12, &on), 0,
+			"established flows that moved after .12's circuit went OPENING");
+	ok &= ASSERT_TRUE(on > N / 4, "established flows on the OPENING backend (%d of %d)", on, N);
+	verdict("xdp circuit OPENING backend keeps its flows and gets no new ones", ok);
 
 	/* HALF_OPEN beside a healthy backend: DEGRADED, passed over. */
 	st.circuit = FERRY_CIRCUIT_HALF_OPEN;
@@ -2499,6 +2656,8 @@ int main(void)
 	test_weights();
 	test_stickiness_and_draining();
 	test_flow_table();
+	test_icmp_follows_flow(4);
+	test_icmp_follows_flow(6);
 	test_unusable();
 	test_fallback();
 	test_circuit_states();

@@ -2,8 +2,9 @@
 /*
  * Reconcile plans the XDP rings: a ring for every service with "xdp": true
  * when the XDP load balancer is loaded (fstate.xring_m set), rebuilt only
- * when the usable backend set or the configured ring size changes, deleted
- * with the flag or the service. Pure planning, no BPF.
+ * when the usable backend set (weights, draining) or the configured ring
+ * size changes, not when health does; deleted with the flag or the service.
+ * Pure planning, no BPF.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -185,12 +186,157 @@ static void ring_rebuilt_only_on_change(void **state)
 	fstate_free(&st);
 }
 
+/* How many entries of ring pm each of ids[0..n) owns, into c[]; the rest in c[n]. */
+static void ring_shares(const struct plan_mag *pm, const __u32 *ids, size_t n, size_t *c)
+{
+	size_t i, j;
+
+	memset(c, 0, (n + 1) * sizeof(*c));
+	for (i = 0; i < pm->m; i++) {
+		for (j = 0; j < n && pm->table[i] != ids[j]; j++)
+			;
+		c[j]++;
+	}
+}
+
+/*
+ * "state": "draining" takes a backend out of the ring (new flows), as
+ * weight 0 does, without removing it (its flows stay: the flow table);
+ * back to active, it is in the ring again. A service created with a
+ * draining backend gets a ring without it.
+ */
+static void ring_without_draining_backend(void **state)
+{
+	struct plan_opts o = { .owner = FERRY_SVC_F_REGISTRY };
+	struct be_state bes[4];
+	struct svc_state cur;
+	struct reg_service w;
+	struct fstate st;
+	struct plan p, q;
+	char err[256];
+	size_t c[3];
+	__u32 ids[2];
+
+	(void)state;
+	assert_int_equal(fstate_init(&st, 64, 256), 0);
+	st.xring_m = FERRY_XDP_DEF_RING_M;
+	want_init(&w, true, 2);
+	plan_init(&p);
+	assert_int_equal(plan_service(&p, &st, NULL, &w, &o, err, sizeof(err)), 0);
+	state_after(&p, &w, &cur, bes, FERRY_XDP_DEF_RING_M);
+	ids[0] = bes[0].id;
+	ids[1] = bes[1].id;
+
+	/* Draining: the ring is rebuilt without it; the backend stays. */
+	rb[1].state = be_state_parse("draining");
+	assert_int_equal(rb[1].state, FERRY_BE_DRAINING);
+	plan_init(&q);
+	assert_int_equal(plan_service(&q, &st, &cur, &w, &o, err, sizeof(err)), 0);
+	assert_int_equal(q.xring.n, 1);
+	ring_shares(q.xring.d, ids, 2, c);
+	assert_int_equal(c[0], FERRY_XDP_DEF_RING_M);
+	assert_int_equal(c[1] + c[2], 0);
+	assert_int_equal(q.be_del.n, 0);
+	assert_int_equal(q.be_put_k.n, 1);
+	assert_int_equal(((__u32 *)q.be_put_k.d)[0], ids[1]);
+	assert_int_equal(((struct ferry_backend *)q.be_put_v.d)[0].state, FERRY_BE_DRAINING);
+	plan_free(&q);
+
+	/* Active again (the maps as the drain left them): back in the ring. */
+	bes[1].be.state = FERRY_BE_DRAINING;
+	rb[1].state = FERRY_BE_ACTIVE;
+	plan_init(&q);
+	assert_int_equal(plan_service(&q, &st, &cur, &w, &o, err, sizeof(err)), 0);
+	assert_int_equal(q.xring.n, 1);
+	ring_shares(q.xring.d, ids, 2, c);
+	assert_true(c[0] > FERRY_XDP_DEF_RING_M * 0.45 && c[1] > FERRY_XDP_DEF_RING_M * 0.45);
+	assert_int_equal(c[2], 0);
+	plan_free(&q);
+	plan_free(&p);
+	fstate_free(&st);
+
+	/* Created with a draining backend: never in the ring. */
+	assert_int_equal(fstate_init(&st, 64, 256), 0);
+	st.xring_m = FERRY_XDP_DEF_RING_M;
+	want_init(&w, true, 2);
+	rb[0].state = FERRY_BE_DRAINING;
+	plan_init(&p);
+	assert_int_equal(plan_service(&p, &st, NULL, &w, &o, err, sizeof(err)), 0);
+	assert_int_equal(p.xring.n, 1);
+	assert_int_equal(p.be_put_k.n, 2);
+	ids[0] = ((__u32 *)p.be_put_k.d)[0];
+	ids[1] = ((__u32 *)p.be_put_k.d)[1];
+	ring_shares(p.xring.d, ids, 2, c);
+	assert_int_equal(c[1], FERRY_XDP_DEF_RING_M);
+	assert_int_equal(c[0] + c[2], 0);
+	plan_free(&p);
+	fstate_free(&st);
+}
+
+/*
+ * Health is not the plan's: ferryd's probes write it into the backend map,
+ * and the ring is built from the weights alone (the data path skips
+ * UNHEALTHY backends for new flows). A sync that finds backends UNHEALTHY
+ * or DEGRADED with the registry unchanged writes nothing and keeps the
+ * ring; one that rebuilds the ring for another reason keeps an UNHEALTHY
+ * backend in it, and the health in the entries it writes.
+ */
+static void ring_kept_on_health_change(void **state)
+{
+	struct plan_opts o = { .owner = FERRY_SVC_F_REGISTRY };
+	struct be_state bes[4];
+	struct svc_state cur;
+	struct reg_service w;
+	struct fstate st;
+	struct plan p, q;
+	char err[256];
+	size_t c[4];
+	__u32 ids[3];
+
+	(void)state;
+	assert_int_equal(fstate_init(&st, 64, 256), 0);
+	st.xring_m = FERRY_XDP_DEF_RING_M;
+	want_init(&w, true, 3);
+	plan_init(&p);
+	assert_int_equal(plan_service(&p, &st, NULL, &w, &o, err, sizeof(err)), 0);
+	state_after(&p, &w, &cur, bes, FERRY_XDP_DEF_RING_M);
+	ids[0] = bes[0].id;
+	ids[1] = bes[1].id;
+	ids[2] = bes[2].id;
+
+	/* ferryd's probes: .12 UNHEALTHY, .13 DEGRADED. The next sync. */
+	bes[1].be.health = FERRY_HEALTH_UNHEALTHY;
+	bes[2].be.health = FERRY_HEALTH_DEGRADED;
+	plan_init(&q);
+	assert_int_equal(plan_service(&q, &st, &cur, &w, &o, err, sizeof(err)), 0);
+	assert_int_equal(q.xring.n, 0);
+	assert_int_equal(plan_writes(&q), 0);
+	plan_free(&q);
+
+	/* Weight 0 on .13 rebuilds the ring: .12 in it all the same. */
+	rb[2].weight = 0;
+	plan_init(&q);
+	assert_int_equal(plan_service(&q, &st, &cur, &w, &o, err, sizeof(err)), 0);
+	assert_int_equal(q.xring.n, 1);
+	ring_shares(q.xring.d, ids, 3, c);
+	assert_true(c[0] > FERRY_XDP_DEF_RING_M * 0.45 && c[1] > FERRY_XDP_DEF_RING_M * 0.45);
+	assert_int_equal(c[2] + c[3], 0);
+	assert_int_equal(q.be_put_k.n, 1);
+	assert_int_equal(((__u32 *)q.be_put_k.d)[0], ids[2]);
+	assert_int_equal(((struct ferry_backend *)q.be_put_v.d)[0].health, FERRY_HEALTH_DEGRADED);
+	plan_free(&q);
+	plan_free(&p);
+	fstate_free(&st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(ring_built_on_create),
 		cmocka_unit_test(no_ring_without_xdp_loaded),
 		cmocka_unit_test(ring_rebuilt_only_on_change),
+		cmocka_unit_test(ring_without_draining_backend),
+		cmocka_unit_test(ring_kept_on_health_change),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
