@@ -81,6 +81,9 @@ int loader_link_adopt(struct ferryd *d, const char *name, int prog_fd,
 		      size_t len);
 /* Pin link fd at path and close fd (unpinned, the link goes). 0 or -errno. */
 int loader_link_pin(int fd, const char *path);
+/* Unpin and detach the link pinned as links/<name>, if there is one, and
+ * log it at info level with why. 0 (also when none), or -errno. */
+int loader_link_unpin(struct ferryd *d, const char *name, const char *why);
 
 /* sockmap.c: same-node acceleration flags, policy maps, attachments. */
 int sockmap_parse_port(struct ferryd_cfg *c, const char *s);
