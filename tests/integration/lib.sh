@@ -20,7 +20,10 @@ BUILD=${BUILD:-build}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B="$ROOT/$BUILD"
 case "$BUILD" in /*) B="$BUILD" ;; esac
-SUF="$(basename "$0" .sh | tr -c 'a-z0-9\n' '-' | cut -c1-12)-$$-$RANDOM"
+# FERRY_TEST_TAG (optional, [a-z0-9]) leads every name: runs side by side,
+# and anything a killed run left, can be told apart.
+TAG=${FERRY_TEST_TAG:+$(tr -c 'a-z0-9\n' '-' <<<"$FERRY_TEST_TAG" | cut -c1-8)-}
+SUF="$TAG$(basename "$0" .sh | tr -c 'a-z0-9\n' '-' | cut -c1-12)-$$-$RANDOM"
 CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
 CG="$CG2/ferry-test-$SUF"
 NS_C="ferry-c-$SUF"
