@@ -63,3 +63,70 @@ check ferryctl_xdp_same_port_added bash -c '"$1" --bpffs "$2" backend add 198.51
 	_ "$B/ferryctl" "$PIN"
 check ferryctl_xdp_backend_listed bash -c '"$1" --bpffs "$2" service show 198.51.100.70:80 | grep -q "203.0.113.71:80"' \
 	_ "$B/ferryctl" "$PIN"
+
+# ---- links of interfaces a restarted ferryd no longer has ----
+# Daemons in the backend netns, on its veth fb0 (and on a veth whose name
+# makes its LB link's name read like a decap link's), --resync 0: syncs only
+# when asked.
+export FERRYD_NETNS=$NS_B
+ip -n "$NS_B" link add decap_lk7 type veth peer name dlk7p &&
+	ip -n "$NS_B" link set decap_lk7 up && ip -n "$NS_B" link set dlk7p up
+xdp_prog_on() {	# iface: the name of the XDP program on it, or nothing
+	ip -n "$NS_B" -d link show dev "$1" | sed -n 's/.*prog\/xdp id [0-9]* name \([^ ]*\).*/\1/p'
+}
+link_id() {	# pinned link: its id, or nothing
+	bpftool -j link show pinned "$1" 2>/dev/null | jq -r '.id // empty'
+}
+L="$PIN/links"
+
+ferryd_start "$REG" --resync 0 --xdp-iface fb0 --xdp-flows 4096 || echo "FAIL stale_lb_start"
+assert_eq lb_attached "$(xdp_prog_on fb0)" ferry_xdp_lb
+id=$(link_id "$L/xdp_fb0")
+ferryd_stop
+ferryd_start "$REG" --resync 0 --xdp-iface fb0 --xdp-flows 4096 || echo "FAIL stale_lb_restart"
+check lb_link_id_known test -n "$id"
+assert_eq lb_link_kept_while_configured "$(link_id "$L/xdp_fb0")" "$id"
+ferryd_stop
+# Neither --xdp-iface nor --decap-iface: the XDP part loads nothing, and
+# still retires the link.
+ferryd_start "$REG" --resync 0 || echo "FAIL stale_no_xdp_start"
+check lb_link_unpinned_without_xdp_iface test ! -e "$L/xdp_fb0"
+assert_eq lb_detached_without_xdp_iface "$(xdp_prog_on fb0)" ""
+check lb_detach_logged grep -q "link xdp_fb0: detached and unpinned (no --xdp-iface fb0 now)" "$TMP/ferryd.log"
+ferryd_stop
+
+# An interface moved from the LB to the decap: the LB's link goes first, so
+# the decap can attach (one XDP program per device).
+ferryd_start "$REG" --resync 0 --xdp-iface fb0 --xdp-flows 4096 || echo "FAIL stale_lb_start2"
+assert_eq lb_attached_again "$(xdp_prog_on fb0)" ferry_xdp_lb
+ferryd_stop
+check decap_starts_on_former_lb_iface ferryd_start "$REG" --resync 0 --decap-iface fb0
+check lb_link_gone_for_decap test ! -e "$L/xdp_fb0"
+check decap_link_pinned test -e "$L/xdp_decap_fb0"
+assert_eq decap_attached "$(xdp_prog_on fb0)" ferry_xdp_decap
+id=$(link_id "$L/xdp_decap_fb0")
+ferryd_stop
+# "xdp_decap_fb0" starts with "xdp_" too: it is the decap's, and kept.
+ferryd_start "$REG" --resync 0 --decap-iface fb0 || echo "FAIL stale_decap_restart"
+check decap_link_id_known test -n "$id"
+assert_eq decap_link_kept_while_configured "$(link_id "$L/xdp_decap_fb0")" "$id"
+ferryd_stop
+ferryd_start "$REG" --resync 0 || echo "FAIL stale_no_decap_start"
+check decap_link_unpinned_without_decap_iface test ! -e "$L/xdp_decap_fb0"
+assert_eq decap_detached_without_decap_iface "$(xdp_prog_on fb0)" ""
+ferryd_stop
+
+# An LB on "decap_lk7" pins "xdp_decap_lk7", which reads as a decap link on
+# "lk7": a link this run attaches through is kept, whatever its name reads as.
+ferryd_start "$REG" --resync 0 --xdp-iface decap_lk7 --xdp-flows 4096 || echo "FAIL stale_ambiguous_start"
+id=$(link_id "$L/xdp_decap_lk7")
+ferryd_stop
+ferryd_start "$REG" --resync 0 --xdp-iface decap_lk7 --xdp-flows 4096 || echo "FAIL stale_ambiguous_restart"
+check ambiguous_link_id_known test -n "$id"
+assert_eq lb_link_named_like_decap_kept "$(link_id "$L/xdp_decap_lk7")" "$id"
+assert_eq lb_on_decap_named_iface "$(xdp_prog_on decap_lk7)" ferry_xdp_lb
+ferryd_stop
+ferryd_start "$REG" --resync 0 || echo "FAIL stale_ambiguous_no_xdp"
+check lb_link_named_like_decap_detached test ! -e "$L/xdp_decap_lk7"
+assert_eq lb_on_decap_named_iface_detached "$(xdp_prog_on decap_lk7)" ""
+ferryd_stop

@@ -4,7 +4,8 @@
  * (--decap-iface): load both objects with their maps pinned by name next to
  * the socket LB's, write the LB's configuration, and attach through bpf_links
  * pinned as <bpffs>/links/xdp_<ifname> and links/xdp_decap_<ifname>. A
- * restarted ferryd swaps its programs into those links atomically.
+ * restarted ferryd swaps its programs into those links atomically, and
+ * detaches the links of interfaces it no longer has in that role.
  *
  * Native XDP is asked for first; a driver without it gets generic XDP and a
  * warning (it works, at a fraction of the speed). The rings themselves are
@@ -17,6 +18,7 @@
  * address changes, and every change of services (plan_apply(), ferryd's or
  * ferryctl's).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -70,15 +72,22 @@ static int opt_err(const char *opt, const char *arg, const char *why)
 	return -EINVAL;
 }
 
-static int add_iface(const char **list, int *n, const char *opt, const char *arg)
+static bool in_list(const char *const *list, int n, const char *ifname)
 {
 	int i;
 
+	for (i = 0; i < n; i++)
+		if (!strcmp(list[i], ifname))
+			return true;
+	return false;
+}
+
+static int add_iface(const char **list, int *n, const char *opt, const char *arg)
+{
 	if (!*arg || strlen(arg) >= IF_NAMESIZE)
 		return opt_err(opt, arg, "is not an interface name");
-	for (i = 0; i < *n; i++)
-		if (!strcmp(list[i], arg))
-			return 0;
+	if (in_list(list, *n, arg))
+		return 0;
 	if (*n == XDP_MAX_IFACES)
 		return opt_err(opt, arg, "is one interface too many (at most 16)");
 	list[(*n)++] = arg;
@@ -529,6 +538,52 @@ static void unpin_retired(const char *bpffs)
 }
 
 /*
+ * Links an earlier run pinned for a role this run does not have on that
+ * interface (an --xdp-iface or --decap-iface dropped, or moved to the other
+ * role): unpinned and detached, before anything is attached, so a retired
+ * interface stops balancing or decapsulating and the other role can take it
+ * (the kernel allows one XDP program per device). Called whether or not any
+ * XDP program loads now: dropping the last flag retires them all.
+ *
+ * "xdp_decap_eth0" also starts with "xdp_": the decap's prefix is matched
+ * first. An LB on an interface named "decap_x" pins as "xdp_decap_x" too;
+ * a name this run will attach through is kept, whichever role it reads as
+ * (attach() adopts it, or replaces it when it is on another device).
+ */
+static void detach_stale(struct ferryd *d)
+{
+	char dir[512], why[128];
+	const char *ifname;
+	struct dirent *e;
+	DIR *dp;
+
+	snprintf(dir, sizeof(dir), "%s/links", d->cfg.bpffs);
+	if (!(dp = opendir(dir))) {
+		if (errno != ENOENT)
+			log_warn("xdp: listing %s for stale links", dir);
+		return;
+	}
+	while ((e = readdir(dp))) {
+		if (!strncmp(e->d_name, "xdp_decap_", 10)) {
+			ifname = e->d_name + 10;
+			if (in_list(xo.dc_ifs, xo.n_dc, ifname) ||
+			    in_list(xo.lb_ifs, xo.n_lb, e->d_name + 4))
+				continue;
+			snprintf(why, sizeof(why), "no --decap-iface %s now", ifname);
+		} else if (!strncmp(e->d_name, "xdp_", 4)) {
+			ifname = e->d_name + 4;
+			if (in_list(xo.lb_ifs, xo.n_lb, ifname))
+				continue;
+			snprintf(why, sizeof(why), "no --xdp-iface %s now", ifname);
+		} else {
+			continue;
+		}
+		loader_link_unpin(d, e->d_name, why);
+	}
+	closedir(dp);
+}
+
+/*
  * The LB reads CONFIG_HZ (its next-hop TTL in jiffies) as a weak __kconfig
  * extern. libbpf looks for the kernel config in /boot/config-$(uname -r)
  * and /proc/config.gz only, and fails the whole load when it can open
@@ -569,6 +624,7 @@ int xdp_load(struct ferryd *d)
 					  "one XDP program per device", xo.lb_ifs[i]);
 				return -EINVAL;
 			}
+	detach_stale(d);
 	if (xo.n_lb) {
 		oo.kconfig = kconfig_or_empty();
 		if ((err = load_lb(d, &oo)))
