@@ -130,3 +130,31 @@ ferryd_start "$REG" --resync 0 || echo "FAIL stale_ambiguous_no_xdp"
 check lb_link_named_like_decap_detached test ! -e "$L/xdp_decap_lk7"
 assert_eq lb_on_decap_named_iface_detached "$(xdp_prog_on decap_lk7)" ""
 ferryd_stop
+
+# ---- --xdp-src: a prefix length of digits only, in its family's range ----
+# Refused while parsing the options (exit 2), before anything loads.
+src_refused() {	# value, what the error says
+	local out rc
+	out=$("$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once --metrics-addr off \
+		--xdp-src "$1" 2>&1)
+	rc=$?
+	[ "$rc" = 2 ] && grep -qF -- "--xdp-src: '$1' $2" <<<"$out" ||
+		{ echo "  --xdp-src '$1': exit $rc: $out"; return 1; }
+}
+notnum="is not PREFIX/LEN: the length is not a number"
+check xdp_src_trailing_junk_refused src_refused 10.0.0.0/24junk "$notnum"
+check xdp_src_empty_length_refused src_refused 10.0.0.0/ "$notnum"
+check xdp_src_signed_length_refused src_refused 10.0.0.0/+24 "$notnum"
+check xdp_src_v6_trailing_junk_refused src_refused 2001:db8::/96x "$notnum"
+check xdp_src_v4_length_over_32_refused src_refused 10.0.0.0/33 "needs an IPv4 prefix length of 8..32"
+check xdp_src_v4_length_under_8_refused src_refused 10.0.0.0/7 "needs an IPv4 prefix length of 8..32"
+check xdp_src_v6_length_under_64_refused src_refused 2001:db8::/63 "needs an IPv6 prefix length of 64..128"
+check xdp_src_v6_length_over_128_refused src_refused 2001:db8::/129 "needs an IPv6 prefix length of 64..128"
+check xdp_src_too_long_refused src_refused "10.0.0.0/24$(printf '%060d' 0)" "is too long for PREFIX/LEN"
+# A good one is taken: the LB's configuration has its mask (/24, network
+# order: bytes ff ff ff 00, which the dump reads as 16777215 on x86).
+nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once \
+	--metrics-addr off --xdp-iface fb0 --xdp-flows 4096 --xdp-src 198.51.100.0/24 > "$TMP/src.log" 2>&1
+assert_eq xdp_src_valid_loads "$?" 0
+src4_mask=$(bpftool -j map dump pinned "$PIN/ferry_xcfg_v1" 2>/dev/null | grep -o '"src4_mask": *[0-9]*' | grep -o '[0-9]*$')
+assert_eq xdp_src_valid_mask_written "$src4_mask" 16777215

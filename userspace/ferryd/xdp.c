@@ -18,6 +18,7 @@
  * address changes, and every change of services (plan_apply(), ferryd's or
  * ferryctl's).
  */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -113,16 +114,21 @@ static int parse_mac(const char *s, __u8 *mac)
 /* "PREFIX/LEN", v4 (LEN 8..32) or v6 (LEN 64..128: hash bits in the last 32). */
 static int parse_src(const char *arg)
 {
-	char buf[64], *slash;
+	char buf[64], *slash, *end;
 	unsigned long len;
 	__u32 a6[4];
 
-	snprintf(buf, sizeof(buf), "%s", arg);
+	/* Longer than any prefix: a cut copy could drop trailing junk. */
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+		return opt_err("--xdp-src", arg, "is too long for PREFIX/LEN");
 	slash = strchr(buf, '/');
 	if (!slash)
 		return opt_err("--xdp-src", arg, "is not PREFIX/LEN");
 	*slash++ = '\0';
-	len = strtoul(slash, NULL, 10);
+	/* Digits only: strtoul would take "24junk", " 24", "+24", "-24". */
+	len = strtoul(slash, &end, 10);
+	if (!isdigit((unsigned char)*slash) || *end)
+		return opt_err("--xdp-src", arg, "is not PREFIX/LEN: the length is not a number");
 	if (inet_pton(AF_INET, buf, &xo.cfg.src4) == 1) {
 		if (len < 8 || len > 32)
 			return opt_err("--xdp-src", arg, "needs an IPv4 prefix length of 8..32");
