@@ -8,11 +8,16 @@
 #   /boot/config-$(uname -r) where it exists);
 # - a jumbo-frame device: the gateway leg's MTU is the device's, not 1500;
 # - ferryctl, editing the pinned state ferryd left, keeps an xdp service's
-#   rule that a backend listens on the VIP's port (DSR translates no port).
+#   rule that a backend listens on the VIP's port (DSR translates no port);
+# - a restart without an --xdp-iface / --decap-iface an earlier run had:
+#   that link is detached and unpinned, and the interface can change roles;
+# - --xdp-src with a bad prefix length is refused at start;
+# - forwarding off: warned of for the families the XDP backends use, once.
 source "$(dirname "$0")/lib.sh"
 need_root
 command -v unshare >/dev/null || skip_all "unshare not installed"
 command -v bpftool >/dev/null || skip_all "bpftool not installed (make deps)"
+command -v jq >/dev/null || skip_all "jq not installed"
 world_up
 ip -n "$NS_B" link set fb0 mtu 9000
 ip -n "$NS_C" link set fc0 mtu 9000
@@ -158,3 +163,42 @@ nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --
 assert_eq xdp_src_valid_loads "$?" 0
 src4_mask=$(bpftool -j map dump pinned "$PIN/ferry_xcfg_v1" 2>/dev/null | grep -o '"src4_mask": *[0-9]*' | grep -o '[0-9]*$')
 assert_eq xdp_src_valid_mask_written "$src4_mask" 16777215
+
+# ---- the forwarding warning: per family the XDP backends use, once ----
+# fb0 forwards neither family; the registry has IPv4 backends only.
+ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=0 net.ipv6.conf.fb0.forwarding=0
+warns() {	# family (ipv4|ipv6): how many warnings of it the log holds
+	grep -c "net\.$1\.conf\.fb0\.forwarding is 0" "$TMP/ferryd.log"
+}
+syncs_done() {	# n: this ferryd finished its nth sync (the status map is written
+		# last, after the forwarding check)
+	local st
+	st=$("$B/ferryctl" --bpffs "$PIN" -j status 2>/dev/null) || return 1
+	[ "$(jq -r --argjson p "$FERRYD_PID" 'select(.daemon_pid == $p) | .syncs' <<<"$st")" -ge "$1" ]
+}
+resync() {	# n: SIGHUP, wait for the nth sync
+	kill -HUP "$FERRYD_PID" && wait_for 200 syncs_done "$1"
+}
+ferryd_start "$REG" --resync 0 --xdp-iface fb0 --xdp-flows 4096 || echo "FAIL fwd_start"
+assert_eq ipv4_forwarding_warned "$(warns ipv4)" 1
+assert_eq no_ipv6_warning_without_ipv6_backends "$(warns ipv6)" 0
+check fwd_resync_2 resync 2
+assert_eq forwarding_warning_not_repeated_by_sync "$(warns ipv4)" 1
+# An XDP service with an IPv6 backend arrives: now IPv6 is warned of, once.
+printf '{ "services": [ { "name": "kc/web", "vip": "198.51.100.70", "port": 80, "xdp": true,
+  "backends": [ { "ip": "203.0.113.70", "port": 80 } ] },
+  { "name": "kc/web6", "vip": "2001:db8:ffff::70", "port": 80, "xdp": true,
+  "backends": [ { "ip": "2001:db8:70::1", "port": 80 } ] } ] }\n' > "$TMP/reg6.json"
+mv "$TMP/reg6.json" "$REG"
+check fwd_registry_synced wait_for 200 syncs_done 3
+assert_eq ipv6_forwarding_warned_with_ipv6_backend "$(warns ipv6)" 1
+check fwd_resync_4 resync 4
+assert_eq ipv6_warning_not_repeated_by_sync "$(warns ipv6)" 1
+assert_eq ipv4_warning_still_once "$(warns ipv4)" 1
+# Forwarding on, then off again: a change, so warned again.
+ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=1
+check fwd_resync_5 resync 5
+ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=0
+check fwd_resync_6 resync 6
+assert_eq ipv4_warned_again_after_change "$(warns ipv4)" 2
+ferryd_stop

@@ -119,6 +119,10 @@ int xdp_load(struct ferryd *d);
 /* The decap's address sets again from the node's addresses and the XDP
  * services in the maps (no-op without --decap-iface). */
 void xdp_decap_sync(struct ferryd *d);
+/* Warn when an --xdp-iface does not forward a family the XDP services'
+ * backends use (from the maps); once per device and family until that
+ * changes. After each sync; a no-op without --xdp-iface. */
+void xdp_check_forwarding(struct ferryd *d);
 void xdp_close(void);
 
 /* sync.c: read the registry and make the maps equal to it. */

@@ -62,6 +62,7 @@ static struct {
 	bool	src4_set, src6_set;
 	struct mnl_socket *nl;		/* address changes, for the decap */
 	bool	dc_synced;		/* the decap's sets were written once */
+	__u8	fwd_warned[XDP_MAX_IFACES];	/* per LB device: FWD_V4 | FWD_V6 said off */
 } xo = { .ring_size = FERRY_XDP_DEF_RING_M, .flows = FERRY_XDP_DEF_FLOWS };
 
 static struct xdp_lb_bpf *lb;
@@ -182,29 +183,92 @@ int xdp_option(int opt, const char *arg)
 	return -EINVAL;
 }
 
-/* bpf_fib_lookup answers only on devices that forward, per address family. */
-static void check_forwarding(const char *ifname)
-{
-	static const char *const fam[] = { "ipv4", "ipv6" };
-	char path[128], c;
-	FILE *f;
-	int i;
+/* The families XDP services' backends use (FWD_V4 | FWD_V6), from the maps:
+ * the registry's services and ferryctl's alike. */
+enum { FWD_V4 = 1, FWD_V6 = 2 };
 
-	for (i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/forwarding", fam[i], ifname);
-		c = '1';
-		f = fopen(path, "r");
-		if (f) {
-			if (fread(&c, 1, 1, f) != 1)
-				c = '1';
-			fclose(f);
+static int backend_families(const struct ferry_maps *m, unsigned int *fams)
+{
+	struct ferry_svc *vals = NULL;
+	void *keys = NULL;
+	size_t n, i;
+	__u32 j;
+	int err;
+
+	*fams = 0;
+	if ((err = map_dump(m->svc, sizeof(struct ferry_svc_key), sizeof(*vals), &keys,
+			    (void **)&vals, &n)))
+		return err;
+	for (i = 0; i < n && *fams != (FWD_V4 | FWD_V6); i++) {
+		if (!(vals[i].flags & FERRY_SVC_F_XDP))
+			continue;
+		for (j = 0; j < vals[i].count; j++) {
+			struct ferry_slot_key sk = { .svc_id = vals[i].id, .slot = j };
+			struct ferry_backend be;
+			struct ferry_slot sl;
+
+			if (bpf_map_lookup_elem(m->slot, &sk, &sl) ||
+			    bpf_map_lookup_elem(m->be, &sl.backend_id, &be))
+				continue;	/* mid-update: the next sync sees it */
+			*fams |= be.family == AF_INET6 ? FWD_V6 : FWD_V4;
 		}
-		if (c == '0')
-			log_warnx("xdp %s: %s forwarding is off on it, so bpf_fib_lookup cannot resolve "
-				  "%s backends: %s", ifname, i ? "IPv6" : "IPv4", i ? "IPv6" : "IPv4",
-				  xo.cfg.flags & FERRY_XCFG_F_GW ? "packets go to the --xdp-gateway MAC" :
-								   "packets to VIPs are dropped");
 	}
+	free(keys);
+	free(vals);
+	return 0;
+}
+
+static bool forwarding_off(const char *fam, const char *ifname)
+{
+	char path[128], c = '1';
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/forwarding", fam, ifname);
+	f = fopen(path, "r");
+	if (f) {
+		if (fread(&c, 1, 1, f) != 1)
+			c = '1';
+		fclose(f);
+	}
+	return c == '0';
+}
+
+/*
+ * bpf_fib_lookup answers only on devices that forward, per address family,
+ * and the LB asks it the way to each backend: warn for a family XDP
+ * services' backends use when an --xdp-iface does not forward it. After
+ * every sync, where the services are known; once per interface and family
+ * until that changes (forwarding turned on, or no such backend left), so
+ * the periodic resync does not repeat it.
+ */
+void xdp_check_forwarding(struct ferryd *d)
+{
+	static const char *const sysctl[] = { "ipv4", "ipv6" }, *const fam[] = { "IPv4", "IPv6" };
+	unsigned int used;
+	int err, i, f;
+
+	if (!lb)
+		return;
+	if ((err = backend_families(&d->maps, &used))) {
+		log_warnx("xdp: reading the XDP services' backends to check forwarding: %s",
+			  strerror(-err));
+		return;
+	}
+	for (i = 0; i < xo.n_lb; i++)
+		for (f = 0; f < 2; f++) {
+			if (!(used & 1U << f) || !forwarding_off(sysctl[f], xo.lb_ifs[i])) {
+				xo.fwd_warned[i] &= ~(1U << f);
+				continue;
+			}
+			if (xo.fwd_warned[i] & 1U << f)
+				continue;
+			xo.fwd_warned[i] |= 1U << f;
+			log_warnx("xdp %s: net.%s.conf.%s.forwarding is 0, so bpf_fib_lookup cannot "
+				  "resolve the next hop to XDP services' %s backends: %s", xo.lb_ifs[i],
+				  sysctl[f], xo.lb_ifs[i], fam[f],
+				  xo.cfg.flags & FERRY_XCFG_F_GW ? "their packets go to the --xdp-gateway MAC" :
+								   "their packets are dropped");
+		}
 }
 
 static bool on_device(int link_fd, const void *arg)
@@ -340,11 +404,9 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 		log_warnx("clearing %s: %s", FERRY_MAP_XVIPF, strerror(-err));
 		return err;
 	}
-	for (i = 0; i < xo.n_lb; i++) {
-		check_forwarding(xo.lb_ifs[i]);
+	for (i = 0; i < xo.n_lb; i++)
 		if ((err = attach(d, lb->progs.ferry_xdp_lb, "xdp", xo.lb_ifs[i])))
 			return err;
-	}
 	log_info("xdp: load balancer on %d interface(s), ring size %u, %u flows", xo.n_lb,
 		 xo.ring_size, xo.flows);
 	return 0;
