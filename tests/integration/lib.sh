@@ -8,7 +8,8 @@
 #                            # 2001:db8::1; backends add their own addresses
 #   backend_addr 192.0.2.11  # add an address in $NS_B (v4 or v6)
 #   ferryd_start REGFILE [args]   # ferryd in the background, waits for the
-#                                 # first sync; $FERRYD_PID
+#                                 # first sync; $FERRYD_PID, log $TMP/ferryd.log
+#                                 # (FERRYD_NETNS=ns: in that netns)
 #   in_client CMD...         # run CMD in the client netns inside $CG
 #   check NAME CMD...        # PASS/FAIL NAME by CMD's exit status
 #   assert_eq NAME ACTUAL EXPECTED
@@ -20,7 +21,10 @@ BUILD=${BUILD:-build}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B="$ROOT/$BUILD"
 case "$BUILD" in /*) B="$BUILD" ;; esac
-SUF="$(basename "$0" .sh | tr -c 'a-z0-9\n' '-' | cut -c1-12)-$$-$RANDOM"
+# FERRY_TEST_TAG (optional, [a-z0-9]) leads every name: runs side by side,
+# and anything a killed run left, can be told apart.
+TAG=${FERRY_TEST_TAG:+$(tr -c 'a-z0-9\n' '-' <<<"$FERRY_TEST_TAG" | cut -c1-8)-}
+SUF="$TAG$(basename "$0" .sh | tr -c 'a-z0-9\n' '-' | cut -c1-12)-$$-$RANDOM"
 CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
 CG="$CG2/ferry-test-$SUF"
 NS_C="ferry-c-$SUF"
@@ -125,9 +129,10 @@ ferryd_synced() {	# the status map says the last sync succeeded (by $FERRYD_PID 
 	[ -z "$FERRYD_PID" ] || grep -q "\"daemon_pid\": *$FERRYD_PID," <<<"$st"
 }
 
-ferryd_start() {	# registry, extra args
+ferryd_start() {	# registry, extra args; in netns $FERRYD_NETNS if set (by nsenter:
+			# ip netns exec remounts /sys, hiding bpffs and cgroup2)
 	local reg=$1; shift
-	"$B/ferryd" --registry "$reg" --bpffs "$PIN" --cgroup "$CG" --metrics-addr off "$@" >"$TMP/ferryd.log" 2>&1 &
+	${FERRYD_NETNS:+nsenter --net=/run/netns/$FERRYD_NETNS} "$B/ferryd" --registry "$reg" --bpffs "$PIN" --cgroup "$CG" --metrics-addr off "$@" >"$TMP/ferryd.log" 2>&1 &
 	FERRYD_PID=$!
 	wait_for 200 ferryd_synced || { echo "ferryd did not sync:"; cat "$TMP/ferryd.log"; return 1; }
 }

@@ -28,7 +28,7 @@ source "$(dirname "$0")/lib.sh"
 need_root
 [ -x "$B/tests/xdp_peer" ] || skip_all "helper $B/tests/xdp_peer not built"
 
-X="xd$$"
+X="xd$TAG$$"
 NS_L="ferry-xl-$X"; NS_S="ferry-xs-$X"; NS_B1="ferry-x1-$X"; NS_B2="ferry-x2-$X"
 NS_C="ferry-xc-$X"
 PIN_B1="$PIN-b1"; PIN_B2="$PIN-b2"

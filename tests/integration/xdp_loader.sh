@@ -8,11 +8,16 @@
 #   /boot/config-$(uname -r) where it exists);
 # - a jumbo-frame device: the gateway leg's MTU is the device's, not 1500;
 # - ferryctl, editing the pinned state ferryd left, keeps an xdp service's
-#   rule that a backend listens on the VIP's port (DSR translates no port).
+#   rule that a backend listens on the VIP's port (DSR translates no port);
+# - a restart without an --xdp-iface / --decap-iface an earlier run had:
+#   that link is detached and unpinned, and the interface can change roles;
+# - --xdp-src with a bad prefix length is refused at start;
+# - forwarding off: warned of for the families the XDP backends use, once.
 source "$(dirname "$0")/lib.sh"
 need_root
 command -v unshare >/dev/null || skip_all "unshare not installed"
 command -v bpftool >/dev/null || skip_all "bpftool not installed (make deps)"
+command -v jq >/dev/null || skip_all "jq not installed"
 world_up
 ip -n "$NS_B" link set fb0 mtu 9000
 ip -n "$NS_C" link set fc0 mtu 9000
@@ -93,3 +98,136 @@ for run in first restart; do
 	check "decap_too_many_pairs_${run}_warns" grep -q "2 outer address(es) x 3 XDP VIP(s) bound here = 6 pairs, room for 4 (--max-services); the decap keeps its last pairs" "$TMP/dc-$run.log"
 done
 "$B/ferryctl" --bpffs "$DPIN" teardown >/dev/null 2>&1
+# ---- links of interfaces a restarted ferryd no longer has ----
+# Daemons in the backend netns, on its veth fb0 (and on a veth whose name
+# makes its LB link's name read like a decap link's), --resync 0: syncs only
+# when asked.
+export FERRYD_NETNS=$NS_B
+ip -n "$NS_B" link add decap_lk7 type veth peer name dlk7p &&
+	ip -n "$NS_B" link set decap_lk7 up && ip -n "$NS_B" link set dlk7p up
+xdp_prog_on() {	# iface: the name of the XDP program on it, or nothing
+	ip -n "$NS_B" -d link show dev "$1" | sed -n 's/.*prog\/xdp id [0-9]* name \([^ ]*\).*/\1/p'
+}
+link_id() {	# pinned link: its id, or nothing
+	bpftool -j link show pinned "$1" 2>/dev/null | jq -r '.id // empty'
+}
+L="$PIN/links"
+
+ferryd_start "$REG" --resync 0 --xdp-iface fb0 --xdp-flows 4096 || echo "FAIL stale_lb_start"
+assert_eq lb_attached "$(xdp_prog_on fb0)" ferry_xdp_lb
+id=$(link_id "$L/xdp_fb0")
+ferryd_stop
+ferryd_start "$REG" --resync 0 --xdp-iface fb0 --xdp-flows 4096 || echo "FAIL stale_lb_restart"
+check lb_link_id_known test -n "$id"
+assert_eq lb_link_kept_while_configured "$(link_id "$L/xdp_fb0")" "$id"
+ferryd_stop
+# Neither --xdp-iface nor --decap-iface: the XDP part loads nothing, and
+# still retires the link.
+ferryd_start "$REG" --resync 0 || echo "FAIL stale_no_xdp_start"
+check lb_link_unpinned_without_xdp_iface test ! -e "$L/xdp_fb0"
+assert_eq lb_detached_without_xdp_iface "$(xdp_prog_on fb0)" ""
+check lb_detach_logged grep -q "link xdp_fb0: detached and unpinned (no --xdp-iface fb0 now)" "$TMP/ferryd.log"
+ferryd_stop
+
+# An interface moved from the LB to the decap: the LB's link goes first, so
+# the decap can attach (one XDP program per device).
+ferryd_start "$REG" --resync 0 --xdp-iface fb0 --xdp-flows 4096 || echo "FAIL stale_lb_start2"
+assert_eq lb_attached_again "$(xdp_prog_on fb0)" ferry_xdp_lb
+ferryd_stop
+check decap_starts_on_former_lb_iface ferryd_start "$REG" --resync 0 --decap-iface fb0
+check lb_link_gone_for_decap test ! -e "$L/xdp_fb0"
+check decap_link_pinned test -e "$L/xdp_decap_fb0"
+assert_eq decap_attached "$(xdp_prog_on fb0)" ferry_xdp_decap
+id=$(link_id "$L/xdp_decap_fb0")
+ferryd_stop
+# "xdp_decap_fb0" starts with "xdp_" too: it is the decap's, and kept.
+ferryd_start "$REG" --resync 0 --decap-iface fb0 || echo "FAIL stale_decap_restart"
+check decap_link_id_known test -n "$id"
+assert_eq decap_link_kept_while_configured "$(link_id "$L/xdp_decap_fb0")" "$id"
+ferryd_stop
+ferryd_start "$REG" --resync 0 || echo "FAIL stale_no_decap_start"
+check decap_link_unpinned_without_decap_iface test ! -e "$L/xdp_decap_fb0"
+assert_eq decap_detached_without_decap_iface "$(xdp_prog_on fb0)" ""
+ferryd_stop
+
+# An LB on "decap_lk7" pins "xdp_decap_lk7", which reads as a decap link on
+# "lk7": a link this run attaches through is kept, whatever its name reads as.
+ferryd_start "$REG" --resync 0 --xdp-iface decap_lk7 --xdp-flows 4096 || echo "FAIL stale_ambiguous_start"
+id=$(link_id "$L/xdp_decap_lk7")
+ferryd_stop
+ferryd_start "$REG" --resync 0 --xdp-iface decap_lk7 --xdp-flows 4096 || echo "FAIL stale_ambiguous_restart"
+check ambiguous_link_id_known test -n "$id"
+assert_eq lb_link_named_like_decap_kept "$(link_id "$L/xdp_decap_lk7")" "$id"
+assert_eq lb_on_decap_named_iface "$(xdp_prog_on decap_lk7)" ferry_xdp_lb
+ferryd_stop
+ferryd_start "$REG" --resync 0 || echo "FAIL stale_ambiguous_no_xdp"
+check lb_link_named_like_decap_detached test ! -e "$L/xdp_decap_lk7"
+assert_eq lb_on_decap_named_iface_detached "$(xdp_prog_on decap_lk7)" ""
+ferryd_stop
+
+# ---- --xdp-src: a prefix length of digits only, in its family's range ----
+# Refused while parsing the options (exit 2), before anything loads.
+src_refused() {	# value, what the error says
+	local out rc
+	out=$("$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once --metrics-addr off \
+		--xdp-src "$1" 2>&1)
+	rc=$?
+	[ "$rc" = 2 ] && grep -qF -- "--xdp-src: '$1' $2" <<<"$out" ||
+		{ echo "  --xdp-src '$1': exit $rc: $out"; return 1; }
+}
+notnum="is not PREFIX/LEN: the length is not a number"
+check xdp_src_trailing_junk_refused src_refused 10.0.0.0/24junk "$notnum"
+check xdp_src_empty_length_refused src_refused 10.0.0.0/ "$notnum"
+check xdp_src_signed_length_refused src_refused 10.0.0.0/+24 "$notnum"
+check xdp_src_v6_trailing_junk_refused src_refused 2001:db8::/96x "$notnum"
+check xdp_src_v4_length_over_32_refused src_refused 10.0.0.0/33 "needs an IPv4 prefix length of 8..32"
+check xdp_src_v4_length_under_8_refused src_refused 10.0.0.0/7 "needs an IPv4 prefix length of 8..32"
+check xdp_src_v6_length_under_64_refused src_refused 2001:db8::/63 "needs an IPv6 prefix length of 64..128"
+check xdp_src_v6_length_over_128_refused src_refused 2001:db8::/129 "needs an IPv6 prefix length of 64..128"
+check xdp_src_too_long_refused src_refused "10.0.0.0/24$(printf '%060d' 0)" "is too long for PREFIX/LEN"
+# A good one is taken: the LB's configuration has its mask (/24, network
+# order: bytes ff ff ff 00, which the dump reads as 16777215 on x86).
+nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once \
+	--metrics-addr off --xdp-iface fb0 --xdp-flows 4096 --xdp-src 198.51.100.0/24 > "$TMP/src.log" 2>&1
+assert_eq xdp_src_valid_loads "$?" 0
+src4_mask=$(bpftool -j map dump pinned "$PIN/ferry_xcfg_v1" 2>/dev/null | grep -o '"src4_mask": *[0-9]*' | grep -o '[0-9]*$')
+assert_eq xdp_src_valid_mask_written "$src4_mask" 16777215
+
+# ---- the forwarding warning: per family the XDP backends use, once ----
+# fb0 forwards neither family; the registry has IPv4 backends only.
+ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=0 net.ipv6.conf.fb0.forwarding=0
+warns() {	# family (ipv4|ipv6): how many warnings of it the log holds
+	grep -c "net\.$1\.conf\.fb0\.forwarding is 0" "$TMP/ferryd.log"
+}
+syncs_done() {	# n: this ferryd finished its nth sync (the status map is written
+		# last, after the forwarding check)
+	local st
+	st=$("$B/ferryctl" --bpffs "$PIN" -j status 2>/dev/null) || return 1
+	[ "$(jq -r --argjson p "$FERRYD_PID" 'select(.daemon_pid == $p) | .syncs' <<<"$st")" -ge "$1" ]
+}
+resync() {	# n: SIGHUP, wait for the nth sync
+	kill -HUP "$FERRYD_PID" && wait_for 200 syncs_done "$1"
+}
+ferryd_start "$REG" --resync 0 --xdp-iface fb0 --xdp-flows 4096 || echo "FAIL fwd_start"
+assert_eq ipv4_forwarding_warned "$(warns ipv4)" 1
+assert_eq no_ipv6_warning_without_ipv6_backends "$(warns ipv6)" 0
+check fwd_resync_2 resync 2
+assert_eq forwarding_warning_not_repeated_by_sync "$(warns ipv4)" 1
+# An XDP service with an IPv6 backend arrives: now IPv6 is warned of, once.
+printf '{ "services": [ { "name": "kc/web", "vip": "198.51.100.70", "port": 80, "xdp": true,
+  "backends": [ { "ip": "203.0.113.70", "port": 80 } ] },
+  { "name": "kc/web6", "vip": "2001:db8:ffff::70", "port": 80, "xdp": true,
+  "backends": [ { "ip": "2001:db8:70::1", "port": 80 } ] } ] }\n' > "$TMP/reg6.json"
+mv "$TMP/reg6.json" "$REG"
+check fwd_registry_synced wait_for 200 syncs_done 3
+assert_eq ipv6_forwarding_warned_with_ipv6_backend "$(warns ipv6)" 1
+check fwd_resync_4 resync 4
+assert_eq ipv6_warning_not_repeated_by_sync "$(warns ipv6)" 1
+assert_eq ipv4_warning_still_once "$(warns ipv4)" 1
+# Forwarding on, then off again: a change, so warned again.
+ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=1
+check fwd_resync_5 resync 5
+ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=0
+check fwd_resync_6 resync 6
+assert_eq ipv4_warned_again_after_change "$(warns ipv4)" 2
+ferryd_stop

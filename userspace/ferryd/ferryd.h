@@ -81,6 +81,9 @@ int loader_link_adopt(struct ferryd *d, const char *name, int prog_fd,
 		      size_t len);
 /* Pin link fd at path and close fd (unpinned, the link goes). 0 or -errno. */
 int loader_link_pin(int fd, const char *path);
+/* Unpin and detach the link pinned as links/<name>, if there is one, and
+ * log it at info level with why. 0 (also when none), or -errno. */
+int loader_link_unpin(struct ferryd *d, const char *name, const char *why);
 
 /* sockmap.c: same-node acceleration flags, policy maps, attachments. */
 int sockmap_parse_port(struct ferryd_cfg *c, const char *s);
@@ -116,6 +119,10 @@ int xdp_load(struct ferryd *d);
 /* The decap's address sets again from the node's addresses and the XDP
  * services in the maps (no-op without --decap-iface). */
 void xdp_decap_sync(struct ferryd *d);
+/* Warn when an --xdp-iface does not forward a family the XDP services'
+ * backends use (from the maps); once per device and family until that
+ * changes. After each sync; a no-op without --xdp-iface. */
+void xdp_check_forwarding(struct ferryd *d);
 void xdp_close(void);
 
 /* sync.c: read the registry and make the maps equal to it. */

@@ -125,19 +125,29 @@ static int set_sizes(struct ferryd *d, struct bpf_object *obj)
 	return 0;
 }
 
-/* Remove a pinned link (and so detach its program), if there is one. */
-static void unpin_link(struct ferryd *d, const char *name)
+int loader_link_unpin(struct ferryd *d, const char *name, const char *why)
 {
 	struct bpf_link *link;
 	char path[512];
+	int err;
 
 	loader_link_path(d, name, path, sizeof(path));
-	if (access(path, F_OK) || !(link = bpf_link__open(path)))
-		return;
-	bpf_link__unpin(link);
+	if (access(path, F_OK))
+		return 0;
+	if (!(link = bpf_link__open(path))) {
+		err = -errno;
+		log_warnx("link %s: cannot open %s to detach it (%s): %s", name, path, why,
+			  strerror(-err));
+		return err;
+	}
+	if ((err = bpf_link__unpin(link)))
+		log_warnx("link %s: unpinning %s (%s): %s", name, path, why, strerror(-err));
+	/* Detached even if the pin stays: whoever holds it holds a dead link. */
 	bpf_link_detach(bpf_link__fd(link));
 	bpf_link__destroy(link);
-	log_info("link %s: detached", name);
+	if (!err)
+		log_info("link %s: detached and unpinned (%s)", name, why);
+	return err;
 }
 
 /*
@@ -150,8 +160,8 @@ static int load_sock_ops(struct ferryd *d, struct bpf_object_open_opts *oo)
 	int err;
 
 	if (d->cfg.no_circuit) {
-		unpin_link(d, "sock_ops");
-		unpin_link(d, "sock_release");
+		loader_link_unpin(d, "sock_ops", "--no-circuit");
+		loader_link_unpin(d, "sock_release", "--no-circuit");
 		return 0;
 	}
 	d->ops = sock_ops_bpf__open_opts(oo);

@@ -239,22 +239,6 @@ static int sockmap_attach(struct ferryd *d)
 	return 0;
 }
 
-/* Remove a pinned link of ours, so its program stops running. */
-static void sm_unpin_link(struct ferryd *d, const char *name)
-{
-	char path[512];
-	int fd;
-
-	loader_link_path(d, name, path, sizeof(path));
-	fd = bpf_obj_get(path);
-	if (fd < 0)
-		return;
-	unlink(path);
-	bpf_link_detach(fd);
-	close(fd);
-	log_info("link %s: detached", name);
-}
-
 /*
  * --sockmap off: nothing loaded, nothing attached, so nothing runs per
  * socket. An earlier run's links are detached and unpinned (as `ferryctl
@@ -269,8 +253,8 @@ static void sockmap_off(struct ferryd *d)
 	__u32 zero = 0;
 	int fd;
 
-	sm_unpin_link(d, SM_OPS_LINK);
-	sm_unpin_link(d, SM_MSG_LINK);
+	loader_link_unpin(d, SM_OPS_LINK, "--sockmap off");
+	loader_link_unpin(d, SM_MSG_LINK, "--sockmap off");
 	snprintf(path, sizeof(path), "%s/%s", d->cfg.bpffs, FERRY_MAP_SMCFG);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {

@@ -91,6 +91,9 @@ out:
 	 * backstop without rtnetlink, and drift undone); plan_apply() has
 	 * derived its VIPs and pairs from the services. */
 	xdp_decap_sync(d);
+	/* The services are known now (ferryctl's too, from the maps): which
+	 * backend families the LB needs forwarding for. */
+	xdp_check_forwarding(d);
 	d->status.last_sync_dur_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	if (status_write(&d->maps, &d->status))
 		log_warn("writing %s", FERRY_MAP_STATUS);

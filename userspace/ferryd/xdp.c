@@ -4,7 +4,8 @@
  * (--decap-iface): load both objects with their maps pinned by name next to
  * the socket LB's, write the LB's configuration, and attach through bpf_links
  * pinned as <bpffs>/links/xdp_<ifname> and links/xdp_decap_<ifname>. A
- * restarted ferryd swaps its programs into those links atomically.
+ * restarted ferryd swaps its programs into those links atomically, and
+ * detaches the links of interfaces it no longer has in that role.
  *
  * Native XDP is asked for first; a driver without it gets generic XDP and a
  * warning (it works, at a fraction of the speed). The rings themselves are
@@ -17,6 +18,8 @@
  * address changes, and every change of services (plan_apply(), ferryd's or
  * ferryctl's).
  */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -59,6 +62,7 @@ static struct {
 	bool	src4_set, src6_set;
 	struct mnl_socket *nl;		/* address changes, for the decap */
 	bool	dc_synced;		/* the decap's sets were written once */
+	__u8	fwd_warned[XDP_MAX_IFACES];	/* per LB device: FWD_V4 | FWD_V6 said off */
 } xo = { .ring_size = FERRY_XDP_DEF_RING_M, .flows = FERRY_XDP_DEF_FLOWS };
 
 static struct xdp_lb_bpf *lb;
@@ -70,15 +74,22 @@ static int opt_err(const char *opt, const char *arg, const char *why)
 	return -EINVAL;
 }
 
-static int add_iface(const char **list, int *n, const char *opt, const char *arg)
+static bool in_list(const char *const *list, int n, const char *ifname)
 {
 	int i;
 
+	for (i = 0; i < n; i++)
+		if (!strcmp(list[i], ifname))
+			return true;
+	return false;
+}
+
+static int add_iface(const char **list, int *n, const char *opt, const char *arg)
+{
 	if (!*arg || strlen(arg) >= IF_NAMESIZE)
 		return opt_err(opt, arg, "is not an interface name");
-	for (i = 0; i < *n; i++)
-		if (!strcmp(list[i], arg))
-			return 0;
+	if (in_list(list, *n, arg))
+		return 0;
 	if (*n == XDP_MAX_IFACES)
 		return opt_err(opt, arg, "is one interface too many (at most 16)");
 	list[(*n)++] = arg;
@@ -104,16 +115,21 @@ static int parse_mac(const char *s, __u8 *mac)
 /* "PREFIX/LEN", v4 (LEN 8..32) or v6 (LEN 64..128: hash bits in the last 32). */
 static int parse_src(const char *arg)
 {
-	char buf[64], *slash;
+	char buf[64], *slash, *end;
 	unsigned long len;
 	__u32 a6[4];
 
-	snprintf(buf, sizeof(buf), "%s", arg);
+	/* Longer than any prefix: a cut copy could drop trailing junk. */
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+		return opt_err("--xdp-src", arg, "is too long for PREFIX/LEN");
 	slash = strchr(buf, '/');
 	if (!slash)
 		return opt_err("--xdp-src", arg, "is not PREFIX/LEN");
 	*slash++ = '\0';
-	len = strtoul(slash, NULL, 10);
+	/* Digits only: strtoul would take "24junk", " 24", "+24", "-24". */
+	len = strtoul(slash, &end, 10);
+	if (!isdigit((unsigned char)*slash) || *end)
+		return opt_err("--xdp-src", arg, "is not PREFIX/LEN: the length is not a number");
 	if (inet_pton(AF_INET, buf, &xo.cfg.src4) == 1) {
 		if (len < 8 || len > 32)
 			return opt_err("--xdp-src", arg, "needs an IPv4 prefix length of 8..32");
@@ -167,29 +183,92 @@ int xdp_option(int opt, const char *arg)
 	return -EINVAL;
 }
 
-/* bpf_fib_lookup answers only on devices that forward, per address family. */
-static void check_forwarding(const char *ifname)
-{
-	static const char *const fam[] = { "ipv4", "ipv6" };
-	char path[128], c;
-	FILE *f;
-	int i;
+/* The families XDP services' backends use (FWD_V4 | FWD_V6), from the maps:
+ * the registry's services and ferryctl's alike. */
+enum { FWD_V4 = 1, FWD_V6 = 2 };
 
-	for (i = 0; i < 2; i++) {
-		snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/forwarding", fam[i], ifname);
-		c = '1';
-		f = fopen(path, "r");
-		if (f) {
-			if (fread(&c, 1, 1, f) != 1)
-				c = '1';
-			fclose(f);
+static int backend_families(const struct ferry_maps *m, unsigned int *fams)
+{
+	struct ferry_svc *vals = NULL;
+	void *keys = NULL;
+	size_t n, i;
+	__u32 j;
+	int err;
+
+	*fams = 0;
+	if ((err = map_dump(m->svc, sizeof(struct ferry_svc_key), sizeof(*vals), &keys,
+			    (void **)&vals, &n)))
+		return err;
+	for (i = 0; i < n && *fams != (FWD_V4 | FWD_V6); i++) {
+		if (!(vals[i].flags & FERRY_SVC_F_XDP))
+			continue;
+		for (j = 0; j < vals[i].count; j++) {
+			struct ferry_slot_key sk = { .svc_id = vals[i].id, .slot = j };
+			struct ferry_backend be;
+			struct ferry_slot sl;
+
+			if (bpf_map_lookup_elem(m->slot, &sk, &sl) ||
+			    bpf_map_lookup_elem(m->be, &sl.backend_id, &be))
+				continue;	/* mid-update: the next sync sees it */
+			*fams |= be.family == AF_INET6 ? FWD_V6 : FWD_V4;
 		}
-		if (c == '0')
-			log_warnx("xdp %s: %s forwarding is off on it, so bpf_fib_lookup cannot resolve "
-				  "%s backends: %s", ifname, i ? "IPv6" : "IPv4", i ? "IPv6" : "IPv4",
-				  xo.cfg.flags & FERRY_XCFG_F_GW ? "packets go to the --xdp-gateway MAC" :
-								   "packets to VIPs are dropped");
 	}
+	free(keys);
+	free(vals);
+	return 0;
+}
+
+static bool forwarding_off(const char *fam, const char *ifname)
+{
+	char path[128], c = '1';
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/net/%s/conf/%s/forwarding", fam, ifname);
+	f = fopen(path, "r");
+	if (f) {
+		if (fread(&c, 1, 1, f) != 1)
+			c = '1';
+		fclose(f);
+	}
+	return c == '0';
+}
+
+/*
+ * bpf_fib_lookup answers only on devices that forward, per address family,
+ * and the LB asks it the way to each backend: warn for a family XDP
+ * services' backends use when an --xdp-iface does not forward it. After
+ * every sync, where the services are known; once per interface and family
+ * until that changes (forwarding turned on, or no such backend left), so
+ * the periodic resync does not repeat it.
+ */
+void xdp_check_forwarding(struct ferryd *d)
+{
+	static const char *const sysctl[] = { "ipv4", "ipv6" }, *const fam[] = { "IPv4", "IPv6" };
+	unsigned int used;
+	int err, i, f;
+
+	if (!lb)
+		return;
+	if ((err = backend_families(&d->maps, &used))) {
+		log_warnx("xdp: reading the XDP services' backends to check forwarding: %s",
+			  strerror(-err));
+		return;
+	}
+	for (i = 0; i < xo.n_lb; i++)
+		for (f = 0; f < 2; f++) {
+			if (!(used & 1U << f) || !forwarding_off(sysctl[f], xo.lb_ifs[i])) {
+				xo.fwd_warned[i] &= ~(1U << f);
+				continue;
+			}
+			if (xo.fwd_warned[i] & 1U << f)
+				continue;
+			xo.fwd_warned[i] |= 1U << f;
+			log_warnx("xdp %s: net.%s.conf.%s.forwarding is 0, so bpf_fib_lookup cannot "
+				  "resolve the next hop to XDP services' %s backends: %s", xo.lb_ifs[i],
+				  sysctl[f], xo.lb_ifs[i], fam[f],
+				  xo.cfg.flags & FERRY_XCFG_F_GW ? "their packets go to the --xdp-gateway MAC" :
+								   "their packets are dropped");
+		}
 }
 
 static bool on_device(int link_fd, const void *arg)
@@ -333,11 +412,9 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 		log_warnx("clearing %s: %s", FERRY_MAP_XVIPF, strerror(-err));
 		return err;
 	}
-	for (i = 0; i < xo.n_lb; i++) {
-		check_forwarding(xo.lb_ifs[i]);
+	for (i = 0; i < xo.n_lb; i++)
 		if ((err = attach(d, lb->progs.ferry_xdp_lb, "xdp", xo.lb_ifs[i])))
 			return err;
-	}
 	log_info("xdp: load balancer on %d interface(s), ring size %u, %u flows", xo.n_lb,
 		 xo.ring_size, xo.flows);
 	return 0;
@@ -541,6 +618,52 @@ static void unpin_retired(const char *bpffs)
 }
 
 /*
+ * Links an earlier run pinned for a role this run does not have on that
+ * interface (an --xdp-iface or --decap-iface dropped, or moved to the other
+ * role): unpinned and detached, before anything is attached, so a retired
+ * interface stops balancing or decapsulating and the other role can take it
+ * (the kernel allows one XDP program per device). Called whether or not any
+ * XDP program loads now: dropping the last flag retires them all.
+ *
+ * "xdp_decap_eth0" also starts with "xdp_": the decap's prefix is matched
+ * first. An LB on an interface named "decap_x" pins as "xdp_decap_x" too;
+ * a name this run will attach through is kept, whichever role it reads as
+ * (attach() adopts it, or replaces it when it is on another device).
+ */
+static void detach_stale(struct ferryd *d)
+{
+	char dir[512], why[128];
+	const char *ifname;
+	struct dirent *e;
+	DIR *dp;
+
+	snprintf(dir, sizeof(dir), "%s/links", d->cfg.bpffs);
+	if (!(dp = opendir(dir))) {
+		if (errno != ENOENT)
+			log_warn("xdp: listing %s for stale links", dir);
+		return;
+	}
+	while ((e = readdir(dp))) {
+		if (!strncmp(e->d_name, "xdp_decap_", 10)) {
+			ifname = e->d_name + 10;
+			if (in_list(xo.dc_ifs, xo.n_dc, ifname) ||
+			    in_list(xo.lb_ifs, xo.n_lb, e->d_name + 4))
+				continue;
+			snprintf(why, sizeof(why), "no --decap-iface %s now", ifname);
+		} else if (!strncmp(e->d_name, "xdp_", 4)) {
+			ifname = e->d_name + 4;
+			if (in_list(xo.lb_ifs, xo.n_lb, ifname))
+				continue;
+			snprintf(why, sizeof(why), "no --xdp-iface %s now", ifname);
+		} else {
+			continue;
+		}
+		loader_link_unpin(d, e->d_name, why);
+	}
+	closedir(dp);
+}
+
+/*
  * The LB reads CONFIG_HZ (its next-hop TTL in jiffies) as a weak __kconfig
  * extern. libbpf looks for the kernel config in /boot/config-$(uname -r)
  * and /proc/config.gz only, and fails the whole load when it can open
@@ -581,6 +704,7 @@ int xdp_load(struct ferryd *d)
 					  "one XDP program per device", xo.lb_ifs[i]);
 				return -EINVAL;
 			}
+	detach_stale(d);
 	if (xo.n_lb) {
 		oo.kconfig = kconfig_or_empty();
 		if ((err = load_lb(d, &oo)))
