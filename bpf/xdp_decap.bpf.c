@@ -189,7 +189,7 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 		if ((void *)(ip + 1) > end || !is_tunnel(ip->protocol))
 			return XDP_PASS;
 		if (ip->version != 4 || ip->ihl < 5 || (ip->frag_off & bpf_htons(XIP_MF_OFFSET)))
-			return XDP_PASS;	/* fragmented tunnel packets: the stack's business */
+			return XDP_PASS;	/* outer fragment: not reassembled; lost (docs/xdp.md) */
 		olen = ip->ihl * 4;
 		inner = ip->protocol;
 		ecn = ip->tos & XECN_MASK;

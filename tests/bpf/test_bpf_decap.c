@@ -273,7 +273,7 @@ static const struct row rows[] = {
 	  { 6, 6, OURS6, VIP6, .m = M_INNER_VERSION }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
 	{ "IPIP whose inner IPv4 header says ihl 4: dropped",
 	  { 4, 4, OURS4, VIP4, .m = M_INNER_IHL4 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
-	{ "IPIP fragment: untouched, the stack's business",
+	{ "IPIP fragment: untouched, not reassembled",
 	  { 4, 4, OURS4, VIP4, .m = M_OUTER_FRAG }, XDP_PASS, OUT_SAME, NO_COUNTER },
 	{ "plain UDP to the node: untouched",
 	  { 4, 4, OURS4, VIP4, .m = M_NOT_TUNNEL }, XDP_PASS, OUT_SAME, NO_COUNTER },
