@@ -22,6 +22,14 @@
  * delivers is what DSR needs: datagrams to the local XDP VIPs, from any
  * source (the LB carries the clients' addresses; filter the outer source
  * upstream if only the LBs may send). VLAN tags (up to two) are kept.
+ *
+ * ECN: the LB copies the inner TOS / traffic class to the outer header, so a
+ * router on the tunnel path marks congestion (CE) on the outer one, which
+ * stripping would lose. As RFC 6040 (normal mode) and the kernel's own
+ * tunnels (INET_ECN_decapsulate) do, an outer CE turns an ECT inner header
+ * CE, and over a Not-ECT inner header, which cannot carry the mark, the
+ * packet is dropped (decap_ce_not_ect). Outer fragments are not reassembled:
+ * they pass to the stack, which without ipip does not deliver them.
  */
 #include "lib/common.bpf.h"
 #include "lib/xdp_maps.bpf.h"
@@ -56,9 +64,47 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xdpair_v1 SEC(".maps");
 
+/* The ECN field: the low two bits of the IPv4 TOS / IPv6 traffic class (RFC 3168). */
+#define XECN_MASK	3
+#define XECN_CE		3
+#define XECN_V6_SHIFT	4	/* in the IPv6 header's second byte (flow_lbl[0]) */
+
 static __always_inline bool is_tunnel(__u8 proto)
 {
 	return proto == IPPROTO_IPIP || proto == IPPROTO_IPV6;
+}
+
+/*
+ * The outer header was CE: carry the mark to the inner header in (IPv4 if
+ * inner is IPPROTO_IPIP, else IPv6), as RFC 6040's normal mode and the
+ * kernel's ip_tunnel decap (__INET_ECN_decapsulate) do. ECT(0) and ECT(1)
+ * become CE, the IPv4 checksum updated in place (RFC 1624, eqn. 3, over the
+ * 16-bit word holding the TOS); CE stays. Not-ECT cannot carry it: -1, and
+ * the caller drops the packet, as the kernel does (it counts rx_frame_errors).
+ * Only packets marked on the way get here; the rest cost the caller one compare.
+ */
+static __noinline int ecn_set_ce(void *in, void *end, __u8 inner)
+{
+	if (inner == IPPROTO_IPIP) {
+		struct iphdr *ip = in;
+		__be16 *w = in, old, new;
+
+		if ((void *)(ip + 1) > end || !(ip->tos & XECN_MASK))
+			return -1;
+		/* Read and written as the word only: a byte store to tos and a
+		 * word load of the same bytes may be reordered (strict aliasing). */
+		old = *w;
+		new = old | bpf_htons(XECN_CE);
+		*w = new;
+		ip->check = csum_fold((__u16)~ip->check + (__u32)(__u16)~old + new);
+	} else {
+		struct ipv6hdr *ip = in;
+
+		if ((void *)(ip + 1) > end || !(ip->flow_lbl[0] & XECN_MASK << XECN_V6_SHIFT))
+			return -1;
+		ip->flow_lbl[0] |= XECN_CE << XECN_V6_SHIFT;
+	}
+	return 0;
 }
 
 /* Move the L2 header olen bytes forward (over the outer header) and drop the gap. */
@@ -114,7 +160,8 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 	struct ferry_xdpair_key pk = {};
 	__u32 olen, l2;
 	__be16 proto;
-	__u8 inner;
+	__u8 inner, ecn;
+	void *in;
 	int r;
 
 	r = parse_l2(data, end, &proto);
@@ -127,9 +174,10 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 		if ((void *)(ip + 1) > end || !is_tunnel(ip->protocol))
 			return XDP_PASS;
 		if (ip->version != 4 || ip->ihl < 5 || (ip->frag_off & bpf_htons(XIP_MF_OFFSET)))
-			return XDP_PASS;	/* fragmented tunnel packets: the stack's business */
+			return XDP_PASS;	/* outer fragment: not reassembled; lost (docs/xdp.md) */
 		olen = ip->ihl * 4;
 		inner = ip->protocol;
+		ecn = ip->tos & XECN_MASK;
 		pk.outer_family = AF_INET;
 		pk.outer[0] = ip->daddr;
 	} else if (proto == bpf_htons(XETH_P_IPV6)) {
@@ -139,6 +187,7 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 			return XDP_PASS;
 		olen = sizeof(*ip);
 		inner = ip->nexthdr;
+		ecn = ip->flow_lbl[0] >> XECN_V6_SHIFT & XECN_MASK;
 		pk.outer_family = AF_INET6;
 		__builtin_memcpy(pk.outer, &ip->daddr, 16);
 	} else {
@@ -146,23 +195,29 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 	}
 	/* The inner header must be there and of the announced version (if the
 	 * tunnel is ours: refuse() tells). */
+	in = data + l2 + olen;
 	if (inner == IPPROTO_IPIP) {
-		struct iphdr *in = data + l2 + olen;
+		struct iphdr *ip = in;
 
-		if ((void *)(in + 1) > end || in->version != 4 || in->ihl < 5)
+		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
 			return refuse(&pk, true);
 		pk.inner_family = AF_INET;
-		pk.inner[0] = in->daddr;
+		pk.inner[0] = ip->daddr;
 	} else {
-		struct ipv6hdr *in = data + l2 + olen;
+		struct ipv6hdr *ip = in;
 
-		if ((void *)(in + 1) > end || in->version != 6)
+		if ((void *)(ip + 1) > end || ip->version != 6)
 			return refuse(&pk, true);
 		pk.inner_family = AF_INET6;
-		__builtin_memcpy(pk.inner, &in->daddr, 16);
+		__builtin_memcpy(pk.inner, &ip->daddr, 16);
 	}
 	if (!bpf_map_lookup_elem(&ferry_xdpair_v1, &pk))
 		return refuse(&pk, false);
+	/* Congestion met on the tunnel path reaches the inner header. */
+	if (ecn == XECN_CE && ecn_set_ce(in, end, inner)) {
+		xstat_inc(FERRY_XSTAT_DECAP_CE_NOT_ECT);
+		return XDP_DROP;
+	}
 	if (strip(ctx, l2, olen, inner)) {
 		xstat_inc(FERRY_XSTAT_DECAP_MALFORMED);
 		return XDP_DROP;

@@ -316,6 +316,7 @@ enum ferry_xstat {
 	FERRY_XSTAT_RING_FALLBACK,	/* no ring entry tried could take a new flow: the fallback did */
 	FERRY_XSTAT_DECAP_NOT_VIP,	/* tunnel to us whose inner destination is not in ferry_xdvip_v1 */
 	FERRY_XSTAT_LOCAL,		/* the backend is this node: XDP_PASS, not encapsulated */
+	FERRY_XSTAT_DECAP_CE_NOT_ECT,	/* tunnel to us, outer CE over a Not-ECT inner: dropped (RFC 6040) */
 	FERRY_XSTAT_MAX = 32,
 };
 

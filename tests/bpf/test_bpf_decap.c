@@ -8,7 +8,9 @@
  * VIP the node accepts are stripped with the inner datagram intact (its
  * checksums verified) and VLAN tags kept; tunnels whose inner destination is
  * no accepted VIP, or whose outer one is not the node's, pass untouched;
- * inner headers that are cut or of the wrong version are dropped. The LB's
+ * inner headers that are cut or of the wrong version are dropped; an outer
+ * CE mark reaches an ECT inner header (RFC 6040), and over a Not-ECT one the
+ * tunnel is dropped. The LB's
  * test (test_bpf_xdp.c) also feeds every packet it encapsulates through the
  * decap; this one needs no load balancer and no services.
  *
@@ -108,6 +110,10 @@ static __u32 pseudo_sum(const __u8 *ip, int family, __u16 l4len)
 #define OURS6		"2001:db8::11"
 #define VIP4		"198.51.100.10"	/* XDP VIPs bound on it: ferry_xdvip_v1 */
 #define VIP6		"2001:db8:ffff::10"
+#define DSCP		0x48	/* AF21, in every header: only the ECN bits may change */
+
+/* ECN codepoints (RFC 3168), the low two bits of the TOS / traffic class. */
+enum { NOT_ECT = 0, ECT1 = 1, ECT0 = 2, CE = 3 };
 
 enum mangle { M_NONE, M_CUT, M_INNER_VERSION, M_INNER_IHL4, M_OUTER_FRAG, M_NOT_TUNNEL };
 
@@ -117,6 +123,7 @@ struct pkt {
 	int		vlans;
 	enum mangle	m;
 	size_t		cut;		/* M_CUT: bytes of the inner header kept */
+	__u8		oecn, iecn;	/* ECN field of the outer and the inner header */
 };
 
 /* Ethernet [+ VLAN tags] + outer IP + inner IP + UDP + payload. Returns the
@@ -147,6 +154,7 @@ static size_t build(const struct pkt *s, __u8 *f, size_t *l3, size_t *olen)
 	/* inner datagram: UDP from the client to idst, port 80 */
 	if (s->inner == 4) {
 		in[0] = s->m == M_INNER_IHL4 ? 0x44 : 0x45;
+		in[1] = DSCP | s->iecn;
 		*(__be16 *)(in + 2) = htons(ilen + l4len);
 		*(__be16 *)(in + 6) = htons(0x4000);
 		in[8] = 63;
@@ -155,7 +163,8 @@ static size_t build(const struct pkt *s, __u8 *f, size_t *l3, size_t *olen)
 		inet_pton(AF_INET, s->idst, in + 16);
 		*(__be16 *)(in + 10) = csum16(in, 20, 0);
 	} else {
-		in[0] = 0x60;
+		in[0] = 0x60 | DSCP >> 4;
+		in[1] = (DSCP | s->iecn) << 4;
 		*(__be16 *)(in + 4) = htons(l4len);
 		in[6] = IPPROTO_UDP;
 		in[7] = 63;
@@ -174,6 +183,7 @@ static size_t build(const struct pkt *s, __u8 *f, size_t *l3, size_t *olen)
 	/* outer header: from the LB's prefix to odst */
 	if (s->outer == 4) {
 		ip[0] = 0x45;
+		ip[1] = DSCP | s->oecn;
 		*(__be16 *)(ip + 2) = htons(n - *l3);
 		if (s->m == M_OUTER_FRAG)
 			*(__be16 *)(ip + 6) = htons(0x2000);	/* MF */
@@ -183,7 +193,8 @@ static size_t build(const struct pkt *s, __u8 *f, size_t *l3, size_t *olen)
 		inet_pton(AF_INET, s->odst, ip + 16);
 		*(__be16 *)(ip + 10) = csum16(ip, 20, 0);
 	} else {
-		ip[0] = 0x60;
+		ip[0] = 0x60 | DSCP >> 4;
+		ip[1] = (DSCP | s->oecn) << 4;
 		*(__be16 *)(ip + 4) = htons(n - *l3 - 40);
 		ip[6] = s->m == M_NOT_TUNNEL ? IPPROTO_UDP : s->inner == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 		ip[7] = 64;
@@ -220,6 +231,7 @@ struct row {
 	__u32		action;
 	enum out_kind	out;
 	int		counter;	/* FERRY_XSTAT_* bumped once, or NO_COUNTER */
+	__u8		ecn;		/* OUT_STRIPPED: the inner ECN field expected out */
 };
 
 #pragma GCC diagnostic push
@@ -261,26 +273,78 @@ static const struct row rows[] = {
 	  { 6, 6, OURS6, VIP6, .m = M_INNER_VERSION }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
 	{ "IPIP whose inner IPv4 header says ihl 4: dropped",
 	  { 4, 4, OURS4, VIP4, .m = M_INNER_IHL4 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
-	{ "IPIP fragment: untouched, the stack's business",
+	{ "IPIP fragment: untouched, not reassembled",
 	  { 4, 4, OURS4, VIP4, .m = M_OUTER_FRAG }, XDP_PASS, OUT_SAME, NO_COUNTER },
 	{ "plain UDP to the node: untouched",
 	  { 4, 4, OURS4, VIP4, .m = M_NOT_TUNNEL }, XDP_PASS, OUT_SAME, NO_COUNTER },
+	/* ECN, RFC 6040 normal mode: an outer CE reaches an ECT inner header,
+	 * over Not-ECT the tunnel is dropped; nothing else changes the inner. */
+	{ "IPIP, CE over ECT(0): inner CE, checksum updated",
+	  { 4, 4, OURS4, VIP4, .oecn = CE, .iecn = ECT0 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, CE },
+	{ "IPIP, CE over ECT(1): inner CE, checksum updated",
+	  { 4, 4, OURS4, VIP4, .oecn = CE, .iecn = ECT1 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, CE },
+	{ "IPIP, CE over CE: inner CE, untouched",
+	  { 4, 4, OURS4, VIP4, .oecn = CE, .iecn = CE }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, CE },
+	{ "IPIP, CE over Not-ECT: dropped",
+	  { 4, 4, OURS4, VIP4, .oecn = CE }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_CE_NOT_ECT },
+	{ "IPIP, ECT(0) over Not-ECT: inner Not-ECT, untouched",
+	  { 4, 4, OURS4, VIP4, .oecn = ECT0 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, NOT_ECT },
+	{ "IPIP, ECT(0) over ECT(0): untouched",
+	  { 4, 4, OURS4, VIP4, .oecn = ECT0, .iecn = ECT0 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, ECT0 },
+	{ "IPv6-in-IPv6, CE over ECT(0): inner CE",
+	  { 6, 6, OURS6, VIP6, .oecn = CE, .iecn = ECT0 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, CE },
+	{ "IPv6-in-IPv6, CE over ECT(1): inner CE",
+	  { 6, 6, OURS6, VIP6, .oecn = CE, .iecn = ECT1 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, CE },
+	{ "IPv6-in-IPv6, CE over Not-ECT: dropped",
+	  { 6, 6, OURS6, VIP6, .oecn = CE }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_CE_NOT_ECT },
+	{ "IPv6-in-IPv6, ECT(0) over Not-ECT: inner Not-ECT, untouched",
+	  { 6, 6, OURS6, VIP6, .oecn = ECT0 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, NOT_ECT },
+	{ "4in6, CE over ECT(0): inner CE, checksum updated",
+	  { 6, 4, OURS6, VIP4, .oecn = CE, .iecn = ECT0 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, CE },
+	{ "4in6, CE over ECT(1) with a VLAN tag: inner CE, checksum updated",
+	  { 6, 4, OURS6, VIP4, .vlans = 1, .oecn = CE, .iecn = ECT1 }, XDP_PASS, OUT_STRIPPED,
+	  FERRY_XSTAT_DECAP_OK, CE },
+	{ "4in6, CE over Not-ECT: dropped",
+	  { 6, 4, OURS6, VIP4, .oecn = CE }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_CE_NOT_ECT },
+	{ "6in4, CE over ECT(0): inner CE",
+	  { 4, 6, OURS4, VIP6, .oecn = CE, .iecn = ECT0 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, CE },
+	{ "6in4, CE over ECT(1): inner CE",
+	  { 4, 6, OURS4, VIP6, .oecn = CE, .iecn = ECT1 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK, CE },
+	{ "6in4, CE over Not-ECT: dropped",
+	  { 4, 6, OURS4, VIP6, .oecn = CE }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_CE_NOT_ECT },
+	{ "IPIP, CE over Not-ECT, inner destination no VIP: untouched, not dropped",
+	  { 4, 4, OURS4, CLIENT4, .oecn = CE }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_NOT_VIP },
 };
 #pragma GCC diagnostic pop
 
 /* The stripped frame: the MACs and tags of the tunnel, the inner family's
- * ethertype, then the inner datagram byte for byte, its checksums right. */
+ * ethertype, then the inner datagram byte for byte but for the ECN field the
+ * row expects (and so an IPv4 header checksum computed afresh), its
+ * checksums right. */
 static bool check_stripped(const struct row *r, const __u8 *in, size_t inlen, size_t l3,
 			   size_t olen, const __u8 *out, size_t outlen)
 {
 	const __u8 *ip = out + l3, *udp = ip + (r->in.inner == 4 ? 20 : 40);
+	__u8 want[512];
 	bool ok = true;
+	size_t i;
 
 	ok &= ASSERT_EQ(outlen, inlen - olen, "frame length");
 	ok &= ASSERT_TRUE(!memcmp(out, in, l3 - 2), "MACs and VLAN tags kept");
 	ok &= ASSERT_EQ(out[l3 - 2] << 8 | out[l3 - 1], r->in.inner == 4 ? ETH_P_IP : ETH_P_IPV6,
 			"ethertype of the inner family");
-	ok &= ASSERT_TRUE(!memcmp(ip, in + l3 + olen, inlen - l3 - olen), "inner datagram byte for byte");
+	memcpy(want, in + l3 + olen, inlen - l3 - olen);
+	if (r->in.inner == 4) {
+		want[1] = (want[1] & ~3) | r->ecn;
+		want[10] = want[11] = 0;
+		*(__be16 *)(want + 10) = csum16(want, 20, 0);
+	} else {
+		want[1] = (want[1] & ~0x30) | r->ecn << 4;
+	}
+	ok &= ASSERT_EQ((r->in.inner == 4 ? ip[1] : ip[1] >> 4) & 3, r->ecn, "inner ECN field");
+	for (i = 0; i < inlen - l3 - olen && ip[i] == want[i]; i++)
+		;
+	ok &= ASSERT_EQ(i, inlen - l3 - olen, "inner datagram byte for byte (first difference)");
 	if (r->in.inner == 4)
 		ok &= ASSERT_EQ(csum16(ip, 20, 0), 0, "inner IPv4 header checksum");
 	ok &= ASSERT_EQ(csum16(udp, 8 + PAYLOAD, pseudo_sum(ip, r->in.inner, 8 + PAYLOAD)), 0,
@@ -315,7 +379,8 @@ static void test_rows(void)
 		ok = ok && ASSERT_EQ(xstat_sum(xstat, after), 0, "read counters");
 		for (s = FERRY_XSTAT_DECAP_OK; ok && s < FERRY_XSTAT_MAX; s++) {
 			if (s != FERRY_XSTAT_DECAP_OK && s != FERRY_XSTAT_DECAP_NOT_OURS &&
-			    s != FERRY_XSTAT_DECAP_MALFORMED && s != FERRY_XSTAT_DECAP_NOT_VIP)
+			    s != FERRY_XSTAT_DECAP_MALFORMED && s != FERRY_XSTAT_DECAP_NOT_VIP &&
+			    s != FERRY_XSTAT_DECAP_CE_NOT_ECT)
 				continue;
 			ok &= ASSERT_EQ(after[s] - before[s], s == r->counter, "counter slot %d", s);
 		}

@@ -50,6 +50,7 @@ static const char *const xstat_names[FERRY_XSTAT_MAX] = {
 	[FERRY_XSTAT_RING_FALLBACK] = "ring_fallback",
 	[FERRY_XSTAT_DECAP_NOT_VIP] = "decap_not_vip",
 	[FERRY_XSTAT_LOCAL] = "local",
+	[FERRY_XSTAT_DECAP_CE_NOT_ECT] = "decap_ce_not_ect",
 };
 
 static int open_pin(struct ctl *c, const char *name, int *fd)
