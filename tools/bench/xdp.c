@@ -161,7 +161,8 @@ static int outage_up(struct world *w)
 {
 	struct reg_backend rb[OUTAGE_N] = {};
 	struct ferry_backend be;
-	__u32 key, next, *prev = NULL;
+	static __u32 keys[FERRY_DEF_MAX_BACKENDS];	/* 1 MiB: not on the stack */
+	__u32 next, *prev = NULL, n = 0, k;
 	char ip[32];
 	int ret, i, marked = 0;
 
@@ -173,14 +174,18 @@ static int outage_up(struct world *w)
 	}
 	if ((ret = bench_service(w, "bench/outage", OUTAGE_VIP, rb, OUTAGE_N)))
 		return ret;
-	while (!bpf_map_get_next_key(w->fm.be, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(w->fm.be, &key, &be) || ntohs(be.port) != 8080)
+	/* The keys first: an update moves its element to the head of its
+	 * bucket, so a walk that updates as it goes can revisit keys forever. */
+	while (n < FERRY_DEF_MAX_BACKENDS && !bpf_map_get_next_key(w->fm.be, prev, &next)) {
+		keys[n] = next;
+		prev = &keys[n++];
+	}
+	for (k = 0; k < n; k++) {
+		if (bpf_map_lookup_elem(w->fm.be, &keys[k], &be) || ntohs(be.port) != 8080)
 			continue;
 		i = ntohl(be.addr[0]) & 0xff;
 		be.health = i == 11 || i == 12 ? FERRY_HEALTH_DEGRADED : FERRY_HEALTH_UNHEALTHY;
-		if (bpf_map_update_elem(w->fm.be, &key, &be, BPF_EXIST))
+		if (bpf_map_update_elem(w->fm.be, &keys[k], &be, BPF_EXIST))
 			return bench_err("write", FERRY_MAP_BACKEND, -errno);
 		marked++;
 	}
