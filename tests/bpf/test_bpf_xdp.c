@@ -47,6 +47,7 @@
 #include <linux/udp.h>
 #include <linux/icmp.h>
 #include <linux/icmpv6.h>
+#include <linux/rtnetlink.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -59,6 +60,7 @@
 #include "registry.h"
 #include "state.h"
 #include "stat_names.h"
+#include "xvlan.h"
 #include "xdp_lb.skel.h"
 #include "xdp_decap.skel.h"
 
@@ -2659,6 +2661,58 @@ static void test_decap_rows(void)
 	verdict("xdp decap: non-tunnel traffic passes untouched", ok);
 }
 
+/*
+ * ferryd's side of ferry_xvlan_v1: a dump of this namespace's links finds no
+ * VLAN device among the veths; a sync makes the map exactly the set given
+ * (a changed tag rewritten, a stale device dropped, the others untouched);
+ * a link message going applies as a delete.
+ */
+static void test_xvlan_sync(void)
+{
+	int fd = bpf_map__fd(lb->maps.ferry_xvlan_v1);
+	struct xvlan_ent want[3] = {}, *got = NULL;
+	struct ferry_xvlan v, stale = { .lower_ifindex = 1, .proto = htons(0x8100), .tci = htons(9) };
+	size_t n = 0, written = 0, removed = 0, i;
+	__u32 key;
+	char msg[NLMSG_SPACE(sizeof(struct ifinfomsg))] = {};
+	struct nlmsghdr *nlh = (void *)msg;
+	struct ifinfomsg *ifi = NLMSG_DATA(nlh);
+	bool ok = true, changed = false;
+
+	ok &= ASSERT_EQ(xvlan_read(&got, &n), 0, "dump of the links");
+	ok &= ASSERT_EQ(n, 0, "VLAN devices among veths");
+	free(got);
+	for (i = 0; i < 2; i++) {
+		want[i].ifindex = vlan_ifindex[i];
+		want[i].v = (struct ferry_xvlan){ .lower_ifindex = lb_ifindex,
+						  .proto = htons(vdevs[i].proto), .tci = htons(vdevs[i].vid) };
+	}
+	want[2].ifindex = 1000;
+	want[2].v = (struct ferry_xvlan){ .lower_ifindex = lb_ifindex, .proto = htons(0x8100), .tci = htons(5) };
+	key = 1000;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fd, &key, &stale, BPF_ANY), 0, "device 1000, other tag");
+	key = 1001;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fd, &key, &stale, BPF_ANY), 0, "device 1001, gone");
+	ok &= ASSERT_EQ(xvlan_sync(fd, want, 3, &written, &removed), 0, "sync");
+	ok &= ASSERT_EQ(written, 1, "entries written (the changed one)");
+	ok &= ASSERT_EQ(removed, 1, "entries removed (the stale one)");
+	for (i = 0; i < 3; i++) {
+		key = want[i].ifindex;
+		ok &= ASSERT_TRUE(!bpf_map_lookup_elem(fd, &key, &v) && !memcmp(&v, &want[i].v, sizeof(v)),
+				  "device %u as wanted", key);
+	}
+	key = 1001;
+	ok &= ASSERT_TRUE(bpf_map_lookup_elem(fd, &key, &v) && errno == ENOENT, "stale device gone");
+	nlh->nlmsg_len = sizeof(msg);
+	nlh->nlmsg_type = RTM_DELLINK;
+	ifi->ifi_index = 1000;
+	ok &= ASSERT_EQ(xvlan_apply(fd, nlh, &changed), 0, "apply RTM_DELLINK");
+	ok &= ASSERT_TRUE(changed, "the map changed");
+	key = 1000;
+	ok &= ASSERT_TRUE(bpf_map_lookup_elem(fd, &key, &v) && errno == ENOENT, "deleted device gone");
+	verdict("xdp VLAN devices: dump, sync to exactly the set, link deletion", ok);
+}
+
 static int setup_services(void)
 {
 	const struct bspec v4[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
@@ -2761,6 +2815,7 @@ int main(void)
 		cleanup();
 		return 1;
 	}
+	test_xvlan_sync();	/* first: the rows show it kept the VLAN devices */
 	test_rows();
 	test_decap_rows();
 	test_weights();

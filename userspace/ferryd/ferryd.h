@@ -116,6 +116,9 @@ int xdp_load(struct ferryd *d);
 /* The decap's address sets again from the node's addresses and the XDP
  * services in the maps (no-op without --decap-iface). */
 void xdp_decap_sync(struct ferryd *d);
+/* The LB's VLAN devices (ferry_xvlan_v1) again from the node's links (no-op
+ * without --xdp-iface). */
+void xdp_vlan_sync(struct ferryd *d);
 void xdp_close(void);
 
 /* sync.c: read the registry and make the maps equal to it. */
