@@ -855,7 +855,7 @@ static __always_inline int l2_write(void *data, void *end, const struct l2save *
  * registers, stored whole: the old header is read before anything is
  * written over it.
  */
-static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool gw,
+static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool gw, bool tagged,
 				     const struct xnh *nh, __u32 vlan, __be16 proto)
 {
 	__u8 *old = b + olen;
@@ -878,7 +878,7 @@ static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool gw,
 	*(__u16 *)(b + 8) = (__u16)(slo >> 16);
 	*(__u16 *)(b + 10) = shi;
 	if (!gw) {
-		if (vlan) {
+		if (tagged) {
 			*(__u32 *)(b + 12) = vlan;
 			*(__u16 *)(b + 16) = proto;
 		} else {
@@ -904,12 +904,12 @@ static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool gw,
  * not care about byte order), never read back from memory.
  */
 static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const struct xnh *nh,
-				 const struct ferry_xcfg *cfg, __u32 hash, bool gw)
+				 const struct ferry_xcfg *cfg, __u32 hash, bool gw, bool tagged)
 {
 	__u32 bits = ferry_rotl32(hash, 16), l2_len = p->l2_len & 0x1f, l3_len = p->l3_len;
-	__u32 vlan = gw ? 0 : nh->vlan;
+	__u32 vlan = tagged ? nh->vlan : 0;
 	__u32 tos = p->tos, v4 = nh->family == AF_INET;
-	__u32 l2_out = gw ? l2_len : vlan ? XETH_HLEN + XVLAN_HLEN : XETH_HLEN;
+	__u32 l2_out = gw ? l2_len : tagged ? XETH_HLEN + XVLAN_HLEN : XETH_HLEN;
 	__u8 inner = p->key.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
 	__u32 olen = v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	void *data, *end;
@@ -937,7 +937,7 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		w3 = (cfg->src4 & cfg->src4_mask) | (bits & ~cfg->src4_mask);
 		sum = (__u64)w0 + w1 + w2 + w3 + nh->addr[0];
 		sum = (sum & 0xffffffff) + (sum >> 32);
-		l2_encap(data, sizeof(struct iphdr), l2_out, gw, nh, vlan, bpf_htons(XETH_P_IP));
+		l2_encap(data, sizeof(struct iphdr), l2_out, gw, tagged, nh, vlan, bpf_htons(XETH_P_IP));
 		w[0] = w0;
 		w[1] = w1;
 		w[2] = w2 | (__u32)csum_fold(sum) << 16;
@@ -949,7 +949,7 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		w = data + l2_out;
 		if ((void *)(w + 10) > end)
 			return -1;
-		l2_encap(data, sizeof(struct ipv6hdr), l2_out, gw, nh, vlan, bpf_htons(XETH_P_IPV6));
+		l2_encap(data, sizeof(struct ipv6hdr), l2_out, gw, tagged, nh, vlan, bpf_htons(XETH_P_IPV6));
 		w[0] = bpf_htonl(6U << 28 | tos << 20 | (hash & 0xfffff));
 		w[1] = bpf_htons(l3_len) | (__u32)inner << 16 | 64U << 24;
 		w[2] = cfg->src6[0];
@@ -1315,16 +1315,17 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 	/* The gateway: back out of the ingress device in the VLANs the frame
 	 * came in. A FIB next hop: its own tag or none, out of the ingress
 	 * device when the route's (lower) device is that one, else redirected
-	 * to it. encap() is inlined once for each kind, with gw a constant:
-	 * the FIB's header is built straight from nh, no branch on the tags
-	 * received. */
+	 * to it. encap() is inlined once for each kind, gw and tagged
+	 * constants: each header is built straight, the untagged one (most
+	 * next hops) with no more work than before VLAN devices counted. */
 	dev = nh->ifindex;
 	if (!dev) {
-		if (encap(ctx, p, nh, cfg, hash, true))
+		if (encap(ctx, p, nh, cfg, hash, true, false))
 			return vdrop(FERRY_XSTAT_DROP_ADJUST);
 		return XV(XDP_TX, FERRY_XSTAT_TX);
 	}
-	if (encap(ctx, p, nh, cfg, hash, false))
+	if (nh->vlan ? encap(ctx, p, nh, cfg, hash, false, true) :
+		       encap(ctx, p, nh, cfg, hash, false, false))
 		return vdrop(FERRY_XSTAT_DROP_ADJUST);
 	if (dev == ctx->ingress_ifindex)
 		return XV(XDP_TX, FERRY_XSTAT_TX);
