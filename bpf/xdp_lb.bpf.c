@@ -28,10 +28,12 @@
  *   3. the packet is encapsulated (IPIP, or IPv6 outer for an IPv6 backend)
  *      with an outer source whose host bits come from the flow hash, and sent
  *      with XDP_TX, or XDP_REDIRECT when the route leaves by another device.
- *      XDP_TX keeps the VLAN tags it came with (same device, same VLANs); a
- *      redirected frame leaves untagged (the tags are the ingress device's).
  *      The next hop comes from bpf_fib_lookup, cached per backend and CPU for
- *      a quarter second; the configured gateway MAC is the fallback.
+ *      a quarter second; a route over a VLAN device leaves by its lower
+ *      device with its tag (ferry_xvlan_v1), any other untagged: the tags
+ *      the client's frame came with are not the next hop's. The configured
+ *      gateway MAC is the fallback, sent back out of the ingress device in
+ *      the VLANs the frame came in.
  *
  * ICMP: echo and other informational messages pass (the node answers or
  * not, as for any address). An error (destination unreachable incl. "frag
@@ -192,6 +194,8 @@ struct xnh {
 	__u8	local;		/* the backend is this node: no next hop, XDP_PASS */
 	__u32	ifindex;	/* egress device; 0 = gateway out of the ingress device */
 	__u32	epoch;		/* ferry_xcfg.be_epoch read before the backend was */
+	__u32	vlan;		/* the tag out of ifindex as on the wire (proto, tci); 0: none */
+	__u32	pad;
 };
 
 /* CPU-major as the counters are: [cpu * FERRY_XNH_SLOTS + slot]; sized by
@@ -730,11 +734,26 @@ static __noinline int nh_resolve(struct xdp_md *ctx, const struct ferry_xcfg *cf
 	xstat_inc(FERRY_XSTAT_NH_LOOKUP);
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	nh->local = 0;
+	nh->vlan = 0;
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		const struct ferry_xvlan *v;
+		__u32 dev = fib.ifindex;
+
 		__builtin_memcpy(nh->dmac, fib.dmac, 6);
 		__builtin_memcpy(nh->smac, fib.smac, 6);
-		nh->ifindex = fib.ifindex;
 		nh->mtu = fib.mtu_result ? fib.mtu_result : XDP_DEF_MTU;
+		/* A route over a VLAN device (eth0.100): the FIB names that
+		 * device and resolved the neighbour on it, but says nothing of
+		 * the tag, and XDP cannot send through it. Its frames leave by
+		 * the lower device with its tag. One level: the lower device
+		 * of a VLAN over a VLAN is itself a VLAN device (no native
+		 * XDP; docs/xdp.md). */
+		v = bpf_map_lookup_elem(&ferry_xvlan_v1, &dev);
+		if (v) {
+			dev = v->lower_ifindex;
+			nh->vlan = *(const __u32 *)&v->proto;
+		}
+		nh->ifindex = dev;
 	} else if (rc == BPF_FIB_LKUP_RET_NOT_FWDED && node_addr(be)) {
 		/* The backend is this node (it binds the VIP, as every backend
 		 * does): its packets go up this node's stack as they came, not
@@ -826,26 +845,26 @@ static __always_inline int l2_write(void *data, void *end, const struct l2save *
 }
 
 /*
- * The outer L2 header at b, l2_out bytes: nh's MACs (smac: the one the
- * sender addressed, when the route leaves by the ingress device via the
- * gateway), then proto. tx (XDP_TX, out of the ingress device): the VLAN
- * tags as received, l2_out the received L2 length, the old header under
- * b + olen. Otherwise (XDP_REDIRECT to another device) l2_out is 14: the
- * tags name VLANs of the ingress device and mean nothing on the other one.
- * Words in registers, stored whole: the old header is read before anything
- * is written over it.
+ * The outer L2 header at b, l2_out bytes: nh's MACs, the tags, then proto.
+ * gw (the --xdp-gateway, XDP_TX out of the ingress device): smac the one
+ * the sender addressed, and the VLAN tags as received (the gateway sent us
+ * the frame in those VLANs), l2_out the received L2 length, the old header
+ * under b + olen. Otherwise a FIB next hop: its smac, and its own tag, vlan
+ * (l2_out 18), or none (14); the received tags name the client's VLANs,
+ * not the one bpf_fib_lookup resolved the neighbour in. Words in
+ * registers, stored whole: the old header is read before anything is
+ * written over it.
  */
-static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool tx,
-				     const struct xnh *nh, __be16 proto)
+static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool gw, bool tagged,
+				     const struct xnh *nh, __u32 vlan, __be16 proto)
 {
 	__u8 *old = b + olen;
 	__u64 tags = 0;
 	__u32 slo;
 	__u16 shi;
 
-	if (tx)
+	if (gw) {
 		tags = *(__u64 *)(old + 12);
-	if (tx && !nh->ifindex) {
 		slo = *(__u32 *)old;
 		shi = *(__u16 *)(old + 4);
 	} else {
@@ -858,7 +877,14 @@ static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool tx,
 	*(__u16 *)(b + 6) = (__u16)slo;
 	*(__u16 *)(b + 8) = (__u16)(slo >> 16);
 	*(__u16 *)(b + 10) = shi;
-	if (l2_out == XETH_HLEN) {
+	if (!gw) {
+		if (tagged) {
+			*(__u32 *)(b + 12) = vlan;
+			*(__u16 *)(b + 16) = proto;
+		} else {
+			*(__u16 *)(b + 12) = proto;
+		}
+	} else if (l2_out == XETH_HLEN) {
 		*(__u16 *)(b + 12) = proto;
 	} else if (l2_out == XETH_HLEN + XVLAN_HLEN) {
 		*(__u32 *)(b + 12) = (__u32)tags;
@@ -870,18 +896,20 @@ static __always_inline void l2_encap(__u8 *b, __u32 olen, __u32 l2_out, bool tx,
 }
 
 /*
- * Encapsulate the L3 datagram for nh and write the new L2 header (tx: sent
- * back out of the ingress device, which keeps the VLAN tags; else untagged,
- * so the head grows by the outer header less the tags). The outer
- * header is built in registers and stored in 32-bit words; the IPv4
- * checksum is summed from the same words (one's complement sums do not
- * care about byte order), never read back from memory.
+ * Encapsulate the L3 datagram for nh and write the new L2 header (gw: the
+ * gateway, which keeps the VLAN tags received; else nh's one tag or none,
+ * so the head grows by the outer header plus or less the change in tags).
+ * The outer header is built in registers and stored in 32-bit words; the
+ * IPv4 checksum is summed from the same words (one's complement sums do
+ * not care about byte order), never read back from memory.
  */
 static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const struct xnh *nh,
-				 const struct ferry_xcfg *cfg, __u32 hash, bool tx)
+				 const struct ferry_xcfg *cfg, __u32 hash, bool gw, bool tagged)
 {
 	__u32 bits = ferry_rotl32(hash, 16), l2_len = p->l2_len & 0x1f, l3_len = p->l3_len;
-	__u32 tos = p->tos, v4 = nh->family == AF_INET, l2_out = tx ? l2_len : XETH_HLEN;
+	__u32 vlan = tagged ? nh->vlan : 0;
+	__u32 tos = p->tos, v4 = nh->family == AF_INET;
+	__u32 l2_out = gw ? l2_len : tagged ? XETH_HLEN + XVLAN_HLEN : XETH_HLEN;
 	__u8 inner = p->key.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6;
 	__u32 olen = v4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
 	void *data, *end;
@@ -897,7 +925,7 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		__u32 w0, w1, w2, w3;
 		__u64 sum;
 
-		/* tx: the old L2 header (up to XL2_MAX) sits olen bytes in. */
+		/* gw: the old L2 header (up to XL2_MAX) sits olen bytes in. */
 		if (data + sizeof(struct iphdr) + XL2_MAX > end)
 			return -1;
 		w = data + l2_out;
@@ -909,7 +937,7 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		w3 = (cfg->src4 & cfg->src4_mask) | (bits & ~cfg->src4_mask);
 		sum = (__u64)w0 + w1 + w2 + w3 + nh->addr[0];
 		sum = (sum & 0xffffffff) + (sum >> 32);
-		l2_encap(data, sizeof(struct iphdr), l2_out, tx, nh, bpf_htons(XETH_P_IP));
+		l2_encap(data, sizeof(struct iphdr), l2_out, gw, tagged, nh, vlan, bpf_htons(XETH_P_IP));
 		w[0] = w0;
 		w[1] = w1;
 		w[2] = w2 | (__u32)csum_fold(sum) << 16;
@@ -921,7 +949,7 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 		w = data + l2_out;
 		if ((void *)(w + 10) > end)
 			return -1;
-		l2_encap(data, sizeof(struct ipv6hdr), l2_out, tx, nh, bpf_htons(XETH_P_IPV6));
+		l2_encap(data, sizeof(struct ipv6hdr), l2_out, gw, tagged, nh, vlan, bpf_htons(XETH_P_IPV6));
 		w[0] = bpf_htonl(6U << 28 | tos << 20 | (hash & 0xfffff));
 		w[1] = bpf_htons(l3_len) | (__u32)inner << 16 | 64U << 24;
 		w[2] = cfg->src6[0];
@@ -1213,7 +1241,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	const struct ferry_xcfg *cfg;
 	struct xnh *nh = NULL, spare;
-	__u32 zero = 0, be_id = 0, hash, tag, olen;
+	__u32 zero = 0, be_id = 0, hash, tag, olen, dev;
 	__u64 now;
 	int ret, way = -1, why = NH_OK;
 
@@ -1284,18 +1312,24 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 	xcnt_add(&ferry_xbe_v2, XBE_STRIDE, be_id, p->pkt_len);
 	if (nh->local)		/* its MTU is 0xffff: never too big */
 		return XV(XDP_PASS, FERRY_XSTAT_LOCAL);
-	/* Back out of the ingress device (the gateway, or the route's device
-	 * is that one) or redirected to the route's device. encap() is
-	 * inlined once for each, with tx a constant: a redirect then builds
-	 * its untagged header straight, no branch on the tags it drops. */
-	if (!nh->ifindex || nh->ifindex == ctx->ingress_ifindex) {
-		if (encap(ctx, p, nh, cfg, hash, true))
+	/* The gateway: back out of the ingress device in the VLANs the frame
+	 * came in. A FIB next hop: its own tag or none, out of the ingress
+	 * device when the route's (lower) device is that one, else redirected
+	 * to it. encap() is inlined once for each kind, gw and tagged
+	 * constants: each header is built straight, the untagged one (most
+	 * next hops) with no more work than before VLAN devices counted. */
+	dev = nh->ifindex;
+	if (!dev) {
+		if (encap(ctx, p, nh, cfg, hash, true, false))
 			return vdrop(FERRY_XSTAT_DROP_ADJUST);
 		return XV(XDP_TX, FERRY_XSTAT_TX);
 	}
-	if (encap(ctx, p, nh, cfg, hash, false))
+	if (nh->vlan ? encap(ctx, p, nh, cfg, hash, false, true) :
+		       encap(ctx, p, nh, cfg, hash, false, false))
 		return vdrop(FERRY_XSTAT_DROP_ADJUST);
-	return XV(bpf_redirect(nh->ifindex, 0), FERRY_XSTAT_REDIRECT);
+	if (dev == ctx->ingress_ifindex)
+		return XV(XDP_TX, FERRY_XSTAT_TX);
+	return XV(bpf_redirect(dev, 0), FERRY_XSTAT_REDIRECT);
 }
 
 SEC("xdp")

@@ -42,6 +42,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_xdaddr_v1 SEC(".maps");
 
+/*
+ * The node's VLAN devices (include/ferry/xdp.h), kept by ferryd: a route whose
+ * device is one leaves by its lower device with its tag. Read only when a
+ * next hop is resolved, not per packet.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FERRY_XVLAN_MAX);
+	__type(key, __u32);
+	__type(value, struct ferry_xvlan);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ferry_xvlan_v1 SEC(".maps");
+
 static __always_inline void xstat_inc(__u32 slot)
 {
 	__u32 cpu = bpf_get_smp_processor_id();

@@ -67,6 +67,23 @@ static inline __attribute__((always_inline)) __u32 ferry_ring_walk_len(__u32 cou
 #define FERRY_XDADDR_MAX	16384
 #define FERRY_MAP_XSVC		"ferry_xsvc_v1"		/* set index -> FERRY_XSVC_WAYS XDP VIPs */
 #define FERRY_MAP_XVIPF		"ferry_xvipf_v1"	/* one struct ferry_xvipf: no VIP here */
+#define FERRY_MAP_XVLAN		"ferry_xvlan_v1"	/* VLAN device ifindex -> struct ferry_xvlan */
+#define FERRY_XVLAN_MAX		4096
+
+/*
+ * A VLAN device of the node (ferry_xvlan_v1[its ifindex]), written by ferryd
+ * from rtnetlink (every link of kind "vlan"). bpf_fib_lookup answers with the
+ * route's device, and for a route over eth0.100 that is the VLAN device:
+ * neither a target XDP can redirect to (VLAN devices have no ndo_xdp_xmit)
+ * nor the tag its frames need. The LB sends such a next hop out of
+ * lower_ifindex with this one tag. proto and tci follow each other as on
+ * the wire, so the program stores them as one word.
+ */
+struct ferry_xvlan {
+	__u32	lower_ifindex;	/* IFLA_LINK: the device the tagged frames leave by */
+	__be16	proto;		/* 0x8100 (802.1Q) or 0x88a8 (802.1ad), network order */
+	__be16	tci;		/* the VLAN id, network order; priority bits 0 */
+};
 
 /* ferry_xcfg.flags */
 #define FERRY_XCFG_F_GW		(1U << 0)	/* gw_mac is set: fallback next hop */

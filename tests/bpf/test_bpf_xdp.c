@@ -6,8 +6,10 @@
  * output packet) covers parsing and rewriting: IPv4/IPv6, VLAN and QinQ, TCP
  * and UDP, non-VIP and socket-only services, ICMP echo and errors, MTU
  * overflow answered with ICMP, truncated and malformed headers, XDP_TX out
- * of the ingress device (VLAN tags kept) and XDP_REDIRECT to another one
- * (untagged). Every encapsulated output is checked field by field (outer
+ * of the ingress device and XDP_REDIRECT to another one, and the VLAN tags
+ * each leaves with: none toward a neighbour of an untagged device, the VLAN
+ * device's one tag toward a neighbour behind one (ferry_xvlan_v1), those
+ * received toward the gateway. Every encapsulated output is checked field by field (outer
  * addresses, protocol, lengths, TTL, checksum, MACs, tags, the inner
  * datagram byte for byte) and then fed to the decap program, which must give
  * back the original datagram.
@@ -23,7 +25,10 @@
  *
  * The test runs in a network namespace of its own (unshare) with a veth
  * whose neighbours are static, so bpf_fib_lookup has a deterministic answer,
- * and pins its maps under a unique directory it removes at exit.
+ * and pins its maps under a unique directory it removes at exit. Two more
+ * veths stand in for VLAN devices over xdt0 (this kernel has no 8021q): the
+ * FIB resolves their neighbours on them, and ferry_xvlan_v1 says what they
+ * are, as ferryd would for real ones; the program cannot tell.
  */
 #include <errno.h>
 #include <sched.h>
@@ -42,6 +47,7 @@
 #include <linux/udp.h>
 #include <linux/icmp.h>
 #include <linux/icmpv6.h>
+#include <linux/rtnetlink.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -54,10 +60,12 @@
 #include "registry.h"
 #include "state.h"
 #include "stat_names.h"
+#include "xvlan.h"
 #include "xdp_lb.skel.h"
 #include "xdp_decap.skel.h"
 
 static int lb_ifindex;		/* xdt0: the route to the backends leaves by it */
+static int vlan_ifindex[2];	/* xdt2, xdt4: "VLAN devices" over xdt0 */
 static char pin_dir[128];
 static struct xdp_lb_bpf *lb;
 static struct xdp_decap_bpf *dc;
@@ -69,18 +77,34 @@ static const __u8 MAC_LB[6] = { 0x02, 0, 0, 0, 0, 0x02 };	/* xdt0 */
 static const __u8 MAC_GW[6] = { 0x02, 0, 0, 0, 0, 0xfe };
 static const __u8 MAC_CLIENT[6] = { 0x02, 0, 0, 0, 0, 0x01 };
 static const __u8 MAC_VIP_DST[6] = { 0x02, 0, 0, 0, 0, 0x0a };	/* as the client addressed us */
+static const __u8 MAC_XDT2[6] = { 0x02, 0, 0, 0, 0x07, 0x02 };	/* VLAN 100 over xdt0 */
+static const __u8 MAC_XDT4[6] = { 0x02, 0, 0, 0, 0x07, 0x04 };	/* 802.1ad VLAN 200 over xdt0 */
+
+/* The "VLAN devices": veths whose entries in ferry_xvlan_v1 name xdt0. */
+static const struct {
+	const char *dev, *peer, *v4, *v6;
+	const __u8 *mac;
+	__u16 proto, vid;
+} vdevs[] = {
+	{ "xdt2", "xdt3", "198.18.0.2/24", "2001:db8:7::2/64", MAC_XDT2, 0x8100, 100 },
+	{ "xdt4", "xdt5", "198.18.1.2/24", NULL, MAC_XDT4, 0x88a8, 200 },
+};
 
 struct nbr {
 	const char *ip;
 	__u8 mac[6];
+	const char *dev;	/* NULL: xdt0 */
 };
 
 static const struct nbr nbrs[] = {
-	{ "192.0.2.11", { 0x02, 0, 0, 0, 0, 0x11 } },
-	{ "192.0.2.12", { 0x02, 0, 0, 0, 0, 0x12 } },
-	{ "192.0.2.13", { 0x02, 0, 0, 0, 0, 0x13 } },
-	{ "2001:db8::11", { 0x02, 0, 0, 0, 0, 0x11 } },
-	{ "2001:db8::12", { 0x02, 0, 0, 0, 0, 0x12 } },
+	{ "192.0.2.11", { 0x02, 0, 0, 0, 0, 0x11 }, NULL },
+	{ "192.0.2.12", { 0x02, 0, 0, 0, 0, 0x12 }, NULL },
+	{ "192.0.2.13", { 0x02, 0, 0, 0, 0, 0x13 }, NULL },
+	{ "2001:db8::11", { 0x02, 0, 0, 0, 0, 0x11 }, NULL },
+	{ "2001:db8::12", { 0x02, 0, 0, 0, 0, 0x12 }, NULL },
+	{ "198.18.0.11", { 0x02, 0, 0, 0, 0x07, 0x11 }, "xdt2" },
+	{ "2001:db8:7::11", { 0x02, 0, 0, 0, 0x07, 0x11 }, "xdt2" },
+	{ "198.18.1.11", { 0x02, 0, 0, 0, 0x07, 0x21 }, "xdt4" },
 };
 
 static int sh(const char *fmt, ...)
@@ -111,11 +135,25 @@ static int net_setup(void)
 	lb_ifindex = if_nametoindex("xdt0");
 	if (!lb_ifindex)
 		return -errno;
+	for (i = 0; i < sizeof(vdevs) / sizeof(vdevs[0]); i++) {
+		const __u8 *m = vdevs[i].mac;
+
+		if (sh("ip link add %s type veth peer name %s", vdevs[i].dev, vdevs[i].peer) ||
+		    sh("ip link set %s address %02x:%02x:%02x:%02x:%02x:%02x", vdevs[i].dev,
+		       m[0], m[1], m[2], m[3], m[4], m[5]) ||
+		    sh("ip addr add %s dev %s", vdevs[i].v4, vdevs[i].dev) ||
+		    (vdevs[i].v6 && sh("ip addr add %s dev %s nodad", vdevs[i].v6, vdevs[i].dev)) ||
+		    sh("ip link set %s up && ip link set %s up", vdevs[i].peer, vdevs[i].dev))
+			return -EIO;
+		vlan_ifindex[i] = if_nametoindex(vdevs[i].dev);
+		if (!vlan_ifindex[i])
+			return -errno;
+	}
 	for (i = 0; i < sizeof(nbrs) / sizeof(nbrs[0]); i++) {
 		const __u8 *m = nbrs[i].mac;
 
-		if (sh("ip neigh replace %s lladdr %02x:%02x:%02x:%02x:%02x:%02x dev xdt0 nud permanent",
-		       nbrs[i].ip, m[0], m[1], m[2], m[3], m[4], m[5]))
+		if (sh("ip neigh replace %s lladdr %02x:%02x:%02x:%02x:%02x:%02x dev %s nud permanent",
+		       nbrs[i].ip, m[0], m[1], m[2], m[3], m[4], m[5], nbrs[i].dev ?: "xdt0"))
 			return -EIO;
 	}
 	return 0;
@@ -156,6 +194,7 @@ static int load(void)
 	struct ferry_xcfg xc = {};
 	const char *which = NULL;
 	__u32 zero = 0;
+	size_t i;
 	int err;
 
 	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/ferry-test-xd-%d", getpid());
@@ -185,6 +224,15 @@ static int load(void)
 	xc.src6_mask = htonl(0xffff0000);
 	if (bpf_map_update_elem(fm.xcfg, &zero, &xc, BPF_ANY))
 		return -errno;
+	/* What ferryd would write for real VLAN devices xdt2 and xdt4 over xdt0. */
+	for (i = 0; i < sizeof(vdevs) / sizeof(vdevs[0]); i++) {
+		struct ferry_xvlan v = { .lower_ifindex = lb_ifindex, .proto = htons(vdevs[i].proto),
+					 .tci = htons(vdevs[i].vid) };
+		__u32 key = vlan_ifindex[i];
+
+		if (bpf_map_update_elem(bpf_map__fd(lb->maps.ferry_xvlan_v1), &key, &v, BPF_NOEXIST))
+			return -errno;
+	}
 	return 0;
 }
 
@@ -298,6 +346,7 @@ static __u32 ring_backend(__u32 svc_id, const struct ferry_xflow_key *k)
 
 struct pspec {
 	int	vlans;			/* 0, 1 or 2 tags */
+	int	vid;			/* the (outer) tag's VLAN id; 0: 100 (inner: 101) */
 	int	family;			/* 4, 6; 0: an ARP frame */
 	int	proto;			/* IPPROTO_TCP / UDP / ICMP / ICMPV6 */
 	const char *src, *dst;
@@ -403,8 +452,12 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 	for (i = 0; i < s->vlans; i++) {
 		p[n] = i == 0 && s->vlans == 2 ? 0x88 : 0x81;
 		p[n + 1] = i == 0 && s->vlans == 2 ? 0xa8 : 0x00;
-		p[n + 2] = 0x00;
-		p[n + 3] = 100 + i;
+		{
+			int vid = i == 0 && s->vid ? s->vid : 100 + i;
+
+			p[n + 2] = vid >> 8;
+			p[n + 3] = vid & 0xff;
+		}
 		n += 4;
 	}
 	if (s->family == 0) {		/* ARP */
@@ -575,7 +628,7 @@ static void flow_key(const struct pspec *s, struct ferry_xflow_key *k)
 	k->family = af;
 }
 
-static const __u8 *nbr_mac(const struct ferry_backend *be)
+static const struct nbr *nbr_of(const struct ferry_backend *be)
 {
 	char buf[64];
 	size_t i;
@@ -583,8 +636,19 @@ static const __u8 *nbr_mac(const struct ferry_backend *be)
 	inet_ntop(be->family, be->addr, buf, sizeof(buf));
 	for (i = 0; i < sizeof(nbrs) / sizeof(nbrs[0]); i++)
 		if (!strcmp(nbrs[i].ip, buf))
-			return nbrs[i].mac;
+			return &nbrs[i];
 	return NULL;
+}
+
+/* The MAC of the device the FIB resolved n on: the next hop's source. */
+static const __u8 *nbr_dev_mac(const struct nbr *n)
+{
+	size_t i;
+
+	for (i = 0; n && n->dev && i < sizeof(vdevs) / sizeof(vdevs[0]); i++)
+		if (!strcmp(n->dev, vdevs[i].dev))
+			return vdevs[i].mac;
+	return MAC_LB;
 }
 
 enum out_kind { OUT_SAME, OUT_ENCAP, OUT_TOOBIG, OUT_NONE };
@@ -594,8 +658,10 @@ struct row {
 	struct pspec in;
 	__u32 action;
 	enum out_kind out;
-	bool via_gw;		/* next hop from the configured gateway */
-	bool on_xdt0;		/* received on xdt0, the route's device: XDP_TX */
+	bool via_gw;		/* next hop from the configured gateway: the tags received kept */
+	bool on_xdt0;		/* received on xdt0, the route's (lower) device: XDP_TX */
+	int vid;		/* the one tag out (a backend behind a VLAN device); 0: none */
+	__u16 tpid;		/* its ethertype; 0: 0x8100 */
 	int mtu;		/* OUT_TOOBIG: the MTU announced */
 	int counts;		/* CNT(slot): the row adds one to that counter; 0: unchecked */
 };
@@ -606,6 +672,9 @@ struct row {
 #define V4VIP	"198.51.100.10"
 #define V6C	"2001:db8::1"
 #define V6VIP	"2001:db8:ffff::10"
+#define V4VLAN	"198.51.100.60"		/* backend 198.18.0.11, behind xdt2 (VLAN 100) */
+#define V6VLAN	"2001:db8:ffff::60"	/* backend 2001:db8:7::11, behind xdt2 */
+#define V4QINQ	"198.51.100.61"		/* backend 198.18.1.11, behind xdt4 (802.1ad 200) */
 
 /* Rows name only the fields that matter; the rest are zero. */
 #pragma GCC diagnostic push
@@ -632,17 +701,44 @@ static const struct row rows[] = {
 	{ "v4 tcp to VIP, route out of the ingress device: XDP_TX",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40004, .dport = 80, .payload = 20 },
 	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
-	{ "v4 tcp VLAN-tagged, XDP_TX out of the ingress device: tag kept",
+	/* The neighbour was resolved on xdt0's untagged L3: the client's VLAN
+	 * is not where it lives. */
+	{ "v4 tcp VLAN-tagged, XDP_TX to a neighbour on the ingress device's untagged subnet: untagged",
 	  { .vlans = 1, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40005, .dport = 80, .payload = 20 },
 	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
-	{ "v4 udp QinQ, XDP_TX out of the ingress device: both tags kept",
+	{ "v4 udp QinQ, XDP_TX to a neighbour on the ingress device's untagged subnet: untagged",
 	  { .vlans = 2, .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5355, .dport = 53, .payload = 20 },
 	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
-	{ "v6 tcp VLAN-tagged, XDP_TX out of the ingress device: tag kept",
+	{ "v6 tcp VLAN-tagged, XDP_TX to a neighbour on the ingress device's untagged subnet: untagged",
 	  { .vlans = 1, .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40005, .dport = 80, .payload = 20 },
 	  XDP_TX, OUT_ENCAP, .on_xdt0 = true },
+	/* Backends behind a VLAN device over xdt0: out of xdt0 with its tag. */
+	{ "v4 tcp untagged to a backend behind VLAN 100 over the ingress device: XDP_TX, tag 100",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VLAN, .sport = 40020, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true, .vid = 100 },
+	{ "v4 tcp in VLAN 7 to a backend behind VLAN 100: XDP_TX, tag 100 (not 7)",
+	  { .vlans = 1, .vid = 7, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VLAN, .sport = 40021, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true, .vid = 100 },
+	{ "v4 udp QinQ to a backend behind VLAN 100: XDP_TX, the one tag 100",
+	  { .vlans = 2, .vid = 7, .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VLAN, .sport = 5356, .dport = 53, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true, .vid = 100 },
+	{ "v6 tcp in VLAN 7 to a backend behind VLAN 100: XDP_TX, tag 100",
+	  { .vlans = 1, .vid = 7, .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VLAN, .sport = 40022, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true, .vid = 100 },
+	{ "v4 tcp in VLAN 7 to a backend behind an 802.1ad VLAN 200: XDP_TX, tag 88a8/200",
+	  { .vlans = 1, .vid = 7, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4QINQ, .sport = 40023, .dport = 80, .payload = 20 },
+	  XDP_TX, OUT_ENCAP, .on_xdt0 = true, .vid = 200, .tpid = 0x88a8 },
+	{ "v4 tcp from another device to a backend behind VLAN 100: redirected to the lower device, tag 100",
+	  { .vlans = 1, .vid = 7, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VLAN, .sport = 40024, .dport = 80, .payload = 20 },
+	  XDP_REDIRECT, OUT_ENCAP, .vid = 100 },
+	{ "v6 udp untagged from another device to a backend behind VLAN 100: redirected, tag 100",
+	  { .family = 6, .proto = IPPROTO_UDP, .src = V6C, .dst = V6VLAN, .sport = 5357, .dport = 53, .payload = 30 },
+	  XDP_REDIRECT, OUT_ENCAP, .vid = 100 },
 	{ "v4 tcp QinQ to a backend via the gateway (XDP_TX): both tags kept",
 	  { .vlans = 2, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.30", .sport = 40006, .dport = 80 },
+	  XDP_TX, OUT_ENCAP, .via_gw = true },
+	{ "v4 tcp in VLAN 7 to a backend via the gateway (XDP_TX): tag 7 kept",
+	  { .vlans = 1, .vid = 7, .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.30", .sport = 40007, .dport = 80 },
 	  XDP_TX, OUT_ENCAP, .via_gw = true },
 	{ "v6 tcp to VIP: IPv6-in-IPv6",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40000, .dport = 80, .payload = 100 },
@@ -799,9 +895,9 @@ static bool ip4_csum_ok(const struct iphdr *ip)
 
 /*
  * Checks an encapsulated frame against the original; the decap must undo it.
- * Sent back out of the ingress device (XDP_TX) it keeps the VLAN tags;
- * redirected to another device it is untagged: the tags name VLANs of the
- * ingress device.
+ * Toward the gateway it keeps the VLAN tags it came with; toward a FIB
+ * neighbour it carries the tag of the VLAN device the neighbour is behind
+ * (r->vid), else none, whichever device it leaves by.
  */
 static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_t l3,
 			const __u8 *out, size_t outlen)
@@ -810,7 +906,8 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	struct ferry_backend be;
 	struct ferry_svc svc;
 	const __u8 *dmac, *smac;
-	size_t l3len = inlen - l3, ol3, ol2 = r->action == XDP_TX ? l3 : ETH_HLEN;
+	const struct nbr *n;
+	size_t l3len = inlen - l3, ol3, ol2 = r->via_gw ? l3 : r->vid ? ETH_HLEN + 4 : ETH_HLEN;
 	__u32 be_id;
 	bool ok = true;
 	int ofam;
@@ -827,13 +924,20 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	if (!ASSERT_TRUE(be_id && !bpf_map_lookup_elem(fm.be, &be_id, &be), "ring entry for the flow"))
 		return false;
 	ofam = be.family;
-	dmac = r->via_gw ? MAC_GW : nbr_mac(&be);
-	smac = r->via_gw ? MAC_VIP_DST : MAC_LB;
+	n = nbr_of(&be);
+	dmac = r->via_gw ? MAC_GW : n ? n->mac : NULL;
+	smac = r->via_gw ? MAC_VIP_DST : nbr_dev_mac(n);
 	ok &= ASSERT_TRUE(dmac && !memcmp(out, dmac, 6), "destination MAC");
-	ok &= ASSERT_TRUE(!memcmp(out + 6, smac, 6), "source MAC");
-	ok &= ASSERT_TRUE(!memcmp(out + 12, in + 12, ol2 - ETH_HLEN), "VLAN tags kept by XDP_TX");
+	ok &= ASSERT_TRUE(!memcmp(out + 6, smac, 6), "source MAC: %s", r->via_gw ? "as addressed" :
+			  "the route's device's");
+	if (r->via_gw)
+		ok &= ASSERT_TRUE(!memcmp(out + 12, in + 12, ol2 - ETH_HLEN), "VLAN tags kept toward the gateway");
+	if (r->vid) {
+		ok &= ASSERT_EQ(out[12] << 8 | out[13], r->tpid ? r->tpid : 0x8100, "the VLAN device's tag protocol");
+		ok &= ASSERT_EQ(out[14] << 8 | out[15], r->vid, "the VLAN device's tag (TCI)");
+	}
 	ok &= ASSERT_EQ(out[ol2 - 2] << 8 | out[ol2 - 1], ofam == AF_INET ? 0x0800 : 0x86dd,
-			"ethertype%s", ol2 < l3 ? ", no VLAN tag after a redirect" : "");
+			"ethertype%s", r->via_gw ? "" : r->vid ? " after the one tag" : ", no VLAN tag");
 	if (ofam == AF_INET) {
 		const struct iphdr *o = (const void *)(out + ol2);
 		__u32 pfx = htonl(0xcb007100);	/* 203.0.113.0/24 */
@@ -880,8 +984,8 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		ok &= ASSERT_EQ(act, XDP_PASS, "decap action");
 		ok &= ASSERT_EQ(dlen, ol2 + l3len, "decapsulated length");
 		ok &= ASSERT_TRUE(!memcmp(dout, out, 12), "decap keeps the MACs");
-		ok &= ASSERT_TRUE(!memcmp(dout + 12, in + l3 - ol2 + 12, ol2 - 12),
-				  "decap keeps the tags it received and restores the ethertype");
+		ok &= ASSERT_TRUE(!memcmp(dout + 12, out + 12, ol2 - ETH_HLEN), "decap keeps the tags it received");
+		ok &= ASSERT_TRUE(!memcmp(dout + ol2 - 2, in + l3 - 2, 2), "decap restores the ethertype");
 		ok &= ASSERT_TRUE(!memcmp(dout + ol2, in + l3, l3len), "decap restores the datagram");
 	}
 	return ok;
@@ -2557,20 +2661,75 @@ static void test_decap_rows(void)
 	verdict("xdp decap: non-tunnel traffic passes untouched", ok);
 }
 
+/*
+ * ferryd's side of ferry_xvlan_v1: a dump of this namespace's links finds no
+ * VLAN device among the veths; a sync makes the map exactly the set given
+ * (a changed tag rewritten, a stale device dropped, the others untouched);
+ * a link message going applies as a delete.
+ */
+static void test_xvlan_sync(void)
+{
+	int fd = bpf_map__fd(lb->maps.ferry_xvlan_v1);
+	struct xvlan_ent want[3] = {}, *got = NULL;
+	struct ferry_xvlan v, stale = { .lower_ifindex = 1, .proto = htons(0x8100), .tci = htons(9) };
+	size_t n = 0, written = 0, removed = 0, i;
+	__u32 key;
+	char msg[NLMSG_SPACE(sizeof(struct ifinfomsg))] = {};
+	struct nlmsghdr *nlh = (void *)msg;
+	struct ifinfomsg *ifi = NLMSG_DATA(nlh);
+	bool ok = true, changed = false;
+
+	ok &= ASSERT_EQ(xvlan_read(&got, &n), 0, "dump of the links");
+	ok &= ASSERT_EQ(n, 0, "VLAN devices among veths");
+	free(got);
+	for (i = 0; i < 2; i++) {
+		want[i].ifindex = vlan_ifindex[i];
+		want[i].v = (struct ferry_xvlan){ .lower_ifindex = lb_ifindex,
+						  .proto = htons(vdevs[i].proto), .tci = htons(vdevs[i].vid) };
+	}
+	want[2].ifindex = 1000;
+	want[2].v = (struct ferry_xvlan){ .lower_ifindex = lb_ifindex, .proto = htons(0x8100), .tci = htons(5) };
+	key = 1000;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fd, &key, &stale, BPF_ANY), 0, "device 1000, other tag");
+	key = 1001;
+	ok &= ASSERT_EQ(bpf_map_update_elem(fd, &key, &stale, BPF_ANY), 0, "device 1001, gone");
+	ok &= ASSERT_EQ(xvlan_sync(fd, want, 3, &written, &removed), 0, "sync");
+	ok &= ASSERT_EQ(written, 1, "entries written (the changed one)");
+	ok &= ASSERT_EQ(removed, 1, "entries removed (the stale one)");
+	for (i = 0; i < 3; i++) {
+		key = want[i].ifindex;
+		ok &= ASSERT_TRUE(!bpf_map_lookup_elem(fd, &key, &v) && !memcmp(&v, &want[i].v, sizeof(v)),
+				  "device %u as wanted", key);
+	}
+	key = 1001;
+	ok &= ASSERT_TRUE(bpf_map_lookup_elem(fd, &key, &v) && errno == ENOENT, "stale device gone");
+	nlh->nlmsg_len = sizeof(msg);
+	nlh->nlmsg_type = RTM_DELLINK;
+	ifi->ifi_index = 1000;
+	ok &= ASSERT_EQ(xvlan_apply(fd, nlh, &changed), 0, "apply RTM_DELLINK");
+	ok &= ASSERT_TRUE(changed, "the map changed");
+	key = 1000;
+	ok &= ASSERT_TRUE(bpf_map_lookup_elem(fd, &key, &v) && errno == ENOENT, "deleted device gone");
+	verdict("xdp VLAN devices: dump, sync to exactly the set, link deletion", ok);
+}
+
 static int setup_services(void)
 {
 	const struct bspec v4[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
 	const struct bspec v6[] = { { .ip = "2001:db8::11" }, { .ip = "2001:db8::12" } };
 	const struct bspec far[] = { { .ip = "198.51.100.199" } };
 	const struct bspec sick[] = { { .ip = "192.0.2.11" } };
+	const struct bspec vl4[] = { { .ip = "198.18.0.11" } };
+	const struct bspec vl6[] = { { .ip = "2001:db8:7::11" } };
+	const struct bspec ad4[] = { { .ip = "198.18.1.11" } };
 	struct ferry_xdcap_key dk = {};
 	struct ferry_backend be;
 	__u32 one = 1, id;
 	int err, i;
 	const char *dcaps[] = { "192.0.2.11", "192.0.2.12", "2001:db8::11", "2001:db8::12",
-				"198.51.100.199" };
+				"198.51.100.199", "198.18.0.11", "2001:db8:7::11", "198.18.1.11" };
 	/* The decap strips only tunnels to VIPs bound on its node. */
-	const char *vips[] = { V4VIP, V6VIP, "198.51.100.30" };
+	const char *vips[] = { V4VIP, V6VIP, "198.51.100.30", V4VLAN, V6VLAN, V4QINQ };
 
 	if ((err = svc_set("tcp4", V4VIP, 80, IPPROTO_TCP, true, v4, 2)) ||
 	    (err = svc_set("udp4", V4VIP, 53, IPPROTO_UDP, true, v4, 2)) ||
@@ -2578,7 +2737,12 @@ static int setup_services(void)
 	    (err = svc_set("udp6", V6VIP, 53, IPPROTO_UDP, true, v6, 2)) ||
 	    (err = svc_set("sock-only", "198.51.100.20", 80, IPPROTO_TCP, false, v4, 2)) ||
 	    (err = svc_set("far", "198.51.100.30", 80, IPPROTO_TCP, true, far, 1)) ||
-	    (err = svc_set("sick", "198.51.100.31", 80, IPPROTO_TCP, true, sick, 1)))
+	    (err = svc_set("sick", "198.51.100.31", 80, IPPROTO_TCP, true, sick, 1)) ||
+	    (err = svc_set("vlan4", V4VLAN, 80, IPPROTO_TCP, true, vl4, 1)) ||
+	    (err = svc_set("vlan4u", V4VLAN, 53, IPPROTO_UDP, true, vl4, 1)) ||
+	    (err = svc_set("vlan6", V6VLAN, 80, IPPROTO_TCP, true, vl6, 1)) ||
+	    (err = svc_set("vlan6u", V6VLAN, 53, IPPROTO_UDP, true, vl6, 1)) ||
+	    (err = svc_set("qinq4", V4QINQ, 80, IPPROTO_TCP, true, ad4, 1)))
 		return err;
 	id = svc_backend("198.51.100.31", 80, IPPROTO_TCP, 0);
 	if (bpf_map_lookup_elem(fm.be, &id, &be))
@@ -2586,7 +2750,7 @@ static int setup_services(void)
 	be.health = FERRY_HEALTH_UNHEALTHY;
 	if (bpf_map_update_elem(fm.be, &id, &be, BPF_ANY))
 		return -errno;
-	for (i = 0; i < 5; i++) {
+	for (i = 0; i < (int)(sizeof(dcaps) / sizeof(dcaps[0])); i++) {
 		struct faddr a;
 
 		faddr_parse(dcaps[i], &a);
@@ -2597,7 +2761,7 @@ static int setup_services(void)
 	}
 	/* The VIPs as the node's addresses, where ferryd would record them;
 	 * decap_derive() makes the VIP set and the pairs the program asks. */
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < (int)(sizeof(vips) / sizeof(vips[0])); i++) {
 		struct faddr a;
 
 		faddr_parse(vips[i], &a);
@@ -2617,7 +2781,7 @@ static int setup_services(void)
 
 		if ((err = decap_derive(&dm, &dr)))
 			return err;
-		if (dr.vips != 3)
+		if (dr.vips != sizeof(vips) / sizeof(vips[0]))
 			return -EPROTO;
 	}
 	return 0;
@@ -2651,6 +2815,7 @@ int main(void)
 		cleanup();
 		return 1;
 	}
+	test_xvlan_sync();	/* first: the rows show it kept the VLAN devices */
 	test_rows();
 	test_decap_rows();
 	test_weights();

@@ -123,6 +123,9 @@ void xdp_decap_sync(struct ferryd *d);
  * backends use (from the maps); once per device and family until that
  * changes. After each sync; a no-op without --xdp-iface. */
 void xdp_check_forwarding(struct ferryd *d);
+/* The LB's VLAN devices (ferry_xvlan_v1) again from the node's links (no-op
+ * without --xdp-iface). */
+void xdp_vlan_sync(struct ferryd *d);
 void xdp_close(void);
 
 /* sync.c: read the registry and make the maps equal to it. */

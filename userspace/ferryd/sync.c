@@ -87,13 +87,15 @@ int sync_registry(struct ferryd *d)
 	plan_free(&plan);
 	fstate_free(&st);
 out:
-	/* Good registry or bad, the decap's address sets are read again (a
-	 * backstop without rtnetlink, and drift undone); plan_apply() has
-	 * derived its VIPs and pairs from the services. */
+	/* Good registry or bad, the decap's address sets and the LB's VLAN
+	 * devices are read again (a backstop without rtnetlink, and drift
+	 * undone); plan_apply() has derived the decap's VIPs and pairs from
+	 * the services. */
 	xdp_decap_sync(d);
 	/* The services are known now (ferryctl's too, from the maps): which
 	 * backend families the LB needs forwarding for. */
 	xdp_check_forwarding(d);
+	xdp_vlan_sync(d);
 	d->status.last_sync_dur_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	if (status_write(&d->maps, &d->status))
 		log_warn("writing %s", FERRY_MAP_STATUS);

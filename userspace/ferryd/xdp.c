@@ -16,7 +16,9 @@
  * (outer, VIP) pairs the program asks) are replaced at start, before
  * attaching, and kept equal to the node after: an rtnetlink subscription to
  * address changes, and every change of services (plan_apply(), ferryd's or
- * ferryctl's).
+ * ferryctl's). The LB's VLAN devices (ferry_xvlan_v1: a route over one
+ * leaves by its lower device with its tag) likewise: read at start, then
+ * followed through link changes on the same rtnetlink socket.
  */
 #include <ctype.h>
 #include <dirent.h>
@@ -47,6 +49,7 @@
 #include "log.h"
 #include "maglev.h"
 #include "reconcile.h"
+#include "xvlan.h"
 #include "xdp_lb.skel.h"
 #include "xdp_decap.skel.h"
 
@@ -60,7 +63,7 @@ static struct {
 	__u32	ring_size, flows;
 	struct ferry_xcfg cfg;		/* prefixes and gateway as given */
 	bool	src4_set, src6_set;
-	struct mnl_socket *nl;		/* address changes, for the decap */
+	struct mnl_socket *nl;		/* rtnetlink: addresses (decap), links (LB) */
 	bool	dc_synced;		/* the decap's sets were written once */
 	__u8	fwd_warned[XDP_MAX_IFACES];	/* per LB device: FWD_V4 | FWD_V6 said off */
 } xo = { .ring_size = FERRY_XDP_DEF_RING_M, .flows = FERRY_XDP_DEF_FLOWS };
@@ -412,6 +415,9 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
 		log_warnx("clearing %s: %s", FERRY_MAP_XVIPF, strerror(-err));
 		return err;
 	}
+	/* Not fatal: without it only routes over VLAN devices go wrong, and a
+	 * restart that failed here would serve nothing. */
+	xdp_vlan_sync(d);
 	for (i = 0; i < xo.n_lb; i++)
 		if ((err = attach(d, lb->progs.ferry_xdp_lb, "xdp", xo.lb_ifs[i])))
 			return err;
@@ -503,16 +509,81 @@ void xdp_decap_sync(struct ferryd *d)
 }
 
 /*
- * Address changes anywhere on the node (RTNLGRP_IPV4_IFADDR, _IPV6_IFADDR):
- * a decap interface's addresses are the outer set, and a VIP bound or
- * unbound on any device changes the inner one. Every message, and an
- * overflow of the socket's buffer (ENOBUFS: messages were lost), leads to
- * one decap_sync() from the full address list after the socket is drained.
+ * The LB's VLAN devices again from a dump of the node's links: at load, when
+ * link messages were lost, and after every registry sync (a backstop where
+ * rtnetlink is not followed, and drift undone). Entries that stay are never
+ * missing (map_kv_sync()).
  */
-static void on_ifaddr(struct ferryd *d, int fd, uint32_t events, void *arg)
+void xdp_vlan_sync(struct ferryd *d)
 {
-	char buf[MNL_SOCKET_BUFFER_SIZE];
-	bool changed = false;
+	struct xvlan_ent *ents = NULL;
+	size_t n = 0, written, removed;
+	int err;
+
+	(void)d;
+	if (!lb)
+		return;
+	if ((err = xvlan_read(&ents, &n)) ||
+	    (err = xvlan_sync(bpf_map__fd(lb->maps.ferry_xvlan_v1), ents, n, &written, &removed))) {
+		log_warnx("xdp: reading VLAN devices into %s: %s; routes over a VLAN device may leave "
+			  "untagged or by the wrong device until the next registry sync", FERRY_MAP_XVLAN,
+			  strerror(-err));
+	} else if (written || removed) {
+		log_info("xdp: %zu VLAN device(s) (%zu written, %zu removed)", n, written, removed);
+	}
+	free(ents);
+}
+
+struct rtnl_seen {
+	bool	addrs;		/* an address changed: decap_sync() */
+	bool	links;		/* a link message could not be applied, or was lost: dump them */
+};
+
+static int rtnl_cb(const struct nlmsghdr *nlh, void *arg)
+{
+	struct rtnl_seen *s = arg;
+	struct ferry_xvlan v;
+	__u32 ifindex;
+	bool changed;
+
+	switch (nlh->nlmsg_type) {
+	case RTM_NEWADDR:
+	case RTM_DELADDR:
+		s->addrs = true;
+		break;
+	case RTM_NEWLINK:
+	case RTM_DELLINK:
+		if (!lb)
+			break;
+		if (xvlan_apply(bpf_map__fd(lb->maps.ferry_xvlan_v1), nlh, &changed)) {
+			s->links = true;
+		} else if (changed) {
+			if (xvlan_parse(nlh, &ifindex, &v) == 1)
+				log_info("xdp: VLAN device %u: VLAN %u (%04x) over ifindex %u", ifindex,
+					 ntohs(v.tci), ntohs(v.proto), v.lower_ifindex);
+			else
+				log_info("xdp: VLAN device %u gone", ifindex);
+		}
+		break;
+	}
+	return MNL_CB_OK;
+}
+
+/*
+ * rtnetlink messages: address changes anywhere on the node
+ * (RTNLGRP_IPV4_IFADDR, _IPV6_IFADDR) where the decap runs: a decap
+ * interface's addresses are the outer set, and a VIP bound or unbound on any
+ * device changes the inner one; every such message leads to one
+ * decap_sync() from the full address list after the socket is drained. Link
+ * changes (RTNLGRP_LINK) where the LB runs: each is applied to
+ * ferry_xvlan_v1 as it comes. An overflow of the socket's buffer (ENOBUFS:
+ * messages were lost) or a message too large for ours means both are read
+ * again whole.
+ */
+static void on_rtnl(struct ferryd *d, int fd, uint32_t events, void *arg)
+{
+	static char buf[32768];		/* a link message runs to a few KiB */
+	struct rtnl_seen seen = {};
 	ssize_t n;
 
 	(void)fd;
@@ -520,37 +591,52 @@ static void on_ifaddr(struct ferryd *d, int fd, uint32_t events, void *arg)
 	(void)arg;
 	for (;;) {
 		n = mnl_socket_recvfrom(xo.nl, buf, sizeof(buf));
-		if (n > 0 || (n < 0 && errno == ENOBUFS)) {
-			changed = true;
+		if (n > 0) {
+			if (mnl_cb_run(buf, n, 0, 0, rtnl_cb, &seen) < 0)
+				seen.addrs = seen.links = true;
+			continue;
+		}
+		if (n < 0 && (errno == ENOBUFS || errno == ENOSPC)) {
+			seen.addrs = seen.links = true;
 			continue;
 		}
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			log_warn("xdp_decap: reading address changes");
+			log_warn("xdp: reading rtnetlink");
 		break;
 	}
-	if (changed)
+	if (seen.addrs)
 		xdp_decap_sync(d);
+	if (seen.links)
+		xdp_vlan_sync(d);
 }
 
-/* Subscribe before the first decap_sync(): no change falls between the two. */
-static int watch_addrs(struct ferryd *d)
+/*
+ * One rtnetlink socket for both programs: address groups for the decap,
+ * the link group for the LB. Subscribed before the first decap_sync() and
+ * the first VLAN dump: no change falls between the two (a message about a
+ * change the dump saw already is applied again, the same).
+ */
+static int watch_rtnl(struct ferryd *d)
 {
-	static const int groups[] = { RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR };
-	size_t i;
-	int err;
+	int groups[3], ng = 0, err, i;
 
+	if (xo.n_dc) {
+		groups[ng++] = RTNLGRP_IPV4_IFADDR;
+		groups[ng++] = RTNLGRP_IPV6_IFADDR;
+	}
+	if (xo.n_lb)
+		groups[ng++] = RTNLGRP_LINK;
 	xo.nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (!xo.nl)
 		return -errno;
 	if (mnl_socket_bind(xo.nl, 0, MNL_SOCKET_AUTOPID))
 		goto fail;
-	for (i = 0; i < sizeof(groups) / sizeof(groups[0]); i++)
-		if (mnl_socket_setsockopt(xo.nl, NETLINK_ADD_MEMBERSHIP, (void *)&groups[i],
-					  sizeof(groups[i])))
+	for (i = 0; i < ng; i++)
+		if (mnl_socket_setsockopt(xo.nl, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof(groups[i])))
 			goto fail;
-	if ((err = ev_add(d, mnl_socket_get_fd(xo.nl), EPOLLIN, on_ifaddr, NULL))) {
+	if ((err = ev_add(d, mnl_socket_get_fd(xo.nl), EPOLLIN, on_rtnl, NULL))) {
 		errno = -err;
 		goto fail;
 	}
@@ -580,9 +666,6 @@ static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 		log_warnx("load xdp_decap: %s", strerror(-err));
 		return err;
 	}
-	if (!d->cfg.once && (err = watch_addrs(d)))
-		log_warnx("xdp_decap: cannot follow address changes (%s): the addresses are read "
-			  "again at each registry sync only", strerror(-err));
 	/* Before attaching: a restart drops what an earlier run accepted and
 	 * the node no longer has, and keeps what it still has. */
 	if ((err = decap_sync(d, true)))
@@ -705,6 +788,10 @@ int xdp_load(struct ferryd *d)
 				return -EINVAL;
 			}
 	detach_stale(d);
+	if ((xo.n_lb || xo.n_dc) && !d->cfg.once && (err = watch_rtnl(d)))
+		log_warnx("xdp: cannot follow rtnetlink (%s): %s read again at each registry sync only",
+			  strerror(-err), xo.n_dc ? "the node's addresses (and VLAN devices) are" :
+				      "the VLAN devices are");
 	if (xo.n_lb) {
 		oo.kconfig = kconfig_or_empty();
 		if ((err = load_lb(d, &oo)))

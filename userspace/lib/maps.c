@@ -360,6 +360,99 @@ cleanup:
 	return err;
 }
 
+/* Index of key among keys[0..n) sorted by key_cmp, or n. */
+static size_t key_index(const char *keys, size_t ksz, size_t n, const void *key)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = memcmp(keys + mid * ksz, key, ksz);
+
+		if (!c)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return n;
+}
+
+/* Sort n keys of ksz bytes and their values of vsz bytes together, by key. */
+static int kv_sort(char *keys, char *vals, size_t ksz, size_t vsz, size_t n)
+{
+	char *k = NULL, *v = NULL, *rec = malloc(n ? n * (ksz + vsz) : 1);
+	size_t i;
+
+	if (!rec)
+		return -ENOMEM;
+	for (i = 0; i < n; i++) {
+		memcpy(rec + i * (ksz + vsz), keys + i * ksz, ksz);
+		memcpy(rec + i * (ksz + vsz) + ksz, vals + i * vsz, vsz);
+	}
+	/* The key leads each record: key_cmp orders records by it. */
+	qsort_r(rec, n, ksz + vsz, key_cmp, &ksz);
+	for (i = 0; i < n; i++) {
+		k = keys + i * ksz;
+		v = vals + i * vsz;
+		memcpy(k, rec + i * (ksz + vsz), ksz);
+		memcpy(v, rec + i * (ksz + vsz) + ksz, vsz);
+	}
+	free(rec);
+	return 0;
+}
+
+int map_kv_sync(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n,
+		size_t *written, size_t *removed)
+{
+	char *hk = NULL, *hv = NULL, *wk = NULL, *wv = NULL;
+	size_t have = 0, i;
+	bool deleted = false;
+	int err;
+
+	*written = *removed = 0;
+	if ((err = map_dump(fd, ksz, vsz, (void **)&hk, (void **)&hv, &have)))
+		return err;
+	wk = malloc(n ? n * ksz : 1);
+	wv = malloc(n ? n * vsz : 1);
+	if (!wk || !wv) {
+		err = -ENOMEM;
+		goto cleanup;
+	}
+	memcpy(wk, keys, n * ksz);
+	memcpy(wv, vals, n * vsz);
+	if ((err = kv_sort(wk, wv, ksz, vsz, n)) || (err = kv_sort(hk, hv, ksz, vsz, have)))
+		goto cleanup;
+	/* As map_set_sync(): the wanted entries first, then the stale go. */
+	for (i = 0; i < n; i++) {
+		const char *k = wk + i * ksz, *v = wv + i * vsz;
+		size_t at = key_index(hk, ksz, have, k);
+
+		if (at < have && !memcmp(hv + at * vsz, v, vsz))
+			continue;
+		if (bpf_map_update_elem(fd, k, v, BPF_ANY)) {
+			err = -errno;
+			if (err != -E2BIG || deleted)
+				goto cleanup;
+			if ((err = set_delete_stale(fd, hk, have, wk, n, ksz, removed)))
+				goto cleanup;
+			deleted = true;
+			i--;		/* this entry again */
+			continue;
+		}
+		(*written)++;
+	}
+	if (!deleted)
+		err = set_delete_stale(fd, hk, have, wk, n, ksz, removed);
+cleanup:
+	free(hk);
+	free(hv);
+	free(wk);
+	free(wv);
+	return err;
+}
+
 int percpu_sum(int fd, __u32 key, __u64 *sum)
 {
 	int ncpu = libbpf_num_possible_cpus(), i;

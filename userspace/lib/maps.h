@@ -52,6 +52,15 @@ int map_delete_many(int fd, const void *keys, size_t ksz, size_t n);
  */
 int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
 		 size_t *added, size_t *removed);
+/*
+ * map_set_sync() for a map whose values differ per key: make the hash map fd
+ * hold exactly keys[i] -> vals[i] for i in [0, n) (keys unique). Missing keys
+ * and keys whose value differs are written first, then the others deleted,
+ * so a key in both sets is there all along (E2BIG: as map_set_sync()).
+ * *written / *removed: writes done.
+ */
+int map_kv_sync(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n,
+		size_t *written, size_t *removed);
 /* Sum a per-CPU __u64 array slot over all possible CPUs. */
 int percpu_sum(int fd, __u32 key, __u64 *sum);
 int map_max_entries(int fd, __u32 *max);
