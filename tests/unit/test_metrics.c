@@ -217,7 +217,7 @@ static void xdp_families(void **state)
 	s.xstats[FERRY_XSTAT_LRU_HIT] = 40;
 	s.xstats[FERRY_XSTAT_LRU_MISS] = 2;
 	s.xstats[FERRY_XSTAT_DROP_NO_ROUTE] = 3;
-	s.xstats[30] = 4;	/* unnamed */
+	s.xstats[31] = 4;	/* unnamed */
 	s.st.svcs[0].val.flags |= FERRY_SVC_F_XDP;
 	s.xvip = calloc(2, sizeof(*s.xvip));
 	s.xbe = calloc(3, sizeof(*s.xbe));
@@ -228,7 +228,7 @@ static void xdp_families(void **state)
 	has_line(t, "ferry_xdp_flow_lookups_total{result=\"hit\"} 40");
 	has_line(t, "ferry_xdp_flow_lookups_total{result=\"miss\"} 2");
 	has_line(t, "ferry_xdp_drops_total{reason=\"no_route\"} 3");
-	has_line(t, "ferry_xdp_events_total{slot=\"30\"} 4");
+	has_line(t, "ferry_xdp_events_total{slot=\"31\"} 4");
 	has_line(t, "ferry_xdp_packets_total{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\"} 30");
 	has_line(t, "ferry_xdp_bytes_total{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\"} 3000");
 	has_line(t, "ferry_xdp_backend_packets_total{service=\"shop/cart\",vip=\"198.51.100.20:80/tcp\",backend=\"192.0.2.12:8080\"} 20");
