@@ -271,95 +271,6 @@ static int key_cmp(const void *a, const void *b, void *ksz)
 	return memcmp(a, b, *(size_t *)ksz);
 }
 
-/* keys sorted by key_cmp: is key among the n of them? */
-static bool key_in(const char *keys, size_t ksz, size_t n, const void *key)
-{
-	size_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = memcmp(keys + mid * ksz, key, ksz);
-
-		if (!c)
-			return true;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
-}
-
-/* The deletes of map_set_sync(): keys of have[0..n) not in want[0..nw). */
-static int set_delete_stale(int fd, const char *have, size_t n, const char *want, size_t nw,
-			    size_t ksz, size_t *removed)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		const char *k = have + i * ksz;
-
-		if (key_in(want, ksz, nw, k))
-			continue;
-		if (bpf_map_delete_elem(fd, k) && errno != ENOENT)
-			return -errno;
-		(*removed)++;
-	}
-	return 0;
-}
-
-int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
-		 size_t *added, size_t *removed)
-{
-	char *sorted = NULL, *keys = NULL, *vals = NULL;
-	size_t have = 0, i;
-	bool deleted = false;
-	int err;
-
-	*added = *removed = 0;
-	if ((err = map_dump(fd, ksz, vsz, (void **)&keys, (void **)&vals, &have)))
-		return err;
-	sorted = malloc(n ? n * ksz : 1);
-	if (!sorted) {
-		err = -ENOMEM;
-		goto cleanup;
-	}
-	memcpy(sorted, want, n * ksz);
-	qsort_r(sorted, n, ksz, key_cmp, &ksz);
-	qsort_r(keys, have, ksz, key_cmp, &ksz);
-	/* Every wanted key is in before any other goes: one in both sets is
-	 * never missing, and a reader never sees fewer than the old set's
-	 * survivors plus what was written so far. Unless the map cannot hold
-	 * the old and the new set together: then the stale keys go first
-	 * (the survivors still stay) and the adds resume. */
-	for (i = 0; i < n; i++) {
-		const char *k = sorted + i * ksz;
-
-		if (i && !memcmp(k, k - ksz, ksz))
-			continue;
-		if (key_in(keys, ksz, have, k))
-			continue;
-		if (bpf_map_update_elem(fd, k, val, BPF_ANY)) {
-			err = -errno;
-			if (err != -E2BIG || deleted)
-				goto cleanup;
-			if ((err = set_delete_stale(fd, keys, have, sorted, n, ksz, removed)))
-				goto cleanup;
-			deleted = true;
-			i--;		/* this key again */
-			continue;
-		}
-		(*added)++;
-	}
-	if (!deleted)
-		err = set_delete_stale(fd, keys, have, sorted, n, ksz, removed);
-cleanup:
-	free(sorted);
-	free(keys);
-	free(vals);
-	return err;
-}
-
 /* Index of key among keys[0..n) sorted by key_cmp, or n. */
 static size_t key_index(const char *keys, size_t ksz, size_t n, const void *key)
 {
@@ -377,6 +288,24 @@ static size_t key_index(const char *keys, size_t ksz, size_t n, const void *key)
 			hi = mid;
 	}
 	return n;
+}
+
+/* The deletes of map_set_sync(): keys of have[0..n) not in want[0..nw). */
+static int set_delete_stale(int fd, const char *have, size_t n, const char *want, size_t nw,
+			    size_t ksz, size_t *removed)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const char *k = have + i * ksz;
+
+		if (key_index(want, ksz, nw, k) < nw)
+			continue;
+		if (bpf_map_delete_elem(fd, k) && errno != ENOENT)
+			return -errno;
+		(*removed)++;
+	}
+	return 0;
 }
 
 /* Sort n keys of ksz bytes and their values of vsz bytes together, by key. */
@@ -403,8 +332,10 @@ static int kv_sort(char *keys, char *vals, size_t ksz, size_t vsz, size_t n)
 	return 0;
 }
 
-int map_kv_sync(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n,
-		size_t *written, size_t *removed)
+/* map_kv_sync(), and map_set_sync() with keep: a key already there is left
+ * as it is, whatever its value. */
+static int kv_sync(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n,
+		   bool keep, size_t *written, size_t *removed)
 {
 	char *hk = NULL, *hv = NULL, *wk = NULL, *wv = NULL;
 	size_t have = 0, i;
@@ -424,12 +355,18 @@ int map_kv_sync(int fd, const void *keys, const void *vals, size_t ksz, size_t v
 	memcpy(wv, vals, n * vsz);
 	if ((err = kv_sort(wk, wv, ksz, vsz, n)) || (err = kv_sort(hk, hv, ksz, vsz, have)))
 		goto cleanup;
-	/* As map_set_sync(): the wanted entries first, then the stale go. */
+	/* Every wanted entry is in before any other goes: one in both sets is
+	 * never missing, and a reader never sees fewer than the old set's
+	 * survivors plus what was written so far. Unless the map cannot hold
+	 * the old and the new set together: then the stale keys go first (the
+	 * survivors still stay) and the writes resume. */
 	for (i = 0; i < n; i++) {
 		const char *k = wk + i * ksz, *v = wv + i * vsz;
 		size_t at = key_index(hk, ksz, have, k);
 
-		if (at < have && !memcmp(hv + at * vsz, v, vsz))
+		if (i && !memcmp(k, k - ksz, ksz))
+			continue;	/* a key wanted twice: once */
+		if (at < have && (keep || !memcmp(hv + at * vsz, v, vsz)))
 			continue;
 		if (bpf_map_update_elem(fd, k, v, BPF_ANY)) {
 			err = -errno;
@@ -451,6 +388,28 @@ cleanup:
 	free(wk);
 	free(wv);
 	return err;
+}
+
+int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
+		 size_t *added, size_t *removed)
+{
+	char *vals = malloc(n ? n * vsz : 1);
+	size_t i;
+	int err;
+
+	if (!vals)
+		return -ENOMEM;
+	for (i = 0; i < n; i++)
+		memcpy(vals + i * vsz, val, vsz);
+	err = kv_sync(fd, want, vals, ksz, vsz, n, true, added, removed);
+	free(vals);
+	return err;
+}
+
+int map_kv_sync(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n,
+		size_t *written, size_t *removed)
+{
+	return kv_sync(fd, keys, vals, ksz, vsz, n, false, written, removed);
 }
 
 int percpu_sum(int fd, __u32 key, __u64 *sum)

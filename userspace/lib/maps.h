@@ -41,26 +41,21 @@ int map_dump(int fd, size_t ksz, size_t vsz, void **keys, void **vals, size_t *n
 int map_update_many(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n);
 int map_delete_many(int fd, const void *keys, size_t ksz, size_t n);
 /*
- * Make the hash map fd hold exactly the keys want[0..n) (duplicates allowed),
- * each added with the value val: the missing ones are added first, then the
- * others deleted, so a key in both the old and the new set is there all
- * along. Keys already there keep their value. When the map cannot hold the
- * old and the new set together (E2BIG), the others are deleted first and
- * the adds resume (a key in both still stays). *added / *removed: writes
+ * Make the hash map fd hold exactly keys[i] -> vals[i] for i in [0, n) (a
+ * key wanted twice is written once): missing keys and keys whose value
+ * differs are written first, then the others deleted, so a key in both the
+ * old and the new set is there all along. When the map cannot hold the old
+ * and the new set together (E2BIG), the others are deleted first and the
+ * writes resume (a key in both still stays). *written / *removed: writes
  * done. On error the map holds the keys in both sets plus some of the new
  * ones, and the old ones not yet deleted.
  */
-int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
-		 size_t *added, size_t *removed);
-/*
- * map_set_sync() for a map whose values differ per key: make the hash map fd
- * hold exactly keys[i] -> vals[i] for i in [0, n) (keys unique). Missing keys
- * and keys whose value differs are written first, then the others deleted,
- * so a key in both sets is there all along (E2BIG: as map_set_sync()).
- * *written / *removed: writes done.
- */
 int map_kv_sync(int fd, const void *keys, const void *vals, size_t ksz, size_t vsz, size_t n,
 		size_t *written, size_t *removed);
+/* map_kv_sync() of a set: the keys want[0..n), each added with the value
+ * val; a key already there keeps its value. */
+int map_set_sync(int fd, const void *want, size_t ksz, size_t n, const void *val, size_t vsz,
+		 size_t *added, size_t *removed);
 /* Sum a per-CPU __u64 array slot over all possible CPUs. */
 int percpu_sum(int fd, __u32 key, __u64 *sum);
 int map_max_entries(int fd, __u32 *max);
