@@ -160,9 +160,9 @@ static int bench_service(struct world *w, const char *name, const char *vip, str
 static int outage_up(struct world *w)
 {
 	struct reg_backend rb[OUTAGE_N] = {};
-	struct ferry_backend be;
-	static __u32 keys[FERRY_DEF_MAX_BACKENDS];	/* 1 MiB: not on the stack */
-	__u32 next, *prev = NULL, n = 0, k;
+	struct ferry_backend *bes = NULL;
+	__u32 *keys = NULL;
+	size_t n = 0, k;
 	char ip[32];
 	int ret, i, marked = 0;
 
@@ -174,21 +174,24 @@ static int outage_up(struct world *w)
 	}
 	if ((ret = bench_service(w, "bench/outage", OUTAGE_VIP, rb, OUTAGE_N)))
 		return ret;
-	/* The keys first: an update moves its element to the head of its
-	 * bucket, so a walk that updates as it goes can revisit keys forever. */
-	while (n < FERRY_DEF_MAX_BACKENDS && !bpf_map_get_next_key(w->fm.be, prev, &next)) {
-		keys[n] = next;
-		prev = &keys[n++];
-	}
-	for (k = 0; k < n; k++) {
-		if (bpf_map_lookup_elem(w->fm.be, &keys[k], &be) || ntohs(be.port) != 8080)
+	/* The entries first, then the updates: an update moves its element to
+	 * the head of its bucket, so a walk that updated as it went could
+	 * revisit keys forever. */
+	if ((ret = map_dump(w->fm.be, sizeof(*keys), sizeof(*bes), (void **)&keys, (void **)&bes, &n)))
+		return bench_err("read", FERRY_MAP_BACKEND, ret);
+	for (k = 0; k < n && !ret; k++) {
+		if (ntohs(bes[k].port) != 8080)
 			continue;
-		i = ntohl(be.addr[0]) & 0xff;
-		be.health = i == 11 || i == 12 ? FERRY_HEALTH_DEGRADED : FERRY_HEALTH_UNHEALTHY;
-		if (bpf_map_update_elem(w->fm.be, &keys[k], &be, BPF_EXIST))
-			return bench_err("write", FERRY_MAP_BACKEND, -errno);
+		i = ntohl(bes[k].addr[0]) & 0xff;
+		bes[k].health = i == 11 || i == 12 ? FERRY_HEALTH_DEGRADED : FERRY_HEALTH_UNHEALTHY;
+		if (bpf_map_update_elem(w->fm.be, &keys[k], &bes[k], BPF_EXIST))
+			ret = bench_err("write", FERRY_MAP_BACKEND, -errno);
 		marked++;
 	}
+	free(keys);
+	free(bes);
+	if (ret)
+		return ret;
 	return marked == OUTAGE_N ? 0 : bench_err("mark health", FERRY_MAP_BACKEND, -ENOENT);
 }
 
