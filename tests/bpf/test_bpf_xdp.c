@@ -1773,6 +1773,47 @@ static int set_health(__u32 id, int health)
 }
 
 /*
+ * n SYNs of client cl to vip:80 against model_pick() with u usable: how many
+ * went elsewhere than the model says (dropped when it says none); *to_last
+ * how many went to the backend whose address ends in last, *fell (if not
+ * NULL) how many the model's fallback placed.
+ */
+static int model_mismatch(const char *vip, const struct ferry_svc *svc, int ring, int cl,
+			  const struct usable *u, int nu, int n, int last, int *to_last, int *fell)
+{
+	char src[32];
+	int i, wrong = 0;
+	bool f;
+
+	snprintf(src, sizeof(src), "192.0.2.%u", 100 + cl % 100);
+	*to_last = 0;
+	if (fell)
+		*fell = 0;
+	for (i = 0; i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		struct ferry_backend be;
+		__u32 want, act = XDP_ABORTED;
+		int b = send_flow(vip, 80, cl, 1000 + i, true, &act), wb = -2;
+
+		inet_pton(AF_INET, src, k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(1000 + i);
+		k.dport = htons(80);
+		want = model_pick(ring, svc, &k, u, nu, &f);
+		if (fell)
+			*fell += f;
+		if (want && !bpf_map_lookup_elem(fm.be, &want, &be))
+			wb = ntohl(be.addr[0]) & 0xff;	/* what send_flow() returns for it */
+		if (!want)
+			wrong += act != XDP_DROP;
+		else if (b != wb)
+			wrong++;
+		*to_last += b == last;
+	}
+	return wrong;
+}
+
+/*
  * New flows of a service whose ring entries near the flow's all refuse it
  * are not dropped while a backend may take them: the scan of the service's
  * slots, from hash % count, places them, deterministically, and counts it.
@@ -1906,23 +1947,8 @@ static void test_fallback(void)
 	ok = ASSERT_EQ(set_health(u[0].id, FERRY_HEALTH_DEGRADED), 0, "mark DEGRADED") &&
 	     ASSERT_EQ(set_health(u[1].id, FERRY_HEALTH_DEGRADED), 0, "slot 5 DEGRADED");
 	fell0 = xstat(FERRY_XSTAT_RING_FALLBACK);
-	fell = wrong = 0;
-	for (i = 0; ok && i < n; i++) {
-		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
-		struct ferry_backend be;
-		int b = send_flow(vip, 80, 15, 1000 + i, true, &act);
-
-		inet_pton(AF_INET, "192.0.2.115", k.src);
-		inet_pton(AF_INET, vip, k.dst);
-		k.sport = htons(1000 + i);
-		k.dport = htons(80);
-		want = model_pick(ring, &s, &k, u, 2, &f);
-		fell += f;
-		id = want;
-		if (!want || bpf_map_lookup_elem(fm.be, &id, &be) ||
-		    b != (int)(ntohl(be.addr[0]) & 0xff))
-			wrong++;
-	}
+	fell = 0;
+	wrong = ok ? model_mismatch(vip, &s, ring, 15, u, 2, n, 0, &other, &fell) : 0;
 	ok &= ASSERT_TRUE(fell > 0, "flows placed by the fallback (%d of %d)", fell, n);
 	ok &= ASSERT_EQ(wrong, 0, "flows not at the walk's first DEGRADED backend");
 	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_RING_FALLBACK) - fell0, fell, "fallbacks counted");
@@ -1930,42 +1956,6 @@ static void test_fallback(void)
 out:
 	if (ring >= 0)
 		close(ring);
-}
-
-/*
- * n SYNs of client cl to vip:80 against model_pick() with u usable: how many
- * went elsewhere than the model says (dropped when it says none); *to_last
- * how many went to the backend whose address ends in last.
- */
-static int model_mismatch(const char *vip, const struct ferry_svc *svc, int ring, int cl,
-			  const struct usable *u, int nu, int n, int last, int *to_last)
-{
-	char src[32];
-	int i, wrong = 0;
-	bool f;
-
-	snprintf(src, sizeof(src), "192.0.2.%u", 100 + cl % 100);
-	*to_last = 0;
-	for (i = 0; i < n; i++) {
-		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
-		struct ferry_backend be;
-		__u32 want, act = XDP_ABORTED;
-		int b = send_flow(vip, 80, cl, 1000 + i, true, &act), wb = -2;
-
-		inet_pton(AF_INET, src, k.src);
-		inet_pton(AF_INET, vip, k.dst);
-		k.sport = htons(1000 + i);
-		k.dport = htons(80);
-		want = model_pick(ring, svc, &k, u, nu, &f);
-		if (want && !bpf_map_lookup_elem(fm.be, &want, &be))
-			wb = ntohl(be.addr[0]) & 0xff;	/* what send_flow() returns for it */
-		if (!want)
-			wrong += act != XDP_DROP;
-		else if (b != wb)
-			wrong++;
-		*to_last += b == last;
-	}
-	return wrong;
 }
 
 /*
@@ -2003,7 +1993,7 @@ static void test_circuit_states(void)
 	flows_start(vip, 27, N, first);		/* established while both are CLOSED */
 	st.circuit = FERRY_CIRCUIT_OPENING;
 	ok &= ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "OPENING");
-	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 20, u, 1, n, 12, &to12), 0,
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 20, u, 1, n, 12, &to12, NULL), 0,
 			"flows not where the model (OPENING refuses) says");
 	ok &= ASSERT_EQ(to12, 0, "new flows to the OPENING backend");
 	ok &= ASSERT_EQ(flows_moved(vip, 27, N, first, 12, &on), 0,
@@ -2015,12 +2005,12 @@ static void test_circuit_states(void)
 	st.circuit = FERRY_CIRCUIT_HALF_OPEN;
 	ok = ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "HALF_OPEN");
 	u[1] = (struct usable){ .id = id12, .degraded = true };
-	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 21, u, 2, n, 12, &to12), 0,
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 21, u, 2, n, 12, &to12, NULL), 0,
 			"flows not where the model (HALF_OPEN is DEGRADED) says");
 	ok &= ASSERT_TRUE(to12 < n / 100, "new flows to the HALF_OPEN backend: %d of %d", to12, n);
 	/* Alone: it takes them, rather than a drop. */
 	ok &= ASSERT_EQ(set_health(id11, FERRY_HEALTH_UNHEALTHY), 0, "the other UNHEALTHY");
-	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 22, &u[1], 1, n, 12, &to12), 0,
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 22, &u[1], 1, n, 12, &to12, NULL), 0,
 			"flows not where the model says");
 	ok &= ASSERT_EQ(to12, n, "new flows to the HALF_OPEN backend when it is the only one");
 	ok &= ASSERT_EQ(set_health(id11, FERRY_HEALTH_HEALTHY), 0, "the other HEALTHY");
@@ -2030,7 +2020,7 @@ static void test_circuit_states(void)
 	st.circuit = FERRY_CIRCUIT_OPEN;
 	st.open_until_ns = 1;
 	ok = ASSERT_EQ(bpf_map_update_elem(fm.bestat, &id12, &st, BPF_ANY), 0, "OPEN, run out");
-	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 23, u, 2, n, 12, &to12), 0,
+	ok &= ASSERT_EQ(model_mismatch(vip, &s, ring, 23, u, 2, n, 12, &to12, NULL), 0,
 			"flows not where the model (run-out OPEN is DEGRADED) says");
 	ok &= ASSERT_TRUE(to12 < n / 100, "new flows to the backend: %d of %d", to12, n);
 	verdict("xdp circuit OPEN past its ejection is DEGRADED until a probe closes it", ok);
