@@ -300,51 +300,35 @@ check "ferryctl xdp flows shows IPv6 clients" \
 # the occasion), then one to the VIP. Backend 1 handles them in that order,
 # so when the last arrives the first two were either delivered (to the same
 # listener) or forwarded (the kernel's counter), or neither.
-ip netns exec "$NS_B1" sysctl -qw net.ipv4.conf.all.forwarding=1
-ip netns exec "$NS_B1" "$PEER" udp-recv 5300 last >"$TMP/udp.out" 2>&1 &
-UDP_PID=$!
-D_PIDS+=($UDP_PID)
-if wait_for 100 udp_listening "$NS_B1" 5300; then
-	fwd0=$(forwarded "$NS_B1")
-	nv0=$(xstat decap_not_vip "$PIN_B1")
-	ip netns exec "$NS_C" "$PEER" ipip 203.0.113.11 \
-		203.0.113.1 192.0.2.11 5300 to-the-backend \
-		198.51.100.77 203.0.113.1 5300 to-elsewhere \
-		203.0.113.1 $VIP4 5300 last
-	wait "$UDP_PID"
-	assert_eq "xdp decap strips a tunnel to the VIP, not one to the backend's own address" \
-		"$(tr '\n' ' ' <"$TMP/udp.out")" "last "
-	assert_eq "xdp decap does not strip a tunnel to elsewhere: nothing forwarded" \
-		"$(forwarded "$NS_B1")" "$fwd0"
-	assert_eq "xdp decap counts both as decap_not_vip" "$(($(xstat decap_not_vip "$PIN_B1") - ${nv0:-0}))" 2
-else
-	echo "FAIL xdp decap: the UDP listener did not start"
-fi
-ip netns exec "$NS_B1" sysctl -qw net.ipv4.conf.all.forwarding=0
-
+decap_refusals() {	# 4|6, port, outer, own address, spoofed source, client, VIP
+	local v=$1 port=$2 fam=ipv4 fwd=forwarded tag="" fwd0 nv0 pid
+	[ "$v" = 6 ] && { fam=ipv6; fwd=forwarded6; tag=" v6"; }
+	ip netns exec "$NS_B1" sysctl -qw net.$fam.conf.all.forwarding=1
+	ip netns exec "$NS_B1" "$PEER" udp-recv "$port" last >"$TMP/udp$v.out" 2>&1 &
+	pid=$!
+	D_PIDS+=($pid)
+	if wait_for 100 udp_listening "$NS_B1" "$port"; then
+		fwd0=$($fwd "$NS_B1")
+		nv0=$(xstat decap_not_vip "$PIN_B1")
+		ip netns exec "$NS_C" "$PEER" ipip "$3" \
+			"$6" "$4" "$port" to-the-backend \
+			"$5" "$6" "$port" to-elsewhere \
+			"$6" "$7" "$port" last
+		wait "$pid"
+		assert_eq "xdp decap strips a$tag tunnel to the VIP, not one to the backend's own address" \
+			"$(tr '\n' ' ' <"$TMP/udp$v.out")" "last "
+		assert_eq "xdp decap does not strip a$tag tunnel to elsewhere: nothing forwarded" \
+			"$($fwd "$NS_B1")" "$fwd0"
+		assert_eq "xdp decap counts both$tag tunnels as decap_not_vip" \
+			"$(($(xstat decap_not_vip "$PIN_B1") - ${nv0:-0}))" 2
+	else
+		echo "FAIL xdp decap$tag: the UDP listener did not start"
+	fi
+	ip netns exec "$NS_B1" sysctl -qw net.$fam.conf.all.forwarding=0
+}
+decap_refusals 4 5300 203.0.113.11 192.0.2.11 198.51.100.77 203.0.113.1 $VIP4
 # The same in IPv6 in IPv6, to backend 1's address on the client's subnet.
-ip netns exec "$NS_B1" sysctl -qw net.ipv6.conf.all.forwarding=1
-ip netns exec "$NS_B1" "$PEER" udp-recv 5301 last6 >"$TMP/udp6.out" 2>&1 &
-UDP_PID=$!
-D_PIDS+=($UDP_PID)
-if wait_for 100 udp_listening "$NS_B1" 5301; then
-	fwd0=$(forwarded6 "$NS_B1")
-	nv0=$(xstat decap_not_vip "$PIN_B1")
-	ip netns exec "$NS_C" "$PEER" ipip 2001:db8:c::11 \
-		2001:db8:c::1 2001:db8::11 5301 to-the-backend6 \
-		2001:db8::77 2001:db8:c::1 5301 to-elsewhere6 \
-		2001:db8:c::1 $VIP6 5301 last6
-	wait "$UDP_PID"
-	assert_eq "xdp decap strips a v6 tunnel to the VIP, not one to the backend's own address" \
-		"$(tr '\n' ' ' <"$TMP/udp6.out")" "last6 "
-	assert_eq "xdp decap does not strip a v6 tunnel to elsewhere: nothing forwarded" \
-		"$(forwarded6 "$NS_B1")" "$fwd0"
-	assert_eq "xdp decap counts both v6 tunnels as decap_not_vip" \
-		"$(($(xstat decap_not_vip "$PIN_B1") - ${nv0:-0}))" 2
-else
-	echo "FAIL xdp decap v6: the UDP listener did not start"
-fi
-ip netns exec "$NS_B1" sysctl -qw net.ipv6.conf.all.forwarding=0
+decap_refusals 6 5301 2001:db8:c::11 2001:db8::11 2001:db8::77 2001:db8:c::1 $VIP6
 
 # The decap follows the node's addresses while ferryd runs.
 check "xdp decap accepts the backend's own addresses" decap_has "$PIN_B1" outer 2001:db8::11
