@@ -69,6 +69,22 @@ static void state_after(const struct plan *p, const struct reg_service *w, struc
 	cur->xring_m = xring_m;
 }
 
+/* A node with the XDP maps, and one XDP service of n backends planned and
+ * applied: its plan in p, the maps' state after it in cur and bes. */
+static void applied(struct fstate *st, struct reg_service *w, int n, struct plan *p,
+		    struct svc_state *cur, struct be_state *bes)
+{
+	struct plan_opts o = { .owner = FERRY_SVC_F_REGISTRY };
+	char err[256];
+
+	assert_int_equal(fstate_init(st, 64, 256), 0);
+	st->xring_m = FERRY_XDP_DEF_RING_M;
+	want_init(w, true, n);
+	plan_init(p);
+	assert_int_equal(plan_service(p, st, NULL, w, &o, err, sizeof(err)), 0);
+	state_after(p, w, cur, bes, FERRY_XDP_DEF_RING_M);
+}
+
 static void ring_built_on_create(void **state)
 {
 	struct plan_opts o = { .owner = FERRY_SVC_F_REGISTRY };
@@ -129,12 +145,7 @@ static void ring_rebuilt_only_on_change(void **state)
 	char err[256];
 
 	(void)state;
-	assert_int_equal(fstate_init(&st, 64, 256), 0);
-	st.xring_m = FERRY_XDP_DEF_RING_M;
-	want_init(&w, true, 2);
-	plan_init(&p);
-	assert_int_equal(plan_service(&p, &st, NULL, &w, &o, err, sizeof(err)), 0);
-	state_after(&p, &w, &cur, bes, FERRY_XDP_DEF_RING_M);
+	applied(&st, &w, 2, &p, &cur, bes);
 
 	/* Same registry: nothing to write, no ring. */
 	plan_init(&q);
@@ -218,12 +229,7 @@ static void ring_without_draining_backend(void **state)
 	__u32 ids[2];
 
 	(void)state;
-	assert_int_equal(fstate_init(&st, 64, 256), 0);
-	st.xring_m = FERRY_XDP_DEF_RING_M;
-	want_init(&w, true, 2);
-	plan_init(&p);
-	assert_int_equal(plan_service(&p, &st, NULL, &w, &o, err, sizeof(err)), 0);
-	state_after(&p, &w, &cur, bes, FERRY_XDP_DEF_RING_M);
+	applied(&st, &w, 2, &p, &cur, bes);
 	ids[0] = bes[0].id;
 	ids[1] = bes[1].id;
 
@@ -294,12 +300,7 @@ static void ring_kept_on_health_change(void **state)
 	__u32 ids[3];
 
 	(void)state;
-	assert_int_equal(fstate_init(&st, 64, 256), 0);
-	st.xring_m = FERRY_XDP_DEF_RING_M;
-	want_init(&w, true, 3);
-	plan_init(&p);
-	assert_int_equal(plan_service(&p, &st, NULL, &w, &o, err, sizeof(err)), 0);
-	state_after(&p, &w, &cur, bes, FERRY_XDP_DEF_RING_M);
+	applied(&st, &w, 3, &p, &cur, bes);
 	ids[0] = bes[0].id;
 	ids[1] = bes[1].id;
 	ids[2] = bes[2].id;
