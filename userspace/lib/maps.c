@@ -742,23 +742,30 @@ void xcnt_close(struct xcnt_view *v)
 	memset(v, 0, sizeof(*v));
 }
 
-int xcnt_reset(int fd, __u32 id)
+int xcnt_reset(int fd, const __u32 *ids, size_t nids)
 {
 	struct ferry_xcnt zero = {};
 	int ncpu = ferry_cpu_rows(), c, err;
 	__u32 n = 0, stride, key;
+	size_t i;
 
+	if (!nids)
+		return 0;
 	if (ncpu <= 0)
 		return ncpu < 0 ? ncpu : -EINVAL;
 	if ((err = map_max_entries(fd, &n)))
 		return err;
 	stride = n / ncpu;
-	if (n % ncpu || id >= stride)
-		return 0;	/* not laid out for this machine, or no column: nothing counted */
-	for (c = 0; c < ncpu; c++) {
-		key = (__u32)c * stride + id;
-		if (bpf_map_update_elem(fd, &key, &zero, BPF_ANY))
-			return -errno;
+	if (n % ncpu)
+		return 0;	/* not laid out for this machine: nothing counted */
+	for (i = 0; i < nids; i++) {
+		if (ids[i] >= stride)
+			continue;	/* no column: nothing counted */
+		for (c = 0; c < ncpu; c++) {
+			key = (__u32)c * stride + ids[i];
+			if (bpf_map_update_elem(fd, &key, &zero, BPF_ANY))
+				return -errno;
+		}
 	}
 	return 0;
 }

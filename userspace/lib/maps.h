@@ -103,8 +103,9 @@ struct xcnt_view {
 int xcnt_open(int fd, struct xcnt_view *v);
 void xcnt_get(const struct xcnt_view *v, __u32 id, struct ferry_xcnt *out);
 void xcnt_close(struct xcnt_view *v);
-/* Zero id's column on every CPU's row (a reused id starts from nothing). */
-int xcnt_reset(int fd, __u32 id);
+/* Zero the columns of ids on every CPU's row (a reused id starts from
+ * nothing); the map's layout is read once for all of them. */
+int xcnt_reset(int fd, const __u32 *ids, size_t nids);
 
 /*
  * The XDP counters pinned under dir: the outcomes summed over CPUs, and

@@ -875,14 +875,14 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	DEL(m->bestat, &p->bestat_del, "backend counters");
 	/* New ids may be reused ones: the XDP packet counts of whoever had
 	 * them before go, before the new owner is published. */
-	for (i = 0; m->xbe >= 0 && i < p->bestat_del.n; i++)
-		if ((ret = apply_step(xcnt_reset(m->xbe, ((__u32 *)p->bestat_del.d)[i]),
-				      FERRY_MAP_XBE, err, errlen)))
-			return ret;
-	for (i = 0; m->xvip >= 0 && i < p->svc_new.n; i++)
-		if ((ret = apply_step(xcnt_reset(m->xvip, ((__u32 *)p->svc_new.d)[i]),
-				      FERRY_MAP_XVIP, err, errlen)))
-			return ret;
+	if (m->xbe >= 0 &&
+	    (ret = apply_step(xcnt_reset(m->xbe, p->bestat_del.d, p->bestat_del.n), FERRY_MAP_XBE,
+			      err, errlen)))
+		return ret;
+	if (m->xvip >= 0 &&
+	    (ret = apply_step(xcnt_reset(m->xvip, p->svc_new.d, p->svc_new.n), FERRY_MAP_XVIP,
+			      err, errlen)))
+		return ret;
 	PUT(m->be, &p->be_put_k, &p->be_put_v, FERRY_MAP_BACKEND);
 	PUT(m->slot, &p->slot_put_k, &p->slot_put_v, FERRY_MAP_SLOT);
 	for (i = 0; i < p->mag.n; i++)
