@@ -657,16 +657,21 @@ __noinline __u32 ferry_fallback_pick(const struct ferry_svc_key *sk, __u32 svc_i
  * the fallback is called from here, not from lb(), so the main program's
  * code, the established-flow path's included, is as it was without it.
  */
-__noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 m, __u32 hash, const struct ferry_svc_key *sk)
+__noinline __u32 ferry_ring_pick(__u32 svc_id, __u32 hash, const struct ferry_svc_key *sk)
 {
 	struct xpick p = { .svc_id = svc_id };
-	__u32 id = svc_id, idx, *bid;
+	__u32 id = svc_id, idx, m, *bid;
 	void *ring;
 	int i;
 
 	ring = bpf_map_lookup_elem(&ferry_xring_v1, &id);
 	if (!ring)
 		return RING_NONE;
+	/* The ring's own size, not the configured one: a ring built before
+	 * --xdp-ring-size changed serves at its size until the sync rebuilds
+	 * it (ferryd writes the new size before that sync). The lookups below
+	 * read this header anyway: a ring is an inner map, never inlined. */
+	m = ((const struct bpf_map *)ring)->max_entries;
 	idx = ferry_ring_index(hash, m);
 	for (i = 0; i < FERRY_XDP_RING_TRIES; i++) {
 		bid = bpf_map_lookup_elem(ring, &idx);
@@ -1278,7 +1283,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 		 * key's address out once for this call and the VIP lookup, and
 		 * spills it on every VIP packet's way (three instructions). */
 		barrier_var(q);
-		be_id = ferry_ring_pick(svc_id, cfg->ring_size, hash, ferry_xflow_vip(&q->key));
+		be_id = ferry_ring_pick(svc_id, hash, ferry_xflow_vip(&q->key));
 		if (be_id == RING_NONE)
 			return vpass(FERRY_XSTAT_PASS_NO_RING);
 		if (!be_id)

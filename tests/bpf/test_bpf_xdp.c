@@ -328,7 +328,7 @@ static __u32 svc_backend(const char *vip, int port, int proto, __u32 slot)
 /* Which backend the service's ring names for a flow (what maglev alone says). */
 static __u32 ring_backend(__u32 svc_id, const struct ferry_xflow_key *k)
 {
-	__u32 id, idx, be = 0;
+	__u32 id, idx, m, be = 0;
 	int fd;
 
 	if (bpf_map_lookup_elem(fm.xring, &svc_id, &id))
@@ -336,8 +336,11 @@ static __u32 ring_backend(__u32 svc_id, const struct ferry_xflow_key *k)
 	fd = bpf_map_get_fd_by_id(id);
 	if (fd < 0)
 		return 0;
-	idx = ferry_ring_index(ferry_xflow_hash(k), FERRY_XDP_DEF_RING_M);
-	bpf_map_lookup_elem(fd, &idx, &be);
+	/* At the ring's own size, as the program reads it. */
+	if (!map_max_entries(fd, &m)) {
+		idx = ferry_ring_index(ferry_xflow_hash(k), m);
+		bpf_map_lookup_elem(fd, &idx, &be);
+	}
 	close(fd);
 	return be;
 }
@@ -2254,6 +2257,82 @@ static void test_local_backend(void)
 		svc_set(i ? "self6" : "self4", c[i].vip, 80, IPPROTO_TCP, true, NULL, 0);
 }
 
+/* Entries in service svc_id's ring; 0 if it has none. */
+static __u32 ring_size(__u32 svc_id)
+{
+	__u32 id, m = 0;
+	int fd;
+
+	if (bpf_map_lookup_elem(fm.xring, &svc_id, &id))
+		return 0;
+	fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return 0;
+	if (map_max_entries(fd, &m))
+		m = 0;
+	close(fd);
+	return m;
+}
+
+/* Of n new flows to vip:80 (SYNs from 192.0.2.1xx), how many did not go
+ * where the service's ring, read at its own size, sends them. */
+static int off_ring(const char *vip, __u32 svc_id, int n)
+{
+	int i, wrong = 0;
+
+	for (i = 0; i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		int got = send_flow(vip, 80, 25, 2500 + i, true, NULL);
+		struct ferry_backend be;
+		__u32 id;
+
+		inet_pton(AF_INET, "192.0.2.125", k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(2500 + i);
+		k.dport = htons(80);
+		id = ring_backend(svc_id, &k);
+		if (!id || bpf_map_lookup_elem(fm.be, &id, &be) || got != (int)(ntohl(be.addr[0]) & 0xff))
+			wrong++;
+	}
+	return wrong;
+}
+
+/*
+ * ferryd restarted with another --xdp-ring-size writes the new size at
+ * load; each ring keeps the size it was built with until the next sync
+ * rebuilds it. Meanwhile the program reads a ring at its own size: new
+ * flows go where the ring says and none passes for want of an entry (read
+ * at the configured size, a larger one found no entry for half of them: XDP_PASS).
+ */
+static void test_ring_size_change(void)
+{
+	const struct bspec bs[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	const char *vip = "198.51.100.220";
+	struct ferry_xcfg cfg, big;
+	struct ferry_svc s = {};
+	__u64 noring0 = xstat(FERRY_XSTAT_PASS_NO_RING);
+	__u32 zero = 0;
+	bool ok;
+
+	ok = ASSERT_EQ(bpf_map_lookup_elem(fm.xcfg, &zero, &cfg), 0, "the configuration");
+	big = cfg;
+	big.ring_size = 131071;
+	ok &= ASSERT_EQ(svc_set("resize", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "service");
+	ok &= ASSERT_EQ(svc_lookup(vip, 80, IPPROTO_TCP, &s), 0, "its id");
+	ok &= ASSERT_EQ(ring_size(s.id), FERRY_XDP_DEF_RING_M, "its ring at the default size");
+	ok &= ASSERT_EQ(bpf_map_update_elem(fm.xcfg, &zero, &big, BPF_ANY), 0, "configured 131071");
+	ok &= ASSERT_EQ(off_ring(vip, s.id, 200), 0, "new flows off the old ring");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_PASS_NO_RING) - noring0, 0, "new flows passed (no ring entry)");
+	/* The next sync rebuilds the ring at the configured size. */
+	ok &= ASSERT_EQ(svc_set("resize", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "the sync");
+	ok &= ASSERT_EQ(ring_size(s.id), 131071, "the ring rebuilt at 131071");
+	ok &= ASSERT_EQ(off_ring(vip, s.id, 200), 0, "new flows off the new ring");
+	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_PASS_NO_RING) - noring0, 0, "new flows passed");
+	verdict("xdp a ring built at another size serves at its own size until rebuilt", ok);
+	bpf_map_update_elem(fm.xcfg, &zero, &cfg, BPF_ANY);
+	svc_set("resize", vip, 80, IPPROTO_TCP, true, NULL, 0);
+}
+
 /* A flow seen on CPU 0 keeps its backend when its packets show up on CPU 1
  * after the ring changed (the flow table's values are shared by CPUs). */
 static void test_other_cpu(void)
@@ -2819,6 +2898,7 @@ int main(void)
 	test_other_cpu();
 	test_id_reuse();
 	test_local_backend();
+	test_ring_size_change();
 	test_counters();
 	test_counter_deltas();
 	test_unsized_cpu();
