@@ -330,6 +330,55 @@ static void ring_kept_on_health_change(void **state)
 	fstate_free(&st);
 }
 
+/*
+ * A service ferryctl made is the operator's, but its ring is the node's:
+ * the registry's sync rebuilds it at the configured size when that changed
+ * (ferryd restarted with another --xdp-ring-size) or when it has none (made
+ * before XDP was loaded), and writes nothing else of it.
+ */
+static void ferryctl_ring_follows_size(void **state)
+{
+	struct registry none = { 0 };
+	struct be_state bes[4];
+	struct svc_state cur;
+	struct reg_service w;
+	struct fstate st;
+	struct plan p, q;
+	char err[256];
+	const __u32 other = 131071;
+	size_t i;
+
+	(void)state;
+	applied(&st, &w, 2, &p, &cur, bes);
+	cur.val.flags = (cur.val.flags & ~FERRY_SVC_F_REGISTRY) | FERRY_SVC_F_MANUAL;
+	st.svcs = &cur;		/* the maps hold it; the registry does not name it */
+	st.n = 1;
+
+	/* In step: nothing to write. */
+	plan_init(&q);
+	assert_int_equal(plan_registry(&q, &st, &none, err, sizeof(err)), 0);
+	assert_int_equal(plan_writes(&q), 0);
+	plan_free(&q);
+
+	/* Another size configured, or no ring yet: the ring alone. */
+	for (i = 0; i < 2; i++) {
+		st.xring_m = i ? FERRY_XDP_DEF_RING_M : other;
+		cur.xring_m = i ? 0 : FERRY_XDP_DEF_RING_M;
+		plan_init(&q);
+		assert_int_equal(plan_registry(&q, &st, &none, err, sizeof(err)), 0);
+		assert_int_equal(q.xring.n, 1);
+		assert_int_equal(((struct plan_mag *)q.xring.d)->m, st.xring_m);
+		assert_int_equal(((struct plan_mag *)q.xring.d)->svc_id, cur.val.id);
+		assert_int_equal(q.svc_put_k.n + q.svc_del.n + q.be_put_k.n + q.be_del.n, 0);
+		assert_int_equal(q.slot_put_k.n + q.slot_del.n + q.xring_del.n, 0);
+		plan_free(&q);
+	}
+	st.svcs = NULL;
+	st.n = 0;
+	plan_free(&p);
+	fstate_free(&st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -338,6 +387,7 @@ int main(void)
 		cmocka_unit_test(ring_rebuilt_only_on_change),
 		cmocka_unit_test(ring_without_draining_backend),
 		cmocka_unit_test(ring_kept_on_health_change),
+		cmocka_unit_test(ferryctl_ring_follows_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -393,6 +393,28 @@ cleanup:
 	return ret;
 }
 
+/*
+ * A service the registry does not own (ferryctl made it) is the operator's
+ * to change, but its XDP ring is the node's: one built at another size
+ * (--xdp-ring-size changed) or never built (made before XDP was loaded)
+ * is rebuilt here, everything else as it is.
+ */
+static int plan_ring_refresh(struct plan *p, struct fstate *st, const struct svc_state *cur,
+			     char *err, size_t errlen)
+{
+	struct plan_opts o = { .owner = cur->val.flags & FERRY_SVC_F_MANUAL, .keep_quarantine = true };
+	struct reg_service want;
+	int ret;
+
+	if (!(cur->val.flags & FERRY_SVC_F_XDP) || !st->xring_m || cur->xring_m == st->xring_m)
+		return 0;
+	if ((ret = svc_state_to_reg(cur, &want)))
+		return ret;
+	ret = plan_service(p, st, cur, &want, &o, err, errlen);
+	free(want.backends);
+	return ret;
+}
+
 static int cmp_reg_idx(const void *a, const void *b, void *arg)
 {
 	const struct reg_service *s = arg;
@@ -424,6 +446,8 @@ int plan_registry(struct plan *p, struct fstate *st, const struct registry *reg,
 		if (c < 0) {
 			if (cur->val.flags & FERRY_SVC_F_REGISTRY)
 				ret = plan_service(p, st, cur, NULL, &o, err, errlen);
+			else
+				ret = plan_ring_refresh(p, st, cur, err, errlen);
 			i++;
 		} else if (c > 0) {
 			ret = plan_service(p, st, NULL, want, &o, err, errlen);
