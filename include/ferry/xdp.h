@@ -19,6 +19,9 @@
 /* Ring size (prime) every LB node must agree on; --xdp-ring-size. */
 #define FERRY_XDP_DEF_RING_M	65537
 #define FERRY_XDP_MAX_RING_M	1048573
+/* The least --xdp-ring-size: the first prime above FERRY_MAX_SVC_BACKENDS, so
+ * that every backend of the largest service can own an entry. */
+#define FERRY_XDP_MIN_RING_M	4099
 /* Flow table entries (all CPUs together, FERRY_XFLOW_WAYS per set); --xdp-flows. */
 #define FERRY_XDP_DEF_FLOWS	1048576
 #define FERRY_XDP_MAX_FLOWS	(1U << 26)

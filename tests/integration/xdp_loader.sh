@@ -185,6 +185,32 @@ check xdp_src_v4_length_under_8_refused src_refused 10.0.0.0/7 "needs an IPv4 pr
 check xdp_src_v6_length_under_64_refused src_refused 2001:db8::/63 "needs an IPv6 prefix length of 64..128"
 check xdp_src_v6_length_over_128_refused src_refused 2001:db8::/129 "needs an IPv6 prefix length of 64..128"
 check xdp_src_too_long_refused src_refused "10.0.0.0/24$(printf '%060d' 0)" "is too long for PREFIX/LEN"
+# --xdp-ring-size: a prime from 4099 (every backend of the largest service
+# can own an entry) to 1048573, digits only.
+ring_refused() {	# value
+	local out rc
+	out=$("$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once --metrics-addr off \
+		--xdp-ring-size "$1" 2>&1)
+	rc=$?
+	[ "$rc" = 2 ] && grep -qF -- "--xdp-ring-size: '$1' is not a prime from 4099 to 1048573" <<<"$out" ||
+		{ echo "  --xdp-ring-size '$1': exit $rc: $out"; return 1; }
+}
+check xdp_ring_size_tiny_refused ring_refused 2
+check xdp_ring_size_under_4099_refused ring_refused 4093
+check xdp_ring_size_not_prime_refused ring_refused 65535
+check xdp_ring_size_over_max_refused ring_refused 1048583
+check xdp_ring_size_signed_refused ring_refused +65537
+# ferryctl xdp flows --max: a positive number, not one strtoul wraps.
+max_refused() {	# value
+	local out rc
+	out=$("$B/ferryctl" --bpffs "$PIN" xdp flows --max "$1" 2>&1)
+	rc=$?
+	[ "$rc" != 0 ] && grep -qF -- "--max '$1' is not a positive number" <<<"$out" ||
+		{ echo "  xdp flows --max '$1': exit $rc: $out"; return 1; }
+}
+check ferryctl_xdp_flows_negative_max_refused max_refused -1
+check ferryctl_xdp_flows_zero_max_refused max_refused 0
+check ferryctl_xdp_flows_junk_max_refused max_refused 5x
 # A good one is taken: the LB's configuration has its mask (/24, network
 # order: bytes ff ff ff 00, which the dump reads as 16777215 on x86).
 nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once \

@@ -249,8 +249,9 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 
 		if (o != 'n')
 			return ctl_usage(c, "xdp flows: unknown option");
+		errno = 0;
 		max = strtoul(optarg, &end, 10);
-		if (*end || !max)
+		if (*optarg < '0' || *optarg > '9' || *end || errno || !max)
 			return ctl_usage(c, "xdp flows: --max '%s' is not a positive number", optarg);
 	}
 	if (optind < argc)

@@ -110,7 +110,8 @@ enum { XDP_OPT_IFACE = 0x1000, XDP_OPT_DECAP, XDP_OPT_RING, XDP_OPT_FLOWS, XDP_O
 "                        (repeatable; native mode, generic as a fallback)\n" \
 "  --decap-iface IFACE   strip the LB's IPIP/IPv6 tunnels arriving on IFACE that carry\n" \
 "                        datagrams to XDP services' VIPs bound on the node (repeatable)\n" \
-"  --xdp-ring-size N     maglev ring size, a prime (default 65537; same on every LB node)\n" \
+"  --xdp-ring-size N     maglev ring size, a prime 4099..1048573 (default 65537; same on\n" \
+"                        every LB node)\n" \
 "  --xdp-flows N         flow table entries, 4 per set (default 1048576)\n" \
 "  --xdp-gateway MAC     next hop when bpf_fib_lookup has no answer\n" \
 "  --xdp-src PREFIX/LEN  outer source prefix, v4 or v6 (default 172.16.0.0/16, 100::/64)\n"

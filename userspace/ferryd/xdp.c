@@ -164,8 +164,9 @@ int xdp_option(int opt, const char *arg)
 	case XDP_OPT_RING:
 		errno = 0;
 		v = strtoul(arg, &end, 10);
-		if (errno || *end || v > FERRY_XDP_MAX_RING_M || !maglev_is_prime(v))
-			return opt_err("--xdp-ring-size", arg, "is not a prime up to 1048573");
+		if (errno || *end || *arg < '0' || *arg > '9' || v < FERRY_XDP_MIN_RING_M ||
+		    v > FERRY_XDP_MAX_RING_M || !maglev_is_prime(v))
+			return opt_err("--xdp-ring-size", arg, "is not a prime from 4099 to 1048573");
 		xo.ring_size = v;
 		return 0;
 	case XDP_OPT_FLOWS:
