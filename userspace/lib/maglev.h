@@ -19,7 +19,12 @@ struct maglev_backend {
 	__u16	port;
 };
 
-/* Fill table[0..m-1] (m prime). Entries are 0 when no backend has weight. */
+/*
+ * Fill table[0..m-1] (m prime; -EINVAL otherwise). Backend i owns floor or
+ * ceil of m * weight_i / (sum of weights) entries (none when that is below 1
+ * and it gets no leftover), the same whatever order bes lists them in.
+ * Entries are 0 when no backend has weight.
+ */
 int maglev_build(const struct maglev_backend *bes, size_t n, __u32 m, __u32 *table);
 bool maglev_is_prime(__u32 m);
 
