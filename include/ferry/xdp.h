@@ -244,7 +244,7 @@ static inline __attribute__((always_inline)) __u32 ferry_xsvc_set_of(const struc
  * miss is cheap; vmalloc if memory is too fragmented, and then it costs
  * what the index does); the index (2 MiB by default) is vmalloc'd, a page
  * walk per packet on the benchmark machine (docs/benchmarks.md, sixth
- * round). Writers take turns (xsvc_sync_maps: flock on the pin directory).
+ * round). Writers take turns (maps_lock(): flock on the pin directory).
  * All zero, as created or never built, means "ask the index": the filter
  * can only err towards asking. xsvc_sync() clears the bits of new VIPs
  * before it indexes them, and sets the bits of VIPs gone after.

@@ -196,6 +196,76 @@ out=$(in_client "$T" connect 198.51.100.10:80 -n 10)
 assert_eq quarantined_gets_nothing "$(cnt "$out" 192.0.2.12:8080) $(cnt "$out" 192.0.2.11:8080) $(cnt "$out" errors)" "0 10 0"
 CTL backend set 198.51.100.10:80 192.0.2.12:8080 --state active >/dev/null 2>&1
 
+# ---- writers take turns: the pin directory's lock ----
+# Every edit reads the maps, plans (new backend ids from what it read) and
+# writes. ferryctl editing two services at once, two edits of each per
+# round: without one writer at a time they pick the same new ids and
+# overwrite each other's backend entries (a service lists the other's
+# backends), and two edits of one service lose one of the two.
+RACE_N=20	# backends per service: RACE_N / 2 rounds of 4 edits
+race_a=198.51.100.40:80 race_b=198.51.100.41:80
+CTL service add race-a "$race_a" >/dev/null && CTL service add race-b "$race_b" >/dev/null; verdict race_services_added
+race_failed=0
+for r in $(seq 0 $((RACE_N / 2 - 1))); do
+	pids=()
+	for i in $((2 * r + 1)) $((2 * r + 2)); do
+		CTL backend add "$race_a" "192.0.2.$((100 + i)):8080" >/dev/null 2>>"$TMP/race.err" &
+		pids+=($!)
+		CTL backend add "$race_b" "192.0.2.$((100 + i)):8081" >/dev/null 2>>"$TMP/race.err" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" || race_failed=$((race_failed + 1))
+	done
+done
+assert_eq race_every_edit_ok "$race_failed $(head -c 300 "$TMP/race.err")" "0 "
+race_backends() { CTL -j service show "$1" | jq -r '.backends[] | "\(.ip):\(.port)"' | sort; }
+race_own() {	# name, service, its backends' port: exactly its RACE_N backends
+	local got want
+	got=$(race_backends "$2")
+	want=$(for i in $(seq 1 "$RACE_N"); do echo "192.0.2.$((100 + i)):$3"; done | sort)
+	assert_eq "$1" "$(grep -c . <<<"$got") listed, $(grep -c ":$3\$" <<<"$got") own, $(grep -vc ":$3\$" <<<"$got") foreign, exact $([ "$got" = "$want" ] && echo yes || echo no)" \
+		"$RACE_N listed, $RACE_N own, 0 foreign, exact yes"
+}
+race_own race_a_lists_its_backends "$race_a" 8080
+race_own race_b_lists_its_backends "$race_b" 8081
+race_ids=$( (CTL -j service show "$race_a"; CTL -j service show "$race_b") | jq -r '.backends[].id' | sort -n)
+assert_eq race_backend_ids_unshared "$(grep -c . <<<"$race_ids") ids, $(uniq -d <<<"$race_ids" | grep -c .) shared" "$((2 * RACE_N)) ids, 0 shared"
+assert_eq race_backend_counts "$(CTL -j service list | jq -r --arg a "$race_a/tcp" --arg b "$race_b/tcp" \
+	'[.[] | select(.service == $a or .service == $b) | .backend_count] | join(" ")')" "$RACE_N $RACE_N"
+
+# An edit waits for the lock (flock(1) on the pin directory takes it as a
+# writer does) and lands once it is free; one that cannot get it in 5 s
+# gives up naming the directory, having written nothing.
+hold_lock() {	# seconds, marker: hold the lock in the background ($holder)
+	rm -f "$2"
+	flock "$PIN" -c "touch '$2'; sleep $1" &
+	holder=$!
+	wait_for 200 test -e "$2"
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+hold_lock 1 "$TMP/held"
+t0=$(now_ms)
+run CTL backend add "$race_a" 192.0.2.200:8080
+waited=$(($(now_ms) - t0))
+wait "$holder"
+[ "$rc" = 0 ] && [ "$waited" -ge 800 ] && race_backends "$race_a" | grep -qx 192.0.2.200:8080; verdict edit_waits_for_lock
+hold_lock 8 "$TMP/held"
+run CTL backend add "$race_a" 192.0.2.201:8080
+kill_tree "$holder"
+wait "$holder"
+[ "$rc" = 1 ] && grep -q "lock .*'$PIN'" <<<"$err" && ! race_backends "$race_a" | grep -qx 192.0.2.201:8080; verdict edit_gives_up_naming_pin_dir
+# ferryd's sync waits too: held, a SIGHUP's sync does not finish until released.
+hold_lock 1.5 "$TMP/held"
+before=$(syncs)
+kill -HUP "$FERRYD_PID"
+sleep 0.7
+mid=$(syncs)
+wait "$holder"
+wait_for 200 synced_after "$before"; verdict ferryd_sync_after_lock_released
+assert_eq ferryd_sync_waits_for_lock "$mid" "$before"
+CTL service del "$race_a" >/dev/null && CTL service del "$race_b" >/dev/null; verdict race_services_deleted
+
 # ---- teardown, plain and JSON ----
 n_links=$(CTL -j status | jq '.links | length')
 run CTL -j teardown

@@ -137,12 +137,18 @@ static int bench_service(struct world *w, const char *name, const char *vip, str
 	circuit_defaults(&want.circuit);
 	want.backends = rb;
 	want.nbackends = n;
-	if ((ret = fstate_load(&w->fm, &st)))
+	/* As every writer: the lock from the read to the last write. */
+	if ((ret = maps_lock(&w->fm, -1)))
+		return bench_err("lock", w->pin, ret);
+	if ((ret = fstate_load(&w->fm, &st))) {
+		maps_unlock(&w->fm);
 		return bench_err("read state", w->pin, ret);
+	}
 	plan_init(&p);
 	ret = plan_service(&p, &st, NULL, &want, &po, err, sizeof(err));
 	if (!ret)
 		ret = plan_apply(&w->fm, &p, err, sizeof(err));
+	maps_unlock(&w->fm);
 	plan_free(&p);
 	fstate_free(&st);
 	return ret ? bench_err(err, "plan", ret) : 0;
@@ -176,9 +182,13 @@ static int outage_up(struct world *w)
 		return ret;
 	/* The entries first, then the updates: an update moves its element to
 	 * the head of its bucket, so a walk that updated as it went could
-	 * revisit keys forever. */
-	if ((ret = map_dump(w->fm.be, sizeof(*keys), sizeof(*bes), (void **)&keys, (void **)&bes, &n)))
+	 * revisit keys forever. Read-modify-writes: under the lock. */
+	if ((ret = maps_lock(&w->fm, -1)))
+		return bench_err("lock", w->pin, ret);
+	if ((ret = map_dump(w->fm.be, sizeof(*keys), sizeof(*bes), (void **)&keys, (void **)&bes, &n))) {
+		maps_unlock(&w->fm);
 		return bench_err("read", FERRY_MAP_BACKEND, ret);
+	}
 	for (k = 0; k < n && !ret; k++) {
 		if (ntohs(bes[k].port) != 8080)
 			continue;
@@ -188,6 +198,7 @@ static int outage_up(struct world *w)
 			ret = bench_err("write", FERRY_MAP_BACKEND, -errno);
 		marked++;
 	}
+	maps_unlock(&w->fm);
 	free(keys);
 	free(bes);
 	if (ret)
@@ -222,8 +233,14 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 		return bench_err("open pinned map", which, ret);
 	inet_pton(AF_INET, "203.0.113.0", &xc.src4);
 	xc.src4_mask = htonl(0xffffff00);
-	if (bpf_map_update_elem(w->fm.xcfg, &zero, &xc, BPF_ANY))
-		return bench_err("write", FERRY_MAP_XCFG, -errno);
+	/* Under the lock, as ferryd's load writes it (plan_apply() bumps its
+	 * epoch by a read-modify-write of the whole value). */
+	if ((ret = maps_lock(&w->fm, -1)))
+		return bench_err("lock", w->pin, ret);
+	ret = bpf_map_update_elem(w->fm.xcfg, &zero, &xc, BPF_ANY) ? -errno : 0;
+	maps_unlock(&w->fm);
+	if (ret)
+		return bench_err("write", FERRY_MAP_XCFG, ret);
 
 	for (i = 0; i < 2; i++) {
 		faddr_parse(i ? "192.0.2.12" : "192.0.2.11", &rb[i].addr);
@@ -244,6 +261,7 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	    (ret = xdp_decap_bpf__load(w->dc)))
 		return bench_err("load", "xdp_decap", ret);
 	{
+		/* dirfd -1: the lock is held here, as ferryd's decap sync holds it. */
 		struct decap_maps dm = {
 			.svc = w->fm.svc, .addr = bpf_map__fd(w->dc->maps.ferry_xdaddr_v1),
 			.outer = bpf_map__fd(w->dc->maps.ferry_xdcap_v1),
@@ -252,17 +270,29 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 		};
 		struct ferry_xdcap_key k = { .family = AF_INET };
 		struct decap_report dr;
+		const char *verb = "write", *what = FERRY_MAP_XDCAP;
 		__u32 one = 1;
 
+		if ((ret = maps_lock(&w->fm, -1)))
+			return bench_err("lock", w->pin, ret);
 		inet_pton(AF_INET, NODE, k.addr);
 		if (bpf_map_update_elem(dm.outer, &k, &one, BPF_ANY) ||
 		    bpf_map_update_elem(dm.addr, &k, &one, BPF_ANY))
-			return bench_err("write", FERRY_MAP_XDCAP, -errno);
+			ret = -errno;
 		inet_pton(AF_INET, VIP, k.addr);
-		if (bpf_map_update_elem(dm.addr, &k, &one, BPF_ANY))
-			return bench_err("write", FERRY_MAP_XDADDR, -errno);
-		if ((ret = decap_derive(&dm, &dr)) || (ret = dr.pairs == 1 ? 0 : -EPROTO))
-			return bench_err("derive", FERRY_MAP_XDPAIR, ret);
+		if (!ret && bpf_map_update_elem(dm.addr, &k, &one, BPF_ANY)) {
+			ret = -errno;
+			what = FERRY_MAP_XDADDR;
+		}
+		if (!ret) {
+			verb = "derive";
+			what = FERRY_MAP_XDPAIR;
+			if (!(ret = decap_derive(&dm, &dr)) && dr.pairs != 1)
+				ret = -EPROTO;
+		}
+		maps_unlock(&w->fm);
+		if (ret)
+			return bench_err(verb, what, ret);
 	}
 	return 0;
 }

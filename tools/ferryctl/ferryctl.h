@@ -28,6 +28,14 @@ struct cmd {
 
 /* Open the pinned maps (once); prints the error and returns 1 on failure. */
 int ctl_open(struct ctl *c);
+/* How long an edit waits for another writer (ferryd's sync, another
+ * ferryctl) to let go of the pin directory's lock. */
+#define CTL_LOCK_WAIT_MS	5000
+/* ctl_open(), then the pin directory's lock (maps_lock()), waiting at most
+ * CTL_LOCK_WAIT_MS: an edit holds it from reading the maps to its last
+ * write, and drops it with ctl_unlock(). Prints the error, returns 1. */
+int ctl_lock(struct ctl *c);
+void ctl_unlock(struct ctl *c);
 /* VIP:PORT[/tcp|udp] into a service key; a usage error (exit 2) otherwise. */
 int ctl_parse_svc_key(struct ctl *c, const char *s, struct ferry_svc_key *k);
 /* "Error: <what> '<object>': <strerror> (<errno>)" or {"error": ...}; returns 1. */

@@ -56,6 +56,31 @@ int ctl_open(struct ctl *c)
 	return 0;
 }
 
+int ctl_lock(struct ctl *c)
+{
+	int err;
+
+	if ((err = ctl_open(c)))
+		return err;
+	if ((err = maps_lock(&c->maps, CTL_LOCK_WAIT_MS))) {
+		char what[160];
+
+		if (err == -EAGAIN)
+			snprintf(what, sizeof(what), "another writer (ferryd's sync or another ferryctl) "
+				 "held the lock for %d s on pin directory", CTL_LOCK_WAIT_MS / 1000);
+		else
+			snprintf(what, sizeof(what), "cannot lock pin directory");
+		return ctl_err(c, what, c->bpffs, err);
+	}
+	return 0;
+}
+
+void ctl_unlock(struct ctl *c)
+{
+	if (c->maps_open)
+		maps_unlock(&c->maps);
+}
+
 int ctl_parse_svc_key(struct ctl *c, const char *s, struct ferry_svc_key *k)
 {
 	struct faddr a;

@@ -26,14 +26,20 @@ static const char *owner_name(__u8 flags)
 	return flags & FERRY_SVC_F_REGISTRY ? "registry" : flags & FERRY_SVC_F_MANUAL ? "ferryctl" : "unknown";
 }
 
-static int load_state(struct ctl *c, struct fstate *st)
+/* The services as they are now. An edit (edit true) reads them holding the
+ * pin directory's lock, and keeps it until its last write (ctl_unlock()):
+ * another writer could otherwise pick the same new ids from the same read. */
+static int load_state(struct ctl *c, struct fstate *st, bool edit)
 {
 	int err;
 
-	if ((err = ctl_open(c)))
+	if ((err = edit ? ctl_lock(c) : ctl_open(c)))
 		return err;
-	if ((err = fstate_load(&c->maps, st)))
+	if ((err = fstate_load(&c->maps, st))) {
+		if (edit)
+			ctl_unlock(c);
 		return ctl_err(c, "cannot read the service maps in", c->bpffs, err);
+	}
 	return 0;
 }
 
@@ -89,7 +95,7 @@ static int service_list(struct ctl *c, int argc, char **argv)
 	(void)argv;
 	if (argc != 1)
 		return ctl_usage(c, "service list takes no arguments");
-	if ((err = load_state(c, &st)))
+	if ((err = load_state(c, &st, false)))
 		return err;
 	if (c->json) {
 		arr = json_object_new_array();
@@ -121,7 +127,7 @@ static int service_show(struct ctl *c, int argc, char **argv)
 
 	if (argc != 2)
 		return ctl_usage(c, "service show VIP:PORT[/proto]");
-	if ((err = ctl_parse_svc_key(c, argv[1], &k)) || (err = load_state(c, &st)))
+	if ((err = ctl_parse_svc_key(c, argv[1], &k)) || (err = load_state(c, &st, false)))
 		return err;
 	s = fstate_find(&st, &k);
 	if (!s) {
@@ -221,13 +227,13 @@ static int service_add(struct ctl *c, int argc, char **argv)
 	snprintf(want.name, sizeof(want.name), "%s", argv[1]);
 	want.lb = lb;
 	circuit_defaults(&want.circuit);
-	if ((err = load_state(c, &st)))
+	if ((err = load_state(c, &st, true)))
 		return err;
-	if (fstate_find(&st, &want.key)) {
-		fstate_free(&st);
-		return ctl_err(c, "service already exists", argv[2], -EEXIST);
-	}
-	err = apply_one(c, &st, NULL, &want, argv[2]);
+	if (fstate_find(&st, &want.key))
+		err = ctl_err(c, "service already exists", argv[2], -EEXIST);
+	else
+		err = apply_one(c, &st, NULL, &want, argv[2]);
+	ctl_unlock(c);
 	fstate_free(&st);
 	return err;
 }
@@ -241,10 +247,11 @@ static int service_del(struct ctl *c, int argc, char **argv)
 
 	if (argc != 2)
 		return ctl_usage(c, "service del VIP:PORT[/proto]");
-	if ((err = ctl_parse_svc_key(c, argv[1], &k)) || (err = load_state(c, &st)))
+	if ((err = ctl_parse_svc_key(c, argv[1], &k)) || (err = load_state(c, &st, true)))
 		return err;
 	s = fstate_find(&st, &k);
 	err = s ? apply_one(c, &st, s, NULL, argv[1]) : ctl_err(c, "no such service", argv[1], -ENOENT);
+	ctl_unlock(c);
 	fstate_free(&st);
 	return err;
 }
@@ -306,16 +313,17 @@ int do_backend(struct ctl *c, int argc, char **argv)
 	if (ba.family != k.family)
 		return ctl_usage(c, "backend %s and service %s are of different address families", argv[3], argv[2]);
 
-	if ((err = load_state(c, &st)))
+	if ((err = load_state(c, &st, true)))
 		return err;
+	want.backends = NULL;
 	s = fstate_find(&st, &k);
 	if (!s) {
-		fstate_free(&st);
-		return ctl_err(c, "no such service", argv[2], -ENOENT);
+		err = ctl_err(c, "no such service", argv[2], -ENOENT);
+		goto cleanup;
 	}
 	if ((err = svc_state_to_reg(s, &want))) {
-		fstate_free(&st);
-		return ctl_err(c, "out of memory for", argv[2], err);
+		err = ctl_err(c, "out of memory for", argv[2], err);
+		goto cleanup;
 	}
 	for (j = 0; j < want.nbackends; j++) {
 		struct reg_backend *b = &want.backends[j];
@@ -361,6 +369,7 @@ int do_backend(struct ctl *c, int argc, char **argv)
 	}
 	err = apply_one(c, &st, s, &want, argv[2]);
 cleanup:
+	ctl_unlock(c);
 	free(want.backends);
 	fstate_free(&st);
 	return err;

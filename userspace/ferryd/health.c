@@ -178,18 +178,38 @@ static bool entry_is(const struct target *t, const struct ferry_backend *be)
 /*
  * Read-modify-write of the backend entry, only if it is still this backend
  * (an id can be reused) and only when the value differs: ferryctl may have
- * rewritten the entry with an older health, and this puts it right.
+ * rewritten the entry with an older health, and this puts it right. The
+ * write holds the writers' lock (maps_lock()) from its read on, so it
+ * cannot undo a weight or state another writer changed in between; the
+ * probing itself holds nothing.
  */
+static bool health_stale(struct ferryd *d, const struct target *t, int health,
+			 struct ferry_backend *be)
+{
+	return !bpf_map_lookup_elem(d->maps.be, &t->be_id, be) && entry_is(t, be) &&
+	       be->health != health;
+}
+
 static void write_health(struct ferryd *d, const struct target *t, int health)
 {
 	struct ferry_backend be;
+	int err;
 
-	if (bpf_map_lookup_elem(d->maps.be, &t->be_id, &be) || !entry_is(t, &be) ||
-	    be.health == health)
+	/* Every probe ends here, most with nothing to write: those read
+	 * without the lock, and a write reads again under it. */
+	if (!health_stale(d, t, health, &be))
 		return;
-	be.health = health;
-	if (bpf_map_update_elem(d->maps.be, &t->be_id, &be, BPF_EXIST))
-		log_warn("health: writing backend %u", t->be_id);
+	if ((err = maps_lock(&d->maps, -1))) {
+		log_warnx("health: locking the pin directory: %s; backend %u's verdict not written",
+			  strerror(-err), t->be_id);
+		return;
+	}
+	if (health_stale(d, t, health, &be)) {
+		be.health = health;
+		if (bpf_map_update_elem(d->maps.be, &t->be_id, &be, BPF_EXIST))
+			log_warn("health: writing backend %u", t->be_id);
+	}
+	maps_unlock(&d->maps);
 }
 
 static const char *target_str(const struct target *t, char *buf, size_t len)

@@ -189,7 +189,7 @@ int loader_load(struct ferryd *d)
 	char links[512];
 	const char *which = NULL;
 	size_t i;
-	int err;
+	int err, dirfd;
 
 	if ((err = bpffs_prepare(d->cfg.bpffs))) {
 		log_warnx("bpffs %s: %s (is it a bpffs mount?)", d->cfg.bpffs, strerror(-err));
@@ -242,7 +242,26 @@ int loader_load(struct ferryd *d)
 
 	sockmap_load(d, &oo);	/* an optimisation: failures only warn */
 
-	if ((err = xdp_load(d)))
+	/* The XDP load rewrites maps other writers use too (the config whose
+	 * epoch plan_apply() bumps, the VIP filter, the decap's sets): under
+	 * the writers' lock, taken on the directory itself since the maps are
+	 * opened only after. Released before: xsvc_sync_maps() below locks
+	 * through the maps' own open of the directory, which this one would
+	 * exclude. */
+	dirfd = open(d->cfg.bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0) {
+		err = -errno;
+		log_warn("open %s", d->cfg.bpffs);
+		return err;
+	}
+	if ((err = pin_dir_lock(dirfd, -1))) {
+		log_warnx("locking %s: %s", d->cfg.bpffs, strerror(-err));
+		close(dirfd);
+		return err;
+	}
+	err = xdp_load(d);
+	close(dirfd);	/* and the lock with it */
+	if (err)
 		return err;
 	if ((err = ferry_maps_open(d->cfg.bpffs, &d->maps, &which))) {
 		log_warnx("open pinned map %s/%s: %s", d->cfg.bpffs, which, strerror(-err));

@@ -53,8 +53,18 @@ int sync_registry(struct ferryd *d)
 		status_fail(d, err);
 		goto out;
 	}
+	/* One writer at a time, from the read the plan's new ids come from
+	 * to the last write: ferryctl edits wait for the sync, and it for
+	 * them. */
+	if ((ret = maps_lock(&d->maps, -1))) {
+		snprintf(err, sizeof(err), "locking the pin directory: %s", strerror(-ret));
+		status_fail(d, err);
+		registry_free(&reg);
+		goto out;
+	}
 	ret = fstate_load(&d->maps, &st);
 	if (ret) {
+		maps_unlock(&d->maps);
 		snprintf(err, sizeof(err), "reading the maps: %s", strerror(-ret));
 		status_fail(d, err);
 		registry_free(&reg);
@@ -64,6 +74,7 @@ int sync_registry(struct ferryd *d)
 	ret = plan_registry(&plan, &st, &reg, err, sizeof(err));
 	if (!ret)
 		ret = plan_apply(&d->maps, &plan, err, sizeof(err));
+	maps_unlock(&d->maps);
 	if (ret) {
 		status_fail(d, err);
 		registry_free(&reg);

@@ -23,7 +23,6 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -435,7 +434,9 @@ static int load_lb(struct ferryd *d, struct bpf_object_open_opts *oo)
  * missing, across a restart too). Then, if either changed or derive says
  * so, decap_derive(): the XDP VIPs bound here (ferry_xdvip_v1) and the
  * pairs the program asks (ferry_xdpair_v1). A registry sync has derived
- * them already (plan_apply()), so it asks only for the addresses.
+ * them already (plan_apply()), so it asks only for the addresses. The
+ * caller holds the pin directory's lock (loader_load(), xdp_decap_sync()):
+ * ferryctl's plan_apply() derives the same sets.
  */
 static int decap_sync(struct ferryd *d, bool derive)
 {
@@ -445,12 +446,13 @@ static int decap_sync(struct ferryd *d, bool derive)
 		.outer = bpf_map__fd(dc->maps.ferry_xdcap_v1),
 		.vip = bpf_map__fd(dc->maps.ferry_xdvip_v1),
 		.pair = bpf_map__fd(dc->maps.ferry_xdpair_v1),
+		.dirfd = -1,	/* held by the caller */
 	};
 	struct decap_report dr = {};
 	size_t no = 0, na = 0, oadd, odel, aadd, adel;
 	char path[1024];
 	__u32 one = 1;
-	int err, svc_fd, dirfd;
+	int err, svc_fd;
 
 	ferry_pin_path(path, sizeof(path), d->cfg.bpffs, FERRY_MAP_SVC);
 	if ((svc_fd = bpf_obj_get(path)) < 0) {
@@ -458,9 +460,7 @@ static int decap_sync(struct ferryd *d, bool derive)
 		log_warnx("xdp_decap: open %s: %s", path, strerror(-err));
 		return err;
 	}
-	dirfd = open(d->cfg.bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	dm.svc = svc_fd;
-	dm.dirfd = dirfd;
 	if ((err = node_addrs((const char *const *)xo.dc_ifs, xo.n_dc, &all, &na, &outer, &no)))
 		goto cleanup;
 	if ((err = map_set_sync(dm.outer, outer, sizeof(*outer), no, &one, sizeof(one), &oadd, &odel))) {
@@ -489,8 +489,6 @@ static int decap_sync(struct ferryd *d, bool derive)
 		log_info("xdp_decap: tunnels to %zu address(es) (+%zu -%zu) for %zu local XDP VIP "
 			 "address(es) (+%zu -%zu)", no, oadd, odel, dr.vips, dr.vip_added, dr.vip_removed);
 cleanup:
-	if (dirfd >= 0)
-		close(dirfd);
 	close(svc_fd);
 	free(outer);
 	free(all);
@@ -504,7 +502,13 @@ void xdp_decap_sync(struct ferryd *d)
 {
 	int err;
 
-	if (dc && (err = decap_sync(d, false)))
+	if (!dc)
+		return;
+	if (!(err = maps_lock(&d->maps, -1))) {
+		err = decap_sync(d, false);
+		maps_unlock(&d->maps);
+	}
+	if (err)
 		log_warnx("xdp_decap: sync incomplete (%s, above); a set not written keeps its last "
 			  "entries until the next address event or registry sync", strerror(-err));
 }

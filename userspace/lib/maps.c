@@ -4,9 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <fcntl.h>
 #include <mntent.h>
 #include <sys/mman.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -86,6 +88,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 		}
 	}
 	m->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	m->lock_depth = 0;
 	return 0;
 }
 
@@ -102,6 +105,81 @@ void ferry_maps_close(struct ferry_maps *m)
 			close(*fds[i]);
 		*fds[i] = -1;
 	}
+	m->lock_depth = 0;	/* closing dirfd dropped the lock */
+}
+
+static __u64 mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000ULL + ts.tv_nsec / 1000000;
+}
+
+int pin_dir_lock(int dirfd, int timeout_ms)
+{
+	__u64 start, waited;
+	unsigned int nap_ms = 1;
+
+	if (dirfd < 0)
+		return 0;
+	if (timeout_ms < 0) {
+		while (flock(dirfd, LOCK_EX))
+			if (errno != EINTR)
+				return -errno;
+		return 0;
+	}
+	/* Bounded: try, then sleep a little longer each time (to 50 ms). */
+	start = mono_ms();
+	for (;;) {
+		struct timespec ts;
+
+		if (!flock(dirfd, LOCK_EX | LOCK_NB))
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			return -errno;
+		waited = mono_ms() - start;
+		if (waited >= (__u64)timeout_ms)
+			return -EAGAIN;
+		if (nap_ms > timeout_ms - waited)
+			nap_ms = timeout_ms - waited;
+		ts.tv_sec = 0;
+		ts.tv_nsec = nap_ms * 1000000L;
+		nanosleep(&ts, NULL);
+		nap_ms = nap_ms * 2 > 50 ? 50 : nap_ms * 2;
+	}
+}
+
+void pin_dir_unlock(int dirfd)
+{
+	if (dirfd >= 0)
+		flock(dirfd, LOCK_UN);
+}
+
+int maps_lock(struct ferry_maps *m, int timeout_ms)
+{
+	int err;
+
+	if (m->dirfd < 0)
+		return 0;
+	/* Held already through this open directory: a flock here would be a
+	 * no-op, and the inner unlock would drop the outer caller's lock. */
+	if (m->lock_depth > 0) {
+		m->lock_depth++;
+		return 0;
+	}
+	if ((err = pin_dir_lock(m->dirfd, timeout_ms)))
+		return err;
+	m->lock_depth = 1;
+	return 0;
+}
+
+void maps_unlock(struct ferry_maps *m)
+{
+	if (m->dirfd < 0 || m->lock_depth <= 0)
+		return;
+	if (--m->lock_depth == 0)
+		pin_dir_unlock(m->dirfd);
 }
 
 int map_inner_max_entries(int outer_fd, __u32 key, __u32 *max)

@@ -21,9 +21,10 @@ struct ferry_maps {
 	/* The decap's maps (struct decap_maps): -1 when the decap was never
 	 * loaded here. */
 	int	xdcap, xdvip, xdaddr, xdpair;
-	/* The pin directory itself: writers of the VIP index and filter
-	 * serialize on it (flock), -1 when not opened from a directory. */
-	int	dirfd;
+	/* The pin directory itself, whose lock writers take (maps_lock()),
+	 * -1 when not opened from a directory; lock_depth: maps_lock() calls
+	 * not yet undone. */
+	int	dirfd, lock_depth;
 	__u32	max_services, max_backends;
 };
 
@@ -33,6 +34,25 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which);
 void ferry_maps_close(struct ferry_maps *m);
 /* Path of a pinned object: dir/name. */
 void ferry_pin_path(char *buf, size_t len, const char *dir, const char *name);
+
+/*
+ * One writer at a time per pin directory: a writer (ferryd's registry sync
+ * and health verdicts, ferryctl's edits, the bench) reads the maps, plans
+ * (new service and backend ids are picked from what it read) and writes,
+ * all under the lock, so no other writer's ids or entries change in
+ * between. The lock is flock(LOCK_EX) on m->dirfd and belongs to that open
+ * directory: calls nest on one struct ferry_maps (the outermost takes and
+ * drops it, so a function that locks may call another that does), while two
+ * opens of the directory exclude each other, in one process or two.
+ * timeout_ms < 0 waits as long as it takes, else -EAGAIN after that long.
+ * Nothing to lock (0) when m has no dirfd (maps not opened from a pin dir).
+ */
+int maps_lock(struct ferry_maps *m, int timeout_ms);
+void maps_unlock(struct ferry_maps *m);
+/* The same lock on a pin directory opened on its own (ferryd's load,
+ * before its maps are opened); not nesting: one lock, one unlock. */
+int pin_dir_lock(int dirfd, int timeout_ms);
+void pin_dir_unlock(int dirfd);
 
 /* Whole-map read into malloc'd arrays (batch lookups, falls back to
  * iteration). *n is the number of entries. */

@@ -5,7 +5,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <ifaddrs.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -711,18 +710,18 @@ out:
 	return err;
 }
 
-int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r)
+int xsvc_sync_maps(struct ferry_maps *m, struct xsvc_report *r)
 {
 	int err;
 
 	/* One writer at a time: each derives the index and the filter from
 	 * ferry_svc_v1 as it finds it, and a writer whose view predates
-	 * another's change must not be the last to publish. */
-	if (m->dirfd >= 0 && flock(m->dirfd, LOCK_EX))
-		return -errno;
+	 * another's change must not be the last to publish. Nests in the
+	 * caller's lock (plan_apply()'s), never dropping it. */
+	if ((err = maps_lock(m, -1)))
+		return err;
 	err = xsvc_sync(m->svc, m->xsvc, m->xvipf, r);
-	if (m->dirfd >= 0)
-		flock(m->dirfd, LOCK_UN);
+	maps_unlock(m);
 	return err;
 }
 
@@ -811,13 +810,14 @@ int decap_derive(const struct decap_maps *m, struct decap_report *r)
 	int err;
 
 	memset(r, 0, sizeof(*r));
-	/* The same lock as the VIP index: a writer whose view of ferry_svc_v1
+	/* The writers' lock (maps_lock()): a writer whose view of ferry_svc_v1
 	 * or of the node's addresses predates another's change must not be
 	 * the last to publish. All are read under it; ferryd derives again
 	 * after every address change, and every service change is followed
-	 * by a derivation. */
-	if (m->dirfd >= 0 && flock(m->dirfd, LOCK_EX))
-		return -errno;
+	 * by a derivation. Taken here only when the caller does not hold it
+	 * (dirfd -1): an unlock here would drop the caller's. */
+	if ((err = pin_dir_lock(m->dirfd, -1)))
+		return err;
 	if ((err = xdcap_read(m->addr, &local, &nloc)) || (err = xdcap_read(m->outer, &outer, &nout)))
 		goto unlock;
 	if ((err = map_dump(m->svc, sizeof(*keys), sizeof(*vals), (void **)&keys, (void **)&vals, &n)))
@@ -871,8 +871,7 @@ int decap_derive(const struct decap_maps *m, struct decap_report *r)
 	err = map_set_sync(m->vip, vips, sizeof(*vips), r->vips, &one, sizeof(one),
 			   &r->vip_added, &r->vip_removed);
 unlock:
-	if (m->dirfd >= 0)
-		flock(m->dirfd, LOCK_UN);
+	pin_dir_unlock(m->dirfd);
 	free(local);
 	free(outer);
 	free(vips);
@@ -882,7 +881,7 @@ unlock:
 	return err;
 }
 
-int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen)
+static int apply_locked(struct ferry_maps *m, const struct plan *p, char *err, size_t errlen)
 {
 	struct decap_report dr;
 	struct xsvc_report xr;
@@ -949,14 +948,31 @@ int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size
 	 * the map holds) leaves the decap as it was, says so, and is tried
 	 * again at the next change of services or addresses. */
 	if (m->xdvip >= 0) {
+		/* dirfd -1: the lock is held (plan_apply()). */
 		struct decap_maps dm = { .svc = m->svc, .addr = m->xdaddr, .outer = m->xdcap,
-					 .vip = m->xdvip, .pair = m->xdpair, .dirfd = m->dirfd };
+					 .vip = m->xdvip, .pair = m->xdpair, .dirfd = -1 };
 		int derr = decap_derive(&dm, &dr);
 
 		if (derr)
 			decap_warn(&dr, derr);
 	}
 	return 0;
+}
+
+int plan_apply(struct ferry_maps *m, const struct plan *p, char *err, size_t errlen)
+{
+	int ret;
+
+	/* Nests in the caller's lock, taken before it read the state the plan
+	 * is made from; held here at least for the writes themselves (the
+	 * XDP config's epoch is a read-modify-write of the whole value). */
+	if ((ret = maps_lock(m, -1))) {
+		snprintf(err, errlen, "locking the pin directory: %s", strerror(-ret));
+		return ret;
+	}
+	ret = apply_locked(m, p, err, errlen);
+	maps_unlock(m);
+	return ret;
 }
 
 void decap_warn(const struct decap_report *r, int err)

@@ -69,7 +69,10 @@ int plan_service(struct plan *p, struct fstate *st, const struct svc_state *cur,
 		 char *err, size_t errlen);
 /* Map writes the plan does (for logs and the "minimal change" tests). */
 size_t plan_writes(const struct plan *p);
-int plan_apply(const struct ferry_maps *m, const struct plan *p, char *err, size_t errlen);
+/* The writes, holding m's lock (maps_lock(); nested in the caller's). A plan
+ * is made from what fstate_load() read: take the lock before that read and
+ * keep it to here, or another writer may have picked the same new ids. */
+int plan_apply(struct ferry_maps *m, const struct plan *p, char *err, size_t errlen);
 
 /* What xsvc_sync() did: VIPs in the index, VIPs left to ferry_svc_v1 because
  * their set was full, entries written and emptied. */
@@ -80,16 +83,18 @@ struct xsvc_report {
  * (ferry_xvipf_v1; xvipf_fd -1: none) from ferry_svc_v1, writing only what
  * differs; plan_apply() calls it every time, ferryd once after loading. */
 int xsvc_sync(int svc_fd, int xsvc_fd, int xvipf_fd, struct xsvc_report *r);
-/* xsvc_sync() on m's maps, holding m's pin directory locked (flock) so that
- * writers (ferryd, ferryctl) take turns. */
-int xsvc_sync_maps(const struct ferry_maps *m, struct xsvc_report *r);
+/* xsvc_sync() on m's maps, holding m's pin directory locked (maps_lock(),
+ * nested in the caller's) so that writers (ferryd, ferryctl) take turns. */
+int xsvc_sync_maps(struct ferry_maps *m, struct xsvc_report *r);
 
 /* The node's IPv4 and IPv6 addresses as decap keys, sorted, malloc'd, from
  * one read: *all of every device, *on_ifs of the devices named in
  * ifs[0..nifs). IPv6 link-local addresses are left out. */
 int node_addrs(const char *const *ifs, int nifs, struct ferry_xdcap_key **all, size_t *nall,
 	       struct ferry_xdcap_key **on_ifs, size_t *non);
-/* The decap's maps (include/ferry/xdp.h) and the pin directory, -1 if none. */
+/* The decap's maps (include/ferry/xdp.h), and the pin directory to lock
+ * around the derivation: -1 when the caller holds its lock (maps_lock(), as
+ * plan_apply() does) or there is none. */
 struct decap_maps {
 	int	svc;		/* ferry_svc_v1: the XDP services */
 	int	addr;		/* ferry_xdaddr_v1: the node's addresses, as ferryd recorded them */
@@ -109,7 +114,7 @@ struct decap_report {
  * of the node's addresses as ferryd recorded them (ferryctl may run in
  * another network namespace), and ferry_xdpair_v1 every outer address with
  * every such VIP; each map changed as map_set_sync() does, under the pin
- * directory's lock (xsvc_sync_maps()). plan_apply() calls it where the
+ * directory's lock (maps_lock()). plan_apply() calls it where the
  * decap is loaded (a failure there is a warning: the services are written
  * anyway), ferryd also when the node's addresses change. */
 int decap_derive(const struct decap_maps *m, struct decap_report *r);
