@@ -142,6 +142,12 @@ void health_stop(struct ferryd *d);
 /* metrics.c: the /metrics, /healthz, /readyz endpoint on the event loop. */
 #define FERRYD_DEF_METRICS_ADDR		"127.0.0.1:9464"
 #define FERRYD_DEF_METRICS_TIMEOUT_MS	5000
+/* The writers' lock (maps_lock()): how long ferryd waits for a ferryctl edit
+ * before it gives up this time. A sync, the load and a decap sync retry at
+ * the next event or resync; a health verdict at the next probe. Bounded so
+ * that a stopped ferryctl (^Z mid-edit) cannot freeze the event loop. */
+#define FERRYD_LOCK_WAIT_MS		10000
+#define FERRYD_HEALTH_LOCK_WAIT_MS	1000
 int metrics_start(struct ferryd *d);
 void metrics_stop(struct ferryd *d);
 

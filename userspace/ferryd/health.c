@@ -199,7 +199,7 @@ static void write_health(struct ferryd *d, const struct target *t, int health)
 	 * without the lock, and a write reads again under it. */
 	if (!health_stale(d, t, health, &be))
 		return;
-	if ((err = maps_lock(&d->maps, -1))) {
+	if ((err = maps_lock(&d->maps, FERRYD_HEALTH_LOCK_WAIT_MS))) {
 		log_warnx("health: locking the pin directory: %s; backend %u's verdict not written",
 			  strerror(-err), t->be_id);
 		return;

@@ -254,7 +254,7 @@ int loader_load(struct ferryd *d)
 		log_warn("open %s", d->cfg.bpffs);
 		return err;
 	}
-	if ((err = pin_dir_lock(dirfd, -1))) {
+	if ((err = pin_dir_lock(dirfd, FERRYD_LOCK_WAIT_MS))) {
 		log_warnx("locking %s: %s", d->cfg.bpffs, strerror(-err));
 		close(dirfd);
 		return err;

@@ -318,7 +318,7 @@ int main(int argc, char **argv)
 	d.cfg.metrics_addr = FERRYD_DEF_METRICS_ADDR;
 	d.cfg.metrics_max_series = FERRY_METRICS_DEF_MAX_BACKEND_SERIES;
 	d.cfg.metrics_timeout_ms = FERRYD_DEF_METRICS_TIMEOUT_MS;
-	d.maps = (struct ferry_maps){ .svc = -1 };
+	ferry_maps_init(&d.maps);
 	if ((err = parse_args(argc, argv, &d.cfg)))
 		return err;
 	log_init(d.cfg.verbose, d.cfg.log_json);

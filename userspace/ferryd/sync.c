@@ -23,12 +23,19 @@ static __u64 now_ns(clockid_t clk)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-static void status_fail(struct ferryd *d, const char *msg)
+/* partial: the maps may have taken some of the plan's writes before one failed (in
+ * plan_apply()'s order, so nothing names an entry not written yet); the
+ * next sync completes it. Otherwise nothing was written. */
+static void status_fail(struct ferryd *d, const char *msg, bool partial)
 {
 	d->status.sync_errors++;
 	d->status.last_ok = 0;
 	snprintf(d->status.error, sizeof(d->status.error), "%s", msg);
-	log_warnx("registry not applied, keeping the last good state: %s", msg);
+	if (partial)
+		log_warnx("registry not fully applied (writes before the failure stay, the next "
+			  "sync completes them): %s", msg);
+	else
+		log_warnx("registry not applied, keeping the last good state: %s", msg);
 }
 
 int sync_registry(struct ferryd *d)
@@ -41,6 +48,7 @@ int sync_registry(struct ferryd *d)
 	struct fstate st;
 	struct plan plan;
 	char err[FERRY_ERR_LEN];
+	bool partial = false;
 	int ret;
 
 	d->status.syncs++;
@@ -50,15 +58,21 @@ int sync_registry(struct ferryd *d)
 
 	ret = registry_load(d->cfg.registry, &lim, &reg, err, sizeof(err));
 	if (ret) {
-		status_fail(d, err);
+		status_fail(d, err, false);
 		goto out;
 	}
 	/* One writer at a time, from the read the plan's new ids come from
 	 * to the last write: ferryctl edits wait for the sync, and it for
 	 * them. */
-	if ((ret = maps_lock(&d->maps, -1))) {
-		snprintf(err, sizeof(err), "locking the pin directory: %s", strerror(-ret));
-		status_fail(d, err);
+	if ((ret = maps_lock(&d->maps, FERRYD_LOCK_WAIT_MS))) {
+		if (ret == -EAGAIN)
+			snprintf(err, sizeof(err), "another writer (a ferryctl edit) held the lock on "
+				 "pin directory '%s' for %d s; the next sync retries", d->cfg.bpffs,
+				 FERRYD_LOCK_WAIT_MS / 1000);
+		else
+			snprintf(err, sizeof(err), "locking pin directory '%s': %s", d->cfg.bpffs,
+				 strerror(-ret));
+		status_fail(d, err, false);
 		registry_free(&reg);
 		goto out;
 	}
@@ -66,17 +80,17 @@ int sync_registry(struct ferryd *d)
 	if (ret) {
 		maps_unlock(&d->maps);
 		snprintf(err, sizeof(err), "reading the maps: %s", strerror(-ret));
-		status_fail(d, err);
+		status_fail(d, err, false);
 		registry_free(&reg);
 		goto out;
 	}
 	plan_init(&plan);
 	ret = plan_registry(&plan, &st, &reg, err, sizeof(err));
-	if (!ret)
-		ret = plan_apply(&d->maps, &plan, err, sizeof(err));
+	if (!ret && (ret = plan_apply(&d->maps, &plan, err, sizeof(err))))
+		partial = plan_writes(&plan) > 0;
 	maps_unlock(&d->maps);
 	if (ret) {
-		status_fail(d, err);
+		status_fail(d, err, partial);
 		registry_free(&reg);
 	} else {
 		struct plan_summary *s = &plan.sum;

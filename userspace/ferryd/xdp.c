@@ -504,7 +504,7 @@ void xdp_decap_sync(struct ferryd *d)
 
 	if (!dc)
 		return;
-	if (!(err = maps_lock(&d->maps, -1))) {
+	if (!(err = maps_lock(&d->maps, FERRYD_LOCK_WAIT_MS))) {
 		err = decap_sync(d, false);
 		maps_unlock(&d->maps);
 	}

@@ -47,10 +47,7 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	size_t i;
 	int err;
 
-	m->xring = m->xcfg = m->xsvc = m->xvipf = m->xvip = m->xbe = m->dirfd = -1;
-	m->xdcap = m->xdvip = m->xdaddr = m->xdpair = -1;
-	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		*t[i].fd = -1;
+	ferry_maps_init(m);
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		if ((err = open_pin(dir, t[i].name, t[i].fd))) {
 			if (which)
@@ -92,12 +89,26 @@ int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which)
 	return 0;
 }
 
+/* Every descriptor struct ferry_maps holds. */
+#define MAPS_FDS(m)                                                                          \
+	{ &(m)->svc, &(m)->slot, &(m)->be, &(m)->bestat, &(m)->mag, &(m)->rev, &(m)->stats, \
+	  &(m)->status, &(m)->name, &(m)->xring, &(m)->xcfg, &(m)->xsvc, &(m)->xvipf,       \
+	  &(m)->xvip, &(m)->xbe, &(m)->xdcap, &(m)->xdvip, &(m)->xdaddr, &(m)->xdpair,      \
+	  &(m)->dirfd }
+
+void ferry_maps_init(struct ferry_maps *m)
+{
+	int *fds[] = MAPS_FDS(m);
+	size_t i;
+
+	memset(m, 0, sizeof(*m));
+	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
+		*fds[i] = -1;
+}
+
 void ferry_maps_close(struct ferry_maps *m)
 {
-	int *fds[] = { &m->svc, &m->slot, &m->be, &m->bestat, &m->mag, &m->rev,
-		       &m->stats, &m->status, &m->name, &m->xring, &m->xcfg, &m->xsvc,
-		       &m->xvipf, &m->xvip, &m->xbe, &m->xdcap, &m->xdvip, &m->xdaddr, &m->xdpair,
-		       &m->dirfd };
+	int *fds[] = MAPS_FDS(m);
 	size_t i;
 
 	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {

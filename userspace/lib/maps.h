@@ -31,6 +31,8 @@ struct ferry_maps {
 /* Open every pinned map under dir. -ENOENT (and errno) when ferry is not
  * loaded there; which names the first map that was missing. */
 int ferry_maps_open(const char *dir, struct ferry_maps *m, const char **which);
+/* No map open: every descriptor -1, what ferry_maps_close() may be given. */
+void ferry_maps_init(struct ferry_maps *m);
 void ferry_maps_close(struct ferry_maps *m);
 /* Path of a pinned object: dir/name. */
 void ferry_pin_path(char *buf, size_t len, const char *dir, const char *name);
