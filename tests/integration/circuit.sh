@@ -278,14 +278,18 @@ got=$(jq -r '.backends | keys[0]' <<<"$r")
 assert_eq maglev_sticky_client "$(served "$r" "$got")" 3
 e=$(CTL -j explain $V --from "$NS_C")
 assert_eq explain_maglev_netns "$(jq -r .next.backend <<<"$e")" "$got"
-in_client sleep 60 &
+# A process in the cgroup for explain to find; bg: $! is the subshell, the
+# sleep its descendant, so it goes with kill_tree (and world_down).
+bg in_client sleep 60
 SLEEPER=$!
-_PIDS+=($SLEEPER)
 wait_for 100 sh -c "[ -n \"\$(cat $CG/cgroup.procs)\" ]"
 e=$(CTL -j explain $V --from "$CG")
 assert_eq explain_maglev_cgroup "$(jq -r .next.backend <<<"$e")" "$got"
 assert_eq explain_cgroup_balanced "$(jq -r .client_balanced <<<"$e")" true
-kill "$SLEEPER" 2>/dev/null
+kill_tree "$SLEEPER"
+wait "$SLEEPER" 2>/dev/null
+cg_idle() { [ -z "$(cat "$CG/cgroup.procs")" ]; }
+check explain_sleeper_gone wait_for 100 cg_idle
 # Quarantine the client's backend by hand: explain and the kernel agree on the next one.
 CTL backend set $V "$got" --state quarantined >/dev/null 2>&1
 e=$(CTL -j explain $V --from "$NS_C")

@@ -246,8 +246,7 @@ xdp_down() {
 		find "$XPIN" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
 		rmdir "$XPIN" 2>/dev/null
 	fi
-	rmdir "$XCG" 2>/dev/null
-	world_down
+	world_down	# removes $CG with $XCG below it
 }
 trap xdp_down EXIT
 mkdir -p "$XCG"

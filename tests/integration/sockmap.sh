@@ -16,11 +16,8 @@ world_up
 OUTCG="$CG2/ferry-test-$SUF-out"	# a sibling cgroup: not managed
 mkdir -p "$OUTCG" || skip_all "cannot create cgroup $OUTCG"
 sm_down() {
-	if [ -d "$OUTCG" ]; then
-		while read -r p; do echo "$p" > "$CG2/cgroup.procs" 2>/dev/null; done < "$OUTCG/cgroup.procs"
-		rmdir "$OUTCG" 2>/dev/null
-	fi
 	world_down
+	cg_remove "$OUTCG"
 }
 trap sm_down EXIT
 

@@ -50,9 +50,8 @@ xdp_down() {
 		find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
 		rmdir "$d" 2>/dev/null
 	done
-	for d in lb b1 b2; do rmdir "$CG/$d" 2>/dev/null; done
-	for d in "$NS_L" "$NS_S" "$NS_B1" "$NS_B2"; do ip netns del "$d" 2>/dev/null; done
-	world_down
+	for d in "$NS_L" "$NS_S" "$NS_B1" "$NS_B2"; do ns_remove "$d"; done
+	world_down	# removes $CG with lb, b1, b2 below it
 }
 trap xdp_down EXIT
 
