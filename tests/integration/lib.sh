@@ -11,6 +11,7 @@
 #                                 # first sync; $FERRYD_PID, log $TMP/ferryd.log
 #                                 # (FERRYD_NETNS=ns: in that netns)
 #   in_client CMD...         # run CMD in the client netns inside $CG
+#   ns_sysctl NS KEY=VAL...  # sysctl -w in netns NS (writes /proc/sys)
 #   check NAME CMD...        # PASS/FAIL NAME by CMD's exit status
 #   assert_eq NAME ACTUAL EXPECTED
 #
@@ -123,6 +124,19 @@ backend_addr() {	# v4 or v6 address in the backend netns
 	*:*) ip -n "$NS_B" addr add "$1/64" dev fb0 nodad ;;
 	*) ip -n "$NS_B" addr add "$1/24" dev fb0 ;;
 	esac
+}
+
+# sysctl -w / sysctl -n in a netns of ours, through /proc/sys (no procps
+# needed): /proc/sys/net is the writing process's netns. Keys with dots.
+ns_sysctl() {	# netns, key=value...: fails on the first that does not take
+	local ns=$1 kv; shift
+	for kv in "$@"; do
+		ip netns exec "$ns" sh -c 'echo "$2" > "$1"' _ "/proc/sys/$(tr . / <<<"${kv%%=*}")" "${kv#*=}" ||
+			return 1
+	done
+}
+ns_sysctl_get() {	# netns, key: its value
+	ip netns exec "$1" cat "/proc/sys/$(tr . / <<<"$2")"
 }
 
 bg() {	# start a background command, remember its pid

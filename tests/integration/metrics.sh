@@ -252,7 +252,7 @@ trap xdp_down EXIT
 mkdir -p "$XCG"
 fc0_mac=$(ip -n "$NS_C" -o link show fc0 | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
 ip -n "$NS_B" addr add 192.0.2.2/24 dev fb0
-ip netns exec "$NS_B" sysctl -qw net.ipv4.ip_forward=1	# our netns: bpf_fib_lookup needs it
+ns_sysctl "$NS_B" net.ipv4.ip_forward=1	# our netns: bpf_fib_lookup needs it
 ip -n "$NS_B" route add 203.0.113.50/32 via 192.0.2.1 dev fb0
 ip -n "$NS_B" neigh replace 192.0.2.1 lladdr "$fc0_mac" dev fb0
 ip -n "$NS_C" route add "$XVIP/32" via 192.0.2.2 dev fc0
