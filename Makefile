@@ -101,7 +101,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBFERRY)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $< $(LIBFERRY) $(LDLIBS) -lcmocka $(TEST_LDFLAGS) -o $@
 
-$(BUILD)/tests/test_%: tests/bpf/test_%.c $(LIBFERRY) $(SKELS)
+$(BUILD)/tests/test_%: tests/bpf/test_%.c $(wildcard tests/bpf/*.h) $(LIBFERRY) $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests/bpf $< $(LIBFERRY) $(LDLIBS) $(TEST_LDFLAGS) -o $@
 

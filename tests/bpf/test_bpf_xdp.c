@@ -56,6 +56,7 @@
 #include "check.h"
 #include "csum.h"
 #include "maps.h"
+#include "pindir.h"
 #include "reconcile.h"
 #include "registry.h"
 #include "state.h"
@@ -182,7 +183,7 @@ static void cleanup(void)
 	xdp_lb_bpf__destroy(lb);
 	ferry_maps_close(&fm);
 	if (pin_dir[0])
-		sh("rm -rf '%s'", pin_dir);
+		pin_dir_remove();
 }
 
 /* Small maps: this is a test, not a node. */
@@ -214,8 +215,7 @@ static int load(void)
 	size_t i;
 	int err;
 
-	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/ferry-test-xd-%d", getpid());
-	if ((err = bpffs_prepare(pin_dir)))
+	if ((err = pin_dir_create(pin_dir, sizeof(pin_dir), "xd")))	/* unique; removed on signals too */
 		return err;
 	oo.pin_root_path = pin_dir;
 	lb = xdp_lb_bpf__open_opts(&oo);
