@@ -2278,7 +2278,7 @@ static void test_other_cpu(void)
 	struct bspec two[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
 	struct bspec three[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" }, { .ip = "192.0.2.13" } };
 	static int first[1000];
-	int i, moved = 0;
+	int i, moved = 0, unbalanced = 0, new13 = 0;
 	bool ok;
 
 	if (!two_cpus()) {
@@ -2286,14 +2286,25 @@ static void test_other_cpu(void)
 		return;
 	}
 	ok = ASSERT_EQ(svc_set("cpu", "198.51.100.70", 80, IPPROTO_TCP, true, two, 2), 0, "service");
-	for (i = 0; ok && i < 1000; i++)
+	for (i = 0; ok && i < 1000; i++) {
 		first[i] = send_flow("198.51.100.70", 80, 7, 1000 + i, true, NULL);
+		unbalanced += first[i] != 11 && first[i] != 12;
+	}
+	/* send_flow() is -1 for anything but TX/REDIRECT: every flow must have
+	 * reached a backend, or "kept its backend" would compare -1 with -1. */
+	ok &= ASSERT_EQ(unbalanced, 0, "first packets not sent to .11 or .12");
 	ok &= ASSERT_EQ(svc_set("cpu", "198.51.100.70", 80, IPPROTO_TCP, true, three, 3), 0, "add");
 	on_cpu(1);
 	for (i = 0; ok && i < 1000; i++)
 		moved += send_flow("198.51.100.70", 80, 7, 1000 + i, false, NULL) != first[i];
+	/* The same flows started anew (a SYN always picks from the ring): the
+	 * new ring sends some to .13, so a flow that had lost its entry on
+	 * the way to CPU 1 would have shown up as moved. */
+	for (i = 0; ok && i < 1000; i++)
+		new13 += send_flow("198.51.100.70", 80, 7, 1000 + i, true, NULL) == 13;
 	on_cpu(0);
 	ok &= ASSERT_EQ(moved, 0, "flows that changed backend after moving CPU");
+	ok &= ASSERT_TRUE(new13 > 0, "the new ring sends %d of the 1000 flows' SYNs to .13", new13);
 	verdict("xdp flow moving CPUs keeps its backend", ok);
 }
 
