@@ -313,11 +313,18 @@ assert_eq quarantine_restored "$(served "$r" "$got")" 3
 # ---- SYN timeouts count as failures (no RST, no ICMP) ----
 V=198.51.100.28:80
 if ip netns exec "$NS_B" iptables -A INPUT -p tcp --dport 8008 -d 192.0.2.11 -j DROP 2>/dev/null; then
-	# Round robin sends one of two connects to the silent backend; the
-	# client waits longer than the two SYN timeouts the breaker counts.
-	r=$(conn $V 2 --io-timeout 5)
+	# Round robin sends one of two connects to the silent backend. The
+	# breaker counts it failed after two SYN timeouts (RTOs, in the
+	# kernel); the client's connect waits on (no timeout of its own to
+	# race), the test polls the counter, then stops the client.
+	bg conn $V 2 --io-timeout 600 >"$TMP/syn.json"
+	SYNC=$!
+	syn_failed() { [ "$(be_field $V 192.0.2.11:8008 failed)" -ge 1 ]; }
+	wait_for 600 syn_failed
 	assert_eq syn_timeout_counted "$(be_field $V 192.0.2.11:8008 failed)" 1
-	assert_eq syn_timeout_opens "$(be_field $V 192.0.2.11:8008 circuit)" open
+	check syn_timeout_opens wait_for 100 be_is $V 192.0.2.11:8008 circuit open
+	kill_tree "$SYNC"
+	wait "$SYNC" 2>/dev/null
 	r=$(conn $V 4)
 	assert_eq syn_timeout_then_skipped "$(served "$r" 192.0.2.12:8008)" 4
 	ip netns exec "$NS_B" iptables -D INPUT -p tcp --dport 8008 -d 192.0.2.11 -j DROP
