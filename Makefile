@@ -117,7 +117,7 @@ demo: deps
 	@$(MAKE) --no-print-directory all $(HELPER_BINS)
 	BUILD=$(BUILD) bash tools/demo.sh
 
-# Every test; the last line is "N passed, N failed".
+# Every test; the last line is "N passed, N failed, N skipped".
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS)
 	BUILD=$(BUILD) bash tests/run.sh
