@@ -48,7 +48,7 @@ all: $(BUILD)/ferryd $(BUILD)/ferryctl $(BUILD)/ferry-bench
 
 # Debian packages needed to build and test; quiet when all are present.
 DEPS := clang llvm libbpf-dev libelf-dev zlib1g-dev libssl-dev libmnl-dev libjson-c-dev \
-        libcmocka-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl jq
+        libcmocka-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl jq procps
 deps:
 	@missing=""; for p in $(DEPS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
@@ -101,7 +101,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBFERRY)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $< $(LIBFERRY) $(LDLIBS) -lcmocka $(TEST_LDFLAGS) -o $@
 
-$(BUILD)/tests/test_%: tests/bpf/test_%.c $(LIBFERRY) $(SKELS)
+$(BUILD)/tests/test_%: tests/bpf/test_%.c $(wildcard tests/bpf/*.h) $(LIBFERRY) $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Itests/bpf $< $(LIBFERRY) $(LDLIBS) $(TEST_LDFLAGS) -o $@
 
@@ -117,7 +117,7 @@ demo: deps
 	@$(MAKE) --no-print-directory all $(HELPER_BINS)
 	BUILD=$(BUILD) bash tools/demo.sh
 
-# Every test; the last line is "N passed, N failed".
+# Every test; the last line is "N passed, N failed, N skipped".
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS)
 	BUILD=$(BUILD) bash tests/run.sh

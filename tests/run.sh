@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: cmocka unit tests, BPF_PROG_TEST_RUN tests, then the
 # integration scripts. Each reports "PASS name" / "FAIL name" / "SKIP name:
-# reason" lines; the last line is "N passed, N failed".
+# reason" lines; the last line is "N passed, N failed, N skipped".
+#
+# A test that prints no verdict line fails, whatever its exit status; so
+# does one still running after FERRY_TEST_TIMEOUT seconds (default 600): it
+# gets SIGTERM (its traps clean up), SIGKILL 30 s later.
 set -u
 BUILD=${BUILD:-build}
 export BUILD
@@ -12,7 +16,12 @@ if [ "$(id -u)" = 0 ] && ! mountpoint -q /sys/fs/bpf; then
 fi
 pass=0 fail=0 skip=0
 failed_names=()
+TEST_TIMEOUT=${FERRY_TEST_TIMEOUT:-600}
 log=$(mktemp -d /tmp/ferry-test-log.XXXXXX)
+cur=""	# the running test's timeout process
+trap 'rm -rf "$log"' EXIT
+# Stopped ourselves: stop the running test the way its timeout would.
+trap '[ -n "$cur" ] && kill -TERM "$cur" 2>/dev/null && wait "$cur"; exit 130' INT TERM
 
 tally() {	# reads a test's output, counts its verdict lines
 	local line
@@ -26,18 +35,30 @@ tally() {	# reads a test's output, counts its verdict lines
 	done
 }
 
-run_one() {	# name, command...: a crash or a non-zero exit without FAIL lines counts as a failure
+run_one() {	# name, command...: a crash, a timeout, no verdict at all, or a non-zero
+		# exit without FAIL lines counts as a failure
 	local name=$1; shift
 	local out="$log/$(echo "$name" | tr '/ ' '__').out" rc
-	"$@" >"$out" 2>&1
+	# In the background so that our INT/TERM trap runs while we wait.
+	timeout --kill-after=30 "$TEST_TIMEOUT" "$@" >"$out" 2>&1 &
+	cur=$!
+	wait "$cur"
 	rc=$?
+	cur=""
+	# 124: timeout sent SIGTERM; 137: the SIGKILL that follows it.
+	local why="exit $rc"
+	[ $rc -eq 124 ] || [ $rc -eq 137 ] && why="timed out after $TEST_TIMEOUT s"
 	if ! grep -qE '^(PASS|FAIL|SKIP) ' "$out"; then
 		cat "$out"
-		if [ $rc -eq 0 ]; then echo "PASS $name"; else echo "FAIL $name (exit $rc, no verdicts)"; fi
+		echo "FAIL $name ($why, no verdicts)"
 	else
 		grep -vE '^(PASS|FAIL|SKIP) ' "$out" | tail -n 40
 		grep -E '^(PASS|FAIL|SKIP) ' "$out"
-		if [ $rc -ne 0 ] && ! grep -q '^FAIL ' "$out"; then echo "FAIL $name (exit $rc)"; fi
+		if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+			echo "FAIL $name ($why)"
+		elif [ $rc -ne 0 ] && ! grep -q '^FAIL ' "$out"; then
+			echo "FAIL $name ($why)"
+		fi
 	fi
 }
 
@@ -59,7 +80,6 @@ for t in tests/integration/*.sh; do
 done
 } > "$log/all" 2>&1
 tally < "$log/all"
-rm -rf "$log"
 if [ ${#failed_names[@]} -gt 0 ]; then
 	echo "failed:"
 	printf '  %s\n' "${failed_names[@]}"

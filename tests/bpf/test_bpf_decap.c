@@ -36,6 +36,7 @@
 #include "csum.h"
 #include "addr.h"
 #include "maps.h"
+#include "pindir.h"
 #include "reconcile.h"
 #include "xdp_decap.skel.h"
 
@@ -44,13 +45,11 @@ static struct xdp_decap_bpf *dc;
 
 static void cleanup(void)
 {
-	char cmd[256];
-
 	xdp_decap_bpf__destroy(dc);
 	dc = NULL;
 	if (pin_dir[0]) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", pin_dir);
-		if (system(cmd))
+		pin_dir_remove();
+		if (!access(pin_dir, F_OK))
 			printf("  could not remove %s\n", pin_dir);
 		pin_dir[0] = '\0';
 	}
@@ -662,8 +661,7 @@ static int load(void)
 	struct decap_report r;
 	int err, i;
 
-	snprintf(pin_dir, sizeof(pin_dir), "/sys/fs/bpf/ferry-test-dc-%d", getpid());
-	if ((err = bpffs_prepare(pin_dir)))
+	if ((err = pin_dir_create(pin_dir, sizeof(pin_dir), "dc")))	/* unique; removed on signals too */
 		return err;
 	oo.pin_root_path = pin_dir;
 	dc = xdp_decap_bpf__open_opts(&oo);

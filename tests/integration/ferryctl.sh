@@ -152,9 +152,12 @@ assert_eq service_add_owner "$(jq -r '.owner + " " + .lb + " " + .name' <<<"$sho
 out=$(in_client "$T" connect 198.51.100.20:80 -n 20)
 assert_eq ferryctl_service_balances "$(awk '$1 ~ /:9090$/ { s += $2 } END { print s + 0 }' <<<"$out") $(awk '$1 == "errors" { print $2 }' <<<"$out")" "20 0"
 
-resync
-assert_eq ferryctl_service_survives_sync "$(CTL -j service show 198.51.100.20:80 | jq -c '[.owner, .lb, .id, (.backends | length)]')" \
-	"$(jq -c '[.owner, .lb, .id, (.backends | length)]' <<<"$show_manual")"
+# Each check after a resync reads "yes" first only when the sync happened:
+# what "survives" a sync that never ran proves nothing.
+synced() { if resync; then echo yes; else echo "no sync after SIGHUP"; fi; }
+s=$(synced)
+assert_eq ferryctl_service_survives_sync "$s $(CTL -j service show 198.51.100.20:80 | jq -c '[.owner, .lb, .id, (.backends | length)]')" \
+	"yes $(jq -c '[.owner, .lb, .id, (.backends | length)]' <<<"$show_manual")"
 
 run CTL backend del 198.51.100.20:80 192.0.2.11:9090
 [ "$rc" = 0 ] && [ "$(CTL -j service show 198.51.100.20:80 | jq -r '[.backends[].ip] | join(",")')" = 192.0.2.12 ]; verdict backend_del
@@ -181,17 +184,24 @@ run CTL backend set 198.51.100.10:80 192.0.2.11:8080 --weight 5
 [ "$rc" = 0 ] && grep -q 'owned by the registry' <<<"$err"; verdict registry_edit_noted
 weight_11() { CTL -j service show 198.51.100.10:80 | jq -r '.backends[] | select(.ip == "192.0.2.11") | .weight'; }
 edited=$(weight_11)
-resync
-assert_eq registry_wins_after_sync "$edited -> $(weight_11)" "5 -> 1"
+s=$(synced)
+assert_eq registry_wins_after_sync "$s $edited -> $(weight_11)" "yes 5 -> 1"
+# The delete must have happened (the service gone) for its restoring to mean anything.
 run CTL service del 198.51.100.10:80
-resync
-CTL service show 198.51.100.10:80 >/dev/null; verdict registry_restores_deleted_service
+del_rc=$rc
+CTL service show 198.51.100.10:80 >/dev/null 2>&1
+gone_rc=$?
+s=$(synced)
+CTL service show 198.51.100.10:80 >/dev/null 2>&1
+assert_eq registry_restores_deleted_service "del $del_rc, show before sync $gone_rc, $s, show after $?" \
+	"del 0, show before sync 1, yes, show after 0"
 
 # An operator's quarantine is the one edit syncs keep.
 run CTL -j backend set 198.51.100.10:80 192.0.2.12:8080 --state quarantined
-resync
+set_rc=$rc
+s=$(synced)
 assert_eq quarantine_survives_sync \
-	"$(CTL -j service show 198.51.100.10:80 | jq -r '.backends[] | select(.ip == "192.0.2.12") | .state')" quarantined
+	"$set_rc $s $(CTL -j service show 198.51.100.10:80 | jq -r '.backends[] | select(.ip == "192.0.2.12") | .state')" "0 yes quarantined"
 out=$(in_client "$T" connect 198.51.100.10:80 -n 10)
 assert_eq quarantined_gets_nothing "$(cnt "$out" 192.0.2.12:8080) $(cnt "$out" 192.0.2.11:8080) $(cnt "$out" errors)" "0 10 0"
 CTL backend set 198.51.100.10:80 192.0.2.12:8080 --state active >/dev/null 2>&1

@@ -11,6 +11,7 @@
 #                                 # first sync; $FERRYD_PID, log $TMP/ferryd.log
 #                                 # (FERRYD_NETNS=ns: in that netns)
 #   in_client CMD...         # run CMD in the client netns inside $CG
+#   ns_sysctl NS KEY=VAL...  # sysctl -w in netns NS (writes /proc/sys)
 #   check NAME CMD...        # PASS/FAIL NAME by CMD's exit status
 #   assert_eq NAME ACTUAL EXPECTED
 #
@@ -50,6 +51,38 @@ kill_tree() {	# pid: its descendants first (bg'd functions run the real
 	kill "$1" 2>/dev/null
 }
 
+# One round of emptying a cgroup of ours: kill what is in it (cgroup.kill,
+# whole subtree, where the kernel has it; else each listed pid), then try
+# to remove it. Stragglers are killed, never moved: moved elsewhere they
+# would run on, hiding the leak.
+_cg_reap() {	# cgroup dir
+	local p
+	if [ -e "$1/cgroup.kill" ]; then
+		echo 1 >"$1/cgroup.kill"
+	else
+		for p in $(cat "$1/cgroup.procs"); do kill -KILL "$p"; done
+	fi
+	rmdir "$1"
+}
+
+cg_remove() {	# cgroup dir of ours: kill what is left in it (and below), remove it
+	local d n
+	[ -n "$1" ] && [ -d "$1" ] || return 0
+	n=$(cat "$1"/cgroup.procs $(find "$1" -mindepth 1 -name cgroup.procs) 2>/dev/null | wc -l)
+	[ "$n" -gt 0 ] && echo "note: $n process(es) left in $1: killed" >&2
+	for d in $(find "$1" -mindepth 1 -depth -type d) "$1"; do
+		# bounded: the kill is asynchronous, the cgroup goes once they exited
+		wait_for 200 _cg_reap "$d" || echo "warning: cannot remove cgroup $d" >&2
+	done
+}
+
+ns_remove() {	# netns of ours: kill what still runs in it, delete it
+	local p
+	[ -n "$1" ] && [ -e "/run/netns/$1" ] || return 0
+	for p in $(ip netns pids "$1" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+	ip netns del "$1" 2>/dev/null
+}
+
 world_down() {
 	local p
 	for p in "${_PIDS[@]}" $FERRYD_PID; do
@@ -65,13 +98,9 @@ world_down() {
 		find "$PIN" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
 		rmdir "$PIN" 2>/dev/null
 	fi
-	if [ -d "$CG" ]; then
-		# move any straggler of ours back to the parent before removing
-		while read -r p; do echo "$p" > "$CG2/cgroup.procs" 2>/dev/null; done < "$CG/cgroup.procs"
-		rmdir "$CG" 2>/dev/null
-	fi
-	ip netns del "$NS_C" 2>/dev/null
-	ip netns del "$NS_B" 2>/dev/null
+	cg_remove "$CG"
+	ns_remove "$NS_C"
+	ns_remove "$NS_B"
 	rm -rf "$TMP"
 }
 trap world_down EXIT
@@ -95,6 +124,19 @@ backend_addr() {	# v4 or v6 address in the backend netns
 	*:*) ip -n "$NS_B" addr add "$1/64" dev fb0 nodad ;;
 	*) ip -n "$NS_B" addr add "$1/24" dev fb0 ;;
 	esac
+}
+
+# sysctl -w / sysctl -n in a netns of ours, through /proc/sys (no procps
+# needed): /proc/sys/net is the writing process's netns. Keys with dots.
+ns_sysctl() {	# netns, key=value...: fails on the first that does not take
+	local ns=$1 kv; shift
+	for kv in "$@"; do
+		ip netns exec "$ns" sh -c 'echo "$2" > "$1"' _ "/proc/sys/$(tr . / <<<"${kv%%=*}")" "${kv#*=}" ||
+			return 1
+	done
+}
+ns_sysctl_get() {	# netns, key: its value
+	ip netns exec "$1" cat "/proc/sys/$(tr . / <<<"$2")"
 }
 
 bg() {	# start a background command, remember its pid

@@ -21,6 +21,12 @@
  * and after the case, printed as "stats redirect=N bytes=N ..." and checked
  * against --expect: "fast" needs redirected bytes, "slow" needs none.
  *
+ * rr --loop holds one connection open across an event of the caller's: after
+ * --iters round trips it creates --ready-file and goes on until a line (or
+ * EOF) arrives on stdin, then makes --iters more round trips, and prints
+ * "rr before=N after=M" (M: those made after the release, on the same
+ * connection). The caller releases it once its event (a restart...) is over.
+ *
  * Cases (see CASES below). Benchmarks: perf-rr and perf-stream print one
  * line of results and take --size, --iters/--bytes and --unix (AF_UNIX
  * socketpair instead of TCP, for the floor).
@@ -70,7 +76,9 @@ struct opts {
 	const char *snetns;
 	const char *cnetns;
 	bool	strict;		/* an EAGAIN from a blocking socket fails the case */
-	const char *ready;	/* rr: create this file after 1000 round trips */
+	const char *ready;	/* rr: create this file after 1000 round trips
+				 * (--loop: after --iters) */
+	bool	loop;		/* rr: go on until stdin says stop, then --iters more */
 	const char *scgroup;
 	const char *pin;
 	const char *expect;	/* fast | slow | any */
@@ -1203,17 +1211,35 @@ static int rd_slow(int fd)
 
 static int srv_slow(int fd) { return srv_verify_ack(fd, rd_slow); }
 
-/* rr: request/response with sizes 1 B .. 64 KiB, each answer checked. */
+static bool stdin_ready(void)	/* a line or EOF waits on stdin */
+{
+	struct pollfd p = { .fd = 0, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+static long rr_before, rr_after;	/* --loop: round trips before / after the release */
+
+/* rr: request/response with sizes 1 B .. 64 KiB, each answer checked.
+ * --loop: a 0-length request tells the server the run is over. */
 static int cli_rr(int fd)
 {
 	uint8_t *q = malloc(65536), *a = malloc(65536);
 	uint64_t r = 5;
+	bool released = false;
 	long i;
 
 	if (!q || !a)
 		FAILF("malloc");
-	for (i = 0; i < O.iters; i++) {
+	for (i = 0;; i++) {
 		uint32_t n;
+
+		if (O.loop && !released && i >= O.iters && stdin_ready()) {
+			released = true;	/* --iters more from here */
+			rr_before = i;
+		}
+		if (O.loop ? released && i >= rr_before + O.iters : i >= O.iters)
+			break;
 
 		r = mix64(r);
 		n = 1 + (r % (r & 1 ? 64 : 65536));
@@ -1225,8 +1251,15 @@ static int cli_rr(int fd)
 			FAILF("response %ld: %s", i, strerror(errno));
 		if (verify(a, (uint64_t)i << 20, n, SEED_S2C) >= 0)
 			FAILF("response %ld corrupt", i);
-		if (i == 1000 && O.ready)
+		if (O.ready && i == (O.loop ? O.iters - 1 : 1000))
 			close(open(O.ready, O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+	}
+	if (O.loop) {
+		uint32_t stop = 0;
+
+		rr_after = i - rr_before;
+		if (write_all(fd, &stop, 4, 0))
+			FAILF("end of run: %s", strerror(errno));
 	}
 	free(q);
 	free(a);
@@ -1240,10 +1273,14 @@ static int srv_rr(int fd)
 
 	if (!q)
 		FAILF("malloc");
-	for (i = 0; i < O.iters; i++) {
+	for (i = 0; O.loop || i < O.iters; i++) {
 		uint32_t n;
 
-		if (read_full(fd, &n, 4, 0) || n > 65536 || read_full(fd, q, n, 0))
+		if (read_full(fd, &n, 4, 0))
+			FAILF("request %ld: %s", i, strerror(errno));
+		if (O.loop && n == 0)
+			break;
+		if (n > 65536 || read_full(fd, q, n, 0))
 			FAILF("request %ld: %s", i, strerror(errno));
 		if (verify(q, (uint64_t)i << 20, n, SEED_C2S) >= 0)
 			FAILF("request %ld corrupt", i);
@@ -1669,7 +1706,7 @@ static void usage(FILE *f)
 
 	fprintf(f, "usage: sockmap-check [-4|-6|--mapped] [--server ADDR] [--connect ADDR] [--port N]\n"
 		   "         [--connect-port N] [--server-netns NAME] [--client-netns NAME]\n"
-		   "         [--server-cgroup DIR] [--strict] [--ready-file PATH]\n"
+		   "         [--server-cgroup DIR] [--strict] [--ready-file PATH] [--loop]\n"
 		   "         [--pin DIR --expect fast|slow|any] [--bytes N] [--size N] [--iters N]\n"
 		   "         [--conns N] [--unix] [--watchdog S] CASE\ncases:\n");
 	for (i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++)
@@ -1709,6 +1746,8 @@ int main(int argc, char **argv)
 			O.cnetns = v;
 		else if (!strcmp(argv[i], "--strict"))
 			O.strict = true;
+		else if (!strcmp(argv[i], "--loop"))
+			O.loop = true;
 		else if (ARG("--ready-file"))
 			O.ready = v;
 		else if (ARG("--server-cgroup"))
@@ -1740,7 +1779,7 @@ int main(int argc, char **argv)
 	for (k = 0; O.cs && k < sizeof(CASES) / sizeof(CASES[0]); k++)
 		if (!strcmp(CASES[k].name, O.cs))
 			the_case = &CASES[k];
-	if (!the_case || O.size < 1 || O.iters < 1) {
+	if (!the_case || O.size < 1 || O.iters < 1 || (O.loop && strcmp(O.cs, "rr"))) {
 		usage(stderr);
 		return 2;
 	}
@@ -1765,6 +1804,8 @@ int main(int argc, char **argv)
 		printf("sockmap-check %s: %s\n", O.cs, errbuf);
 		return 1;
 	}
+	if (O.loop)
+		printf("rr before=%ld after=%ld\n", rr_before, rr_after);
 	if (stats_read(&b))
 		return 1;
 	if (!strcmp(O.cs, "slowreader")) {

@@ -50,9 +50,8 @@ xdp_down() {
 		find "$d" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
 		rmdir "$d" 2>/dev/null
 	done
-	for d in lb b1 b2; do rmdir "$CG/$d" 2>/dev/null; done
-	for d in "$NS_L" "$NS_S" "$NS_B1" "$NS_B2"; do ip netns del "$d" 2>/dev/null; done
-	world_down
+	for d in "$NS_L" "$NS_S" "$NS_B1" "$NS_B2"; do ns_remove "$d"; done
+	world_down	# removes $CG with lb, b1, b2 below it
 }
 trap xdp_down EXIT
 
@@ -96,7 +95,7 @@ topology() {
 	ip -n "$NS_L" addr add 192.0.2.2/24 dev ll0
 	ip -n "$NS_L" addr add 2001:db8::2/64 dev ll0 nodad
 	ip -n "$NS_L" link set ll0 up
-	ip netns exec "$NS_L" sysctl -qw net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1
+	ns_sysctl "$NS_L" net.ipv4.conf.all.forwarding=1 net.ipv6.conf.all.forwarding=1 || return 1
 
 	for i in 1 2; do
 		ns=$NS_B1; [ $i = 2 ] && ns=$NS_B2
@@ -107,8 +106,8 @@ topology() {
 		ip -n "$ns" addr add $VIP4/32 dev lo
 		ip -n "$ns" addr add $VIP6/128 dev lo nodad
 		ip -n "$ns" link set b${i}0 up
-		ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
-			net.ipv4.conf.b${i}0.rp_filter=0
+		ns_sysctl "$ns" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+			net.ipv4.conf.b${i}0.rp_filter=0 || return 1
 		# LB -> backend next hops, fixed so the test needs no ARP timing.
 		ip -n "$NS_L" neigh replace 192.0.2.1$i lladdr "$(mac_of "$ns" b${i}0)" dev ll0 nud permanent
 		ip -n "$NS_L" neigh replace 2001:db8::1$i lladdr "$(mac_of "$ns" b${i}0)" dev ll0 nud permanent
@@ -269,7 +268,8 @@ assert_eq "xdp session established" "$hello/$rest" "connected/first"
 n0=$(syncs "$PIN")
 if [ "$owner" = b1 ]; then registry 0 1; other=b2; else registry 1 0; other=b1; fi
 # ferryd sees the registry replaced (inotify); wait for that sync to land.
-for i in $(seq 1 100); do [ "$(syncs "$PIN")" -gt "${n0:-0}" ] && break; sleep 0.05; done
+synced_after() { [ "$(syncs "$1")" -gt "${2:-0}" ]; }	# pin dir, syncs before
+check "xdp weight change synced" wait_for 200 synced_after "$PIN" "$n0"
 echo second >&"$SESS_IN"
 read -r -t 5 owner2 rest2 <&"${SESS[0]}"
 assert_eq "xdp established flow stays on its weight-0 backend" "$owner2/$rest2" "$owner/second"
@@ -301,9 +301,11 @@ check "ferryctl xdp flows shows IPv6 clients" \
 # so when the last arrives the first two were either delivered (to the same
 # listener) or forwarded (the kernel's counter), or neither.
 decap_refusals() {	# 4|6, port, outer, own address, spoofed source, client, VIP
-	local v=$1 port=$2 fam=ipv4 fwd=forwarded tag="" fwd0 nv0 pid
+	local v=$1 port=$2 fam=ipv4 fwd=forwarded tag="" fwd0 nv0 pid fwd_on
 	[ "$v" = 6 ] && { fam=ipv6; fwd=forwarded6; tag=" v6"; }
-	ip netns exec "$NS_B1" sysctl -qw net.$fam.conf.all.forwarding=1
+	ns_sysctl "$NS_B1" net.$fam.conf.all.forwarding=1
+	# "nothing forwarded" means something only while backend 1 forwards.
+	fwd_on=$(ns_sysctl_get "$NS_B1" net.$fam.conf.all.forwarding)
 	ip netns exec "$NS_B1" "$PEER" udp-recv "$port" last >"$TMP/udp$v.out" 2>&1 &
 	pid=$!
 	D_PIDS+=($pid)
@@ -318,13 +320,13 @@ decap_refusals() {	# 4|6, port, outer, own address, spoofed source, client, VIP
 		assert_eq "xdp decap strips a$tag tunnel to the VIP, not one to the backend's own address" \
 			"$(tr '\n' ' ' <"$TMP/udp$v.out")" "last "
 		assert_eq "xdp decap does not strip a$tag tunnel to elsewhere: nothing forwarded" \
-			"$($fwd "$NS_B1")" "$fwd0"
+			"forwarding $fwd_on, forwarded $($fwd "$NS_B1")" "forwarding 1, forwarded $fwd0"
 		assert_eq "xdp decap counts both$tag tunnels as decap_not_vip" \
 			"$(($(xstat decap_not_vip "$PIN_B1") - ${nv0:-0}))" 2
 	else
 		echo "FAIL xdp decap$tag: the UDP listener did not start"
 	fi
-	ip netns exec "$NS_B1" sysctl -qw net.$fam.conf.all.forwarding=0
+	ns_sysctl "$NS_B1" net.$fam.conf.all.forwarding=0
 }
 decap_refusals 4 5300 203.0.113.11 192.0.2.11 198.51.100.77 203.0.113.1 $VIP4
 # The same in IPv6 in IPv6, to backend 1's address on the client's subnet.

@@ -221,7 +221,7 @@ assert_eq xdp_src_valid_mask_written "$src4_mask" 16777215
 
 # ---- the forwarding warning: per family the XDP backends use, once ----
 # fb0 forwards neither family; the registry has IPv4 backends only.
-ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=0 net.ipv6.conf.fb0.forwarding=0
+ns_sysctl "$NS_B" net.ipv4.conf.fb0.forwarding=0 net.ipv6.conf.fb0.forwarding=0
 warns() {	# family (ipv4|ipv6): how many warnings of it the log holds
 	grep -c "net\.$1\.conf\.fb0\.forwarding is 0" "$TMP/ferryd.log"
 }
@@ -251,9 +251,9 @@ check fwd_resync_4 resync 4
 assert_eq ipv6_warning_not_repeated_by_sync "$(warns ipv6)" 1
 assert_eq ipv4_warning_still_once "$(warns ipv4)" 1
 # Forwarding on, then off again: a change, so warned again.
-ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=1
+ns_sysctl "$NS_B" net.ipv4.conf.fb0.forwarding=1
 check fwd_resync_5 resync 5
-ip netns exec "$NS_B" sysctl -qw net.ipv4.conf.fb0.forwarding=0
+ns_sysctl "$NS_B" net.ipv4.conf.fb0.forwarding=0
 check fwd_resync_6 resync 6
 assert_eq ipv4_warned_again_after_change "$(warns ipv4)" 2
 ferryd_stop

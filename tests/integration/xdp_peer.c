@@ -8,6 +8,10 @@
  *   xdp_peer once ADDR PORT MSG         one connection, one line, prints the reply
  *   xdp_peer session ADDR PORT          one connection; each stdin line is sent
  *                                       and its reply printed (stays open)
+ *   xdp_peer syn ADDR PORT N            N non-blocking connects: each sends its
+ *                                       SYN and is closed at once, waiting for
+ *                                       nothing (the caller polls for the
+ *                                       SYNs' effects)
  *   xdp_peer ethtool IFACE txcsum|gro on|off
  *                                       legacy ethtool ioctls (full checksums on
  *                                       frames that XDP bounces)
@@ -54,7 +58,7 @@
 static int usage(void)
 {
 	fprintf(stderr, "usage: xdp_peer serve PORT NAME [SECONDS] | once ADDR PORT MSG | "
-			"session ADDR PORT | ethtool IFACE txcsum|gro on|off | xdp-pass IFACE | "
+			"session ADDR PORT | syn ADDR PORT N | ethtool IFACE txcsum|gro on|off | xdp-pass IFACE | "
 			"ipip OUTER SRC DST PORT MSG... | udp-recv PORT LAST\n");
 	return 2;
 }
@@ -124,27 +128,36 @@ static int serve(int port, const char *name, int secs)
 	return 0;
 }
 
-static int dial(const char *addr, int port)
+static int sockaddr_of(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
-	struct sockaddr_storage ss = {};
-	struct sockaddr_in *s4 = (void *)&ss;
-	struct sockaddr_in6 *s6 = (void *)&ss;
-	struct timeval tv = { .tv_sec = 3 };
-	socklen_t len;
-	int fd;
+	struct sockaddr_in *s4 = (void *)ss;
+	struct sockaddr_in6 *s6 = (void *)ss;
 
+	memset(ss, 0, sizeof(*ss));
 	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
 		s4->sin_family = AF_INET;
 		s4->sin_port = htons(port);
-		len = sizeof(*s4);
+		*len = sizeof(*s4);
 	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
 		s6->sin6_family = AF_INET6;
 		s6->sin6_port = htons(port);
-		len = sizeof(*s6);
+		*len = sizeof(*s6);
 	} else {
 		fprintf(stderr, "xdp_peer: bad address %s\n", addr);
 		return -1;
 	}
+	return 0;
+}
+
+static int dial(const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	struct timeval tv = { .tv_sec = 3 };
+	socklen_t len;
+	int fd;
+
+	if (sockaddr_of(addr, port, &ss, &len))
+		return -1;
 	fd = socket(ss.ss_family, SOCK_STREAM, 0);
 	if (fd < 0)
 		return -1;
@@ -156,6 +169,29 @@ static int dial(const char *addr, int port)
 		return -1;
 	}
 	return fd;
+}
+
+/* n SYNs: connect() sends the SYN before it returns EINPROGRESS; the
+ * socket is closed right away (in SYN_SENT: no RST, no retransmission). */
+static int syn_only(const char *addr, int port, int n)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int i, fd;
+
+	if (n < 1 || sockaddr_of(addr, port, &ss, &len))
+		return 2;
+	for (i = 0; i < n; i++) {
+		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		if (fd < 0 || (connect(fd, (struct sockaddr *)&ss, len) && errno != EINPROGRESS)) {
+			perror("xdp_peer syn");
+			if (fd >= 0)
+				close(fd);
+			return 1;
+		}
+		close(fd);
+	}
+	return 0;
 }
 
 /* Send one line, print the one-line reply. */
@@ -393,6 +429,8 @@ int main(int argc, char **argv)
 		close(fd);
 		return 0;
 	}
+	if (argc == 5 && !strcmp(argv[1], "syn"))
+		return syn_only(argv[2], atoi(argv[3]), atoi(argv[4]));
 	if (argc == 3 && !strcmp(argv[1], "xdp-pass"))
 		return xdp_pass(argv[2]);
 	if (argc == 5 && !strcmp(argv[1], "ethtool"))
