@@ -334,6 +334,9 @@ enum ferry_xstat {
 	FERRY_XSTAT_DECAP_NOT_VIP,	/* tunnel to us whose inner destination is not in ferry_xdvip_v1 */
 	FERRY_XSTAT_LOCAL,		/* the backend is this node: XDP_PASS, not encapsulated */
 	FERRY_XSTAT_DECAP_CE_NOT_ECT,	/* tunnel to us, outer CE over a Not-ECT inner: dropped (RFC 6040) */
+	FERRY_XSTAT_DECAP_BAD_OUTER,	/* tunnel whose outer header the kernel would refuse: passed */
+	/* Slot 31 was the last free one: a new counter needs a wider row,
+	 * that is a new ferry_xstat map (its value size is the row's). */
 	FERRY_XSTAT_MAX = 32,
 };
 

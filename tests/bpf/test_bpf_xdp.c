@@ -2615,7 +2615,9 @@ static void test_decap_rows(void)
 	bool ok = true;
 	size_t n;
 
-	/* IPIP to an address we do not own: passes untouched. */
+	/* IPIP to an address we do not own: passes untouched. The outer
+	 * header is a sound one: the decap refuses any other before it looks
+	 * at addresses (test_bpf_decap's rows). */
 	memset(in, 0, sizeof(in));
 	in[12] = 0x08;
 	in[14] = 0x45;
@@ -2624,6 +2626,7 @@ static void test_decap_rows(void)
 	in[14 + 9] = IPPROTO_IPIP;
 	inet_pton(AF_INET, "203.0.113.5", in + 14 + 12);
 	inet_pton(AF_INET, "192.0.2.99", in + 14 + 16);
+	*(__be16 *)(in + 14 + 10) = csum16(in + 14, 20, 0);
 	in[34] = 0x45;
 	n = 14 + 20 + 40;
 	ol = sizeof(out);
@@ -2631,12 +2634,18 @@ static void test_decap_rows(void)
 	      ASSERT_EQ(act, XDP_PASS, "not ours: pass") && ASSERT_TRUE(!memcmp(in, out, n), "untouched");
 	verdict("xdp decap: tunnel to a foreign address passes untouched", ok);
 
-	/* Ours, but the inner header is cut: dropped. */
+	/* Ours, but the inner header is cut (frame and outer length): dropped. */
 	inet_pton(AF_INET, "192.0.2.11", in + 14 + 16);
+	in[14 + 3] = 30;
+	in[14 + 10] = in[14 + 11] = 0;
+	*(__be16 *)(in + 14 + 10) = csum16(in + 14, 20, 0);
 	ol = sizeof(out);
 	ok = ASSERT_EQ(run(dc_fd(), in, 14 + 20 + 10, out, &ol, &act), 0, "run") &&
 	     ASSERT_EQ(act, XDP_DROP, "truncated inner: drop");
 	/* Ours, inner version wrong: dropped. */
+	in[14 + 3] = 60;
+	in[14 + 10] = in[14 + 11] = 0;
+	*(__be16 *)(in + 14 + 10) = csum16(in + 14, 20, 0);
 	in[34] = 0x65;
 	ol = sizeof(out);
 	ok &= ASSERT_EQ(run(dc_fd(), in, n, out, &ol, &act), 0, "run") &&
