@@ -1264,12 +1264,15 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 
 		if (w->stamp != (__u32)now)
 			w->stamp = now;
-		xstat_inc(FERRY_XSTAT_LRU_HIT);
 	}
 	if (be_id) {
 		nh = nh_get(ctx, cfg, be_id, svc_id, now, &spare, &why);
+		/* A hit only if the flow keeps its backend: one that is gone
+		 * is chosen again, and counted a miss there, once. */
 		if (why == NH_NO_BACKEND)
-			be_id = 0;	/* the flow's backend is gone: choose again */
+			be_id = 0;
+		else
+			xstat_inc(FERRY_XSTAT_LRU_HIT);
 	}
 	if (!be_id) {
 		struct xpkt *q = p;

@@ -2042,7 +2042,9 @@ static int send_spec(const struct pspec *sp)
 /*
  * Known packets move the outcome counters by exactly what they are: a SYN
  * is a new flow and no lookup, an ACK a hit on its recorded flow or a miss
- * (and then recorded), a packet to a VIP none of whose backends may take it
+ * (and then recorded), an ACK of a flow whose backend was removed a miss
+ * alone (not a hit too: the recorded backend was not kept), a packet to a
+ * VIP none of whose backends may take it
  * a drop after every ring entry tried, a bad TCP header a drop. Every other
  * slot stays put, bar the next-hop resolutions (their cache expires on a
  * clock).
@@ -2050,6 +2052,8 @@ static int send_spec(const struct pspec *sp)
 static void test_counter_deltas(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
+	const struct bspec two[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	const struct bspec only12[] = { { .ip = "192.0.2.12" } };
 	const char *vip = "198.51.100.66";
 	struct pspec bad = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = vip,
 			     .sport = 7009, .dport = 80, .doff = 3 };
@@ -2077,6 +2081,15 @@ static void test_counter_deltas(void)
 	fwd += send_flow(vip, 80, 30, 7000, true, NULL) == 11;		/* A's SYN again */
 	want[FERRY_XSTAT_SYN_NEW] += 1;
 	want[FERRY_XSTAT_REDIRECT] += 7;
+	/* A's backend removed (the other one was there before, so no id is
+	 * reused): its next packet is placed again, one miss and no hit. */
+	ok &= ASSERT_EQ(svc_set("deltas", vip, 80, IPPROTO_TCP, true, two, 2), 0, "second backend");
+	ok &= ASSERT_EQ(svc_set("deltas", vip, 80, IPPROTO_TCP, true, only12, 1), 0, "A's backend removed");
+	ok &= ASSERT_EQ(send_flow(vip, 80, 30, 7000, false, NULL), 12, "A re-placed on the backend left");
+	want[FERRY_XSTAT_LRU_MISS] += 1;
+	ok &= ASSERT_EQ(send_flow(vip, 80, 30, 7000, false, NULL), 12, "A recorded there");
+	want[FERRY_XSTAT_LRU_HIT] += 1;
+	want[FERRY_XSTAT_REDIRECT] += 2;
 	drops += send_spec(&sick) == XDP_DROP;				/* only backend UNHEALTHY */
 	sick.tcp_flags = TCP_ACK;
 	drops += send_spec(&sick) == XDP_DROP;				/* and mid-flow */
