@@ -64,8 +64,15 @@
 extern unsigned int CONFIG_HZ __kconfig __weak;
 #define FERRY_XNH_TTL_JIFFIES	(CONFIG_HZ ? CONFIG_HZ / 4 : 250)
 #define XDP_DEF_MTU		1500
-/* Bytes of the offending packet quoted in a generated ICMP error. */
+/*
+ * Bytes of the offending packet quoted in a generated ICMP error. IPv4:
+ * at least 56, and the whole header and 8 bytes more when that is longer
+ * (ihl 13 to 15: 60, 64, 68): Linux discards an error whose quote is
+ * shorter than ihl * 4 + 8 (icmp_socket_deliver), and PMTU discovery with
+ * it. The quote is always a multiple of 4.
+ */
 #define ICMP4_QUOTE		56
+#define ICMP4_QUOTE_MAX		(15 * 4 + 8)
 #define ICMP6_QUOTE		200
 
 /* svc id -> this VIP's ring: FERRY_XDP_DEF_RING_M backend ids (any size with BPF_F_INNER_MAP). */
@@ -967,7 +974,8 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 /*
  * Answer "fragmentation needed" (IPv4) for a datagram that does not fit
  * after encapsulation: [L2 back to the sender][IPv4][ICMP 3/4][quote].
- * The quote already sits where it belongs once the head grew by 28 bytes.
+ * The quote already sits where it belongs once the head grew by 28 bytes;
+ * it is ICMP4_QUOTE bytes, or the header and 8 more when that is longer.
  * A datagram that cannot be answered (too short to quote, the frame cannot
  * grow) is dropped as drop_too_big, as one not allowed an answer is.
  */
@@ -978,7 +986,7 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	struct icmphdr *ic;
 	struct l2save s;
 	__u8 smac[6];
-	__u32 vip, client, len;
+	__u32 vip, client, len, quote, i;
 	int grow = sizeof(struct iphdr) + sizeof(struct icmphdr);
 	__u64 sum;
 
@@ -991,12 +999,15 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	vip = oip->daddr;
 	client = oip->saddr;
+	quote = oip->ihl * 4 + 8;	/* 28 to 68: the parser saw ihl >= 5 */
+	if (quote < ICMP4_QUOTE)
+		quote = ICMP4_QUOTE;
 	len = end - data;
-	if (len < l2_len + ICMP4_QUOTE)
+	if (len < l2_len + quote)
 		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	if (bpf_xdp_adjust_head(ctx, -grow))
 		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
-	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + ICMP4_QUOTE) - (int)(len + grow)))
+	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + quote) - (int)(len + grow)))
 		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
@@ -1012,12 +1023,24 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	ic->checksum = 0;
 	ic->un.frag.__unused = 0;
 	ic->un.frag.mtu = bpf_htons(mtu);
+	/* The first ICMP4_QUOTE bytes in one helper call of a constant size,
+	 * a longer quote's words after them one by one (three at most): the
+	 * frame ends where the quote does, so each has its own bounds check. */
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)ic, sizeof(*ic) + ICMP4_QUOTE, 0);
+	for (i = ICMP4_QUOTE; i < ICMP4_QUOTE_MAX; i += 4) {
+		__u32 *w = (void *)(ic + 1) + i;
+
+		if (i >= quote)
+			break;
+		if ((void *)(w + 1) > end)
+			return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
+		sum += *w;
+	}
 	ic->checksum = csum_fold(sum);
 	o.version = 4;
 	o.ihl = 5;
 	o.tos = 0xc0;
-	o.tot_len = bpf_htons(grow + ICMP4_QUOTE);
+	o.tot_len = bpf_htons(grow + quote);
 	o.ttl = 64;
 	o.protocol = IPPROTO_ICMP;
 	o.saddr = vip;
