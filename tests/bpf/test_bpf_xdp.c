@@ -820,7 +820,7 @@ static const struct row rows[] = {
 	  XDP_TX, OUT_TOOBIG, .mtu = 1480, .counts = CNT(FERRY_XSTAT_ICMP_TOO_BIG) },
 	{ "v4 tcp too big without DF: dropped",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40011, .dport = 80, .payload = 1450, .no_df = true },
-	  XDP_DROP, OUT_NONE },
+	  XDP_DROP, OUT_NONE, .counts = CNT(FERRY_XSTAT_DROP_TOO_BIG) },
 	{ "v4 tcp exactly fitting after encapsulation",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40012, .dport = 80, .payload = 1440 },
 	  XDP_REDIRECT, OUT_ENCAP },
@@ -985,6 +985,14 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		ok &= ASSERT_TRUE(!memcmp(&o->saddr, &pfx, 14), "outer source in the configured prefix");
 		ok &= ASSERT_EQ(ntohl(*(const __u32 *)o) & 0xfffff, ferry_xflow_hash(&k) & 0xfffff,
 				"flow label from the flow hash");
+		if (k.family == AF_INET6 && !r->in.qsrc) {
+			const struct ipv6hdr *i6 = (const void *)(in + l3);
+
+			ok &= ASSERT_EQ(o->priority << 4 | o->flow_lbl[0] >> 4, 0x28,
+					"inner traffic class copied");
+			ok &= ASSERT_EQ(i6->priority << 4 | i6->flow_lbl[0] >> 4, 0x28,
+					"(the inner traffic class the row sent)");
+		}
 	}
 	ok &= ASSERT_TRUE(!memcmp(out + ol2 + ol3, in + l3, l3len), "inner datagram carried byte for byte");
 
