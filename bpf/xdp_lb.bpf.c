@@ -48,7 +48,8 @@
  * minus the encapsulation overhead; an IPv4 packet without DF is dropped.
  *
  * Fragments pass (no ports to choose a backend by); IPv6 routing, hop-by-hop
- * and destination-options headers are walked (three at most).
+ * and destination-options headers are walked (three at most), and a routing
+ * header with segments left passes (the packet is in transit through us).
  */
 #include "lib/common.bpf.h"
 #include "lib/maps.bpf.h"
@@ -430,8 +431,15 @@ static __always_inline int parse6(void *data, void *end, struct xpkt *p)
 		if (!ip6_is_ext(nh))
 			break;
 		e = data + off;
-		if ((void *)(e + 2) > end)
+		/* Every extension header is 8 bytes or more; the first four
+		 * are a routing header's segments left, too. */
+		if ((void *)(e + 4) > end)
 			return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		/* A routing header with segments left: the destination is
+		 * only a waypoint (ours or not), the packet is in transit to
+		 * the next segment. Not a flow to balance: the stack routes it. */
+		if (nh == 43 && e[3])
+			return xpass(FERRY_XSTAT_PASS_V6_EXT);
 		nh = e[0];
 		off += (e[1] + 1) * 8;
 	}

@@ -309,7 +309,7 @@ enum ferry_xstat {
 	FERRY_XSTAT_PASS_MALFORMED,	/* truncated/invalid L2/L3, or L4 without ports */
 	FERRY_XSTAT_PASS_ICMP,		/* echo and other non-error ICMP */
 	FERRY_XSTAT_PASS_NO_RING,	/* XDP service without a ring yet: fail open */
-	FERRY_XSTAT_PASS_V6_EXT,	/* IPv6 extension header we do not walk */
+	FERRY_XSTAT_PASS_V6_EXT,	/* IPv6 extension header we do not walk; routing header, segments left */
 	FERRY_XSTAT_LRU_HIT,
 	FERRY_XSTAT_LRU_MISS,
 	FERRY_XSTAT_LRU_OTHER_CPU,	/* unused since flow values are shared by CPUs; slot kept */

@@ -366,6 +366,8 @@ struct pspec {
 	int	len_extra;		/* added to the IP length field */
 	bool	frag;			/* IPv4 MF / IPv6 fragment header */
 	bool	hbh;			/* IPv6 hop-by-hop header before L4 */
+	int	rh;			/* IPv6 routing header (SRH, one segment) before L4:
+					 * segments left + 1; 0: none */
 	bool	ip_opts;		/* IPv4 with 8 bytes of options */
 	int	opt_len;		/* IPv4 with this many bytes of options (a multiple of 4) */
 };
@@ -523,7 +525,19 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 		ip->hop_limit = 63;
 		inet_pton(AF_INET6, s->src, &ip->saddr);
 		inet_pton(AF_INET6, s->dst, &ip->daddr);
-		if (s->hbh || s->frag) {
+		if (s->rh) {
+			/* Segment routing header, type 4: one segment after
+			 * the VIP, the packet's final destination. */
+			ip->nexthdr = 43;
+			memset(l4, 0, 24);
+			l4[0] = s->proto;
+			l4[1] = 2;		/* 8 + 16 bytes */
+			l4[2] = 4;
+			l4[3] = s->rh - 1;	/* segments left */
+			inet_pton(AF_INET6, "2001:db8:5e9::1", l4 + 8);
+			ext = 24;
+			l4 += 24;
+		} else if (s->hbh || s->frag) {
 			ip->nexthdr = s->hbh ? 0 : 44;
 			l4[0] = s->proto;
 			l4[1] = 0;
@@ -749,6 +763,16 @@ static const struct row rows[] = {
 	{ "v6 tcp after a hop-by-hop header",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40001, .dport = 80, .hbh = true },
 	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v6 tcp to the VIP after a routing header with no segments left: balanced",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40002, .dport = 80, .rh = 1, .payload = 10 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	/* The VIP is a waypoint: the packet goes on to the next segment. */
+	{ "v6 tcp to the VIP with a routing header, segments left 1: passes, in transit",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40003, .dport = 80, .rh = 2, .payload = 10 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_V6_EXT) },
+	{ "v6 udp to the VIP with a routing header, segments left 2: passes",
+	  { .family = 6, .proto = IPPROTO_UDP, .src = V6C, .dst = V6VIP, .sport = 5358, .dport = 53, .rh = 3, .payload = 10 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_V6_EXT) },
 	{ "backend without a route: configured gateway MAC, XDP_TX",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.30", .sport = 40000, .dport = 80 },
 	  XDP_TX, OUT_ENCAP, .via_gw = true },
