@@ -288,7 +288,9 @@ static __always_inline bool icmp4_is_error(__u8 type)
  * An ICMPv4 error quoting a datagram the backend sent (VIP -> client):
  * the flow it belongs to is the quoted one reversed. Such an error is sent
  * to the quoted source, the VIP (outer daddr); one sent elsewhere is about
- * no flow of ours, whatever it quotes, and is not for a VIP.
+ * no flow of ours, whatever it quotes, and is not for a VIP. A quoted
+ * fragment other than the first has no ports, only payload where they would
+ * be: it names no flow, and passes (pass_fragment).
  */
 static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p, __be32 daddr)
 {
@@ -310,6 +312,8 @@ static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p, __
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_ICMP);
+	if (in->frag_off & bpf_htons(XIP_OFFSET))
+		return xpass(FERRY_XSTAT_PASS_FRAG);
 	ihl = in->ihl * 4;
 	pt = (void *)in + ihl;
 	if ((void *)(pt + 1) > end)
@@ -370,7 +374,9 @@ static __always_inline void copy6(__u32 *dst, const struct in6_addr *a)
 }
 
 /* The same for ICMPv6; ip is the outer header, whose daddr must be the
- * quoted saddr. */
+ * quoted saddr. Only a quote whose transport header follows the IPv6 header
+ * names a flow: a quoted fragment header passes (pass_fragment; a fragment
+ * other than the first has no ports), any other header pass_icmp. */
 static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p,
 				       const struct ipv6hdr *ip)
 {
@@ -393,7 +399,7 @@ static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p,
 	    in->saddr.in6_u.u6_addr32[3] != ip->daddr.in6_u.u6_addr32[3])
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
-		return xpass(FERRY_XSTAT_PASS_ICMP);
+		return xpass(in->nexthdr == 44 ? FERRY_XSTAT_PASS_FRAG : FERRY_XSTAT_PASS_ICMP);
 	pt = (void *)(in + 1);
 	if ((void *)(pt + 1) > end)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);

@@ -359,6 +359,8 @@ struct pspec {
 	const char *qsrc, *qdst;
 	__u16	qsport, qdport;
 	int	qproto;
+	int	qfrag;			/* the quote is a fragment: IPv4 frag_off (MF 0x2000 |
+					 * offset / 8); IPv6 a fragment header's offset / 8 << 3 | M */
 	/* damage */
 	int	truncate;		/* cut the frame to this many bytes */
 	int	ihl;			/* IPv4 ihl override */
@@ -409,9 +411,11 @@ static size_t put_l4(__u8 *p, int proto, __u16 sport, __u16 dport, __u8 flags, i
 	}
 }
 
-/* A quoted datagram (for ICMP errors): IP header + 8 bytes of L4. */
+/* A quoted datagram (for ICMP errors): IP header [+ IPv6 fragment header
+ * when frag] + 8 bytes of L4 (ports there or, in a fragment other than the
+ * first, payload bytes that look like them). */
 static size_t put_quote(__u8 *p, int family, int proto, const char *src, const char *dst,
-			__u16 sport, __u16 dport)
+			__u16 sport, __u16 dport, int frag)
 {
 	if (family == 4) {
 		struct iphdr *ip = (void *)p;
@@ -420,6 +424,7 @@ static size_t put_quote(__u8 *p, int family, int proto, const char *src, const c
 		ip->version = 4;
 		ip->ihl = 5;
 		ip->tot_len = htons(1500);
+		ip->frag_off = htons(frag);
 		ip->ttl = 60;
 		ip->protocol = proto;
 		inet_pton(AF_INET, src, &ip->saddr);
@@ -433,12 +438,19 @@ static size_t put_quote(__u8 *p, int family, int proto, const char *src, const c
 		memset(ip, 0, sizeof(*ip));
 		ip->version = 6;
 		ip->payload_len = htons(1460);
-		ip->nexthdr = proto;
+		ip->nexthdr = frag ? 44 : proto;
 		ip->hop_limit = 60;
 		inet_pton(AF_INET6, src, &ip->saddr);
 		inet_pton(AF_INET6, dst, &ip->daddr);
-		put_l4(p + 40, proto, sport, dport, TCP_ACK, 0, 0);
-		return 48;
+		if (frag) {
+			memset(p + 40, 0, 8);
+			p[40] = proto;
+			p[42] = frag >> 8;
+			p[43] = frag & 0xff;
+			p[47] = 7;	/* identification */
+		}
+		put_l4(p + (frag ? 48 : 40), proto, sport, dport, TCP_ACK, 0, 0);
+		return frag ? 56 : 48;
 	}
 }
 
@@ -502,7 +514,8 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 				ic->un.frag.mtu = htons(1400);
 			l4len = 8;
 			if (s->qsrc)
-				l4len += put_quote(l4 + 8, 4, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport);
+				l4len += put_quote(l4 + 8, 4, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport,
+						   s->qfrag);
 			else
 				memset(l4 + 8, 0xab, 32), l4len += 32;
 			ic->checksum = csum16(ic, l4len, 0);
@@ -559,7 +572,8 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 			ic->icmp6_code = s->icmp_code;
 			l4len = 8;
 			if (s->qsrc)
-				l4len += put_quote(l4 + 8, 6, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport);
+				l4len += put_quote(l4 + 8, 6, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport,
+						   s->qfrag);
 			else
 				memset(l4 + 8, 0xab, 32), l4len += 32;
 		} else {
@@ -809,6 +823,24 @@ static const struct row rows[] = {
 	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
 	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
 	  XDP_REDIRECT, OUT_ENCAP },
+	/* A fragment other than the first has payload where ports would be
+	 * (here bytes that read as the flow's): no flow to steer by. */
+	{ "ICMP frag-needed quoting a non-first fragment of a VIP reply passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .qfrag = 185 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_FRAG) },
+	{ "ICMP time-exceeded quoting a last fragment (offset, no MF) of a VIP reply passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 11,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 53, .qdport = 40000, .qproto = IPPROTO_UDP, .qfrag = 1 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_FRAG) },
+	{ "ICMP frag-needed quoting a first fragment (MF, offset 0) of a VIP reply goes to the flow's backend",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .qfrag = 0x2000 },
+	  XDP_REDIRECT, OUT_ENCAP, .counts = CNT(FERRY_XSTAT_ICMP_FWD) },
+	{ "ICMPv6 packet-too-big quoting a non-first fragment of a VIP reply passes",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .qfrag = 185 << 3 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_FRAG) },
 	{ "ICMP error quoting a non-VIP flow passes",
 	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = "198.51.100.99", .icmp_type = 3, .icmp_code = 4,
 	    .qsrc = "198.51.100.99", .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
