@@ -1335,15 +1335,27 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 		return vdrop(why == NH_NO_BACKEND ? FERRY_XSTAT_DROP_NO_BACKEND :
 						    FERRY_XSTAT_DROP_NO_ROUTE);
 
+	/*
+	 * What goes into the tunnel is the whole frame after L2, bytes past
+	 * the IP length (Ethernet padding, or anything) included, so that is
+	 * what must fit. Padding is a few bytes on short frames and fits;
+	 * only when the frame does not while the datagram would, the tail
+	 * goes first (rare: adjust_tail is no hot path's cost).
+	 */
 	olen = nh->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	if (p->l3_len + olen > nh->mtu) {
+	if (p->pkt_len - p->l2_len + olen > nh->mtu) {
 		__u32 mtu = nh->mtu - olen;
 
-		if (p->icmp || !p->df)
+		if (p->l3_len + olen <= nh->mtu) {
+			if (bpf_xdp_adjust_tail(ctx, (int)(p->l2_len + p->l3_len) - (int)p->pkt_len))
+				return vdrop(FERRY_XSTAT_DROP_ADJUST);
+		} else if (p->icmp || !p->df) {
 			return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
-		if (p->key.family == AF_INET)
+		} else if (p->key.family == AF_INET) {
 			return too_big4(ctx, p->l2_len, mtu < 68 ? 68 : mtu);
-		return too_big6(ctx, p->l2_len, mtu < 1280 ? 1280 : mtu);
+		} else {
+			return too_big6(ctx, p->l2_len, mtu < 1280 ? 1280 : mtu);
+		}
 	}
 
 	if (p->icmp)

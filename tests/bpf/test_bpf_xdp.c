@@ -371,6 +371,7 @@ struct pspec {
 	int	rh;			/* IPv6 routing header (SRH, one segment) before L4:
 					 * segments left + 1; 0: none */
 	bool	ip_opts;		/* IPv4 with 8 bytes of options */
+	int	trail;			/* bytes after the datagram (past its IP length) */
 	int	opt_len;		/* IPv4 with this many bytes of options (a multiple of 4) */
 };
 
@@ -583,6 +584,8 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 		ip->payload_len = htons(ext + l4len + s->len_extra);
 		n += sizeof(*ip) + ext + l4len;
 	}
+	memset(p + n, 0x5a, s->trail);
+	n += s->trail;
 	if (s->truncate && (size_t)s->truncate < n)
 		n = s->truncate;
 	return n;
@@ -691,6 +694,7 @@ struct row {
 	int vid;		/* the one tag out (a backend behind a VLAN device); 0: none */
 	__u16 tpid;		/* its ethertype; 0: 0x8100 */
 	int mtu;		/* OUT_TOOBIG: the MTU announced */
+	bool trimmed;		/* OUT_ENCAP: the bytes past the datagram (in.trail) cut, not carried */
 	int counts;		/* CNT(slot): the row adds one to that counter; 0: unchecked */
 };
 
@@ -880,6 +884,28 @@ static const struct row rows[] = {
 	{ "v4 tcp exactly fitting after encapsulation",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40012, .dport = 80, .payload = 1440 },
 	  XDP_REDIRECT, OUT_ENCAP },
+	/* The tunnel carries the frame after L2: bytes past the IP length
+	 * too. Ethernet padding fits; bytes that would take the outer frame
+	 * over the MTU are cut first when the datagram itself fits. */
+	{ "v4 tcp 60-byte frame with Ethernet padding: encapsulated, padding carried after the datagram",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40015, .dport = 80, .trail = 6 },
+	  XDP_REDIRECT, OUT_ENCAP, .counts = CNT(FERRY_XSTAT_REDIRECT) },
+	{ "v4 tcp with 1400 bytes past its IP length, over the MTU encapsulated: trimmed, encapsulated",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40016, .dport = 80, .payload = 100,
+	    .trail = 1400 },
+	  XDP_REDIRECT, OUT_ENCAP, .trimmed = true, .counts = CNT(FERRY_XSTAT_REDIRECT) },
+	{ "v4 tcp exactly fitting after encapsulation, 1 byte past its IP length: trimmed, encapsulated",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40017, .dport = 80, .payload = 1440,
+	    .trail = 1 },
+	  XDP_REDIRECT, OUT_ENCAP, .trimmed = true, .counts = CNT(FERRY_XSTAT_REDIRECT) },
+	{ "v6 udp with 1400 bytes past its payload length, over the MTU encapsulated: trimmed, encapsulated",
+	  { .family = 6, .proto = IPPROTO_UDP, .src = V6C, .dst = V6VIP, .sport = 5359, .dport = 53, .payload = 100,
+	    .trail = 1400 },
+	  XDP_REDIRECT, OUT_ENCAP, .trimmed = true, .counts = CNT(FERRY_XSTAT_REDIRECT) },
+	{ "v4 tcp too big itself, with bytes past its IP length (DF): frag-needed answered",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40018, .dport = 80, .payload = 1450,
+	    .trail = 30 },
+	  XDP_TX, OUT_TOOBIG, .mtu = 1480, .counts = CNT(FERRY_XSTAT_ICMP_TOO_BIG) },
 	{ "v6 tcp too big after encapsulation: packet-too-big answered, mtu 1460",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40010, .dport = 80, .payload = 1420 },
 	  XDP_TX, OUT_TOOBIG, .mtu = 1460 },
@@ -977,7 +1003,10 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	struct ferry_svc svc;
 	const __u8 *dmac, *smac;
 	const struct nbr *n;
-	size_t l3len = inlen - l3, ol3, ol2 = r->via_gw ? l3 : r->vid ? ETH_HLEN + 4 : ETH_HLEN;
+	/* the datagram, by its IP length; what the tunnel carries: the
+	 * frame after L2, bytes after the datagram included unless trimmed */
+	size_t dgram = inlen - l3 - r->in.trail, l3len = r->trimmed ? dgram : inlen - l3;
+	size_t ol3, ol2 = r->via_gw ? l3 : r->vid ? ETH_HLEN + 4 : ETH_HLEN;
 	__u32 be_id;
 	bool ok = true;
 	int ofam;
@@ -1017,7 +1046,7 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		ok &= ASSERT_EQ(o->version, 4, "outer version");
 		ok &= ASSERT_EQ(o->ihl, 5, "outer ihl");
 		ok &= ASSERT_EQ(o->protocol, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer protocol");
-		ok &= ASSERT_EQ(ntohs(o->tot_len), l3len + 20, "outer total length");
+		ok &= ASSERT_EQ(ntohs(o->tot_len), dgram + 20, "outer total length");
 		ok &= ASSERT_EQ(o->ttl, 64, "outer ttl");
 		ok &= ASSERT_TRUE(ip4_csum_ok(o), "outer header checksum");
 		ok &= ASSERT_EQ(o->daddr, be.addr[0], "outer destination is the ring's backend");
@@ -1035,7 +1064,7 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		ok &= ASSERT_EQ(outlen, ol2 + ol3 + l3len, "frame length");
 		ok &= ASSERT_EQ(o->version, 6, "outer version");
 		ok &= ASSERT_EQ(o->nexthdr, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer next header");
-		ok &= ASSERT_EQ(ntohs(o->payload_len), l3len, "outer payload length");
+		ok &= ASSERT_EQ(ntohs(o->payload_len), dgram, "outer payload length");
 		ok &= ASSERT_EQ(o->hop_limit, 64, "outer hop limit");
 		ok &= ASSERT_TRUE(!memcmp(&o->daddr, be.addr, 16), "outer destination is the ring's backend");
 		ok &= ASSERT_TRUE(!memcmp(&o->saddr, &pfx, 14), "outer source in the configured prefix");
