@@ -29,7 +29,11 @@
  * tunnels (INET_ECN_decapsulate) do, an outer CE turns an ECT inner header
  * CE, and over a Not-ECT inner header, which cannot carry the mark, the
  * packet is dropped (decap_ce_not_ect). Outer fragments are not reassembled:
- * they pass to the stack, which without ipip does not deliver them.
+ * they pass to the stack, which without ipip does not deliver them. Nor is
+ * an outer header the kernel would refuse (wrong version, IPv4 checksum or
+ * header length, a datagram longer than the frame): stripping it would
+ * deliver what the kernel's own tunnel never would; it passes, counted
+ * (decap_bad_outer), and the stack drops it.
  */
 #include "lib/common.bpf.h"
 #include "lib/xdp_maps.bpf.h"
@@ -153,12 +157,37 @@ static __always_inline int refuse(struct ferry_xdpair_key *pk, bool malformed)
 	return XDP_PASS;
 }
 
+/*
+ * The sum of the IPv4 header at ip, ihl 32-bit words (5 to 15, the caller
+ * checked): one's complement sums do not care about word size or byte
+ * order, and a sound header folds to 0. The first five words are within
+ * the bounds the caller checked; options are read one bounds-checked word
+ * at a time (a word past the frame is never there in a header the caller
+ * found within its tot_len, but the verifier needs the check; were it,
+ * the sum would come out wrong and the header refused).
+ */
+static __always_inline __u64 ip4_hdr_sum(const struct iphdr *ip, __u32 ihl, void *end)
+{
+	const __u32 *w = (const void *)ip;
+	__u64 sum = (__u64)w[0] + w[1] + w[2] + w[3] + w[4];
+	int i;
+
+	if (ihl > 5) {
+		for (i = 5; i < 15; i++) {
+			if (i >= (int)ihl || (void *)(w + i + 1) > end)
+				break;
+			sum += w[i];
+		}
+	}
+	return sum;
+}
+
 SEC("xdp")
 int ferry_xdp_decap(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
 	struct ferry_xdpair_key pk = {};
-	__u32 olen, l2;
+	__u32 olen, dlen, l2;
 	__be16 proto;
 	__u8 inner, ecn;
 	void *in;
@@ -168,14 +197,27 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 	if (r < 0)
 		return XDP_PASS;
 	l2 = r;
+	/*
+	 * The outer header must be one the kernel would take (ip_rcv_core,
+	 * ipv6_rcv): its version, for IPv4 a header length within the total
+	 * length and a checksum that holds, its datagram (dlen) within the
+	 * frame (the frame may be longer: Ethernet padding). One that is not
+	 * passes untouched and counted (decap_bad_outer), before any lookup:
+	 * the stack drops it, as it would have without us.
+	 */
 	if (proto == bpf_htons(XETH_P_IP)) {
 		struct iphdr *ip = data + l2;
 
 		if ((void *)(ip + 1) > end || !is_tunnel(ip->protocol))
 			return XDP_PASS;
-		if (ip->version != 4 || ip->ihl < 5 || (ip->frag_off & bpf_htons(XIP_MF_OFFSET)))
-			return XDP_PASS;	/* outer fragment: not reassembled; lost (docs/xdp.md) */
 		olen = ip->ihl * 4;
+		dlen = bpf_ntohs(ip->tot_len);
+		if (ip->version != 4 || olen < sizeof(*ip) || olen > dlen || (void *)ip + dlen > end)
+			goto bad_outer;
+		if (csum_fold(ip4_hdr_sum(ip, ip->ihl, end)))
+			goto bad_outer;
+		if (ip->frag_off & bpf_htons(XIP_MF_OFFSET))
+			return XDP_PASS;	/* outer fragment: not reassembled; lost (docs/xdp.md) */
 		inner = ip->protocol;
 		ecn = ip->tos & XECN_MASK;
 		pk.outer_family = AF_INET;
@@ -186,6 +228,9 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 		if ((void *)(ip + 1) > end || !is_tunnel(ip->nexthdr))
 			return XDP_PASS;
 		olen = sizeof(*ip);
+		dlen = sizeof(*ip) + bpf_ntohs(ip->payload_len);
+		if (ip->version != 6 || (void *)ip + dlen > end)
+			goto bad_outer;
 		inner = ip->nexthdr;
 		ecn = ip->flow_lbl[0] >> XECN_V6_SHIFT & XECN_MASK;
 		pk.outer_family = AF_INET6;
@@ -193,20 +238,21 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 	} else {
 		return XDP_PASS;
 	}
-	/* The inner header must be there and of the announced version (if the
-	 * tunnel is ours: refuse() tells). */
+	/* The inner header must be there, within the outer datagram, and of
+	 * the announced version (if the tunnel is ours: refuse() tells). */
 	in = data + l2 + olen;
 	if (inner == IPPROTO_IPIP) {
 		struct iphdr *ip = in;
 
-		if ((void *)(ip + 1) > end || ip->version != 4 || ip->ihl < 5)
+		if ((void *)(ip + 1) > end || olen + sizeof(*ip) > dlen || ip->version != 4 ||
+		    ip->ihl < 5)
 			return refuse(&pk, true);
 		pk.inner_family = AF_INET;
 		pk.inner[0] = ip->daddr;
 	} else {
 		struct ipv6hdr *ip = in;
 
-		if ((void *)(ip + 1) > end || ip->version != 6)
+		if ((void *)(ip + 1) > end || olen + sizeof(*ip) > dlen || ip->version != 6)
 			return refuse(&pk, true);
 		pk.inner_family = AF_INET6;
 		__builtin_memcpy(pk.inner, &ip->daddr, 16);
@@ -223,6 +269,9 @@ int ferry_xdp_decap(struct xdp_md *ctx)
 		return XDP_DROP;
 	}
 	xstat_inc(FERRY_XSTAT_DECAP_OK);
+	return XDP_PASS;
+bad_outer:
+	xstat_inc(FERRY_XSTAT_DECAP_BAD_OUTER);
 	return XDP_PASS;
 }
 

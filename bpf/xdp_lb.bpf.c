@@ -48,7 +48,8 @@
  * minus the encapsulation overhead; an IPv4 packet without DF is dropped.
  *
  * Fragments pass (no ports to choose a backend by); IPv6 routing, hop-by-hop
- * and destination-options headers are walked (three at most).
+ * and destination-options headers are walked (three at most), and a routing
+ * header with segments left passes (the packet is in transit through us).
  */
 #include "lib/common.bpf.h"
 #include "lib/maps.bpf.h"
@@ -64,8 +65,15 @@
 extern unsigned int CONFIG_HZ __kconfig __weak;
 #define FERRY_XNH_TTL_JIFFIES	(CONFIG_HZ ? CONFIG_HZ / 4 : 250)
 #define XDP_DEF_MTU		1500
-/* Bytes of the offending packet quoted in a generated ICMP error. */
+/*
+ * Bytes of the offending packet quoted in a generated ICMP error. IPv4:
+ * at least 56, and the whole header and 8 bytes more when that is longer
+ * (ihl 13 to 15: 60, 64, 68): Linux discards an error whose quote is
+ * shorter than ihl * 4 + 8 (icmp_socket_deliver), and PMTU discovery with
+ * it. The quote is always a multiple of 4.
+ */
 #define ICMP4_QUOTE		56
+#define ICMP4_QUOTE_MAX		(15 * 4 + 8)
 #define ICMP6_QUOTE		200
 
 /* svc id -> this VIP's ring: FERRY_XDP_DEF_RING_M backend ids (any size with BPF_F_INNER_MAP). */
@@ -280,7 +288,9 @@ static __always_inline bool icmp4_is_error(__u8 type)
  * An ICMPv4 error quoting a datagram the backend sent (VIP -> client):
  * the flow it belongs to is the quoted one reversed. Such an error is sent
  * to the quoted source, the VIP (outer daddr); one sent elsewhere is about
- * no flow of ours, whatever it quotes, and is not for a VIP.
+ * no flow of ours, whatever it quotes, and is not for a VIP. A quoted
+ * fragment other than the first has no ports, only payload where they would
+ * be: it names no flow, and passes (pass_fragment).
  */
 static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p, __be32 daddr)
 {
@@ -302,6 +312,8 @@ static __always_inline int parse_icmp4(void *data, void *end, struct xpkt *p, __
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	if (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP)
 		return xpass(FERRY_XSTAT_PASS_ICMP);
+	if (in->frag_off & bpf_htons(XIP_OFFSET))
+		return xpass(FERRY_XSTAT_PASS_FRAG);
 	ihl = in->ihl * 4;
 	pt = (void *)in + ihl;
 	if ((void *)(pt + 1) > end)
@@ -362,7 +374,9 @@ static __always_inline void copy6(__u32 *dst, const struct in6_addr *a)
 }
 
 /* The same for ICMPv6; ip is the outer header, whose daddr must be the
- * quoted saddr. */
+ * quoted saddr. Only a quote whose transport header follows the IPv6 header
+ * names a flow: a quoted fragment header passes (pass_fragment; a fragment
+ * other than the first has no ports), any other header pass_icmp. */
 static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p,
 				       const struct ipv6hdr *ip)
 {
@@ -385,7 +399,7 @@ static __always_inline int parse_icmp6(void *data, void *end, struct xpkt *p,
 	    in->saddr.in6_u.u6_addr32[3] != ip->daddr.in6_u.u6_addr32[3])
 		return xpass(FERRY_XSTAT_PASS_NOT_VIP);
 	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
-		return xpass(FERRY_XSTAT_PASS_ICMP);
+		return xpass(in->nexthdr == 44 ? FERRY_XSTAT_PASS_FRAG : FERRY_XSTAT_PASS_ICMP);
 	pt = (void *)(in + 1);
 	if ((void *)(pt + 1) > end)
 		return xpass(FERRY_XSTAT_PASS_MALFORMED);
@@ -423,8 +437,15 @@ static __always_inline int parse6(void *data, void *end, struct xpkt *p)
 		if (!ip6_is_ext(nh))
 			break;
 		e = data + off;
-		if ((void *)(e + 2) > end)
+		/* Every extension header is 8 bytes or more; the first four
+		 * are a routing header's segments left, too. */
+		if ((void *)(e + 4) > end)
 			return xpass(FERRY_XSTAT_PASS_MALFORMED);
+		/* A routing header with segments left: the destination is
+		 * only a waypoint (ours or not), the packet is in transit to
+		 * the next segment. Not a flow to balance: the stack routes it. */
+		if (nh == 43 && e[3])
+			return xpass(FERRY_XSTAT_PASS_V6_EXT);
 		nh = e[0];
 		off += (e[1] + 1) * 8;
 	}
@@ -972,7 +993,8 @@ static __always_inline int encap(struct xdp_md *ctx, const struct xpkt *p, const
 /*
  * Answer "fragmentation needed" (IPv4) for a datagram that does not fit
  * after encapsulation: [L2 back to the sender][IPv4][ICMP 3/4][quote].
- * The quote already sits where it belongs once the head grew by 28 bytes.
+ * The quote already sits where it belongs once the head grew by 28 bytes;
+ * it is ICMP4_QUOTE bytes, or the header and 8 more when that is longer.
  * A datagram that cannot be answered (too short to quote, the frame cannot
  * grow) is dropped as drop_too_big, as one not allowed an answer is.
  */
@@ -983,7 +1005,7 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	struct icmphdr *ic;
 	struct l2save s;
 	__u8 smac[6];
-	__u32 vip, client, len;
+	__u32 vip, client, len, quote, i;
 	int grow = sizeof(struct iphdr) + sizeof(struct icmphdr);
 	__u64 sum;
 
@@ -996,12 +1018,15 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	vip = oip->daddr;
 	client = oip->saddr;
+	quote = oip->ihl * 4 + 8;	/* 28 to 68: the parser saw ihl >= 5 */
+	if (quote < ICMP4_QUOTE)
+		quote = ICMP4_QUOTE;
 	len = end - data;
-	if (len < l2_len + ICMP4_QUOTE)
+	if (len < l2_len + quote)
 		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	if (bpf_xdp_adjust_head(ctx, -grow))
 		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
-	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + ICMP4_QUOTE) - (int)(len + grow)))
+	if (bpf_xdp_adjust_tail(ctx, (int)(l2_len + grow + quote) - (int)(len + grow)))
 		return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 	data = (void *)(long)ctx->data;
 	end = (void *)(long)ctx->data_end;
@@ -1017,12 +1042,24 @@ static __noinline int too_big4(struct xdp_md *ctx, __u32 l2_len, __u32 mtu)
 	ic->checksum = 0;
 	ic->un.frag.__unused = 0;
 	ic->un.frag.mtu = bpf_htons(mtu);
+	/* The first ICMP4_QUOTE bytes in one helper call of a constant size,
+	 * a longer quote's words after them one by one (three at most): the
+	 * frame ends where the quote does, so each has its own bounds check. */
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)ic, sizeof(*ic) + ICMP4_QUOTE, 0);
+	for (i = ICMP4_QUOTE; i < ICMP4_QUOTE_MAX; i += 4) {
+		__u32 *w = (void *)(ic + 1) + i;
+
+		if (i >= quote)
+			break;
+		if ((void *)(w + 1) > end)
+			return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
+		sum += *w;
+	}
 	ic->checksum = csum_fold(sum);
 	o.version = 4;
 	o.ihl = 5;
 	o.tos = 0xc0;
-	o.tot_len = bpf_htons(grow + ICMP4_QUOTE);
+	o.tot_len = bpf_htons(grow + quote);
 	o.ttl = 64;
 	o.protocol = IPPROTO_ICMP;
 	o.saddr = vip;
@@ -1269,12 +1306,15 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 
 		if (w->stamp != (__u32)now)
 			w->stamp = now;
-		xstat_inc(FERRY_XSTAT_LRU_HIT);
 	}
 	if (be_id) {
 		nh = nh_get(ctx, cfg, be_id, svc_id, now, &spare, &why);
+		/* A hit only if the flow keeps its backend: one that is gone
+		 * is chosen again, and counted a miss there, once. */
 		if (why == NH_NO_BACKEND)
-			be_id = 0;	/* the flow's backend is gone: choose again */
+			be_id = 0;
+		else
+			xstat_inc(FERRY_XSTAT_LRU_HIT);
 	}
 	if (!be_id) {
 		struct xpkt *q = p;
@@ -1300,15 +1340,27 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 		return vdrop(why == NH_NO_BACKEND ? FERRY_XSTAT_DROP_NO_BACKEND :
 						    FERRY_XSTAT_DROP_NO_ROUTE);
 
+	/*
+	 * What goes into the tunnel is the whole frame after L2, bytes past
+	 * the IP length (Ethernet padding, or anything) included, so that is
+	 * what must fit. Padding is a few bytes on short frames and fits;
+	 * only when the frame does not while the datagram would, the tail
+	 * goes first (rare: adjust_tail is no hot path's cost).
+	 */
 	olen = nh->family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
-	if (p->l3_len + olen > nh->mtu) {
+	if (p->pkt_len - p->l2_len + olen > nh->mtu) {
 		__u32 mtu = nh->mtu - olen;
 
-		if (p->icmp || !p->df)
+		if (p->l3_len + olen <= nh->mtu) {
+			if (bpf_xdp_adjust_tail(ctx, (int)(p->l2_len + p->l3_len) - (int)p->pkt_len))
+				return vdrop(FERRY_XSTAT_DROP_ADJUST);
+		} else if (p->icmp || !p->df) {
 			return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
-		if (p->key.family == AF_INET)
+		} else if (p->key.family == AF_INET) {
 			return too_big4(ctx, p->l2_len, mtu < 68 ? 68 : mtu);
-		return too_big6(ctx, p->l2_len, mtu < 1280 ? 1280 : mtu);
+		} else {
+			return too_big6(ctx, p->l2_len, mtu < 1280 ? 1280 : mtu);
+		}
 	}
 
 	if (p->icmp)

@@ -16,6 +16,7 @@
 #define XIPPROTO_ICMPV6	58
 #define XIP_DF		0x4000
 #define XIP_MF_OFFSET	0x3fff
+#define XIP_OFFSET	0x1fff
 #define XETH_HLEN	14
 #define XVLAN_HLEN	4
 #define XL2_MAX		(XETH_HLEN + 2 * XVLAN_HLEN)

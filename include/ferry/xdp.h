@@ -312,7 +312,7 @@ enum ferry_xstat {
 	FERRY_XSTAT_PASS_MALFORMED,	/* truncated/invalid L2/L3, or L4 without ports */
 	FERRY_XSTAT_PASS_ICMP,		/* echo and other non-error ICMP */
 	FERRY_XSTAT_PASS_NO_RING,	/* XDP service without a ring yet: fail open */
-	FERRY_XSTAT_PASS_V6_EXT,	/* IPv6 extension header we do not walk */
+	FERRY_XSTAT_PASS_V6_EXT,	/* IPv6 extension header we do not walk; routing header, segments left */
 	FERRY_XSTAT_LRU_HIT,
 	FERRY_XSTAT_LRU_MISS,
 	FERRY_XSTAT_LRU_OTHER_CPU,	/* unused since flow values are shared by CPUs; slot kept */
@@ -337,6 +337,9 @@ enum ferry_xstat {
 	FERRY_XSTAT_DECAP_NOT_VIP,	/* tunnel to us whose inner destination is not in ferry_xdvip_v1 */
 	FERRY_XSTAT_LOCAL,		/* the backend is this node: XDP_PASS, not encapsulated */
 	FERRY_XSTAT_DECAP_CE_NOT_ECT,	/* tunnel to us, outer CE over a Not-ECT inner: dropped (RFC 6040) */
+	FERRY_XSTAT_DECAP_BAD_OUTER,	/* tunnel whose outer header the kernel would refuse: passed */
+	/* Slot 31 was the last free one: a new counter needs a wider row,
+	 * that is a new ferry_xstat map (its value size is the row's). */
 	FERRY_XSTAT_MAX = 32,
 };
 

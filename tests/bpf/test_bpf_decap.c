@@ -8,7 +8,10 @@
  * VIP the node accepts are stripped with the inner datagram intact (its
  * checksums verified) and VLAN tags kept; tunnels whose inner destination is
  * no accepted VIP, or whose outer one is not the node's, pass untouched;
- * inner headers that are cut or of the wrong version are dropped; an outer
+ * inner headers that are cut (by the frame or the outer header's length) or
+ * of the wrong version are dropped; outer headers the kernel would refuse
+ * (version, IPv4 checksum and header length, a length past the frame) pass
+ * untouched, counted, and bytes after a sound one are no reason to; an outer
  * CE mark reaches an ECT inner header (RFC 6040), and over a Not-ECT one the
  * tunnel is dropped. The LB's
  * test (test_bpf_xdp.c) also feeds every packet it encapsulates through the
@@ -114,22 +117,34 @@ static __u32 pseudo_sum(const __u8 *ip, int family, __u16 l4len)
 /* ECN codepoints (RFC 3168), the low two bits of the TOS / traffic class. */
 enum { NOT_ECT = 0, ECT1 = 1, ECT0 = 2, CE = 3 };
 
-enum mangle { M_NONE, M_CUT, M_INNER_VERSION, M_INNER_IHL4, M_OUTER_FRAG, M_NOT_TUNNEL };
+enum mangle {
+	M_NONE, M_CUT, M_INNER_VERSION, M_INNER_IHL4, M_OUTER_FRAG, M_NOT_TUNNEL,
+	/* outer headers the kernel would refuse */
+	M_OUTER_CSUM,		/* IPv4: the header checksum one off */
+	M_OUTER_LONG,		/* its length 8 bytes past the frame (checksum right) */
+	M_OUTER_IHL_LEN,	/* IPv4: tot_len 16, less than ihl * 4 */
+	M_OUTER_IHL4,		/* IPv4: ihl 4 */
+	M_OUTER_VERSION,	/* the other family's version under this ethertype */
+	M_OUTER_SHORT,		/* its length ends cut bytes into the inner header */
+};
 
 struct pkt {
 	int		outer, inner;	/* 4 or 6 */
 	const char	*odst, *idst;
 	int		vlans;
 	enum mangle	m;
-	size_t		cut;		/* M_CUT: bytes of the inner header kept */
+	size_t		cut;		/* M_CUT, M_OUTER_SHORT: bytes of the inner header kept */
+	size_t		pad;		/* bytes after the outer datagram (Ethernet padding) */
+	bool		oopts;		/* IPv4 outer header with 4 bytes of options (ihl 6) */
 	__u8		oecn, iecn;	/* ECN field of the outer and the inner header */
 };
 
-/* Ethernet [+ VLAN tags] + outer IP + inner IP + UDP + payload. Returns the
- * frame's length; *l3 is the outer header's offset, *olen its length. */
+/* Ethernet [+ VLAN tags] + outer IP + inner IP + UDP + payload [+ padding].
+ * Returns the frame's length; *l3 is the outer header's offset, *olen its
+ * length. */
 static size_t build(const struct pkt *s, __u8 *f, size_t *l3, size_t *olen)
 {
-	size_t off = 12, ilen = s->inner == 4 ? 20 : 40, l4len = 8 + PAYLOAD, n;
+	size_t off = 12, ilen = s->inner == 4 ? 20 : 40, l4len = 8 + PAYLOAD, n, dlen;
 	__u8 *ip, *in, *udp;
 	int i;
 
@@ -144,7 +159,7 @@ static size_t build(const struct pkt *s, __u8 *f, size_t *l3, size_t *olen)
 	f[off] = s->outer == 4 ? 0x08 : 0x86;
 	f[off + 1] = s->outer == 4 ? 0x00 : 0xdd;
 	*l3 = off + 2;
-	*olen = s->outer == 4 ? 20 : 40;
+	*olen = s->outer == 4 ? (s->oopts ? 24 : 20) : 40;
 	ip = f + *l3;
 	in = ip + *olen;
 	udp = in + ilen;
@@ -179,30 +194,43 @@ static size_t build(const struct pkt *s, __u8 *f, size_t *l3, size_t *olen)
 	if (s->m == M_INNER_VERSION)
 		in[0] = (in[0] & 0x0f) | (s->inner == 4 ? 0x60 : 0x40);
 
+	/* The datagram the outer header announces, and the frame around it:
+	 * cut inner headers are cut in both (the outer header sound), one
+	 * M_OUTER_SHORT only by the outer header's length. */
+	if (s->m == M_CUT)
+		n = *l3 + *olen + s->cut;
+	dlen = s->m == M_OUTER_SHORT ? *olen + s->cut : n - *l3;
+	if (s->m == M_OUTER_LONG)
+		dlen += 8;
+
 	/* outer header: from the LB's prefix to odst */
 	if (s->outer == 4) {
-		ip[0] = 0x45;
+		ip[0] = s->m == M_OUTER_VERSION ? 0x65 : s->m == M_OUTER_IHL4 ? 0x44 :
+			s->oopts ? 0x46 : 0x45;
 		ip[1] = DSCP | s->oecn;
-		*(__be16 *)(ip + 2) = htons(n - *l3);
+		*(__be16 *)(ip + 2) = htons(s->m == M_OUTER_IHL_LEN ? 16 : dlen);
 		if (s->m == M_OUTER_FRAG)
 			*(__be16 *)(ip + 6) = htons(0x2000);	/* MF */
 		ip[8] = 64;
 		ip[9] = s->m == M_NOT_TUNNEL ? IPPROTO_UDP : s->inner == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 		inet_pton(AF_INET, OUTER_SRC4, ip + 12);
 		inet_pton(AF_INET, s->odst, ip + 16);
-		*(__be16 *)(ip + 10) = csum16(ip, 20, 0);
+		if (s->oopts)
+			memcpy(ip + 20, "\x01\x01\x01\x00", 4);	/* NOP NOP NOP EOL */
+		*(__be16 *)(ip + 10) = csum16(ip, *olen, 0);
+		if (s->m == M_OUTER_CSUM)
+			ip[s->oopts ? 22 : 11] ^= 1;	/* an option byte, else the checksum */
 	} else {
-		ip[0] = 0x60 | DSCP >> 4;
+		ip[0] = (s->m == M_OUTER_VERSION ? 0x40 : 0x60) | DSCP >> 4;
 		ip[1] = (DSCP | s->oecn) << 4;
-		*(__be16 *)(ip + 4) = htons(n - *l3 - 40);
+		*(__be16 *)(ip + 4) = htons(dlen - 40);
 		ip[6] = s->m == M_NOT_TUNNEL ? IPPROTO_UDP : s->inner == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 		ip[7] = 64;
 		inet_pton(AF_INET6, OUTER_SRC6, ip + 8);
 		inet_pton(AF_INET6, s->odst, ip + 24);
 	}
-	if (s->m == M_CUT)
-		n = *l3 + *olen + s->cut;
-	return n;
+	memset(f + n, 0xee, s->pad);
+	return n + s->pad;
 }
 
 static int run(const __u8 *in, size_t inlen, __u8 *out, __u32 *outlen, __u32 *action)
@@ -272,6 +300,45 @@ static const struct row rows[] = {
 	  { 6, 6, OURS6, VIP6, .m = M_INNER_VERSION }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
 	{ "IPIP whose inner IPv4 header says ihl 4: dropped",
 	  { 4, 4, OURS4, VIP4, .m = M_INNER_IHL4 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPIP whose outer length ends before the inner header, the rest padding: dropped",
+	  { 4, 4, OURS4, VIP4, .m = M_OUTER_SHORT, .cut = 0 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPIP whose outer length ends inside the inner header: dropped",
+	  { 4, 4, OURS4, VIP4, .m = M_OUTER_SHORT, .cut = 12 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "IPv6-in-IPv6 whose outer payload length is 0: dropped",
+	  { 6, 6, OURS6, VIP6, .m = M_OUTER_SHORT, .cut = 0 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	{ "4in6 whose outer payload length ends inside the inner header: dropped",
+	  { 6, 4, OURS6, VIP4, .m = M_OUTER_SHORT, .cut = 19 }, XDP_DROP, OUT_NONE, FERRY_XSTAT_DECAP_MALFORMED },
+	/* Outer headers the kernel would refuse (ip_rcv_core, ipv6_rcv): the
+	 * stack drops them, so they pass untouched, counted, whoever they are for. */
+	{ "IPIP whose outer checksum is wrong: untouched",
+	  { 4, 4, OURS4, VIP4, .m = M_OUTER_CSUM }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "IPIP with outer options whose checksum does not cover them: untouched",
+	  { 4, 4, OURS4, VIP4, .oopts = true, .m = M_OUTER_CSUM }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "6in4 whose outer checksum is wrong: untouched",
+	  { 4, 6, OURS4, VIP6, .m = M_OUTER_CSUM }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "IPIP whose outer checksum is wrong, to another address: untouched, bad outer",
+	  { 4, 4, "192.0.2.99", VIP4, .m = M_OUTER_CSUM }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "IPIP whose outer total length runs past the frame: untouched",
+	  { 4, 4, OURS4, VIP4, .m = M_OUTER_LONG }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "IPIP whose outer total length is less than its header (16): untouched",
+	  { 4, 4, OURS4, VIP4, .m = M_OUTER_IHL_LEN }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "IPIP whose outer ihl is 4: untouched",
+	  { 4, 4, OURS4, VIP4, .m = M_OUTER_IHL4 }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "ethertype IPv4 over a version-6 outer header: untouched",
+	  { 4, 4, OURS4, VIP4, .m = M_OUTER_VERSION }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "ethertype IPv6 over a version-4 outer header: untouched",
+	  { 6, 6, OURS6, VIP6, .m = M_OUTER_VERSION }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "IPv6-in-IPv6 whose outer payload length runs past the frame: untouched",
+	  { 6, 6, OURS6, VIP6, .m = M_OUTER_LONG }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	{ "4in6 tagged whose outer payload length runs past the frame: untouched",
+	  { 6, 4, OURS6, VIP4, .vlans = 1, .m = M_OUTER_LONG }, XDP_PASS, OUT_SAME, FERRY_XSTAT_DECAP_BAD_OUTER },
+	/* What the kernel takes, so do we. */
+	{ "IPIP with outer IPv4 options (ihl 6): stripped",
+	  { 4, 4, OURS4, VIP4, .oopts = true }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
+	{ "IPIP with bytes after the outer datagram (Ethernet padding): stripped, the bytes after the inner",
+	  { 4, 4, OURS4, VIP4, .pad = 10 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
+	{ "IPv6-in-IPv6 with bytes after the outer datagram: stripped",
+	  { 6, 6, OURS6, VIP6, .pad = 7 }, XDP_PASS, OUT_STRIPPED, FERRY_XSTAT_DECAP_OK },
 	{ "IPIP fragment: untouched, not reassembled",
 	  { 4, 4, OURS4, VIP4, .m = M_OUTER_FRAG }, XDP_PASS, OUT_SAME, NO_COUNTER },
 	{ "plain UDP to the node: untouched",
@@ -379,7 +446,7 @@ static void test_rows(void)
 		for (s = FERRY_XSTAT_DECAP_OK; ok && s < FERRY_XSTAT_MAX; s++) {
 			if (s != FERRY_XSTAT_DECAP_OK && s != FERRY_XSTAT_DECAP_NOT_OURS &&
 			    s != FERRY_XSTAT_DECAP_MALFORMED && s != FERRY_XSTAT_DECAP_NOT_VIP &&
-			    s != FERRY_XSTAT_DECAP_CE_NOT_ECT)
+			    s != FERRY_XSTAT_DECAP_CE_NOT_ECT && s != FERRY_XSTAT_DECAP_BAD_OUTER)
 				continue;
 			ok &= ASSERT_EQ(after[s] - before[s], s == r->counter, "counter slot %d", s);
 		}

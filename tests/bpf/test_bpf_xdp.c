@@ -379,6 +379,8 @@ struct pspec {
 	const char *qsrc, *qdst;
 	__u16	qsport, qdport;
 	int	qproto;
+	int	qfrag;			/* the quote is a fragment: IPv4 frag_off (MF 0x2000 |
+					 * offset / 8); IPv6 a fragment header's offset / 8 << 3 | M */
 	/* damage */
 	int	truncate;		/* cut the frame to this many bytes */
 	int	ihl;			/* IPv4 ihl override */
@@ -386,7 +388,11 @@ struct pspec {
 	int	len_extra;		/* added to the IP length field */
 	bool	frag;			/* IPv4 MF / IPv6 fragment header */
 	bool	hbh;			/* IPv6 hop-by-hop header before L4 */
+	int	rh;			/* IPv6 routing header (SRH, one segment) before L4:
+					 * segments left + 1; 0: none */
 	bool	ip_opts;		/* IPv4 with 8 bytes of options */
+	int	trail;			/* bytes after the datagram (past its IP length) */
+	int	opt_len;		/* IPv4 with this many bytes of options (a multiple of 4) */
 };
 
 #define TCP_ACK	0x10
@@ -426,9 +432,11 @@ static size_t put_l4(__u8 *p, int proto, __u16 sport, __u16 dport, __u8 flags, i
 	}
 }
 
-/* A quoted datagram (for ICMP errors): IP header + 8 bytes of L4. */
+/* A quoted datagram (for ICMP errors): IP header [+ IPv6 fragment header
+ * when frag] + 8 bytes of L4 (ports there or, in a fragment other than the
+ * first, payload bytes that look like them). */
 static size_t put_quote(__u8 *p, int family, int proto, const char *src, const char *dst,
-			__u16 sport, __u16 dport)
+			__u16 sport, __u16 dport, int frag)
 {
 	if (family == 4) {
 		struct iphdr *ip = (void *)p;
@@ -437,6 +445,7 @@ static size_t put_quote(__u8 *p, int family, int proto, const char *src, const c
 		ip->version = 4;
 		ip->ihl = 5;
 		ip->tot_len = htons(1500);
+		ip->frag_off = htons(frag);
 		ip->ttl = 60;
 		ip->protocol = proto;
 		inet_pton(AF_INET, src, &ip->saddr);
@@ -450,12 +459,19 @@ static size_t put_quote(__u8 *p, int family, int proto, const char *src, const c
 		memset(ip, 0, sizeof(*ip));
 		ip->version = 6;
 		ip->payload_len = htons(1460);
-		ip->nexthdr = proto;
+		ip->nexthdr = frag ? 44 : proto;
 		ip->hop_limit = 60;
 		inet_pton(AF_INET6, src, &ip->saddr);
 		inet_pton(AF_INET6, dst, &ip->daddr);
-		put_l4(p + 40, proto, sport, dport, TCP_ACK, 0, 0);
-		return 48;
+		if (frag) {
+			memset(p + 40, 0, 8);
+			p[40] = proto;
+			p[42] = frag >> 8;
+			p[43] = frag & 0xff;
+			p[47] = 7;	/* identification */
+		}
+		put_l4(p + (frag ? 48 : 40), proto, sport, dport, TCP_ACK, 0, 0);
+		return frag ? 56 : 48;
 	}
 }
 
@@ -496,7 +512,7 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 		struct iphdr *ip = (void *)(p + n);
 		__u8 *l4;
 
-		iphl = s->ip_opts ? 28 : 20;
+		iphl = s->opt_len ? 20 + s->opt_len : s->ip_opts ? 28 : 20;
 		memset(ip, 0, iphl);
 		ip->version = 4;
 		ip->ihl = s->ihl ? (size_t)s->ihl : iphl / 4;
@@ -507,8 +523,7 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 		ip->protocol = s->proto;
 		inet_pton(AF_INET, s->src, &ip->saddr);
 		inet_pton(AF_INET, s->dst, &ip->daddr);
-		if (s->ip_opts)
-			memset((__u8 *)ip + 20, 1, 8);	/* NOPs */
+		memset((__u8 *)ip + 20, 1, iphl - 20);	/* NOPs */
 		l4 = (__u8 *)ip + iphl;
 		if (s->proto == IPPROTO_ICMP) {
 			struct icmphdr *ic = (void *)l4;
@@ -520,7 +535,8 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 				ic->un.frag.mtu = htons(1400);
 			l4len = 8;
 			if (s->qsrc)
-				l4len += put_quote(l4 + 8, 4, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport);
+				l4len += put_quote(l4 + 8, 4, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport,
+						   s->qfrag);
 			else
 				memset(l4 + 8, 0xab, 32), l4len += 32;
 			ic->checksum = csum16(ic, l4len, 0);
@@ -543,7 +559,19 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 		ip->hop_limit = 63;
 		inet_pton(AF_INET6, s->src, &ip->saddr);
 		inet_pton(AF_INET6, s->dst, &ip->daddr);
-		if (s->hbh || s->frag) {
+		if (s->rh) {
+			/* Segment routing header, type 4: one segment after
+			 * the VIP, the packet's final destination. */
+			ip->nexthdr = 43;
+			memset(l4, 0, 24);
+			l4[0] = s->proto;
+			l4[1] = 2;		/* 8 + 16 bytes */
+			l4[2] = 4;
+			l4[3] = s->rh - 1;	/* segments left */
+			inet_pton(AF_INET6, "2001:db8:5e9::1", l4 + 8);
+			ext = 24;
+			l4 += 24;
+		} else if (s->hbh || s->frag) {
 			ip->nexthdr = s->hbh ? 0 : 44;
 			l4[0] = s->proto;
 			l4[1] = 0;
@@ -565,7 +593,8 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 			ic->icmp6_code = s->icmp_code;
 			l4len = 8;
 			if (s->qsrc)
-				l4len += put_quote(l4 + 8, 6, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport);
+				l4len += put_quote(l4 + 8, 6, s->qproto, s->qsrc, s->qdst, s->qsport, s->qdport,
+						   s->qfrag);
 			else
 				memset(l4 + 8, 0xab, 32), l4len += 32;
 		} else {
@@ -575,6 +604,8 @@ static size_t build(const struct pspec *s, __u8 *buf, size_t *l3)
 		ip->payload_len = htons(ext + l4len + s->len_extra);
 		n += sizeof(*ip) + ext + l4len;
 	}
+	memset(p + n, 0x5a, s->trail);
+	n += s->trail;
 	if (s->truncate && (size_t)s->truncate < n)
 		n = s->truncate;
 	return n;
@@ -683,6 +714,7 @@ struct row {
 	int vid;		/* the one tag out (a backend behind a VLAN device); 0: none */
 	__u16 tpid;		/* its ethertype; 0: 0x8100 */
 	int mtu;		/* OUT_TOOBIG: the MTU announced */
+	bool trimmed;		/* OUT_ENCAP: the bytes past the datagram (in.trail) cut, not carried */
 	int counts;		/* CNT(slot): the row adds one to that counter; 0: unchecked */
 };
 
@@ -769,6 +801,16 @@ static const struct row rows[] = {
 	{ "v6 tcp after a hop-by-hop header",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40001, .dport = 80, .hbh = true },
 	  XDP_REDIRECT, OUT_ENCAP },
+	{ "v6 tcp to the VIP after a routing header with no segments left: balanced",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40002, .dport = 80, .rh = 1, .payload = 10 },
+	  XDP_REDIRECT, OUT_ENCAP },
+	/* The VIP is a waypoint: the packet goes on to the next segment. */
+	{ "v6 tcp to the VIP with a routing header, segments left 1: passes, in transit",
+	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40003, .dport = 80, .rh = 2, .payload = 10 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_V6_EXT) },
+	{ "v6 udp to the VIP with a routing header, segments left 2: passes",
+	  { .family = 6, .proto = IPPROTO_UDP, .src = V6C, .dst = V6VIP, .sport = 5358, .dport = 53, .rh = 3, .payload = 10 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_V6_EXT) },
 	{ "backend without a route: configured gateway MAC, XDP_TX",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.30", .sport = 40000, .dport = 80 },
 	  XDP_TX, OUT_ENCAP, .via_gw = true },
@@ -805,6 +847,24 @@ static const struct row rows[] = {
 	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
 	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
 	  XDP_REDIRECT, OUT_ENCAP },
+	/* A fragment other than the first has payload where ports would be
+	 * (here bytes that read as the flow's): no flow to steer by. */
+	{ "ICMP frag-needed quoting a non-first fragment of a VIP reply passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .qfrag = 185 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_FRAG) },
+	{ "ICMP time-exceeded quoting a last fragment (offset, no MF) of a VIP reply passes",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 11,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 53, .qdport = 40000, .qproto = IPPROTO_UDP, .qfrag = 1 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_FRAG) },
+	{ "ICMP frag-needed quoting a first fragment (MF, offset 0) of a VIP reply goes to the flow's backend",
+	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = V4VIP, .icmp_type = 3, .icmp_code = 4,
+	    .qsrc = V4VIP, .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .qfrag = 0x2000 },
+	  XDP_REDIRECT, OUT_ENCAP, .counts = CNT(FERRY_XSTAT_ICMP_FWD) },
+	{ "ICMPv6 packet-too-big quoting a non-first fragment of a VIP reply passes",
+	  { .family = 6, .proto = IPPROTO_ICMPV6, .src = "2001:db8:1::fe", .dst = V6VIP, .icmp_type = 2,
+	    .qsrc = V6VIP, .qdst = V6C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP, .qfrag = 185 << 3 },
+	  XDP_PASS, OUT_SAME, .counts = CNT(FERRY_XSTAT_PASS_FRAG) },
 	{ "ICMP error quoting a non-VIP flow passes",
 	  { .family = 4, .proto = IPPROTO_ICMP, .src = "203.0.113.254", .dst = "198.51.100.99", .icmp_type = 3, .icmp_code = 4,
 	    .qsrc = "198.51.100.99", .qdst = V4C, .qsport = 80, .qdport = 40000, .qproto = IPPROTO_TCP },
@@ -824,12 +884,48 @@ static const struct row rows[] = {
 	{ "v4 tcp too big after encapsulation (DF): frag-needed answered, mtu 1480",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40010, .dport = 80, .payload = 1450 },
 	  XDP_TX, OUT_TOOBIG, .mtu = 1480 },
+	/* Linux discards a frag-needed whose quote is shorter than the
+	 * quoted header and 8 bytes (icmp_socket_deliver). */
+	{ "v4 tcp with 40 bytes of IP options too big (DF): frag-needed quoting the 60-byte header and 8 bytes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40013, .dport = 80, .opt_len = 40,
+	    .payload = 1420 },
+	  XDP_TX, OUT_TOOBIG, .mtu = 1480, .counts = CNT(FERRY_XSTAT_ICMP_TOO_BIG) },
+	{ "v4 udp with 32 bytes of IP options too big (DF): frag-needed quoting 60 bytes",
+	  { .family = 4, .proto = IPPROTO_UDP, .src = V4C, .dst = V4VIP, .sport = 5360, .dport = 53, .opt_len = 32,
+	    .payload = 1440 },
+	  XDP_TX, OUT_TOOBIG, .mtu = 1480, .counts = CNT(FERRY_XSTAT_ICMP_TOO_BIG) },
+	{ "v4 tcp with 28 bytes of IP options too big (DF): frag-needed quoting 56 bytes",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40014, .dport = 80, .opt_len = 28,
+	    .payload = 1440 },
+	  XDP_TX, OUT_TOOBIG, .mtu = 1480, .counts = CNT(FERRY_XSTAT_ICMP_TOO_BIG) },
 	{ "v4 tcp too big without DF: dropped",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40011, .dport = 80, .payload = 1450, .no_df = true },
-	  XDP_DROP, OUT_NONE },
+	  XDP_DROP, OUT_NONE, .counts = CNT(FERRY_XSTAT_DROP_TOO_BIG) },
 	{ "v4 tcp exactly fitting after encapsulation",
 	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40012, .dport = 80, .payload = 1440 },
 	  XDP_REDIRECT, OUT_ENCAP },
+	/* The tunnel carries the frame after L2: bytes past the IP length
+	 * too. Ethernet padding fits; bytes that would take the outer frame
+	 * over the MTU are cut first when the datagram itself fits. */
+	{ "v4 tcp 60-byte frame with Ethernet padding: encapsulated, padding carried after the datagram",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40015, .dport = 80, .trail = 6 },
+	  XDP_REDIRECT, OUT_ENCAP, .counts = CNT(FERRY_XSTAT_REDIRECT) },
+	{ "v4 tcp with 1400 bytes past its IP length, over the MTU encapsulated: trimmed, encapsulated",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40016, .dport = 80, .payload = 100,
+	    .trail = 1400 },
+	  XDP_REDIRECT, OUT_ENCAP, .trimmed = true, .counts = CNT(FERRY_XSTAT_REDIRECT) },
+	{ "v4 tcp exactly fitting after encapsulation, 1 byte past its IP length: trimmed, encapsulated",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40017, .dport = 80, .payload = 1440,
+	    .trail = 1 },
+	  XDP_REDIRECT, OUT_ENCAP, .trimmed = true, .counts = CNT(FERRY_XSTAT_REDIRECT) },
+	{ "v6 udp with 1400 bytes past its payload length, over the MTU encapsulated: trimmed, encapsulated",
+	  { .family = 6, .proto = IPPROTO_UDP, .src = V6C, .dst = V6VIP, .sport = 5359, .dport = 53, .payload = 100,
+	    .trail = 1400 },
+	  XDP_REDIRECT, OUT_ENCAP, .trimmed = true, .counts = CNT(FERRY_XSTAT_REDIRECT) },
+	{ "v4 tcp too big itself, with bytes past its IP length (DF): frag-needed answered",
+	  { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = V4VIP, .sport = 40018, .dport = 80, .payload = 1450,
+	    .trail = 30 },
+	  XDP_TX, OUT_TOOBIG, .mtu = 1480, .counts = CNT(FERRY_XSTAT_ICMP_TOO_BIG) },
 	{ "v6 tcp too big after encapsulation: packet-too-big answered, mtu 1460",
 	  { .family = 6, .proto = IPPROTO_TCP, .src = V6C, .dst = V6VIP, .sport = 40010, .dport = 80, .payload = 1420 },
 	  XDP_TX, OUT_TOOBIG, .mtu = 1460 },
@@ -927,7 +1023,10 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	struct ferry_svc svc;
 	const __u8 *dmac, *smac;
 	const struct nbr *n;
-	size_t l3len = inlen - l3, ol3, ol2 = r->via_gw ? l3 : r->vid ? ETH_HLEN + 4 : ETH_HLEN;
+	/* the datagram, by its IP length; what the tunnel carries: the
+	 * frame after L2, bytes after the datagram included unless trimmed */
+	size_t dgram = inlen - l3 - r->in.trail, l3len = r->trimmed ? dgram : inlen - l3;
+	size_t ol3, ol2 = r->via_gw ? l3 : r->vid ? ETH_HLEN + 4 : ETH_HLEN;
 	__u32 be_id;
 	bool ok = true;
 	int ofam;
@@ -967,7 +1066,7 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		ok &= ASSERT_EQ(o->version, 4, "outer version");
 		ok &= ASSERT_EQ(o->ihl, 5, "outer ihl");
 		ok &= ASSERT_EQ(o->protocol, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer protocol");
-		ok &= ASSERT_EQ(ntohs(o->tot_len), l3len + 20, "outer total length");
+		ok &= ASSERT_EQ(ntohs(o->tot_len), dgram + 20, "outer total length");
 		ok &= ASSERT_EQ(o->ttl, 64, "outer ttl");
 		ok &= ASSERT_TRUE(ip4_csum_ok(o), "outer header checksum");
 		ok &= ASSERT_EQ(o->daddr, be.addr[0], "outer destination is the ring's backend");
@@ -985,12 +1084,20 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 		ok &= ASSERT_EQ(outlen, ol2 + ol3 + l3len, "frame length");
 		ok &= ASSERT_EQ(o->version, 6, "outer version");
 		ok &= ASSERT_EQ(o->nexthdr, k.family == AF_INET ? IPPROTO_IPIP : IPPROTO_IPV6, "outer next header");
-		ok &= ASSERT_EQ(ntohs(o->payload_len), l3len, "outer payload length");
+		ok &= ASSERT_EQ(ntohs(o->payload_len), dgram, "outer payload length");
 		ok &= ASSERT_EQ(o->hop_limit, 64, "outer hop limit");
 		ok &= ASSERT_TRUE(!memcmp(&o->daddr, be.addr, 16), "outer destination is the ring's backend");
 		ok &= ASSERT_TRUE(!memcmp(&o->saddr, &pfx, 14), "outer source in the configured prefix");
 		ok &= ASSERT_EQ(ntohl(*(const __u32 *)o) & 0xfffff, ferry_xflow_hash(&k) & 0xfffff,
 				"flow label from the flow hash");
+		if (k.family == AF_INET6 && !r->in.qsrc) {
+			const struct ipv6hdr *i6 = (const void *)(in + l3);
+
+			ok &= ASSERT_EQ(o->priority << 4 | o->flow_lbl[0] >> 4, 0x28,
+					"inner traffic class copied");
+			ok &= ASSERT_EQ(i6->priority << 4 | i6->flow_lbl[0] >> 4, 0x28,
+					"(the inner traffic class the row sent)");
+		}
 	}
 	ok &= ASSERT_TRUE(!memcmp(out + ol2 + ol3, in + l3, l3len), "inner datagram carried byte for byte");
 
@@ -1011,6 +1118,9 @@ static bool check_encap(const struct row *r, const __u8 *in, size_t inlen, size_
 	return ok;
 }
 
+/* The reply to a datagram too big: from the VIP to the client, its MTU, and
+ * a quote Linux accepts (IPv4: 56 bytes, or the header and 8 more when that
+ * is longer; IPv6: 200), byte for byte, under valid checksums. */
 static bool check_toobig(const struct row *r, const __u8 *in, size_t l3, const __u8 *out, size_t outlen)
 {
 	bool ok = true;
@@ -1020,18 +1130,20 @@ static bool check_toobig(const struct row *r, const __u8 *in, size_t l3, const _
 	if (r->in.family == 4) {
 		const struct iphdr *ip = (const void *)(out + l3), *iin = (const void *)(in + l3);
 		const struct icmphdr *ic = (const void *)(ip + 1);
+		size_t q = iin->ihl * 4 + 8 > 56 ? iin->ihl * 4 + 8 : 56;
 
-		ok &= ASSERT_EQ(outlen, l3 + 20 + 8 + 56, "reply length");
+		ok &= ASSERT_EQ(outlen, l3 + 20 + 8 + q, "reply length");
 		ok &= ASSERT_EQ(ip->protocol, IPPROTO_ICMP, "protocol");
 		ok &= ASSERT_TRUE(ip4_csum_ok(ip), "IP checksum");
 		ok &= ASSERT_EQ(ip->saddr, iin->daddr, "from the VIP");
 		ok &= ASSERT_EQ(ip->daddr, iin->saddr, "to the client");
-		ok &= ASSERT_EQ(ntohs(ip->tot_len), 84, "IP total length");
+		ok &= ASSERT_EQ(ntohs(ip->tot_len), 20 + 8 + q, "IP total length");
 		ok &= ASSERT_EQ(ic->type, 3, "ICMP type");
 		ok &= ASSERT_EQ(ic->code, 4, "ICMP code");
 		ok &= ASSERT_EQ(ntohs(ic->un.frag.mtu), r->mtu, "next-hop MTU");
-		ok &= ASSERT_EQ(csum16(ic, 64, 0), 0, "ICMP checksum");
-		ok &= ASSERT_TRUE(!memcmp(ic + 1, in + l3, 56), "quote of the datagram");
+		ok &= ASSERT_EQ(csum16(ic, 8 + q, 0), 0, "ICMP checksum");
+		ok &= ASSERT_TRUE(q >= iin->ihl * 4 + 8u, "the quote holds the header and 8 bytes (%zu)", q);
+		ok &= ASSERT_TRUE(!memcmp(ic + 1, in + l3, q), "quote of the datagram");
 	} else {
 		const struct ipv6hdr *ip = (const void *)(out + l3), *iin = (const void *)(in + l3);
 		const struct icmp6hdr *ic = (const void *)(ip + 1);
@@ -2062,7 +2174,9 @@ static int send_spec(const struct pspec *sp)
 /*
  * Known packets move the outcome counters by exactly what they are: a SYN
  * is a new flow and no lookup, an ACK a hit on its recorded flow or a miss
- * (and then recorded), a packet to a VIP none of whose backends may take it
+ * (and then recorded), an ACK of a flow whose backend was removed a miss
+ * alone (not a hit too: the recorded backend was not kept), a packet to a
+ * VIP none of whose backends may take it
  * a drop after every ring entry tried, a bad TCP header a drop. Every other
  * slot stays put, bar the next-hop resolutions (their cache expires on a
  * clock).
@@ -2070,6 +2184,8 @@ static int send_spec(const struct pspec *sp)
 static void test_counter_deltas(void)
 {
 	const struct bspec bs[] = { { .ip = "192.0.2.11" } };
+	const struct bspec two[] = { { .ip = "192.0.2.11" }, { .ip = "192.0.2.12" } };
+	const struct bspec only12[] = { { .ip = "192.0.2.12" } };
 	const char *vip = "198.51.100.66";
 	struct pspec bad = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = vip,
 			     .sport = 7009, .dport = 80, .doff = 3 };
@@ -2097,6 +2213,15 @@ static void test_counter_deltas(void)
 	fwd += send_flow(vip, 80, 30, 7000, true, NULL) == 11;		/* A's SYN again */
 	want[FERRY_XSTAT_SYN_NEW] += 1;
 	want[FERRY_XSTAT_REDIRECT] += 7;
+	/* A's backend removed (the other one was there before, so no id is
+	 * reused): its next packet is placed again, one miss and no hit. */
+	ok &= ASSERT_EQ(svc_set("deltas", vip, 80, IPPROTO_TCP, true, two, 2), 0, "second backend");
+	ok &= ASSERT_EQ(svc_set("deltas", vip, 80, IPPROTO_TCP, true, only12, 1), 0, "A's backend removed");
+	ok &= ASSERT_EQ(send_flow(vip, 80, 30, 7000, false, NULL), 12, "A re-placed on the backend left");
+	want[FERRY_XSTAT_LRU_MISS] += 1;
+	ok &= ASSERT_EQ(send_flow(vip, 80, 30, 7000, false, NULL), 12, "A recorded there");
+	want[FERRY_XSTAT_LRU_HIT] += 1;
+	want[FERRY_XSTAT_REDIRECT] += 2;
 	drops += send_spec(&sick) == XDP_DROP;				/* only backend UNHEALTHY */
 	sick.tcp_flags = TCP_ACK;
 	drops += send_spec(&sick) == XDP_DROP;				/* and mid-flow */
@@ -2722,7 +2847,9 @@ static void test_decap_rows(void)
 	bool ok = true;
 	size_t n;
 
-	/* IPIP to an address we do not own: passes untouched. */
+	/* IPIP to an address we do not own: passes untouched. The outer
+	 * header is a sound one: the decap refuses any other before it looks
+	 * at addresses (test_bpf_decap's rows). */
 	memset(in, 0, sizeof(in));
 	in[12] = 0x08;
 	in[14] = 0x45;
@@ -2731,6 +2858,7 @@ static void test_decap_rows(void)
 	in[14 + 9] = IPPROTO_IPIP;
 	inet_pton(AF_INET, "203.0.113.5", in + 14 + 12);
 	inet_pton(AF_INET, "192.0.2.99", in + 14 + 16);
+	*(__be16 *)(in + 14 + 10) = csum16(in + 14, 20, 0);
 	in[34] = 0x45;
 	n = 14 + 20 + 40;
 	ol = sizeof(out);
@@ -2738,12 +2866,18 @@ static void test_decap_rows(void)
 	      ASSERT_EQ(act, XDP_PASS, "not ours: pass") && ASSERT_TRUE(!memcmp(in, out, n), "untouched");
 	verdict("xdp decap: tunnel to a foreign address passes untouched", ok);
 
-	/* Ours, but the inner header is cut: dropped. */
+	/* Ours, but the inner header is cut (frame and outer length): dropped. */
 	inet_pton(AF_INET, "192.0.2.11", in + 14 + 16);
+	in[14 + 3] = 30;
+	in[14 + 10] = in[14 + 11] = 0;
+	*(__be16 *)(in + 14 + 10) = csum16(in + 14, 20, 0);
 	ol = sizeof(out);
 	ok = ASSERT_EQ(run(dc_fd(), in, 14 + 20 + 10, out, &ol, &act), 0, "run") &&
 	     ASSERT_EQ(act, XDP_DROP, "truncated inner: drop");
 	/* Ours, inner version wrong: dropped. */
+	in[14 + 3] = 60;
+	in[14 + 10] = in[14 + 11] = 0;
+	*(__be16 *)(in + 14 + 10) = csum16(in + 14, 20, 0);
 	in[34] = 0x65;
 	ol = sizeof(out);
 	ok &= ASSERT_EQ(run(dc_fd(), in, n, out, &ol, &act), 0, "run") &&

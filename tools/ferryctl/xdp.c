@@ -51,6 +51,7 @@ static const char *const xstat_names[FERRY_XSTAT_MAX] = {
 	[FERRY_XSTAT_DECAP_NOT_VIP] = "decap_not_vip",
 	[FERRY_XSTAT_LOCAL] = "local",
 	[FERRY_XSTAT_DECAP_CE_NOT_ECT] = "decap_ce_not_ect",
+	[FERRY_XSTAT_DECAP_BAD_OUTER] = "decap_bad_outer",
 };
 
 static int open_pin(struct ctl *c, const char *name, int *fd)

@@ -89,7 +89,7 @@ const struct stat_desc ferry_xstat_descs[FERRY_XSTAT_MAX] = {
 	X(DROP_TOO_BIG, "xdp_drop_too_big", "ferry_xdp_drops_total", "reason=\"too_big\"", NULL),
 	X(DROP_ADJUST, "xdp_drop_adjust", "ferry_xdp_drops_total", "reason=\"adjust_failed\"", NULL),
 	X(DECAP_OK, "xdp_decap_ok", "ferry_xdp_decap_total", "outcome=\"ok\"",
-	  "Tunnel packets seen by the backend-side decap, by outcome: ok (stripped), not_ours (outer address not ours), malformed (dropped), not_vip (inner destination not an XDP VIP bound here; passed untouched), ce_not_ect (outer marked CE over a Not-ECT inner: dropped, RFC 6040)."),
+	  "Tunnel packets seen by the backend-side decap, by outcome: ok (stripped), not_ours (outer address not ours), malformed (dropped), not_vip (inner destination not an XDP VIP bound here; passed untouched), ce_not_ect (outer marked CE over a Not-ECT inner: dropped, RFC 6040), bad_outer (outer header the kernel would refuse: version, IPv4 checksum or header length, length past the frame; passed untouched)."),
 	X(DECAP_NOT_OURS, "xdp_decap_not_ours", "ferry_xdp_decap_total", "outcome=\"not_ours\"", NULL),
 	X(DECAP_MALFORMED, "xdp_decap_malformed", "ferry_xdp_decap_total", "outcome=\"malformed\"", NULL),
 	X(VIP_SLOW, "xdp_vip_slow_lookup", "ferry_xdp_vip_slow_lookups_total", "",
@@ -99,4 +99,5 @@ const struct stat_desc ferry_xstat_descs[FERRY_XSTAT_MAX] = {
 	X(DECAP_NOT_VIP, "xdp_decap_not_vip", "ferry_xdp_decap_total", "outcome=\"not_vip\"", NULL),
 	X(LOCAL, "xdp_local", "ferry_xdp_actions_total", "action=\"local\"", NULL),
 	X(DECAP_CE_NOT_ECT, "xdp_decap_ce_not_ect", "ferry_xdp_decap_total", "outcome=\"ce_not_ect\"", NULL),
+	X(DECAP_BAD_OUTER, "xdp_decap_bad_outer", "ferry_xdp_decap_total", "outcome=\"bad_outer\"", NULL),
 };
