@@ -1831,11 +1831,13 @@ static int usable_class(const struct usable *u, int nu, __u32 id)
 static __u32 model_pick(int ring, const struct ferry_svc *svc, const struct ferry_xflow_key *k,
 			const struct usable *u, int nu, bool *fell)
 {
-	__u32 hash = ferry_xflow_hash(k), idx = ferry_ring_index(hash, FERRY_XDP_DEF_RING_M);
-	__u32 be = 0, deg = 0, i;
+	__u32 hash = ferry_xflow_hash(k), idx, m = 0, be = 0, deg = 0, i;
 	int c;
 
 	*fell = false;
+	if (map_max_entries(ring, &m) || !m)
+		return 0;
+	idx = ferry_ring_index(hash, m);	/* the ring at its own size, as the program */
 	for (i = 0; i < FERRY_XDP_RING_TRIES; i++) {
 		if (bpf_map_lookup_elem(ring, &idx, &be))
 			return 0;
@@ -1844,7 +1846,7 @@ static __u32 model_pick(int ring, const struct ferry_svc *svc, const struct ferr
 			return be;
 		if (c == 1 && !deg)
 			deg = be;
-		idx = (idx + 1) % FERRY_XDP_DEF_RING_M;
+		idx = (idx + 1) % m;
 	}
 	if (deg)
 		return deg;
@@ -1869,7 +1871,7 @@ static __u32 model_pick(int ring, const struct ferry_svc *svc, const struct ferr
 			*fell = false;
 			return 0;
 		}
-		for (i = 0; i < ferry_ring_walk_len(svc->count, FERRY_XDP_DEF_RING_M) && !wgood; i++) {
+		for (i = 0; i < ferry_ring_walk_len(svc->count, m) && !wgood; i++) {
 			if (bpf_map_lookup_elem(ring, &idx, &be))
 				return 0;
 			c = usable_class(u, nu, be);
@@ -1877,7 +1879,7 @@ static __u32 model_pick(int ring, const struct ferry_svc *svc, const struct ferr
 				wgood = be;
 			if (c == 1 && !wdeg)
 				wdeg = be;
-			idx = (idx + 1) % FERRY_XDP_DEF_RING_M;
+			idx = (idx + 1) % m;
 		}
 		return wgood ? wgood : sgood ? sgood : wdeg ? wdeg : sdeg;
 	}
@@ -2260,6 +2262,52 @@ static bool two_cpus(void)
 	return ok;
 }
 
+/* Entries in service svc_id's ring; 0 if it has none. */
+static __u32 ring_size(__u32 svc_id)
+{
+	__u32 id, m = 0;
+	int fd;
+
+	if (bpf_map_lookup_elem(fm.xring, &svc_id, &id))
+		return 0;
+	fd = bpf_map_get_fd_by_id(id);
+	if (fd < 0)
+		return 0;
+	if (map_max_entries(fd, &m))
+		m = 0;
+	close(fd);
+	return m;
+}
+
+/* Of n new flows to vip:80 (SYNs from 192.0.2.1<client>), how many did not
+ * go where the service's ring, read at its own size, sends them; to (NULL
+ * or 256 counters) counts them by their backend's last address byte. */
+static int off_ring(const char *vip, __u32 svc_id, __u32 client, int n, int *to)
+{
+	char src[32];
+	int i, wrong = 0;
+
+	snprintf(src, sizeof(src), "192.0.2.%u", 100 + client % 100);
+	for (i = 0; i < n; i++) {
+		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
+		__u16 sport = 100 * client + i;
+		int got = send_flow(vip, 80, client, sport, true, NULL);
+		struct ferry_backend be;
+		__u32 id;
+
+		inet_pton(AF_INET, src, k.src);
+		inet_pton(AF_INET, vip, k.dst);
+		k.sport = htons(sport);
+		k.dport = htons(80);
+		id = ring_backend(svc_id, &k);
+		if (!id || bpf_map_lookup_elem(fm.be, &id, &be) || got != (int)(ntohl(be.addr[0]) & 0xff))
+			wrong++;
+		if (to && got >= 0)
+			to[got & 0xff]++;
+	}
+	return wrong;
+}
+
 /*
  * A backend id freed by one registry change is handed out again by a later
  * one, to any service, at another address. The next hops this CPU cached
@@ -2277,7 +2325,7 @@ static void test_id_reuse(void)
 	const struct bspec bc[] = { { .ip = "192.0.2.13" }, { .ip = "192.0.2.12" } };
 	const char *v1 = "198.51.100.200", *v2 = "198.51.100.201", *v3 = "198.51.100.202";
 	__u32 ida, idb, act, id11 = 0;
-	int i, sport = -1, wrong = 0, to12 = 0;
+	int i, sport = -1, wrong = 0, to[256] = { 0 };
 	struct ferry_svc s3;
 	bool ok;
 
@@ -2331,22 +2379,8 @@ static void test_id_reuse(void)
 		xcnt_close(&be);
 		ok &= ASSERT_EQ(sum.packets, 0, "packets counted for .12 before it had any (those of .11)");
 	}
-	for (i = 0; ok && i < 200; i++) {
-		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
-		int got = send_flow(v3, 80, 24, 2400 + i, true, NULL);
-		struct ferry_backend be;
-		__u32 id;
-
-		inet_pton(AF_INET, "192.0.2.124", k.src);
-		inet_pton(AF_INET, v3, k.dst);
-		k.sport = htons(2400 + i);
-		k.dport = htons(80);
-		id = ring_backend(s3.id, &k);
-		if (bpf_map_lookup_elem(fm.be, &id, &be) || got != (int)(ntohl(be.addr[0]) & 0xff))
-			wrong++;
-		to12 += got == 12;
-	}
-	ok &= ASSERT_TRUE(to12 > 0, "new flows to .12 (%d of 200)", to12);
+	wrong = off_ring(v3, s3.id, 24, 200, to);
+	ok &= ASSERT_TRUE(to[12] > 0, "new flows to .12 (%d of 200)", to[12]);
 	ok &= ASSERT_EQ(wrong, 0, "new flows not at their ring backend's address");
 	verdict("xdp a backend leaving: its flows move at once, its id's next user is reached", ok);
 }
@@ -2399,46 +2433,6 @@ static void test_local_backend(void)
 		svc_set(i ? "self6" : "self4", c[i].vip, 80, IPPROTO_TCP, true, NULL, 0);
 }
 
-/* Entries in service svc_id's ring; 0 if it has none. */
-static __u32 ring_size(__u32 svc_id)
-{
-	__u32 id, m = 0;
-	int fd;
-
-	if (bpf_map_lookup_elem(fm.xring, &svc_id, &id))
-		return 0;
-	fd = bpf_map_get_fd_by_id(id);
-	if (fd < 0)
-		return 0;
-	if (map_max_entries(fd, &m))
-		m = 0;
-	close(fd);
-	return m;
-}
-
-/* Of n new flows to vip:80 (SYNs from 192.0.2.1xx), how many did not go
- * where the service's ring, read at its own size, sends them. */
-static int off_ring(const char *vip, __u32 svc_id, int n)
-{
-	int i, wrong = 0;
-
-	for (i = 0; i < n; i++) {
-		struct ferry_xflow_key k = { .proto = IPPROTO_TCP, .family = AF_INET };
-		int got = send_flow(vip, 80, 25, 2500 + i, true, NULL);
-		struct ferry_backend be;
-		__u32 id;
-
-		inet_pton(AF_INET, "192.0.2.125", k.src);
-		inet_pton(AF_INET, vip, k.dst);
-		k.sport = htons(2500 + i);
-		k.dport = htons(80);
-		id = ring_backend(svc_id, &k);
-		if (!id || bpf_map_lookup_elem(fm.be, &id, &be) || got != (int)(ntohl(be.addr[0]) & 0xff))
-			wrong++;
-	}
-	return wrong;
-}
-
 /*
  * ferryd restarted with another --xdp-ring-size writes the new size at
  * load; each ring keeps the size it was built with until the next sync
@@ -2463,12 +2457,12 @@ static void test_ring_size_change(void)
 	ok &= ASSERT_EQ(svc_lookup(vip, 80, IPPROTO_TCP, &s), 0, "its id");
 	ok &= ASSERT_EQ(ring_size(s.id), FERRY_XDP_DEF_RING_M, "its ring at the default size");
 	ok &= ASSERT_EQ(bpf_map_update_elem(fm.xcfg, &zero, &big, BPF_ANY), 0, "configured 131071");
-	ok &= ASSERT_EQ(off_ring(vip, s.id, 200), 0, "new flows off the old ring");
+	ok &= ASSERT_EQ(off_ring(vip, s.id, 25, 200, NULL), 0, "new flows off the old ring");
 	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_PASS_NO_RING) - noring0, 0, "new flows passed (no ring entry)");
 	/* The next sync rebuilds the ring at the configured size. */
 	ok &= ASSERT_EQ(svc_set("resize", vip, 80, IPPROTO_TCP, true, bs, 2), 0, "the sync");
 	ok &= ASSERT_EQ(ring_size(s.id), 131071, "the ring rebuilt at 131071");
-	ok &= ASSERT_EQ(off_ring(vip, s.id, 200), 0, "new flows off the new ring");
+	ok &= ASSERT_EQ(off_ring(vip, s.id, 25, 200, NULL), 0, "new flows off the new ring");
 	ok &= ASSERT_EQ(xstat(FERRY_XSTAT_PASS_NO_RING) - noring0, 0, "new flows passed");
 	verdict("xdp a ring built at another size serves at its own size until rebuilt", ok);
 	bpf_map_update_elem(fm.xcfg, &zero, &cfg, BPF_ANY);
