@@ -1354,6 +1354,7 @@ static __always_inline int lb(struct xdp_md *ctx, struct xpkt *p, __u32 svc_id, 
 		if (p->l3_len + olen <= nh->mtu) {
 			if (bpf_xdp_adjust_tail(ctx, (int)(p->l2_len + p->l3_len) - (int)p->pkt_len))
 				return vdrop(FERRY_XSTAT_DROP_ADJUST);
+			p->pkt_len = p->l2_len + p->l3_len;	/* the bytes counted: what was sent */
 		} else if (p->icmp || !p->df) {
 			return vdrop(FERRY_XSTAT_DROP_TOO_BIG);
 		} else if (p->key.family == AF_INET) {

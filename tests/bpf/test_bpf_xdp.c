@@ -2791,9 +2791,11 @@ static void test_counters(void)
 	ok = ASSERT_EQ(svc_set("count", "198.51.100.80", 80, IPPROTO_TCP, true, bs, 1), 0, "service");
 	ok &= ASSERT_EQ(svc_lookup("198.51.100.80", 80, IPPROTO_TCP, &s), 0, "lookup");
 	for (i = 0; ok && i < n; i++) {
+		/* The first with 1,400 bytes past its datagram: they do not
+		 * fit the tunnel, are cut, and so are not counted. */
 		struct pspec sp = { .family = 4, .proto = IPPROTO_TCP, .src = V4C, .dst = "198.51.100.80",
-				    .sport = 3000 + i, .dport = 80, .payload = 46 };
-		__u8 in[256], out[256];
+				    .sport = 3000 + i, .dport = 80, .payload = 46, .trail = i ? 0 : 1400 };
+		__u8 in[2048], out[2048];
 		__u32 ol = sizeof(out), act;
 		size_t l3, il = build(&sp, in, &l3);
 
