@@ -725,6 +725,31 @@ static void ctl_set_state(struct mem *m, __u16 port, __u8 state)
 	mem_check(m);
 }
 
+/* A slot an interrupted apply left without a backend (id 0 in the state)
+ * is a hole, not a backend at 0.0.0.0:0, when a service is turned back
+ * into what a registry would say (ferryctl edits, ring refreshes). */
+static void state_to_reg_skips_holes(void **state)
+{
+	struct be_state bes[3] = {};
+	struct svc_state s = { .bes = bes, .n = 3 };
+	struct reg_service r;
+
+	(void)state;
+	bes[0].id = 7;
+	bes[0].be.family = AF_INET;
+	bes[0].be.addr[0] = htonl(0xc000020b);
+	bes[0].be.port = htons(8081);
+	bes[0].be.weight = 1;
+	bes[2] = bes[0];
+	bes[2].id = 9;
+	bes[2].be.port = htons(8082);
+	assert_int_equal(svc_state_to_reg(&s, &r), 0);
+	assert_int_equal(r.nbackends, 2);
+	assert_int_equal(r.backends[0].port, 8081);
+	assert_int_equal(r.backends[1].port, 8082);
+	free(r.backends);
+}
+
 static void plan_registry_keeps_quarantine(void **state)
 {
 	static const char *const bes[] = { BE(8081), BE(8082), BE(8083) };
@@ -1374,6 +1399,7 @@ int main(void)
 		cmocka_unit_test(plan_service_lifts_quarantine),
 		cmocka_unit_test(plan_capacity_enospc),
 		cmocka_unit_test(plan_ids_reused),
+		cmocka_unit_test(state_to_reg_skips_holes),
 		cmocka_unit_test(plan_maglev_tables),
 		cmocka_unit_test(plan_random_walk),
 		cmocka_unit_test(plan_apply_order),

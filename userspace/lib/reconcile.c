@@ -483,15 +483,20 @@ int svc_state_to_reg(const struct svc_state *s, struct reg_service *out)
 	out->backends = calloc(s->n + 1, sizeof(*out->backends));
 	if (!out->backends)
 		return -ENOMEM;
-	out->nbackends = s->n;
 	for (i = 0; i < s->n; i++) {
 		const struct ferry_backend *b = &s->bes[i].be;
+		struct reg_backend *r = &out->backends[out->nbackends];
 
-		memcpy(out->backends[i].addr.a, b->addr, sizeof(b->addr));
-		out->backends[i].addr.family = b->family;
-		out->backends[i].port = ntohs(b->port);
-		out->backends[i].weight = b->weight;
-		out->backends[i].state = b->state;
+		/* A slot an interrupted apply left pointing at no backend is
+		 * a hole, not a backend at 0.0.0.0:0: the plan drops it. */
+		if (!s->bes[i].id)
+			continue;
+		memcpy(r->addr.a, b->addr, sizeof(b->addr));
+		r->addr.family = b->family;
+		r->port = ntohs(b->port);
+		r->weight = b->weight;
+		r->state = b->state;
+		out->nbackends++;
 	}
 	return 0;
 }
