@@ -301,9 +301,8 @@ assert_eq quarantine_kernel_matches_explain "$(served "$r" "$want")" 3
 assert_eq quarantine_gets_nothing "$(served "$r" "$got")" 0
 n0=$(CTL -j status | jq -r .syncs)
 kill -HUP "$FERRYD_PID"
-synced_again() { [ "$(CTL -j status | jq -r .syncs)" -gt "$n0" ]; }
 # Only a sync that happened can be survived: no sync, no pass.
-if wait_for 100 synced_again; then synced=yes; else synced="no sync after SIGHUP"; fi
+if wait_for 100 synced_since "$n0"; then synced=yes; else synced="no sync after SIGHUP"; fi
 r=$(conn $V 3)
 assert_eq quarantine_survives_sync "$synced/$(served "$r" "$got")" yes/0
 CTL backend set $V "$got" --state active >/dev/null 2>&1

@@ -37,12 +37,11 @@ attached() {	# programs attached to our cgroup (bpftool prints nothing for none)
 	o=$(bpftool -j cgroup show "$CG" 2>/dev/null)
 	if [ -n "$o" ]; then jq length <<<"$o"; else echo 0; fi
 }
-synced_after() { [ "$(syncs)" -gt "$1" ]; }
 resync() {	# SIGHUP our ferryd and wait for the sync it triggers
 	local before
 	before=$(syncs)
 	kill -HUP "$FERRYD_PID"
-	wait_for 200 synced_after "$before"
+	wait_for 200 synced_since "$before"
 }
 # run: sets $rc, $out (stdout), $err (stderr)
 run() {
@@ -272,7 +271,7 @@ kill -HUP "$FERRYD_PID"
 sleep 0.7
 mid=$(syncs)
 wait "$holder"
-wait_for 200 synced_after "$before"; verdict ferryd_sync_after_lock_released
+wait_for 200 synced_since "$before"; verdict ferryd_sync_after_lock_released
 assert_eq ferryd_sync_waits_for_lock "$mid" "$before"
 CTL service del "$race_a" >/dev/null && CTL service del "$race_b" >/dev/null; verdict race_services_deleted
 

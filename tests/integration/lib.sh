@@ -171,6 +171,13 @@ ferryd_synced() {	# the status map says the last sync succeeded (by $FERRYD_PID 
 	[ -z "$FERRYD_PID" ] || grep -q "\"daemon_pid\": *$FERRYD_PID," <<<"$st"
 }
 
+synced_since() {	# a sync counted after the first $1 (ferryctl status's .syncs) succeeded:
+			# counted alone, a sync that failed (a bad registry, the lock busy) would do
+	local st
+	st=$("$B/ferryctl" --bpffs "$PIN" -j status 2>/dev/null) || return 1
+	[ "$(jq -r .syncs <<<"$st")" -gt "$1" ] && [ "$(jq -r .last_ok <<<"$st")" = true ]
+}
+
 ferryd_start() {	# registry, extra args; in netns $FERRYD_NETNS if set (by nsenter:
 			# ip netns exec remounts /sys, hiding bpffs and cgroup2)
 	local reg=$1; shift

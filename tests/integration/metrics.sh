@@ -225,6 +225,24 @@ assert_eq connection_cap_503 "$over" 503
 healthy() { [ "$(http_code "$MURL/healthz")" = 200 ]; }
 check healthz_after_cap wait_for 200 healthy
 check ferryd_still_running kill -0 "$FERRYD_PID"
+# A ferryctl stopped mid-edit holds the writers' lock: a sync finds it
+# busy and is retried off a timer, never waited for on the event loop,
+# which goes on serving; released, the sync lands.
+mkfifo "$TMP/unlock"
+flock "$PIN" -c "touch '$TMP/locked'; read -r _ < '$TMP/unlock'" &
+holder=$!
+wait_for 200 test -e "$TMP/locked"
+registry 192.0.2.11 192.0.2.12
+retrying() { grep -q "writers' lock on $PIN busy" "$TMP/ferryd.log"; }
+check sync_retried_while_locked wait_for 200 retrying
+assert_eq healthz_while_locked "$(http_code "$MURL/healthz")" 200
+check lock_still_held_meanwhile kill -0 "$holder"
+assert_eq sync_waits_for_lock "$(metric "ferry_service_backends{$L}")" 3
+echo >"$TMP/unlock"
+wait "$holder"
+two_backends() { [ "$(metric "ferry_service_backends{$L}")" = 2 ]; }
+check sync_after_lock_released wait_for 200 two_backends
+
 n408=$(metric 'ferry_metrics_http_requests_total{code="408"}')
 check timeouts_counted test "${n408:-0}" -ge 1
 

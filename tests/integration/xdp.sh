@@ -268,8 +268,7 @@ assert_eq "xdp session established" "$hello/$rest" "connected/first"
 n0=$(syncs "$PIN")
 if [ "$owner" = b1 ]; then registry 0 1; other=b2; else registry 1 0; other=b1; fi
 # ferryd sees the registry replaced (inotify); wait for that sync to land.
-synced_after() { [ "$(syncs "$1")" -gt "${2:-0}" ]; }	# pin dir, syncs before
-check "xdp weight change synced" wait_for 200 synced_after "$PIN" "$n0"
+check "xdp weight change synced" wait_for 200 synced_since "$n0"
 echo second >&"$SESS_IN"
 read -r -t 5 owner2 rest2 <&"${SESS[0]}"
 assert_eq "xdp established flow stays on its weight-0 backend" "$owner2/$rest2" "$owner/second"

@@ -53,6 +53,12 @@ struct ferryd {
 	int	epfd;
 	bool	stop;
 	bool	synced;		/* the registry was applied at least once */
+	/* Work that found the writers' lock busy runs again off this one-shot
+	 * timer (-1 before the event loop runs: then the lock is waited for). */
+	int	retry_fd;
+	bool	retry_sync, retry_decap;
+	__u64	lock_busy_ns;	/* CLOCK_MONOTONIC since a sync first found it busy; 0: free */
+	bool	lock_busy_told;	/* that wait was reported */
 	struct ferry_status status;
 	struct registry reg;	/* last good registry */
 	struct health *health;
@@ -62,6 +68,11 @@ struct ferryd {
 /* Event loop: callbacks run on the daemon's one thread. */
 int ev_add(struct ferryd *d, int fd, uint32_t events, ev_cb cb, void *arg);
 void ev_del(struct ferryd *d, int fd);
+/* The writers' lock: tried once from the event loop (-EAGAIN when busy),
+ * waited for FERRYD_LOCK_WAIT_MS before it runs. */
+int ferryd_lock(struct ferryd *d);
+/* Run a registry sync and/or a decap sync again in FERRYD_LOCK_RETRY_MS. */
+void ferryd_retry(struct ferryd *d, bool sync, bool decap);
 
 /* loader.c: load, pin and attach every program; adopt pinned links. */
 int loader_load(struct ferryd *d);
@@ -117,6 +128,8 @@ enum { XDP_OPT_IFACE = 0x1000, XDP_OPT_DECAP, XDP_OPT_RING, XDP_OPT_FLOWS, XDP_O
 "  --xdp-src PREFIX/LEN  outer source prefix, v4 or v6 (default 172.16.0.0/16, 100::/64)\n"
 int xdp_option(int opt, const char *arg);
 int xdp_load(struct ferryd *d);
+/* --xdp-iface or --decap-iface given: the load writes shared maps. */
+bool xdp_configured(void);
 /* The decap's address sets again from the node's addresses and the XDP
  * services in the maps (no-op without --decap-iface). */
 void xdp_decap_sync(struct ferryd *d);
@@ -142,12 +155,15 @@ void health_stop(struct ferryd *d);
 /* metrics.c: the /metrics, /healthz, /readyz endpoint on the event loop. */
 #define FERRYD_DEF_METRICS_ADDR		"127.0.0.1:9464"
 #define FERRYD_DEF_METRICS_TIMEOUT_MS	5000
-/* The writers' lock (maps_lock()): how long ferryd waits for a ferryctl edit
- * before it gives up this time. A sync, the load and a decap sync retry at
- * the next event or resync; a health verdict at the next probe. Bounded so
- * that a stopped ferryctl (^Z mid-edit) cannot freeze the event loop. */
+/* The writers' lock (maps_lock()) is never waited for on the event loop: a
+ * stopped ferryctl (^Z mid-edit) must not freeze metrics, probes and events.
+ * A sync or decap sync that finds it busy runs again FERRYD_LOCK_RETRY_MS
+ * later; a sync reports a wait of FERRYD_LOCK_WAIT_MS; a health verdict is
+ * written at a later probe. Before the loop (--once) a sync waits
+ * FERRYD_LOCK_WAIT_MS at most; the load waits as long as it takes, saying so
+ * every FERRYD_LOCK_WAIT_MS. */
 #define FERRYD_LOCK_WAIT_MS		10000
-#define FERRYD_HEALTH_LOCK_WAIT_MS	1000
+#define FERRYD_LOCK_RETRY_MS		200
 int metrics_start(struct ferryd *d);
 void metrics_stop(struct ferryd *d);
 

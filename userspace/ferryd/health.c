@@ -199,9 +199,15 @@ static void write_health(struct ferryd *d, const struct target *t, int health)
 	 * without the lock, and a write reads again under it. */
 	if (!health_stale(d, t, health, &be))
 		return;
-	if ((err = maps_lock(&d->maps, FERRYD_HEALTH_LOCK_WAIT_MS))) {
-		log_warnx("health: locking the pin directory: %s; backend %u's verdict not written",
-			  strerror(-err), t->be_id);
+	if ((err = ferryd_lock(d))) {
+		/* Busy (a ferryctl edit): the verdict stays unwritten, and the
+		 * next probe finds it so and writes it. */
+		if (err == -EAGAIN)
+			log_debug("health: writers' lock busy; backend %u's verdict at the next probe",
+				  t->be_id);
+		else
+			log_warnx("health: locking the pin directory: %s; backend %u's verdict not "
+				  "written", strerror(-err), t->be_id);
 		return;
 	}
 	if (health_stale(d, t, health, &be)) {

@@ -189,7 +189,7 @@ int loader_load(struct ferryd *d)
 	char links[512];
 	const char *which = NULL;
 	size_t i;
-	int err, dirfd;
+	int err, dirfd = -1;
 
 	if ((err = bpffs_prepare(d->cfg.bpffs))) {
 		log_warnx("bpffs %s: %s (is it a bpffs mount?)", d->cfg.bpffs, strerror(-err));
@@ -245,22 +245,30 @@ int loader_load(struct ferryd *d)
 	/* The XDP load rewrites maps other writers use too (the config whose
 	 * epoch plan_apply() bumps, the VIP filter, the decap's sets): under
 	 * the writers' lock, taken on the directory itself since the maps are
-	 * opened only after. Released before: xsvc_sync_maps() below locks
-	 * through the maps' own open of the directory, which this one would
-	 * exclude. */
-	dirfd = open(d->cfg.bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dirfd < 0) {
-		err = -errno;
-		log_warn("open %s", d->cfg.bpffs);
-		return err;
-	}
-	if ((err = pin_dir_lock(dirfd, FERRYD_LOCK_WAIT_MS))) {
-		log_warnx("locking %s: %s", d->cfg.bpffs, strerror(-err));
-		close(dirfd);
-		return err;
+	 * opened only after. Released before the maps are opened (the lock
+	 * belongs to this open of the directory), taken again through them for
+	 * the VIP index. Waited for as long as it takes: the event loop is not
+	 * running yet, and a daemon that exited would only be restarted into
+	 * the same wait. */
+	if (xdp_configured()) {
+		dirfd = open(d->cfg.bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dirfd < 0) {
+			err = -errno;
+			log_warn("open %s", d->cfg.bpffs);
+			return err;
+		}
+		while ((err = pin_dir_lock(dirfd, FERRYD_LOCK_WAIT_MS)) == -EAGAIN)
+			log_warnx("load: waiting for the writers' lock on %s (a ferryctl edit holds it)",
+				  d->cfg.bpffs);
+		if (err) {
+			log_warnx("locking %s: %s", d->cfg.bpffs, strerror(-err));
+			close(dirfd);
+			return err;
+		}
 	}
 	err = xdp_load(d);
-	close(dirfd);	/* and the lock with it */
+	if (dirfd >= 0)
+		close(dirfd);	/* and the lock with it */
 	if (err)
 		return err;
 	if ((err = ferry_maps_open(d->cfg.bpffs, &d->maps, &which))) {
@@ -272,7 +280,14 @@ int loader_load(struct ferryd *d)
 
 		/* A new (or older) index is built from the services already
 		 * pinned; until then the XDP path asks ferry_svc_v1. */
-		if ((err = xsvc_sync_maps(&d->maps, &xr))) {
+		while ((err = maps_lock(&d->maps, FERRYD_LOCK_WAIT_MS)) == -EAGAIN)
+			log_warnx("load: waiting for the writers' lock on %s (a ferryctl edit holds it)",
+				  d->cfg.bpffs);
+		if (!err) {
+			err = xsvc_sync_maps(&d->maps, &xr);
+			maps_unlock(&d->maps);
+		}
+		if (err) {
 			log_warnx("building %s: %s", FERRY_MAP_XSVC, strerror(-err));
 			return err;
 		}

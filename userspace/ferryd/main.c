@@ -279,6 +279,40 @@ static void on_resync(struct ferryd *d, int fd, uint32_t events, void *arg)
 		sync_registry(d);
 }
 
+int ferryd_lock(struct ferryd *d)
+{
+	return maps_lock(&d->maps, d->retry_fd >= 0 ? 0 : FERRYD_LOCK_WAIT_MS);
+}
+
+void ferryd_retry(struct ferryd *d, bool sync, bool decap)
+{
+	struct itimerspec its = {
+		.it_value = { .tv_nsec = FERRYD_LOCK_RETRY_MS * 1000000L },
+	};
+
+	d->retry_sync |= sync;
+	d->retry_decap |= decap;
+	if (d->retry_fd >= 0 && timerfd_settime(d->retry_fd, 0, &its, NULL))
+		log_warn("arming the lock retry timer");
+}
+
+/* Work that found the writers' lock busy: again (a sync does the decap's). */
+static void on_retry(struct ferryd *d, int fd, uint32_t events, void *arg)
+{
+	bool sync = d->retry_sync, decap = d->retry_decap;
+	__u64 ticks;
+
+	(void)events;
+	(void)arg;
+	if (read(fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+		return;
+	d->retry_sync = d->retry_decap = false;
+	if (sync)
+		sync_registry(d);
+	else if (decap)
+		xdp_decap_sync(d);
+}
+
 static int setup_watch(struct ferryd *d, struct regwatch *w)
 {
 	char tmp[PATH_MAX];
@@ -319,6 +353,7 @@ int main(int argc, char **argv)
 	d.cfg.metrics_max_series = FERRY_METRICS_DEF_MAX_BACKEND_SERIES;
 	d.cfg.metrics_timeout_ms = FERRYD_DEF_METRICS_TIMEOUT_MS;
 	ferry_maps_init(&d.maps);
+	d.retry_fd = -1;
 	if ((err = parse_args(argc, argv, &d.cfg)))
 		return err;
 	log_init(d.cfg.verbose, d.cfg.log_json);
@@ -366,6 +401,10 @@ int main(int argc, char **argv)
 		if (tfd < 0 || timerfd_settime(tfd, 0, &its, NULL) || ev_add(&d, tfd, EPOLLIN, on_resync, NULL))
 			fatal("timerfd");
 	}
+	/* From here on the writers' lock is only tried: busy, work retries. */
+	d.retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (d.retry_fd < 0 || ev_add(&d, d.retry_fd, EPOLLIN, on_retry, NULL))
+		fatal("timerfd");
 	metrics_start(&d);	/* /readyz says 503 until the first good sync */
 	if ((err = health_start(&d)))
 		goto cleanup;
@@ -400,6 +439,8 @@ cleanup:
 		close(sfd);
 	if (tfd >= 0)
 		close(tfd);
+	if (d.retry_fd >= 0)
+		close(d.retry_fd);
 	registry_free(&d.reg);
 	loader_close(&d);
 	if (d.epfd >= 0)

@@ -38,6 +38,59 @@ static void status_fail(struct ferryd *d, const char *msg, bool partial)
 		log_warnx("registry not applied, keeping the last good state: %s", msg);
 }
 
+/*
+ * The writers' lock for a sync. From the event loop it is tried, never
+ * waited for: busy, the sync runs again in FERRYD_LOCK_RETRY_MS (the loop
+ * goes on serving metrics, probes and events meanwhile), and only a wait
+ * longer than FERRYD_LOCK_WAIT_MS is reported, once. Before the loop runs
+ * (--once), it is waited for, that long at most.
+ */
+static int sync_lock(struct ferryd *d)
+{
+	char err[FERRY_ERR_LEN];
+	__u64 now;
+	int ret = ferryd_lock(d);
+
+	if (!ret) {
+		if (d->lock_busy_told)
+			log_info("writers' lock on %s free again: syncing", d->cfg.bpffs);
+		d->lock_busy_ns = 0;
+		d->lock_busy_told = false;
+		return 0;
+	}
+	if (ret == -EAGAIN && d->retry_fd >= 0) {
+		now = now_ns(CLOCK_MONOTONIC);
+		if (!d->lock_busy_ns) {
+			d->lock_busy_ns = now;
+			log_info("writers' lock on %s busy (a ferryctl edit): sync retried every %d ms",
+				 d->cfg.bpffs, FERRYD_LOCK_RETRY_MS);
+		} else if (!d->lock_busy_told &&
+			   now - d->lock_busy_ns >= FERRYD_LOCK_WAIT_MS * 1000000ULL) {
+			snprintf(err, sizeof(err), "another writer (a ferryctl edit) has held the lock "
+				 "on pin directory '%s' for %d s; retrying", d->cfg.bpffs,
+				 FERRYD_LOCK_WAIT_MS / 1000);
+			d->status.syncs++;
+			status_fail(d, err, false);
+			if (status_write(&d->maps, &d->status))
+				log_warn("writing %s", FERRY_MAP_STATUS);
+			d->lock_busy_told = true;	/* not again until it is free */
+		}
+		ferryd_retry(d, true, false);
+		return ret;
+	}
+	d->status.syncs++;
+	if (ret == -EAGAIN)
+		snprintf(err, sizeof(err), "another writer (a ferryctl edit) held the lock on pin "
+			 "directory '%s' for %d s", d->cfg.bpffs, FERRYD_LOCK_WAIT_MS / 1000);
+	else
+		snprintf(err, sizeof(err), "locking pin directory '%s': %s", d->cfg.bpffs,
+			 strerror(-ret));
+	status_fail(d, err, false);
+	if (status_write(&d->maps, &d->status))
+		log_warn("writing %s", FERRY_MAP_STATUS);
+	return ret;
+}
+
 int sync_registry(struct ferryd *d)
 {
 	struct registry_limits lim = {
@@ -51,6 +104,11 @@ int sync_registry(struct ferryd *d)
 	bool partial = false;
 	int ret;
 
+	/* One writer at a time, from the read the plan's new ids come from
+	 * to the last write: ferryctl edits wait for the sync, and it for
+	 * them. */
+	if ((ret = sync_lock(d)))
+		return ret;
 	d->status.syncs++;
 	d->status.last_sync_ns = now_ns(CLOCK_REALTIME);
 	d->status.daemon_pid = getpid();
@@ -58,22 +116,8 @@ int sync_registry(struct ferryd *d)
 
 	ret = registry_load(d->cfg.registry, &lim, &reg, err, sizeof(err));
 	if (ret) {
+		maps_unlock(&d->maps);
 		status_fail(d, err, false);
-		goto out;
-	}
-	/* One writer at a time, from the read the plan's new ids come from
-	 * to the last write: ferryctl edits wait for the sync, and it for
-	 * them. */
-	if ((ret = maps_lock(&d->maps, FERRYD_LOCK_WAIT_MS))) {
-		if (ret == -EAGAIN)
-			snprintf(err, sizeof(err), "another writer (a ferryctl edit) held the lock on "
-				 "pin directory '%s' for %d s; the next sync retries", d->cfg.bpffs,
-				 FERRYD_LOCK_WAIT_MS / 1000);
-		else
-			snprintf(err, sizeof(err), "locking pin directory '%s': %s", d->cfg.bpffs,
-				 strerror(-ret));
-		status_fail(d, err, false);
-		registry_free(&reg);
 		goto out;
 	}
 	ret = fstate_load(&d->maps, &st);

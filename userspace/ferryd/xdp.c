@@ -504,7 +504,12 @@ void xdp_decap_sync(struct ferryd *d)
 
 	if (!dc)
 		return;
-	if (!(err = maps_lock(&d->maps, FERRYD_LOCK_WAIT_MS))) {
+	if ((err = ferryd_lock(d)) == -EAGAIN && d->retry_fd >= 0) {
+		log_debug("xdp_decap: writers' lock busy, sync retried in %d ms", FERRYD_LOCK_RETRY_MS);
+		ferryd_retry(d, false, true);
+		return;
+	}
+	if (!err) {
 		err = decap_sync(d, false);
 		maps_unlock(&d->maps);
 	}
@@ -807,6 +812,11 @@ int xdp_load(struct ferryd *d)
 	if (xo.n_lb || xo.n_dc)
 		unpin_retired(d->cfg.bpffs);
 	return 0;
+}
+
+bool xdp_configured(void)
+{
+	return xo.n_lb || xo.n_dc;
 }
 
 void xdp_close(void)
