@@ -306,21 +306,6 @@ static void probe_start(struct ferryd *d, struct target *t, __u64 now)
 	heap_fix(h, t->heap_idx);
 }
 
-/* HTTP: the status line is all a verdict needs. */
-static int http_status(const char *buf, size_t len)
-{
-	int major, minor, code;
-	char tmp[HEALTH_RESP_MAX + 1];
-
-	memcpy(tmp, buf, len);
-	tmp[len] = '\0';
-	if (!strchr(tmp, '\n'))
-		return -EAGAIN;
-	if (sscanf(tmp, "HTTP/%d.%d %3d", &major, &minor, &code) != 3)
-		return -EPROTO;
-	return code;
-}
-
 static void probe_io(struct ferryd *d, struct target *t, uint32_t events)
 {
 	struct health *h = d->health;
@@ -363,11 +348,13 @@ static void probe_io(struct ferryd *d, struct target *t, uint32_t events)
 		return;
 	}
 	t->rlen += n;
-	code = http_status(t->resp, t->rlen);
+	/* The status line is all a verdict needs. */
+	code = http_status_line(t->resp, t->rlen);
 	if (code == -EAGAIN && n > 0 && t->rlen < sizeof(t->resp))
 		return;
 	if (code < 0) {
-		probe_done(d, t, false, n == 0 ? "closed before a status line" : "not an HTTP response");
+		probe_done(d, t, false, code == -EAGAIN ? "closed before a status line" :
+					      "not an HTTP status line");
 		return;
 	}
 	if (code >= 200 && code < 400) {
