@@ -388,21 +388,37 @@ static void on_timer(struct ferryd *d, struct health *h)
 	}
 }
 
+/*
+ * One probe, one outcome. A batch from epoll_wait() may hold the timer and
+ * socket events of probes the timer is about to end: on_timer() times a
+ * probe out (its socket closed, t->fd -1) and may start the next one at
+ * once, likely on the same descriptor number. An event fetched before that
+ * belongs to the old probe: applied afterwards it would fail on EBADF (a
+ * second failure) or, seen by the new connecting socket, pass a TCP probe
+ * that never connected. So every socket event of a batch is applied first,
+ * each to the probe it was fetched for (only probe_done() of that probe ends
+ * it, and nothing starts a probe there), and the timer comes last.
+ */
 static void on_health(struct ferryd *d, int fd, uint32_t events, void *arg)
 {
 	struct health *h = arg;
 	struct epoll_event evs[64];
+	bool timer = false;
 	int n, i;
 
 	(void)fd;
 	(void)events;
 	n = epoll_wait(h->epfd, evs, 64, 0);
 	for (i = 0; i < n; i++) {
-		if (!evs[i].data.ptr)
-			on_timer(d, h);
-		else
-			probe_io(d, evs[i].data.ptr, evs[i].events);
+		struct target *t = evs[i].data.ptr;
+
+		if (!t)
+			timer = true;
+		else if (t->fd >= 0)	/* else ended already: not its probe's event */
+			probe_io(d, t, evs[i].events);
 	}
+	if (timer)
+		on_timer(d, h);
 	arm(h);
 }
 
