@@ -25,6 +25,7 @@ struct ferryd_cfg {
 	const char *registry;
 	const char *bpffs;
 	const char *cgroup;
+	const char *state_dir;	/* the last good registry's copy (--state-dir) */
 	bool	once;
 	bool	log_json;
 	int	verbose;
@@ -60,7 +61,11 @@ struct ferryd {
 	__u64	lock_busy_ns;	/* CLOCK_MONOTONIC since a sync first found it busy; 0: free */
 	bool	lock_busy_told;	/* that wait was reported */
 	struct ferry_status status;
-	struct registry reg;	/* last good registry */
+	/* The last good registry; only health probing reads it. Until a first
+	 * good sync it may be the copy in cfg.state_dir (sync_fallback()),
+	 * which is never applied to the maps. */
+	struct registry reg;
+	bool	state_warned;	/* saving that copy failed, and it was logged */
 	struct health *health;
 	struct metrics_srv *metrics;
 };
@@ -142,12 +147,18 @@ void xdp_check_forwarding(struct ferryd *d);
 void xdp_vlan_sync(struct ferryd *d);
 void xdp_close(void);
 
-/* sync.c: read the registry and make the maps equal to it. */
+/* sync.c: read the registry and make the maps equal to it; after each good
+ * sync, save a copy to <state_dir>/FERRYD_STATE_REGISTRY (temp + rename). */
+#define FERRYD_DEF_STATE_DIR	"/run/ferry"
+#define FERRYD_STATE_REGISTRY	"registry.json"
 int sync_registry(struct ferryd *d);
+/* The first sync failed: probe the backends of the last good registry's
+ * copy, if there is one (health checks only; never applied to the maps). */
+void sync_fallback(struct ferryd *d);
 
 /* health.c: active TCP/HTTP probes of backends, on the event loop; results
  * go to ferry_be_v1 .health. health_sync() re-reads the targets from d->reg
- * and the maps after every good sync. */
+ * and the maps after every good sync (and after sync_fallback()). */
 int health_start(struct ferryd *d);
 void health_sync(struct ferryd *d);
 void health_stop(struct ferryd *d);

@@ -67,6 +67,9 @@ static void usage(FILE *f)
 "                        inotify and re-read on SIGHUP\n"
 "  --bpffs DIR           pin directory (default " FERRY_DEF_BPFFS "); bpffs is mounted if needed\n"
 "  --cgroup DIR          cgroup v2 directory to attach to (default: the cgroup2 root)\n"
+"  --state-dir DIR       a copy of the last good registry, for health checks after a\n"
+"                        restart on a bad one (default " FERRYD_DEF_STATE_DIR "; keep it on a tmpfs\n"
+"                        and one per --bpffs)\n"
 "  --once                reconcile once, print a summary and exit; programs stay attached\n"
 "  --resync SECONDS      re-apply the registry this often, undoing drift (default 60; 0 off)\n"
 "  --no-circuit          no connection tracking (sockops): no circuit breaking,\n"
@@ -111,11 +114,12 @@ static int parse_u32(const char *opt, const char *s, __u32 lo, __u32 *out)
 static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 {
 	enum { O_REG = 256, O_BPFFS, O_CG, O_ONCE, O_LOGF, O_VER, O_MS, O_MB, O_MR, O_RESYNC,
-	       O_MXADDR, O_MXSERIES, O_MXTIMEOUT, O_SM, O_SMPORT, O_SMCIDR };
+	       O_MXADDR, O_MXSERIES, O_MXTIMEOUT, O_SM, O_SMPORT, O_SMCIDR, O_STATE };
 	static const struct option opts[] = {
 		{ "registry", required_argument, NULL, O_REG },
 		{ "bpffs", required_argument, NULL, O_BPFFS },
 		{ "cgroup", required_argument, NULL, O_CG },
+		{ "state-dir", required_argument, NULL, O_STATE },
 		{ "once", no_argument, NULL, O_ONCE },
 		{ "log-format", required_argument, NULL, O_LOGF },
 		{ "max-services", required_argument, NULL, O_MS },
@@ -143,6 +147,7 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 		case O_REG: c->registry = optarg; break;
 		case O_BPFFS: c->bpffs = optarg; break;
 		case O_CG: c->cgroup = optarg; break;
+		case O_STATE: c->state_dir = optarg; break;
 		case O_ONCE: c->once = true; break;
 		case O_LOGF:
 			if (!strcmp(optarg, "json"))
@@ -343,6 +348,7 @@ int main(int argc, char **argv)
 	sigset_t mask;
 
 	d.cfg.bpffs = FERRY_DEF_BPFFS;
+	d.cfg.state_dir = FERRYD_DEF_STATE_DIR;
 	d.cfg.max_services = FERRY_DEF_MAX_SERVICES;
 	d.cfg.max_backends = FERRY_DEF_MAX_BACKENDS;
 	d.cfg.max_revnat = FERRY_DEF_MAX_REVNAT;
@@ -408,7 +414,10 @@ int main(int argc, char **argv)
 	metrics_start(&d);	/* /readyz says 503 until the first good sync */
 	if ((err = health_start(&d)))
 		goto cleanup;
-	sync_registry(&d);	/* a bad registry at start still leaves the daemon up */
+	/* A bad registry at start still leaves the daemon up, and the last good
+	 * state pinned: its backends stay probed. */
+	if (sync_registry(&d))
+		sync_fallback(&d);
 
 	while (!d.stop) {
 		struct epoll_event evs[16];

@@ -3,12 +3,23 @@
  * Registry -> maps. A registry that fails to parse or to plan changes
  * nothing: the maps keep the last good state, and the error goes to the log
  * and to the status map (ferryctl status).
+ *
+ * The bytes of each registry applied are also copied to --state-dir (default
+ * /run/ferry: a tmpfs, like bpffs it lasts until the node reboots). A ferryd
+ * restarted on a registry that does not apply finds there what its pinned
+ * maps were made from, and keeps health-checking those backends: the last
+ * good state keeps serving, so its verdicts must stay current. The copy is
+ * only ever read for that, never applied to the maps.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "ferryd.h"
 #include "log.h"
@@ -36,6 +47,124 @@ static void status_fail(struct ferryd *d, const char *msg, bool partial)
 			  "sync completes them): %s", msg);
 	else
 		log_warnx("registry not applied, keeping the last good state: %s", msg);
+}
+
+/* The registry file's bytes, as registry_load() reads them: what is parsed
+ * is what gets saved. */
+static int read_registry(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t off = 0;
+	ssize_t n;
+	int fd, ret = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st)) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	buf = malloc(st.st_size + 1);
+	if (!buf) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	while (off < (size_t)st.st_size && (n = read(fd, buf + off, st.st_size - off)) > 0)
+		off += n;
+	*out = buf;
+	*outlen = off;
+	buf = NULL;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return ret;
+}
+
+static void state_path(const struct ferryd *d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/" FERRYD_STATE_REGISTRY, d->cfg.state_dir);
+}
+
+/* The copy of the registry just applied: a temp file renamed over the old
+ * copy, so a reader (a restarted ferryd) sees one whole copy or the other.
+ * A failure only costs probing after a restart on a bad registry: logged
+ * once until it works again. No fsync: the directory is a tmpfs. */
+static void state_save(struct ferryd *d, const char *buf, size_t len)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 32];
+	const char *what = "writing";
+	size_t off = 0;
+	ssize_t n;
+	int fd, err = 0;
+
+	state_path(d, path, sizeof(path));
+	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+	if (mkdir(d->cfg.state_dir, 0700) && errno != EEXIST) {
+		err = errno;
+		what = "creating the directory for";
+		goto out;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		err = errno;
+		goto out;
+	}
+	while (off < len && (n = write(fd, buf + off, len - off)) > 0)
+		off += n;
+	if (off < len)
+		err = n < 0 ? errno : EIO;
+	if (close(fd) && !err)
+		err = errno;
+	if (!err && rename(tmp, path))
+		err = errno;
+	if (err)
+		unlink(tmp);
+out:
+	if (err && !d->state_warned) {
+		log_warnx("%s %s: %s; a ferryd restarted on a bad registry will not probe the "
+			  "backends", what, path, strerror(err));
+		d->state_warned = true;
+	} else if (!err && d->state_warned) {
+		log_info("registry copy saved to %s again", path);
+		d->state_warned = false;
+	}
+}
+
+void sync_fallback(struct ferryd *d)
+{
+	struct registry_limits lim = {
+		.max_services = d->maps.max_services, .max_backends = d->maps.max_backends,
+	};
+	char path[PATH_MAX], err[FERRY_ERR_LEN];
+	struct registry reg;
+	size_t i, nh = 0;
+	int ret;
+
+	if (d->synced)
+		return;
+	state_path(d, path, sizeof(path));
+	ret = registry_load(path, &lim, &reg, err, sizeof(err));
+	if (ret == -ENOENT) {
+		log_warnx("no copy of a last good registry in %s: the backends in the maps are not "
+			  "health-checked until %s applies", d->cfg.state_dir, d->cfg.registry);
+		return;
+	}
+	if (ret) {
+		log_warnx("the last good registry's copy is unusable (%s): the backends in the maps "
+			  "are not health-checked until %s applies", err, d->cfg.registry);
+		return;
+	}
+	for (i = 0; i < reg.nsvcs; i++)
+		nh += reg.svcs[i].health.type != HEALTH_NONE;
+	registry_free(&d->reg);
+	d->reg = reg;
+	health_sync(d);
+	log_info("%s not applied: health checks of %zu services taken from %s, the copy of the "
+		 "last good registry (only probed, never applied to the maps)", d->cfg.registry, nh,
+		 path);
 }
 
 /*
@@ -100,7 +229,8 @@ int sync_registry(struct ferryd *d)
 	struct registry reg;
 	struct fstate st;
 	struct plan plan;
-	char err[FERRY_ERR_LEN];
+	char err[FERRY_ERR_LEN], *text = NULL;
+	size_t textlen = 0;
 	bool partial = false;
 	int ret;
 
@@ -114,7 +244,10 @@ int sync_registry(struct ferryd *d)
 	d->status.daemon_pid = getpid();
 	snprintf(d->status.registry, sizeof(d->status.registry), "%s", d->cfg.registry);
 
-	ret = registry_load(d->cfg.registry, &lim, &reg, err, sizeof(err));
+	memset(&reg, 0, sizeof(reg));
+	ret = read_registry(d->cfg.registry, &text, &textlen, err, sizeof(err));
+	if (!ret)
+		ret = registry_parse(text, textlen, d->cfg.registry, &lim, &reg, err, sizeof(err));
 	if (ret) {
 		maps_unlock(&d->maps);
 		status_fail(d, err, false);
@@ -142,6 +275,7 @@ int sync_registry(struct ferryd *d)
 		registry_free(&d->reg);
 		d->reg = reg;
 		d->synced = true;
+		state_save(d, text, textlen);
 		health_sync(d);
 		d->status.last_ok = 1;
 		d->status.last_ok_ns = d->status.last_sync_ns;
@@ -156,6 +290,7 @@ int sync_registry(struct ferryd *d)
 	plan_free(&plan);
 	fstate_free(&st);
 out:
+	free(text);
 	/* Good registry or bad, the decap's address sets and the LB's VLAN
 	 * devices are read again (a backstop without rtnetlink, and drift
 	 * undone); plan_apply() has derived the decap's VIPs and pairs from
