@@ -50,10 +50,11 @@ served() {	# REPORT ADDR:PORT: connects that reached it
 errors() { jq -r --arg e "$2" '.errors[$e] // 0' <<<"$1"; }
 jqe() { jq -e "$@" >/dev/null; }
 
-ferryd_start_ns() {
-	nsenter --net="/run/netns/$NS_C" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" \
+ferryd_start_ns() {	# waits for a good sync, unless NOSYNC is set
+	nsenter --net="/run/netns/$NS_C" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" \
 		--metrics-addr off "$@" >"$TMP/ferryd.log" 2>&1 &
 	FERRYD_PID=$!
+	[ -n "${NOSYNC:-}" ] && return 0
 	wait_for 200 ferryd_synced || { echo "ferryd did not sync:"; cat "$TMP/ferryd.log"; return 1; }
 }
 
@@ -376,3 +377,25 @@ assert_eq restart_circuit_kept "$(be_field $V 192.0.2.11:8000 circuit)" open
 assert_eq restart_health_kept "$(be_field 198.51.100.25:80 192.0.2.12:8005 health)" unhealthy
 r=$(conn $V 6)
 assert_eq restart_still_skipped "$(errors "$r" ECONNREFUSED)" 0
+
+# ---- restarted on a bad registry: the last good state's backends stay probed ----
+# The maps keep serving what the last good registry made; ferryd probes
+# them from that registry's copy in its --state-dir (never applied).
+ferryd_stop
+registry | sed 's/"name": "degr",/"name": "degr", "no_such_key": 1,/' >"$REG.tmp" && mv "$REG.tmp" "$REG"
+NOSYNC=1 ferryd_start_ns
+check badreg_probes_from_copy wait_for 200 grep -q 'health checks of [0-9]* services taken from' "$TMP/ferryd.log"
+health_ctl 192.0.2.12:8005 200
+check badreg_unhealthy_recovers wait_for 200 be_is 198.51.100.25:80 192.0.2.12:8005 health healthy
+health_ctl 192.0.2.12:8005 503
+check badreg_healthy_fails wait_for 200 be_is 198.51.100.25:80 192.0.2.12:8005 health unhealthy
+check badreg_not_applied sh -c "\"$B/ferryctl\" --bpffs \"$PIN\" -j status | jq -e '.last_ok == false' >/dev/null"
+# No copy: said so, nothing probed.
+ferryd_stop
+rm -rf "$(state_dir "$PIN")"
+NOSYNC=1 ferryd_start_ns
+check badreg_no_copy_warns wait_for 200 grep -q 'no copy of a last good registry' "$TMP/ferryd.log"
+write_registry
+check badreg_fixed_syncs wait_for 200 ferryd_synced
+check badreg_copy_saved test -s "$(state_dir "$PIN")/registry.json"
+ferryd_stop

@@ -10,6 +10,8 @@
 #   ferryd_start REGFILE [args]   # ferryd in the background, waits for the
 #                                 # first sync; $FERRYD_PID, log $TMP/ferryd.log
 #                                 # (FERRYD_NETNS=ns: in that netns)
+#   state_dir PIN            # the --state-dir of a ferryd on pin dir PIN: under
+#                            # $TMP, one per pin dir (never /run/ferry)
 #   in_client CMD...         # run CMD in the client netns inside $CG
 #   ns_sysctl NS KEY=VAL...  # sysctl -w in netns NS (writes /proc/sys)
 #   check NAME CMD...        # PASS/FAIL NAME by CMD's exit status
@@ -178,10 +180,15 @@ synced_since() {	# a sync counted after the first $1 (ferryctl status's .syncs) 
 	[ "$(jq -r .syncs <<<"$st")" -gt "$1" ] && [ "$(jq -r .last_ok <<<"$st")" = true ]
 }
 
+state_dir() {	# pin dir: its ferryd's --state-dir (a restart on the same pins
+		# finds its predecessor's registry copy; nothing shared across runs)
+	echo "$TMP/state-$(basename "$1")"
+}
+
 ferryd_start() {	# registry, extra args; in netns $FERRYD_NETNS if set (by nsenter:
 			# ip netns exec remounts /sys, hiding bpffs and cgroup2)
 	local reg=$1; shift
-	${FERRYD_NETNS:+nsenter --net=/run/netns/$FERRYD_NETNS} "$B/ferryd" --registry "$reg" --bpffs "$PIN" --cgroup "$CG" --metrics-addr off "$@" >"$TMP/ferryd.log" 2>&1 &
+	${FERRYD_NETNS:+nsenter --net=/run/netns/$FERRYD_NETNS} "$B/ferryd" --registry "$reg" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" --metrics-addr off "$@" >"$TMP/ferryd.log" 2>&1 &
 	FERRYD_PID=$!
 	wait_for 200 ferryd_synced || { echo "ferryd did not sync:"; cat "$TMP/ferryd.log"; return 1; }
 }

@@ -61,7 +61,7 @@ wait_for 100 grep -q ready "$TMP/serve.log" || { echo "FAIL metrics_setup: backe
 
 # --- /readyz is 503 until the registry is applied -----------------------
 # The registry file does not exist yet: ferryd starts, the sync fails.
-"$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --resync 0 \
+"$B/ferryd" --registry "$REG" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" --resync 0 \
 	--metrics-addr 127.0.0.1:0 --metrics-timeout 1000 >"$TMP/ferryd.log" 2>&1 &
 FERRYD_PID=$!
 # Port 0: the kernel picks a free port and ferryd logs the one it bound.
@@ -276,7 +276,7 @@ ip -n "$NS_B" neigh replace 192.0.2.1 lladdr "$fc0_mac" dev fb0
 ip -n "$NS_C" route add "$XVIP/32" via 192.0.2.2 dev fc0
 printf '{ "services": [ { "name": "mx/xdp", "vip": "%s", "port": 80, "xdp": true,\n  "backends": [ { "ip": "203.0.113.50", "port": 80 } ] } ] }\n' "$XVIP" > "$XREG"
 # nsenter, not ip netns exec: that one remounts /sys, hiding bpffs and cgroup2.
-nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$XREG" --bpffs "$XPIN" --cgroup "$XCG" --resync 0 \
+nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$XREG" --bpffs "$XPIN" --state-dir "$(state_dir "$XPIN")" --cgroup "$XCG" --resync 0 \
 	--max-services 1024 --max-backends 4096 --xdp-flows 65536 --xdp-iface fb0 \
 	--metrics-addr 127.0.0.1:0 > "$TMP/xdp-ferryd.log" 2>&1 &
 XPID=$!

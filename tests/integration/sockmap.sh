@@ -31,7 +31,7 @@ cat > "$REG" <<'EOF'
 EOF
 
 ferryd_once() {	# extra flags: (re)load and attach, then exit; everything stays pinned
-	"$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once \
+	"$B/ferryd" --registry "$REG" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" --once \
 		--metrics-addr off "$@" >"$TMP/ferryd.log" 2>&1 || { cat "$TMP/ferryd.log"; return 1; }
 	grep -q "sockmap: same-node acceleration o" "$TMP/ferryd.log" || { cat "$TMP/ferryd.log"; return 1; }
 }

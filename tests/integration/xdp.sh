@@ -158,7 +158,7 @@ synced_ok() {	# pin dir
 start_ferryd() {	# netns, pin, cgroup, log, args...
 	local ns=$1 pin=$2 cg=$3 log=$4; shift 4
 	# nsenter, not ip netns exec: that one remounts /sys, hiding bpffs and cgroup2.
-	nsenter --net="/run/netns/$ns" "$B/ferryd" --bpffs "$pin" --cgroup "$cg" --resync 0 --metrics-addr off "$@" >"$log" 2>&1 &
+	nsenter --net="/run/netns/$ns" "$B/ferryd" --bpffs "$pin" --state-dir "$(state_dir "$pin")" --cgroup "$cg" --resync 0 --metrics-addr off "$@" >"$log" 2>&1 &
 	D_PID=$!
 	D_PIDS+=($D_PID)
 	wait_for 600 synced_ok "$pin" || { echo "ferryd in $ns did not sync:"; cat "$log"; return 1; }
@@ -383,7 +383,7 @@ bpftool map update pinned "$PIN_B1/ferry_xdcap_v1" key hex $(v4key 192.0.2.99) v
 	echo "FAIL xdp decap: writing stale entries by hand"
 check "xdp decap: a stale outer address is there before the restart" decap_has "$PIN_B1" outer 192.0.2.99
 check "xdp decap: a stale VIP is there before the restart" decap_has "$PIN_B1" vip 198.51.100.99
-nsenter --net="/run/netns/$NS_B1" "$B/ferryd" --bpffs "$PIN_B1" --cgroup "$CG/b1" --resync 0 --metrics-addr off \
+nsenter --net="/run/netns/$NS_B1" "$B/ferryd" --bpffs "$PIN_B1" --state-dir "$(state_dir "$PIN_B1")" --cgroup "$CG/b1" --resync 0 --metrics-addr off \
 	--registry "$TMP/b.json" --decap-iface b10 >"$TMP/b1r.log" 2>&1 &
 D_PIDS+=($!)
 if wait_for 600 grep -q 'xdp_decap: on 1 interface' "$TMP/b1r.log"; then

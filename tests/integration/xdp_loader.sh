@@ -37,7 +37,7 @@ hidden() {	# command...: run with the kernel config hidden, in our backend netns
 
 check config_hidden hidden bash -c '! gzip -cd /proc/config.gz >/dev/null 2>&1 &&
 	! [ -r "/boot/config-$(uname -r)" ] || ! cat "/boot/config-$(uname -r)" >/dev/null 2>&1'
-if hidden "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once --metrics-addr off \
+if hidden "$B/ferryd" --registry "$REG" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" --once --metrics-addr off \
 	--xdp-iface fb0 --xdp-flows 4096 > "$TMP/ferryd.log" 2>&1; then
 	echo "PASS xdp_loads_without_kernel_config"
 else
@@ -47,7 +47,7 @@ check warns_of_missing_config grep -q "no kernel config" "$TMP/ferryd.log"
 check xdp_link_pinned test -e "$PIN/links/xdp_fb0"
 check vip_indexed bash -c '"$1" --bpffs "$2" -j xdp stats | grep -q "198.51.100.70:80"' _ "$B/ferryctl" "$PIN"
 # With the config readable, libbpf reads it and ferryd says nothing.
-nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once --metrics-addr off \
+nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" --once --metrics-addr off \
 	--xdp-iface fb0 --xdp-flows 4096 --xdp-gateway 02:00:00:00:00:01 > "$TMP/ferryd2.log" 2>&1 &
 FERRYD_PID=$!
 wait "$FERRYD_PID"
@@ -92,7 +92,7 @@ ip -n "$NS_B" addr add 192.0.2.50/24 dev dc0
 ip -n "$NS_B" addr add 192.0.2.51/24 dev dc0
 for i in 0 1 2; do ip -n "$NS_B" addr add 198.51.100.8$i/32 dev lo; done
 for run in first restart; do
-	nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG3" --bpffs "$DPIN" --cgroup "$CG" --once \
+	nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG3" --bpffs "$DPIN" --state-dir "$(state_dir "$DPIN")" --cgroup "$CG" --once \
 		--metrics-addr off --max-services 4 --decap-iface dc0 > "$TMP/dc-$run.log" 2>&1
 	assert_eq "decap_too_many_pairs_${run}_runs_on" "$?" 0
 	check "decap_too_many_pairs_${run}_warns" grep -q "2 outer address(es) x 3 XDP VIP(s) bound here = 6 pairs, room for 4 (--max-services); the decap keeps its last pairs" "$TMP/dc-$run.log"
@@ -169,7 +169,7 @@ ferryd_stop
 # Refused while parsing the options (exit 2), before anything loads.
 src_refused() {	# value, what the error says
 	local out rc
-	out=$("$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once --metrics-addr off \
+	out=$("$B/ferryd" --registry "$REG" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" --once --metrics-addr off \
 		--xdp-src "$1" 2>&1)
 	rc=$?
 	[ "$rc" = 2 ] && grep -qF -- "--xdp-src: '$1' $2" <<<"$out" ||
@@ -189,7 +189,7 @@ check xdp_src_too_long_refused src_refused "10.0.0.0/24$(printf '%060d' 0)" "is 
 # can own an entry) to 1048573, digits only.
 ring_refused() {	# value
 	local out rc
-	out=$("$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once --metrics-addr off \
+	out=$("$B/ferryd" --registry "$REG" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" --once --metrics-addr off \
 		--xdp-ring-size "$1" 2>&1)
 	rc=$?
 	[ "$rc" = 2 ] && grep -qF -- "--xdp-ring-size: '$1' is not a prime from 4099 to 1048573" <<<"$out" ||
@@ -213,7 +213,7 @@ check ferryctl_xdp_flows_zero_max_refused max_refused 0
 check ferryctl_xdp_flows_junk_max_refused max_refused 5x
 # A good one is taken: the LB's configuration has its mask (/24, network
 # order: bytes ff ff ff 00, which the dump reads as 16777215 on x86).
-nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --cgroup "$CG" --once \
+nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$REG" --bpffs "$PIN" --state-dir "$(state_dir "$PIN")" --cgroup "$CG" --once \
 	--metrics-addr off --xdp-iface fb0 --xdp-flows 4096 --xdp-src 198.51.100.0/24 > "$TMP/src.log" 2>&1
 assert_eq xdp_src_valid_loads "$?" 0
 src4_mask=$(bpftool -j map dump pinned "$PIN/ferry_xcfg_v1" 2>/dev/null | grep -o '"src4_mask": *[0-9]*' | grep -o '[0-9]*$')
