@@ -49,40 +49,6 @@ static void status_fail(struct ferryd *d, const char *msg, bool partial)
 		log_warnx("registry not applied, keeping the last good state: %s", msg);
 }
 
-/* The registry file's bytes, as registry_load() reads them: what is parsed
- * is what gets saved. */
-static int read_registry(const char *path, char **out, size_t *outlen, char *err, size_t errlen)
-{
-	struct stat st;
-	char *buf = NULL;
-	size_t off = 0;
-	ssize_t n;
-	int fd, ret = 0;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st)) {
-		ret = -errno;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	buf = malloc(st.st_size + 1);
-	if (!buf) {
-		ret = -ENOMEM;
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto out;
-	}
-	while (off < (size_t)st.st_size && (n = read(fd, buf + off, st.st_size - off)) > 0)
-		off += n;
-	*out = buf;
-	*outlen = off;
-	buf = NULL;
-out:
-	if (fd >= 0)
-		close(fd);
-	free(buf);
-	return ret;
-}
-
 static void state_path(const struct ferryd *d, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/" FERRYD_STATE_REGISTRY, d->cfg.state_dir);
@@ -245,7 +211,7 @@ int sync_registry(struct ferryd *d)
 	snprintf(d->status.registry, sizeof(d->status.registry), "%s", d->cfg.registry);
 
 	memset(&reg, 0, sizeof(reg));
-	ret = read_registry(d->cfg.registry, &text, &textlen, err, sizeof(err));
+	ret = registry_read(d->cfg.registry, &text, &textlen, err, sizeof(err));
 	if (!ret)
 		ret = registry_parse(text, textlen, d->cfg.registry, &lim, &reg, err, sizeof(err));
 	if (ret) {

@@ -491,16 +491,14 @@ cleanup:
 	return ret;
 }
 
-int registry_load(const char *path, const struct registry_limits *lim,
-		  struct registry *out, char *err, size_t errlen)
+int registry_read(const char *path, char **text, size_t *len, char *err, size_t errlen)
 {
 	struct stat st;
 	char *buf = NULL;
 	ssize_t n;
 	size_t off = 0;
-	int fd, ret;
+	int fd, ret = 0;
 
-	memset(out, 0, sizeof(*out));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st)) {
 		ret = -errno;
@@ -515,11 +513,28 @@ int registry_load(const char *path, const struct registry_limits *lim,
 	}
 	while (off < (size_t)st.st_size && (n = read(fd, buf + off, st.st_size - off)) > 0)
 		off += n;
-	ret = registry_parse(buf, off, path, lim, out, err, errlen);
+	*text = buf;
+	*len = off;
+	buf = NULL;
 cleanup:
 	if (fd >= 0)
 		close(fd);
 	free(buf);
+	return ret;
+}
+
+int registry_load(const char *path, const struct registry_limits *lim,
+		  struct registry *out, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if ((ret = registry_read(path, &text, &len, err, errlen)))
+		return ret;
+	ret = registry_parse(text, len, path, lim, out, err, errlen);
+	free(text);
 	return ret;
 }
 

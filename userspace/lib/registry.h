@@ -61,6 +61,8 @@ struct registry_limits {
 int registry_parse(const char *text, size_t len, const char *fname,
 		   const struct registry_limits *lim, struct registry *out,
 		   char *err, size_t errlen);
+/* The file's bytes in *text (malloc'd, the caller frees), *len of them. */
+int registry_read(const char *path, char **text, size_t *len, char *err, size_t errlen);
 int registry_load(const char *path, const struct registry_limits *lim,
 		  struct registry *out, char *err, size_t errlen);
 void registry_free(struct registry *r);
