@@ -110,6 +110,9 @@ usage_err backend_bad_weight --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2
 usage_err backend_bad_state --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2.11:8080 --state gone
 usage_err backend_family --bpffs "$PIN" backend add 198.51.100.10:80 "[2001:db8::11]:8080"
 usage_err status_extra --bpffs "$PIN" status now
+# -j means JSON on every command; the exposition text is not, so refused
+usage_err stats_json_prometheus -j --bpffs "$PIN" stats --prometheus
+is_json "$out" && jq -e '.error | test("prometheus")' >/dev/null <<<"$out"; verdict usage_stats_json_prometheus_is_json
 # in JSON mode a usage error is a JSON object too
 run "$B/ferryctl" -j --bpffs "$PIN" service show nowhere
 [ "$rc" = 2 ] && is_json "$out" && jq -e '.error | test("nowhere")' >/dev/null <<<"$out"; verdict usage_json_error
