@@ -79,6 +79,10 @@ run CTL -j service show "[2001:db8:ffff::10]:80"
 [ "$rc" = 0 ] && [ "$(jq -r '.lb + " " + .backends[0].ip' <<<"$out")" = "maglev 2001:db8::11" ]; verdict service_show_ipv6
 run CTL -j service show 198.51.100.53:53/udp
 [ "$rc" = 0 ] && [ "$(jq -r .protocol <<<"$out")" = udp ]; verdict service_show_udp
+# No connection reached that backend yet: no counters in the kernel, and
+# -j shows the zeros the plain output shows, not fewer fields.
+assert_eq service_show_json_no_counters "$(jq -c '[.backends[] | [.circuit, .active, .opened, .failed]]' <<<"$out")" \
+	'[["closed",0,0,0]]'
 
 run CTL status
 [ "$rc" = 0 ] && grep -q "ferryd: *running (pid $FERRYD_PID)" <<<"$out" &&
