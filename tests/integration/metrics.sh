@@ -130,6 +130,14 @@ fi
 check gzip_smaller test "$(stat -c %s "$TMP/body.gz")" -lt "$(stat -c %s "$TMP/plain2.txt")"
 check no_gzip_when_q0 bash -c '! curl -s -D - -o /dev/null -H "Accept-Encoding: gzip;q=0" "$1/metrics" | grep -qi "^Content-Encoding"' _ "$MURL"
 
+# "*" is any coding not named: gzip included, unless refused by name or q=0.
+gz_with() { curl -s -D - -o /dev/null --max-time 5 -H "Accept-Encoding: $1" "$MURL/metrics" | grep -qi '^Content-Encoding: gzip'; }
+check gzip_when_star gz_with '*'
+check gzip_when_star_after_identity gz_with 'identity;q=0.5, *;q=0.1'
+no_gz_with() { ! gz_with "$1"; }
+check no_gzip_when_star_q0 no_gz_with '*;q=0'
+check no_gzip_when_gzip_q0_beside_star no_gz_with 'gzip;q=0, *'
+
 # --- a real Prometheus scrapes ferryd ------------------------------------
 PPORT=$(free_port) || { echo "FAIL prometheus_setup: no free port"; exit 1; }
 mkdir -p "$TMP/prom-data"

@@ -215,14 +215,20 @@ static void respond_text(struct metrics_srv *s, struct mx_conn *c, int code, con
 	respond(s, c, code, "text/plain; charset=utf-8", extra, head);
 }
 
-/* Accept-Encoding lists gzip (or x-gzip) with a q-value above 0. */
+/*
+ * Accept-Encoding accepts gzip: gzip (or x-gzip) listed with a q-value above
+ * 0, or, when neither is listed, "*" with one (RFC 9110 12.5.3: "*" stands
+ * for any coding not named). "gzip;q=0" refuses gzip even with "*" beside it.
+ */
 static bool wants_gzip(const char *v)
 {
 	char buf[512], *tok, *save = NULL;
+	int named = -1, star = -1;	/* -1: not listed, else accepted (q > 0) */
 
 	snprintf(buf, sizeof(buf), "%s", v);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *params = strchr(tok, ';'), *end, *qv;
+		int ok;
 
 		if (params)
 			*params++ = '\0';
@@ -231,12 +237,14 @@ static bool wants_gzip(const char *v)
 		for (end = tok + strlen(tok); end > tok && (end[-1] == ' ' || end[-1] == '\t'); end--)
 			;
 		*end = '\0';
-		if (strcasecmp(tok, "gzip") && strcasecmp(tok, "x-gzip"))
-			continue;
 		qv = params ? strcasestr(params, "q=") : NULL;
-		return !qv || strtod(qv + 2, NULL) > 0;
+		ok = !qv || strtod(qv + 2, NULL) > 0;
+		if (!strcasecmp(tok, "gzip") || !strcasecmp(tok, "x-gzip"))
+			named = named == 1 ? 1 : ok;
+		else if (!strcmp(tok, "*"))
+			star = ok;
 	}
-	return false;
+	return named >= 0 ? named : star == 1;
 }
 
 static void append_daemon_metrics(const struct mx_job *s, struct mbuf *b, bool ready)
