@@ -79,6 +79,10 @@ run CTL -j service show "[2001:db8:ffff::10]:80"
 [ "$rc" = 0 ] && [ "$(jq -r '.lb + " " + .backends[0].ip' <<<"$out")" = "maglev 2001:db8::11" ]; verdict service_show_ipv6
 run CTL -j service show 198.51.100.53:53/udp
 [ "$rc" = 0 ] && [ "$(jq -r .protocol <<<"$out")" = udp ]; verdict service_show_udp
+# No connection reached that backend yet: no counters in the kernel, and
+# -j shows the zeros the plain output shows, not fewer fields.
+assert_eq service_show_json_no_counters "$(jq -c '[.backends[] | [.circuit, .active, .opened, .failed]]' <<<"$out")" \
+	'[["closed",0,0,0]]'
 
 run CTL status
 [ "$rc" = 0 ] && grep -q "ferryd: *running (pid $FERRYD_PID)" <<<"$out" &&
@@ -110,6 +114,9 @@ usage_err backend_bad_weight --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2
 usage_err backend_bad_state --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2.11:8080 --state gone
 usage_err backend_family --bpffs "$PIN" backend add 198.51.100.10:80 "[2001:db8::11]:8080"
 usage_err status_extra --bpffs "$PIN" status now
+# -j means JSON on every command; the exposition text is not, so refused
+usage_err stats_json_prometheus -j --bpffs "$PIN" stats --prometheus
+is_json "$out" && jq -e '.error | test("prometheus")' >/dev/null <<<"$out"; verdict usage_stats_json_prometheus_is_json
 # in JSON mode a usage error is a JSON object too
 run "$B/ferryctl" -j --bpffs "$PIN" service show nowhere
 [ "$rc" = 2 ] && is_json "$out" && jq -e '.error | test("nowhere")' >/dev/null <<<"$out"; verdict usage_json_error
@@ -132,6 +139,16 @@ runtime_err backend_no_such_backend 192.0.2.13:8080 --bpffs "$PIN" backend del 1
 runtime_err backend_exists 192.0.2.11:8080 --bpffs "$PIN" backend add 198.51.100.10:80 192.0.2.11:8080
 runtime_err not_loaded "$TMP/nowhere/ferry_svc_v1" --bpffs "$TMP/nowhere" status
 runtime_err teardown_nothing "$TMP/nowhere" --bpffs "$TMP/nowhere" teardown
+# A directory without ferry's maps (another program's pins, or all of
+# /sys/fs/bpf) is not torn down: refused, its pins left in place.
+FOREIGN="$PIN-foreign"
+trap 'rm -rf "$FOREIGN"; world_down' EXIT
+mkdir -p "$FOREIGN/sub"
+bpftool map create "$FOREIGN/other_arr" type array key 4 value 4 entries 1 name other_arr
+runtime_err teardown_not_ferry "$FOREIGN" --bpffs "$FOREIGN" teardown
+grep -q "no ferry maps" <<<"$err" && [ -e "$FOREIGN/other_arr" ] && [ -d "$FOREIGN/sub" ]; verdict teardown_not_ferry_untouched
+rm -rf "$FOREIGN"
+trap world_down EXIT
 run "$B/ferryctl" -j --bpffs "$PIN" service show 198.51.100.99:80
 [ "$rc" = 1 ] && is_json "$out" && jq -e '.error | test("198.51.100.99:80")' >/dev/null <<<"$out"; verdict runtime_json_error
 
@@ -283,6 +300,10 @@ run CTL -j teardown
 [ ! -e "$PIN" ] && [ "$(attached)" = 0 ]; verdict teardown_removed
 ferryd_stop
 ferryd_start "$REG" || echo "FAIL ferryd_restart_after_teardown"
+# Another program's pin in ferry's directory: ferry's pins go, that one stays.
+bpftool map create "$PIN/other_arr" type array key 4 value 4 entries 1 name other_arr
 run CTL teardown
 [ "$rc" = 0 ] && grep -qE "^teardown $PIN: $n_links links detached, [0-9]+ pins removed$" <<<"$out"; verdict teardown_plain
+[ -e "$PIN/other_arr" ] && [ -z "$(find "$PIN" -name 'ferry_*')" ] && [ ! -e "$PIN/links" ] && [ "$(attached)" = 0 ]; verdict teardown_only_ferry_pins
+rm -f "$PIN/other_arr"
 ferryd_stop

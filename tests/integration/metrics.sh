@@ -129,6 +129,13 @@ else
 fi
 check gzip_smaller test "$(stat -c %s "$TMP/body.gz")" -lt "$(stat -c %s "$TMP/plain2.txt")"
 check no_gzip_when_q0 bash -c '! curl -s -D - -o /dev/null -H "Accept-Encoding: gzip;q=0" "$1/metrics" | grep -qi "^Content-Encoding"' _ "$MURL"
+# "*" is any coding not named: gzip included, unless refused by name or q=0.
+gz_with() { curl -s -D - -o /dev/null --max-time 5 -H "Accept-Encoding: $1" "$MURL/metrics" | grep -qi '^Content-Encoding: gzip'; }
+check gzip_when_star gz_with '*'
+check gzip_when_star_after_identity gz_with 'identity;q=0.5, *;q=0.1'
+no_gz_with() { ! gz_with "$1"; }
+check no_gzip_when_star_q0 no_gz_with '*;q=0'
+check no_gzip_when_gzip_q0_beside_star no_gz_with 'gzip;q=0, *'
 
 # --- a real Prometheus scrapes ferryd ------------------------------------
 PPORT=$(free_port) || { echo "FAIL prometheus_setup: no free port"; exit 1; }
@@ -214,14 +221,47 @@ exec {slow}<&-
 assert_eq slow_client_408 "$slow_reply" "HTTP/1.1 408 Request Timeout"
 
 # Connection cap: hold more connections than the server takes; the excess
-# is refused with 503 at once, and the daemon recovers when they go.
+# is refused with 503 at once, and the daemon recovers when they go. One
+# peer address gets a quarter of the slots: the kubelet's probe from
+# another address (127.0.0.2, also loopback) is still answered.
+rej0=$(metric ferry_metrics_http_connections_rejected_total)
 fds=()
 for i in $(seq 1 40); do
 	exec {fd}<>"/dev/tcp/127.0.0.1/$MPORT" && fds+=("$fd")
 done
 over=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$MURL/healthz")
+other=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' --interface 127.0.0.2 "$MURL/healthz")
 for fd in "${fds[@]}"; do exec {fd}<&-; done
 assert_eq connection_cap_503 "$over" 503
+assert_eq healthz_other_peer_during_cap "$other" 200
+rej1=$(metric ferry_metrics_http_connections_rejected_total)
+check connection_cap_rejections_counted test "$((rej1 - rej0))" -ge 33
+# Four addresses fill every slot but the reserved ones: a /metrics request
+# from a fifth is refused, /healthz and /readyz from it are answered.
+# All in one process, well inside the 1 s --metrics-timeout of the idle ones.
+if command -v python3 >/dev/null; then
+	res=$(python3 - "$MPORT" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+held = []
+for a in range(3, 7):
+    for _ in range(7):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.%d" % a, 0))
+        held.append(s)
+time.sleep(0.1)
+def get(path):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=("127.0.0.7", 0))
+    s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+    line = s.makefile("rb").readline().decode().split()
+    s.close()
+    return line[1] if len(line) > 1 else "none"
+print(get("/metrics"), get("/healthz"), get("/readyz"))
+PY
+)
+	assert_eq reserve_slots_probes_only "$res" "503 200 200"
+else
+	echo "SKIP reserve_slots_probes_only: no python3"
+fi
 healthy() { [ "$(http_code "$MURL/healthz")" = 200 ]; }
 check healthz_after_cap wait_for 200 healthy
 check ferryd_still_running kill -0 "$FERRYD_PID"

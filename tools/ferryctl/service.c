@@ -43,6 +43,8 @@ static int load_state(struct ctl *c, struct fstate *st, bool edit)
 	return 0;
 }
 
+/* bs: the backend's counters; a backend without any (the lookup failed: not
+ * yet counted) shows zeros and a closed circuit, as the plain output does. */
 static struct json_object *backend_json(const struct be_state *b, const struct ferry_bestat *bs)
 {
 	struct json_object *o = json_object_new_object();
@@ -56,12 +58,10 @@ static struct json_object *backend_json(const struct be_state *b, const struct f
 	json_object_object_add(o, "weight", json_object_new_int(b->be.weight));
 	json_object_object_add(o, "state", json_object_new_string(be_state_name(b->be.state)));
 	json_object_object_add(o, "health", json_object_new_string(health_name(b->be.health)));
-	if (bs) {
-		json_object_object_add(o, "circuit", json_object_new_string(circuit_name(bs->circuit)));
-		json_object_object_add(o, "active", json_object_new_int64(bs->active));
-		json_object_object_add(o, "opened", json_object_new_int64(bs->opened));
-		json_object_object_add(o, "failed", json_object_new_int64(bs->failed));
-	}
+	json_object_object_add(o, "circuit", json_object_new_string(circuit_name(bs->circuit)));
+	json_object_object_add(o, "active", json_object_new_int64(bs->active));
+	json_object_object_add(o, "opened", json_object_new_int64(bs->opened));
+	json_object_object_add(o, "failed", json_object_new_int64(bs->failed));
 	return o;
 }
 
@@ -138,10 +138,10 @@ static int service_show(struct ctl *c, int argc, char **argv)
 		struct json_object *o = service_json(s), *arr = json_object_new_array();
 
 		for (i = 0; i < s->n; i++) {
-			struct ferry_bestat bs;
-			bool have = !bpf_map_lookup_elem(c->maps.bestat, &s->bes[i].id, &bs);
+			struct ferry_bestat bs = {};
 
-			json_object_array_add(arr, backend_json(&s->bes[i], have ? &bs : NULL));
+			bpf_map_lookup_elem(c->maps.bestat, &s->bes[i].id, &bs);	/* none yet: zeros */
+			json_object_array_add(arr, backend_json(&s->bes[i], &bs));
 		}
 		json_object_object_add(o, "backends", arr);
 		ctl_json_print(o);

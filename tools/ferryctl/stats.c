@@ -247,6 +247,9 @@ int do_stats(struct ctl *c, int argc, char **argv)
 		else
 			return ctl_usage(c, "stats: unknown argument '%s'", argv[i]);
 	}
+	/* -j promises JSON on every command; the exposition text is not. */
+	if (prom && c->json)
+		return ctl_usage(c, "stats: --prometheus prints the exposition text, not JSON: use one of -j and --prometheus");
 	if ((err = ctl_open(c)))
 		return err;
 	err = snapshot_collect(&c->maps, c->bpffs, &s);

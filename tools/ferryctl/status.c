@@ -208,48 +208,64 @@ int do_status(struct ctl *c, int argc, char **argv)
 	return 0;
 }
 
-/* Remove everything below dir: links are detached first, so the data path
- * stops even if ferryd still holds descriptors of them. */
-static int remove_tree(const char *dir, int *removed)
+/* A BPF object pinned at dir/name that is a map of that name: ferry's maps
+ * are pinned by name, so this tells ferry's pin directory from another. */
+static bool pinned_map_named(const char *dir, const char *name)
 {
+	struct bpf_map_info mi = {};
+	__u32 len = sizeof(mi);
 	char path[1024];
-	struct dirent *e;
-	int err = 0;
-	DIR *d = opendir(dir);
+	bool ok;
+	int fd;
 
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while ((e = readdir(d))) {
-		struct stat sb;
-
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (lstat(path, &sb))
-			continue;
-		if (S_ISDIR(sb.st_mode)) {
-			int r = remove_tree(path, removed);
-
-			if (r && !err)
-				err = r;
-			continue;
-		}
-		if (unlink(path) && !err)
-			err = -errno;
-		else
-			(*removed)++;
-	}
-	closedir(d);
-	if (rmdir(dir) && !err)
-		err = -errno;
-	return err;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if ((fd = bpf_obj_get(path)) < 0)
+		return false;
+	ok = !bpf_obj_get_info_by_fd(fd, &mi, &len) && !strncmp(mi.name, name, sizeof(mi.name) - 1);
+	close(fd);
+	return ok;
 }
 
+/* The names ferryd pins its links under: sock_* (cgroup hooks), sockmap_*
+ * and xdp_* / xdp_decap_* (per interface). */
+static bool ferry_link_name(const char *n)
+{
+	return !strncmp(n, "sock_", 5) || !strncmp(n, "sockmap_", 8) || !strncmp(n, "xdp_", 4);
+}
+
+/* fd is a link whose program is one of ferry's (all are named ferry_*). */
+static bool ferry_link_prog(int fd)
+{
+	struct bpf_link_info li = {};
+	struct bpf_prog_info pi = {};
+	__u32 len = sizeof(li);
+	bool ok;
+	int pfd;
+
+	if (bpf_obj_get_info_by_fd(fd, &li, &len) || !li.prog_id)
+		return false;
+	if ((pfd = bpf_prog_get_fd_by_id(li.prog_id)) < 0)
+		return false;
+	len = sizeof(pi);
+	ok = !bpf_obj_get_info_by_fd(pfd, &pi, &len) && !strncmp(pi.name, "ferry_", 6);
+	close(pfd);
+	return ok;
+}
+
+/*
+ * Detach and unpin ferry's links and unpin ferry's maps under --bpffs, then
+ * remove the directory if that emptied it. Only a directory that holds
+ * ferry's pinned maps is touched, and in it only ferry_* pins and links/
+ * entries by ferry's names whose program is ferry's: --bpffs /sys/fs/bpf
+ * (or any directory shared with other software) must not wipe other pins.
+ * Links are detached first, so the data path stops even if ferryd still
+ * holds descriptors of them.
+ */
 int do_teardown(struct ctl *c, int argc, char **argv)
 {
 	char dir[512], path[1024];
 	struct ferry_status st = {};
-	int removed = 0, detached = 0, err;
+	int removed = 0, detached = 0, kept = 0, err = 0;
 	struct dirent *e;
 	struct stat sb;
 	DIR *d;
@@ -259,6 +275,9 @@ int do_teardown(struct ctl *c, int argc, char **argv)
 		return ctl_usage(c, "teardown takes no arguments");
 	if (stat(c->bpffs, &sb))
 		return ctl_err(c, "nothing to tear down at", c->bpffs, -errno);
+	if (!pinned_map_named(c->bpffs, FERRY_MAP_SVC) && !pinned_map_named(c->bpffs, FERRY_MAP_STATUS))
+		return ctl_err(c, "refusing to tear down: no ferry maps (" FERRY_MAP_SVC ", " FERRY_MAP_STATUS
+			       ") pinned in", c->bpffs, 0);
 	if (!ferry_maps_open(c->bpffs, &c->maps, NULL)) {
 		status_read(&c->maps, &st);
 		ferry_maps_close(&c->maps);
@@ -274,18 +293,43 @@ int do_teardown(struct ctl *c, int argc, char **argv)
 			if (e->d_name[0] == '.')
 				continue;
 			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-			fd = bpf_obj_get(path);
-			if (fd >= 0) {
-				if (!bpf_link_detach(fd))
-					detached++;
-				close(fd);
+			fd = ferry_link_name(e->d_name) ? bpf_obj_get(path) : -1;
+			if (fd < 0 || !ferry_link_prog(fd)) {
+				if (fd >= 0)
+					close(fd);
+				kept++;
+				fprintf(stderr, "Note: %s is not one of ferry's links: left in place\n", path);
+				continue;
 			}
+			if (!bpf_link_detach(fd))
+				detached++;
+			close(fd);
+			if (unlink(path) && !err)
+				err = -errno;
+			else
+				removed++;
+		}
+		closedir(d);
+		if (!kept && rmdir(dir) && errno != ENOENT && !err)
+			err = -errno;
+	}
+	if ((d = opendir(c->bpffs))) {
+		while ((e = readdir(d))) {
+			snprintf(path, sizeof(path), "%s/%s", c->bpffs, e->d_name);
+			if (strncmp(e->d_name, "ferry_", 6) || lstat(path, &sb) || !S_ISREG(sb.st_mode))
+				continue;	/* not a ferry pin (bpffs pins are regular files) */
+			if (unlink(path) && !err)
+				err = -errno;
+			else
+				removed++;
 		}
 		closedir(d);
 	}
-	err = remove_tree(c->bpffs, &removed);
 	if (err)
 		return ctl_err(c, "cannot remove", c->bpffs, err);
+	/* Empty now unless something else lives there: then it stays. */
+	if (rmdir(c->bpffs) && errno != ENOTEMPTY && errno != EEXIST && errno != EBUSY)
+		return ctl_err(c, "cannot remove", c->bpffs, -errno);
 	if (c->json) {
 		struct json_object *o = json_object_new_object();
 

@@ -17,6 +17,14 @@
  * as one fd, so any number of them costs the loop one watcher. Abuse is
  * bounded: a connection cap (503 past it), a request-header limit (431), and
  * a per-connection deadline that cuts off slow clients (408).
+ *
+ * The cap must not let one client starve the kubelet's probes (a pod whose
+ * /healthz answers 503 is restarted): one peer address (an IPv6 /64) holds
+ * at most a quarter of the connections, and the last few slots take only
+ * /healthz and /readyz requests (cheap, answered at once), on a short read
+ * deadline, closed after the answer. Filling the cap then needs several
+ * addresses, and a probe still finds a slot unless the reserve, too, is
+ * being refilled as fast as its deadline empties it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +49,9 @@
 #include "metrics.h"
 
 #define MX_MAX_CONNS	32		/* concurrent connections */
+#define MX_MAX_PER_PEER	(MX_MAX_CONNS / 4)	/* of them from one address (IPv6: one /64) */
+#define MX_PROBE_SLOTS	4		/* the last slots: /healthz and /readyz only */
+#define MX_PROBE_READ_MS 1000		/* a probe slot's request must come this fast */
 #define MX_HDR_MAX	8192		/* request line + headers */
 #define MX_WRITE_MIN_MS	30000		/* a response may take at least this long to drain */
 #define MX_TICK_MS	100		/* deadline check period while connections are open */
@@ -62,6 +73,8 @@ struct mx_conn {
 	bool	close_after;	/* close once the response is written */
 	bool	gzip, head;	/* of the /metrics request waiting for a body */
 	bool	assigned;	/* WAIT: the running job's body is for it */
+	bool	probe_only;	/* in a reserved slot: /healthz and /readyz only */
+	struct in6_addr peer;	/* the client's address (IPv4 mapped; IPv6 as its /64) */
 	__u64	deadline_ns;
 	size_t	rlen;
 	char	req[MX_HDR_MAX + 1];
@@ -95,7 +108,7 @@ struct metrics_srv {
 	unsigned int nconns;
 	struct mx_conn conns[MX_MAX_CONNS];
 	__u64	requests[NCODES];
-	__u64	rejected;	/* connections refused at the cap */
+	__u64	rejected;	/* connections refused at the cap (total, per peer, reserve) */
 	__u64	timeouts;
 	__u64	last_scrape_ns;	/* collect + render + compress of the last /metrics */
 	__u64	last_body_bytes;
@@ -175,11 +188,15 @@ static void conn_events(struct metrics_srv *s, struct mx_conn *c, __u32 events)
 /* Waiting for a request: the whole request must arrive within the timeout. */
 static void conn_await_request(struct metrics_srv *s, struct mx_conn *c)
 {
+	__u64 ms = s->d->cfg.metrics_timeout_ms;
+
+	if (c->probe_only && ms > MX_PROBE_READ_MS)
+		ms = MX_PROBE_READ_MS;
 	c->state = C_READ;
 	c->sent = 0;
 	mbuf_free(&c->hdr);
 	mbuf_free(&c->body);
-	c->deadline_ns = mono_ns() + s->d->cfg.metrics_timeout_ms * 1000000ULL;
+	c->deadline_ns = mono_ns() + ms * 1000000ULL;
 	conn_events(s, c, EPOLLIN | EPOLLRDHUP);
 }
 
@@ -215,14 +232,20 @@ static void respond_text(struct metrics_srv *s, struct mx_conn *c, int code, con
 	respond(s, c, code, "text/plain; charset=utf-8", extra, head);
 }
 
-/* Accept-Encoding lists gzip (or x-gzip) with a q-value above 0. */
+/*
+ * Accept-Encoding accepts gzip: gzip (or x-gzip) listed with a q-value above
+ * 0, or, when neither is listed, "*" with one (RFC 9110 12.5.3: "*" stands
+ * for any coding not named). "gzip;q=0" refuses gzip even with "*" beside it.
+ */
 static bool wants_gzip(const char *v)
 {
 	char buf[512], *tok, *save = NULL;
+	int named = -1, star = -1;	/* -1: not listed, else accepted (q > 0) */
 
 	snprintf(buf, sizeof(buf), "%s", v);
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
 		char *params = strchr(tok, ';'), *end, *qv;
+		int ok;
 
 		if (params)
 			*params++ = '\0';
@@ -231,12 +254,14 @@ static bool wants_gzip(const char *v)
 		for (end = tok + strlen(tok); end > tok && (end[-1] == ' ' || end[-1] == '\t'); end--)
 			;
 		*end = '\0';
-		if (strcasecmp(tok, "gzip") && strcasecmp(tok, "x-gzip"))
-			continue;
 		qv = params ? strcasestr(params, "q=") : NULL;
-		return !qv || strtod(qv + 2, NULL) > 0;
+		ok = !qv || strtod(qv + 2, NULL) > 0;
+		if (!strcasecmp(tok, "gzip") || !strcasecmp(tok, "x-gzip"))
+			named = named == 1 ? 1 : ok;
+		else if (!strcmp(tok, "*"))
+			star = ok;
 	}
-	return false;
+	return named >= 0 ? named : star == 1;
 }
 
 static void append_daemon_metrics(const struct mx_job *s, struct mbuf *b, bool ready)
@@ -251,7 +276,7 @@ static void append_daemon_metrics(const struct mx_job *s, struct mbuf *b, bool r
 	for (i = 0; i < NCODES; i++)
 		mbuf_printf(b, "ferry_metrics_http_requests_total{code=\"%d\"} %llu\n", codes[i],
 			    (unsigned long long)s->requests[i]);
-	mbuf_puts(b, "# HELP ferry_metrics_http_connections_rejected_total Connections refused because the connection cap was reached.\n"
+	mbuf_puts(b, "# HELP ferry_metrics_http_connections_rejected_total Connections refused at the connection cap (total, per peer address, or a probe-only slot asked for more than /healthz or /readyz).\n"
 		     "# TYPE ferry_metrics_http_connections_rejected_total counter\n");
 	mbuf_printf(b, "ferry_metrics_http_connections_rejected_total %llu\n", (unsigned long long)s->rejected);
 	mbuf_puts(b, "# HELP ferry_metrics_http_timeouts_total Connections cut off at their deadline (slow or idle clients).\n"
@@ -490,6 +515,8 @@ static void handle_request(struct metrics_srv *s, struct mx_conn *c, char *req)
 	}
 	if (body)
 		c->close_after = true;	/* we read no bodies: the rest of the stream is garbage */
+	if (c->probe_only)
+		c->close_after = true;	/* a reserved slot: one answer, then it is free again */
 	if ((q = strchr(target, '?')))
 		*q = '\0';
 	head = !strcmp(method, "HEAD");
@@ -500,6 +527,11 @@ static void handle_request(struct metrics_srv *s, struct mx_conn *c, char *req)
 	}
 	if (strcmp(method, "GET") && !head) {
 		respond_text(s, c, 405, "method not allowed\n", "Allow: GET, HEAD\r\n", false);
+		return;
+	}
+	if (c->probe_only && strcmp(target, "/healthz") && strcmp(target, "/readyz")) {
+		s->rejected++;
+		respond_text(s, c, 503, "too many connections\n", NULL, head);
 		return;
 	}
 	if (!strcmp(target, "/metrics")) {
@@ -620,6 +652,23 @@ static void conn_read(struct metrics_srv *s, struct mx_conn *c)
 	conn_drive(s, c);
 }
 
+/* What the per-peer limit counts by: the IPv4 address (mapped), or the
+ * IPv6 /64 (one host commonly has a whole /64 to pick addresses from). */
+static void peer_key(const struct sockaddr_storage *ss, struct in6_addr *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (ss->ss_family == AF_INET) {
+		k->s6_addr[10] = k->s6_addr[11] = 0xff;
+		memcpy(&k->s6_addr[12], &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		*k = *a;
+		if (!IN6_IS_ADDR_V4MAPPED(a))
+			memset(&k->s6_addr[8], 0, 8);
+	}
+}
+
 static void on_accept(struct metrics_srv *s)
 {
 	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
@@ -628,15 +677,24 @@ static void on_accept(struct metrics_srv *s)
 
 	for (i = 0; i < 64; i++) {
 		struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+		struct sockaddr_storage ss;
+		socklen_t slen = sizeof(ss);
 		struct mx_conn *c = NULL;
-		unsigned int k;
+		struct in6_addr peer;
+		unsigned int k, same = 0;
 
-		fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		fd = accept4(s->lfd, (struct sockaddr *)&ss, &slen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return;	/* EAGAIN, or a transient error: the next event retries */
-		for (k = 0; k < MX_MAX_CONNS && !c; k++)
+		peer_key(&ss, &peer);
+		for (k = 0; k < MX_MAX_CONNS; k++) {
 			if (s->conns[k].state == C_FREE)
-				c = &s->conns[k];
+				c = c ? c : &s->conns[k];
+			else
+				same += !memcmp(&s->conns[k].peer, &peer, sizeof(peer));
+		}
+		if (same >= MX_MAX_PER_PEER)
+			c = NULL;	/* that peer has its share */
 		if (!c) {
 			/* Best effort, never waits: the client may not read it. */
 			if (send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
@@ -650,6 +708,8 @@ static void on_accept(struct metrics_srv *s)
 		memset(c, 0, offsetof(struct mx_conn, req));
 		c->fd = fd;
 		c->rlen = 0;
+		c->peer = peer;
+		c->probe_only = s->nconns >= MX_MAX_CONNS - MX_PROBE_SLOTS;
 		ev.data.u32 = TAG_CONN + (c - s->conns);
 		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev)) {
 			close(fd);
