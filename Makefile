@@ -48,7 +48,7 @@ all: $(BUILD)/ferryd $(BUILD)/ferryctl $(BUILD)/ferry-bench
 
 # Debian packages needed to build and test; quiet when all are present.
 DEPS := clang llvm libbpf-dev libelf-dev zlib1g-dev libssl-dev libmnl-dev libjson-c-dev \
-        libcmocka-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl jq procps
+        libcmocka-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl jq procps python3
 deps:
 	@missing=""; for p in $(DEPS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
