@@ -527,6 +527,34 @@ static void registry_bad_other_values(void **state)
 		     "]}\n", "\"192.0.2.11:8080\"", "expected object, got string");
 }
 
+/* Only the JSON number grammar; errors say what was written. */
+static void registry_bad_numbers(void **state)
+{
+	(void)state;
+	expect_error(svc_port_doc("01"), "\"port\": |01", "leading zeros are not allowed");
+	expect_error(svc_port_doc("00"), "\"port\": |00", "leading zeros are not allowed");
+	expect_error(svc_port_doc("-01"), "\"port\": |-01", "leading zeros are not allowed");
+	expect_error(svc_port_doc("1e3"), "1e3", "service \"port\": 1e3 is not an integer (written with a fraction or an exponent)");
+	expect_error(svc_port_doc("80.0"), "80.0", "service \"port\": 80.0 is not an integer (written with a fraction");
+	expect_error(svc_port_doc("8E1"), "8E1", "8E1 is not an integer (written with a fraction or an exponent)");
+	expect_error(svc_port_doc("99999999999999999999"), "9999",
+		     "service \"port\": 99999999999999999999 is not an integer in 1..65535");
+	expect_error(svc_port_doc("-"), "\"port\": -|}", "expected a digit after '-'");
+	expect_error(svc_port_doc("1."), "\"port\": 1.|}", "expected a digit after '.'");
+	expect_error(svc_port_doc("1.e2"), "\"port\": 1.|e2}", "expected a digit after '.'");
+	expect_error(svc_port_doc("1e"), "\"port\": 1e|}", "expected a digit in the exponent");
+	expect_error(svc_port_doc("1e+"), "\"port\": 1e+|}", "expected a digit in the exponent");
+	expect_error(svc_port_doc("+1"), "+1", "unexpected character");
+	expect_error(svc_port_doc(".5"), "\"port\": |.5", "unexpected character");
+	expect_error(svc_port_doc("0x50"), "\"port\": 0|x50", "expected ',' or '}'");
+	/* 0 alone, and a long integer the old 64-byte buffer cut short */
+	expect_error(svc_port_doc("0"), "\"port\": |0}", "service \"port\": 0 is not an integer in 1..65535");
+	expect_error(svc_port_doc("000000000000000000000000000000000000000000000000000000000000000000080"),
+		     "\"port\": |00", "leading zeros");
+	expect_error(svc_port_doc("1000000000000000000000000000000000000000000000000000000000000000000080"),
+		     "\"port\": |1", "is not an integer in 1..65535");
+}
+
 static void registry_over_capacity(void **state)
 {
 	static const struct registry_limits small = { .max_services = 2, .max_backends = 3 };
@@ -661,6 +689,7 @@ int main(void)
 		cmocka_unit_test(registry_bad_weight),
 		cmocka_unit_test(registry_unknown_enums),
 		cmocka_unit_test(registry_bad_other_values),
+		cmocka_unit_test(registry_bad_numbers),
 		cmocka_unit_test(registry_over_capacity),
 		cmocka_unit_test(registry_too_many_backends_in_service),
 		cmocka_unit_test(registry_mutations_fail_cleanly),

@@ -187,30 +187,70 @@ static int parse_string(struct parser *p, char **out)
 	return 0;
 }
 
+static bool is_digit(struct parser *p)
+{
+	return p->s < p->end && *p->s >= '0' && *p->s <= '9';
+}
+
+/*
+ * The JSON grammar exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?.
+ * The text as written is kept in v->str, for errors about the value.
+ */
 static int parse_number(struct parser *p, struct jp_value *v)
 {
-	char buf[64], *end;
-	size_t n = 0;
+	const char *start = p->s;
+	int line = p->line, col = p->col;
+	size_t n;
+	char *t;
 
 	v->type = JP_NUMBER;
 	v->integer = true;
 	if (*p->s == '-')
-		buf[n++] = *p->s, adv(p);
-	if (p->s >= p->end || *p->s < '0' || *p->s > '9')
-		return fail(p, "%s", "bad number");
-	while (p->s < p->end && n < sizeof(buf) - 1 &&
-	       ((*p->s >= '0' && *p->s <= '9') || *p->s == '.' || *p->s == 'e' ||
-		*p->s == 'E' || *p->s == '+' || *p->s == '-')) {
-		if (*p->s == '.' || *p->s == 'e' || *p->s == 'E')
-			v->integer = false;
-		buf[n++] = *p->s;
 		adv(p);
+	if (!is_digit(p)) {
+		if (p->s == start)
+			return fail(p, "%s", "unexpected character");
+		return fail(p, "%s", "bad number: expected a digit after '-'");
 	}
-	buf[n] = '\0';
-	v->number = strtod(buf, &end);
-	if (*end)
-		return fail(p, "bad number '%s'", buf);
-	v->ival = v->integer ? strtoll(buf, NULL, 10) : (long long)v->number;
+	if (*p->s == '0') {
+		adv(p);
+		if (is_digit(p)) {
+			p->line = line;
+			p->col = col;
+			return fail(p, "%s", "bad number: leading zeros are not allowed");
+		}
+	} else {
+		while (is_digit(p))
+			adv(p);
+	}
+	if (p->s < p->end && *p->s == '.') {
+		v->integer = false;
+		adv(p);
+		if (!is_digit(p))
+			return fail(p, "%s", "bad number: expected a digit after '.'");
+		while (is_digit(p))
+			adv(p);
+	}
+	if (p->s < p->end && (*p->s == 'e' || *p->s == 'E')) {
+		v->integer = false;
+		adv(p);
+		if (p->s < p->end && (*p->s == '+' || *p->s == '-'))
+			adv(p);
+		if (!is_digit(p))
+			return fail(p, "%s", "bad number: expected a digit in the exponent");
+		while (is_digit(p))
+			adv(p);
+	}
+	n = p->s - start;
+	t = arena_alloc(p->arena, n + 1);
+	if (!t)
+		return -ENOMEM;
+	memcpy(t, start, n);
+	t[n] = '\0';
+	v->str = t;
+	v->number = strtod(t, NULL);
+	/* Beyond long long, strtoll saturates: still out of any range checked. */
+	v->ival = v->integer ? strtoll(t, NULL, 10) : 0;
 	return 0;
 }
 

@@ -20,8 +20,8 @@ struct jp_value {
 	bool		boolean;
 	bool		integer;	/* number written without fraction/exponent */
 	double		number;
-	long long	ival;
-	char		*str;		/* JP_STRING */
+	long long	ival;		/* integer: the value, saturated at LLONG_MIN/MAX */
+	char		*str;		/* JP_STRING; JP_NUMBER: the text as written */
 	size_t		len;		/* array items / object members */
 	struct jp_value	**items;	/* JP_ARRAY */
 	struct jp_member *members;	/* JP_OBJECT */

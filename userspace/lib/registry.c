@@ -150,9 +150,12 @@ static int get_uint(struct pctx *c, const struct jp_value *obj, const char *what
 	}
 	if ((err = want(c, v, JP_NUMBER, what, field)))
 		return err;
-	if (!v->integer || v->ival < lo || v->ival > hi)
-		return perr(c, v->line, v->col, "%s \"%s\": %g is not an integer in %lld..%lld",
-			    what, field, v->number, lo, hi);
+	if (!v->integer)
+		return perr(c, v->line, v->col, "%s \"%s\": %s is not an integer (written with a fraction or an exponent); "
+			    "expected an integer in %lld..%lld", what, field, v->str, lo, hi);
+	if (v->ival < lo || v->ival > hi)
+		return perr(c, v->line, v->col, "%s \"%s\": %s is not an integer in %lld..%lld",
+			    what, field, v->str, lo, hi);
 	*out = v->ival;
 	return 0;
 }
