@@ -555,6 +555,85 @@ static void registry_bad_numbers(void **state)
 		     "\"port\": |1", "is not an integer in 1..65535");
 }
 
+/* A service whose name is the JSON string text n (without quotes). */
+static const char *svc_name_doc(const char *n)
+{
+	static char doc[512];
+
+	snprintf(doc, sizeof(doc),
+		 "{\"services\": [\n"
+		 "  {\"name\": \"%s\", \"vip\": \"198.51.100.10\", \"port\": 80}\n"
+		 "]}\n", n);
+	return doc;
+}
+
+static void expect_name(const char *json, const char *want)
+{
+	struct registry r;
+	char err[FERRY_ERR_LEN];
+
+	if (parse(svc_name_doc(json), &lim, &r, err, sizeof(err)))
+		fail_msg("name \"%s\" rejected: %s", json, err);
+	assert_string_equal(r.svcs[0].name, want);
+	registry_free(&r);
+}
+
+/* Strings are well-formed UTF-8, whatever way they were written. */
+static void registry_utf8(void **state)
+{
+	static const char *const bad_raw[] = {
+		"caf\xe9/x",			/* Latin-1, the reviewer's case */
+		"caf\xc3",			/* truncated by the closing quote */
+		"caf\x80",			/* stray continuation byte */
+		"caf\xc0\xaf",			/* overlong '/' */
+		"caf\xc1\xbf",			/* overlong */
+		"caf\xe0\x80\xaf",		/* overlong, 3 bytes */
+		"caf\xf0\x80\x80\xaf",		/* overlong, 4 bytes */
+		"caf\xed\xa0\x80",		/* surrogate U+D800 */
+		"caf\xed\xbf\xbf",		/* surrogate U+DFFF */
+		"caf\xf4\x90\x80\x80",		/* U+110000 */
+		"caf\xf5\x80\x80\x80",		/* no such lead byte */
+		"caf\xff",
+		"caf\xe2\x82" "x",		/* bad continuation */
+	};
+	size_t i;
+
+	(void)state;
+	expect_name("caf\xc3\xa9/x", "caf\xc3\xa9/x");
+	expect_name("caf\\u00e9/x", "caf\xc3\xa9/x");
+	expect_name("\xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf", "\xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf");
+	expect_name("\\ud83d\\ude00", "\xf0\x9f\x98\x80");		/* a pair, combined */
+	expect_name("\\uD83D\\uDE00", "\xf0\x9f\x98\x80");
+	expect_name("\\udbff\\udfff", "\xf4\x8f\xbf\xbf");		/* U+10FFFF */
+	expect_name("\\ufffd", "\xef\xbf\xbd");
+	for (i = 0; i < sizeof(bad_raw) / sizeof(bad_raw[0]); i++)
+		expect_error(svc_name_doc(bad_raw[i]), "caf|", "invalid UTF-8 in string");
+	/* in a key too */
+	expect_error("{\"services\": [], \"k\xe9y\": 1}\n", "\"k|", "invalid UTF-8 in string");
+	/* escapes: lone surrogates, reported at their backslash */
+	expect_error(svc_name_doc("ab\\ud800"), "ab|\\ud800", "lone high surrogate");
+	expect_error(svc_name_doc("ab\\ud800x"), "ab|\\ud800", "lone high surrogate");
+	expect_error(svc_name_doc("ab\\ud800\\n"), "ab|\\ud800", "lone high surrogate");
+	expect_error(svc_name_doc("ab\\udc00"), "ab|\\udc00", "lone low surrogate");
+	expect_error(svc_name_doc("ab\\udfff\\ud800"), "ab|\\udfff", "lone low surrogate");
+	expect_error(svc_name_doc("ab\\ud800\\u0041"), "\\u0041", "is not a low surrogate");
+	expect_error_at(svc_name_doc("ab\\ud800\\ud800"), &lim, "\\ud800", 2, "is not a low surrogate");
+}
+
+/* U+0000 would cut the C strings made of the values short: refused. */
+static void registry_nul(void **state)
+{
+	(void)state;
+	expect_error("{\"services\": [\n"
+		     "  {\"name\": \"a\", \"vip\": \"198.51.100.10\", \"port\": 80, \"lb\\u0000typo\": \"maglev\"}\n"
+		     "]}\n", "\"lb|\\u0000", "\\u0000 (NUL) is not allowed in a string");
+	expect_error(svc_name_doc("a\\u0000hidden"), "\"a|\\u0000", "NUL");
+	expect_error("{\"services\": [\n"
+		     "  {\"name\": \"a\", \"vip\": \"198.51.100.10\", \"port\": 80,\n"
+		     "   \"health\": {\"type\": \"http\", \"path\": \"/ok\\u0000\\r\\nX-Evil: 1\"}}\n"
+		     "]}\n", "/ok|\\u0000", "NUL");
+}
+
 static void registry_over_capacity(void **state)
 {
 	static const struct registry_limits small = { .max_services = 2, .max_backends = 3 };
@@ -689,6 +768,8 @@ int main(void)
 		cmocka_unit_test(registry_bad_weight),
 		cmocka_unit_test(registry_unknown_enums),
 		cmocka_unit_test(registry_bad_other_values),
+		cmocka_unit_test(registry_utf8),
+		cmocka_unit_test(registry_nul),
 		cmocka_unit_test(registry_bad_numbers),
 		cmocka_unit_test(registry_over_capacity),
 		cmocka_unit_test(registry_too_many_backends_in_service),
