@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <cmocka.h>
 
 #include <ferry/abi.h>
+#include "jsonpos.h"
 #include "registry.h"
 
 #define FNAME "reg.json"
@@ -634,6 +636,51 @@ static void registry_nul(void **state)
 		     "]}\n", "/ok|\\u0000", "NUL");
 }
 
+/*
+ * The duplicate-key check compares each key with the ones before it: the
+ * members of one object are capped, and the cap comes before that work.
+ */
+static void registry_member_cap(void **state)
+{
+	const int nkeys = 100000;
+	struct registry r;
+	char err[FERRY_ERR_LEN], at[32], *doc, *p;
+	struct timespec t0, t1;
+	int i, ret;
+
+	(void)state;
+	doc = malloc(nkeys * 16 + 64);
+	assert_non_null(doc);
+	p = doc + sprintf(doc, "{\"services\": []");
+	for (i = 0; i < nkeys; i++)
+		p += sprintf(p, ",\n\"k%d\": 0", i);
+	strcpy(p, "}\n");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	snprintf(at, sizeof(at), "\"k%d\"", JP_MAX_MEMBERS - 1);	/* services + 63 keys fill it */
+	expect_error(doc, at, "object has more than 64 members");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true(t1.tv_sec - t0.tv_sec < 2);
+	/* 64 members exactly: past the cap, then an unknown key */
+	p = doc + sprintf(doc, "{\"services\": []");
+	for (i = 0; i < JP_MAX_MEMBERS - 1; i++)
+		p += sprintf(p, ",\n\"k%d\": 0", i);
+	strcpy(p, "}\n");
+	ret = parse(doc, &lim, &r, err, sizeof(err));
+	assert_int_equal(ret, -EINVAL);
+	assert_non_null(strstr(err, "reg.json:2:1: document: unknown key \"k0\""));
+	free(doc);
+	/* nested objects have the cap each, not together */
+	doc = malloc(JP_MAX_MEMBERS * 40 + 256);
+	assert_non_null(doc);
+	p = doc + sprintf(doc, "{\"services\": [{\"name\": \"a\", \"vip\": \"198.51.100.10\", \"port\": 80, \"x\": {\"a\": 1");
+	for (i = 0; i < JP_MAX_MEMBERS; i++)
+		p += sprintf(p, ", \"k%d\": 0", i);
+	strcpy(p, "}}]}\n");
+	expect_error(doc, "\"k63\"", "object has more than 64 members");
+	free(doc);
+}
+
+
 static void registry_over_capacity(void **state)
 {
 	static const struct registry_limits small = { .max_services = 2, .max_backends = 3 };
@@ -768,6 +815,7 @@ int main(void)
 		cmocka_unit_test(registry_bad_weight),
 		cmocka_unit_test(registry_unknown_enums),
 		cmocka_unit_test(registry_bad_other_values),
+		cmocka_unit_test(registry_member_cap),
 		cmocka_unit_test(registry_utf8),
 		cmocka_unit_test(registry_nul),
 		cmocka_unit_test(registry_bad_numbers),

@@ -400,6 +400,12 @@ static int parse_object(struct parser *p, struct jp_value *v)
 			return fail(p, "%s", "expected a string key");
 		m.line = p->line;
 		m.col = p->col;
+		/*
+		 * The duplicate check below is quadratic in the members: bounded
+		 * here, before any of it, so a huge object cannot stall the caller.
+		 */
+		if (v->len >= JP_MAX_MEMBERS)
+			return fail(p, "%s", "object has more than " JP_STR(JP_MAX_MEMBERS) " members");
 		if ((err = parse_string(p, &m.key)))
 			return err;
 		for (i = 0; i < v->len; i++)

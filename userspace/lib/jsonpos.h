@@ -38,6 +38,14 @@ struct jp_doc {
 	void		*arena;
 };
 
+/*
+ * Members one object may have: the registry's largest object has nine keys.
+ * Duplicate keys are looked for pairwise, so this also bounds that work.
+ */
+#define JP_MAX_MEMBERS	64
+#define JP_STR_(x)	#x
+#define JP_STR(x)	JP_STR_(x)
+
 /* Parse text. On error returns -EINVAL and fills err "line:col: what". */
 int jp_parse(const char *text, size_t len, struct jp_doc *doc, char *err, size_t errlen);
 void jp_free(struct jp_doc *doc);
