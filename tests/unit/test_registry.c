@@ -636,6 +636,41 @@ static void registry_nul(void **state)
 		     "]}\n", "/ok|\\u0000", "NUL");
 }
 
+static const char *health_path_doc(const char *path)
+{
+	static char doc[512];
+
+	snprintf(doc, sizeof(doc),
+		 "{\"services\": [\n"
+		 "  {\"name\": \"a\", \"vip\": \"198.51.100.10\", \"port\": 80,\n"
+		 "   \"health\": {\"type\": \"http\", \"path\": \"%s\"}}\n"
+		 "]}\n", path);
+	return doc;
+}
+
+/* The health path goes into an HTTP request line; names into logs and labels. */
+static void registry_control_characters(void **state)
+{
+	struct registry r;
+	char err[FERRY_ERR_LEN];
+
+	(void)state;
+	expect_error(health_path_doc("/ok\\r\\nX-Evil: 1"), "\"/ok", "byte 0x0d at offset 3 is not allowed");
+	expect_error(health_path_doc("/ok\\nX"), "\"/ok", "byte 0x0a at offset 3");
+	expect_error(health_path_doc("/o\\tk"), "\"/o", "byte 0x09 at offset 2");
+	expect_error(health_path_doc("/o k"), "\"/o", "byte 0x20 at offset 2");
+	expect_error(health_path_doc("/o\\u007fk"), "\"/o", "byte 0x7f at offset 2");
+	expect_error(health_path_doc("/caf\xc3\xa9"), "\"/caf", "byte 0xc3 at offset 4");
+	/* what a path may hold */
+	assert_int_equal(parse(health_path_doc("/ready?x=%C3%A9&y=[1]~!$'()*+,;=:@"), &lim, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.svcs[0].health.path, "/ready?x=%C3%A9&y=[1]~!$'()*+,;=:@");
+	registry_free(&r);
+	expect_error(svc_name_doc("a\\nb"), "\"a\\n", "control character 0x0a at offset 1");
+	expect_error(svc_name_doc("a\\u001bb"), "\"a\\u", "control character 0x1b at offset 1");
+	expect_error(svc_name_doc("a\\u007f"), "\"a\\u", "control character 0x7f at offset 1");
+	expect_name("default/reviews-v2.1", "default/reviews-v2.1");
+}
+
 /*
  * The duplicate-key check compares each key with the ones before it: the
  * members of one object are capped, and the cap comes before that work.
@@ -679,7 +714,6 @@ static void registry_member_cap(void **state)
 	expect_error(doc, "\"k63\"", "object has more than 64 members");
 	free(doc);
 }
-
 
 static void registry_over_capacity(void **state)
 {
@@ -815,10 +849,11 @@ int main(void)
 		cmocka_unit_test(registry_bad_weight),
 		cmocka_unit_test(registry_unknown_enums),
 		cmocka_unit_test(registry_bad_other_values),
-		cmocka_unit_test(registry_member_cap),
+		cmocka_unit_test(registry_bad_numbers),
 		cmocka_unit_test(registry_utf8),
 		cmocka_unit_test(registry_nul),
-		cmocka_unit_test(registry_bad_numbers),
+		cmocka_unit_test(registry_control_characters),
+		cmocka_unit_test(registry_member_cap),
 		cmocka_unit_test(registry_over_capacity),
 		cmocka_unit_test(registry_too_many_backends_in_service),
 		cmocka_unit_test(registry_mutations_fail_cleanly),
