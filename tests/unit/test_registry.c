@@ -13,12 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <cmocka.h>
 
 #include <ferry/abi.h>
+#include "jsonpos.h"
 #include "registry.h"
 
 #define FNAME "reg.json"
@@ -527,6 +529,192 @@ static void registry_bad_other_values(void **state)
 		     "]}\n", "\"192.0.2.11:8080\"", "expected object, got string");
 }
 
+/* Only the JSON number grammar; errors say what was written. */
+static void registry_bad_numbers(void **state)
+{
+	(void)state;
+	expect_error(svc_port_doc("01"), "\"port\": |01", "leading zeros are not allowed");
+	expect_error(svc_port_doc("00"), "\"port\": |00", "leading zeros are not allowed");
+	expect_error(svc_port_doc("-01"), "\"port\": |-01", "leading zeros are not allowed");
+	expect_error(svc_port_doc("1e3"), "1e3", "service \"port\": 1e3 is not an integer (written with a fraction or an exponent)");
+	expect_error(svc_port_doc("80.0"), "80.0", "service \"port\": 80.0 is not an integer (written with a fraction");
+	expect_error(svc_port_doc("8E1"), "8E1", "8E1 is not an integer (written with a fraction or an exponent)");
+	expect_error(svc_port_doc("99999999999999999999"), "9999",
+		     "service \"port\": 99999999999999999999 is not an integer in 1..65535");
+	expect_error(svc_port_doc("-"), "\"port\": -|}", "expected a digit after '-'");
+	expect_error(svc_port_doc("1."), "\"port\": 1.|}", "expected a digit after '.'");
+	expect_error(svc_port_doc("1.e2"), "\"port\": 1.|e2}", "expected a digit after '.'");
+	expect_error(svc_port_doc("1e"), "\"port\": 1e|}", "expected a digit in the exponent");
+	expect_error(svc_port_doc("1e+"), "\"port\": 1e+|}", "expected a digit in the exponent");
+	expect_error(svc_port_doc("+1"), "+1", "unexpected character");
+	expect_error(svc_port_doc(".5"), "\"port\": |.5", "unexpected character");
+	expect_error(svc_port_doc("0x50"), "\"port\": 0|x50", "expected ',' or '}'");
+	/* 0 alone, and a long integer the old 64-byte buffer cut short */
+	expect_error(svc_port_doc("0"), "\"port\": |0}", "service \"port\": 0 is not an integer in 1..65535");
+	expect_error(svc_port_doc("000000000000000000000000000000000000000000000000000000000000000000080"),
+		     "\"port\": |00", "leading zeros");
+	expect_error(svc_port_doc("1000000000000000000000000000000000000000000000000000000000000000000080"),
+		     "\"port\": |1", "is not an integer in 1..65535");
+}
+
+/* A service whose name is the JSON string text n (without quotes). */
+static const char *svc_name_doc(const char *n)
+{
+	static char doc[512];
+
+	snprintf(doc, sizeof(doc),
+		 "{\"services\": [\n"
+		 "  {\"name\": \"%s\", \"vip\": \"198.51.100.10\", \"port\": 80}\n"
+		 "]}\n", n);
+	return doc;
+}
+
+static void expect_name(const char *json, const char *want)
+{
+	struct registry r;
+	char err[FERRY_ERR_LEN];
+
+	if (parse(svc_name_doc(json), &lim, &r, err, sizeof(err)))
+		fail_msg("name \"%s\" rejected: %s", json, err);
+	assert_string_equal(r.svcs[0].name, want);
+	registry_free(&r);
+}
+
+/* Strings are well-formed UTF-8, whatever way they were written. */
+static void registry_utf8(void **state)
+{
+	static const char *const bad_raw[] = {
+		"caf\xe9/x",			/* Latin-1, the reviewer's case */
+		"caf\xc3",			/* truncated by the closing quote */
+		"caf\x80",			/* stray continuation byte */
+		"caf\xc0\xaf",			/* overlong '/' */
+		"caf\xc1\xbf",			/* overlong */
+		"caf\xe0\x80\xaf",		/* overlong, 3 bytes */
+		"caf\xf0\x80\x80\xaf",		/* overlong, 4 bytes */
+		"caf\xed\xa0\x80",		/* surrogate U+D800 */
+		"caf\xed\xbf\xbf",		/* surrogate U+DFFF */
+		"caf\xf4\x90\x80\x80",		/* U+110000 */
+		"caf\xf5\x80\x80\x80",		/* no such lead byte */
+		"caf\xff",
+		"caf\xe2\x82" "x",		/* bad continuation */
+	};
+	size_t i;
+
+	(void)state;
+	expect_name("caf\xc3\xa9/x", "caf\xc3\xa9/x");
+	expect_name("caf\\u00e9/x", "caf\xc3\xa9/x");
+	expect_name("\xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf", "\xe2\x82\xac \xf0\x9f\x98\x80 \xef\xbf\xbf \xf4\x8f\xbf\xbf");
+	expect_name("\\ud83d\\ude00", "\xf0\x9f\x98\x80");		/* a pair, combined */
+	expect_name("\\uD83D\\uDE00", "\xf0\x9f\x98\x80");
+	expect_name("\\udbff\\udfff", "\xf4\x8f\xbf\xbf");		/* U+10FFFF */
+	expect_name("\\ufffd", "\xef\xbf\xbd");
+	for (i = 0; i < sizeof(bad_raw) / sizeof(bad_raw[0]); i++)
+		expect_error(svc_name_doc(bad_raw[i]), "caf|", "invalid UTF-8 in string");
+	/* in a key too */
+	expect_error("{\"services\": [], \"k\xe9y\": 1}\n", "\"k|", "invalid UTF-8 in string");
+	/* escapes: lone surrogates, reported at their backslash */
+	expect_error(svc_name_doc("ab\\ud800"), "ab|\\ud800", "lone high surrogate");
+	expect_error(svc_name_doc("ab\\ud800x"), "ab|\\ud800", "lone high surrogate");
+	expect_error(svc_name_doc("ab\\ud800\\n"), "ab|\\ud800", "lone high surrogate");
+	expect_error(svc_name_doc("ab\\udc00"), "ab|\\udc00", "lone low surrogate");
+	expect_error(svc_name_doc("ab\\udfff\\ud800"), "ab|\\udfff", "lone low surrogate");
+	expect_error(svc_name_doc("ab\\ud800\\u0041"), "\\u0041", "is not a low surrogate");
+	expect_error_at(svc_name_doc("ab\\ud800\\ud800"), &lim, "\\ud800", 2, "is not a low surrogate");
+}
+
+/* U+0000 would cut the C strings made of the values short: refused. */
+static void registry_nul(void **state)
+{
+	(void)state;
+	expect_error("{\"services\": [\n"
+		     "  {\"name\": \"a\", \"vip\": \"198.51.100.10\", \"port\": 80, \"lb\\u0000typo\": \"maglev\"}\n"
+		     "]}\n", "\"lb|\\u0000", "\\u0000 (NUL) is not allowed in a string");
+	expect_error(svc_name_doc("a\\u0000hidden"), "\"a|\\u0000", "NUL");
+	expect_error("{\"services\": [\n"
+		     "  {\"name\": \"a\", \"vip\": \"198.51.100.10\", \"port\": 80,\n"
+		     "   \"health\": {\"type\": \"http\", \"path\": \"/ok\\u0000\\r\\nX-Evil: 1\"}}\n"
+		     "]}\n", "/ok|\\u0000", "NUL");
+}
+
+static const char *health_path_doc(const char *path)
+{
+	static char doc[512];
+
+	snprintf(doc, sizeof(doc),
+		 "{\"services\": [\n"
+		 "  {\"name\": \"a\", \"vip\": \"198.51.100.10\", \"port\": 80,\n"
+		 "   \"health\": {\"type\": \"http\", \"path\": \"%s\"}}\n"
+		 "]}\n", path);
+	return doc;
+}
+
+/* The health path goes into an HTTP request line; names into logs and labels. */
+static void registry_control_characters(void **state)
+{
+	struct registry r;
+	char err[FERRY_ERR_LEN];
+
+	(void)state;
+	expect_error(health_path_doc("/ok\\r\\nX-Evil: 1"), "\"/ok", "byte 0x0d at offset 3 is not allowed");
+	expect_error(health_path_doc("/ok\\nX"), "\"/ok", "byte 0x0a at offset 3");
+	expect_error(health_path_doc("/o\\tk"), "\"/o", "byte 0x09 at offset 2");
+	expect_error(health_path_doc("/o k"), "\"/o", "byte 0x20 at offset 2");
+	expect_error(health_path_doc("/o\\u007fk"), "\"/o", "byte 0x7f at offset 2");
+	expect_error(health_path_doc("/caf\xc3\xa9"), "\"/caf", "byte 0xc3 at offset 4");
+	/* what a path may hold */
+	assert_int_equal(parse(health_path_doc("/ready?x=%C3%A9&y=[1]~!$'()*+,;=:@"), &lim, &r, err, sizeof(err)), 0);
+	assert_string_equal(r.svcs[0].health.path, "/ready?x=%C3%A9&y=[1]~!$'()*+,;=:@");
+	registry_free(&r);
+	expect_error(svc_name_doc("a\\nb"), "\"a\\n", "control character 0x0a at offset 1");
+	expect_error(svc_name_doc("a\\u001bb"), "\"a\\u", "control character 0x1b at offset 1");
+	expect_error(svc_name_doc("a\\u007f"), "\"a\\u", "control character 0x7f at offset 1");
+	expect_name("default/reviews-v2.1", "default/reviews-v2.1");
+}
+
+/*
+ * The duplicate-key check compares each key with the ones before it: the
+ * members of one object are capped, and the cap comes before that work.
+ */
+static void registry_member_cap(void **state)
+{
+	const int nkeys = 100000;
+	struct registry r;
+	char err[FERRY_ERR_LEN], at[32], *doc, *p;
+	struct timespec t0, t1;
+	int i, ret;
+
+	(void)state;
+	doc = malloc(nkeys * 16 + 64);
+	assert_non_null(doc);
+	p = doc + sprintf(doc, "{\"services\": []");
+	for (i = 0; i < nkeys; i++)
+		p += sprintf(p, ",\n\"k%d\": 0", i);
+	strcpy(p, "}\n");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	snprintf(at, sizeof(at), "\"k%d\"", JP_MAX_MEMBERS - 1);	/* services + 63 keys fill it */
+	expect_error(doc, at, "object has more than 64 members");
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true(t1.tv_sec - t0.tv_sec < 2);
+	/* 64 members exactly: past the cap, then an unknown key */
+	p = doc + sprintf(doc, "{\"services\": []");
+	for (i = 0; i < JP_MAX_MEMBERS - 1; i++)
+		p += sprintf(p, ",\n\"k%d\": 0", i);
+	strcpy(p, "}\n");
+	ret = parse(doc, &lim, &r, err, sizeof(err));
+	assert_int_equal(ret, -EINVAL);
+	assert_non_null(strstr(err, "reg.json:2:1: document: unknown key \"k0\""));
+	free(doc);
+	/* nested objects have the cap each, not together */
+	doc = malloc(JP_MAX_MEMBERS * 40 + 256);
+	assert_non_null(doc);
+	p = doc + sprintf(doc, "{\"services\": [{\"name\": \"a\", \"vip\": \"198.51.100.10\", \"port\": 80, \"x\": {\"a\": 1");
+	for (i = 0; i < JP_MAX_MEMBERS; i++)
+		p += sprintf(p, ", \"k%d\": 0", i);
+	strcpy(p, "}}]}\n");
+	expect_error(doc, "\"k63\"", "object has more than 64 members");
+	free(doc);
+}
+
 static void registry_over_capacity(void **state)
 {
 	static const struct registry_limits small = { .max_services = 2, .max_backends = 3 };
@@ -661,6 +849,11 @@ int main(void)
 		cmocka_unit_test(registry_bad_weight),
 		cmocka_unit_test(registry_unknown_enums),
 		cmocka_unit_test(registry_bad_other_values),
+		cmocka_unit_test(registry_bad_numbers),
+		cmocka_unit_test(registry_utf8),
+		cmocka_unit_test(registry_nul),
+		cmocka_unit_test(registry_control_characters),
+		cmocka_unit_test(registry_member_cap),
 		cmocka_unit_test(registry_over_capacity),
 		cmocka_unit_test(registry_too_many_backends_in_service),
 		cmocka_unit_test(registry_mutations_fail_cleanly),

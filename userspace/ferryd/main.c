@@ -15,6 +15,7 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 #include <bpf/libbpf.h>
@@ -226,16 +227,41 @@ static int parse_args(int argc, char **argv, struct ferryd_cfg *c)
 }
 
 struct regwatch {
-	int	fd;
-	char	dir[PATH_MAX];
-	char	base[NAME_MAX + 1];
+	int		fd;
+	char		dir[PATH_MAX];
+	char		base[NAME_MAX + 1];
+	struct stat	seen;		/* the registry as of the last sync we started */
+	bool		have_seen;
 };
+
+/*
+ * What the registry path leads to now (symlinks followed): true when that
+ * differs from what was seen last, and then it is remembered.
+ */
+static bool regwatch_changed(struct ferryd *d, struct regwatch *w)
+{
+	struct stat st;
+	bool ok = !stat(d->cfg.registry, &st), changed;
+
+	if (!ok) {
+		/* Gone: a change if it was there; its return will be one too. */
+		changed = w->have_seen;
+		w->have_seen = false;
+		return changed;
+	}
+	changed = !w->have_seen || st.st_dev != w->seen.st_dev || st.st_ino != w->seen.st_ino ||
+		  st.st_size != w->seen.st_size || st.st_mtim.tv_sec != w->seen.st_mtim.tv_sec ||
+		  st.st_mtim.tv_nsec != w->seen.st_mtim.tv_nsec;
+	w->seen = st;
+	w->have_seen = true;
+	return changed;
+}
 
 static void on_inotify(struct ferryd *d, int fd, uint32_t events, void *arg)
 {
 	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
 	struct regwatch *w = arg;
-	bool hit = false;
+	bool hit = false, any = false;
 	ssize_t n;
 
 	(void)events;
@@ -243,6 +269,7 @@ static void on_inotify(struct ferryd *d, int fd, uint32_t events, void *arg)
 	while ((n = read(fd, buf, sizeof(buf))) > 0) {
 		char *p;
 
+		any = true;
 		for (p = buf; p < buf + n;) {
 			struct inotify_event *e = (struct inotify_event *)p;
 
@@ -251,6 +278,14 @@ static void on_inotify(struct ferryd *d, int fd, uint32_t events, void *arg)
 			p += sizeof(*e) + e->len;
 		}
 	}
+	/*
+	 * An event on the file's own name, or what the path leads to changed:
+	 * a Kubernetes ConfigMap volume is updated by renaming a new '..data'
+	 * symlink over the old one, and no event names the registry's file.
+	 * (The stat also runs on a named hit, to keep what was seen current.)
+	 */
+	if (any && regwatch_changed(d, w))
+		hit = true;
 	if (hit) {
 		log_debug("registry %s changed", d->cfg.registry);
 		sync_registry(d);
@@ -330,7 +365,11 @@ static int setup_watch(struct ferryd *d, struct regwatch *w)
 	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (w->fd < 0)
 		return -errno;
-	/* Watch the directory: editors and config managers replace the file. */
+	regwatch_changed(d, w);	/* before the first sync: what it will read */
+	/*
+	 * Watch the directory: editors and config managers replace the file,
+	 * the kubelet swaps the '..data' symlink the file's path goes through.
+	 */
 	if (inotify_add_watch(w->fd, w->dir, IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE) < 0) {
 		err = -errno;
 		log_warn("inotify on %s", w->dir);

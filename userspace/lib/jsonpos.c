@@ -94,6 +94,43 @@ static int put_utf8(char *o, unsigned cp)
 	return 4;
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at s (its first byte >= 0x80), or
+ * -1: overlong forms, surrogates (U+D800..U+DFFF), code points above
+ * U+10FFFF, stray continuation bytes and truncated sequences are refused.
+ */
+static int utf8_len(const char *s, const char *end)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	unsigned char lo = 0x80, hi = 0xbf;
+	int n, i;
+
+	if (u[0] >= 0xc2 && u[0] <= 0xdf)
+		n = 2;
+	else if (u[0] >= 0xe0 && u[0] <= 0xef)
+		n = 3;
+	else if (u[0] >= 0xf0 && u[0] <= 0xf4)
+		n = 4;
+	else
+		return -1;	/* continuation byte, C0/C1 (overlong), F5..FF */
+	if (end - s < n)
+		return -1;
+	if (u[0] == 0xe0)
+		lo = 0xa0;	/* overlong */
+	else if (u[0] == 0xed)
+		hi = 0x9f;	/* surrogates */
+	else if (u[0] == 0xf0)
+		lo = 0x90;	/* overlong */
+	else if (u[0] == 0xf4)
+		hi = 0x8f;	/* above U+10FFFF */
+	if (u[1] < lo || u[1] > hi)
+		return -1;
+	for (i = 2; i < n; i++)
+		if (u[i] < 0x80 || u[i] > 0xbf)
+			return -1;
+	return n;
+}
+
 static int hex4(struct parser *p, unsigned *cp)
 {
 	int i;
@@ -138,6 +175,17 @@ static int parse_string(struct parser *p, char **out)
 
 		if (c < 0x20)
 			return fail(p, "%s", "control character in string");
+		if (c >= 0x80) {
+			int k = utf8_len(p->s, p->end);
+
+			if (k < 0)
+				return fail(p, "%s", "invalid UTF-8 in string");
+			while (k--) {
+				*o++ = *p->s;
+				adv(p);
+			}
+			continue;
+		}
 		if (c != '\\') {
 			*o++ = c;
 			adv(p);
@@ -158,20 +206,44 @@ static int parse_string(struct parser *p, char **out)
 		case 'r': *o++ = '\r'; break;
 		case 't': *o++ = '\t'; break;
 		case 'u': {
+			int line = p->line, col = p->col - 2;	/* of the backslash */
 			unsigned cp;
 			int err = hex4(p, &cp);
 
 			if (err)
 				return err;
-			if (cp >= 0xd800 && cp < 0xdc00 && p->end - p->s >= 6 &&
-			    p->s[0] == '\\' && p->s[1] == 'u') {
-				unsigned lo;
+			if (cp >= 0xd800 && cp < 0xdc00) {
+				unsigned lo = 0;
 
-				adv(p);
-				adv(p);
-				if ((err = hex4(p, &lo)))
-					return err;
+				/* A high surrogate must be followed by \u and a low one. */
+				if (p->end - p->s >= 6 && p->s[0] == '\\' && p->s[1] == 'u') {
+					int l2 = p->line, c2 = p->col;
+
+					adv(p);
+					adv(p);
+					if ((err = hex4(p, &lo)))
+						return err;
+					if (lo < 0xdc00 || lo > 0xdfff) {
+						p->line = l2;
+						p->col = c2;
+						return fail(p, "%s", "\\u escape after a high surrogate is not a low surrogate");
+					}
+				}
+				if (!lo) {
+					p->line = line;
+					p->col = col;
+					return fail(p, "%s", "lone high surrogate in \\u escape");
+				}
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			} else if (cp >= 0xdc00 && cp <= 0xdfff) {
+				p->line = line;
+				p->col = col;
+				return fail(p, "%s", "lone low surrogate in \\u escape");
+			} else if (!cp) {
+				/* Strings become C strings: a NUL would cut them short. */
+				p->line = line;
+				p->col = col;
+				return fail(p, "%s", "\\u0000 (NUL) is not allowed in a string");
 			}
 			o += put_utf8(o, cp);	/* never longer than the escape */
 			break;
@@ -187,30 +259,70 @@ static int parse_string(struct parser *p, char **out)
 	return 0;
 }
 
+static bool is_digit(struct parser *p)
+{
+	return p->s < p->end && *p->s >= '0' && *p->s <= '9';
+}
+
+/*
+ * The JSON grammar exactly: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?.
+ * The text as written is kept in v->str, for errors about the value.
+ */
 static int parse_number(struct parser *p, struct jp_value *v)
 {
-	char buf[64], *end;
-	size_t n = 0;
+	const char *start = p->s;
+	int line = p->line, col = p->col;
+	size_t n;
+	char *t;
 
 	v->type = JP_NUMBER;
 	v->integer = true;
 	if (*p->s == '-')
-		buf[n++] = *p->s, adv(p);
-	if (p->s >= p->end || *p->s < '0' || *p->s > '9')
-		return fail(p, "%s", "bad number");
-	while (p->s < p->end && n < sizeof(buf) - 1 &&
-	       ((*p->s >= '0' && *p->s <= '9') || *p->s == '.' || *p->s == 'e' ||
-		*p->s == 'E' || *p->s == '+' || *p->s == '-')) {
-		if (*p->s == '.' || *p->s == 'e' || *p->s == 'E')
-			v->integer = false;
-		buf[n++] = *p->s;
 		adv(p);
+	if (!is_digit(p)) {
+		if (p->s == start)
+			return fail(p, "%s", "unexpected character");
+		return fail(p, "%s", "bad number: expected a digit after '-'");
 	}
-	buf[n] = '\0';
-	v->number = strtod(buf, &end);
-	if (*end)
-		return fail(p, "bad number '%s'", buf);
-	v->ival = v->integer ? strtoll(buf, NULL, 10) : (long long)v->number;
+	if (*p->s == '0') {
+		adv(p);
+		if (is_digit(p)) {
+			p->line = line;
+			p->col = col;
+			return fail(p, "%s", "bad number: leading zeros are not allowed");
+		}
+	} else {
+		while (is_digit(p))
+			adv(p);
+	}
+	if (p->s < p->end && *p->s == '.') {
+		v->integer = false;
+		adv(p);
+		if (!is_digit(p))
+			return fail(p, "%s", "bad number: expected a digit after '.'");
+		while (is_digit(p))
+			adv(p);
+	}
+	if (p->s < p->end && (*p->s == 'e' || *p->s == 'E')) {
+		v->integer = false;
+		adv(p);
+		if (p->s < p->end && (*p->s == '+' || *p->s == '-'))
+			adv(p);
+		if (!is_digit(p))
+			return fail(p, "%s", "bad number: expected a digit in the exponent");
+		while (is_digit(p))
+			adv(p);
+	}
+	n = p->s - start;
+	t = arena_alloc(p->arena, n + 1);
+	if (!t)
+		return -ENOMEM;
+	memcpy(t, start, n);
+	t[n] = '\0';
+	v->str = t;
+	v->number = strtod(t, NULL);
+	/* Beyond long long, strtoll saturates: still out of any range checked. */
+	v->ival = v->integer ? strtoll(t, NULL, 10) : 0;
 	return 0;
 }
 
@@ -288,6 +400,12 @@ static int parse_object(struct parser *p, struct jp_value *v)
 			return fail(p, "%s", "expected a string key");
 		m.line = p->line;
 		m.col = p->col;
+		/*
+		 * The duplicate check below is quadratic in the members: bounded
+		 * here, before any of it, so a huge object cannot stall the caller.
+		 */
+		if (v->len >= JP_MAX_MEMBERS)
+			return fail(p, "%s", "object has more than " JP_STR(JP_MAX_MEMBERS) " members");
 		if ((err = parse_string(p, &m.key)))
 			return err;
 		for (i = 0; i < v->len; i++)

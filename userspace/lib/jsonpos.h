@@ -20,8 +20,8 @@ struct jp_value {
 	bool		boolean;
 	bool		integer;	/* number written without fraction/exponent */
 	double		number;
-	long long	ival;
-	char		*str;		/* JP_STRING */
+	long long	ival;		/* integer: the value, saturated at LLONG_MIN/MAX */
+	char		*str;		/* JP_STRING; JP_NUMBER: the text as written */
 	size_t		len;		/* array items / object members */
 	struct jp_value	**items;	/* JP_ARRAY */
 	struct jp_member *members;	/* JP_OBJECT */
@@ -37,6 +37,14 @@ struct jp_doc {
 	struct jp_value	*root;
 	void		*arena;
 };
+
+/*
+ * Members one object may have: the registry's largest object has nine keys.
+ * Duplicate keys are looked for pairwise, so this also bounds that work.
+ */
+#define JP_MAX_MEMBERS	64
+#define JP_STR_(x)	#x
+#define JP_STR(x)	JP_STR_(x)
 
 /* Parse text. On error returns -EINVAL and fills err "line:col: what". */
 int jp_parse(const char *text, size_t len, struct jp_doc *doc, char *err, size_t errlen);

@@ -150,9 +150,12 @@ static int get_uint(struct pctx *c, const struct jp_value *obj, const char *what
 	}
 	if ((err = want(c, v, JP_NUMBER, what, field)))
 		return err;
-	if (!v->integer || v->ival < lo || v->ival > hi)
-		return perr(c, v->line, v->col, "%s \"%s\": %g is not an integer in %lld..%lld",
-			    what, field, v->number, lo, hi);
+	if (!v->integer)
+		return perr(c, v->line, v->col, "%s \"%s\": %s is not an integer (written with a fraction or an exponent); "
+			    "expected an integer in %lld..%lld", what, field, v->str, lo, hi);
+	if (v->ival < lo || v->ival > hi)
+		return perr(c, v->line, v->col, "%s \"%s\": %s is not an integer in %lld..%lld",
+			    what, field, v->str, lo, hi);
 	*out = v->ival;
 	return 0;
 }
@@ -199,6 +202,7 @@ static int parse_health(struct pctx *c, const struct jp_value *o, struct reg_hea
 	static const char *const keys[] = { "type", "path", "interval_ms", "timeout_ms",
 		"healthy_after", "unhealthy_after", NULL };
 	const struct jp_value *v;
+	const unsigned char *p;
 	long long n;
 	int err;
 
@@ -223,7 +227,13 @@ static int parse_health(struct pctx *c, const struct jp_value *o, struct reg_hea
 	if ((v = jp_get(o, "path"))) {
 		if ((err = want(c, v, JP_STRING, "health", "path")))
 			return err;
-		if (v->str[0] != '/' || strlen(v->str) >= sizeof(h->path) || strpbrk(v->str, " \r\n"))
+		/* It goes into an HTTP request line: printable ASCII only, no CR/LF. */
+		for (p = (const unsigned char *)v->str; *p; p++)
+			if (*p <= ' ' || *p >= 0x7f)
+				return perr(c, v->line, v->col, "health \"path\": byte 0x%02x at offset %zu is not allowed: "
+					    "only printable ASCII without spaces (percent-encode the rest)",
+					    *p, (size_t)(p - (const unsigned char *)v->str));
+		if (v->str[0] != '/' || strlen(v->str) >= sizeof(h->path))
 			return perr(c, v->line, v->col, "health \"path\": \"%s\" must start with / and be under %zu characters without spaces",
 				    v->str, sizeof(h->path));
 		strcpy(h->path, v->str);
@@ -322,6 +332,11 @@ static int parse_service(struct pctx *c, const struct jp_value *o, struct reg_se
 		return err;
 	if (!v->str[0] || strlen(v->str) >= FERRY_NAME_LEN)
 		return perr(c, v->line, v->col, "service \"name\": must be 1..%d characters", FERRY_NAME_LEN - 1);
+	/* Names reach logs, metrics labels and terminals: no control characters. */
+	for (i = 0; v->str[i]; i++)
+		if ((unsigned char)v->str[i] < 0x20 || v->str[i] == 0x7f)
+			return perr(c, v->line, v->col, "service \"name\": control character 0x%02x at offset %zu is not allowed",
+				    (unsigned char)v->str[i], i);
 	strcpy(s->name, v->str);
 	v = jp_get(o, "vip");
 	if (!v)
