@@ -1,23 +1,28 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Backend selection for the socket load balancer. Each policy names a first
- * slot; from there a bounded scan (bpf_loop over at most
- * FERRY_MAX_SVC_BACKENDS slots) skips backends that may not take a new
- * connection. HEALTHY (or never probed) backends win; a DEGRADED one is used
- * only when no healthy one is left; UNHEALTHY, draining, quarantined,
- * weight 0, OPEN circuits (and half-open ones whose probe slots are taken)
- * and backends at max_connections are never picked. A TCP connect then
- * reserves its slot on the chosen backend (circuit.bpf.h).
+ * Backend selection for the socket load balancer. Each policy draws a slot
+ * (round robin: claims a cursor value); one whose backend may not take a
+ * new connection is not replaced by the next slot, it is drawn again, a few
+ * times, so the usable backends keep their shares (scanning on from it would
+ * hand all of its share to its neighbour). When the draws miss, a bounded
+ * scan (bpf_loop over at most FERRY_MAX_SVC_BACKENDS slots) from the last
+ * slot drawn takes the first usable one. HEALTHY (or never probed) backends
+ * win; a DEGRADED one is used only when no healthy one is left; UNHEALTHY,
+ * draining, quarantined, weight 0, OPEN circuits (and half-open ones whose
+ * probe slots are taken) and backends at max_connections are never picked.
+ * A TCP connect then reserves its slot on the chosen backend (circuit.bpf.h).
  */
 #ifndef FERRY_SELECT_BPF_H
 #define FERRY_SELECT_BPF_H
 
 #include "maps.bpf.h"
 #include "circuit.bpf.h"
+#include <ferry/flowhash.h>
 
 #define FERRY_MAGLEV_PROBE	8	/* table entries tried after the hashed one */
 #define FERRY_LC_P2C_TRIES	8	/* random draws to find two usable backends */
 #define FERRY_SELECT_TRIES	3	/* picks when a reservation is lost to a race */
+#define FERRY_DRAW_TRIES	4	/* random, weighted, maglev fallback: draws before the scan */
 
 /* Load-time tunable: least_conn scans every backend of services up to this
  * size (exact), and uses power of two choices above it. */
@@ -158,12 +163,18 @@ static __always_inline __u32 scan_from(const struct ferry_svc *svc, __u32 start,
 	return c.found ? c.found : c.degraded;
 }
 
-/* Weighted: the first slot whose cumulative weight exceeds r (binary search). */
-static __always_inline __u32 weighted_slot(const struct ferry_svc *svc, __u32 r)
+/*
+ * Weighted: the first of count slots of service svc_id whose cumulative
+ * weight exceeds r (binary search); 0 on a map miss. A global function:
+ * the verifier checks the search once, on its own, instead of once per
+ * iteration it walks of draw_cb (the draws' loop), which multiplied the
+ * hooks' verification cost by six.
+ */
+__noinline __u32 weighted_slot(__u32 svc_id, __u32 count, __u32 r)
 {
-	struct ferry_slot_key sk = { .svc_id = svc->id };
+	struct ferry_slot_key sk = { .svc_id = svc_id };
 	struct ferry_slot *slot;
-	__u32 lo = 0, hi = svc->count;
+	__u32 lo = 0, hi = count;
 	int i;
 
 	for (i = 0; i < 16 && lo < hi; i++) {	/* 2^16 > FERRY_MAX_SVC_BACKENDS */
@@ -178,7 +189,7 @@ static __always_inline __u32 weighted_slot(const struct ferry_svc *svc, __u32 r)
 		else
 			lo = mid + 1;
 	}
-	return lo < svc->count ? lo : 0;
+	return lo < count ? lo : 0;
 }
 
 /* Maglev: the table entry for hash, then the next few entries if unusable. */
@@ -297,6 +308,67 @@ static __always_inline __u32 rr_pick(struct ferry_svc *svc, __u32 count, __u64 n
 }
 
 /*
+ * random, weighted, and maglev when its table entries fail: draw a slot
+ * (uniformly; by weight over the cumulative weights; from the flow hash),
+ * and while it names a backend that may not take the connection now, draw
+ * again, up to FERRY_DRAW_TRIES times. Each usable backend keeps its share
+ * among the usable ones (its weight over theirs under weighted) but for the
+ * (unusable share)^FERRY_DRAW_TRIES of picks whose draws all miss: those
+ * go to the scan from the last slot drawn (the caller's). A bpf_loop
+ * callback, like the scan's: the tries are not unrolled into each hook.
+ */
+struct draw_ctx {
+	const struct ferry_svc *svc;
+	__u64	now;
+	__u32	count;
+	__u32	weight_sum;	/* weighted: draw by weight; 0: uniformly */
+	__u32	hash;		/* hashed: the flow hash the draws derive from */
+	__u32	start;		/* the last slot drawn */
+	__u32	found;
+	__u8	hashed;
+	__u8	full;
+};
+
+static long draw_cb(__u32 i, void *data)
+{
+	struct draw_ctx *c = data;
+	struct ferry_backend *be;
+	__u32 r, id;
+	int cls;
+
+	r = c->hashed ? ferry_redraw_hash(c->hash, i) : bpf_get_prandom_u32();
+	c->start = c->weight_sum ? weighted_slot(c->svc->id, c->count, r % c->weight_sum) :
+				   r % c->count;
+	cls = slot_class(c->svc, c->start, c->now, NULL, &id, &be);
+	if (cls == BE_MISSING)
+		return 1;	/* the scan counts the miss and goes on */
+	if (cls == BE_GOOD) {
+		c->found = id;
+		return 1;
+	}
+	if (cls == BE_FULL)
+		c->full = 1;
+	stat_inc(FERRY_STAT_SELECT_RETRY);
+	return 0;
+}
+
+static __always_inline __u32 draw_pick(const struct ferry_svc *svc, __u32 count,
+				       __u32 weight_sum, bool hashed, __u32 hash,
+				       __u64 now, bool *full, __u32 *start)
+{
+	struct draw_ctx c = {
+		.svc = svc, .now = now, .count = count, .weight_sum = weight_sum,
+		.hash = hash, .hashed = hashed,
+	};
+
+	bpf_loop(FERRY_DRAW_TRIES, draw_cb, &c, 0);
+	if (c.full)
+		*full = true;
+	*start = c.start < count ? c.start : 0;
+	return c.found;
+}
+
+/*
  * One pick for a new connection of svc by its policy. hash is the flow's
  * affinity hash (maglev). Returns 0 when no backend is usable; *full then
  * tells whether max_connections kept some out.
@@ -322,17 +394,26 @@ __noinline __u32 select_once(struct ferry_svc *svc, __u32 hash, __u64 now, bool 
 
 	switch (svc->lb) {
 	case FERRY_LB_RANDOM:
-		start = bpf_get_prandom_u32() % count;
+		id = draw_pick(svc, count, 0, false, 0, now, &f, &start);
+		if (id)
+			goto out;
 		break;
 	case FERRY_LB_WEIGHTED:
-		start = svc->weight_sum ?
-			weighted_slot(svc, bpf_get_prandom_u32() % svc->weight_sum) : 0;
+		/* No usable weight: nothing may take it; the scan says so. */
+		start = 0;
+		if (!svc->weight_sum)
+			break;
+		id = draw_pick(svc, count, svc->weight_sum, false, 0, now, &f, &start);
+		if (id)
+			goto out;
 		break;
 	case FERRY_LB_MAGLEV:
 		id = maglev_pick(svc, hash, now, &f);
 		if (id)
 			goto out;
-		start = hash % count;
+		id = draw_pick(svc, count, 0, true, hash, now, &f, &start);
+		if (id)
+			goto out;
 		break;
 	case FERRY_LB_LEAST_CONN:
 		id = least_conn_pick(svc, count, now, &f);

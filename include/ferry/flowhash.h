@@ -31,4 +31,20 @@ static inline __u32 ferry_flow_hash(__u64 netns_cookie, const struct ferry_svc_k
 	return h;
 }
 
+/* The i-th redraw from flow hash h (i = 0, 1, ...): where maglev's fallback
+ * looks when the table entries tried name no usable backend. Every flow
+ * draws its own sequence, the same one each time (the client keeps its
+ * backend while nothing changes). murmur3's finalizer over h + (i + 1) x
+ * the golden ratio. */
+static inline __u32 ferry_redraw_hash(__u32 h, __u32 i)
+{
+	h += (i + 1) * 0x9e3779b9u;
+	h ^= h >> 16;
+	h *= 0x85ebca6bu;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35u;
+	h ^= h >> 16;
+	return h;
+}
+
 #endif /* FERRY_FLOWHASH_H */

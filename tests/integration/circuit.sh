@@ -69,6 +69,9 @@ ferryd_start_ns() {	# waits for a good sync, unless NOSYNC is set
 # mag: 198.51.100.27, maglev
 # syn: 198.51.100.28, SYN timeouts (iptables DROP), consecutive 1
 # conc: 198.51.100.29, many clients at once (exact counters)
+# wskew: 198.51.100.31, weighted, one of three equal backends OPEN (it does not listen)
+# rskew: 198.51.100.32, random, one of three UNHEALTHY
+# w21: 198.51.100.33, weighted 2:2:1, the middle one UNHEALTHY
 LC_EXTRA=""
 LEAK_A='{"ip": "192.0.2.11", "port": 8010}, '
 registry() {
@@ -114,21 +117,38 @@ registry() {
   { "name": "leak", "vip": "198.51.100.30", "port": 80, "lb": "round_robin",
     "circuit": { "consecutive_failures": 2, "base_ejection_ms": 600000, "max_ejection_ms": 600000,
                  "max_ejection_percent": 50 },
-    "backends": [ $LEAK_A{"ip": "192.0.2.12", "port": 8010}, {"ip": "192.0.2.13", "port": 8010} ] }
+    "backends": [ $LEAK_A{"ip": "192.0.2.12", "port": 8010}, {"ip": "192.0.2.13", "port": 8010} ] },
+  { "name": "wskew", "vip": "198.51.100.31", "port": 80, "lb": "weighted",
+    "circuit": { "consecutive_failures": 1, "base_ejection_ms": 600000, "max_ejection_ms": 600000 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8011}, {"ip": "192.0.2.12", "port": 8011},
+                  {"ip": "192.0.2.13", "port": 8011} ] },
+  { "name": "rskew", "vip": "198.51.100.32", "port": 80, "lb": "random",
+    "health": { "type": "http", "path": "/healthz", "interval_ms": 100, "timeout_ms": 1000,
+                "healthy_after": 1, "unhealthy_after": 2 },
+    "backends": [ {"ip": "192.0.2.11", "port": 8012}, {"ip": "192.0.2.12", "port": 8012},
+                  {"ip": "192.0.2.13", "port": 8012} ] },
+  { "name": "w21", "vip": "198.51.100.33", "port": 80, "lb": "weighted",
+    "health": { "type": "http", "path": "/healthz", "interval_ms": 100, "timeout_ms": 1000,
+                "healthy_after": 1, "unhealthy_after": 2 },
+    "backends": [ {"ip": "192.0.2.12", "port": 8013, "weight": 2}, {"ip": "192.0.2.11", "port": 8013, "weight": 2},
+                  {"ip": "192.0.2.13", "port": 8013, "weight": 1} ] }
 ] }
 EOF
 }
 write_registry() { registry >"$REG.tmp" && mv "$REG.tmp" "$REG"; }
 
-for p in 8000 8001 8002 8004 8005 8007 8009 8010; do
+for p in 8000 8001 8002 8004 8005 8007 8009 8010 8012 8013; do
 	for h in 11 12 13; do serve "192.0.2.$h:$p" || skip_all "backends did not start"; done
 done
+for h in 12 13; do serve "192.0.2.$h:8011" || skip_all "backends did not start"; done
 serve 192.0.2.14:8007 && serve 192.0.2.11:8003 && serve 192.0.2.12:8003 && serve 192.0.2.11:8006 &&
 	serve 192.0.2.12:8006 && serve 192.0.2.11:8008 && serve 192.0.2.12:8008 || skip_all "backends did not start"
 health_ctl 192.0.2.13:8004 503
 health_ctl 192.0.2.11:8005 503
 health_ctl 192.0.2.12:8005 503
 health_ctl 192.0.2.13:8005 flaky
+health_ctl 192.0.2.11:8012 503
+health_ctl 192.0.2.11:8013 503
 write_registry
 ferryd_start_ns || { echo "FAIL ferryd_start"; exit 1; }
 
@@ -252,6 +272,52 @@ health_ctl 192.0.2.11:8005 200
 check degr_healthy_back wait_for 200 be_is $V 192.0.2.11:8005 health healthy
 r=$(conn $V 10)
 assert_eq degr_healthy_preferred "$(served "$r" 192.0.2.11:8005)/$(served "$r" 192.0.2.13:8005)" 10/0
+
+# ---- random and weighted: an unusable backend's share is spread, not handed on ----
+# A draw that lands on a backend that may not take the connection is drawn
+# again (by weight under weighted): the usable ones keep their proportions.
+# Scanning on from the unusable slot instead (what the kernel did) hands its
+# whole share to the next slot: 2/3 vs 1/3 for two equal backends; 0.4 vs
+# 0.6 for w21's 2:1 pair (the unusable one sits before the light one).
+# With 4 draws, 1/81 of the picks (equal ones) or 0.4^4 (w21) still fall
+# back to the scan. Equal: each count of 600 ~ Binomial(600, 0.49..0.51),
+# sigma 12.2; 240..360 leaves over 4.5 sigma each side (old: 400:200).
+# w21: the heavy one's mean 390, sigma 11.7; 330..450 leaves 5 sigma each
+# side (old: mean 240).
+SKEW_N=600
+spread_ok() {	# NAME VIP GONE HEAVY LIGHT LO HI: of SKEW_N connects GONE gets none, HEAVY LO..HI, LIGHT the rest
+	local r z a b
+	r=$(conn "$2" $SKEW_N)
+	z=$(served "$r" "$3") a=$(served "$r" "$4") b=$(served "$r" "$5")
+	if [ "$z" = 0 ] && [ "$((a + b))" = $SKEW_N ] && [ "$a" -ge "$6" ] && [ "$a" -le "$7" ]; then
+		echo "PASS $1 ($4 $a, $5 $b)"
+	else
+		echo "FAIL $1: $3 got $z, $4 $a, $5 $b of $SKEW_N (want 0, $6..$7, the rest; errors $(jq -c .errors <<<"$r"))"
+	fi
+}
+share_in() {	# VIP ADDR:PORT LO HI: explain's share for it is within LO..HI
+	CTL -j explain "$1" | jq -e --arg b "$2" --argjson lo "$3" --argjson hi "$4" \
+		'.backends[] | select(.backend == $b) | .share >= $lo and .share <= $hi' >/dev/null
+}
+shares_in() {	# VIP A LO HI B LO HI
+	share_in "$1" "$2" "$3" "$4" && share_in "$1" "$5" "$6" "$7"
+}
+both_healthy() { be_is "$1" "$2" health healthy && be_is "$1" "$3" health healthy; }
+V=198.51.100.31:80
+wopen() { conn $V 1 >/dev/null; be_is $V 192.0.2.11:8011 circuit open; }
+check skew_weighted_ejected wait_for 60 wopen
+spread_ok skew_weighted_open_even $V 192.0.2.11:8011 192.0.2.12:8011 192.0.2.13:8011 240 360
+check skew_weighted_explain_even shares_in $V 192.0.2.12:8011 0.45 0.55 192.0.2.13:8011 0.45 0.55
+V=198.51.100.32:80
+check skew_random_unhealthy wait_for 200 be_is $V 192.0.2.11:8012 health unhealthy
+check skew_random_others_healthy wait_for 200 both_healthy $V 192.0.2.12:8012 192.0.2.13:8012
+spread_ok skew_random_unhealthy_even $V 192.0.2.11:8012 192.0.2.12:8012 192.0.2.13:8012 240 360
+check skew_random_explain_even shares_in $V 192.0.2.12:8012 0.45 0.55 192.0.2.13:8012 0.45 0.55
+V=198.51.100.33:80
+check skew_w21_unhealthy wait_for 200 be_is $V 192.0.2.11:8013 health unhealthy
+check skew_w21_others_healthy wait_for 200 both_healthy $V 192.0.2.12:8013 192.0.2.13:8013
+spread_ok skew_weighted_2to1_kept $V 192.0.2.11:8013 192.0.2.12:8013 192.0.2.13:8013 330 450
+check skew_w21_explain_2to1 shares_in $V 192.0.2.12:8013 0.6 0.7 192.0.2.13:8013 0.3 0.4
 
 # ---- least_conn: new connections go to the idle backend ----
 V=198.51.100.26:80

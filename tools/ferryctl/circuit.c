@@ -41,6 +41,7 @@
 #define LC_EXACT_MAX	16
 #define MAGLEV_PROBE	8
 #define RR_TRIES	4
+#define DRAW_TRIES	4
 
 static __u64 mono_ns(void)
 {
@@ -196,11 +197,60 @@ static int rr_sim(const struct view *w, size_t n, __u32 *cur)
 	return scan_from(w, n, start);
 }
 
-/* Long-run shares for policies that pick a start slot and scan forward. */
+/* The chance that one draw names slot i: by usable weight under weighted,
+ * else uniform (random, maglev's fallback). */
+static double draw_p(const struct svc_state *s, size_t i)
+{
+	__u32 prev = i ? s->bes[i - 1].cum_weight : 0;
+
+	if (s->val.lb != FERRY_LB_WEIGHTED)
+		return 1.0 / s->n;
+	return (double)(s->bes[i].cum_weight - prev) / s->val.weight_sum;
+}
+
+/*
+ * The kernel's draw_pick(), then scan_from() from the last slot drawn when
+ * every draw missed, in the long run. With u the chance that one draw
+ * names an ineligible backend, an eligible slot of draw chance p wins with
+ * p x (1 + u + ... + u^(DRAW_TRIES-1)); an ineligible one is the last of
+ * DRAW_TRIES misses with p x u^(DRAW_TRIES-1), and its share goes to the
+ * scan from it.
+ */
+static void draw_shares(const struct svc_state *s, struct view *w)
+{
+	size_t i, n = s->n;
+	double u = 0, hit = 0, miss = 1;
+	int k, pos;
+
+	if (s->val.lb == FERRY_LB_WEIGHTED && !s->val.weight_sum) {
+		/* nothing to draw by: the kernel scans from slot 0 */
+		pos = scan_from(w, n, 0);
+		if (pos >= 0)
+			w[pos].share += 1;
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (w[i].v != V_YES)
+			u += draw_p(s, i);
+	for (k = 0; k < DRAW_TRIES; k++) {
+		hit += miss;
+		if (k < DRAW_TRIES - 1)
+			miss *= u;
+	}
+	for (i = 0; i < n; i++) {
+		double p = draw_p(s, i);
+
+		if (w[i].v == V_YES)
+			w[i].share += p * hit;
+		else if ((pos = scan_from(w, n, i)) >= 0)
+			w[pos].share += p * miss;
+	}
+}
+
+/* Long-run shares: round robin's cursor, or the policies that draw. */
 static void start_shares(const struct svc_state *s, struct view *w)
 {
 	size_t i, n = s->n;
-	__u32 prev = 0;
 	int pos;
 
 	if (s->val.lb == FERRY_LB_ROUND_ROBIN) {
@@ -215,21 +265,25 @@ static void start_shares(const struct svc_state *s, struct view *w)
 		}
 		return;
 	}
-	for (i = 0; i < n; i++) {
-		double p;
+	draw_shares(s, w);
+}
 
-		if (s->val.lb == FERRY_LB_WEIGHTED) {
-			__u32 cum = s->bes[i].cum_weight;
+/* The kernel's maglev fallback for flow hash: DRAW_TRIES slots drawn from
+ * the hash, the first eligible one, else the scan from the last one drawn
+ * (*last; -1 when a draw hit). -1 when none. */
+static int maglev_fallback(const struct view *w, size_t n, __u32 hash, int *last)
+{
+	size_t pos = 0;
+	int i;
 
-			p = s->val.weight_sum ? (double)(cum - prev) / s->val.weight_sum : (i == 0);
-			prev = cum;
-		} else {
-			p = 1.0 / n;
-		}
-		pos = scan_from(w, n, i);
-		if (pos >= 0)
-			w[pos].share += p;
+	*last = -1;
+	for (i = 0; i < DRAW_TRIES; i++) {
+		pos = ferry_redraw_hash(hash, i) % n;
+		if (w[pos].v == V_YES)
+			return pos;
 	}
+	*last = pos;
+	return scan_from(w, n, pos);
 }
 
 /* ---- the client: network namespace cookie (maglev affinity) ---- */
@@ -359,9 +413,9 @@ static int maglev_walk(const struct svc_state *s, const struct view *w, const __
 
 /*
  * Maglev for this hash: the slot the kernel picks (-1: it falls back to
- * the scan; -2: no table), and in w[].share each backend's share of all
+ * draws, maglev_fallback(); -2: no table), and in w[].share each backend's share of all
  * clients right now (skipping ineligible entries the way the kernel does;
- * a fallback counts as a uniform scan start).
+ * a fallback counts as the kernel's draws over all slots, draw_shares()).
  */
 static int maglev_sim(struct ctl *c, const struct svc_state *s, struct view *w,
 		      __u32 hash, __u32 *tried)
@@ -646,11 +700,20 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 				 hash % FERRY_SOCK_MAGLEV_M,
 				 tried > 1 ? " after skipping entries whose backend may not take it" : "");
 		} else {
-			pos = scan_from(w, n, hash % n);
-			snprintf(msg, len, "maglev: this client's table entries (from %u) name no eligible backend; "
-				 "it falls back to the first eligible slot from %u: backend %u (%s)",
-				 hash % FERRY_SOCK_MAGLEV_M, (unsigned)(hash % n), s->bes[pos].id,
-				 backend_str(&s->bes[pos].be, ep, sizeof(ep)));
+			int last;
+
+			pos = maglev_fallback(w, n, hash, &last);
+			if (last < 0)
+				snprintf(msg, len, "maglev: this client's table entries (from %u) name no eligible "
+					 "backend; it falls back to slots drawn from its hash (up to %d): backend %u (%s)",
+					 hash % FERRY_SOCK_MAGLEV_M, DRAW_TRIES, s->bes[pos].id,
+					 backend_str(&s->bes[pos].be, ep, sizeof(ep)));
+			else
+				snprintf(msg, len, "maglev: this client's table entries (from %u) name no eligible "
+					 "backend, nor do the %d slots drawn from its hash; it falls back to the first "
+					 "eligible slot from the last of them (%d): backend %u (%s)",
+					 hash % FERRY_SOCK_MAGLEV_M, DRAW_TRIES, last, s->bes[pos].id,
+					 backend_str(&s->bes[pos].be, ep, sizeof(ep)));
 		}
 		break;
 	}
@@ -697,8 +760,10 @@ static void explain_pick(struct ctl *c, const struct svc_state *s, struct view *
 	}
 	default:
 		start_shares(s, w);
-		snprintf(msg, len, "%s: a random start slot%s, then the first eligible backend from there",
-			 lb_name(s->val.lb), s->val.lb == FERRY_LB_WEIGHTED ? " by weight" : "");
+		snprintf(msg, len, "%s: a random slot%s, drawn again (up to %d draws) while it names a backend "
+			 "that may not take the connection, so the eligible ones keep their shares; when "
+			 "every draw misses, the first eligible backend from the last slot drawn",
+			 lb_name(s->val.lb), s->val.lb == FERRY_LB_WEIGHTED ? " by weight" : "", DRAW_TRIES);
 		break;
 	}
 	if (pos >= 0) {
