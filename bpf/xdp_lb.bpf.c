@@ -519,7 +519,7 @@ static __always_inline enum xbe_class xbe_class(__u32 svc_id, __u32 id)
 		return XBE_NO;
 	if (be->state != FERRY_BE_ACTIVE || !be->weight || be->health == FERRY_HEALTH_UNHEALTHY)
 		return XBE_NO;
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
+	st = bpf_map_lookup_elem(&ferry_bestat_v2, &id);
 	if (st) {
 		circuit = *(volatile __u32 *)&st->circuit;
 		if (circuit == FERRY_CIRCUIT_OPENING)

@@ -17,6 +17,14 @@
  *
  * A missing map entry means "no history": the backend is CLOSED and the
  * connection proceeds untracked (fail open).
+ *
+ * A record outlives ferryd, and names its backend by id; userspace deletes
+ * a backend's counters when it goes, and may hand its id to another backend
+ * (or to the same address again) while old connections are open. So a
+ * record also keeps the generation of the counter entry it was counted on,
+ * and every later step finds its counters through conn_bestat(), which
+ * answers NULL (count nothing) for an entry of another generation: those
+ * counters are gone, the new owner's start from zero.
  */
 #ifndef FERRY_CIRCUIT_BPF_H
 #define FERRY_CIRCUIT_BPF_H
@@ -45,16 +53,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_conn_v2 SEC(".maps");
 
-/* The kernel's counters for backend id, created zeroed on first use. */
+/*
+ * The kernel's counters for backend id, created zeroed on first use with a
+ * fresh generation (random, never 0: records written before generations
+ * existed hold 0). Two CPUs creating it at once: one insert wins, both use
+ * its entry.
+ */
 static __always_inline struct ferry_bestat *bestat_get(__u32 id)
 {
-	struct ferry_bestat *st, zero = {};
+	struct ferry_bestat *st, fresh = {};
 
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
+	st = bpf_map_lookup_elem(&ferry_bestat_v2, &id);
 	if (st)
 		return st;
-	bpf_map_update_elem(&ferry_bestat_v1, &id, &zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&ferry_bestat_v1, &id);
+	fresh.gen = bpf_get_prandom_u32() | 1;
+	bpf_map_update_elem(&ferry_bestat_v2, &id, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&ferry_bestat_v2, &id);
 }
 
 static __always_inline void circuit_stats(__u32 ev)
@@ -92,7 +106,7 @@ static __always_inline int circuit_reserve(struct ferry_svc *svc, __u32 id, __u6
 /* Give back what circuit_reserve() took (the socket could not be tracked). */
 static __always_inline void circuit_unreserve(__u32 id, bool probe)
 {
-	struct ferry_bestat *st = bpf_map_lookup_elem(&ferry_bestat_v1, &id);
+	struct ferry_bestat *st = bpf_map_lookup_elem(&ferry_bestat_v2, &id);
 
 	if (!st)
 		return;
@@ -157,6 +171,22 @@ static __always_inline void conn_drop_probe(struct ferry_sk_conn *conn, struct f
 		cb_release_probe(st);
 }
 
+/*
+ * The counters the socket's connection was counted on: its backend's entry,
+ * if that is still the one it reserved on (same generation). NULL: the
+ * entry is gone, or was created anew since (the backend was removed, its id
+ * maybe handed on): nothing more is counted for this connection.
+ */
+static __always_inline struct ferry_bestat *conn_bestat(const struct ferry_sk_conn *conn)
+{
+	__u32 id = conn->backend_id;
+	struct ferry_bestat *st = bpf_map_lookup_elem(&ferry_bestat_v2, &id);
+
+	if (!st || st->gen != conn->gen)
+		return NULL;
+	return st;
+}
+
 /* A reservation this socket held from an earlier connect() attempt. */
 static __always_inline void conn_release_stale(struct ferry_sk_conn *conn)
 {
@@ -164,7 +194,7 @@ static __always_inline void conn_release_stale(struct ferry_sk_conn *conn)
 
 	if (!conn_claim(conn, FERRY_CONN_RESERVED, FERRY_CONN_DONE))
 		return;
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &conn->backend_id);
+	st = conn_bestat(conn);
 	if (!st)
 		return;
 	cb_release(st);
@@ -173,12 +203,23 @@ static __always_inline void conn_release_stale(struct ferry_sk_conn *conn)
 
 /*
  * Remember in the socket's record that its connect() was reserved on
- * backend id.
+ * backend id, and the generation of the counters it was reserved on: the
+ * entry circuit_reserve() counted on a moment ago, looked up again here
+ * (select.bpf.h does not pass it on). Gone already (the backend was just
+ * removed): no entry has gen 0, nothing will count. Deleted and created
+ * anew in between, the record would count its release on an entry that
+ * never counted its reservation; that takes the id freed by one ferryd
+ * sync, handed on by a later one and connected to, all within this one
+ * program run. Passing the gen through struct pick would close even that.
  */
 static __always_inline void conn_track(struct ferry_sk_conn *conn, const struct ferry_svc_key *k,
 				       __u32 id, const struct ferry_backend *be, bool probe, __u64 now)
 {
+	struct ferry_bestat *st;
+
 	conn_release_stale(conn);
+	st = bpf_map_lookup_elem(&ferry_bestat_v2, &id);
+	conn->gen = st ? st->gen : 0;
 	conn->svc = *k;
 	conn->backend_id = id;
 	__builtin_memcpy(conn->be_addr, be->addr, sizeof(conn->be_addr));
@@ -231,7 +272,7 @@ static long recount_cb(__u32 i, void *data)
 	slot = bpf_map_lookup_elem(&ferry_slot_v1, &sk);
 	if (!slot || slot->backend_id == c->self)
 		return 0;
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &slot->backend_id);
+	st = bpf_map_lookup_elem(&ferry_bestat_v2, &slot->backend_id);
 	if (st && st->circuit != FERRY_CIRCUIT_CLOSED)
 		c->n++;
 	return 0;
@@ -284,7 +325,7 @@ static __always_inline void conn_established(struct ferry_sk_conn *conn, __u64 n
 
 	if (!conn_claim(conn, FERRY_CONN_CONNECTING, FERRY_CONN_ESTABLISHED))
 		return;
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &conn->backend_id);
+	st = conn_bestat(conn);
 	if (!st)
 		return;
 	conn_flag_set(conn, FERRY_CONN_F_ESTABLISHED);
@@ -334,7 +375,7 @@ static __always_inline void conn_syn_timeout(struct ferry_sk_conn *conn, __u64 n
 
 	if (conn->phase != FERRY_CONN_CONNECTING)
 		return;
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &conn->backend_id);
+	st = conn_bestat(conn);
 	if (!st)
 		return;
 	conn_failed(conn, st, 110 /* ETIMEDOUT */, now);
@@ -357,7 +398,7 @@ static __always_inline void conn_end(struct ferry_sk_conn *conn, __u32 err, __u6
 		return;
 	if (!conn_claim(conn, phase, FERRY_CONN_DONE))
 		return;
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &conn->backend_id);
+	st = conn_bestat(conn);
 	if (!st)
 		return;
 	if (phase == FERRY_CONN_CONNECTING && err)
@@ -378,7 +419,7 @@ static __always_inline bool conn_tcp_closed(struct ferry_sk_conn *conn, __u32 er
 
 	conn_end(conn, err, now);
 	if ((conn->flags & FERRY_CONN_F_ESTABLISHED) &&
-	    (st = bpf_map_lookup_elem(&ferry_bestat_v1, &conn->backend_id))) {
+	    (st = conn_bestat(conn))) {
 		if (sent)
 			__sync_fetch_and_add(&st->bytes_sent, sent);
 		if (received)

@@ -39,14 +39,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_be_v1 SEC(".maps");
 
-/* backend id -> kernel-maintained counters and circuit state. */
+/* backend id -> kernel-maintained counters and circuit state (entries created
+ * by circuit.bpf.h: bestat_get()). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FERRY_DEF_MAX_BACKENDS);
 	__type(key, __u32);
 	__type(value, struct ferry_bestat);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ferry_bestat_v1 SEC(".maps");
+} ferry_bestat_v2 SEC(".maps");
+/* Transitional: select.bpf.h (backend_class) still names the map by its v1
+ * identifier; it is being edited on another branch. Drop this alias when it
+ * says ferry_bestat_v2. */
+#define ferry_bestat_v1 ferry_bestat_v2
 
 /* Per-service maglev table for the socket LB: service id -> array of M ids. */
 struct ferry_maglev_inner {

@@ -34,7 +34,7 @@
 #define FERRY_MAP_MAGLEV	"ferry_mag_v1"
 #define FERRY_MAP_REVNAT	"ferry_rev_v1"
 #define FERRY_MAP_STATS		"ferry_stats_v1"
-#define FERRY_MAP_BESTAT	"ferry_bestat_v1"
+#define FERRY_MAP_BESTAT	"ferry_bestat_v2"
 #define FERRY_MAP_STATUS	"ferry_status_v1"
 #define FERRY_MAP_SVCNAME	"ferry_name_v1"
 #define FERRY_MAP_SVCEJ		"ferry_svcej_v1"
@@ -145,8 +145,12 @@ struct ferry_backend {
 /*
  * Per-backend runtime counters and circuit state, written by the kernel
  * (sockops + connect hooks) with atomic operations; userspace only reads
- * them (and resets them when a backend id is reused). TCP only: UDP
- * "connects" count in opened and nothing else.
+ * them, and deletes them when a backend goes or its id is handed out anew.
+ * The kernel creates an entry on the id's first connect, with a random
+ * non-zero gen; a tracked connection records the gen it was counted on
+ * (ferry_sk_conn.gen) and counts nothing on an entry of another gen (its
+ * backend's counters are gone, the id may have a new owner). TCP only: UDP
+ * "connects" count in opened and nothing else. v2 added gen.
  */
 struct ferry_bestat {
 	__u64	active;		/* TCP connects in progress + established, not closed */
@@ -162,6 +166,8 @@ struct ferry_bestat {
 	__u32	half_open_inflight;
 	__u64	bytes_sent;
 	__u64	bytes_received;
+	__u32	gen;		/* random, set by the kernel when it creates the entry: never 0 there */
+	__u32	pad;
 };
 
 /*
@@ -183,7 +189,9 @@ struct ferry_svc_rt {
  * connection reaches TCP_CLOSE; the record then stays until the release).
  * It also answers getpeername() for tracked TCP sockets (the VIP is svc,
  * the peer the kernel sees is be_addr/be_port), so they need no
- * ferry_rev_v1 entry. v2 added be_addr..be_family.
+ * ferry_rev_v1 entry. v2 added be_addr..be_family; gen took the place of a
+ * pad field, so records written before it hold gen 0, which no counter
+ * entry the kernel creates has: they count nothing.
  */
 enum ferry_conn_phase {
 	FERRY_CONN_NONE		= 0,
@@ -205,7 +213,7 @@ struct ferry_sk_conn {
 	__u32	backend_id;
 	__u32	phase;		/* enum ferry_conn_phase */
 	__u32	flags;		/* FERRY_CONN_F_* */
-	__u32	pad;
+	__u32	gen;		/* ferry_bestat.gen of backend_id's entry at connect(); 0: none */
 	__u64	start_ns;	/* bpf_ktime_get_ns() at connect() */
 	__u32	be_addr[4];	/* the backend the connect went to */
 	__u16	be_port;	/* network order */

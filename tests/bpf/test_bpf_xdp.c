@@ -196,7 +196,7 @@ static int size_lb(struct xdp_lb_bpf *l)
 	bpf_map__set_max_entries(l->maps.ferry_xring_v1, 1025);
 	bpf_map__set_max_entries(l->maps.ferry_slot_v1, 4096);
 	bpf_map__set_max_entries(l->maps.ferry_be_v1, 4096);
-	bpf_map__set_max_entries(l->maps.ferry_bestat_v1, 4096);
+	bpf_map__set_max_entries(l->maps.ferry_bestat_v2, 4096);
 	bpf_map__set_max_entries(l->maps.ferry_rev_v1, 1024);
 	/* Tables of other sizes than the program's defaults, so every test
 	 * also shows ferry_xdp_size() wrote the geometry into the code. */

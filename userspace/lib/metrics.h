@@ -61,7 +61,7 @@ struct ferry_snapshot {
 	struct fstate st;		/* services in key order, backends in slot order */
 	bool	has_state;
 	/* One per backend of st in the same order (services, then slots); zeroed
-	 * for a backend without a ferry_bestat_v1 entry (never connected). */
+	 * for a backend without a ferry_bestat_v2 entry (never connected). */
 	struct ferry_bestat *bestat;
 	/* The XDP load balancer, when its maps are pinned (ferryd --xdp-iface). */
 	bool	has_xdp;
