@@ -182,6 +182,29 @@ static int load_sock_ops(struct ferryd *d, struct bpf_object_open_opts *oo)
 	return loader_attach_cgroup(d, d->ops->progs.ferry_sock_release, "sock_release");
 }
 
+/*
+ * Socket-LB maps earlier versions pinned that this one replaced (a new
+ * layout takes a new name; xdp.c retires the XDP path's own). Unpinned once
+ * this version's programs are in the links: a map still held by an old
+ * program lives on until that program goes.
+ */
+static void unpin_retired(const char *bpffs)
+{
+	static const char *const retired[] = {
+		"ferry_bestat_v1",	/* ferry_bestat without gen */
+	};
+	char path[1024];
+	size_t i;
+
+	for (i = 0; i < sizeof(retired) / sizeof(retired[0]); i++) {
+		ferry_pin_path(path, sizeof(path), bpffs, retired[i]);
+		if (!unlink(path))
+			log_info("removed %s, pinned by an earlier version", path);
+		else if (errno != ENOENT)
+			log_warn("removing %s", path);
+	}
+}
+
 int loader_load(struct ferryd *d)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = d->cfg.bpffs);
@@ -271,6 +294,7 @@ int loader_load(struct ferryd *d)
 		close(dirfd);	/* and the lock with it */
 	if (err)
 		return err;
+	unpin_retired(d->cfg.bpffs);
 	if ((err = ferry_maps_open(d->cfg.bpffs, &d->maps, &which))) {
 		log_warnx("open pinned map %s/%s: %s", d->cfg.bpffs, which, strerror(-err));
 		return err;
