@@ -72,8 +72,10 @@ ferryd_start_ns() {	# waits for a good sync, unless NOSYNC is set
 # wskew: 198.51.100.31, weighted, one of three equal backends OPEN (it does not listen)
 # rskew: 198.51.100.32, random, one of three UNHEALTHY
 # w21: 198.51.100.33, weighted 2:2:1, the middle one UNHEALTHY
+# ru-*: 198.51.100.34-37, backend ids handed on (added at the end)
 LC_EXTRA=""
 LEAK_A='{"ip": "192.0.2.11", "port": 8010}, '
+REUSE=""	# the id reuse services, added at the end
 registry() {
 	cat <<EOF
 { "services": [
@@ -131,7 +133,7 @@ registry() {
     "health": { "type": "http", "path": "/healthz", "interval_ms": 100, "timeout_ms": 1000,
                 "healthy_after": 1, "unhealthy_after": 2 },
     "backends": [ {"ip": "192.0.2.12", "port": 8013, "weight": 2}, {"ip": "192.0.2.11", "port": 8013, "weight": 2},
-                  {"ip": "192.0.2.13", "port": 8013, "weight": 1} ] }
+                  {"ip": "192.0.2.13", "port": 8013, "weight": 1} ] }$REUSE
 ] }
 EOF
 }
@@ -150,7 +152,12 @@ health_ctl 192.0.2.13:8005 flaky
 health_ctl 192.0.2.11:8012 503
 health_ctl 192.0.2.11:8013 503
 write_registry
+# The counters map of an earlier layout (ferry_bestat without gen): this
+# ferryd removes it.
+mkdir -p "$PIN" && bpftool map create "$PIN/ferry_bestat_v1" type hash key 4 value 88 entries 16 \
+	name ferry_bestat_v1 || { echo "FAIL pinning an old ferry_bestat_v1"; exit 1; }
 ferryd_start_ns || { echo "FAIL ferryd_start"; exit 1; }
+check old_bestat_map_unpinned test ! -e "$PIN/ferry_bestat_v1"
 
 # ---- a killed backend: exactly consecutive_failures failed connects ----
 V=198.51.100.20:80
@@ -465,3 +472,144 @@ write_registry
 check badreg_fixed_syncs wait_for 200 ferryd_synced
 check badreg_copy_saved test -s "$(state_dir "$PIN")/registry.json"
 ferryd_stop
+
+# ---- a backend id handed on while connections to its last owner are open ----
+# ferry_conn_v2 outlives ferryd and names a connection's backend by id; a
+# restarted ferryd hands out the lowest free id. What the old connections
+# still count must not land on the new owner's counters: an established
+# one's close would take one off its `active` (wrapping to 2^64-1: "at
+# max_connections" for ever), a handshake still pending would count its
+# failure there (and eject it). Once with the ids going to other backends,
+# once with a backend removed and added again (its id back, same address).
+# ru-x 198.51.100.34: A, one held connection
+# ru-s 198.51.100.35: S, nothing listens, its SYNs dropped: a handshake pending;
+#                     consecutive_failures 1 (its breaker judges that handshake's
+#                     failure: counted on a new owner, it would eject it)
+# ru-y 198.51.100.36: Y1, then Y2 and Y3 take A's and S's ids
+# ru-z 198.51.100.37: Z1, Z2; Z2 removed and added again
+# ru-y and ru-z: least_conn, max_connections 1, consecutive_failures 1.
+RU_X=198.51.100.34:80 RU_S=198.51.100.35:80 RU_Y=198.51.100.36:80 RU_Z=198.51.100.37:80
+A=192.0.2.13:8014 S=192.0.2.13:8015 Y1=192.0.2.11:8016 Y2=192.0.2.12:8016 Y3=192.0.2.13:8016
+Z1=192.0.2.11:8017 Z2=192.0.2.12:8017
+be_list() {	# ADDR:PORT...: the insides of a registry backends list
+	local e sep=""
+	for e in "$@"; do printf '%s{"ip": "%s", "port": %s}' "$sep" "${e%:*}" "${e##*:}"; sep=", "; done
+}
+RU_CB='"circuit": { "max_connections": 1, "consecutive_failures": 1, "base_ejection_ms": 600000,
+                 "max_ejection_ms": 600000 }'
+ru_set() {	# backends of ru-x, ru-s, ru-y, ru-z (each "ADDR:PORT ..."): the registry
+	REUSE=",
+  { \"name\": \"ru-x\", \"vip\": \"198.51.100.34\", \"port\": 80, \"backends\": [ $(be_list $1) ] },
+  { \"name\": \"ru-s\", \"vip\": \"198.51.100.35\", \"port\": 80, \"circuit\": { \"consecutive_failures\": 1 },
+    \"backends\": [ $(be_list $2) ] },
+  { \"name\": \"ru-y\", \"vip\": \"198.51.100.36\", \"port\": 80, \"lb\": \"least_conn\", $RU_CB,
+    \"backends\": [ $(be_list $3) ] },
+  { \"name\": \"ru-z\", \"vip\": \"198.51.100.37\", \"port\": 80, \"lb\": \"least_conn\", $RU_CB,
+    \"backends\": [ $(be_list $4) ] }"
+	write_registry
+}
+# Long-lived children (ferryd, clients) get none of the holds' fifo ends
+# (fds 7-9): a copy kept open elsewhere would keep a client from ever
+# seeing EOF.
+declare -A HOLDPID
+hold() {	# NAME FD VIP N: one client holds N connections to VIP open until unhold NAME FD
+	rm -f "$TMP/hold-$1" "$TMP/hold-$1.json"
+	mkfifo "$TMP/hold-$1"
+	in_client "$P" connect "$3" -n "$4" --hold --timeout 600 <"$TMP/hold-$1" >"$TMP/hold-$1.json" \
+		2>&1 7>&- 8>&- 9>&- &
+	HOLDPID[$1]=$!
+	_PIDS+=($!)
+	eval "exec $2>\"\$TMP/hold-\$1\""
+	wait_for 200 test -s "$TMP/hold-$1.json"
+}
+unhold() {	# NAME FD: the client closes its connections (sock_release runs in close()) and exits
+	eval "exec $2>&-"
+	wait "${HOLDPID[$1]}" 2>/dev/null
+}
+held() { served "$(cat "$TMP/hold-$1.json")" "$2"; }	# NAME ADDR:PORT
+nbackends() { [ "$(circuit "$1" | jq '.backends | length')" = "$2" ]; }
+ru_state() {	# VIP ADDR:PORT...: each one's active/failed/circuit
+	local v=$1 b; shift
+	for b in "$@"; do
+		circuit $v | jq -r --arg b "$b" '.backends[] | select(.backend == $b) |
+			"\(.active)/\(.failed)/\(.circuit)"'
+	done | tr '\n' ' '
+}
+ru_fills() {	# VIP ADDR:PORT...: as many connections held as it has backends get one
+		# each, none refused (max_connections 1 lets exactly that many in)
+	local v=$1 r b got="" want=""; shift
+	hold ru-fill 9 $v $#
+	r=$(cat "$TMP/hold-ru-fill.json")
+	unhold ru-fill 9
+	for b in "$@"; do got+="$(served "$r" $b)/"; want+="1/"; done
+	[ "$got$(jq -r .ok <<<"$r")" = "$want$#" ]
+}
+ru_not_full() {	# VIP: explain calls none of its backends full
+	CTL -j explain $1 | jqe '[.backends[] | select(.eligible == "full")] | length == 0'
+}
+
+serve $A && serve $Y1 && serve $Y2 && serve $Y3 && serve $Z1 && serve $Z2 || echo "FAIL ru_backends_start"
+# Started afresh (the allocator's hint back at 1): the new backends take the
+# lowest free ids.
+ferryd_stop
+ru_set "$A" "$S" "$Y1" "$Z1 $Z2"
+ferryd_start_ns 7>&- 8>&- 9>&- || echo "FAIL ru_ferryd_start"
+id_a=$(be_field $RU_X $A id) id_s=$(be_field $RU_S $S id)
+hold ru-old 7 $RU_X 1
+assert_eq ru_old_connection_counted "$(be_field $RU_X $A active)" 1
+RU_SYN=""
+if ip netns exec "$NS_B" iptables -A INPUT -p tcp -d 192.0.2.13 --dport 8015 -j DROP 2>/dev/null; then
+	RU_SYN=1
+	bg conn $RU_S 1 --io-timeout 600 >"$TMP/ru-syn.json" 7>&- 8>&- 9>&-
+	RU_SYNC=$!
+	check ru_handshake_pending wait_for 100 be_is $RU_S $S active 1
+else
+	echo "SKIP ru_handshake_pending: iptables unavailable in the backend netns"
+fi
+# A and S go, their counters with them (well within the two SYN timeouts
+# that would decide the handshake: it stays pending); ferryd restarted, Y2
+# and Y3 get their ids.
+ru_set "" "" "$Y1" "$Z1 $Z2"
+ru_gone() { nbackends $RU_X 0 && nbackends $RU_S 0; }
+check ru_old_backends_removed wait_for 200 ru_gone
+ferryd_stop
+ru_set "" "" "$Y1 $Y2 $Y3" "$Z1 $Z2"
+ferryd_start_ns 7>&- 8>&- 9>&- || echo "FAIL ru_ferryd_restart"
+assert_eq ru_ids_handed_on "$(for b in $Y2 $Y3; do be_field $RU_Y $b id; done | sort -n | tr '\n' ' ')" \
+	"$(printf '%s\n' $id_a $id_s | sort -n | tr '\n' ' ')"
+hold ru-new 8 $RU_Y 3
+assert_eq ru_new_connections_one_each "$(held ru-new $Y1)/$(held ru-new $Y2)/$(held ru-new $Y3)" 1/1/1
+if [ -n "$RU_SYN" ]; then
+	# The pending handshake ends: the next SYN gets a RST (nothing listens on S).
+	ip netns exec "$NS_B" iptables -D INPUT -p tcp -d 192.0.2.13 --dport 8015 -j DROP
+	check ru_handshake_ended wait_for 600 test -s "$TMP/ru-syn.json"
+	wait "$RU_SYNC" 2>/dev/null
+	assert_eq ru_handshake_refused "$(errors "$(cat "$TMP/ru-syn.json")" ECONNREFUSED)" 1
+fi
+unhold ru-old 7
+assert_eq ru_new_owners_untouched "$(ru_state $RU_Y $Y1 $Y2 $Y3)" "1/0/closed 1/0/closed 1/0/closed "
+unhold ru-new 8
+assert_eq ru_new_owners_idle "$(ru_state $RU_Y $Y1 $Y2 $Y3)" "0/0/closed 0/0/closed 0/0/closed "
+check ru_explain_not_full ru_not_full $RU_Y
+check ru_max_connections_fill ru_fills $RU_Y $Y1 $Y2 $Y3
+
+# Z2 removed while a connection to it is open, added again: its id back.
+hold ru-old 7 $RU_Z 2
+assert_eq ru_z_both_held "$(held ru-old $Z1)/$(held ru-old $Z2)" 1/1
+id_z2=$(be_field $RU_Z $Z2 id)
+ru_set "" "" "$Y1 $Y2 $Y3" "$Z1"
+check ru_z2_removed wait_for 200 nbackends $RU_Z 1
+ferryd_stop
+ru_set "" "" "$Y1 $Y2 $Y3" "$Z1 $Z2"
+ferryd_start_ns 7>&- 8>&- 9>&- || echo "FAIL ru_ferryd_restart2"
+assert_eq ru_same_id_back "$(be_field $RU_Z $Z2 id)" "$id_z2"
+# Z1 still holds its old connection (max_connections 1): a new one can only
+# go to Z2, whose counters started over.
+hold ru-new 8 $RU_Z 1
+assert_eq ru_readded_takes_new "$(held ru-new $Z2)" 1
+unhold ru-old 7
+assert_eq ru_readded_keeps_new_count "$(ru_state $RU_Z $Z1 $Z2)" "0/0/closed 1/0/closed "
+unhold ru-new 8
+assert_eq ru_readded_idle "$(ru_state $RU_Z $Z1 $Z2)" "0/0/closed 0/0/closed "
+check ru_readded_explain_not_full ru_not_full $RU_Z
+check ru_readded_max_connections_fill ru_fills $RU_Z $Z1 $Z2
