@@ -48,10 +48,6 @@ struct {
 	__type(value, struct ferry_bestat);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ferry_bestat_v2 SEC(".maps");
-/* Transitional: select.bpf.h (backend_class) still names the map by its v1
- * identifier; it is being edited on another branch. Drop this alias when it
- * says ferry_bestat_v2. */
-#define ferry_bestat_v1 ferry_bestat_v2
 
 /* Per-service maglev table for the socket LB: service id -> array of M ids. */
 struct ferry_maglev_inner {

@@ -47,7 +47,7 @@ static __always_inline enum be_class backend_class(const struct ferry_svc *svc,
 	if (be->state != FERRY_BE_ACTIVE || be->weight == 0 ||
 	    be->health == FERRY_HEALTH_UNHEALTHY)
 		return BE_UNUSABLE;
-	st = bpf_map_lookup_elem(&ferry_bestat_v1, &backend_id);
+	st = bpf_map_lookup_elem(&ferry_bestat_v2, &backend_id);
 	if (active)
 		*active = st ? st->active : 0;
 	why = cb_check(&svc->circuit, st, now);
