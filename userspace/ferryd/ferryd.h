@@ -81,6 +81,8 @@ void ferryd_retry(struct ferryd *d, bool sync, bool decap);
 
 /* loader.c: load, pin and attach every program; adopt pinned links. */
 int loader_load(struct ferryd *d);
+/* Unpin maps an earlier version pinned under other names (replaced). */
+void loader_unpin_retired(const char *bpffs, const char *const *names, size_t n);
 void loader_close(struct ferryd *d);
 /* Attach prog to the cgroup, or swap it into the link pinned as name. */
 int loader_attach_cgroup(struct ferryd *d, struct bpf_program *prog, const char *name);

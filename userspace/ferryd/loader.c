@@ -183,27 +183,28 @@ static int load_sock_ops(struct ferryd *d, struct bpf_object_open_opts *oo)
 }
 
 /*
- * Socket-LB maps earlier versions pinned that this one replaced (a new
- * layout takes a new name; xdp.c retires the XDP path's own). Unpinned once
- * this version's programs are in the links: a map still held by an old
- * program lives on until that program goes.
+ * Maps earlier versions pinned that this one replaced (a new layout takes a
+ * new name): unpinned once this version's programs are in the links, so a
+ * map still held by an old program lives on until that program goes. The
+ * socket LB's here, the XDP path's in xdp.c.
  */
-static void unpin_retired(const char *bpffs)
+void loader_unpin_retired(const char *bpffs, const char *const *names, size_t n)
 {
-	static const char *const retired[] = {
-		"ferry_bestat_v1",	/* ferry_bestat without gen */
-	};
 	char path[1024];
 	size_t i;
 
-	for (i = 0; i < sizeof(retired) / sizeof(retired[0]); i++) {
-		ferry_pin_path(path, sizeof(path), bpffs, retired[i]);
+	for (i = 0; i < n; i++) {
+		ferry_pin_path(path, sizeof(path), bpffs, names[i]);
 		if (!unlink(path))
 			log_info("removed %s, pinned by an earlier version", path);
 		else if (errno != ENOENT)
 			log_warn("removing %s", path);
 	}
 }
+
+static const char *const sock_retired[] = {
+	"ferry_bestat_v1",	/* ferry_bestat without gen */
+};
 
 int loader_load(struct ferryd *d)
 {
@@ -294,7 +295,8 @@ int loader_load(struct ferryd *d)
 		close(dirfd);	/* and the lock with it */
 	if (err)
 		return err;
-	unpin_retired(d->cfg.bpffs);
+	loader_unpin_retired(d->cfg.bpffs, sock_retired,
+			     sizeof(sock_retired) / sizeof(sock_retired[0]));
 	if ((err = ferry_maps_open(d->cfg.bpffs, &d->maps, &which))) {
 		log_warnx("open pinned map %s/%s: %s", d->cfg.bpffs, which, strerror(-err));
 		return err;

@@ -687,28 +687,11 @@ static int load_decap(struct ferryd *d, struct bpf_object_open_opts *oo)
 	return 0;
 }
 
-/*
- * Maps earlier versions pinned that this one replaced (a new layout takes a
- * new name). Unpinned once this version's programs are in the links: a map
- * still held by an old program lives on until that program goes.
- */
-static void unpin_retired(const char *bpffs)
-{
-	static const char *const retired[] = {
-		"ferry_xflow_v1", "ferry_xflow_v2",			/* LRU hash; 160-byte sets */
-		"ferry_xstat_v1", "ferry_xvip_v1", "ferry_xbe_v1",	/* per-CPU maps */
-	};
-	char path[1024];
-	size_t i;
-
-	for (i = 0; i < sizeof(retired) / sizeof(retired[0]); i++) {
-		ferry_pin_path(path, sizeof(path), bpffs, retired[i]);
-		if (!unlink(path))
-			log_info("xdp: removed %s, pinned by an earlier version", path);
-		else if (errno != ENOENT)
-			log_warn("xdp: removing %s", path);
-	}
-}
+/* The XDP path's maps earlier versions pinned (loader_unpin_retired()). */
+static const char *const xdp_retired[] = {
+	"ferry_xflow_v1", "ferry_xflow_v2",			/* LRU hash; 160-byte sets */
+	"ferry_xstat_v1", "ferry_xvip_v1", "ferry_xbe_v1",	/* per-CPU maps */
+};
 
 /*
  * Links an earlier run pinned for a role this run does not have on that
@@ -810,7 +793,8 @@ int xdp_load(struct ferryd *d)
 	if (xo.n_dc && (err = load_decap(d, &oo)))
 		return err;
 	if (xo.n_lb || xo.n_dc)
-		unpin_retired(d->cfg.bpffs);
+		loader_unpin_retired(d->cfg.bpffs, xdp_retired,
+				     sizeof(xdp_retired) / sizeof(xdp_retired[0]));
 	return 0;
 }
 
