@@ -470,7 +470,22 @@ NOSYNC=1 ferryd_start_ns
 check badreg_no_copy_warns wait_for 200 grep -q 'no copy of a last good registry' "$TMP/ferryd.log"
 write_registry
 check badreg_fixed_syncs wait_for 200 ferryd_synced
-check badreg_copy_saved test -s "$(state_dir "$PIN")/registry.json"
+# The copy is named for the pin directory: ferryds on other pins that
+# share a state directory never take it.
+check badreg_copy_saved test -s "$(state_dir "$PIN")/registry${PIN//\//_}.json"
+ferryd_stop
+# A registry kept where the copy would go: no copy is written over it
+# (each save was a change to the registry, a sync, a save: a loop).
+own="$(state_dir "$PIN")/registry${PIN//\//_}.json"
+cp "$REG" "$own"
+nsenter --net="/run/netns/$NS_C" "$B/ferryd" --registry "$own" --bpffs "$PIN" \
+	--state-dir "$(state_dir "$PIN")" --cgroup "$CG" --metrics-addr off >"$TMP/ferryd.log" 2>&1 &
+FERRYD_PID=$!
+check own_file_no_copy wait_for 200 grep -q "is the registry's own file: no copy kept" "$TMP/ferryd.log"
+# This ferryd's first sync, then the SIGHUP's: two, not hundreds.
+kill -HUP "$FERRYD_PID"
+check own_file_sighup_synced wait_for 200 synced_since 1
+assert_eq own_file_no_sync_loop "$(CTL -j status | jq -r .syncs)" 2
 ferryd_stop
 
 # ---- a backend id handed on while connections to its last owner are open ----

@@ -152,7 +152,7 @@ void xdp_close(void);
 /* sync.c: read the registry and make the maps equal to it; after each good
  * sync, save a copy to <state_dir>/FERRYD_STATE_REGISTRY (temp + rename). */
 #define FERRYD_DEF_STATE_DIR	"/run/ferry"
-#define FERRYD_STATE_REGISTRY	"registry.json"
+#define FERRYD_STATE_REGISTRY	"registry"	/* + the pin dir, as a name, + .json */
 int sync_registry(struct ferryd *d);
 /* The first sync failed: probe the backends of the last good registry's
  * copy, if there is one (health checks only; never applied to the maps). */

@@ -49,9 +49,47 @@ static void status_fail(struct ferryd *d, const char *msg, bool partial)
 		log_warnx("registry not applied, keeping the last good state: %s", msg);
 }
 
+/*
+ * The copy's path: named for the pin directory it was applied to, so
+ * ferryds on different --bpffs sharing a state directory (the default)
+ * never take each other's copy: <state_dir>/registry<bpffs, '/' -> '_'>.json.
+ */
 static void state_path(const struct ferryd *d, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/" FERRYD_STATE_REGISTRY, d->cfg.state_dir);
+	char pin[256];
+	size_t i;
+
+	snprintf(pin, sizeof(pin), "%s", d->cfg.bpffs);
+	for (i = 0; pin[i]; i++)
+		if (pin[i] == '/')
+			pin[i] = '_';
+	snprintf(buf, len, "%s/" FERRYD_STATE_REGISTRY "%s.json", d->cfg.state_dir, pin);
+}
+
+/* Would writing the copy replace the registry itself (a registry kept in
+ * the state directory, or a link into it)? Then every save would be a
+ * change to the registry, and a sync: never saved. The same bytes as the
+ * copy holds already: nothing to write. */
+static bool state_skip(struct ferryd *d, const char *path, const char *buf, size_t len)
+{
+	struct stat reg, cp;
+	bool same = false;
+	char *old = NULL, err[FERRY_ERR_LEN];
+	size_t oldlen = 0;
+
+	if (stat(path, &cp))
+		return false;
+	if (!stat(d->cfg.registry, &reg) && reg.st_dev == cp.st_dev && reg.st_ino == cp.st_ino) {
+		if (!d->state_warned)
+			log_warnx("%s is the registry's own file: no copy kept (--state-dir another "
+				  "directory)", path);
+		d->state_warned = true;
+		return true;
+	}
+	if ((size_t)cp.st_size == len && !registry_read(path, &old, &oldlen, err, sizeof(err)))
+		same = oldlen == len && !memcmp(old, buf, len);
+	free(old);
+	return same;
 }
 
 /* The copy of the registry just applied: a temp file renamed over the old
@@ -67,6 +105,8 @@ static void state_save(struct ferryd *d, const char *buf, size_t len)
 	int fd, err = 0;
 
 	state_path(d, path, sizeof(path));
+	if (state_skip(d, path, buf, len))
+		return;
 	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
 	if (mkdir(d->cfg.state_dir, 0700) && errno != EEXIST) {
 		err = errno;
