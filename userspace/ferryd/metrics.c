@@ -51,6 +51,7 @@
 #define MX_MAX_CONNS	32		/* concurrent connections */
 #define MX_MAX_PER_PEER	(MX_MAX_CONNS / 4)	/* of them from one address (IPv6: one /64) */
 #define MX_PROBE_SLOTS	4		/* the last slots: /healthz and /readyz only */
+#define MX_PEER_PROBES	2		/* probe-only connections a peer past its share may add */
 #define MX_PROBE_READ_MS 1000		/* a probe slot's request must come this fast */
 #define MX_HDR_MAX	8192		/* request line + headers */
 #define MX_WRITE_MIN_MS	30000		/* a response may take at least this long to drain */
@@ -95,6 +96,7 @@ struct mx_job {
 	bool	gzip;		/* a waiting client asked for gzip */
 	bool	ready;		/* the exporter's own gauges, as of the request */
 	__u64	requests[NCODES], rejected, timeouts, last_scrape_ns, last_body_bytes;
+	unsigned int nconns;
 	struct mbuf plain, gz;
 	bool	gz_ok;
 	int	err;
@@ -279,6 +281,9 @@ static void append_daemon_metrics(const struct mx_job *s, struct mbuf *b, bool r
 	mbuf_puts(b, "# HELP ferry_metrics_http_connections_rejected_total Connections refused at the connection cap (total, per peer address, or a probe-only slot asked for more than /healthz or /readyz).\n"
 		     "# TYPE ferry_metrics_http_connections_rejected_total counter\n");
 	mbuf_printf(b, "ferry_metrics_http_connections_rejected_total %llu\n", (unsigned long long)s->rejected);
+	mbuf_puts(b, "# HELP ferry_metrics_http_connections_open Connections the metrics endpoint holds now (this scrape's included).\n"
+		     "# TYPE ferry_metrics_http_connections_open gauge\n");
+	mbuf_printf(b, "ferry_metrics_http_connections_open %u\n", (unsigned int)s->nconns);
 	mbuf_puts(b, "# HELP ferry_metrics_http_timeouts_total Connections cut off at their deadline (slow or idle clients).\n"
 		     "# TYPE ferry_metrics_http_timeouts_total counter\n");
 	mbuf_printf(b, "ferry_metrics_http_timeouts_total %llu\n", (unsigned long long)s->timeouts);
@@ -381,6 +386,7 @@ static void job_kick(struct metrics_srv *s)
 	memcpy(j->requests, s->requests, sizeof(j->requests));
 	j->rejected = s->rejected;
 	j->timeouts = s->timeouts;
+	j->nconns = s->nconns;
 	j->last_scrape_ns = s->last_scrape_ns;
 	j->last_body_bytes = s->last_body_bytes;
 	s->busy = true;
@@ -693,8 +699,12 @@ static void on_accept(struct metrics_srv *s)
 			else
 				same += !memcmp(&s->conns[k].peer, &peer, sizeof(peer));
 		}
-		if (same >= MX_MAX_PER_PEER)
-			c = NULL;	/* that peer has its share */
+		/* A peer past its share gets two connections more, for
+		 * /healthz and /readyz only (the kubelet probes from the
+		 * node's address, which other host-network clients share);
+		 * past those, nothing. */
+		if (same >= MX_MAX_PER_PEER + MX_PEER_PROBES)
+			c = NULL;
 		if (!c) {
 			/* Best effort, never waits: the client may not read it. */
 			if (send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
@@ -709,7 +719,7 @@ static void on_accept(struct metrics_srv *s)
 		c->fd = fd;
 		c->rlen = 0;
 		c->peer = peer;
-		c->probe_only = s->nconns >= MX_MAX_CONNS - MX_PROBE_SLOTS;
+		c->probe_only = same >= MX_MAX_PER_PEER || s->nconns >= MX_MAX_CONNS - MX_PROBE_SLOTS;
 		ev.data.u32 = TAG_CONN + (c - s->conns);
 		if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev)) {
 			close(fd);
