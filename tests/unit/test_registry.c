@@ -668,6 +668,9 @@ static void registry_control_characters(void **state)
 	expect_error(svc_name_doc("a\\nb"), "\"a\\n", "control character 0x0a at offset 1");
 	expect_error(svc_name_doc("a\\u001bb"), "\"a\\u", "control character 0x1b at offset 1");
 	expect_error(svc_name_doc("a\\u007f"), "\"a\\u", "control character 0x7f at offset 1");
+	expect_error(svc_name_doc("a\\u009bb"), "\"a\\u", "control character U+009B at offset 1");
+	expect_error(svc_name_doc("a\xc2\x85"), "\"a", "control character U+0085 at offset 1");
+	expect_name("caf\xc3\xa9 \xc2\xa0x", "caf\xc3\xa9 \xc2\xa0x");
 	expect_name("default/reviews-v2.1", "default/reviews-v2.1");
 }
 

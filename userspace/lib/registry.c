@@ -332,11 +332,19 @@ static int parse_service(struct pctx *c, const struct jp_value *o, struct reg_se
 		return err;
 	if (!v->str[0] || strlen(v->str) >= FERRY_NAME_LEN)
 		return perr(c, v->line, v->col, "service \"name\": must be 1..%d characters", FERRY_NAME_LEN - 1);
-	/* Names reach logs, metrics labels and terminals: no control characters. */
-	for (i = 0; v->str[i]; i++)
-		if ((unsigned char)v->str[i] < 0x20 || v->str[i] == 0x7f)
+	/* Names reach logs, metrics labels and terminals: no control
+	 * characters, C0, DEL or C1 (U+0080..U+009F, UTF-8 C2 80..C2 9F:
+	 * some terminals take U+009B for a control sequence introducer). */
+	for (i = 0; v->str[i]; i++) {
+		unsigned char ch = v->str[i], next = v->str[i + 1];
+
+		if (ch < 0x20 || ch == 0x7f)
 			return perr(c, v->line, v->col, "service \"name\": control character 0x%02x at offset %zu is not allowed",
-				    (unsigned char)v->str[i], i);
+				    ch, i);
+		if (ch == 0xc2 && next >= 0x80 && next <= 0x9f)
+			return perr(c, v->line, v->col, "service \"name\": control character U+%04X at offset %zu is not allowed",
+				    next, i);
+	}
 	strcpy(s->name, v->str);
 	v = jp_get(o, "vip");
 	if (!v)
