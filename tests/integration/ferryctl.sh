@@ -147,6 +147,11 @@ mkdir -p "$FOREIGN/sub"
 bpftool map create "$FOREIGN/other_arr" type array key 4 value 4 entries 1 name other_arr
 runtime_err teardown_not_ferry "$FOREIGN" --bpffs "$FOREIGN" teardown
 grep -q "no ferry maps" <<<"$err" && [ -e "$FOREIGN/other_arr" ] && [ -d "$FOREIGN/sub" ]; verdict teardown_not_ferry_untouched
+# What an interrupted teardown leaves (its service and status maps gone,
+# another ferry map pinned): a second teardown finishes it.
+bpftool map create "$FOREIGN/ferry_name_v1" type array key 4 value 4 entries 1 name ferry_name_v1
+run "$B/ferryctl" --bpffs "$FOREIGN" teardown
+[ "$rc" = 0 ] && [ ! -e "$FOREIGN/ferry_name_v1" ] && [ -e "$FOREIGN/other_arr" ]; verdict teardown_finishes_interrupted_one
 rm -rf "$FOREIGN"
 trap world_down EXIT
 run "$B/ferryctl" -j --bpffs "$PIN" service show 198.51.100.99:80

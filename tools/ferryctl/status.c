@@ -226,6 +226,23 @@ static bool pinned_map_named(const char *dir, const char *name)
 	return ok;
 }
 
+/* Does dir hold any map ferry pinned (a ferry_* pin that is a map of that
+ * name)? A teardown interrupted after the service and status maps went
+ * still finds the rest. */
+static bool any_ferry_map(const char *dir)
+{
+	struct dirent *e;
+	bool found = false;
+	DIR *d = opendir(dir);
+
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d)))
+		found = !strncmp(e->d_name, "ferry_", 6) && pinned_map_named(dir, e->d_name);
+	closedir(d);
+	return found;
+}
+
 /* The names ferryd pins its links under: sock_* (cgroup hooks), sockmap_*
  * and xdp_* / xdp_decap_* (per interface). */
 static bool ferry_link_name(const char *n)
@@ -275,9 +292,8 @@ int do_teardown(struct ctl *c, int argc, char **argv)
 		return ctl_usage(c, "teardown takes no arguments");
 	if (stat(c->bpffs, &sb))
 		return ctl_err(c, "nothing to tear down at", c->bpffs, -errno);
-	if (!pinned_map_named(c->bpffs, FERRY_MAP_SVC) && !pinned_map_named(c->bpffs, FERRY_MAP_STATUS))
-		return ctl_err(c, "refusing to tear down: no ferry maps (" FERRY_MAP_SVC ", " FERRY_MAP_STATUS
-			       ") pinned in", c->bpffs, 0);
+	if (!any_ferry_map(c->bpffs))
+		return ctl_err(c, "refusing to tear down: no ferry maps (ferry_*) pinned in", c->bpffs, 0);
 	if (!ferry_maps_open(c->bpffs, &c->maps, NULL)) {
 		status_read(&c->maps, &st);
 		ferry_maps_close(&c->maps);
