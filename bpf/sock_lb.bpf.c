@@ -146,14 +146,14 @@ static __always_inline int sock_lb_pick(struct bpf_sock_addr *ctx,
 	 * and the registry keeps families apart: nothing else to translate. */
 	if (!be || be->family != k->family) {
 		if (p.tracked)
-			circuit_unreserve(p.id, p.probe);
+			circuit_unreserve(p.id, p.gen, p.probe);
 		return -FERRY_ENOENT;
 	}
 	*recorded = again;
 	if (again)
 		goto out;
 	if (conn && p.tracked) {
-		conn_track(conn, k, p.id, be, p.probe, p.now);
+		conn_track(conn, k, p.id, p.gen, be, p.probe, p.now);
 		*recorded = true;
 	} else if (connect) {
 		circuit_opened(p.id);

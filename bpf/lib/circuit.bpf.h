@@ -86,16 +86,18 @@ static __always_inline void circuit_stats(__u32 ev)
 /*
  * Claim the chosen backend for a TCP connect. Returns CB_ADMIT,
  * CB_ADMIT_PROBE or -CB_DENY_*; a missing counter entry admits untracked
- * (returns CB_ADMIT and *tracked = false).
+ * (returns CB_ADMIT and *tracked = false). *gen: the generation of the
+ * entry the claim was counted on, which the socket's record keeps.
  */
 static __always_inline int circuit_reserve(struct ferry_svc *svc, __u32 id, __u64 now,
-					   bool *tracked)
+					   bool *tracked, __u32 *gen)
 {
 	struct ferry_bestat *st = bestat_get(id);
 	__u32 ev = 0;
 	int r;
 
 	*tracked = st != NULL;
+	*gen = st ? st->gen : 0;
 	if (!st)
 		return CB_ADMIT;
 	r = cb_reserve(&svc->circuit, st, now, &ev);
@@ -103,12 +105,13 @@ static __always_inline int circuit_reserve(struct ferry_svc *svc, __u32 id, __u6
 	return r;
 }
 
-/* Give back what circuit_reserve() took (the socket could not be tracked). */
-static __always_inline void circuit_unreserve(__u32 id, bool probe)
+/* Give back what circuit_reserve() took (the socket could not be tracked),
+ * from the entry of generation gen that took it. */
+static __always_inline void circuit_unreserve(__u32 id, __u32 gen, bool probe)
 {
 	struct ferry_bestat *st = bpf_map_lookup_elem(&ferry_bestat_v2, &id);
 
-	if (!st)
+	if (!st || st->gen != gen)
 		return;
 	cb_release(st);
 	if (probe)
@@ -203,23 +206,16 @@ static __always_inline void conn_release_stale(struct ferry_sk_conn *conn)
 
 /*
  * Remember in the socket's record that its connect() was reserved on
- * backend id, and the generation of the counters it was reserved on: the
- * entry circuit_reserve() counted on a moment ago, looked up again here
- * (select.bpf.h does not pass it on). Gone already (the backend was just
- * removed): no entry has gen 0, nothing will count. Deleted and created
- * anew in between, the record would count its release on an entry that
- * never counted its reservation; that takes the id freed by one ferryd
- * sync, handed on by a later one and connected to, all within this one
- * program run. Passing the gen through struct pick would close even that.
+ * backend id, in the counters entry of generation gen (circuit_reserve()'s):
+ * what the connection counts later goes there or nowhere, even if the
+ * entry was deleted and created anew in between.
  */
 static __always_inline void conn_track(struct ferry_sk_conn *conn, const struct ferry_svc_key *k,
-				       __u32 id, const struct ferry_backend *be, bool probe, __u64 now)
+				       __u32 id, __u32 gen, const struct ferry_backend *be, bool probe,
+				       __u64 now)
 {
-	struct ferry_bestat *st;
-
 	conn_release_stale(conn);
-	st = bpf_map_lookup_elem(&ferry_bestat_v2, &id);
-	conn->gen = st ? st->gen : 0;
+	conn->gen = gen;
 	conn->svc = *k;
 	conn->backend_id = id;
 	__builtin_memcpy(conn->be_addr, be->addr, sizeof(conn->be_addr));

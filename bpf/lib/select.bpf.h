@@ -434,6 +434,7 @@ out:
 struct pick {
 	__u64	now;
 	__u32	id;
+	__u32	gen;		/* of the counters entry the slot was reserved in */
 	bool	probe;		/* holds a half-open probe slot */
 	bool	tracked;	/* a slot was reserved in ferry_bestat */
 	bool	full;		/* refused: every candidate at max_connections */
@@ -459,7 +460,7 @@ static __always_inline int select_backend(struct ferry_svc *svc, __u32 hash, boo
 			break;
 		if (!reserve)
 			return 0;
-		r = circuit_reserve(svc, p->id, now, &p->tracked);
+		r = circuit_reserve(svc, p->id, now, &p->tracked, &p->gen);
 		if (r >= 0) {
 			p->probe = r == CB_ADMIT_PROBE;
 			return 0;
