@@ -286,6 +286,13 @@ run CTL backend add "$race_a" 192.0.2.201:8080
 kill_tree "$holder"
 wait "$holder"
 [ "$rc" = 1 ] && grep -q "lock .*'$PIN'" <<<"$err" && ! race_backends "$race_a" | grep -qx 192.0.2.201:8080; verdict edit_gives_up_naming_pin_dir
+# A teardown waits for a writer mid-apply the same way, and gives up
+# having removed nothing.
+hold_lock 8 "$TMP/held"
+run CTL teardown
+kill_tree "$holder"
+wait "$holder"
+[ "$rc" = 1 ] && grep -q "lock .*'$PIN'" <<<"$err" && [ -e "$PIN/ferry_svc_v1" ] && [ -d "$PIN/links" ]; verdict teardown_gives_up_while_locked
 # ferryd's sync waits too: held, a SIGHUP's sync does not finish until released.
 hold_lock 1.5 "$TMP/held"
 before=$(syncs)

@@ -2,6 +2,7 @@
 /* ferryctl status / teardown: what is loaded, how full, the last sync. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,7 +283,7 @@ int do_teardown(struct ctl *c, int argc, char **argv)
 {
 	char dir[512], path[1024];
 	struct ferry_status st = {};
-	int removed = 0, detached = 0, kept = 0, err = 0;
+	int removed = 0, detached = 0, kept = 0, err = 0, lockfd;
 	struct dirent *e;
 	struct stat sb;
 	DIR *d;
@@ -294,6 +295,14 @@ int do_teardown(struct ctl *c, int argc, char **argv)
 		return ctl_err(c, "nothing to tear down at", c->bpffs, -errno);
 	if (!any_ferry_map(c->bpffs))
 		return ctl_err(c, "refusing to tear down: no ferry maps (ferry_*) pinned in", c->bpffs, 0);
+	/* A writer mid-apply (ferryd's sync, a ferryctl edit) finishes first,
+	 * or the teardown gives up and removes nothing. The lock goes with
+	 * the process. */
+	lockfd = open(c->bpffs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (lockfd >= 0 && (err = pin_dir_lock(lockfd, CTL_LOCK_WAIT_MS)))
+		return ctl_err(c, err == -EAGAIN ? "another writer (ferryd's sync or a ferryctl edit) "
+			       "held the lock for 5 s on pin directory" : "cannot lock pin directory",
+			       c->bpffs, err);
 	if (!ferry_maps_open(c->bpffs, &c->maps, NULL)) {
 		status_read(&c->maps, &st);
 		ferry_maps_close(&c->maps);
