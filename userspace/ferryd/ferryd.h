@@ -146,6 +146,9 @@ void xdp_decap_sync(struct ferryd *d);
 void xdp_check_forwarding(struct ferryd *d);
 /* The LB's VLAN devices (ferry_xvlan_v1) again from the node's links (no-op
  * without --xdp-iface). */
+/* sync.c's last step: forwarding check; addresses and VLAN devices read
+ * again where rtnetlink is not followed. */
+void xdp_after_sync(struct ferryd *d);
 void xdp_vlan_sync(struct ferryd *d);
 void xdp_close(void);
 

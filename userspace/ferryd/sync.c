@@ -173,6 +173,16 @@ void sync_fallback(struct ferryd *d)
 		 path);
 }
 
+/* A sync that could not take the lock: counted and reported in the status
+ * map at once (the sync's own status write is never reached). */
+static void lock_fail(struct ferryd *d, const char *msg)
+{
+	d->status.syncs++;
+	status_fail(d, msg, false);
+	if (status_write(&d->maps, &d->status))
+		log_warn("writing %s", FERRY_MAP_STATUS);
+}
+
 /*
  * The writers' lock for a sync. From the event loop it is tried, never
  * waited for: busy, the sync runs again in FERRYD_LOCK_RETRY_MS (the loop
@@ -204,25 +214,19 @@ static int sync_lock(struct ferryd *d)
 			snprintf(err, sizeof(err), "another writer (a ferryctl edit) has held the lock "
 				 "on pin directory '%s' for %d s; retrying", d->cfg.bpffs,
 				 FERRYD_LOCK_WAIT_MS / 1000);
-			d->status.syncs++;
-			status_fail(d, err, false);
-			if (status_write(&d->maps, &d->status))
-				log_warn("writing %s", FERRY_MAP_STATUS);
+			lock_fail(d, err);
 			d->lock_busy_told = true;	/* not again until it is free */
 		}
 		ferryd_retry(d, true, false);
 		return ret;
 	}
-	d->status.syncs++;
 	if (ret == -EAGAIN)
 		snprintf(err, sizeof(err), "another writer (a ferryctl edit) held the lock on pin "
 			 "directory '%s' for %d s", d->cfg.bpffs, FERRYD_LOCK_WAIT_MS / 1000);
 	else
 		snprintf(err, sizeof(err), "locking pin directory '%s': %s", d->cfg.bpffs,
 			 strerror(-ret));
-	status_fail(d, err, false);
-	if (status_write(&d->maps, &d->status))
-		log_warn("writing %s", FERRY_MAP_STATUS);
+	lock_fail(d, err);
 	return ret;
 }
 
@@ -297,15 +301,7 @@ int sync_registry(struct ferryd *d)
 	fstate_free(&st);
 out:
 	free(text);
-	/* Good registry or bad, the decap's address sets and the LB's VLAN
-	 * devices are read again (a backstop without rtnetlink, and drift
-	 * undone); plan_apply() has derived the decap's VIPs and pairs from
-	 * the services. */
-	xdp_decap_sync(d);
-	/* The services are known now (ferryctl's too, from the maps): which
-	 * backend families the LB needs forwarding for. */
-	xdp_check_forwarding(d);
-	xdp_vlan_sync(d);
+	xdp_after_sync(d);
 	d->status.last_sync_dur_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	if (status_write(&d->maps, &d->status))
 		log_warn("writing %s", FERRY_MAP_STATUS);

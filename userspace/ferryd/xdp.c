@@ -63,6 +63,7 @@ static struct {
 	struct ferry_xcfg cfg;		/* prefixes and gateway as given */
 	bool	src4_set, src6_set;
 	struct mnl_socket *nl;		/* rtnetlink: addresses (decap), links (LB) */
+	bool	decap_stale, vlan_stale;	/* the last read failed: again at the next sync */
 	bool	dc_synced;		/* the decap's sets were written once */
 	__u8	fwd_warned[XDP_MAX_IFACES];	/* per LB device: FWD_V4 | FWD_V6 said off */
 } xo = { .ring_size = FERRY_XDP_DEF_RING_M, .flows = FERRY_XDP_DEF_FLOWS };
@@ -496,8 +497,8 @@ cleanup:
 }
 
 /* The addresses again, and the VIPs and pairs if they changed: on an
- * address event, and after a registry sync (a backstop where rtnetlink is
- * not followed, and drift undone), where plan_apply() derived already. */
+ * address event, and after a registry sync where rtnetlink is not followed
+ * or this failed last time (xdp_after_sync()). */
 void xdp_decap_sync(struct ferryd *d)
 {
 	int err;
@@ -513,6 +514,7 @@ void xdp_decap_sync(struct ferryd *d)
 		err = decap_sync(d, false);
 		maps_unlock(&d->maps);
 	}
+	xo.decap_stale = err != 0;
 	if (err)
 		log_warnx("xdp_decap: sync incomplete (%s, above); a set not written keeps its last "
 			  "entries until the next address event or registry sync", strerror(-err));
@@ -520,8 +522,8 @@ void xdp_decap_sync(struct ferryd *d)
 
 /*
  * The LB's VLAN devices again from a dump of the node's links: at load, when
- * link messages were lost, and after every registry sync (a backstop where
- * rtnetlink is not followed, and drift undone). Entries that stay are never
+ * link messages were lost, and after a registry sync where rtnetlink is not
+ * followed or this failed last time (xdp_after_sync()). Entries that stay are never
  * missing (map_kv_sync()).
  */
 void xdp_vlan_sync(struct ferryd *d)
@@ -533,8 +535,11 @@ void xdp_vlan_sync(struct ferryd *d)
 	(void)d;
 	if (!lb)
 		return;
-	if ((err = xvlan_read(&ents, &n)) ||
-	    (err = xvlan_sync(bpf_map__fd(lb->maps.ferry_xvlan_v1), ents, n, &written, &removed))) {
+	err = xvlan_read(&ents, &n);
+	if (!err)
+		err = xvlan_sync(bpf_map__fd(lb->maps.ferry_xvlan_v1), ents, n, &written, &removed);
+	xo.vlan_stale = err != 0;
+	if (err) {
 		log_warnx("xdp: reading VLAN devices into %s: %s; routes over a VLAN device may leave "
 			  "untagged or by the wrong device until the next registry sync", FERRY_MAP_XVLAN,
 			  strerror(-err));
@@ -542,6 +547,24 @@ void xdp_vlan_sync(struct ferryd *d)
 		log_info("xdp: %zu VLAN device(s) (%zu written, %zu removed)", n, written, removed);
 	}
 	free(ents);
+}
+
+/*
+ * After a registry sync, good or bad. The services are known now (ferryctl's
+ * too, from the maps): which backend families the LB needs forwarding for.
+ * The decap's addresses and the LB's VLAN devices are read again where
+ * rtnetlink is not followed (--once, or its socket failed), or where the
+ * last read failed: followed, it tells of every change, and a lost message
+ * sets off a dump of its own. plan_apply() has derived the decap's VIPs
+ * and pairs from the services.
+ */
+void xdp_after_sync(struct ferryd *d)
+{
+	if (!xo.nl || xo.decap_stale)
+		xdp_decap_sync(d);
+	if (!xo.nl || xo.vlan_stale)
+		xdp_vlan_sync(d);
+	xdp_check_forwarding(d);
 }
 
 struct rtnl_seen {
