@@ -114,6 +114,34 @@ static void maglev_zero_weight_excluded(void **state)
 }
 
 /*
+ * Backend gone was removed between tables before and after (m entries):
+ * none of its entries may remain, and at most 5% of the survivors' entries
+ * may change owner. *worst_* keep the largest share moved so far.
+ */
+static void removal_moves(const __u32 *before, const __u32 *after, __u32 m, __u32 gone,
+			  size_t *worst_moved, size_t *worst_entries)
+{
+	size_t surv_entries = 0, surv_moved = 0;
+	__u32 i;
+
+	for (i = 0; i < m; i++) {
+		if (after[i] == gone)
+			fail_msg("entry %u still points at the removed backend %u", i, gone);
+		if (before[i] == gone)
+			continue;
+		surv_entries++;
+		surv_moved += before[i] != after[i];
+	}
+	if (surv_moved * *worst_entries > *worst_moved * surv_entries) {
+		*worst_moved = surv_moved;
+		*worst_entries = surv_entries;
+	}
+	if (surv_moved * 100 >= surv_entries * 5)
+		fail_msg("removing backend %u moved %zu of %zu survivor entries: more than 5%%",
+			 gone, surv_moved, surv_entries);
+}
+
+/*
  * Removing one of 10 backends: its ~10% of entries must move; entries owned
  * by survivors should mostly stay. Maglev is not perfectly minimal: some
  * survivor entries change owner; bound that at 5% of the survivors' entries
@@ -131,27 +159,12 @@ static void maglev_removal_disruption(void **state)
 	mk_backends(all, 10, NULL);
 	assert_int_equal(maglev_build(all, 10, M, before), 0);
 	for (r = 0; r < 10; r++) {	/* remove each backend in turn */
-		size_t surv_entries = 0, surv_moved = 0;
-		__u32 i, gone = all[r].id;
+		__u32 gone = all[r].id;
 
 		memcpy(b, all, r * sizeof(b[0]));
 		memcpy(&b[r], &all[r + 1], (9 - r) * sizeof(b[0]));
 		assert_int_equal(maglev_build(b, 9, M, after), 0);
-		for (i = 0; i < M; i++) {
-			if (after[i] == gone)
-				fail_msg("entry %u still points at the removed backend %u", i, gone);
-			if (before[i] == gone)
-				continue;
-			surv_entries++;
-			surv_moved += before[i] != after[i];
-		}
-		if (surv_moved * worst_entries > worst_moved * surv_entries) {
-			worst_moved = surv_moved;
-			worst_entries = surv_entries;
-		}
-		if (surv_moved * 100 >= surv_entries * 5)
-			fail_msg("removing backend %u moved %zu of %zu survivor entries: more than 5%%",
-				 gone, surv_moved, surv_entries);
+		removal_moves(before, after, M, gone, &worst_moved, &worst_entries);
 	}
 	print_message("removal: at worst %zu of %zu survivor entries changed owner (%.2f%%)\n",
 		      worst_moved, worst_entries, 100.0 * worst_moved / worst_entries);
@@ -374,28 +387,13 @@ static void maglev_wide_spread_removal(void **state)
 	assert_non_null(b);
 	assert_int_equal(maglev_build(all, n, XM, before), 0);
 	for (r = 0; r < n; r = next_removed(r, spreads[0].n_light)) {
-		size_t surv_entries = 0, surv_moved = 0;
-		__u32 i, gone = all[r].id;
+		__u32 gone = all[r].id;
 
 		memcpy(b, all, r * sizeof(b[0]));
 		memcpy(&b[r], &all[r + 1], (n - 1 - r) * sizeof(b[0]));
 		assert_int_equal(maglev_build(b, n - 1, XM, after), 0);
 		assert_exact_shares(b, n - 1, XM, after);
-		for (i = 0; i < XM; i++) {
-			if (after[i] == gone)
-				fail_msg("entry %u still points at the removed backend %u", i, gone);
-			if (before[i] == gone)
-				continue;
-			surv_entries++;
-			surv_moved += before[i] != after[i];
-		}
-		if (surv_moved * worst_entries > worst_moved * surv_entries) {
-			worst_moved = surv_moved;
-			worst_entries = surv_entries;
-		}
-		if (surv_moved * 100 >= surv_entries * 5)
-			fail_msg("removing backend %u moved %zu of %zu survivor entries: more than 5%%",
-				 gone, surv_moved, surv_entries);
+		removal_moves(before, after, XM, gone, &worst_moved, &worst_entries);
 	}
 	print_message("wide spread removal: at worst %zu of %zu survivor entries changed owner (%.2f%%)\n",
 		      worst_moved, worst_entries, 100.0 * worst_moved / worst_entries);
