@@ -97,7 +97,7 @@ $(BUILD)/ferry-bench: $(BENCH_SRCS) $(LIBFERRY) $(SKELS)
 $(BUILD)/tests/test_reconcile: TEST_LDFLAGS := -Wl,--wrap=bpf_map_update_elem
 $(BUILD)/tests/test_bpf_decap: TEST_LDFLAGS := -Wl,--wrap=bpf_map_update_elem,--wrap=bpf_map_delete_elem
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBFERRY)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LIBFERRY)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $< $(LIBFERRY) $(LDLIBS) -lcmocka $(TEST_LDFLAGS) -o $@
 
