@@ -97,9 +97,15 @@ $(BUILD)/ferry-bench: $(BENCH_SRCS) $(LIBFERRY) $(SKELS)
 $(BUILD)/tests/test_reconcile: TEST_LDFLAGS := -Wl,--wrap=bpf_map_update_elem
 $(BUILD)/tests/test_bpf_decap: TEST_LDFLAGS := -Wl,--wrap=bpf_map_update_elem,--wrap=bpf_map_delete_elem
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIBFERRY)
+# test_health runs ferryd's prober (health.c) on a clock of its own and
+# records the outcome of every probe it feeds the state machine.
+$(BUILD)/tests/test_health: TEST_OBJS := $(BUILD)/obj/ferryd/health.o
+$(BUILD)/tests/test_health: TEST_LDFLAGS := -Wl,--wrap=clock_gettime,--wrap=hstate_update
+$(BUILD)/tests/test_health: $(BUILD)/obj/ferryd/health.o
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(wildcard tests/unit/*.h) $(LIBFERRY)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $< $(LIBFERRY) $(LDLIBS) -lcmocka $(TEST_LDFLAGS) -o $@
+	$(CC) $(CFLAGS) $< $(TEST_OBJS) $(LIBFERRY) $(LDLIBS) -lcmocka $(TEST_LDFLAGS) -o $@
 
 $(BUILD)/tests/test_%: tests/bpf/test_%.c $(wildcard tests/bpf/*.h) $(LIBFERRY) $(SKELS)
 	@mkdir -p $(@D)

@@ -32,6 +32,7 @@
 #include "reconcile.h"
 #include "registry.h"
 #include "state.h"
+#include "realmaps.h"
 
 /* ---- an in-memory map: linear, generic, good enough for tests ---- */
 
@@ -979,49 +980,6 @@ static void plan_random_walk(void **state)
 }
 
 /* ---- plan_apply() against real maps: the order of the stages ---- */
-
-static int mk_hash(const char *name, size_t ksz, size_t vsz, __u32 max)
-{
-	LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_NO_PREALLOC);
-
-	return bpf_map_create(BPF_MAP_TYPE_HASH, name, ksz, vsz, max, &o);
-}
-
-static int real_maps_open(struct ferry_maps *m, __u32 max_be, __u32 max_slot)
-{
-	LIBBPF_OPTS(bpf_map_create_opts, mo);
-	int inner;
-
-	memset(m, 0xff, sizeof(*m));
-	inner = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_inner", 4, 4, FERRY_SOCK_MAGLEV_M, NULL);
-	if (inner < 0)
-		return -errno;
-	mo.inner_map_fd = inner;
-	m->mag = bpf_map_create(BPF_MAP_TYPE_HASH_OF_MAPS, "t_mag", 4, 4, 16, &mo);
-	close(inner);
-	m->svc = mk_hash("t_svc", sizeof(struct ferry_svc_key), sizeof(struct ferry_svc), 16);
-	m->slot = mk_hash("t_slot", sizeof(struct ferry_slot_key), sizeof(struct ferry_slot), max_slot);
-	m->be = mk_hash("t_be", 4, sizeof(struct ferry_backend), max_be);
-	m->bestat = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bestat", 4, sizeof(struct ferry_bestat), 64, NULL);
-	m->name = mk_hash("t_name", 4, sizeof(struct ferry_svc_name), 16);
-	m->rev = m->stats = -1;
-	m->status = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_status", 4, sizeof(struct ferry_status), 1, NULL);
-	m->max_services = 16;
-	m->max_backends = 64;
-	if (m->mag < 0 || m->svc < 0 || m->slot < 0 || m->be < 0 || m->bestat < 0 || m->name < 0 || m->status < 0)
-		return -EPERM;
-	return 0;
-}
-
-static void real_maps_close(struct ferry_maps *m)
-{
-	int fds[] = { m->svc, m->slot, m->be, m->bestat, m->mag, m->name, m->status };
-	size_t i;
-
-	for (i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-}
 
 static size_t real_count(int fd, size_t ksz)
 {
