@@ -39,8 +39,13 @@ BPFT_SRCS   := $(wildcard tests/bpf/test_*.c)
 BPFT_BINS   := $(patsubst tests/bpf/%.c,$(BUILD)/tests/%,$(BPFT_SRCS))
 HELPER_SRCS := $(wildcard tests/integration/*.c)
 HELPER_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(HELPER_SRCS))
+FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+# libFuzzer, with the library built again under ASan and UBSan (clang only).
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+               $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace/lib
 
-.PHONY: all deps vmlinux clean check unit demo bench
+.PHONY: all deps vmlinux clean check unit demo bench fuzz
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -48,7 +53,7 @@ all: $(BUILD)/ferryd $(BUILD)/ferryctl $(BUILD)/ferry-bench
 
 # Debian packages needed to build and test; quiet when all are present.
 DEPS := clang llvm libbpf-dev libelf-dev zlib1g-dev libssl-dev libmnl-dev libjson-c-dev \
-        libcmocka-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl jq procps python3
+        libcmocka-dev libclang-rt-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl jq procps python3
 deps:
 	@missing=""; for p in $(DEPS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
@@ -115,6 +120,10 @@ $(BUILD)/tests/%: tests/integration/%.c $(LIBFERRY) $(SKELS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $< $(LIBFERRY) $(LDLIBS) -o $@
 
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS)
+	@mkdir -p $(@D)
+	$(CLANG) $(FUZZ_CFLAGS) $< $(LIB_SRCS) $(LDLIBS) -o $@
+
 $(BUILD):
 	@mkdir -p $@
 
@@ -125,8 +134,14 @@ demo: deps
 
 # Every test; the last line is "N passed, N failed, N skipped".
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS)
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS) $(FUZZ_BINS)
 	BUILD=$(BUILD) bash tests/run.sh
+
+# The fuzz targets for longer (FERRY_FUZZ_SECONDS each, 300 unless set);
+# make check runs them for a fixed number of inputs.
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	BUILD=$(BUILD) FERRY_FUZZ_SECONDS=$${FERRY_FUZZ_SECONDS:-300} bash tests/fuzz/run.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(HELPER_BINS)

@@ -92,6 +92,34 @@ run CTL -j status
 	[ "$(jq -r '.error' <<<"$out")" = "" ] && [ "$(jq -r '.daemon_pid' <<<"$out")" = "$FERRYD_PID" ] &&
 	[ "$(jq -r '.services' <<<"$out")" = 3 ] && [ "$(jq '[.links[] | select(.cgroup_id)] | length' <<<"$out")" = "$(attached)" ]; verdict status_json
 
+# ---- registry check: ferryd's parser and planner, nothing written ----
+run CTL registry check "$REG"
+[ "$rc" = 0 ] && grep -q "^$REG: ok: 3 services (0 with XDP), 4 backends; capacity [0-9]* services, [0-9]* backends (this node's maps)" <<<"$out" &&
+	grep -qE '^  web +198.51.100.10:80/tcp +round_robin +2 backends' <<<"$out" &&
+	grep -qx 'a sync now: services +0 -0 ~0, backends +0 -0 ~0, 0 map writes' <<<"$out"; verdict registry_check_applied_is_no_change
+# Another document: what a sync would do, and the maps untouched.
+jq '.services |= map(select(.name != "dns")) | (.services[] | select(.name == "web") | .backends) += [{"ip": "192.0.2.13", "port": 8080}]' \
+	"$REG" >"$TMP/next.json"
+run CTL -j registry check "$TMP/next.json"
+[ "$rc" = 0 ] && is_json "$out" && [ "$(jq -c '[.ok, .capacity_from, .sync.services_removed, .sync.services_changed, .sync.backends_added, .sync.backends_removed]' <<<"$out")" = '[true,"node",1,1,1,1]' ] &&
+	CTL service show 198.51.100.53:53/udp >/dev/null && ! CTL service show 198.51.100.10:80 | grep -q 192.0.2.13; verdict registry_check_previews_without_writing
+printf '{"services": [{"name": "web", "vip": "198.51.100.10", "port": 80,\n "backends": [{"ip": "192.0.2.300", "port": 8080}]}]}\n' >"$TMP/bad.json"
+run CTL registry check "$TMP/bad.json"
+[ "$rc" = 1 ] && grep -q "^Error: $TMP/bad.json:2:[0-9]*: .*192.0.2.300" <<<"$err"; verdict registry_check_names_the_place
+run CTL -j registry check "$TMP/bad.json"
+[ "$rc" = 1 ] && is_json "$out" && [ "$(jq -r '.ok' <<<"$out")" = false ] && jq -e '.error | test(":2:")' >/dev/null <<<"$out"; verdict registry_check_json_error
+# Without ferry loaded: ferryd's default capacity, no preview; --max-* set it.
+run "$B/ferryctl" -j --bpffs "$TMP/nowhere" registry check "$REG"
+[ "$rc" = 0 ] && [ "$(jq -c '[.capacity_from, has("sync"), (.services | length)]' <<<"$out")" = '["defaults",false,3]' ]; verdict registry_check_without_node
+run "$B/ferryctl" --bpffs "$TMP/nowhere" registry check "$REG" --max-backends 3
+[ "$rc" = 1 ] && grep -q "capacity of 3 backends" <<<"$err"; verdict registry_check_capacity
+# The fuzzer's seeds (tests/fuzz/corpus) are documents ferryd takes.
+bad_seed=""
+for f in "$ROOT"/tests/fuzz/corpus/registry/*.json; do
+	"$B/ferryctl" --bpffs "$TMP/nowhere" registry check "$f" >/dev/null || bad_seed="$bad_seed $f"
+done
+assert_eq registry_fuzz_seeds_valid "$bad_seed" ""
+
 # ---- usage errors: exit 2 ----
 usage_err() {	# name, args...: exit 2, a message on stderr, nothing half-done
 	local name=$1; shift
@@ -114,6 +142,8 @@ usage_err backend_bad_weight --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2
 usage_err backend_bad_state --bpffs "$PIN" backend set 198.51.100.10:80 192.0.2.11:8080 --state gone
 usage_err backend_family --bpffs "$PIN" backend add 198.51.100.10:80 "[2001:db8::11]:8080"
 usage_err status_extra --bpffs "$PIN" status now
+usage_err registry_check_no_file --bpffs "$PIN" registry check
+usage_err registry_check_bad_max --bpffs "$PIN" registry check "$REG" --max-services -1
 # -j means JSON on every command; the exposition text is not, so refused
 usage_err stats_json_prometheus -j --bpffs "$PIN" stats --prometheus
 is_json "$out" && jq -e '.error | test("prometheus")' >/dev/null <<<"$out"; verdict usage_stats_json_prometheus_is_json

@@ -56,5 +56,6 @@ int do_stats(struct ctl *c, int argc, char **argv);	/* stats.c */
 int do_circuit(struct ctl *c, int argc, char **argv);	/* circuit.c */
 int do_explain(struct ctl *c, int argc, char **argv);	/* circuit.c */
 int do_xdp(struct ctl *c, int argc, char **argv);	/* xdp.c */
+int do_registry(struct ctl *c, int argc, char **argv);	/* registry.c */
 
 #endif /* FERRYCTL_H */

@@ -25,6 +25,7 @@ static const struct cmd cmds[] = {
 	{ "explain", do_explain, "explain VIP:PORT[/proto] [--from CGROUP_OR_NETNS] [--src IP]" },
 	{ "xdp", do_xdp, "xdp stats | xdp flows [--max N] | xdp decap" },
 	{ "teardown", do_teardown, "teardown" },
+	{ "registry", do_registry, "registry check FILE [--max-services N] [--max-backends N]" },
 	{ NULL, NULL, NULL },
 };
 

@@ -1,0 +1,225 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * ferryctl registry check FILE: would ferryd take this registry? Before a
+ * ConfigMap is pushed (in CI, say), the same parser and planner ferryd runs
+ * say yes, or name the place that is wrong ("FILE:line:col: what").
+ *
+ * Capacity comes from the node when ferry is loaded at --bpffs (its maps'
+ * sizes), else from ferryd's defaults; --max-services / --max-backends set
+ * it. With ferry loaded, the document is also planned against what the maps
+ * hold now and the changes a sync would make are shown (nothing is written;
+ * the maps are read without the writers' lock, so a sync running meanwhile
+ * can make the preview stale, never wrong about the document).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <ferry/xdp.h>
+
+#include "ferryctl.h"
+#include "reconcile.h"
+#include "registry.h"
+#include "state.h"
+
+struct check {
+	struct registry_limits lim;
+	bool	node;		/* planned against the maps at --bpffs */
+	struct plan_summary sum;
+	size_t	writes;
+};
+
+/* Plan reg against st; the summary in ck. Pure: nothing is written. */
+static int check_plan(struct fstate *st, const struct registry *reg, struct check *ck,
+		      char *err, size_t errlen)
+{
+	struct plan p;
+	int ret;
+
+	plan_init(&p);
+	ret = plan_registry(&p, st, reg, err, errlen);
+	ck->sum = p.sum;
+	ck->writes = plan_writes(&p);
+	plan_free(&p);
+	return ret;
+}
+
+/* Against the node when ferry is loaded there, else against an empty one. */
+static int check_registry(struct ctl *c, const struct registry *reg, struct check *ck,
+			  char *err, size_t errlen)
+{
+	struct fstate st;
+	int ret;
+
+	if (ck->node) {
+		if ((ret = fstate_load(&c->maps, &st))) {
+			snprintf(err, errlen, "reading the maps at %s: %s", c->bpffs, strerror(-ret));
+			return ret;
+		}
+	} else {
+		if ((ret = fstate_init(&st, ck->lim.max_services, ck->lim.max_backends)))
+			return ret;
+		st.xring_m = FERRY_XDP_DEF_RING_M;	/* XDP services plan their rings */
+	}
+	ret = check_plan(&st, reg, ck, err, errlen);
+	fstate_free(&st);
+	return ret;
+}
+
+static struct json_object *svc_json(const struct reg_service *s)
+{
+	struct json_object *o = json_object_new_object();
+	struct faddr a = { .family = s->key.family };
+	char ip[INET6_ADDRSTRLEN];
+
+	memcpy(a.a, s->key.addr, sizeof(a.a));
+	json_object_object_add(o, "name", json_object_new_string(s->name));
+	json_object_object_add(o, "vip", json_object_new_string(faddr_str(&a, ip, sizeof(ip))));
+	json_object_object_add(o, "port", json_object_new_int(ntohs(s->key.port)));
+	json_object_object_add(o, "protocol",
+			       json_object_new_string(s->key.proto == IPPROTO_UDP ? "udp" : "tcp"));
+	json_object_object_add(o, "lb", json_object_new_string(lb_name(s->lb)));
+	json_object_object_add(o, "xdp", json_object_new_boolean(s->xdp));
+	json_object_object_add(o, "backends", json_object_new_int64(s->nbackends));
+	return o;
+}
+
+static void print_ok(const char *file, const struct registry *reg, const struct check *ck)
+{
+	size_t i, nxdp = 0;
+
+	for (i = 0; i < reg->nsvcs; i++)
+		nxdp += reg->svcs[i].xdp;
+	printf("%s: ok: %zu services (%zu with XDP), %zu backends; capacity %zu services, %zu "
+	       "backends (%s)\n", file, reg->nsvcs, nxdp, reg->nbackends, ck->lim.max_services,
+	       ck->lim.max_backends, ck->node ? "this node's maps" : "ferryd's defaults");
+	for (i = 0; i < reg->nsvcs; i++) {
+		const struct reg_service *s = &reg->svcs[i];
+		struct faddr a = { .family = s->key.family };
+		char ip[INET6_ADDRSTRLEN];
+
+		memcpy(a.a, s->key.addr, sizeof(a.a));
+		printf("  %-32s %s%s%s:%u/%s  %-11s %3zu backends%s\n", s->name,
+		       a.family == AF_INET6 ? "[" : "", faddr_str(&a, ip, sizeof(ip)),
+		       a.family == AF_INET6 ? "]" : "", ntohs(s->key.port),
+		       s->key.proto == IPPROTO_UDP ? "udp" : "tcp", lb_name(s->lb), s->nbackends,
+		       s->xdp ? "  xdp" : "");
+	}
+	if (ck->node)
+		printf("a sync now: services +%zu -%zu ~%zu, backends +%zu -%zu ~%zu, %zu map writes\n",
+		       ck->sum.svc_added, ck->sum.svc_removed, ck->sum.svc_changed, ck->sum.be_added,
+		       ck->sum.be_removed, ck->sum.be_changed, ck->writes);
+}
+
+static void json_ok(const struct registry *reg, const struct check *ck, struct json_object *o)
+{
+	struct json_object *arr = json_object_new_array(), *chg;
+	size_t i;
+
+	for (i = 0; i < reg->nsvcs; i++)
+		json_object_array_add(arr, svc_json(&reg->svcs[i]));
+	json_object_object_add(o, "services", arr);
+	json_object_object_add(o, "max_services", json_object_new_int64(ck->lim.max_services));
+	json_object_object_add(o, "max_backends", json_object_new_int64(ck->lim.max_backends));
+	json_object_object_add(o, "capacity_from",
+			       json_object_new_string(ck->node ? "node" : "defaults"));
+	if (!ck->node)
+		return;
+	chg = json_object_new_object();
+	json_object_object_add(chg, "services_added", json_object_new_int64(ck->sum.svc_added));
+	json_object_object_add(chg, "services_removed", json_object_new_int64(ck->sum.svc_removed));
+	json_object_object_add(chg, "services_changed", json_object_new_int64(ck->sum.svc_changed));
+	json_object_object_add(chg, "backends_added", json_object_new_int64(ck->sum.be_added));
+	json_object_object_add(chg, "backends_removed", json_object_new_int64(ck->sum.be_removed));
+	json_object_object_add(chg, "backends_changed", json_object_new_int64(ck->sum.be_changed));
+	json_object_object_add(chg, "map_writes", json_object_new_int64(ck->writes));
+	json_object_object_add(o, "sync", chg);
+}
+
+static int parse_limit(struct ctl *c, const char *opt, const char *v, size_t *out)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || end == v || *end || v[0] == '-' || !n || n > UINT32_MAX)
+		return ctl_usage(c, "%s '%s': a number from 1 to %u", opt, v, UINT32_MAX);
+	*out = n;
+	return 0;
+}
+
+static int registry_check(struct ctl *c, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "max-services", required_argument, NULL, 's' },
+		{ "max-backends", required_argument, NULL, 'b' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct check ck = { .lim = { FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS } };
+	size_t max_svc = 0, max_be = 0;
+	struct registry reg;
+	struct json_object *o;
+	char err[FERRY_ERR_LEN];
+	const char *which;
+	int opt, ret;
+
+	optind = 0;	/* a fresh scan that may permute: options after FILE too */
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (opt == 's' ? parse_limit(c, "--max-services", optarg, &max_svc) :
+		    opt == 'b' ? parse_limit(c, "--max-backends", optarg, &max_be) :
+				 ctl_usage(c, "registry check: unknown option"))
+			return EXIT_USAGE;
+	}
+	if (optind != argc - 1)
+		return ctl_usage(c, "registry check FILE [--max-services N] [--max-backends N]");
+	/* The node's capacity when ferry is loaded there; quietly none when not. */
+	if (!c->maps_open && !ferry_maps_open(c->bpffs, &c->maps, &which))
+		c->maps_open = true;
+	if (c->maps_open && !max_svc && !max_be) {
+		ck.node = true;
+		ck.lim.max_services = c->maps.max_services;
+		ck.lim.max_backends = c->maps.max_backends;
+	}
+	if (max_svc)
+		ck.lim.max_services = max_svc;
+	if (max_be)
+		ck.lim.max_backends = max_be;
+
+	ret = registry_load(argv[optind], &ck.lim, &reg, err, sizeof(err));
+	if (!ret) {
+		ret = check_registry(c, &reg, &ck, err, sizeof(err));
+		if (ret)
+			registry_free(&reg);
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "file", json_object_new_string(argv[optind]));
+	json_object_object_add(o, "ok", json_object_new_boolean(!ret));
+	if (ret) {
+		fprintf(stderr, "Error: %s\n", err);
+		json_object_object_add(o, "error", json_object_new_string(err));
+	} else if (c->json) {
+		json_ok(&reg, &ck, o);
+	} else {
+		print_ok(argv[optind], &reg, &ck);
+	}
+	if (c->json)
+		ctl_json_print(o);
+	else
+		json_object_put(o);
+	if (!ret)
+		registry_free(&reg);
+	return ret ? 1 : 0;
+}
+
+int do_registry(struct ctl *c, int argc, char **argv)
+{
+	static const struct cmd sub[] = {
+		{ "check", registry_check, "registry check FILE" },
+		{ NULL, NULL, NULL },
+	};
+
+	return ctl_dispatch(c, sub, "registry", argc - 1, argv + 1);
+}
