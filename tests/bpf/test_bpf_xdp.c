@@ -21,7 +21,8 @@
  * still reach a usable backend (the slot scan), an ICMP error follows its
  * flow's recorded backend where the ring now names another, a flow that
  * moves CPUs keeps its backend, and the counters move by exactly the packets
- * sent.
+ * sent. Last, every row's packet and every tunnel the rows made, mutated at
+ * random (seeded), must get only a sound verdict (test_mutations()).
  *
  * The test runs in a network namespace of its own (unshare) with a veth
  * whose neighbours are static, so bpf_fib_lookup has a deterministic answer,
@@ -3014,6 +3015,395 @@ static int setup_services(void)
 	return 0;
 }
 
+/* ---- mutated packets ------------------------------------------------------ */
+
+/*
+ * Every row's packet, mutated at random (header bytes flipped or set to 0,
+ * 0xff or anything, the frame cut short or given bytes more), through the
+ * LB; and every tunnel packet the rows made, mutated the same way, through
+ * the decap. Whatever arrives, each program may only:
+ *   LB:    pass the frame untouched; drop it; send a tunnel (IPIP or IPv6)
+ *          to a backend of the XDP service the datagram inside is for (its
+ *          destination, or for an ICMP error the quoted source, and port),
+ *          the datagram carried byte for byte under a sound outer header;
+ *          or send an ICMP error from the VIP back to the sender;
+ *   decap: pass the frame untouched; drop it; or pass the datagram the
+ *          tunnel carried, byte for byte, behind the frame's own MACs.
+ * Never XDP_ABORTED, never a frame to another service's backend. The
+ * generator is seeded: the same packets every run.
+ */
+#define MUT_PER_ROW	400
+#define MUT_HDR		128	/* where mutations land: the headers */
+
+static __u64 mut_state = 0x243f6a8885a308d3ULL;
+
+static __u32 mut_rand(void)
+{
+	mut_state ^= mut_state << 13;
+	mut_state ^= mut_state >> 7;
+	mut_state ^= mut_state << 17;
+	return (__u32)(mut_state >> 11);
+}
+
+/* One to three mutations of frame b (*n bytes, room for cap). */
+static void mutate(__u8 *b, size_t *n, size_t cap)
+{
+	int k = 1 + mut_rand() % 3;
+
+	while (k-- && *n) {
+		size_t at = mut_rand() % (*n < MUT_HDR ? *n : MUT_HDR);
+		__u32 more;
+
+		switch (mut_rand() % 8) {
+		case 0: case 1: case 2:
+			b[at] ^= 1 << (mut_rand() % 8);
+			break;
+		case 3:
+			b[at] = 0;
+			break;
+		case 4:
+			b[at] = 0xff;
+			break;
+		case 5:
+			b[at] = mut_rand();
+			break;
+		case 6:		/* BPF_PROG_TEST_RUN takes no frame under ETH_HLEN */
+			if (*n > ETH_HLEN)
+				*n = ETH_HLEN + mut_rand() % (*n - ETH_HLEN);
+			break;
+		default:
+			for (more = 1 + mut_rand() % 64; more-- && *n < cap;)
+				b[(*n)++] = mut_rand();
+		}
+	}
+}
+
+/* The services and backends in the maps, read once. */
+struct known {
+	struct ferry_svc_key key[64];
+	struct ferry_svc svc[64];
+	int nsvc;
+	__u32 be_id[256];
+	struct ferry_backend be[256];
+	int nbe;
+};
+
+static bool known_load(struct known *k)
+{
+	struct ferry_svc_key sk;
+	__u32 id;
+
+	k->nsvc = k->nbe = 0;
+	while (k->nsvc < 64 &&
+	       !bpf_map_get_next_key(fm.svc, k->nsvc ? &k->key[k->nsvc - 1] : NULL, &sk)) {
+		k->key[k->nsvc] = sk;
+		if (bpf_map_lookup_elem(fm.svc, &sk, &k->svc[k->nsvc]))
+			return false;
+		k->nsvc++;
+	}
+	while (k->nbe < 256 && !bpf_map_get_next_key(fm.be, k->nbe ? &k->be_id[k->nbe - 1] : NULL, &id)) {
+		k->be_id[k->nbe] = id;
+		if (bpf_map_lookup_elem(fm.be, &id, &k->be[k->nbe]))
+			return false;
+		k->nbe++;
+	}
+	return k->nsvc > 0 && k->nbe > 0;
+}
+
+/* The next backend at outer destination (af, addr) after index *i (start
+ * at -1); NULL when no more. One address may serve several services. */
+static const struct ferry_backend *known_be(const struct known *k, int af, const void *addr, int *i)
+{
+	while (++*i < k->nbe)
+		if (k->be[*i].family == af && !memcmp(k->be[*i].addr, addr, af == AF_INET ? 4 : 16))
+			return &k->be[*i];
+	return NULL;
+}
+
+/* Is there an XDP service (af, addr, port, proto) with id svc_id? port < 0:
+ * any port and protocol (a fragment that carries none). */
+static bool known_vip(const struct known *k, __u32 svc_id, int af, const void *addr, int port,
+		      int proto)
+{
+	int i;
+
+	for (i = 0; i < k->nsvc; i++) {
+		const struct ferry_svc_key *sk = &k->key[i];
+
+		if (k->svc[i].id == svc_id && (k->svc[i].flags & FERRY_SVC_F_XDP) &&
+		    sk->family == af && !memcmp(sk->addr, addr, af == AF_INET ? 4 : 16) &&
+		    (port < 0 || (sk->port == htons(port) && sk->proto == proto)))
+			return true;
+	}
+	return false;
+}
+
+/* Where the frame's L3 header starts, past up to two VLAN tags, and its
+ * ethertype in *et; 0 if the frame ends first. */
+static size_t l3_at(const __u8 *b, size_t n, __u16 *et)
+{
+	size_t off = 12;
+	int tags;
+
+	for (tags = 0; off + 2 <= n; tags++, off += 4) {
+		*et = b[off] << 8 | b[off + 1];
+		if ((*et != 0x8100 && *et != 0x88a8) || tags == 2)
+			return off + 2;
+	}
+	return 0;
+}
+
+/* The IPv6 datagram p (n bytes): its upper-layer protocol past the extension
+ * headers, at *off; *frag when a fragment header says it is not the first.
+ * -1 if cut short. */
+static int ip6_upper(const __u8 *p, size_t n, size_t *off, bool *frag)
+{
+	size_t o = 40;
+	int nh = p[6], i;
+
+	*frag = false;
+	for (i = 0; i < 8 && (nh == 0 || nh == 43 || nh == 60 || nh == 44); i++) {
+		if (o + 8 > n)
+			return -1;
+		if (nh == 44)
+			*frag |= (p[o + 2] << 8 | p[o + 3]) >> 3 != 0;
+		nh = p[o];
+		o += nh == 44 ? 8 : (size_t)(p[o + 1] + 1) * 8;
+	}
+	*off = o;
+	return nh;
+}
+
+/*
+ * The datagram d (n bytes, family af) went to backend be: is it for be's
+ * service? Its destination (or an ICMP error's quoted source) and port must
+ * be an XDP VIP of that service.
+ */
+static bool inner_for(const struct known *k, const struct ferry_backend *be, int af,
+		      const __u8 *d, size_t n)
+{
+	const __u8 *vip, *l4;
+	size_t off;
+	bool frag = false, icmp;
+	int proto;
+
+	if (af == AF_INET) {
+		if (n < 20)
+			return false;
+		off = (d[0] & 15) * 4;
+		proto = d[9];
+		frag = ((d[6] << 8 | d[7]) & 0x1fff) != 0;
+		vip = d + 16;
+	} else {
+		if (n < 40 || (proto = ip6_upper(d, n, &off, &frag)) < 0)
+			return false;
+		vip = d + 24;
+	}
+	if (frag)
+		return known_vip(k, be->svc_id, af, vip, -1, 0);
+	icmp = proto == (af == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6);
+	if (icmp) {		/* the quoted datagram: from the VIP */
+		const __u8 *q = d + off + 8;
+		size_t qn = n > off + 8 ? n - off - 8 : 0, qoff;
+
+		if (af == AF_INET) {
+			if (qn < 20 || qn < (size_t)(q[0] & 15) * 4 + 4)
+				return false;
+			qoff = (q[0] & 15) * 4;
+			proto = q[9];
+			vip = q + 12;
+		} else {
+			bool qfrag;
+
+			if (qn < 40 || (proto = ip6_upper(q, qn, &qoff, &qfrag)) < 0 || qn < qoff + 4)
+				return false;
+			vip = q + 8;
+		}
+		l4 = q + qoff;		/* the VIP's port: the quote's source port */
+		return known_vip(k, be->svc_id, af, vip, l4[0] << 8 | l4[1], proto);
+	}
+	if (n < off + 4)
+		return false;
+	l4 = d + off;
+	return known_vip(k, be->svc_id, af, vip, l4[2] << 8 | l4[3], proto);
+}
+
+/* The ICMP (v4) or ICMPv6 message after IP header ip (n bytes of datagram)
+ * carries a correct checksum; ICMPv6's covers the pseudo-header. */
+static bool icmp_csum_ok(int af, const __u8 *ip, size_t n)
+{
+	size_t hl = af == AF_INET ? (size_t)(ip[0] & 15) * 4 : 40, i;
+	__u32 sum = 0;
+
+	if (n < hl + 8)
+		return false;
+	if (af == AF_INET6) {
+		for (i = 8; i < 40; i += 2)	/* the addresses */
+			sum += ip[i] << 8 | ip[i + 1];
+		sum += n - hl + IPPROTO_ICMPV6;
+	}
+	return csum16(ip + hl, n - hl, sum) == 0;
+}
+
+/* A frame the LB sent out for in (its L3 at il3, family iaf): a tunnel to a
+ * backend of the right service, or an ICMP error back to the sender. */
+static bool lb_out_sound(const struct known *k, const __u8 *in, size_t inlen, size_t il3,
+			 const __u8 *out, size_t outlen, const char **why)
+{
+	const struct ferry_backend *be;
+	size_t l3, ol3;
+	__u16 et = 0;
+	int oaf, iproto, bi = -1;
+	const __u8 *dst;
+	const __u8 *o, *inner;
+	size_t ilen;
+
+	*why = "no L3 header";
+	if (!(l3 = l3_at(out, outlen, &et)) || (et != 0x0800 && et != 0x86dd))
+		return false;
+	o = out + l3;
+	oaf = et == 0x0800 ? AF_INET : AF_INET6;
+	*why = "outer header cut";
+	if (outlen < l3 + (oaf == AF_INET ? 20 : 40))
+		return false;
+	if (oaf == AF_INET) {
+		ol3 = 20;
+		iproto = o[9];
+		*why = "outer IPv4 checksum";
+		if (csum16(o, 20, 0))
+			return false;
+		dst = o + 16;
+	} else {
+		ol3 = 40;
+		iproto = o[6];
+		dst = o + 24;
+	}
+	/* An ICMP error back to the sender (the datagram too big): from the
+	 * address it was sent to, to the one it came from. */
+	if (iproto == (oaf == AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6)) {
+		*why = "ICMP, but not from the VIP to the sender";
+		if (oaf == AF_INET ? memcmp(o + 12, in + il3 + 16, 4) || memcmp(o + 16, in + il3 + 12, 4) :
+				     memcmp(o + 8, in + il3 + 24, 16) || memcmp(o + 24, in + il3 + 8, 16))
+			return false;
+		*why = "ICMP checksum";
+		return icmp_csum_ok(oaf, o, outlen - l3);
+	}
+	*why = "neither a tunnel to a backend nor an ICMP error";
+	if (!(be = known_be(k, oaf, dst, &bi)))
+		return false;
+	*why = "tunnel protocol";
+	if (iproto != IPPROTO_IPIP && iproto != IPPROTO_IPV6)
+		return false;
+	inner = o + ol3;
+	ilen = outlen - l3 - ol3;
+	*why = "inner datagram not the one received";
+	if (ilen > inlen - il3 || memcmp(inner, in + il3, ilen))
+		return false;
+	*why = "tunnel to a backend of another service";
+	for (; be; be = known_be(k, oaf, dst, &bi))
+		if (inner_for(k, be, iproto == IPPROTO_IPIP ? AF_INET : AF_INET6, inner, ilen))
+			return true;
+	return false;
+}
+
+/* A frame the decap passed changed: the MACs kept, then the datagram the
+ * tunnel in carried, byte for byte. */
+static bool decap_out_sound(const __u8 *in, size_t inlen, const __u8 *out, size_t outlen)
+{
+	size_t l3 = 0, o;
+	__u16 et = 0;
+
+	if (outlen < 14 || memcmp(out, in, 12) || !(l3 = l3_at(out, outlen, &et)))
+		return false;
+	for (o = l3 + 20; o <= inlen && o - l3 <= 60 + 40; o++)
+		if (inlen - o >= outlen - l3 && !memcmp(out + l3, in + o, outlen - l3))
+			return true;
+	return false;
+}
+
+static void test_mutations(void)
+{
+	static __u8 tunnels[sizeof(rows) / sizeof(rows[0])][512];
+	static size_t tunlen[sizeof(rows) / sizeof(rows[0])];
+	struct known k;
+	size_t i, ntun = 0, runs = 0, sent = 0;
+	bool ok = true, dok = true;
+	int m;
+
+	if (!ASSERT_TRUE(known_load(&k), "services and backends read")) {
+		verdict("xdp mutated packets: only sound verdicts", false);
+		return;
+	}
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]) && ok; i++) {
+		const struct row *r = &rows[i];
+		__u8 orig[2048], in[2048], out[2048];
+		size_t olen, l3, inlen;
+		__u32 outlen, act;
+
+		olen = build(&r->in, orig, &l3);
+		/* the row's own output: a tunnel the decap gets mutated below */
+		outlen = sizeof(out);
+		if (r->out == OUT_ENCAP && !run_on(lb_fd(), r->on_xdt0 ? lb_ifindex : 0, orig, olen,
+						  out, &outlen, &act) && outlen <= sizeof(tunnels[0])) {
+			memcpy(tunnels[ntun], out, outlen);
+			tunlen[ntun++] = outlen;
+		}
+		for (m = 0; m < MUT_PER_ROW && ok; m++) {
+			__u16 et = 0;
+			const char *why = "";
+			size_t il3;
+
+			memcpy(in, orig, olen);
+			inlen = olen;
+			mutate(in, &inlen, sizeof(in) - 64);
+			outlen = sizeof(out);
+			ok &= ASSERT_EQ(run_on(lb_fd(), r->on_xdt0 ? lb_ifindex : 0, in, inlen, out,
+					       &outlen, &act), 0, "test run");
+			runs++;
+			if (!ok)
+				break;
+			if (act == XDP_PASS) {
+				ok &= ASSERT_TRUE(outlen == inlen && !memcmp(in, out, inlen),
+						  "row '%s', mutation %d: passed, but changed", r->desc, m);
+			} else if (act == XDP_TX || act == XDP_REDIRECT) {
+				sent++;
+				il3 = l3_at(in, inlen, &et);
+				ok &= ASSERT_TRUE(il3 && lb_out_sound(&k, in, inlen, il3, out, outlen, &why),
+						  "row '%s', mutation %d: sent out: %s", r->desc, m, why);
+			} else {
+				ok &= ASSERT_EQ(act, XDP_DROP, "row '%s', mutation %d: action", r->desc, m);
+			}
+		}
+	}
+	printf("  %zu mutated frames through the LB, %zu sent out\n", runs, sent);
+	verdict("xdp mutated packets: the LB passes untouched, drops, or sends to the right service", ok);
+
+	runs = 0;
+	for (i = 0; i < ntun && dok; i++) {
+		for (m = 0; m < MUT_PER_ROW && dok; m++) {
+			__u8 in[1024], out[1024];
+			size_t inlen = tunlen[i];
+			__u32 outlen = sizeof(out), act;
+
+			memcpy(in, tunnels[i], inlen);
+			mutate(in, &inlen, sizeof(in));
+			dok &= ASSERT_EQ(run(dc_fd(), in, inlen, out, &outlen, &act), 0, "test run");
+			runs++;
+			if (!dok)
+				break;
+			if (act == XDP_PASS && !(outlen == inlen && !memcmp(in, out, inlen)))
+				dok &= ASSERT_TRUE(decap_out_sound(in, inlen, out, outlen),
+						   "tunnel %zu, mutation %d: passed changed, not the carried datagram",
+						   i, m);
+			else if (act != XDP_PASS)
+				dok &= ASSERT_EQ(act, XDP_DROP, "tunnel %zu, mutation %d: action", i, m);
+		}
+	}
+	printf("  %zu mutated tunnel frames through the decap\n", runs);
+	verdict("xdp mutated tunnels: the decap passes untouched, drops, or passes the carried datagram",
+		dok && ntun > 0);
+}
+
 int main(void)
 {
 	int err;
@@ -3064,6 +3454,7 @@ int main(void)
 	test_geometry();
 	test_vip_index();
 	test_vip_filter();
+	test_mutations();	/* last: its flows fill the table */
 	cleanup();
 	printf("%d passed, %d failed\n", npass, nfail);
 	return nfail ? 1 : 0;
