@@ -15,10 +15,11 @@
  *             Each LB case but the outage again on bench_peer, a model of
  *             the mature peer's forwarding path (Katran's; peer_up() says
  *             how it is set up), on the same frames: a baseline from the
- *             same run on the same host.
+ *             same run on the same host. And the memory floor: what one
+ *             cache miss costs here, in user space (memory_floor()).
  *             --case syn|hit|flows|nonvip|syn_full|peer_syn|peer_hit|
- *             peer_flows|peer_nonvip|peer_syn_full|decap|decap_pass|outage
- *             measures that case alone (after the same warm-up), for
+ *             peer_flows|peer_nonvip|peer_syn_full|decap|decap_pass|outage|
+ *             floor measures that case alone (after the same warm-up), for
  *             quick A/B runs of a change, and adds the 10th percentile: on
  *             a host whose neighbours come and go, the low end of the
  *             distribution moves least between runs.
@@ -533,6 +534,13 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int run1(int fd, __u8 *buf, size_t len, __u32 *ns)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = buf, .data_size_in = len, .repeat = 1);
@@ -586,6 +594,58 @@ out:
 }
 
 /*
+ * What one cache miss costs on this host, to read the 100,000-flow figures
+ * by: ns per load of a dependent pointer chase in user space (no syscall,
+ * no BPF) through `lines` random 64-byte lines of a buffer of `bytes` (4 KiB
+ * pages, as a map's), after a lap that faults the pages in; the median of
+ * five timed laps.
+ */
+static int memory_floor(size_t bytes, __u32 lines, double *ns)
+{
+	size_t n = bytes / 64, i, j;
+	__u32 *idx = malloc(n * sizeof(*idx)), x = 88172645U, t;
+	char *buf = aligned_alloc(4096, bytes);
+	double lap[5], t0;
+	void **p;
+	int r;
+
+	if (!idx || !buf || !lines || lines > n) {
+		free(idx);
+		free(buf);
+		return !lines || lines > n ? -EINVAL : -ENOMEM;
+	}
+	for (i = 0; i < n; i++)
+		idx[i] = i;
+	for (i = 0; i < lines; i++) {	/* the first `lines` of a shuffle */
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		j = i + x % (n - i);
+		t = idx[i];
+		idx[i] = idx[j];
+		idx[j] = t;
+	}
+	memset(buf, 0, bytes);
+	for (i = 0; i < lines; i++)
+		*(void **)(buf + (size_t)idx[i] * 64) = buf + (size_t)idx[(i + 1) % lines] * 64;
+	p = (void **)(buf + (size_t)idx[0] * 64);
+	for (i = 0; i < lines; i++)
+		p = *p;
+	for (r = 0; r < 5; r++) {
+		t0 = bench_now();
+		for (i = 0; i < lines; i++)
+			p = *p;
+		lap[r] = (bench_now() - t0) * 1e9 / lines;
+	}
+	asm volatile("" : : "r"(p));
+	qsort(lap, 5, sizeof(lap[0]), cmp_double);
+	*ns = lap[2];
+	free(idx);
+	free(buf);
+	return 0;
+}
+
+/*
  * The model forwards what it should before it is timed: an established
  * flow's packet leaves IPIP to one of the backends with a valid header
  * checksum (XDP_TX), a packet to no VIP passes.
@@ -616,16 +676,17 @@ static int peer_check(int kfd)
 /* The cases of --case. */
 enum xcase {
 	C_SYN, C_HIT, C_FLOWS, C_NONVIP, C_DECAP, C_DECAP_PASS, C_OUTAGE,
-	C_PEER_SYN, C_PEER_HIT, C_PEER_FLOWS, C_PEER_NONVIP, C_SYN_FULL, C_PEER_SYN_FULL, C_MAX
+	C_PEER_SYN, C_PEER_HIT, C_PEER_FLOWS, C_PEER_NONVIP, C_SYN_FULL, C_PEER_SYN_FULL,
+	C_FLOOR, C_MAX
 };
 
 static const char *const case_names[C_MAX] = {
 	"syn", "hit", "flows", "nonvip", "decap", "decap_pass", "outage",
-	"peer_syn", "peer_hit", "peer_flows", "peer_nonvip", "syn_full", "peer_syn_full",
+	"peer_syn", "peer_hit", "peer_flows", "peer_nonvip", "syn_full", "peer_syn_full", "floor",
 };
 
 /* Their figures in a full run's JSON: "<key>_ns" and "<key>_median_ns". */
-static const char *const case_keys[C_MAX] = {
+static const char *const case_keys[C_FLOOR] = {
 	"syn_new_flow", "lru_hit", "flows_100k", "non_vip", "decap", "decap_pass", "outage",
 	"peer_syn_new_flow", "peer_lru_hit", "peer_flows_100k", "peer_non_vip", "syn_full",
 	"peer_syn_full",
@@ -739,8 +800,11 @@ int do_xdp_ns(int argc, char **argv)
 	struct world w = {};
 	struct result res[C_MAX] = {}, tmp;
 	struct progs pg;
+	size_t floor_bytes;
+	__u32 floor_lines;
+	double floor_ns = 0;
 	__u64 fallback;
-	int o, ret = 1, c = -1, i;
+	int o, ret = 1, c = -1, i, err;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'p')
@@ -761,10 +825,24 @@ int do_xdp_ns(int argc, char **argv)
 	if (only && c < 0)
 		return bench_usage("xdp-ns", "--case is one of syn, hit, flows, nonvip, decap, decap_pass, "
 				   "outage, peer_syn, peer_hit, peer_flows, peer_nonvip, syn_full, "
-				   "peer_syn_full");
+				   "peer_syn_full, floor");
 	if (net_setup())
 		return bench_err("network namespace", "vg/vl", -EIO);
 	pin_cpu(0);
+	/* The memory floor over the flow table's bytes, as many lines as the
+	 * flows case reads (before the maps take their share of memory). */
+	floor_bytes = flows / FERRY_XFLOW_WAYS * sizeof(struct ferry_xflow_set);
+	floor_lines = NFLOWS < flows / FERRY_XFLOW_WAYS ? NFLOWS : flows / FERRY_XFLOW_WAYS;
+	if ((c < 0 || c == C_FLOOR) && (err = memory_floor(floor_bytes, floor_lines, &floor_ns))) {
+		bench_err("memory floor", "user space", err);
+		goto out;
+	}
+	if (c == C_FLOOR) {
+		printf("{\"case\": \"floor\", \"ns\": %.1f, \"bytes\": %zu, \"lines\": %u}\n", floor_ns,
+		       floor_bytes, floor_lines);
+		ret = 0;
+		goto out;
+	}
 	if (world_up(&w, pin, flows) || peer_up(&w))
 		goto out;
 	pg.lb = bpf_program__fd(w.lb->progs.ferry_xdp_lb);
@@ -803,10 +881,10 @@ int do_xdp_ns(int argc, char **argv)
 	}
 	printf("{\"calls\": %lu, \"pass_ns\": %.1f, \"pass_median_ns\": %.0f", calls, res[C_HIT].pass_mean,
 	       res[C_HIT].pass_median);
-	for (i = 0; i < C_MAX; i++)
+	for (i = 0; i < C_FLOOR; i++)
 		printf(", \"%s_ns\": %.1f, \"%s_median_ns\": %.0f", case_keys[i], res[i].mean, case_keys[i],
 		       res[i].median);
-	printf("}\n");
+	printf(", \"floor_ns\": %.1f, \"floor_bytes\": %zu}\n", floor_ns, floor_bytes);
 	ret = 0;
 out:
 	world_down(&w);
@@ -816,13 +894,6 @@ out:
 #define VETH_BATCH	64	/* frames per sendmmsg() */
 #define VETH_WARM	10000	/* warm-up frames before each timed run */
 #define VETH_ROUNDS	5	/* LB and ceiling runs, alternated */
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /* Frames the sink has counted, summed over CPUs (0 if unreadable). */
 static __u64 veth_sunk(int cfd)
