@@ -597,22 +597,27 @@ out:
  * What one cache miss costs on this host, to read the 100,000-flow figures
  * by: ns per load of a dependent pointer chase in user space (no syscall,
  * no BPF) through `lines` random 64-byte lines of a buffer of `bytes` (4 KiB
- * pages, as a map's), after a lap that faults the pages in; the median of
- * five timed laps.
+ * pages, as a map's), after a lap that faults the pages in. Ten laps timed
+ * in FLOOR_SEGS segments, and the median segment: as the per-call median
+ * of the BPF cases, it shrugs off the bursts in which the other CPU's work
+ * or the hypervisor holds the memory (a lap's mean moved 2-4x with them).
  */
+#define FLOOR_LAPS	10
+#define FLOOR_SEGS	100
+
 static int memory_floor(size_t bytes, __u32 lines, double *ns)
 {
-	size_t n = bytes / 64, i, j;
+	size_t n = bytes / 64, per = (size_t)lines * FLOOR_LAPS / FLOOR_SEGS, i, j;
 	__u32 *idx = malloc(n * sizeof(*idx)), x = 88172645U, t;
 	char *buf = aligned_alloc(4096, bytes);
-	double lap[5], t0;
+	double seg[FLOOR_SEGS], t0;
 	void **p;
 	int r;
 
-	if (!idx || !buf || !lines || lines > n) {
+	if (!idx || !buf || !per || lines > n) {
 		free(idx);
 		free(buf);
-		return !lines || lines > n ? -EINVAL : -ENOMEM;
+		return !per || lines > n ? -EINVAL : -ENOMEM;
 	}
 	for (i = 0; i < n; i++)
 		idx[i] = i;
@@ -631,15 +636,15 @@ static int memory_floor(size_t bytes, __u32 lines, double *ns)
 	p = (void **)(buf + (size_t)idx[0] * 64);
 	for (i = 0; i < lines; i++)
 		p = *p;
-	for (r = 0; r < 5; r++) {
+	for (r = 0; r < FLOOR_SEGS; r++) {
 		t0 = bench_now();
-		for (i = 0; i < lines; i++)
+		for (i = 0; i < per; i++)
 			p = *p;
-		lap[r] = (bench_now() - t0) * 1e9 / lines;
+		seg[r] = (bench_now() - t0) * 1e9 / per;
 	}
 	asm volatile("" : : "r"(p));
-	qsort(lap, 5, sizeof(lap[0]), cmp_double);
-	*ns = lap[2];
+	qsort(seg, FLOOR_SEGS, sizeof(seg[0]), cmp_double);
+	*ns = seg[FLOOR_SEGS / 2];
 	free(idx);
 	free(buf);
 	return 0;
