@@ -10,12 +10,19 @@
  *             XDP VIP (stripped, XDP_PASS), and a plain packet to the node
  *             (not a tunnel, XDP_PASS untouched). And SYNs of new flows in
  *             a partial outage (OUTAGE_VIP: 62 of 64 backends UNHEALTHY, 2
- *             DEGRADED), most of which take the ring fallback. --case syn|
- *             hit|flows|nonvip|decap|decap_pass|outage measures that case
- *             alone (after the same warm-up), for quick A/B runs of a
- *             change, and adds the 10th percentile: on a host whose
- *             neighbours come and go, the low end of the distribution moves
- *             least between runs.
+ *             DEGRADED), most of which take the ring fallback. And SYNs of
+ *             new flows into full tables (syn_full: every one evicts).
+ *             Each LB case but the outage again on bench_peer, a model of
+ *             the mature peer's forwarding path (Katran's; peer_up() says
+ *             how it is set up), on the same frames: a baseline from the
+ *             same run on the same host. And the memory floor: what one
+ *             cache miss costs here, in user space (memory_floor()).
+ *             --case syn|hit|flows|nonvip|syn_full|peer_syn|peer_hit|
+ *             peer_flows|peer_nonvip|peer_syn_full|decap|decap_pass|outage|
+ *             floor measures that case alone (after the same warm-up), for
+ *             quick A/B runs of a change, and adds the 10th percentile: on
+ *             a host whose neighbours come and go, the low end of the
+ *             distribution moves least between runs.
  *             repeat > 1 would run the program again on the packet it just
  *             rewrote (encapsulated), so every call starts from the
  *             original frame instead.
@@ -48,6 +55,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -57,8 +65,10 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <ferry/xdp.h>
+#include <ferry/bench_peer.h>
 
 #include "bench.h"
+#include "maglev.h"
 #include "maps.h"
 #include "reconcile.h"
 #include "registry.h"
@@ -76,6 +86,8 @@ struct world {
 	struct xdp_bench_bpf *ref;
 	struct xdp_decap_bpf *dc;
 	struct ferry_maps fm;
+	int	peer_lru;	/* the peer model's connection table (CPU 0's) */
+	__u32	flows;		/* entries of the flow table and of peer_lru */
 };
 
 static int sh(const char *fmt, ...)
@@ -223,6 +235,14 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	w->ref = xdp_bench_bpf__open();
 	if (!w->lb || !w->ref)
 		return bench_err("open", "xdp_lb", -errno);
+	/* The peer model's connection table, as many flows as ferry's, is
+	 * also its lru_mapping's template (KatranLb::initLrus() does the same;
+	 * and libbpf 1.1 cannot resize a declared template). */
+	w->flows = flows;
+	w->peer_lru = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "peer_lru", sizeof(struct peer_flow),
+				     sizeof(struct peer_flow_dst), flows, NULL);
+	if (w->peer_lru < 0 || bpf_map__set_inner_map_fd(w->ref->maps.peer_lru_map, w->peer_lru))
+		return bench_err("create", "peer_lru", -errno);
 	bpf_map__set_max_entries(w->lb->maps.ferry_xflow_v3, flows / FERRY_XFLOW_WAYS);
 	bpf_map__set_max_entries(w->lb->maps.ferry_xclient_v1, flows / FERRY_XFLOW_WAYS);
 	if ((ret = ferry_xdp_size(w->lb->obj, FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS)))
@@ -299,12 +319,143 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 
 static void world_down(struct world *w)
 {
+	if (w->peer_lru > 0)
+		close(w->peer_lru);
 	ferry_maps_close(&w->fm);
 	xdp_lb_bpf__destroy(w->lb);
 	xdp_bench_bpf__destroy(w->ref);
 	xdp_decap_bpf__destroy(w->dc);
 	if (w->pin[0] && !getenv("FERRY_BENCH_KEEP_PIN"))
 		sh("rm -rf '%s'", w->pin);
+}
+
+/*
+ * The peer model (bench_peer in bpf/xdp_bench.bpf.c, a model of Katran's
+ * forwarding path) serving ferry's benchmark service: VIP:80/TCP, the same
+ * two backends, ring of Katran's size, and a connection table of as many
+ * flows as ferry's flow table for the CPU the benchmark runs on (0). As
+ * KatranLb does: the reals from index 1, the ring from the backends'
+ * maglev permutation (ferry's maglev_build(): which entry names which
+ * backend changes no cost), the default router's MAC in ctl_array[0], and
+ * an LRU map created per forwarding CPU and set in lru_mapping.
+ */
+static int peer_up(struct world *w)
+{
+	struct maglev_backend mb[2] = {};
+	struct peer_vip vip = { .port = htons(80), .proto = IPPROTO_TCP };
+	struct peer_vip_meta meta = { .vip_num = 0 };
+	struct peer_ctl gw = { .mac = { 0x02, 0, 0, 0, 0, 0x01 } };
+	__u32 *keys = NULL, *ring = NULL, n = PEER_RING_SIZE, i, zero = 0;
+	int ret = 0;
+
+	if (bpf_map_update_elem(bpf_map__fd(w->ref->maps.peer_lru_map), &zero, &w->peer_lru, BPF_ANY))
+		return bench_err("write", "peer_lru_map", -errno);
+	inet_pton(AF_INET, VIP, vip.addr);
+	if (bpf_map_update_elem(bpf_map__fd(w->ref->maps.peer_vip_map), &vip, &meta, BPF_ANY) ||
+	    bpf_map_update_elem(bpf_map__fd(w->ref->maps.peer_ctl), &zero, &gw, BPF_ANY))
+		return bench_err("write", "peer_vip_map/peer_ctl", -errno);
+	for (i = 0; i < 2; i++) {
+		struct peer_real r = {};
+		__u32 k = i + 1;
+
+		inet_pton(AF_INET, i ? "192.0.2.12" : "192.0.2.11", r.addr);
+		mb[i].id = k;
+		mb[i].weight = 1;
+		memcpy(mb[i].addr, r.addr, sizeof(r.addr));
+		mb[i].port = 80;
+		if (bpf_map_update_elem(bpf_map__fd(w->ref->maps.peer_reals), &k, &r, BPF_ANY))
+			return bench_err("write", "peer_reals", -errno);
+	}
+	keys = malloc(n * sizeof(*keys));
+	ring = malloc(n * sizeof(*ring));
+	if (!keys || !ring)
+		ret = bench_err("ring", "peer_ch_rings", -ENOMEM);
+	else if ((ret = maglev_build(mb, 2, n, ring)))
+		ret = bench_err("maglev", "peer_ch_rings", ret);
+	for (i = 0; !ret && i < n; i++)
+		keys[i] = i;
+	if (!ret && bpf_map_update_batch(bpf_map__fd(w->ref->maps.peer_ch_rings), keys, ring, &n, NULL))
+		ret = bench_err("write", "peer_ch_rings", -errno);
+	free(keys);
+	free(ring);
+	return ret;
+}
+
+/* The peer model's stats slot PEER_MAX_VIPS + slot, v1 summed over CPUs. */
+static int peer_stat_v1(struct world *w, __u32 slot, __u64 *sum)
+{
+	int ncpu = libbpf_num_possible_cpus(), i;
+	__u32 key = PEER_MAX_VIPS + slot;
+	struct peer_stats *v;
+
+	*sum = 0;
+	if (ncpu <= 0 || !(v = calloc(ncpu, sizeof(*v))))
+		return -ENOMEM;
+	if (bpf_map_lookup_elem(bpf_map__fd(w->ref->maps.peer_stats), &key, v)) {
+		free(v);
+		return -errno;
+	}
+	for (i = 0; i < ncpu; i++)
+		*sum += v[i].v1;
+	free(v);
+	return 0;
+}
+
+/*
+ * Both connection tables full of other flows, so that every new flow of
+ * the next run evicts one: ferry's flow table, every way of every set
+ * (written through its mapping, idle since jiffies 0, so the oldest); the
+ * peer model's LRU, as many flows as it holds (10.0.0.0/8 clients), which
+ * pushes out everything earlier runs left in it.
+ */
+static int fill_ferry(struct world *w)
+{
+	__u32 sets = bpf_map__max_entries(w->lb->maps.ferry_xflow_v3), i, k, x = 2463534242U;
+	size_t len = (size_t)sets * sizeof(struct ferry_xflow_set);
+	struct ferry_xflow_set *t;
+
+	t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(w->lb->maps.ferry_xflow_v3), 0);
+	if (t == MAP_FAILED)
+		return bench_err("map", FERRY_MAP_XFLOW, -errno);
+	for (i = 0; i < sets; i++)
+		for (k = 0; k < FERRY_XFLOW_WAYS; k++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			t[i].way[k] = (struct ferry_xflow){ .id = (__u64)x << 32 | 1 };
+		}
+	munmap(t, len);
+	return 0;
+}
+
+#define PEER_FILL_BATCH	8192
+
+static int fill_peer(struct world *w)
+{
+	struct peer_flow *keys = calloc(PEER_FILL_BATCH, sizeof(*keys));
+	struct peer_flow_dst *vals = calloc(PEER_FILL_BATCH, sizeof(*vals));
+	__u32 done = 0, n, i;
+	int ret = 0;
+
+	if (!keys || !vals)
+		ret = -ENOMEM;
+	while (!ret && done < w->flows) {
+		n = w->flows - done < PEER_FILL_BATCH ? w->flows - done : PEER_FILL_BATCH;
+		for (i = 0; i < n; i++) {
+			keys[i].src[0] = htonl(0x0a000000 + done + i);
+			inet_pton(AF_INET, VIP, &keys[i].dst[0]);
+			keys[i].port16[0] = htons(1024);
+			keys[i].port16[1] = htons(80);
+			keys[i].proto = IPPROTO_TCP;
+			vals[i].pos = 1;
+		}
+		if (bpf_map_update_batch(w->peer_lru, keys, vals, &n, NULL))
+			ret = -errno;
+		done += n;
+	}
+	free(keys);
+	free(vals);
+	return ret ? bench_err("fill", "peer_lru", ret) : 0;
 }
 
 /* The header checksum of the IPv4 header at ip (20 bytes, no options). */
@@ -321,6 +472,9 @@ static void ip4_csum(__u8 *ip)
 	ip[10] = ~sum >> 8;
 	ip[11] = ~sum & 0xff;
 }
+
+#define TCP_SYN	0x02
+#define TCP_ACK	0x10
 
 /* Ethernet + IPv4 + TCP (20) frame of 64 bytes, client 192.0.2.100 + (i>>16), port i. */
 static size_t frame(__u8 *b, const char *dst, __u32 i, __u8 flags)
@@ -380,6 +534,13 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int run1(int fd, __u8 *buf, size_t len, __u32 *ns)
 {
 	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = buf, .data_size_in = len, .repeat = 1);
@@ -432,6 +593,204 @@ out:
 	return err;
 }
 
+/*
+ * What one cache miss costs on this host, to read the 100,000-flow figures
+ * by: ns per load of a dependent pointer chase in user space (no syscall,
+ * no BPF) through `lines` random 64-byte lines of a buffer of `bytes` (4 KiB
+ * pages, as a map's), after a lap that faults the pages in. Ten laps timed
+ * in FLOOR_SEGS segments, and the median segment: as the per-call median
+ * of the BPF cases, it shrugs off the bursts in which the other CPU's work
+ * or the hypervisor holds the memory (a lap's mean moved 2-4x with them).
+ */
+#define FLOOR_LAPS	10
+#define FLOOR_SEGS	100
+
+static int memory_floor(size_t bytes, __u32 lines, double *ns)
+{
+	size_t n = bytes / 64, per = (size_t)lines * FLOOR_LAPS / FLOOR_SEGS, i, j;
+	__u32 *idx = malloc(n * sizeof(*idx)), x = 88172645U, t;
+	char *buf = aligned_alloc(4096, bytes);
+	double seg[FLOOR_SEGS], t0;
+	void **p;
+	int r;
+
+	if (!idx || !buf || !per || lines > n) {
+		free(idx);
+		free(buf);
+		return !per || lines > n ? -EINVAL : -ENOMEM;
+	}
+	for (i = 0; i < n; i++)
+		idx[i] = i;
+	for (i = 0; i < lines; i++) {	/* the first `lines` of a shuffle */
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		j = i + x % (n - i);
+		t = idx[i];
+		idx[i] = idx[j];
+		idx[j] = t;
+	}
+	memset(buf, 0, bytes);
+	for (i = 0; i < lines; i++)
+		*(void **)(buf + (size_t)idx[i] * 64) = buf + (size_t)idx[(i + 1) % lines] * 64;
+	p = (void **)(buf + (size_t)idx[0] * 64);
+	for (i = 0; i < lines; i++)
+		p = *p;
+	for (r = 0; r < FLOOR_SEGS; r++) {
+		t0 = bench_now();
+		for (i = 0; i < per; i++)
+			p = *p;
+		seg[r] = (bench_now() - t0) * 1e9 / per;
+	}
+	asm volatile("" : : "r"(p));
+	qsort(seg, FLOOR_SEGS, sizeof(seg[0]), cmp_double);
+	*ns = seg[FLOOR_SEGS / 2];
+	free(idx);
+	free(buf);
+	return 0;
+}
+
+/*
+ * The model forwards what it should before it is timed: an established
+ * flow's packet leaves IPIP to one of the backends with a valid header
+ * checksum (XDP_TX), a packet to no VIP passes.
+ */
+static int peer_check(int kfd)
+{
+	__u8 in[64], out[128], h[20];
+	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = in, .data_size_in = sizeof(in), .data_out = out,
+		    .data_size_out = sizeof(out), .repeat = 1);
+	const __u8 *ip = out + 14;
+
+	frame(in, VIP, 0, TCP_ACK);
+	if (bpf_prog_test_run_opts(kfd, &t))
+		return bench_err("BPF_PROG_TEST_RUN", "bench_peer", -errno);
+	memcpy(h, ip, sizeof(h));
+	ip4_csum(h);
+	if (t.retval != XDP_TX || t.data_size_out != sizeof(in) + 20 || ip[9] != IPPROTO_IPIP ||
+	    memcmp(ip + 16, "\xc0\x00\x02", 3) || (ip[19] != 11 && ip[19] != 12) || memcmp(h + 10, ip + 10, 2))
+		return bench_err("an established flow's packet was not sent IPIP to a backend", "bench_peer",
+				 -EPROTO);
+	frame(in, "198.51.100.99", 0, TCP_ACK);
+	t.data_size_out = sizeof(out);
+	if (bpf_prog_test_run_opts(kfd, &t))
+		return bench_err("BPF_PROG_TEST_RUN", "bench_peer", -errno);
+	return t.retval == XDP_PASS ? 0 : bench_err("a packet to no VIP did not pass", "bench_peer", -EPROTO);
+}
+
+/* The cases of --case. */
+enum xcase {
+	C_SYN, C_HIT, C_FLOWS, C_NONVIP, C_DECAP, C_DECAP_PASS, C_OUTAGE,
+	C_PEER_SYN, C_PEER_HIT, C_PEER_FLOWS, C_PEER_NONVIP, C_SYN_FULL, C_PEER_SYN_FULL,
+	C_FLOOR, C_MAX
+};
+
+static const char *const case_names[C_MAX] = {
+	"syn", "hit", "flows", "nonvip", "decap", "decap_pass", "outage",
+	"peer_syn", "peer_hit", "peer_flows", "peer_nonvip", "syn_full", "peer_syn_full", "floor",
+};
+
+/* Their figures in a full run's JSON: "<key>_ns" and "<key>_median_ns". */
+static const char *const case_keys[C_FLOOR] = {
+	"syn_new_flow", "lru_hit", "flows_100k", "non_vip", "decap", "decap_pass", "outage",
+	"peer_syn_new_flow", "peer_lru_hit", "peer_flows_100k", "peer_non_vip", "syn_full",
+	"peer_syn_full",
+};
+
+#define NFLOWS	100000	/* established flows, cycled by the flows cases */
+
+/*
+ * The LB cases measured on ferry and on the peer model alike (the model on
+ * the same frames right after ferry), in the order they run: the SYNs after
+ * the established flows (their million new flows evict the 100,000), and
+ * the SYNs into full tables last, after the outage's (which so finds the
+ * table as before).
+ */
+static const struct lbcase {
+	enum xcase c, peer;
+	const char *dst;
+	__u32	nflows;		/* frame i is flow i % nflows; 0: flow i, or flow 0 if !vary */
+	__u8	flags;
+	bool	vary;
+	bool	full;		/* both tables filled first: every new flow evicts */
+} lbcases[] = {
+	{ C_HIT, C_PEER_HIT, VIP, 0, TCP_ACK, false, false },
+	{ C_FLOWS, C_PEER_FLOWS, VIP, NFLOWS, TCP_ACK, true, false },
+	{ C_NONVIP, C_PEER_NONVIP, "198.51.100.99", 0, TCP_ACK, false, false },
+	{ C_SYN, C_PEER_SYN, VIP, 0, TCP_SYN, true, false },
+	{ C_SYN_FULL, C_PEER_SYN_FULL, VIP, 0, TCP_SYN, true, true },
+};
+
+struct progs {
+	int	pass, lb, peer, decap;
+};
+
+/* One of lbcases on ferry, then on the model; only: the one case wanted,
+ * or -1 for both. */
+static int lb_case(struct world *w, const struct progs *pg, const struct lbcase *k, int only,
+		   __u32 calls, struct result *res)
+{
+	int err;
+
+	if (only < 0 || only == (int)k->c) {
+		if (k->full && (err = fill_ferry(w)))
+			return err;
+		if ((err = measure(pg->pass, pg->lb, NULL, k->dst, calls, k->nflows, k->flags, k->vary,
+				   &res[k->c])))
+			return bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb", err);
+	}
+	if (only < 0 || only == (int)k->peer) {
+		if (k->full && (err = fill_peer(w)))
+			return err;
+		if ((err = measure(pg->pass, pg->peer, NULL, k->dst, calls, k->nflows, k->flags, k->vary,
+				   &res[k->peer])))
+			return bench_err("BPF_PROG_TEST_RUN", "bench_peer", err);
+	}
+	return 0;
+}
+
+/* New flows in a partial outage, a tenth of the calls in a full run (each
+ * costs the fallback); a figure for the path it names: the fallback placed
+ * flows, and none was dropped. */
+static int outage_case(struct world *w, const struct progs *pg, __u32 calls, struct result *r)
+{
+	int xfd = bpf_map__fd(w->lb->maps.ferry_xstat_v2), err;
+	__u64 before[FERRY_XSTAT_MAX] = {}, after[FERRY_XSTAT_MAX] = {};
+
+	if ((err = xstat_sum(xfd, before)) ||
+	    (err = measure(pg->pass, pg->lb, NULL, OUTAGE_VIP, calls, 0, TCP_SYN, true, r)) ||
+	    (err = xstat_sum(xfd, after)))
+		return bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb (outage)", err);
+	if (after[FERRY_XSTAT_RING_FALLBACK] == before[FERRY_XSTAT_RING_FALLBACK] ||
+	    after[FERRY_XSTAT_DROP_NO_BACKEND] != before[FERRY_XSTAT_DROP_NO_BACKEND])
+		return bench_err("the outage's new flows did not take the fallback, or were dropped",
+				 "ferry_xdp_lb", -EPROTO);
+	fprintf(stderr, "outage: %llu of %u new flows placed by the fallback\n",
+		(unsigned long long)(after[FERRY_XSTAT_RING_FALLBACK] - before[FERRY_XSTAT_RING_FALLBACK]),
+		calls);
+	return 0;
+}
+
+/* The decap, one established flow's packets: tunnelled, and plain; a
+ * figure for the path it names: every tunnel was stripped. */
+static int decap_cases(struct world *w, const struct progs *pg, int only, __u32 calls,
+		       struct result *res)
+{
+	__u64 sum[FERRY_XSTAT_MAX] = {};
+	int err;
+
+	if ((only < 0 || only == C_DECAP) &&
+	    (err = measure(pg->pass, pg->decap, NODE, VIP, calls, 0, TCP_ACK, false, &res[C_DECAP])))
+		return bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_decap", err);
+	if ((only < 0 || only == C_DECAP_PASS) &&
+	    (err = measure(pg->pass, pg->decap, NULL, NODE, calls, 0, TCP_ACK, false, &res[C_DECAP_PASS])))
+		return bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_decap", err);
+	if ((only < 0 || only == C_DECAP) &&
+	    (xstat_sum(bpf_map__fd(w->dc->maps.ferry_xstat_v2), sum) || sum[FERRY_XSTAT_DECAP_OK] < calls))
+		return bench_err("the decap did not strip every tunnel", "ferry_xdp_decap", -EPROTO);
+	return 0;
+}
+
 int do_xdp_ns(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -441,15 +800,16 @@ int do_xdp_ns(int argc, char **argv)
 		{ "flows", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const char *const cases[] = { "syn", "hit", "flows", "nonvip", "decap", "decap_pass",
-					     "outage" };
 	unsigned long calls = 1000000, flows = FERRY_XDP_DEF_FLOWS;
 	const char *pin = NULL, *only = NULL;
 	struct world w = {};
-	struct result syn = {}, hit = {}, many = {}, miss = {}, dcap = {}, dpass = {}, out = {}, tmp;
-	struct result *r = NULL;
-	__u64 before[FERRY_XSTAT_MAX] = {}, after[FERRY_XSTAT_MAX] = {};
-	int o, fd, dfd, pfd, ret = 1, c = -1, i;
+	struct result res[C_MAX] = {}, tmp;
+	struct progs pg;
+	size_t floor_bytes;
+	__u32 floor_lines;
+	double floor_ns = 0;
+	__u64 fallback;
+	int o, ret = 1, c = -1, i, err;
 
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'p')
@@ -464,67 +824,59 @@ int do_xdp_ns(int argc, char **argv)
 	}
 	if (!pin)
 		return bench_usage("xdp-ns", "--pin DIR is required");
-	for (i = 0; only && i < 7; i++)
-		if (!strcmp(only, cases[i]))
+	for (i = 0; only && i < C_MAX; i++)
+		if (!strcmp(only, case_names[i]))
 			c = i;
 	if (only && c < 0)
-		return bench_usage("xdp-ns", "--case is one of syn, hit, flows, nonvip, decap, decap_pass, outage");
+		return bench_usage("xdp-ns", "--case is one of syn, hit, flows, nonvip, decap, decap_pass, "
+				   "outage, peer_syn, peer_hit, peer_flows, peer_nonvip, syn_full, "
+				   "peer_syn_full, floor");
 	if (net_setup())
 		return bench_err("network namespace", "vg/vl", -EIO);
 	pin_cpu(0);
-	if (world_up(&w, pin, flows))
-		goto out;
-	fd = bpf_program__fd(w.lb->progs.ferry_xdp_lb);
-	dfd = bpf_program__fd(w.dc->progs.ferry_xdp_decap);
-	pfd = bpf_program__fd(w.ref->progs.bench_pass);
-	/* Warm the next-hop cache; 100k flows into the table. SYNs last: their
-	 * million new flows evict the 100k established ones. */
-	if (measure(pfd, fd, NULL, VIP, 100000, 100000, 0x02, true, &tmp) ||
-	    (c < 0 || c == 1 ? measure(pfd, fd, NULL, VIP, calls, 0, 0x10, false, r = &hit) : 0) ||
-	    (c < 0 || c == 2 ? measure(pfd, fd, NULL, VIP, calls, 100000, 0x10, true, r = &many) : 0) ||
-	    (c < 0 || c == 3 ? measure(pfd, fd, NULL, "198.51.100.99", calls, 0, 0x10, false, r = &miss) : 0) ||
-	    (c < 0 || c == 0 ? measure(pfd, fd, NULL, VIP, calls, 0, 0x02, true, r = &syn) : 0)) {
-		bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb", -errno);
+	/* The memory floor over the flow table's bytes, as many lines as the
+	 * flows case reads (before the maps take their share of memory). */
+	floor_bytes = flows / FERRY_XFLOW_WAYS * sizeof(struct ferry_xflow_set);
+	floor_lines = NFLOWS < flows / FERRY_XFLOW_WAYS ? NFLOWS : flows / FERRY_XFLOW_WAYS;
+	if ((c < 0 || c == C_FLOOR) && (err = memory_floor(floor_bytes, floor_lines, &floor_ns))) {
+		bench_err("memory floor", "user space", err);
 		goto out;
 	}
-	/* The decap, one established flow's packets: tunnelled, and plain. */
-	if ((c < 0 || c == 4 ? measure(pfd, dfd, NODE, VIP, calls, 0, 0x10, false, r = &dcap) : 0) ||
-	    (c < 0 || c == 5 ? measure(pfd, dfd, NULL, NODE, calls, 0, 0x10, false, r = &dpass) : 0)) {
-		bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_decap", -errno);
+	if (c == C_FLOOR) {
+		printf("{\"case\": \"floor\", \"ns\": %.1f, \"bytes\": %zu, \"lines\": %u}\n", floor_ns,
+		       floor_bytes, floor_lines);
+		ret = 0;
 		goto out;
 	}
-	/* New flows in a partial outage, a tenth of the calls in a full run
-	 * (each costs the fallback); a figure for the path it names: the
-	 * fallback placed flows, and none was dropped. */
-	if (c < 0 || c == 6) {
-		int xfd = bpf_map__fd(w.lb->maps.ferry_xstat_v2);
-
-		if (xstat_sum(xfd, before) ||
-		    measure(pfd, fd, NULL, OUTAGE_VIP, c < 0 ? calls / 10 : calls, 0, 0x02, true, r = &out) ||
-		    xstat_sum(xfd, after)) {
-			bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb (outage)", -errno);
-			goto out;
-		}
-		if (after[FERRY_XSTAT_RING_FALLBACK] == before[FERRY_XSTAT_RING_FALLBACK] ||
-		    after[FERRY_XSTAT_DROP_NO_BACKEND] != before[FERRY_XSTAT_DROP_NO_BACKEND]) {
-			bench_err("the outage's new flows did not take the fallback, or were dropped",
-				  "ferry_xdp_lb", -EPROTO);
-			goto out;
-		}
-		fprintf(stderr, "outage: %llu of %lu new flows placed by the fallback\n",
-			(unsigned long long)(after[FERRY_XSTAT_RING_FALLBACK] - before[FERRY_XSTAT_RING_FALLBACK]),
-			c < 0 ? calls / 10 : calls);
+	if (world_up(&w, pin, flows) || peer_up(&w))
+		goto out;
+	pg.lb = bpf_program__fd(w.lb->progs.ferry_xdp_lb);
+	pg.decap = bpf_program__fd(w.dc->progs.ferry_xdp_decap);
+	pg.pass = bpf_program__fd(w.ref->progs.bench_pass);
+	pg.peer = bpf_program__fd(w.ref->progs.bench_peer);
+	/* Warm the next-hop cache; the 100k flows into both tables. */
+	if (measure(pg.pass, pg.lb, NULL, VIP, NFLOWS, NFLOWS, TCP_SYN, true, &tmp) ||
+	    measure(pg.pass, pg.peer, NULL, VIP, NFLOWS, NFLOWS, TCP_SYN, true, &tmp)) {
+		bench_err("BPF_PROG_TEST_RUN", "warm-up", -errno);
+		goto out;
 	}
-	if (c < 0 || c == 4) {
-		__u64 sum[FERRY_XSTAT_MAX] = {};
-
-		/* A figure for the path it names: every tunnel was stripped. */
-		if (xstat_sum(bpf_map__fd(w.dc->maps.ferry_xstat_v2), sum) || sum[FERRY_XSTAT_DECAP_OK] < calls) {
-			bench_err("the decap did not strip every tunnel", "ferry_xdp_decap", -EPROTO);
+	if (peer_check(pg.peer))
+		goto out;
+	for (i = 0; i < 4; i++)
+		if (lb_case(&w, &pg, &lbcases[i], c, calls, res))
 			goto out;
-		}
+	if (decap_cases(&w, &pg, c, calls, res) ||
+	    ((c < 0 || c == C_OUTAGE) && outage_case(&w, &pg, c < 0 ? calls / 10 : calls, &res[C_OUTAGE])) ||
+	    lb_case(&w, &pg, &lbcases[4], c, calls, res))
+		goto out;
+	/* The model's figures are for the path they name: CPU 0's own LRU. */
+	if (peer_stat_v1(&w, PEER_STAT_FALLBACK_LRU, &fallback) || fallback) {
+		bench_err("packets took the fallback LRU, not their CPU's", "bench_peer", -EPROTO);
+		goto out;
 	}
 	if (c >= 0) {
+		struct result *r = &res[c];
+
 		/* One case (quick A/B runs): its figures and the XDP_PASS baseline. */
 		printf("{\"calls\": %lu, \"case\": \"%s\", \"ns\": %.1f, \"median_ns\": %.0f, "
 		       "\"pass_ns\": %.1f, \"pass_median_ns\": %.0f, \"p10_ns\": %.0f}\n", calls, only, r->mean,
@@ -532,15 +884,12 @@ int do_xdp_ns(int argc, char **argv)
 		ret = 0;
 		goto out;
 	}
-	printf("{\"calls\": %lu, \"pass_ns\": %.1f, \"syn_new_flow_ns\": %.1f, \"lru_hit_ns\": %.1f, "
-	       "\"flows_100k_ns\": %.1f, \"non_vip_ns\": %.1f, \"pass_median_ns\": %.0f, "
-	       "\"syn_new_flow_median_ns\": %.0f, \"lru_hit_median_ns\": %.0f, "
-	       "\"flows_100k_median_ns\": %.0f, \"non_vip_median_ns\": %.0f, \"decap_ns\": %.1f, "
-	       "\"decap_median_ns\": %.0f, \"decap_pass_ns\": %.1f, \"decap_pass_median_ns\": %.0f, "
-	       "\"outage_ns\": %.1f, \"outage_median_ns\": %.0f}\n",
-	       calls, hit.pass_mean, syn.mean, hit.mean, many.mean, miss.mean, hit.pass_median,
-	       syn.median, hit.median, many.median, miss.median, dcap.mean, dcap.median, dpass.mean,
-	       dpass.median, out.mean, out.median);
+	printf("{\"calls\": %lu, \"pass_ns\": %.1f, \"pass_median_ns\": %.0f", calls, res[C_HIT].pass_mean,
+	       res[C_HIT].pass_median);
+	for (i = 0; i < C_FLOOR; i++)
+		printf(", \"%s_ns\": %.1f, \"%s_median_ns\": %.0f", case_keys[i], res[i].mean, case_keys[i],
+		       res[i].median);
+	printf(", \"floor_ns\": %.1f, \"floor_bytes\": %zu}\n", floor_ns, floor_bytes);
 	ret = 0;
 out:
 	world_down(&w);
@@ -550,13 +899,6 @@ out:
 #define VETH_BATCH	64	/* frames per sendmmsg() */
 #define VETH_WARM	10000	/* warm-up frames before each timed run */
 #define VETH_ROUNDS	5	/* LB and ceiling runs, alternated */
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 /* Frames the sink has counted, summed over CPUs (0 if unreadable). */
 static __u64 veth_sunk(int cfd)

@@ -4,12 +4,22 @@
 #   ns per packet under BPF_PROG_TEST_RUN, repeat=1 per call over
 #   FERRY_BENCH_XDP_CALLS (1,000,000) calls, the kernel's per-run duration,
 #   minus a program that only returns XDP_PASS measured in the same run:
-#     SYN of new flows       maglev ring + flow-table insert (a full set: eviction)
+#     SYN of new flows       maglev ring + flow-table insert (the table fills up:
+#                            a sixth of them find their set full and evict)
 #     one established flow   flow-table hit
 #     100,000 flows cycled   flow-table hits spread over the table
 #     non-VIP packet         parse + one service lookup, XDP_PASS
 #     SYN in an outage       62 of 64 backends UNHEALTHY, 2 DEGRADED: most new
 #                            flows take the ring fallback (a tenth of the calls)
+#     SYN into full tables   every way of every set taken first: each new flow
+#                            evicts one
+#   each LB case (not the outage) also on a model of the mature peer's
+#   forwarding path (Katran's, bench_peer in bpf/xdp_bench.bpf.c: per-CPU LRU
+#   hash, jhash into a 65,537-entry ring, per-CPU stats, IPIP), same frames,
+#   same run, and the ratio ferry / model (mean, and median in brackets);
+#   and the memory floor: ns per dependent load in user space over 100,000
+#   random 64-byte lines of a buffer the flow table's size, what one cache
+#   miss costs on this host (the 100,000-flow case pays about one);
 #   and the backend side's decap (no target in the issue; for the record):
 #     tunnel to a local VIP  IPIP stripped, XDP_PASS to the stack
 #     plain packet           not a tunnel: XDP_PASS untouched
@@ -44,15 +54,30 @@ veth_ok=1
 veth=$("$B/ferry-bench" xdp-veth --pin "$pin_veth" --frames "$FRAMES") || veth_ok=0
 
 get() { echo "$1" | tr ',{}' '\n\n\n' | sed -n "s/ *\"$2\": *//p"; }
+# ferry / peer model of a case: "mean (median)"
+ratio() {
+	awk -v a="$(get "$ns" "$1_ns")" -v b="$(get "$ns" "peer_$1_ns")" \
+	    -v c="$(get "$ns" "$1_median_ns")" -v d="$(get "$ns" "peer_$1_median_ns")" \
+	    'BEGIN { printf "%.2f (%.2f)", (b > 0 ? a / b : 0), (d > 0 ? c / d : 0) }'
+}
+# | label | ferry mean | median | model mean | median | ratio | target |
+row() {
+	printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(get "$ns" "$2_ns")" "$(get "$ns" "$2_median_ns")" \
+		"$(get "$ns" "peer_$2_ns")" "$(get "$ns" "peer_$2_median_ns")" "$(ratio "$2")" "$3"
+}
 
-printf '\n| XDP LB, ns/packet net of XDP_PASS (%s calls) | mean | median | target (0.8 x peer) |\n' "$CALLS"
-printf '|---|---:|---:|---:|\n'
-printf '| SYN, new flow (maglev + flow-table insert) | %s | %s | 416 |\n' "$(get "$ns" syn_new_flow_ns)" "$(get "$ns" syn_new_flow_median_ns)"
-printf '| one established flow (flow-table hit) | %s | %s | 104 |\n' "$(get "$ns" lru_hit_ns)" "$(get "$ns" lru_hit_median_ns)"
-printf '| 100,000 established flows cycled | %s | %s | 200 |\n' "$(get "$ns" flows_100k_ns)" "$(get "$ns" flows_100k_median_ns)"
-printf '| non-VIP packet | %s | %s | 38 |\n' "$(get "$ns" non_vip_ns)" "$(get "$ns" non_vip_median_ns)"
-printf '| SYN in a partial outage (ring fallback) | %s | %s | |\n' "$(get "$ns" outage_ns)" "$(get "$ns" outage_median_ns)"
-printf '| (XDP_PASS program itself, subtracted) | %s | %s | |\n' "$(get "$ns" pass_ns)" "$(get "$ns" pass_median_ns)"
+printf '\n| XDP LB, ns/packet net of XDP_PASS (%s calls) | mean | median | peer model: mean | median | ferry / model | target (0.8 x peer) |\n' "$CALLS"
+printf '|---|---:|---:|---:|---:|---:|---:|\n'
+row 'SYN, new flow (maglev + flow-table insert)' syn_new_flow 416
+row 'one established flow (flow-table hit)' lru_hit 104
+row '100,000 established flows cycled' flows_100k 200
+row 'non-VIP packet' non_vip 38
+row 'SYN, both tables full (every new flow evicts)' syn_full ''
+printf '| SYN in a partial outage (ring fallback) | %s | %s | | | | |\n' "$(get "$ns" outage_ns)" "$(get "$ns" outage_median_ns)"
+printf '| (XDP_PASS program itself, subtracted) | %s | %s | | | | |\n' "$(get "$ns" pass_ns)" "$(get "$ns" pass_median_ns)"
+printf '\n| memory floor (user space) | ns/load |\n|---|---:|\n'
+printf '| dependent loads, 100,000 random 64-byte lines of %s bytes (the flow table) | %s |\n' \
+	"$(get "$ns" floor_bytes)" "$(get "$ns" floor_ns)"
 printf '\n| XDP decap, ns/packet net of XDP_PASS | mean | median |\n|---|---:|---:|\n'
 printf '| IPIP to the node, inner to a local XDP VIP: stripped | %s | %s |\n' "$(get "$ns" decap_ns)" "$(get "$ns" decap_median_ns)"
 printf '| plain TCP to the node: passed untouched | %s | %s |\n' "$(get "$ns" decap_pass_ns)" "$(get "$ns" decap_pass_median_ns)"
