@@ -24,8 +24,9 @@ static const struct bcmd cmds[] = {
 	  "        connect of the ferry programs pinned in BPFFS; several paths are measured\n"
 	  "        in --slice turns, round robin (the process moves between netns and cgroups)" },
 	{ "sink", do_sink,
-	  "sink --listen IP:PORT [--timeout S] [--backlog N] [--ready FILE] [-j]\n"
-	  "        accept-and-close server; stops by itself after --timeout (default 300 s)" },
+	  "sink --listen IP:PORT... [--timeout S] [--backlog N] [--ready FILE] [-j]\n"
+	  "        accept-and-close server on every --listen address, connections counted per address;\n"
+	  "        stops by itself after --timeout (default 300 s)" },
 	{ "genreg", do_genreg,
 	  "genreg --services N [--backends-per K] [--vip IP:PORT --backend IP:PORT] [--bump-weight]\n"
 	  "        registry JSON v1 on stdout: the measured service, then filler services" },

@@ -520,6 +520,71 @@ static void on_stop(int sig)
 	sink_stop = 1;
 }
 
+/*
+ * One sink serves every backend address of the run (the direct path's and
+ * the measured services' three): each connect, whichever backend it
+ * reaches, costs the same wakeup of the same process. accepted per address
+ * says which backends a balanced service used.
+ */
+#define SINK_MAX_LISTEN	8
+
+struct sink_ep {
+	const char	*addr;
+	int		fd;
+	unsigned long	accepted;
+};
+
+/* Accept and close what is queued on e; 0 or -errno. */
+static int sink_drain(struct sink_ep *e)
+{
+	int c;
+
+	/* A connection already reset is accepted all the same. */
+	while ((c = accept4(e->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		close(c);
+		e->accepted++;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+		return bench_err("accept on", e->addr, -errno);
+	return 0;
+}
+
+static int sink_listen(struct sink_ep *e, unsigned long backlog)
+{
+	struct sockaddr_storage ss;
+	unsigned sslen = 0;
+	int one = 1;
+
+	if (bench_sockaddr(e->addr, &ss, &sslen))
+		return bench_usage("sink", "--listen: '%s' is not IP:PORT", e->addr);
+	e->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (e->fd < 0)
+		return bench_err("socket for", e->addr, -errno);
+	if (setsockopt(e->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(e->fd, (struct sockaddr *)&ss, sslen) || listen(e->fd, backlog))
+		return bench_err("listen on", e->addr, -errno);	/* the caller closes e->fd */
+	return 0;
+}
+
+static void sink_report(const struct sink_ep *eps, int n, double secs, bool json)
+{
+	unsigned long total = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		total += eps[i].accepted;
+	if (!json) {
+		for (i = 0; i < n; i++)
+			printf("sink %s: %lu connections accepted in %.1f s\n", eps[i].addr,
+			       eps[i].accepted, secs);
+		return;
+	}
+	printf("{\"accepted\": %lu, \"seconds\": %.1f, \"by_address\": {", total, secs);
+	for (i = 0; i < n; i++)
+		printf("%s\"%s\": %lu", i ? ", " : "", eps[i].addr, eps[i].accepted);
+	printf("}}\n");
+}
+
 int do_sink(int argc, char **argv)
 {
 	enum { O_LISTEN = 256, O_TIMEOUT, O_BACKLOG, O_READY };
@@ -531,18 +596,22 @@ int do_sink(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sigaction sa = { .sa_handler = on_stop };	/* no SA_RESTART: poll returns */
-	struct sockaddr_storage ss;
-	unsigned sslen = 0;
-	const char *listen_on = NULL, *ready = NULL;
+	struct sink_ep eps[SINK_MAX_LISTEN] = {};
+	struct pollfd pfds[SINK_MAX_LISTEN];
+	const char *ready = NULL;
 	double timeout = 300, t0, deadline;
-	unsigned long backlog = 4096, accepted = 0;
+	unsigned long backlog = 4096;
 	bool json = false;
-	int o, fd, one = 1, ret;
+	int o, i, n = 0, ret = 0;
 
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
 		switch (o) {
-		case O_LISTEN: listen_on = optarg; break;
+		case O_LISTEN:
+			if (n == SINK_MAX_LISTEN)
+				return bench_usage("sink", "at most %d --listen", SINK_MAX_LISTEN);
+			eps[n++].addr = optarg;
+			break;
 		case O_TIMEOUT:
 			if ((ret = bench_double("sink", "--timeout", optarg, 0.1, 3600, &timeout)))
 				return ret;
@@ -556,68 +625,49 @@ int do_sink(int argc, char **argv)
 		default: return bench_usage("sink", "bad option");
 		}
 	}
-	if (!listen_on)
+	if (!n)
 		return bench_usage("sink", "--listen IP:PORT is required");
-	if (bench_sockaddr(listen_on, &ss, &sslen))
-		return bench_usage("sink", "--listen: '%s' is not IP:PORT", listen_on);
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return bench_err("socket for", listen_on, -errno);
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&ss, sslen) || listen(fd, backlog)) {
-		ret = -errno;
-		close(fd);
-		return bench_err("listen on", listen_on, ret);
+	for (i = 0; i < n; i++)
+		eps[i].fd = -1;
+	for (i = 0; i < n && !ret; i++) {
+		ret = sink_listen(&eps[i], backlog);
+		pfds[i] = (struct pollfd){ .fd = eps[i].fd, .events = POLLIN };
 	}
-	if (ready) {
+	if (!ret && ready) {
 		int rfd = open(ready, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
 		if (rfd < 0) {
-			ret = -errno;
-			close(fd);
-			return bench_err("ready file", ready, ret);
+			ret = bench_err("ready file", ready, -errno);
+		} else {
+			dprintf(rfd, "%d\n", getpid());
+			close(rfd);
 		}
-		dprintf(rfd, "%d\n", getpid());
-		close(rfd);
 	}
 
 	t0 = bench_now();
 	deadline = t0 + timeout;
-	while (!sink_stop) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	while (!ret && !sink_stop) {
 		double left = deadline - bench_now();
-		int c;
 
 		if (left <= 0)
 			break;
-		if (poll(&pfd, 1, left > 0.5 ? 500 : (int)(left * 1000) + 1) < 0 && errno != EINTR) {
-			ret = -errno;
-			close(fd);
-			return bench_err("poll on", listen_on, ret);
+		if (poll(pfds, n, left > 0.5 ? 500 : (int)(left * 1000) + 1) < 0 && errno != EINTR) {
+			ret = bench_err("poll on", eps[0].addr, -errno);
+			break;
 		}
-		/* Drain the queue; a connection already reset is accepted all the same. */
-		while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-			close(c);
-			accepted++;
-		}
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-		    errno != ECONNABORTED) {
-			ret = -errno;
-			close(fd);
-			return bench_err("accept on", listen_on, ret);
-		}
+		for (i = 0; i < n && !ret; i++)
+			if (pfds[i].revents)
+				ret = sink_drain(&eps[i]);
 	}
-	close(fd);
-	if (json)
-		printf("{\"listen\": \"%s\", \"accepted\": %lu, \"seconds\": %.1f}\n",
-		       listen_on, accepted, bench_now() - t0);
-	else
-		printf("sink %s: %lu connections accepted in %.1f s\n", listen_on, accepted,
-		       bench_now() - t0);
-	return 0;
+	for (i = 0; i < n; i++)
+		if (eps[i].fd >= 0)
+			close(eps[i].fd);
+	if (!ret)
+		sink_report(eps, n, bench_now() - t0, json);
+	return ret;
 }
 
 /* ---- genreg / genipt -------------------------------------------------- */
