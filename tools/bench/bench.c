@@ -28,8 +28,9 @@ static const struct bcmd cmds[] = {
 	  "        accept-and-close server on every --listen address, connections counted per address;\n"
 	  "        stops by itself after --timeout (default 300 s)" },
 	{ "genreg", do_genreg,
-	  "genreg --services N [--backends-per K] [--vip IP:PORT --backend IP:PORT] [--bump-weight]\n"
-	  "        registry JSON v1 on stdout: the measured service, then filler services" },
+	  "genreg --services N [--backends-per K] [--vip IP:PORT[,LB]... --backend IP:PORT...] [--bump-weight]\n"
+	  "        registry JSON v1 on stdout: the measured services (each over every --backend),\n"
+	  "        then filler services" },
 	{ "genipt", do_genipt,
 	  "genipt --services N --vip IP:PORT --backend IP:PORT\n"
 	  "        kube-proxy style iptables-restore input (nat table) on stdout, measured VIP last" },

@@ -5,7 +5,8 @@
  *
  *   connect  the load generator, run in a client netns (and cgroup)
  *   sink     accept-and-close server in the backend netns
- *   genreg   the registry a ferryd --once loads (measured + filler services)
+ *   genreg   the registry a ferryd --once loads (the measured services, each
+ *            with its policy, and filler services)
  *   genipt   the same services as kube-proxy's iptables nat rules
  *   stats    ferry's connect counters from a pin dir (did ferry translate?)
  *
@@ -33,6 +34,7 @@
 
 #include "bench.h"
 #include "maps.h"
+#include "registry.h"
 
 #define FILLER_VIP_HOSTS	254
 #define FILLER_PORT_BASE	1024
@@ -672,9 +674,18 @@ int do_sink(int argc, char **argv)
 
 /* ---- genreg / genipt -------------------------------------------------- */
 
+/*
+ * The measured services (--vip, repeatable, each IP:PORT[,LB]) share the
+ * backends given by --backend (repeatable): one service per policy over
+ * the same listeners compares the policies on equal terms.
+ */
+#define GEN_MAX_MEASURED	16
+#define GEN_MAX_BACKENDS	8
+
 struct gen_opts {
 	unsigned long services, backends_per;
-	const char *vip, *backend;
+	const char *vip[GEN_MAX_MEASURED], *backend[GEN_MAX_BACKENDS];
+	int	nvip, nbackend;
 	bool bump_weight;
 };
 
@@ -705,8 +716,16 @@ static int gen_parse(const char *cmd, int argc, char **argv, struct gen_opts *g)
 					       &g->backends_per)))
 				return ret;
 			break;
-		case O_VIP: g->vip = optarg; break;
-		case O_BE: g->backend = optarg; break;
+		case O_VIP:
+			if (g->nvip == GEN_MAX_MEASURED)
+				return bench_usage(cmd, "at most %d --vip", GEN_MAX_MEASURED);
+			g->vip[g->nvip++] = optarg;
+			break;
+		case O_BE:
+			if (g->nbackend == GEN_MAX_BACKENDS)
+				return bench_usage(cmd, "at most %d --backend", GEN_MAX_BACKENDS);
+			g->backend[g->nbackend++] = optarg;
+			break;
 		case O_BUMP: g->bump_weight = true; break;
 		default: return bench_usage(cmd, "bad option");
 		}
@@ -715,35 +734,85 @@ static int gen_parse(const char *cmd, int argc, char **argv, struct gen_opts *g)
 		return bench_usage(cmd, "unexpected argument '%s'", argv[optind]);
 	if (!g->services)
 		return bench_usage(cmd, "--services N is required");
-	if (!g->vip != !g->backend)
+	if (!g->nvip != !g->nbackend)
 		return bench_usage(cmd, "--vip and --backend go together");
+	if ((unsigned long)g->nvip > g->services)
+		return bench_usage(cmd, "--services %lu cannot hold %d measured services", g->services,
+				   g->nvip);
 	return 0;
+}
+
+/* An endpoint in text form and host-order port, split by split_ep4(). */
+struct gen_ep {
+	char	ip[64];
+	unsigned port;
+	char	lb[32];		/* measured services: the policy, "" for the default */
+};
+
+/* "IP:PORT[,LB]" of --vip into e. */
+static int gen_vip_parse(const char *s, struct gen_ep *e)
+{
+	char spec[128], *lb;
+
+	if (strlen(s) >= sizeof(spec))
+		return bench_usage("genreg", "--vip: '%s' is too long", s);
+	strcpy(spec, s);
+	e->lb[0] = '\0';
+	lb = strchr(spec, ',');
+	if (lb) {
+		*lb++ = '\0';
+		if (lb_parse(lb) < 0)
+			return bench_usage("genreg", "--vip %s: '%s' is not a policy (registry \"lb\")", s, lb);
+		snprintf(e->lb, sizeof(e->lb), "%s", lb);
+	}
+	return split_ep4("genreg", "--vip", spec, e->ip, sizeof(e->ip), &e->port);
+}
+
+/* Measured service i as a registry entry over the backends be[0..nbe). */
+static void genreg_measured(const struct gen_ep *v, int i, int nvip, const struct gen_ep *be, int nbe)
+{
+	int j;
+
+	/* One measured service keeps its old name; several are numbered. */
+	printf("%s\n    {\"name\": \"bench/measured", i ? "," : "");
+	if (nvip > 1)
+		printf("-%d", i);
+	printf("\", \"vip\": \"%s\", \"port\": %u, ", v->ip, v->port);
+	if (v->lb[0])
+		printf("\"lb\": \"%s\", ", v->lb);
+	printf("\"backends\": [");
+	for (j = 0; j < nbe; j++)
+		printf("%s{\"ip\": \"%s\", \"port\": %u}", j ? ", " : "", be[j].ip, be[j].port);
+	printf("]}");
 }
 
 int do_genreg(int argc, char **argv)
 {
-	char vip[64], be[64], ip[64];
-	unsigned vport, bport, port;
+	struct gen_ep vips[GEN_MAX_MEASURED], bes[GEN_MAX_BACKENDS];
+	char ip[64];
+	unsigned port;
 	struct gen_opts g;
 	unsigned long i, j, fillers;
-	int ret;
+	int k, ret;
 
 	if ((ret = gen_parse("genreg", argc, argv, &g)))
 		return ret;
-	fillers = g.services;
-	printf("{\n  \"services\": [");
-	if (g.vip) {
-		if ((ret = split_ep4("genreg", "--vip", g.vip, vip, sizeof(vip), &vport)) ||
-		    (ret = split_ep4("genreg", "--backend", g.backend, be, sizeof(be), &bport)))
+	/* All input checked before the first line is written. */
+	for (k = 0; k < g.nvip; k++)
+		if ((ret = gen_vip_parse(g.vip[k], &vips[k])))
 			return ret;
-		printf("\n    {\"name\": \"bench/measured\", \"vip\": \"%s\", \"port\": %u, "
-		       "\"backends\": [{\"ip\": \"%s\", \"port\": %u}]}", vip, vport, be, bport);
-		fillers--;
-	}
+	for (k = 0; k < g.nbackend; k++)
+		if ((ret = split_ep4("genreg", "--backend", g.backend[k], bes[k].ip, sizeof(bes[k].ip),
+				     &bes[k].port)))
+			return ret;
+	fillers = g.services - g.nvip;
+	printf("{\n  \"services\": [");
+	for (k = 0; k < g.nvip; k++)
+		genreg_measured(&vips[k], k, g.nvip, bes, g.nbackend);
 	for (i = 0; i < fillers; i++) {
 		filler_vip(i, ip, sizeof(ip), &port);
 		printf("%s\n    {\"name\": \"bench/f%lu\", \"vip\": \"%s\", \"port\": %u, \"backends\": [",
-		       (i || g.vip) ? "," : "", i, ip, port);
+		       (i || g.nvip) ? "," : "", i, ip, port);
 		for (j = 0; j < g.backends_per; j++) {
 			filler_backend(i, j, ip, sizeof(ip), &port);
 			printf("%s{\"ip\": \"%s\", \"port\": %u%s}", j ? ", " : "", ip, port,
@@ -786,10 +855,10 @@ int do_genipt(int argc, char **argv)
 
 	if ((ret = gen_parse("genipt", argc, argv, &g)))
 		return ret;
-	if (!g.vip)
-		return bench_usage("genipt", "--vip and --backend are required");
-	if ((ret = split_ep4("genipt", "--vip", g.vip, vip, sizeof(vip), &vport)) ||
-	    (ret = split_ep4("genipt", "--backend", g.backend, be, sizeof(be), &bport)))
+	if (g.nvip != 1 || g.nbackend != 1)
+		return bench_usage("genipt", "one --vip and one --backend are required");
+	if ((ret = split_ep4("genipt", "--vip", g.vip[0], vip, sizeof(vip), &vport)) ||
+	    (ret = split_ep4("genipt", "--backend", g.backend[0], be, sizeof(be), &bport)))
 		return ret;
 	printf("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
 	       ":POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n");
