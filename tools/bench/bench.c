@@ -37,6 +37,9 @@ static const struct bcmd cmds[] = {
 	{ "stats", do_stats,
 	  "stats --bpffs DIR\n"
 	  "        ferry's connect counters (summed over CPUs) as JSON" },
+	{ "mark", do_mark,
+	  "mark --bpffs DIR --service VIP:PORT --backend IP:PORT --health unknown|healthy|degraded|unhealthy\n"
+	  "        write a backend's health as ferryd's health checker would (no daemon needed)" },
 	{ "failover", do_failover,
 	  "failover --to IP:PORT --mark FILE [--netns NS] [--seconds S] [--interval-us U] [-j]\n"
 	  "        steady connect()+close() stream; counts failures after FILE appears (a backend killed)" },

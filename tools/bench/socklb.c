@@ -9,6 +9,7 @@
  *            with its policy, and filler services)
  *   genipt   the same services as kube-proxy's iptables nat rules
  *   stats    ferry's connect counters from a pin dir (did ferry translate?)
+ *   mark     a backend's health written as ferryd's health checker would
  *
  * Filler service i (0-based) has VIP 203.0.113.(1 + i % 254), port
  * 1024 + i / 254: the documentation range holds 100,000+ distinct
@@ -35,6 +36,7 @@
 #include "bench.h"
 #include "maps.h"
 #include "registry.h"
+#include "state.h"
 
 #define FILLER_VIP_HOSTS	254
 #define FILLER_PORT_BASE	1024
@@ -914,4 +916,113 @@ int do_stats(int argc, char **argv)
 	printf("}\n");
 	close(fd);
 	return 0;
+}
+
+/* ---- mark ------------------------------------------------------------- */
+
+/* "unhealthy" etc. -> enum ferry_health, by the names ferryctl prints. */
+static int health_parse(const char *s)
+{
+	int h;
+
+	for (h = FERRY_HEALTH_UNKNOWN; h <= FERRY_HEALTH_UNHEALTHY; h++)
+		if (!strcmp(s, health_name(h)))
+			return h;
+	return -EINVAL;
+}
+
+/* The slot of backend (a, port) in service s; -1 if it has none. */
+static int svc_backend_find(const struct svc_state *s, const struct faddr *a, int port)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		const struct ferry_backend *b = &s->bes[i].be;
+
+		if (b->family == a->family && ntohs(b->port) == port &&
+		    !memcmp(b->addr, a->a, sizeof(b->addr)))
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * A backend's health written into its ferry_be_v1 entry, as ferryd's health
+ * checker writes a verdict (under the writers' lock): a backend made
+ * UNHEALTHY without a daemon probing it, and without touching the slots or
+ * the maglev table, which still name it. So the policies meet it and draw
+ * again, which is the work the "one out" measurements are after (draining
+ * or weight 0 would be planned out of weighted's and maglev's tables).
+ */
+int do_mark(int argc, char **argv)
+{
+	enum { O_PIN = 256, O_SVC, O_BE, O_HEALTH };
+	static const struct option opts[] = {
+		{ "bpffs", required_argument, NULL, O_PIN },
+		{ "service", required_argument, NULL, O_SVC },
+		{ "backend", required_argument, NULL, O_BE },
+		{ "health", required_argument, NULL, O_HEALTH },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *pin = NULL, *svc = NULL, *be = NULL, *which = NULL;
+	struct ferry_svc_key k = {};
+	struct ferry_maps fm;
+	struct ferry_backend b;
+	struct svc_state *s;
+	struct fstate st;
+	struct faddr va, ba;
+	int o, vport, bport, proto, health = -1, pos, ret;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case O_PIN: pin = optarg; break;
+		case O_SVC: svc = optarg; break;
+		case O_BE: be = optarg; break;
+		case O_HEALTH:
+			if ((health = health_parse(optarg)) < 0)
+				return bench_usage("mark", "--health: '%s' is not unknown, healthy, degraded "
+						   "or unhealthy", optarg);
+			break;
+		default: return bench_usage("mark", "bad option");
+		}
+	}
+	if (optind < argc || !pin || !svc || !be || health < 0)
+		return bench_usage("mark", "--bpffs, --service, --backend and --health are required");
+	if (endpoint_parse(svc, &va, &vport, &proto))
+		return bench_usage("mark", "--service: '%s' is not VIP:PORT[/tcp|udp]", svc);
+	if (endpoint_parse(be, &ba, &bport, NULL))
+		return bench_usage("mark", "--backend: '%s' is not IP:PORT", be);
+	memcpy(k.addr, va.a, sizeof(k.addr));
+	k.family = va.family;
+	k.port = htons(vport);
+	k.proto = proto;
+
+	ferry_maps_init(&fm);
+	if ((ret = ferry_maps_open(pin, &fm, &which)))
+		return bench_err("open pinned map", which ? which : pin, ret);
+	if ((ret = maps_lock(&fm, -1))) {
+		ferry_maps_close(&fm);
+		return bench_err("lock", pin, ret);
+	}
+	if ((ret = fstate_load(&fm, &st))) {
+		ret = bench_err("read state", pin, ret);
+		goto unlock;
+	}
+	s = fstate_find(&st, &k);
+	pos = s ? svc_backend_find(s, &ba, bport) : -1;
+	if (pos < 0) {
+		ret = bench_err(s ? "no such backend in the service" : "no such service", s ? be : svc,
+				-ENOENT);
+	} else {
+		b = s->bes[pos].be;
+		b.health = health;
+		if (bpf_map_update_elem(fm.be, &s->bes[pos].id, &b, BPF_EXIST))
+			ret = bench_err("write", FERRY_MAP_BACKEND, -errno);
+	}
+	fstate_free(&st);
+unlock:
+	maps_unlock(&fm);
+	ferry_maps_close(&fm);
+	return ret;
 }
