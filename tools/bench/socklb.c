@@ -227,7 +227,7 @@ static double progcost_stop(struct progcost *pc, unsigned long connects)
  * other work on the machine then hits every path alike, which separate
  * back-to-back runs on a shared 2-CPU machine do not get.
  */
-#define MAX_PATHS	16
+#define MAX_PATHS	32	/* socklb.sh: 8 paths, and 9 for the policies */
 
 struct cpath {
 	char	name[64];
