@@ -24,17 +24,22 @@ static const struct bcmd cmds[] = {
 	  "        connect of the ferry programs pinned in BPFFS; several paths are measured\n"
 	  "        in --slice turns, round robin (the process moves between netns and cgroups)" },
 	{ "sink", do_sink,
-	  "sink --listen IP:PORT [--timeout S] [--backlog N] [--ready FILE] [-j]\n"
-	  "        accept-and-close server; stops by itself after --timeout (default 300 s)" },
+	  "sink --listen IP:PORT... [--timeout S] [--backlog N] [--ready FILE] [-j]\n"
+	  "        accept-and-close server on every --listen address, connections counted per address;\n"
+	  "        stops by itself after --timeout (default 300 s)" },
 	{ "genreg", do_genreg,
-	  "genreg --services N [--backends-per K] [--vip IP:PORT --backend IP:PORT] [--bump-weight]\n"
-	  "        registry JSON v1 on stdout: the measured service, then filler services" },
+	  "genreg --services N [--backends-per K] [--vip IP:PORT[,LB]... --backend IP:PORT...] [--bump-weight]\n"
+	  "        registry JSON v1 on stdout: the measured services (each over every --backend),\n"
+	  "        then filler services" },
 	{ "genipt", do_genipt,
 	  "genipt --services N --vip IP:PORT --backend IP:PORT\n"
 	  "        kube-proxy style iptables-restore input (nat table) on stdout, measured VIP last" },
 	{ "stats", do_stats,
 	  "stats --bpffs DIR\n"
 	  "        ferry's connect counters (summed over CPUs) as JSON" },
+	{ "mark", do_mark,
+	  "mark --bpffs DIR --service VIP:PORT --backend IP:PORT --health unknown|healthy|degraded|unhealthy\n"
+	  "        write a backend's health as ferryd's health checker would (no daemon needed)" },
 	{ "failover", do_failover,
 	  "failover --to IP:PORT --mark FILE [--netns NS] [--seconds S] [--interval-us U] [-j]\n"
 	  "        steady connect()+close() stream; counts failures after FILE appears (a backend killed)" },

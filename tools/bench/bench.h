@@ -42,6 +42,7 @@ int do_sink(int argc, char **argv);
 int do_genreg(int argc, char **argv);
 int do_genipt(int argc, char **argv);
 int do_stats(int argc, char **argv);
+int do_mark(int argc, char **argv);
 
 /* Circuit breaking, connection tracking, least_conn, health (circuit.c). */
 int do_failover(int argc, char **argv);

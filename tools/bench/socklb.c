@@ -5,9 +5,11 @@
  *
  *   connect  the load generator, run in a client netns (and cgroup)
  *   sink     accept-and-close server in the backend netns
- *   genreg   the registry a ferryd --once loads (measured + filler services)
+ *   genreg   the registry a ferryd --once loads (the measured services, each
+ *            with its policy, and filler services)
  *   genipt   the same services as kube-proxy's iptables nat rules
  *   stats    ferry's connect counters from a pin dir (did ferry translate?)
+ *   mark     a backend's health written as ferryd's health checker would
  *
  * Filler service i (0-based) has VIP 203.0.113.(1 + i % 254), port
  * 1024 + i / 254: the documentation range holds 100,000+ distinct
@@ -33,6 +35,8 @@
 
 #include "bench.h"
 #include "maps.h"
+#include "registry.h"
+#include "state.h"
 
 #define FILLER_VIP_HOSTS	254
 #define FILLER_PORT_BASE	1024
@@ -223,7 +227,7 @@ static double progcost_stop(struct progcost *pc, unsigned long connects)
  * other work on the machine then hits every path alike, which separate
  * back-to-back runs on a shared 2-CPU machine do not get.
  */
-#define MAX_PATHS	16
+#define MAX_PATHS	32	/* socklb.sh: 8 paths, and 9 for the policies */
 
 struct cpath {
 	char	name[64];
@@ -520,6 +524,71 @@ static void on_stop(int sig)
 	sink_stop = 1;
 }
 
+/*
+ * One sink serves every backend address of the run (the direct path's and
+ * the measured services' three): each connect, whichever backend it
+ * reaches, costs the same wakeup of the same process. accepted per address
+ * says which backends a balanced service used.
+ */
+#define SINK_MAX_LISTEN	8
+
+struct sink_ep {
+	const char	*addr;
+	int		fd;
+	unsigned long	accepted;
+};
+
+/* Accept and close what is queued on e; 0 or -errno. */
+static int sink_drain(struct sink_ep *e)
+{
+	int c;
+
+	/* A connection already reset is accepted all the same. */
+	while ((c = accept4(e->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		close(c);
+		e->accepted++;
+	}
+	if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+		return bench_err("accept on", e->addr, -errno);
+	return 0;
+}
+
+static int sink_listen(struct sink_ep *e, unsigned long backlog)
+{
+	struct sockaddr_storage ss;
+	unsigned sslen = 0;
+	int one = 1;
+
+	if (bench_sockaddr(e->addr, &ss, &sslen))
+		return bench_usage("sink", "--listen: '%s' is not IP:PORT", e->addr);
+	e->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (e->fd < 0)
+		return bench_err("socket for", e->addr, -errno);
+	if (setsockopt(e->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(e->fd, (struct sockaddr *)&ss, sslen) || listen(e->fd, backlog))
+		return bench_err("listen on", e->addr, -errno);	/* the caller closes e->fd */
+	return 0;
+}
+
+static void sink_report(const struct sink_ep *eps, int n, double secs, bool json)
+{
+	unsigned long total = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		total += eps[i].accepted;
+	if (!json) {
+		for (i = 0; i < n; i++)
+			printf("sink %s: %lu connections accepted in %.1f s\n", eps[i].addr,
+			       eps[i].accepted, secs);
+		return;
+	}
+	printf("{\"accepted\": %lu, \"seconds\": %.1f, \"by_address\": {", total, secs);
+	for (i = 0; i < n; i++)
+		printf("%s\"%s\": %lu", i ? ", " : "", eps[i].addr, eps[i].accepted);
+	printf("}}\n");
+}
+
 int do_sink(int argc, char **argv)
 {
 	enum { O_LISTEN = 256, O_TIMEOUT, O_BACKLOG, O_READY };
@@ -531,18 +600,22 @@ int do_sink(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sigaction sa = { .sa_handler = on_stop };	/* no SA_RESTART: poll returns */
-	struct sockaddr_storage ss;
-	unsigned sslen = 0;
-	const char *listen_on = NULL, *ready = NULL;
+	struct sink_ep eps[SINK_MAX_LISTEN] = {};
+	struct pollfd pfds[SINK_MAX_LISTEN];
+	const char *ready = NULL;
 	double timeout = 300, t0, deadline;
-	unsigned long backlog = 4096, accepted = 0;
+	unsigned long backlog = 4096;
 	bool json = false;
-	int o, fd, one = 1, ret;
+	int o, i, n = 0, ret = 0;
 
 	optind = 1;
 	while ((o = getopt_long(argc, argv, "j", opts, NULL)) != -1) {
 		switch (o) {
-		case O_LISTEN: listen_on = optarg; break;
+		case O_LISTEN:
+			if (n == SINK_MAX_LISTEN)
+				return bench_usage("sink", "at most %d --listen", SINK_MAX_LISTEN);
+			eps[n++].addr = optarg;
+			break;
 		case O_TIMEOUT:
 			if ((ret = bench_double("sink", "--timeout", optarg, 0.1, 3600, &timeout)))
 				return ret;
@@ -556,75 +629,65 @@ int do_sink(int argc, char **argv)
 		default: return bench_usage("sink", "bad option");
 		}
 	}
-	if (!listen_on)
+	if (!n)
 		return bench_usage("sink", "--listen IP:PORT is required");
-	if (bench_sockaddr(listen_on, &ss, &sslen))
-		return bench_usage("sink", "--listen: '%s' is not IP:PORT", listen_on);
 
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return bench_err("socket for", listen_on, -errno);
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(fd, (struct sockaddr *)&ss, sslen) || listen(fd, backlog)) {
-		ret = -errno;
-		close(fd);
-		return bench_err("listen on", listen_on, ret);
+	for (i = 0; i < n; i++)
+		eps[i].fd = -1;
+	for (i = 0; i < n && !ret; i++) {
+		ret = sink_listen(&eps[i], backlog);
+		pfds[i] = (struct pollfd){ .fd = eps[i].fd, .events = POLLIN };
 	}
-	if (ready) {
+	if (!ret && ready) {
 		int rfd = open(ready, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
 		if (rfd < 0) {
-			ret = -errno;
-			close(fd);
-			return bench_err("ready file", ready, ret);
+			ret = bench_err("ready file", ready, -errno);
+		} else {
+			dprintf(rfd, "%d\n", getpid());
+			close(rfd);
 		}
-		dprintf(rfd, "%d\n", getpid());
-		close(rfd);
 	}
 
 	t0 = bench_now();
 	deadline = t0 + timeout;
-	while (!sink_stop) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	while (!ret && !sink_stop) {
 		double left = deadline - bench_now();
-		int c;
 
 		if (left <= 0)
 			break;
-		if (poll(&pfd, 1, left > 0.5 ? 500 : (int)(left * 1000) + 1) < 0 && errno != EINTR) {
-			ret = -errno;
-			close(fd);
-			return bench_err("poll on", listen_on, ret);
+		if (poll(pfds, n, left > 0.5 ? 500 : (int)(left * 1000) + 1) < 0 && errno != EINTR) {
+			ret = bench_err("poll on", eps[0].addr, -errno);
+			break;
 		}
-		/* Drain the queue; a connection already reset is accepted all the same. */
-		while ((c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-			close(c);
-			accepted++;
-		}
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-		    errno != ECONNABORTED) {
-			ret = -errno;
-			close(fd);
-			return bench_err("accept on", listen_on, ret);
-		}
+		for (i = 0; i < n && !ret; i++)
+			if (pfds[i].revents)
+				ret = sink_drain(&eps[i]);
 	}
-	close(fd);
-	if (json)
-		printf("{\"listen\": \"%s\", \"accepted\": %lu, \"seconds\": %.1f}\n",
-		       listen_on, accepted, bench_now() - t0);
-	else
-		printf("sink %s: %lu connections accepted in %.1f s\n", listen_on, accepted,
-		       bench_now() - t0);
-	return 0;
+	for (i = 0; i < n; i++)
+		if (eps[i].fd >= 0)
+			close(eps[i].fd);
+	if (!ret)
+		sink_report(eps, n, bench_now() - t0, json);
+	return ret;
 }
 
 /* ---- genreg / genipt -------------------------------------------------- */
 
+/*
+ * The measured services (--vip, repeatable, each IP:PORT[,LB]) share the
+ * backends given by --backend (repeatable): one service per policy over
+ * the same listeners compares the policies on equal terms.
+ */
+#define GEN_MAX_MEASURED	16
+#define GEN_MAX_BACKENDS	8
+
 struct gen_opts {
 	unsigned long services, backends_per;
-	const char *vip, *backend;
+	const char *vip[GEN_MAX_MEASURED], *backend[GEN_MAX_BACKENDS];
+	int	nvip, nbackend;
 	bool bump_weight;
 };
 
@@ -655,8 +718,16 @@ static int gen_parse(const char *cmd, int argc, char **argv, struct gen_opts *g)
 					       &g->backends_per)))
 				return ret;
 			break;
-		case O_VIP: g->vip = optarg; break;
-		case O_BE: g->backend = optarg; break;
+		case O_VIP:
+			if (g->nvip == GEN_MAX_MEASURED)
+				return bench_usage(cmd, "at most %d --vip", GEN_MAX_MEASURED);
+			g->vip[g->nvip++] = optarg;
+			break;
+		case O_BE:
+			if (g->nbackend == GEN_MAX_BACKENDS)
+				return bench_usage(cmd, "at most %d --backend", GEN_MAX_BACKENDS);
+			g->backend[g->nbackend++] = optarg;
+			break;
 		case O_BUMP: g->bump_weight = true; break;
 		default: return bench_usage(cmd, "bad option");
 		}
@@ -665,35 +736,85 @@ static int gen_parse(const char *cmd, int argc, char **argv, struct gen_opts *g)
 		return bench_usage(cmd, "unexpected argument '%s'", argv[optind]);
 	if (!g->services)
 		return bench_usage(cmd, "--services N is required");
-	if (!g->vip != !g->backend)
+	if (!g->nvip != !g->nbackend)
 		return bench_usage(cmd, "--vip and --backend go together");
+	if ((unsigned long)g->nvip > g->services)
+		return bench_usage(cmd, "--services %lu cannot hold %d measured services", g->services,
+				   g->nvip);
 	return 0;
+}
+
+/* An endpoint in text form and host-order port, split by split_ep4(). */
+struct gen_ep {
+	char	ip[64];
+	unsigned port;
+	char	lb[32];		/* measured services: the policy, "" for the default */
+};
+
+/* "IP:PORT[,LB]" of --vip into e. */
+static int gen_vip_parse(const char *s, struct gen_ep *e)
+{
+	char spec[128], *lb;
+
+	if (strlen(s) >= sizeof(spec))
+		return bench_usage("genreg", "--vip: '%s' is too long", s);
+	strcpy(spec, s);
+	e->lb[0] = '\0';
+	lb = strchr(spec, ',');
+	if (lb) {
+		*lb++ = '\0';
+		if (lb_parse(lb) < 0)
+			return bench_usage("genreg", "--vip %s: '%s' is not a policy (registry \"lb\")", s, lb);
+		snprintf(e->lb, sizeof(e->lb), "%s", lb);
+	}
+	return split_ep4("genreg", "--vip", spec, e->ip, sizeof(e->ip), &e->port);
+}
+
+/* Measured service i as a registry entry over the backends be[0..nbe). */
+static void genreg_measured(const struct gen_ep *v, int i, int nvip, const struct gen_ep *be, int nbe)
+{
+	int j;
+
+	/* One measured service keeps its old name; several are numbered. */
+	printf("%s\n    {\"name\": \"bench/measured", i ? "," : "");
+	if (nvip > 1)
+		printf("-%d", i);
+	printf("\", \"vip\": \"%s\", \"port\": %u, ", v->ip, v->port);
+	if (v->lb[0])
+		printf("\"lb\": \"%s\", ", v->lb);
+	printf("\"backends\": [");
+	for (j = 0; j < nbe; j++)
+		printf("%s{\"ip\": \"%s\", \"port\": %u}", j ? ", " : "", be[j].ip, be[j].port);
+	printf("]}");
 }
 
 int do_genreg(int argc, char **argv)
 {
-	char vip[64], be[64], ip[64];
-	unsigned vport, bport, port;
+	struct gen_ep vips[GEN_MAX_MEASURED], bes[GEN_MAX_BACKENDS];
+	char ip[64];
+	unsigned port;
 	struct gen_opts g;
 	unsigned long i, j, fillers;
-	int ret;
+	int k, ret;
 
 	if ((ret = gen_parse("genreg", argc, argv, &g)))
 		return ret;
-	fillers = g.services;
-	printf("{\n  \"services\": [");
-	if (g.vip) {
-		if ((ret = split_ep4("genreg", "--vip", g.vip, vip, sizeof(vip), &vport)) ||
-		    (ret = split_ep4("genreg", "--backend", g.backend, be, sizeof(be), &bport)))
+	/* All input checked before the first line is written. */
+	for (k = 0; k < g.nvip; k++)
+		if ((ret = gen_vip_parse(g.vip[k], &vips[k])))
 			return ret;
-		printf("\n    {\"name\": \"bench/measured\", \"vip\": \"%s\", \"port\": %u, "
-		       "\"backends\": [{\"ip\": \"%s\", \"port\": %u}]}", vip, vport, be, bport);
-		fillers--;
-	}
+	for (k = 0; k < g.nbackend; k++)
+		if ((ret = split_ep4("genreg", "--backend", g.backend[k], bes[k].ip, sizeof(bes[k].ip),
+				     &bes[k].port)))
+			return ret;
+	fillers = g.services - g.nvip;
+	printf("{\n  \"services\": [");
+	for (k = 0; k < g.nvip; k++)
+		genreg_measured(&vips[k], k, g.nvip, bes, g.nbackend);
 	for (i = 0; i < fillers; i++) {
 		filler_vip(i, ip, sizeof(ip), &port);
 		printf("%s\n    {\"name\": \"bench/f%lu\", \"vip\": \"%s\", \"port\": %u, \"backends\": [",
-		       (i || g.vip) ? "," : "", i, ip, port);
+		       (i || g.nvip) ? "," : "", i, ip, port);
 		for (j = 0; j < g.backends_per; j++) {
 			filler_backend(i, j, ip, sizeof(ip), &port);
 			printf("%s{\"ip\": \"%s\", \"port\": %u%s}", j ? ", " : "", ip, port,
@@ -736,10 +857,10 @@ int do_genipt(int argc, char **argv)
 
 	if ((ret = gen_parse("genipt", argc, argv, &g)))
 		return ret;
-	if (!g.vip)
-		return bench_usage("genipt", "--vip and --backend are required");
-	if ((ret = split_ep4("genipt", "--vip", g.vip, vip, sizeof(vip), &vport)) ||
-	    (ret = split_ep4("genipt", "--backend", g.backend, be, sizeof(be), &bport)))
+	if (g.nvip != 1 || g.nbackend != 1)
+		return bench_usage("genipt", "one --vip and one --backend are required");
+	if ((ret = split_ep4("genipt", "--vip", g.vip[0], vip, sizeof(vip), &vport)) ||
+	    (ret = split_ep4("genipt", "--backend", g.backend[0], be, sizeof(be), &bport)))
 		return ret;
 	printf("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
 	       ":POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n");
@@ -795,4 +916,113 @@ int do_stats(int argc, char **argv)
 	printf("}\n");
 	close(fd);
 	return 0;
+}
+
+/* ---- mark ------------------------------------------------------------- */
+
+/* "unhealthy" etc. -> enum ferry_health, by the names ferryctl prints. */
+static int health_parse(const char *s)
+{
+	int h;
+
+	for (h = FERRY_HEALTH_UNKNOWN; h <= FERRY_HEALTH_UNHEALTHY; h++)
+		if (!strcmp(s, health_name(h)))
+			return h;
+	return -EINVAL;
+}
+
+/* The slot of backend (a, port) in service s; -1 if it has none. */
+static int svc_backend_find(const struct svc_state *s, const struct faddr *a, int port)
+{
+	size_t i;
+
+	for (i = 0; i < s->n; i++) {
+		const struct ferry_backend *b = &s->bes[i].be;
+
+		if (b->family == a->family && ntohs(b->port) == port &&
+		    !memcmp(b->addr, a->a, sizeof(b->addr)))
+			return i;
+	}
+	return -1;
+}
+
+/*
+ * A backend's health written into its ferry_be_v1 entry, as ferryd's health
+ * checker writes a verdict (under the writers' lock): a backend made
+ * UNHEALTHY without a daemon probing it, and without touching the slots or
+ * the maglev table, which still name it. So the policies meet it and draw
+ * again, which is the work the "one out" measurements are after (draining
+ * or weight 0 would be planned out of weighted's and maglev's tables).
+ */
+int do_mark(int argc, char **argv)
+{
+	enum { O_PIN = 256, O_SVC, O_BE, O_HEALTH };
+	static const struct option opts[] = {
+		{ "bpffs", required_argument, NULL, O_PIN },
+		{ "service", required_argument, NULL, O_SVC },
+		{ "backend", required_argument, NULL, O_BE },
+		{ "health", required_argument, NULL, O_HEALTH },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *pin = NULL, *svc = NULL, *be = NULL, *which = NULL;
+	struct ferry_svc_key k = {};
+	struct ferry_maps fm;
+	struct ferry_backend b;
+	struct svc_state *s;
+	struct fstate st;
+	struct faddr va, ba;
+	int o, vport, bport, proto, health = -1, pos, ret;
+
+	optind = 1;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case O_PIN: pin = optarg; break;
+		case O_SVC: svc = optarg; break;
+		case O_BE: be = optarg; break;
+		case O_HEALTH:
+			if ((health = health_parse(optarg)) < 0)
+				return bench_usage("mark", "--health: '%s' is not unknown, healthy, degraded "
+						   "or unhealthy", optarg);
+			break;
+		default: return bench_usage("mark", "bad option");
+		}
+	}
+	if (optind < argc || !pin || !svc || !be || health < 0)
+		return bench_usage("mark", "--bpffs, --service, --backend and --health are required");
+	if (endpoint_parse(svc, &va, &vport, &proto))
+		return bench_usage("mark", "--service: '%s' is not VIP:PORT[/tcp|udp]", svc);
+	if (endpoint_parse(be, &ba, &bport, NULL))
+		return bench_usage("mark", "--backend: '%s' is not IP:PORT", be);
+	memcpy(k.addr, va.a, sizeof(k.addr));
+	k.family = va.family;
+	k.port = htons(vport);
+	k.proto = proto;
+
+	ferry_maps_init(&fm);
+	if ((ret = ferry_maps_open(pin, &fm, &which)))
+		return bench_err("open pinned map", which ? which : pin, ret);
+	if ((ret = maps_lock(&fm, -1))) {
+		ferry_maps_close(&fm);
+		return bench_err("lock", pin, ret);
+	}
+	if ((ret = fstate_load(&fm, &st))) {
+		ret = bench_err("read state", pin, ret);
+		goto unlock;
+	}
+	s = fstate_find(&st, &k);
+	pos = s ? svc_backend_find(s, &ba, bport) : -1;
+	if (pos < 0) {
+		ret = bench_err(s ? "no such backend in the service" : "no such service", s ? be : svc,
+				-ENOENT);
+	} else {
+		b = s->bes[pos].be;
+		b.health = health;
+		if (bpf_map_update_elem(fm.be, &s->bes[pos].id, &b, BPF_EXIST))
+			ret = bench_err("write", FERRY_MAP_BACKEND, -errno);
+	}
+	fstate_free(&st);
+unlock:
+	maps_unlock(&fm);
+	ferry_maps_close(&fm);
+	return ret;
 }

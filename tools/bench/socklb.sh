@@ -12,6 +12,14 @@
 #               LB without connection tracking and same-node acceleration
 #   ipt-N       through kube-proxy style iptables DNAT rules for N services
 #               in the nat OUTPUT of the client netns, measured VIP last
+#   lb-P        through a VIP of 3 backends balanced by policy P (one
+#               service per policy, all in one ferryd with its defaults;
+#               FERRY_BENCH_LB picks the policies, default all five, "" none)
+#   lb-P-out    the same with one of the 3 backends UNHEALTHY, for the
+#               policies that draw again when they meet it (round_robin,
+#               random, weighted, maglev; least_conn compares all 3 either
+#               way); under maglev the one out is this client's own
+#               backend, so every connect of it draws again
 #
 # On ferry paths the run time of each ferry program per connect is read
 # from the kernel (BPF_ENABLE_STATS) as well: rates on a 2-CPU machine shared
@@ -22,8 +30,10 @@
 #
 # Every path is measured FERRY_BENCH_SECONDS (2) per round after a 0.3 s
 # warmup, all paths in one process taking FERRY_BENCH_SLICE (0.05) second
-# turns (drift hits every path alike); FERRY_BENCH_REPS (3) rounds, medians. Each client netns, cgroup and
-# ferry pin dir has the suffix bn<pid> and is removed on any exit.
+# turns (drift hits every path alike); FERRY_BENCH_REPS (3) rounds, medians;
+# the programs' run time in as many 1 s rounds of their own, medians. Each
+# client netns, cgroup and ferry pin dir has the suffix bn<pid> and is
+# removed on any exit.
 #
 # Client netns: c (direct, ferry; one child cgroup per ferry config, each
 # with its own ferryd pin dir, so all configs stay loaded side by side), i1
@@ -39,6 +49,10 @@ IPT=${IPT_RESTORE%-restore}
 VIP=198.51.100.10:80
 BE_IP=192.0.2.2
 BE=$BE_IP:8080
+# The policies' services: 3 backends each, the first of them BE; all three
+# served by the one sink, so every path's connects end in the same process.
+LB_BES=("$BE" "$BE_IP:8081" "$BE_IP:8082")
+LBS=(${FERRY_BENCH_LB-round_robin random weighted least_conn maglev})
 MAXS=131072
 MAXB=262144
 FB="$B/ferry-bench"
@@ -50,6 +64,18 @@ for x in "$FB" "$FERRYD" "$B/ferryctl"; do
 	[ -x "$x" ] || bench_die "$x is not built (make BUILD=$BUILD all)"
 done
 command -v "$IPT_RESTORE" >/dev/null || bench_skip "no $IPT_RESTORE"
+command -v jq >/dev/null || bench_skip "no jq"
+# The policies that draw again past an unusable backend get a "one out"
+# service too; least_conn compares every backend of a service this small,
+# one out or not: it has no draw to repeat.
+OUT_LBS=()
+for lb in "${LBS[@]}"; do
+	case "$lb" in
+	round_robin|random|weighted|maglev) OUT_LBS+=("$lb") ;;
+	least_conn) ;;
+	*) bench_die "FERRY_BENCH_LB: '$lb' is not round_robin, random, weighted, least_conn or maglev" ;;
+	esac
+done
 bench_init bn
 OUT="$B/bench"
 mkdir -p "$OUT"
@@ -91,9 +117,13 @@ done
 
 # ip netns exec execs the sink: $! is the sink itself, killed by pid.
 bench_assert_netns "$NS_B"
-# It stops by itself well after the longest run these settings allow.
-SINK_TIMEOUT=$(awk -v s="$SECS" -v r="$REPS" 'BEGIN { printf "%d", 300 + s * r * 8 * 2 }')
-ip netns exec "$NS_B" "$FB" sink --listen "$BE" --timeout "$SINK_TIMEOUT" --ready "$TMP/sink.ready" -j \
+# It stops by itself well after the longest run these settings allow: every
+# path's timed rounds and program cost rounds, twice over.
+NPATHS=$((8 + ${#LBS[@]} + ${#OUT_LBS[@]}))
+SINK_TIMEOUT=$(awk -v s="$SECS" -v r="$REPS" -v n="$NPATHS" 'BEGIN { printf "%d", 300 + (s + 1) * r * n * 2 }')
+SINK_LISTEN=()
+for be in "${LB_BES[@]}"; do SINK_LISTEN+=(--listen "$be"); done
+ip netns exec "$NS_B" "$FB" sink "${SINK_LISTEN[@]}" --timeout "$SINK_TIMEOUT" --ready "$TMP/sink.ready" -j \
 	>"$TMP/sink.out" &
 SINK_PID=$!
 _BENCH_PIDS+=("$SINK_PID")
@@ -125,14 +155,20 @@ ferryd_once() {	# tag registry pin cgroup [ferryd args]: one --once sync, record
 	log "$tag: ${SYNC_WRITES[$tag]} map writes in ${SYNC_MS[$tag]} ms (ferryd --once wall ${WALL_MS[$tag]} ms)"
 }
 
-load_ferry() {	# name services [ferryd args]
-	local name=$1 n=$2
-	shift 2
+load_registry() {	# name [ferryd args]: $TMP/name.json, in a cgroup and pin dir of its own
+	local name=$1
+	shift
 	bench_cgroup "$name"; CG[$name]=$REPLY
 	bench_pin "$name"; PIN[$name]=$REPLY
+	ferryd_once "$name" "$TMP/$name.json" "${PIN[$name]}" "${CG[$name]}" "$@"
+}
+
+load_ferry() {	# name services [ferryd args]: the measured VIP of one backend, and fillers
+	local name=$1 n=$2
+	shift 2
 	"$FB" genreg --services "$n" --vip "$VIP" --backend "$BE" > "$TMP/$name.json" ||
 		bench_die "genreg $n"
-	ferryd_once "$name" "$TMP/$name.json" "${PIN[$name]}" "${CG[$name]}" "$@"
+	load_registry "$name" "$@"
 }
 
 # ferryd as deployed (every default on: connection tracking for circuit
@@ -142,6 +178,55 @@ load_ferry ferry-1 1
 load_ferry ferry-10k 10000
 load_ferry ferry-100k 100000
 load_ferry ferry-lean-100k 100000 --no-circuit --sockmap off
+
+# ---- policies ------------------------------------------------------------
+# One ferryd as deployed, a service per policy and one per "one out" case,
+# each over the same 3 backends (LB_BES): the policies differ in nothing
+# else. No fillers: the sweep above shows the service count costs nothing.
+declare -A LB_VIP LB_OUT_BE
+LB_CFGS=() GEN=()
+lb_service() {	# cfg vip policy
+	LB_VIP[$1]=$2
+	LB_CFGS+=("$1")
+	GEN+=(--vip "$2,$3")
+}
+for i in "${!LBS[@]}"; do lb_service "lb-${LBS[i]}" "198.51.100.$((20 + i)):80" "${LBS[i]}"; done
+for i in "${!OUT_LBS[@]}"; do lb_service "lb-${OUT_LBS[i]}-out" "198.51.100.$((40 + i)):80" "${OUT_LBS[i]}"; done
+
+ctl_lb() {	# ferryctl command... on the policies' pin dir, JSON
+	"$B/ferryctl" --bpffs "${PIN[ferry-lb]}" -j "$@"
+}
+# Maglev's backend for this client, as the kernel hashes it (its netns).
+client_backend() {	# vip
+	ctl_lb explain "$1" --from "$NS_C" | jq -er '.next.backend'
+}
+
+# The one out is made UNHEALTHY (as ferryd's health checker would mark it):
+# the slots and the maglev table still name it, so the policies meet it and
+# draw again. The last backend, except under maglev: there this client's
+# own backend, or its connects would never meet the one out.
+mark_out() {	# cfg policy
+	local be=${LB_BES[2]} after
+	if [ "$2" = maglev ]; then
+		be=$(client_backend "${LB_VIP[$1]}") || bench_die "$1: no maglev backend for netns $NS_C"
+	fi
+	"$FB" mark --bpffs "${PIN[ferry-lb]}" --service "${LB_VIP[$1]}" --backend "$be" --health unhealthy ||
+		bench_die "$1: marking $be unhealthy failed"
+	LB_OUT_BE[$1]=$be
+	if [ "$2" = maglev ]; then
+		after=$(client_backend "${LB_VIP[$1]}") || bench_die "$1: no maglev backend left"
+		[ "$after" != "$be" ] || bench_die "$1: the client still gets $be"
+	fi
+	log "$1: backend $be UNHEALTHY"
+}
+
+if [ ${#LB_CFGS[@]} -gt 0 ]; then
+	for be in "${LB_BES[@]}"; do GEN+=(--backend "$be"); done
+	"$FB" genreg --services "${#LB_CFGS[@]}" "${GEN[@]}" > "$TMP/ferry-lb.json" ||
+		bench_die "genreg policies"
+	load_registry ferry-lb
+	for lb in "${OUT_LBS[@]}"; do mark_out "lb-$lb-out" "$lb"; done
+fi
 
 # ---- iptables ------------------------------------------------------------
 IPT_VERSION=$(in_ns "$NS_I1" "$IPT" --version 2>&1)
@@ -162,7 +247,7 @@ load_ipt ipt-1 "$NS_I1" 1
 load_ipt ipt-10k "$NS_I10K" 10000
 
 # ---- connect rate --------------------------------------------------------
-CONFIGS=(direct ferry-miss ferry-1 ferry-10k ferry-100k ferry-lean-100k ipt-1 ipt-10k)
+CONFIGS=(direct ferry-miss ferry-1 ferry-10k ferry-100k ferry-lean-100k ipt-1 ipt-10k "${LB_CFGS[@]}")
 declare -A RATES PROG_NS PROGS
 TOTAL_CONNECTS=0
 
@@ -173,6 +258,7 @@ path_spec() {	# cfg [with-prog-stats] -> NAME=NETNS,CGROUP,TARGET[,PIN] for ferr
 	ferry-miss) ns=$NS_C cg=${CG[ferry-100k]} to=$BE pin=${PIN[ferry-100k]} ;;
 	ferry-*) ns=$NS_C cg=${CG[$1]} to=$VIP pin=${PIN[$1]} ;;
 	ipt-*) ns=${IPT_NS[$1]} cg=$CG_DIRECT to=$VIP ;;
+	lb-*) ns=$NS_C cg=${CG[ferry-lb]} to=${LB_VIP[$1]} pin=${PIN[ferry-lb]} ;;
 	esac
 	bench_assert_netns "$ns"
 	bench_assert_cgroup "$cg"
@@ -191,7 +277,7 @@ SLICE=${FERRY_BENCH_SLICE:-0.05}
 PATHS=() COST_PATHS=()
 for cfg in "${CONFIGS[@]}"; do
 	PATHS+=(--path "$(path_spec "$cfg")")
-	case "$cfg" in ferry-*) COST_PATHS+=(--path "$(path_spec "$cfg" stats)") ;; esac
+	case "$cfg" in ferry-*|lb-*) COST_PATHS+=(--path "$(path_spec "$cfg" stats)") ;; esac
 done
 path_line() {	# cfg output -> the JSON line of that path
 	grep -F "\"path\": \"$1\"," <<<"$2"
@@ -224,28 +310,46 @@ for ((r = 0; r < REPS; r++)); do
 	done
 done
 
-# The in-kernel cost: a separate round on the ferry paths with the run time
-# of every ferry program in the cgroup counted (BPF_ENABLE_STATS, on only
-# while it runs). Kept out of the timed rounds: the accounting reads the
-# clock twice per program run, which itself costs ~1 us per connect here.
-out=$("$FB" connect -j "${COST_PATHS[@]}" --seconds 1 --slice "$SLICE" --warmup 0.1) ||
-	bench_die "program cost round: $out"
-count_total "$out"
-for cfg in "${CONFIGS[@]}"; do
-	line=$(path_line "$cfg" "$out")
-	[ -n "$line" ] || continue
-	PROG_NS[$cfg]=$(json_num prog_ns "$line")
-	PROGS[$cfg]=$(sed -n 's/.*"progs": {\([^}]*\)}.*/\1/p' <<<"$line" | tr -d '"')
-	log "$cfg: ferry programs ${PROG_NS[$cfg]} ns/connect (${PROGS[$cfg]})"
+# The in-kernel cost: rounds of their own on the ferry paths with the run
+# time of every ferry program in the cgroup counted (BPF_ENABLE_STATS, on
+# only while they run), as many as the timed rounds, medians. Kept out of
+# the timed rounds: the accounting reads the clock twice per program run,
+# which itself costs ~1 us per connect here. The policies differ by tens
+# of ns in connect4: compared round by round, paired, not across rounds.
+prog_of() {	# program progs: its ns per connect in a "name: ns, ..." list
+	# (summed: names are cut to 15 characters, getpeername4/6 share one)
+	tr ',' '\n' <<<"$2" | awk -F': ' -v n="$1" '{ sub(/^ */, "") } $1 == n { t += $2 } END { print t + 0 }'
+}
+declare -A PROG_R
+for ((r = 0; r < REPS; r++)); do
+	out=$("$FB" connect -j "${COST_PATHS[@]}" --seconds 1 --slice "$SLICE" --warmup 0.1) ||
+		bench_die "program cost round $((r + 1)): $out"
+	count_total "$out"
+	for cfg in "${CONFIGS[@]}"; do
+		line=$(path_line "$cfg" "$out")
+		[ -n "$line" ] || continue
+		PROG_R[$cfg]="${PROG_R[$cfg]:-} $(json_num prog_ns "$line")"
+		PROGS[$cfg,$r]=$(sed -n 's/.*"progs": {\([^}]*\)}.*/\1/p' <<<"$line" | tr -d '"')
+		log "cost round $((r + 1)) $cfg: ferry programs $(json_num prog_ns "$line") ns/connect (${PROGS[$cfg,$r]})"
+	done
 done
+for cfg in "${!PROG_R[@]}"; do PROG_NS[$cfg]=$(median ${PROG_R[$cfg]}); done
+prog_median() {	# cfg program: median over the cost rounds
+	local r v=()
+	for ((r = 0; r < REPS; r++)); do v+=("$(prog_of "$2" "${PROGS[$1,$r]}")"); done
+	median "${v[@]}"
+}
 
 # Cross-checks: the sink saw every connect, ferry's connect4 translated the
-# VIP connects, iptables' measured DNAT rule matched.
+# VIP connects, iptables' measured DNAT rule matched, each policy's service
+# used the backends it should and never the one out.
 kill "$SINK_PID" 2>/dev/null
 wait "$SINK_PID" 2>/dev/null
 SINK_ACCEPTED=$(json_num accepted "$(cat "$TMP/sink.out" 2>/dev/null)")
 CHECKS=""
-for f in ferry-1 ferry-10k ferry-100k ferry-lean-100k; do
+FERRY_CFGS=(ferry-1 ferry-10k ferry-100k ferry-lean-100k)
+[ ${#LB_CFGS[@]} -gt 0 ] && FERRY_CFGS+=(ferry-lb)
+for f in "${FERRY_CFGS[@]}"; do
 	st=$("$FB" stats --bpffs "${PIN[$f]}") || bench_die "stats $f"
 	CHECKS="$CHECKS $f: $(json_num connect_hit "$st") VIP connects translated, $(json_num lookup_fail "$st") lookup failures;"
 	[ "$(json_num connect_hit "$st")" -gt 0 ] || bench_die "$f: ferry translated no connect: $st"
@@ -256,6 +360,20 @@ for f in ipt-1 ipt-10k; do
 		awk '/DNAT/ { print $1 }')
 	CHECKS="$CHECKS $f: measured DNAT rule matched ${p:-0} times;"
 	[ "${p:-0}" -gt 0 ] || bench_die "$f: the measured DNAT rule never matched"
+done
+# Backends that took connects: all 3 (2 with one out); under maglev the
+# client's one alone.
+for cfg in "${LB_CFGS[@]}"; do
+	st=$(ctl_lb circuit "${LB_VIP[$cfg]}") || bench_die "ferryctl circuit ${LB_VIP[$cfg]}"
+	used=$(jq -r '[.. | objects | select(has("opened") and .opened > 0) | .backend] | sort | join(" ")' <<<"$st")
+	out=${LB_OUT_BE[$cfg]:-}
+	want=3
+	[ -n "$out" ] && want=2
+	case "$cfg" in lb-maglev*) want=1 ;; esac
+	n=$(wc -w <<<"$used")
+	[ "$n" = "$want" ] || bench_die "$cfg: connects went to $n backends ($used), expected $want"
+	[ -z "$out" ] || ! grep -qwF "$out" <<<"$used" || bench_die "$cfg: the UNHEALTHY $out took connects"
+	CHECKS="$CHECKS $cfg: backends used $used${out:+, not $out};"
 done
 
 # ---- registry sync -------------------------------------------------------
@@ -270,16 +388,20 @@ ferryd_once sync-one "$TMP/sync.json" "$PIN_SYNC" "$CG_SYNC"
 
 # ---- report --------------------------------------------------------------
 D=$(median ${RATES[direct]})
+ratio() {	# cfg: median over the rounds of its rate / direct's in the same round
+	local r ratios=()
+	for ((r = 0; r < REPS; r++)); do
+		ratios+=("$(awk -v a="${ROUND[$1,$r]}" -v b="${ROUND[direct,$r]}" 'BEGIN { print a / b }')")
+	done
+	median "${ratios[@]}"
+}
 row() {	# cfg label services
-	local m lo hi p q r ratios=()
+	local m lo hi p q
 	m=$(median ${RATES[$1]})
 	lo=$(printf '%s\n' ${RATES[$1]} | sort -g | head -n1)
 	hi=$(printf '%s\n' ${RATES[$1]} | sort -g | tail -n1)
 	p=${PROG_NS[$1]:-0}
-	for ((r = 0; r < REPS; r++)); do
-		ratios+=("$(awk -v a="${ROUND[$1,$r]}" -v b="${ROUND[direct,$r]}" 'BEGIN { print a / b }')")
-	done
-	q=$(median "${ratios[@]}")
+	q=$(ratio "$1")
 	awk -v l="$2" -v s="$3" -v m="$m" -v lo="$lo" -v hi="$hi" -v d="$D" -v p="$p" -v q="$q" 'BEGIN {
 		printf "| %s | %s | %.0f | %.0f-%.0f | %.2f | %+.1f%% | %.1f |", l, s, m, lo, hi, q, (q - 1) * 100, 1e6 / m
 		if (p > 0)
@@ -287,13 +409,53 @@ row() {	# cfg label services
 		else
 			printf " - |\n" }'
 }
+# The redraw's price: connect4's run time with one out minus all usable,
+# round by round (the two paths ran side by side), the median of that.
+out_delta() {	# cfg-out cfg
+	local r d=()
+	for ((r = 0; r < REPS; r++)); do
+		d+=("$(awk -v a="$(prog_of ferry_connect4 "${PROGS[$1,$r]}")" \
+			    -v b="$(prog_of ferry_connect4 "${PROGS[$2,$r]}")" 'BEGIN { print a - b }')")
+	done
+	median "${d[@]}"
+}
+lb_row() {	# cfg policy usable
+	local m p c q d=""
+	m=$(median ${RATES[$1]})
+	p=${PROG_NS[$1]}
+	c=$(prog_median "$1" ferry_connect4)
+	q=$(ratio "$1")
+	case "$1" in *-out) d=$(out_delta "$1" "${1%-out}") ;; esac
+	awk -v l="$2" -v u="$3" -v m="$m" -v q="$q" -v c="$c" -v p="$p" -v d="$D" -v x="$d" 'BEGIN {
+		printf "| %s | %s | %.0f | %.2f | %+.1f%% | %.0f ns | %.0f ns (%.1f%%) |", l, u, m, q, (q - 1) * 100, c,
+			p, p / (1e9 / d) * 100
+		if (x != "")
+			printf " %+.0f ns |\n", x
+		else
+			printf " |\n" }'
+}
+lb_table() {
+	local lb
+	echo "| policy, 3 backends | usable | connects/s | ratio to direct | vs direct | connect4 per connect | ferry programs per connect (share of a direct connect) | connect4, one out - all usable |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+	for lb in "${LBS[@]}"; do
+		lb_row "lb-$lb" "$lb" "3 of 3"
+		[ -n "${LB_OUT_BE[lb-$lb-out]:-}" ] || continue
+		if [ "$lb" = maglev ]; then
+			lb_row "lb-$lb-out" "$lb" "2 of 3 (this client's backend UNHEALTHY)"
+		else
+			lb_row "lb-$lb-out" "$lb" "2 of 3 (one UNHEALTHY)"
+		fi
+	done
+}
 {
 	echo "Machine: $(nproc) CPUs ($(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)), kernel $(uname -r)"
 	echo "iptables: $IPT_VERSION (via $IPT_RESTORE)"
 	echo "connects/s: median of $REPS rounds of ${SECS} s per path, the paths taking ${SLICE} s turns"
 	echo "within a round (range = min-max); ratio: median over the rounds of the path's rate / direct's"
 	echo "rate in the same round; ferry programs: the run time of every ferry program in the cgroup per"
-	echo "connect (BPF_ENABLE_STATS, in a separate 1 s round) and that as a share of a direct connect."
+	echo "connect (BPF_ENABLE_STATS, median of $REPS separate 1 s rounds) and that as a share of a direct"
+	echo "connect."
 	echo
 	echo "| path | services | connects/s | range | ratio to direct | vs direct | us/connect | ferry programs per connect (share of a direct connect) |"
 	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -306,6 +468,14 @@ row() {	# cfg label services
 	row ipt-1 "iptables DNAT (kube-proxy style)" "1"
 	row ipt-10k "iptables DNAT (kube-proxy style)" "10,000"
 	echo
+	if [ ${#LB_CFGS[@]} -gt 0 ]; then
+		echo "Policies: one service each (one ferryd, defaults), 3 backends, in the same rounds as the"
+		echo "paths above; the last column is the median over the cost rounds of the difference within"
+		echo "a round."
+		echo
+		lb_table
+		echo
+	fi
 	echo "| registry sync (ferryd --once) | map writes | sync time | ferryd wall time |"
 	echo "| --- | ---: | ---: | ---: |"
 	printf '| 100,000 services x 1 backend, fresh maps | %s | %s ms | %s ms |\n' \
@@ -321,9 +491,14 @@ row() {	# cfg label services
 	echo "Sink accepted ${SINK_ACCEPTED:-?} connections; the load generators made $TOTAL_CONNECTS."
 	echo "Checks:$CHECKS"
 	echo
-	echo "ferry programs that ran, ns per connect:"
-	for cfg in ferry-miss ferry-1 ferry-10k ferry-100k ferry-lean-100k; do
-		echo "- $cfg: $(tr ',' '\n' <<<"${PROGS[$cfg]:-}" | grep -v ': 0.0$' | paste -sd, | sed 's/^ *//')"
+	echo "ferry programs that ran, ns per connect (medians over the cost rounds):"
+	for cfg in ferry-miss ferry-1 ferry-10k ferry-100k ferry-lean-100k "${LB_CFGS[@]}"; do
+		list=()
+		for p in $(tr ',' '\n' <<<"${PROGS[$cfg,0]:-}" | sed -n 's/^ *\([^:]*\):.*/\1/p' | awk '!seen[$0]++'); do
+			v=$(prog_median "$cfg" "$p")
+			case "$v" in 0|0.0) ;; *) list+=("$p: $v") ;; esac
+		done
+		echo "- $cfg: $(printf '%s\n' "${list[@]}" | paste -sd, | sed 's/,/, /g')"
 	done
 	echo "Total run: $(($(date +%s) - T_START)) s."
 } | tee "$OUT/socklb.md"
