@@ -255,7 +255,7 @@ static int path_parse(const char *spec, struct cpath *p)
 	if (!eq || eq == buf || eq - buf >= (long)sizeof(p->name))
 		return -EINVAL;
 	*eq = '\0';
-	snprintf(p->name, sizeof(p->name), "%s", buf);
+	memcpy(p->name, buf, eq - buf + 1);	/* the name and its NUL: checked to fit */
 	for (tok = strtok_r(eq + 1, ",", &save); tok && i < 4; tok = strtok_r(NULL, ",", &save))
 		f[i++] = tok;
 	if (i < 3 || tok)
