@@ -131,7 +131,8 @@ static int pin_dir_create(char *buf, size_t len, const char *kind)
 	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
 		sigaction(sigs[i], &sa, NULL);
 	atexit(pin_dir_remove);
-	snprintf(buf, len, "%s", pin_dir_path);
+	if ((size_t)snprintf(buf, len, "%s", pin_dir_path) >= len)
+		return -ENAMETOOLONG;	/* made, and removed at exit; unusable by the caller */
 	return 0;
 }
 
