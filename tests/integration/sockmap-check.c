@@ -139,25 +139,34 @@ static void gen(void *dst, uint64_t off, size_t n, uint64_t seed)
 	}
 }
 
+/* verify()'s expected bytes, one buffer per thread; verify_free() at a thread's end. */
+static __thread uint8_t *vbuf;
+static __thread size_t vbuf_len;
+
+static void verify_free(void)
+{
+	free(vbuf);
+	vbuf = NULL;
+	vbuf_len = 0;
+}
+
 /* -1 if buf holds stream bytes off..off+n, else the first bad offset. */
 static int64_t verify(const void *buf, uint64_t off, size_t n, uint64_t seed)
 {
-	static __thread uint8_t *tmp;
-	static __thread size_t tmplen;
 	const uint8_t *b = buf;
 	size_t i;
 
-	if (tmplen < n) {
-		free(tmp);
-		tmp = malloc(n);
-		tmplen = tmp ? n : 0;
-		if (!tmp)
+	if (vbuf_len < n) {
+		free(vbuf);
+		vbuf = malloc(n);
+		vbuf_len = vbuf ? n : 0;
+		if (!vbuf)
 			return off;
 	}
-	gen(tmp, off, n, seed);
-	if (!memcmp(tmp, b, n))
+	gen(vbuf, off, n, seed);
+	if (!memcmp(vbuf, b, n))
 		return -1;
-	for (i = 0; i < n && tmp[i] == b[i]; i++)
+	for (i = 0; i < n && vbuf[i] == b[i]; i++)
 		;
 	return off + i;
 }
@@ -529,6 +538,7 @@ static void *srv_thread(void *a)
 		snprintf(s->err, sizeof(s->err), "%s", errbuf);
 		shutdown(s->fd, SHUT_RDWR);	/* unblock the client */
 	}
+	verify_free();
 	return NULL;
 }
 
