@@ -140,53 +140,6 @@ static void restart_keeps_verdict(void **state)
 	assert_int_equal(feed(&h, &c, "P"), FERRY_HEALTH_HEALTHY);
 }
 
-static void http_status_lines(void **state)
-{
-	static const struct { const char *line; int want; } cases[] = {
-		{ "HTTP/1.1 200 OK\r\n", 200 },
-		{ "HTTP/1.0 204 No Content\r\n", 204 },
-		{ "HTTP/1.1 301 \r\n", 301 },
-		{ "HTTP/1.1 200\r\n", 200 },		/* no reason phrase */
-		{ "HTTP/1.1 503 Service Unavailable\r\n", 503 },
-		{ "HTTP/1.1 000 x\r\n", 0 },		/* three digits: a (failing) code */
-		{ "HTTP/1.1 999 x\r\n", 999 },
-		{ "HTTP/1.1 200 ", 200 },		/* enough to decide */
-		/* need more */
-		{ "", -EAGAIN },
-		{ "HTTP/1", -EAGAIN },
-		{ "HTTP/1.1 20", -EAGAIN },
-		{ "HTTP/1.1 200", -EAGAIN },
-		/* bad */
-		{ "HTTP/1.1 2000000 whatever\r\n", -EPROTO },
-		{ "HTTP/1.1 2000 OK\r\n", -EPROTO },
-		{ "HTTP/1.1 200abc\r\n", -EPROTO },
-		{ "HTTP/1.1 20 OK\r\n", -EPROTO },
-		{ "HTTP/1.1 -11 OK\r\n", -EPROTO },
-		{ "HTTP/1.1 +20 OK\r\n", -EPROTO },
-		{ "HTTP/1.1  200 OK\r\n", -EPROTO },
-		{ "HTTP/1.1 200\n", -EPROTO },
-		{ "HTTP/1.1 200\tOK\r\n", -EPROTO },
-		{ "HTTP/11.1 200 OK\r\n", -EPROTO },
-		{ "HTTP/1 200 OK\r\n", -EPROTO },
-		{ "HTTP/2 200\r\n", -EPROTO },
-		{ "http/1.1 200 OK\r\n", -EPROTO },
-		{ " HTTP/1.1 200 OK\r\n", -EPROTO },
-		{ "SSH-2.0-OpenSSH_9.2\r\n", -EPROTO },
-		{ "HTTP/x.1 200 OK\r\n", -EPROTO },
-	};
-	size_t i;
-
-	(void)state;
-	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int got = http_status_line(cases[i].line, strlen(cases[i].line));
-
-		if (got != cases[i].want)
-			fail_msg("'%s': got %d, want %d", cases[i].line, got, cases[i].want);
-	}
-	/* A NUL is a byte like any other: no match. */
-	assert_int_equal(http_status_line("HTTP/1.1 2\0" "00 OK\r\n", 19), -EPROTO);
-}
-
 /* ---- the prober: one probe, one outcome ---- */
 
 #define MS	1000000ULL
@@ -480,7 +433,6 @@ int main(void)
 		cmocka_unit_test(flaky_from_start_is_degraded),
 		cmocka_unit_test(slow_is_degraded),
 		cmocka_unit_test(restart_keeps_verdict),
-		cmocka_unit_test(http_status_lines),
 		cmocka_unit_test(answer_in_timeout_batch_is_one_outcome),
 		cmocka_unit_test(next_probe_starts_after_the_batch),
 	};

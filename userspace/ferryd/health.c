@@ -34,6 +34,7 @@
 
 #include "ferryd.h"
 #include "healthsm.h"
+#include "http.h"
 #include "log.h"
 #include "state.h"
 

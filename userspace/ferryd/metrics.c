@@ -31,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -45,6 +44,7 @@
 
 #include "addr.h"
 #include "ferryd.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -239,33 +239,6 @@ static void respond_text(struct metrics_srv *s, struct mx_conn *c, int code, con
  * 0, or, when neither is listed, "*" with one (RFC 9110 12.5.3: "*" stands
  * for any coding not named). "gzip;q=0" refuses gzip even with "*" beside it.
  */
-static bool wants_gzip(const char *v)
-{
-	char buf[512], *tok, *save = NULL;
-	int named = -1, star = -1;	/* -1: not listed, else accepted (q > 0) */
-
-	snprintf(buf, sizeof(buf), "%s", v);
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *params = strchr(tok, ';'), *end, *qv;
-		int ok;
-
-		if (params)
-			*params++ = '\0';
-		while (*tok == ' ' || *tok == '\t')
-			tok++;
-		for (end = tok + strlen(tok); end > tok && (end[-1] == ' ' || end[-1] == '\t'); end--)
-			;
-		*end = '\0';
-		qv = params ? strcasestr(params, "q=") : NULL;
-		ok = !qv || strtod(qv + 2, NULL) > 0;
-		if (!strcasecmp(tok, "gzip") || !strcasecmp(tok, "x-gzip"))
-			named = named == 1 ? 1 : ok;
-		else if (!strcmp(tok, "*"))
-			star = ok;
-	}
-	return named >= 0 ? named : star == 1;
-}
-
 static void append_daemon_metrics(const struct mx_job *s, struct mbuf *b, bool ready)
 {
 	size_t i;
@@ -481,94 +454,44 @@ static void serve_metrics(struct metrics_srv *s, struct mx_conn *c, bool gzip, b
 /* Answer one request head (NUL-terminated, modified in place). */
 static void handle_request(struct metrics_srv *s, struct mx_conn *c, char *req)
 {
-	char *line, *save = NULL, *method, *target, *version, *q;
-	bool gzip = false, head, body = false;
+	struct http_req r;
+	int bad = http_req_parse(req, &r);
 
-	line = strtok_r(req, "\n", &save);
-	method = line ? strtok_r(line, " \r", &q) : NULL;
-	target = method ? strtok_r(NULL, " \r", &q) : NULL;
-	version = target ? strtok_r(NULL, " \r", &q) : NULL;
-	if (!version || strtok_r(NULL, " \r", &q) || target[0] != '/') {
+	if (bad) {
 		c->close_after = true;
-		respond_text(s, c, 400, "bad request\n", NULL, false);
+		respond_text(s, c, bad, bad == 505 ? "only HTTP/1.x\n" : "bad request\n", NULL, false);
 		return;
 	}
-	if (strncmp(version, "HTTP/1.", 7) || !version[7] || version[8]) {
-		c->close_after = true;
-		respond_text(s, c, 505, "only HTTP/1.x\n", NULL, false);
-		return;
-	}
-	c->close_after = version[7] == '0';
-	while ((line = strtok_r(NULL, "\n", &save))) {
-		char *colon = strchr(line, ':'), *v, *end;
-
-		if (!colon)
-			continue;
-		*colon = '\0';
-		for (v = colon + 1; *v == ' ' || *v == '\t'; v++)
-			;
-		for (end = v + strlen(v); end > v && (end[-1] == '\r' || end[-1] == ' '); end--)
-			;
-		*end = '\0';
-		if (!strcasecmp(line, "accept-encoding"))
-			gzip = wants_gzip(v);
-		else if (!strcasecmp(line, "connection"))
-			c->close_after = strcasestr(v, "close") ? true :
-					 strcasestr(v, "keep-alive") ? false : c->close_after;
-		else if ((!strcasecmp(line, "content-length") && strcmp(v, "0")) ||
-			 !strcasecmp(line, "transfer-encoding"))
-			body = true;
-	}
-	if (body)
-		c->close_after = true;	/* we read no bodies: the rest of the stream is garbage */
+	c->close_after = r.close;
 	if (c->probe_only)
 		c->close_after = true;	/* a reserved slot: one answer, then it is free again */
-	if ((q = strchr(target, '?')))
-		*q = '\0';
-	head = !strcmp(method, "HEAD");
-	if (strcmp(target, "/metrics") && strcmp(target, "/healthz") && strcmp(target, "/readyz") &&
-	    strcmp(target, "/")) {
-		respond_text(s, c, 404, "not found: try /metrics, /healthz or /readyz\n", NULL, head);
+	if (strcmp(r.target, "/metrics") && strcmp(r.target, "/healthz") &&
+	    strcmp(r.target, "/readyz") && strcmp(r.target, "/")) {
+		respond_text(s, c, 404, "not found: try /metrics, /healthz or /readyz\n", NULL, r.head);
 		return;
 	}
-	if (strcmp(method, "GET") && !head) {
+	if (strcmp(r.method, "GET") && !r.head) {
 		respond_text(s, c, 405, "method not allowed\n", "Allow: GET, HEAD\r\n", false);
 		return;
 	}
-	if (c->probe_only && strcmp(target, "/healthz") && strcmp(target, "/readyz")) {
+	if (c->probe_only && strcmp(r.target, "/healthz") && strcmp(r.target, "/readyz")) {
 		s->rejected++;
-		respond_text(s, c, 503, "too many connections\n", NULL, head);
+		respond_text(s, c, 503, "too many connections\n", NULL, r.head);
 		return;
 	}
-	if (!strcmp(target, "/metrics")) {
-		serve_metrics(s, c, gzip, head);
-	} else if (!strcmp(target, "/healthz")) {
-		respond_text(s, c, 200, "ok\n", NULL, head);
-	} else if (!strcmp(target, "/readyz")) {
+	if (!strcmp(r.target, "/metrics")) {
+		serve_metrics(s, c, r.gzip, r.head);
+	} else if (!strcmp(r.target, "/healthz")) {
+		respond_text(s, c, 200, "ok\n", NULL, r.head);
+	} else if (!strcmp(r.target, "/readyz")) {
 		const char *why = not_ready(s->d);
 		char msg[128];
 
 		snprintf(msg, sizeof(msg), "not ready: %s\n", why ? why : "");
-		respond_text(s, c, why ? 503 : 200, why ? msg : "ready\n", NULL, head);
+		respond_text(s, c, why ? 503 : 200, why ? msg : "ready\n", NULL, r.head);
 	} else {
-		respond_text(s, c, 200, "ferryd metrics: /metrics /healthz /readyz\n", NULL, head);
+		respond_text(s, c, 200, "ferryd metrics: /metrics /healthz /readyz\n", NULL, r.head);
 	}
-}
-
-/* End of the request head: "\r\n\r\n" (or bare "\n\n"); 0 if not yet. */
-static size_t head_end(const char *p, size_t n)
-{
-	size_t i;
-
-	for (i = 1; i < n; i++) {
-		if (p[i] != '\n')
-			continue;
-		if (p[i - 1] == '\n')
-			return i + 1;
-		if (i >= 3 && p[i - 1] == '\r' && p[i - 2] == '\n' && p[i - 3] == '\r')
-			return i + 1;
-	}
-	return 0;
 }
 
 /* Write what the socket takes; true once the whole response is out. */
@@ -623,7 +546,7 @@ static void conn_drive(struct metrics_srv *s, struct mx_conn *c)
 			conn_events(s, c, EPOLLIN | EPOLLRDHUP);
 			return;
 		}
-		hlen = head_end(c->req, c->rlen);
+		hlen = http_head_end(c->req, c->rlen);
 		if (!hlen) {
 			if (c->rlen < MX_HDR_MAX)
 				return;

@@ -1,5 +1,4 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-#include <errno.h>
 #include <string.h>
 
 #include "healthsm.h"
@@ -57,29 +56,4 @@ int hstate_update(struct hstate *h, const struct reg_health *cfg, enum probe_res
 		h->health = FERRY_HEALTH_HEALTHY;
 	/* else: not enough passes yet for a new verdict; keep the old one */
 	return h->health;
-}
-
-int http_status_line(const char *buf, size_t len)
-{
-	/* D: a digit; the 13th byte is SP or CR. */
-	static const char pat[] = "HTTP/D.D DDD";
-	size_t i;
-	int code = 0;
-
-	for (i = 0; i < len && i < sizeof(pat); i++) {
-		unsigned char c = buf[i];
-
-		if (i == sizeof(pat) - 1) {
-			if (c != ' ' && c != '\r')
-				return -EPROTO;
-		} else if (pat[i] == 'D') {
-			if (c < '0' || c > '9')
-				return -EPROTO;
-			if (i >= 9)
-				code = code * 10 + (c - '0');
-		} else if (c != (unsigned char)pat[i]) {
-			return -EPROTO;
-		}
-	}
-	return i == sizeof(pat) ? code : -EAGAIN;
 }

@@ -45,13 +45,5 @@ void hstate_init(struct hstate *h, int health);
 int hstate_update(struct hstate *h, const struct reg_health *cfg, enum probe_result r);
 /* The result of a probe that succeeded after latency_ms. */
 enum probe_result probe_classify(const struct reg_health *cfg, bool ok, __u32 latency_ms);
-/*
- * The status code of an HTTP response from its first len bytes: it must
- * start "HTTP/" DIGIT "." DIGIT SP, then exactly three digits, then SP or CR
- * (RFC 9112's status-line). Returns the code (0..999) as soon as those 13
- * bytes are in, -EAGAIN while fewer are and they match so far, -EPROTO as
- * soon as one does not.
- */
-int http_status_line(const char *buf, size_t len);
 
 #endif /* FERRY_HEALTHSM_H */
