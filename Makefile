@@ -45,7 +45,7 @@ FUZZ_BINS   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace/lib
 
-.PHONY: all deps vmlinux clean check unit demo bench fuzz
+.PHONY: all deps vmlinux clean check unit demo bench fuzz check-sanitize
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -136,6 +136,28 @@ demo: deps
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS) $(FUZZ_BINS)
 	BUILD=$(BUILD) bash tests/run.sh
+
+# Every test again with ferryd, ferryctl, the library and the tests built
+# with AddressSanitizer (leaks included) and UndefinedBehaviorSanitizer, in
+# $(BUILD)-san. Each process writes any report to a file (a daemon's stderr
+# goes to a test's log, which nobody reads when the test passes): a report
+# from any process fails the run, as a failed test does. Not alignment: the
+# tests build packets at Ethernet offsets and read them as structs, as the
+# kernel does.
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+             -fno-sanitize=alignment -fno-sanitize-recover=undefined -Wno-format-truncation
+check-sanitize: deps
+	@rm -rf $(BUILD)-san.reports && mkdir -p $(BUILD)-san.reports
+	@CFLAGS="$(SAN_FLAGS)" $(MAKE) --no-print-directory BUILD=$(BUILD)-san CC=gcc \
+		all $(UNIT_BINS:$(BUILD)/%=$(BUILD)-san/%) $(BPFT_BINS:$(BUILD)/%=$(BUILD)-san/%) \
+		$(HELPER_BINS:$(BUILD)/%=$(BUILD)-san/%) $(BPF_OBJS:$(BUILD)/%=$(BUILD)-san/%) \
+		$(FUZZ_BINS:$(BUILD)/%=$(BUILD)-san/%)
+	ASAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/asan \
+	UBSAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/ubsan:print_stacktrace=1 \
+		BUILD=$(BUILD)-san bash tests/run.sh
+	@if [ -n "$$(ls $(BUILD)-san.reports)" ]; then \
+		echo "sanitizer reports ($(BUILD)-san.reports):"; head -n 40 $(BUILD)-san.reports/*; exit 1; \
+	else echo "sanitizers: no reports"; fi
 
 # The fuzz targets for longer (FERRY_FUZZ_SECONDS each, 300 unless set);
 # make check runs them for a fixed number of inputs.
