@@ -143,7 +143,8 @@ check: deps
 # goes to a test's log, which nobody reads when the test passes): a report
 # from any process fails the run, as a failed test does. Not alignment: the
 # tests build packets at Ethernet offsets and read them as structs, as the
-# kernel does.
+# kernel does. abort_on_error: a report ends the process with SIGABRT, whose
+# handler removes a test's pin directory (a plain _exit() would leave it).
 SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
              -fno-sanitize=alignment -fno-sanitize-recover=undefined -Wno-format-truncation
 check-sanitize: deps
@@ -152,8 +153,8 @@ check-sanitize: deps
 		all $(UNIT_BINS:$(BUILD)/%=$(BUILD)-san/%) $(BPFT_BINS:$(BUILD)/%=$(BUILD)-san/%) \
 		$(HELPER_BINS:$(BUILD)/%=$(BUILD)-san/%) $(BPF_OBJS:$(BUILD)/%=$(BUILD)-san/%) \
 		$(FUZZ_BINS:$(BUILD)/%=$(BUILD)-san/%)
-	ASAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/asan \
-	UBSAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/ubsan:print_stacktrace=1 \
+	ASAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/asan:abort_on_error=1 \
+	UBSAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/ubsan:print_stacktrace=1:abort_on_error=1 \
 		BUILD=$(BUILD)-san bash tests/run.sh
 	@if [ -n "$$(ls $(BUILD)-san.reports)" ]; then \
 		echo "sanitizer reports ($(BUILD)-san.reports):"; head -n 40 $(BUILD)-san.reports/*; exit 1; \
