@@ -94,23 +94,32 @@ run CTL -j status
 
 # ---- registry check: ferryd's parser and planner, nothing written ----
 run CTL registry check "$REG"
-[ "$rc" = 0 ] && grep -q "^$REG: ok: 3 services (0 with XDP), 4 backends; capacity [0-9]* services, [0-9]* backends (this node's maps)" <<<"$out" &&
+[ "$rc" = 0 ] && grep -q "^$REG: ok: 3 services (0 with XDP), 4 backends; capacity [0-9]* services (this node's maps), [0-9]* backends (this node's maps)$" <<<"$out" &&
 	grep -qE '^  web +198.51.100.10:80/tcp +round_robin +2 backends' <<<"$out" &&
 	grep -qx 'a sync now: services +0 -0 ~0, backends +0 -0 ~0, 0 map writes' <<<"$out"; verdict registry_check_applied_is_no_change
 # Another document: what a sync would do, and the maps untouched.
 jq '.services |= map(select(.name != "dns")) | (.services[] | select(.name == "web") | .backends) += [{"ip": "192.0.2.13", "port": 8080}]' \
 	"$REG" >"$TMP/next.json"
 run CTL -j registry check "$TMP/next.json"
-[ "$rc" = 0 ] && is_json "$out" && [ "$(jq -c '[.ok, .capacity_from, .sync.services_removed, .sync.services_changed, .sync.backends_added, .sync.backends_removed]' <<<"$out")" = '[true,"node",1,1,1,1]' ] &&
+[ "$rc" = 0 ] && is_json "$out" && [ "$(jq -c '[.ok, .max_services_from, .max_backends_from, .sync.services_removed, .sync.services_changed, .sync.backends_added, .sync.backends_removed]' <<<"$out")" = '[true,"node","node",1,1,1,1]' ] &&
 	CTL service show 198.51.100.53:53/udp >/dev/null && ! CTL service show 198.51.100.10:80 | grep -q 192.0.2.13; verdict registry_check_previews_without_writing
 printf '{"services": [{"name": "web", "vip": "198.51.100.10", "port": 80,\n "backends": [{"ip": "192.0.2.300", "port": 8080}]}]}\n' >"$TMP/bad.json"
 run CTL registry check "$TMP/bad.json"
 [ "$rc" = 1 ] && grep -q "^Error: $TMP/bad.json:2:[0-9]*: .*192.0.2.300" <<<"$err"; verdict registry_check_names_the_place
 run CTL -j registry check "$TMP/bad.json"
 [ "$rc" = 1 ] && is_json "$out" && [ "$(jq -r '.ok' <<<"$out")" = false ] && jq -e '.error | test(":2:")' >/dev/null <<<"$out"; verdict registry_check_json_error
-# Without ferry loaded: ferryd's default capacity, no preview; --max-* set it.
+# Without ferry loaded: ferryd's default capacity, no preview; --max-* set either.
 run "$B/ferryctl" -j --bpffs "$TMP/nowhere" registry check "$REG"
-[ "$rc" = 0 ] && [ "$(jq -c '[.capacity_from, has("sync"), (.services | length)]' <<<"$out")" = '["defaults",false,3]' ]; verdict registry_check_without_node
+[ "$rc" = 0 ] && [ -z "$err" ] && [ "$(jq -c '[.max_services_from, .max_backends_from, has("sync"), (.services | length)]' <<<"$out")" = '["default","default",false,3]' ]; verdict registry_check_without_node
+# A part of ferry (another program's map in its place): said, and the defaults used.
+mkdir "$PIN-part" && bpftool map create "$PIN-part/ferry_svc_v1" type array key 4 value 4 entries 1 name part
+run "$B/ferryctl" --bpffs "$PIN-part" registry check "$REG"
+rm -rf "$PIN-part"
+[ "$rc" = 0 ] && grep -q "^Warning: cannot read the node's maps ('$PIN-part/ferry_slot_v1'" <<<"$err" &&
+	grep -q "(ferryd's default)" <<<"$out"; verdict registry_check_says_unreadable_node
+# On the node, one option overrides its limit only; the other stays the node's, and no preview.
+run CTL -j registry check "$REG" --max-services 7
+[ "$rc" = 0 ] && [ "$(jq -c '[.max_services, .max_services_from, .max_backends_from, has("sync")]' <<<"$out")" = '[7,"option","node",false]' ]; verdict registry_check_one_option_on_node
 run "$B/ferryctl" --bpffs "$TMP/nowhere" registry check "$REG" --max-backends 3
 [ "$rc" = 1 ] && grep -q "capacity of 3 backends" <<<"$err"; verdict registry_check_capacity
 # The fuzzer's seeds (tests/fuzz/corpus) are documents ferryd takes.

@@ -6,10 +6,12 @@
  *
  * Capacity comes from the node when ferry is loaded at --bpffs (its maps'
  * sizes), else from ferryd's defaults; --max-services / --max-backends set
- * it. With ferry loaded, the document is also planned against what the maps
- * hold now and the changes a sync would make are shown (nothing is written;
- * the maps are read without the writers' lock, so a sync running meanwhile
- * can make the preview stale, never wrong about the document).
+ * either one. With the node's own capacity, the document is also planned
+ * against what the maps hold now and the changes a sync would make are
+ * shown (nothing is written; the maps are read without the writers' lock,
+ * so a sync running meanwhile can make the preview stale, never wrong about
+ * the document). Maps that exist but cannot be read are reported, not taken
+ * for a node without ferry.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,6 +28,7 @@
 
 struct check {
 	struct registry_limits lim;
+	const char *svc_from, *be_from;	/* where each limit came from: node, default, option */
 	bool	node;		/* planned against the maps at --bpffs */
 	struct plan_summary sum;
 	size_t	writes;
@@ -59,8 +62,11 @@ static int check_registry(struct ctl *c, const struct registry *reg, struct chec
 			return ret;
 		}
 	} else {
-		if ((ret = fstate_init(&st, ck->lim.max_services, ck->lim.max_backends)))
+		if ((ret = fstate_init(&st, ck->lim.max_services, ck->lim.max_backends))) {
+			snprintf(err, errlen, "a node of %zu services and %zu backends: %s",
+				 ck->lim.max_services, ck->lim.max_backends, strerror(-ret));
 			return ret;
+		}
 		st.xring_m = FERRY_XDP_DEF_RING_M;	/* XDP services plan their rings */
 	}
 	ret = check_plan(&st, reg, ck, err, errlen);
@@ -78,33 +84,36 @@ static struct json_object *svc_json(const struct reg_service *s)
 	json_object_object_add(o, "name", json_object_new_string(s->name));
 	json_object_object_add(o, "vip", json_object_new_string(faddr_str(&a, ip, sizeof(ip))));
 	json_object_object_add(o, "port", json_object_new_int(ntohs(s->key.port)));
-	json_object_object_add(o, "protocol",
-			       json_object_new_string(s->key.proto == IPPROTO_UDP ? "udp" : "tcp"));
+	json_object_object_add(o, "protocol", json_object_new_string(proto_name(s->key.proto)));
 	json_object_object_add(o, "lb", json_object_new_string(lb_name(s->lb)));
 	json_object_object_add(o, "xdp", json_object_new_boolean(s->xdp));
-	json_object_object_add(o, "backends", json_object_new_int64(s->nbackends));
+	json_object_object_add(o, "backend_count", json_object_new_int64(s->nbackends));
 	return o;
+}
+
+/* A limit's source for people: from is "node", "default" or "option". */
+static const char *from_text(const char *from, const char *opt)
+{
+	return !strcmp(from, "node") ? "this node's maps" : !strcmp(from, "option") ? opt :
+								     "ferryd's default";
 }
 
 static void print_ok(const char *file, const struct registry *reg, const struct check *ck)
 {
 	size_t i, nxdp = 0;
+	char key[96];
 
 	for (i = 0; i < reg->nsvcs; i++)
 		nxdp += reg->svcs[i].xdp;
-	printf("%s: ok: %zu services (%zu with XDP), %zu backends; capacity %zu services, %zu "
-	       "backends (%s)\n", file, reg->nsvcs, nxdp, reg->nbackends, ck->lim.max_services,
-	       ck->lim.max_backends, ck->node ? "this node's maps" : "ferryd's defaults");
+	printf("%s: ok: %zu services (%zu with XDP), %zu backends; capacity %zu services (%s), "
+	       "%zu backends (%s)\n", file, reg->nsvcs, nxdp, reg->nbackends, ck->lim.max_services,
+	       from_text(ck->svc_from, "--max-services"), ck->lim.max_backends,
+	       from_text(ck->be_from, "--max-backends"));
 	for (i = 0; i < reg->nsvcs; i++) {
 		const struct reg_service *s = &reg->svcs[i];
-		struct faddr a = { .family = s->key.family };
-		char ip[INET6_ADDRSTRLEN];
 
-		memcpy(a.a, s->key.addr, sizeof(a.a));
-		printf("  %-32s %s%s%s:%u/%s  %-11s %3zu backends%s\n", s->name,
-		       a.family == AF_INET6 ? "[" : "", faddr_str(&a, ip, sizeof(ip)),
-		       a.family == AF_INET6 ? "]" : "", ntohs(s->key.port),
-		       s->key.proto == IPPROTO_UDP ? "udp" : "tcp", lb_name(s->lb), s->nbackends,
+		printf("  %-32s %-28s %-11s %3zu backends%s\n", s->name,
+		       svc_key_str(&s->key, key, sizeof(key)), lb_name(s->lb), s->nbackends,
 		       s->xdp ? "  xdp" : "");
 	}
 	if (ck->node)
@@ -123,8 +132,8 @@ static void json_ok(const struct registry *reg, const struct check *ck, struct j
 	json_object_object_add(o, "services", arr);
 	json_object_object_add(o, "max_services", json_object_new_int64(ck->lim.max_services));
 	json_object_object_add(o, "max_backends", json_object_new_int64(ck->lim.max_backends));
-	json_object_object_add(o, "capacity_from",
-			       json_object_new_string(ck->node ? "node" : "defaults"));
+	json_object_object_add(o, "max_services_from", json_object_new_string(ck->svc_from));
+	json_object_object_add(o, "max_backends_from", json_object_new_string(ck->be_from));
 	if (!ck->node)
 		return;
 	chg = json_object_new_object();
@@ -158,12 +167,13 @@ static int registry_check(struct ctl *c, int argc, char **argv)
 		{ "max-backends", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct check ck = { .lim = { FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS } };
+	struct check ck = { .lim = { FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS },
+			    .svc_from = "default", .be_from = "default" };
 	size_t max_svc = 0, max_be = 0;
 	struct registry reg;
 	struct json_object *o;
 	char err[FERRY_ERR_LEN];
-	const char *which;
+	const char *which = NULL;
 	int opt, ret;
 
 	optind = 0;	/* a fresh scan that may permute: options after FILE too */
@@ -175,18 +185,33 @@ static int registry_check(struct ctl *c, int argc, char **argv)
 	}
 	if (optind != argc - 1)
 		return ctl_usage(c, "registry check FILE [--max-services N] [--max-backends N]");
-	/* The node's capacity when ferry is loaded there; quietly none when not. */
-	if (!c->maps_open && !ferry_maps_open(c->bpffs, &c->maps, &which))
-		c->maps_open = true;
-	if (c->maps_open && !max_svc && !max_be) {
-		ck.node = true;
+	/* The node's capacity when ferry is loaded there. No ferry there (not
+	 * even its first map) is no error; a part of it, or maps that cannot
+	 * be read, are: the node's capacity is then unknown. */
+	if (!c->maps_open) {
+		ret = ferry_maps_open(c->bpffs, &c->maps, &which);
+		if (!ret)
+			c->maps_open = true;
+		else if (ret != -ENOENT || !which || strcmp(which, FERRY_MAP_SVC))
+			fprintf(stderr, "Warning: cannot read the node's maps ('%s/%s': %s): checking "
+				"against ferryd's defaults\n", c->bpffs, which ? which : "?",
+				strerror(-ret));
+	}
+	if (c->maps_open) {
 		ck.lim.max_services = c->maps.max_services;
 		ck.lim.max_backends = c->maps.max_backends;
+		ck.svc_from = ck.be_from = "node";
 	}
-	if (max_svc)
+	/* The preview needs the node's own capacity: what its sync would use. */
+	ck.node = c->maps_open && !max_svc && !max_be;
+	if (max_svc) {
 		ck.lim.max_services = max_svc;
-	if (max_be)
+		ck.svc_from = "option";
+	}
+	if (max_be) {
 		ck.lim.max_backends = max_be;
+		ck.be_from = "option";
+	}
 
 	ret = registry_load(argv[optind], &ck.lim, &reg, err, sizeof(err));
 	if (!ret) {

@@ -234,11 +234,6 @@ static void respond_text(struct metrics_srv *s, struct mx_conn *c, int code, con
 	respond(s, c, code, "text/plain; charset=utf-8", extra, head);
 }
 
-/*
- * Accept-Encoding accepts gzip: gzip (or x-gzip) listed with a q-value above
- * 0, or, when neither is listed, "*" with one (RFC 9110 12.5.3: "*" stands
- * for any coding not named). "gzip;q=0" refuses gzip even with "*" beside it.
- */
 static void append_daemon_metrics(const struct mx_job *s, struct mbuf *b, bool ready)
 {
 	size_t i;

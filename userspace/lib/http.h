@@ -43,7 +43,12 @@ struct http_req {
  */
 int http_req_parse(char *head, struct http_req *r);
 
-/* Does an Accept-Encoding value take gzip (by name or "*", q > 0)? */
+/*
+ * Does an Accept-Encoding value take gzip? gzip (or x-gzip) listed with a
+ * q-value above 0, or, when neither is listed, "*" with one (RFC 9110
+ * 12.5.3: "*" stands for any coding not named). "gzip;q=0" refuses gzip
+ * even with "*" beside it.
+ */
 bool http_wants_gzip(const char *v);
 
 #endif /* FERRY_HTTP_H */
