@@ -3299,6 +3299,16 @@ static bool lb_out_sound(const struct known *k, const __u8 *in, size_t inlen, si
 	*why = "inner datagram not the one received";
 	if (ilen > inlen - il3 || memcmp(inner, in + il3, ilen))
 		return false;
+	/* All of it: the frame after L2, or the datagram by its IP length
+	 * where the tail past it was cut to fit the MTU. */
+	*why = "inner datagram cut short";
+	if (ilen != inlen - il3) {
+		size_t dgram = iproto == IPPROTO_IPIP ? (size_t)(in[il3 + 2] << 8 | in[il3 + 3]) :
+			       40 + (size_t)(in[il3 + 4] << 8 | in[il3 + 5]);
+
+		if (ilen < (iproto == IPPROTO_IPIP ? 20u : 40u) || ilen != dgram)
+			return false;
+	}
 	*why = "tunnel to a backend of another service";
 	for (; be; be = known_be(k, oaf, dst, &bi))
 		if (inner_for(k, be, iproto == IPPROTO_IPIP ? AF_INET : AF_INET6, inner, ilen))
@@ -3307,17 +3317,23 @@ static bool lb_out_sound(const struct known *k, const __u8 *in, size_t inlen, si
 }
 
 /* A frame the decap passed changed: the MACs kept, then the datagram the
- * tunnel in carried, byte for byte. */
+ * tunnel in carried, byte for byte: all that followed the outer header, or
+ * the datagram by its own IP length (the frame's padding cut). */
 static bool decap_out_sound(const __u8 *in, size_t inlen, const __u8 *out, size_t outlen)
 {
-	size_t l3 = 0, o;
+	size_t l3 = 0, o, n, dgram;
 	__u16 et = 0;
 
 	if (outlen < 14 || memcmp(out, in, 12) || !(l3 = l3_at(out, outlen, &et)))
 		return false;
+	n = outlen - l3;
+	if (n < 20)
+		return false;
+	dgram = et == 0x0800 ? (size_t)(out[l3 + 2] << 8 | out[l3 + 3]) :
+			       40 + (size_t)(out[l3 + 4] << 8 | out[l3 + 5]);
 	for (o = l3 + 20; o <= inlen && o - l3 <= 60 + 40; o++)
-		if (inlen - o >= outlen - l3 && !memcmp(out + l3, in + o, outlen - l3))
-			return true;
+		if (inlen - o >= n && !memcmp(out + l3, in + o, n))
+			return n == inlen - o || n == dgram;
 	return false;
 }
 
@@ -3326,7 +3342,7 @@ static void test_mutations(void)
 	static __u8 tunnels[sizeof(rows) / sizeof(rows[0])][512];
 	static size_t tunlen[sizeof(rows) / sizeof(rows[0])];
 	struct known k;
-	size_t i, ntun = 0, runs = 0, sent = 0;
+	size_t i, ntun = 0, runs = 0, sent = 0, decapped = 0;
 	bool ok = true, dok = true;
 	int m;
 
@@ -3376,7 +3392,9 @@ static void test_mutations(void)
 		}
 	}
 	printf("  %zu mutated frames through the LB, %zu sent out\n", runs, sent);
-	verdict("xdp mutated packets: the LB passes untouched, drops, or sends to the right service", ok);
+	/* The seed is fixed: some frames must get through, or this showed nothing. */
+	verdict("xdp mutated packets: the LB passes untouched, drops, or sends to the right service",
+		ok && sent > 0);
 
 	runs = 0;
 	for (i = 0; i < ntun && dok; i++) {
@@ -3391,17 +3409,19 @@ static void test_mutations(void)
 			runs++;
 			if (!dok)
 				break;
-			if (act == XDP_PASS && !(outlen == inlen && !memcmp(in, out, inlen)))
+			if (act == XDP_PASS && !(outlen == inlen && !memcmp(in, out, inlen))) {
+				decapped++;
 				dok &= ASSERT_TRUE(decap_out_sound(in, inlen, out, outlen),
 						   "tunnel %zu, mutation %d: passed changed, not the carried datagram",
 						   i, m);
-			else if (act != XDP_PASS)
+			} else if (act != XDP_PASS) {
 				dok &= ASSERT_EQ(act, XDP_DROP, "tunnel %zu, mutation %d: action", i, m);
+			}
 		}
 	}
-	printf("  %zu mutated tunnel frames through the decap\n", runs);
+	printf("  %zu mutated tunnel frames through the decap, %zu decapsulated\n", runs, decapped);
 	verdict("xdp mutated tunnels: the decap passes untouched, drops, or passes the carried datagram",
-		dok && ntun > 0);
+		dok && decapped > 0);
 }
 
 int main(void)
