@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target in $BUILD/fuzz (tests/fuzz/fuzz_NAME.c) from its
 # seed corpus tests/fuzz/corpus/NAME, with tests/fuzz/NAME.dict if there is
-# one. By default a fixed number of inputs from a fixed seed
+# one and the libFuzzer flags in tests/fuzz/NAME.options (one a line, after
+# the default -max_len=4096: a later flag wins). By default a fixed number of inputs from a fixed seed
 # (FERRY_FUZZ_RUNS, 30000: what make check runs, the same inputs each time);
 # with FERRY_FUZZ_SECONDS, that long each (make fuzz: 300). Prints "PASS
 # fuzz_NAME" or "FAIL fuzz_NAME" with the input that crashed, kept under
@@ -28,11 +29,12 @@ for t in "$BUILD"/fuzz/fuzz_*; do
 	found=1
 	name=$(basename "$t")
 	short=${name#fuzz_}
-	dict=()
+	dict=() opts=(-max_len=4096)
 	[ -f "tests/fuzz/$short.dict" ] && dict=(-dict="tests/fuzz/$short.dict")
+	[ -f "tests/fuzz/$short.options" ] && mapfile -t -O 1 opts <"tests/fuzz/$short.options"
 	mkdir -p "$work/$short"
 	# The first corpus directory is where new inputs go: ours, not the seeds.
-	if "$t" "${budget[@]}" "${dict[@]}" -max_len=4096 -artifact_prefix="$art/$name-" \
+	if "$t" "${budget[@]}" "${dict[@]}" "${opts[@]}" -artifact_prefix="$art/$name-" \
 		"$work/$short" "tests/fuzz/corpus/$short" >"$work/$name.log" 2>&1; then
 		echo "PASS $name ($(sed -n "s/^Done \([0-9]*\) runs.*/\1/p" "$work/$name.log" | tail -1) inputs, no crash)"
 	else
