@@ -69,7 +69,7 @@ struct peer_flow_dst {
 /* vip_definition -> vip_meta: the VIP map. */
 struct peer_vip {
 	__be32	addr[4];
-	__u16	port;		/* network order; 0: any port */
+	__be16	port;		/* 0: any port */
 	__u8	proto;
 };
 

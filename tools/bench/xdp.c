@@ -317,6 +317,13 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	return 0;
 }
 
+/* A world nothing is up in yet: world_down() may be given it (no fd 0). */
+static void world_init(struct world *w)
+{
+	memset(w, 0, sizeof(*w));
+	ferry_maps_init(&w->fm);
+}
+
 static void world_down(struct world *w)
 {
 	if (w->peer_lru > 0)
@@ -802,7 +809,7 @@ int do_xdp_ns(int argc, char **argv)
 	};
 	unsigned long calls = 1000000, flows = FERRY_XDP_DEF_FLOWS;
 	const char *pin = NULL, *only = NULL;
-	struct world w = {};
+	struct world w;
 	struct result res[C_MAX] = {}, tmp;
 	struct progs pg;
 	size_t floor_bytes;
@@ -811,6 +818,7 @@ int do_xdp_ns(int argc, char **argv)
 	__u64 fallback;
 	int o, ret = 1, c = -1, i, err;
 
+	world_init(&w);
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'p')
 			pin = optarg;
@@ -1021,11 +1029,12 @@ int do_xdp_veth(int argc, char **argv)
 	};
 	unsigned long frames = 5000000;
 	const char *pin = NULL;
-	struct world w = {};
+	struct world w;
 	struct veth_result lb = {}, bounce = {};
 	double lb_mpps[VETH_ROUNDS], bounce_mpps[VETH_ROUNDS];
 	int o, ret = 1, err, i;
 
+	world_init(&w);
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (o == 'p')
 			pin = optarg;
