@@ -351,9 +351,12 @@ ip -n "$NS_B" neigh replace 192.0.2.1 lladdr "$fc0_mac" dev fb0
 ip -n "$NS_C" route add "$XVIP/32" via 192.0.2.2 dev fc0
 printf '{ "services": [ { "name": "mx/xdp", "vip": "%s", "port": 80, "xdp": true,\n  "backends": [ { "ip": "203.0.113.50", "port": 80 } ] } ] }\n' "$XVIP" > "$XREG"
 # nsenter, not ip netns exec: that one remounts /sys, hiding bpffs and cgroup2.
+# This one listens on [::] (the DaemonSet's address) in a netns whose sockets
+# are IPv6-only unless they say otherwise: it must answer on IPv4 too.
+ns_sysctl "$NS_B" net.ipv6.bindv6only=1
 nsenter --net="/run/netns/$NS_B" "$B/ferryd" --registry "$XREG" --bpffs "$XPIN" --state-dir "$(state_dir "$XPIN")" --cgroup "$XCG" --resync 0 \
 	--max-services 1024 --max-backends 4096 --xdp-flows 65536 --xdp-iface fb0 \
-	--metrics-addr 127.0.0.1:0 > "$TMP/xdp-ferryd.log" 2>&1 &
+	--metrics-addr '[::]:0' > "$TMP/xdp-ferryd.log" 2>&1 &
 XPID=$!
 XPORT=$(metrics_hostport "$TMP/xdp-ferryd.log" "$XPID")
 XPORT=${XPORT##*:}
@@ -364,6 +367,8 @@ if ! wait_for 400 xready || ! grep -q "attached to fb0" "$TMP/xdp-ferryd.log"; t
 	echo "FAIL xdp_metrics: the XDP load balancer did not start: $(tail -3 "$TMP/xdp-ferryd.log" | tr '\n' ' ')"
 	exit 1
 fi
+assert_eq metrics_any_address_answers_ipv6 \
+	"$(ip netns exec "$NS_B" curl -s -o /dev/null -w '%{http_code}' "http://[::1]:$XPORT/healthz")" 200
 xmetric() { xurl /metrics | awk -v k="$1" '$1 == k { print $2 }'; }
 XL='service="mx/xdp",vip="198.51.100.95:80/tcp"'
 # Three SYNs nobody answers (sent, the sockets closed at once); not in our

@@ -753,6 +753,13 @@ static int listen_on(const char *spec, int *out, char *bound, size_t len)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* "[::]" answers IPv4 too, whatever net.ipv6.bindv6only says: a
+	 * dual-stack node's kubelet may probe either pod address. */
+	if (a.family == AF_INET6 && !memcmp(a.a, (__u32[4]){ 0 }, 16)) {
+		int zero = 0;
+
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	}
 	if (bind(fd, (struct sockaddr *)&ss, slen) || listen(fd, 64) ||
 	    getsockname(fd, (struct sockaddr *)&ss, &slen)) {
 		err = -errno;
