@@ -45,7 +45,7 @@ FUZZ_BINS   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace/lib
 
-.PHONY: all deps vmlinux clean check unit demo bench fuzz check-sanitize
+.PHONY: all deps vmlinux clean check unit demo bench fuzz check-sanitize install
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -53,7 +53,7 @@ all: $(BUILD)/ferryd $(BUILD)/ferryctl $(BUILD)/ferry-bench
 
 # Debian packages needed to build and test; quiet when all are present.
 DEPS := clang llvm libbpf-dev libelf-dev zlib1g-dev libssl-dev libmnl-dev libjson-c-dev \
-        libcmocka-dev libclang-rt-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl jq procps python3
+        libcmocka-dev libclang-rt-dev bpftool iproute2 iptables pkg-config make gcc prometheus curl jq procps python3 python3-yaml
 deps:
 	@missing=""; for p in $(DEPS); do \
 	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || missing="$$missing $$p"; \
@@ -169,6 +169,13 @@ fuzz: deps
 bench: deps
 	@$(MAKE) --no-print-directory all $(HELPER_BINS)
 	BUILD=$(BUILD) bash tools/bench/run.sh
+
+# ferryd and ferryctl into $(DESTDIR)$(PREFIX)/bin, as an image wants them
+# (deploy/kubernetes/ferry-daemonset.yaml runs /usr/bin/ferryd).
+PREFIX ?= /usr/local
+install: $(BUILD)/ferryd $(BUILD)/ferryctl
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/ferryd $(BUILD)/ferryctl $(DESTDIR)$(PREFIX)/bin/
 
 clean:
 	rm -rf $(BUILD)

@@ -38,6 +38,8 @@ FERRYD_PID=""
 _PIDS=()
 
 skip_all() { echo "SKIP $(basename "$0" .sh): $*"; exit 0; }
+# CMD's output only when it fails (its last lines), for check: silently CMD...
+silently() { local o; o=$("$@" 2>&1) || { tail -n 5 <<<"$o"; return 1; }; }
 
 need_root() {
 	[ "$(id -u)" = 0 ] || skip_all "needs root"

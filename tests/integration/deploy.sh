@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# deploy/ against the code it deploys: every manifest parses; every ferryd and
+# ferryctl flag the manifests use exists; the DaemonSet, the teardown and the
+# ConfigMap agree on paths and keys; the ConfigMap's registry is the example
+# and ferryd takes it; `make install` puts runnable binaries where the
+# DaemonSet runs them. Nothing is deployed: no cluster, no BPF, no root needed.
+source "$(dirname "$0")/lib.sh"
+
+DEP="$ROOT/deploy"
+PY=/usr/bin/python3	# Debian's, with python3-yaml (make deps)
+$PY -c 'import yaml' 2>/dev/null || skip_all "python3-yaml missing (make deps installs it)"
+TMPD=$(mktemp -d /tmp/ferry-test-deploy.XXXXXX)
+trap 'rm -rf "$TMPD"' EXIT
+
+# yq-like: one field of a manifest, by a Python expression over the document.
+field() {	# file, expression over d (the first document)
+	$PY - "$1" "$2" <<'PYEOF'
+import sys, yaml
+d = next(yaml.safe_load_all(open(sys.argv[1])))
+v = eval(sys.argv[2], {"d": d})
+print("\n".join(map(str, v)) if isinstance(v, list) else v)
+PYEOF
+}
+
+bad=""
+for f in "$DEP"/kubernetes/*.yaml "$DEP"/prometheus/*.yml; do
+	$PY -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1])))' "$f" 2>"$TMPD/yaml.err" ||
+		bad="$bad $(basename "$f"): $(tail -1 "$TMPD/yaml.err")"
+done
+assert_eq manifests_parse "$bad" ""
+check dashboard_json_parses silently jq -e . "$DEP/grafana/ferry-dashboard.json"
+
+DS="$DEP/kubernetes/ferry-daemonset.yaml"
+C='d["spec"]["template"]["spec"]["containers"][0]'
+cmd=$(field "$DS" "$C[\"command\"]")
+# Every --flag the DaemonSet gives ferryd is one ferryd documents.
+help=$("$B/ferryd" --help 2>&1)
+missing=""
+for fl in $(grep -o -- '^--[a-z0-9-]*' <<<"$cmd"); do
+	grep -q -- "$fl\b" <<<"$help" || missing="$missing $fl"
+done
+assert_eq daemonset_flags_exist "$missing" ""
+arg() { awk -v k="$1" 'p { print; exit } $0 == k { p = 1 }' <<<"$cmd"; }	# the value after flag $1
+bpffs=$(arg --bpffs)
+mport=$(arg --metrics-addr); mport=${mport##*:}
+assert_eq daemonset_runs_usr_bin_ferryd "$(head -1 <<<"$cmd")" /usr/bin/ferryd
+assert_eq probes_on_metrics_port "$(field "$DS" "[p['containerPort'] for p in $C['ports'] if p['name'] == 'metrics']")" "$mport"
+assert_eq probes_paths "$(field "$DS" "$C['livenessProbe']['httpGet']['path'] + ' ' + $C['readinessProbe']['httpGet']['path']")" "/healthz /readyz"
+
+# The registry: the ConfigMap's name and key are what the DaemonSet mounts and reads.
+CM="$DEP/kubernetes/ferry-registry-configmap.yaml"
+mounted=$(field "$DS" "[v['configMap']['name'] for v in d['spec']['template']['spec']['volumes'] if 'configMap' in v]")
+assert_eq configmap_is_the_mounted_one "$(field "$CM" 'd["metadata"]["name"]')" "$mounted"
+assert_eq configmap_key_is_the_registry_file "$(field "$CM" 'list(d["data"])')" "$(basename "$(arg --registry)")"
+field "$CM" 'd["data"]["registry.json"]' >"$TMPD/registry.json"
+check configmap_registry_is_the_example cmp -s <(jq -S . "$TMPD/registry.json") <(jq -S . "$DEP/examples/registry.json")
+check configmap_registry_checks silently "$B/ferryctl" --bpffs "$TMPD/no-node" registry check "$TMPD/registry.json"
+
+# The teardown removes what the DaemonSet pinned, and ferryctl knows its flags.
+TD="$DEP/kubernetes/ferry-teardown.yaml"
+tcmd=$(field "$TD" "$C[\"command\"][-1]")
+grep -q -- "--bpffs $bpffs teardown" <<<"$tcmd"; check teardown_same_pin_dir test $? = 0
+check ferryctl_has_teardown grep -q '^  teardown' <("$B/ferryctl" --help 2>&1)
+
+# make install: the binaries the image needs, where the DaemonSet runs them.
+make -s -C "$ROOT" BUILD="$BUILD" install DESTDIR="$TMPD/root" PREFIX=/usr >"$TMPD/install.log" 2>&1
+check install_puts_ferryd_and_ferryctl test -x "$TMPD/root/usr/bin/ferryd" -a -x "$TMPD/root/usr/bin/ferryctl"
+check installed_ferryd_runs silently "$TMPD/root/usr/bin/ferryd" --version
