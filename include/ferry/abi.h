@@ -297,7 +297,7 @@ struct ferry_svc_name {
  * each under the key of its own view of the connection; a sender builds its
  * peer's key by swapping the ends. IPv4 and v4-mapped
  * IPv6 use family AF_INET with the address in local[0]/remote[0]. Ports in
- * host order. scope is the netns cookie when both ends are loopback addresses
+ * host order. scope is the netns cookie when either end is a loopback address
  * (such a pair never spans namespaces, and every namespace has its own
  * 127.0.0.1), 0 otherwise.
  */

@@ -108,30 +108,6 @@ assert_eq "sockmap: nothing registered for an unmanaged peer" "$(stat_of add)" 0
 smc "sockmap: netns server outside the cgroup takes TCP" slow "${NS[@]}" \
 	--server-cgroup "$OUTCG" --iters 2000 rr
 
-# --- policy: exclusions, and the kernel limits they are for -------------------
-ferryd_once --sockmap-exclude-port 5301 --sockmap-exclude-cidr 198.51.100.0/24 \
-	--sockmap-exclude-cidr 2001:db8::11/128 || echo "FAIL sockmap: ferryd with exclusions"
-smc "sockmap: excluded port takes TCP" slow --port 5301 --bytes $((16 * MIB)) bulk
-assert_eq "sockmap: excluded port counted as skipped" "$(stat_of skip)" 2
-smc "sockmap: excluded IPv6 address takes TCP" slow -6 --server-netns "$NS_B" \
-	--server 2001:db8::11 --port 8080 --bytes $((16 * MIB)) bulk
-smc "sockmap: other ports still accelerated" fast --bytes $((16 * MIB)) bulk
-smc "sockmap: excluded port: splice() from the socket" slow --port 5301 --bytes $((16 * MIB)) splice-recv
-smc "sockmap: excluded port: MSG_WAITALL" slow --port 5301 --bytes $((16 * MIB)) waitall
-smc "sockmap: excluded port: FIONREAD" slow --port 5301 --bytes $((16 * MIB)) fionread
-smc "sockmap: excluded port: blocking reads never see EAGAIN" slow --strict --port 5301 \
-	--bytes $((16 * MIB)) halfclose
-ferryd_once --sockmap off || echo "FAIL sockmap: ferryd --sockmap off"
-check "sockmap: --sockmap off detached the earlier run's sockops link" \
-	test ! -e "$PIN/links/sockmap_ops" -a ! -e "$PIN/links/sockmap_msg"
-smc "sockmap: --sockmap off takes TCP" slow --bytes $((16 * MIB)) bulk
-assert_eq "sockmap: --sockmap off registers nothing" "$(stat_of add)" 0
-
-# --- restart and teardown with a connection in flight -----------------------
-ferryd_once || echo "FAIL sockmap: ferryd back on"
-check "sockmap: on again after off: both links pinned" \
-	test -e "$PIN/links/sockmap_ops" -a -e "$PIN/links/sockmap_msg"
-smc "sockmap: on again after off accelerates" fast --bytes $((16 * MIB)) bulk
 # One connection held across an event: 100 round trips, then it goes on
 # until released (a line on its stdin), then 100 more on the same
 # connection. Released only after the event, so the last 100 cross it
@@ -167,6 +143,52 @@ live_abort() {	# name: the client never got going
 	wait "$LIVE_PID" 2>/dev/null
 	echo "FAIL $1: the connection never got going: $(tr '\n' ' ' <"$LIVE_OUT")"
 }
+# --- policy: exclusions, and the kernel limits they are for -------------------
+ferryd_once --sockmap-exclude-port 5301 --sockmap-exclude-cidr 198.51.100.0/24 \
+	--sockmap-exclude-cidr 2001:db8::11/128 || echo "FAIL sockmap: ferryd with exclusions"
+smc "sockmap: excluded port takes TCP" slow --port 5301 --bytes $((16 * MIB)) bulk
+assert_eq "sockmap: excluded port counted as skipped" "$(stat_of skip)" 2
+smc "sockmap: excluded IPv6 address takes TCP" slow -6 --server-netns "$NS_B" \
+	--server 2001:db8::11 --port 8080 --bytes $((16 * MIB)) bulk
+smc "sockmap: other ports still accelerated" fast --bytes $((16 * MIB)) bulk
+smc "sockmap: excluded port: splice() from the socket" slow --port 5301 --bytes $((16 * MIB)) splice-recv
+smc "sockmap: excluded port: MSG_WAITALL" slow --port 5301 --bytes $((16 * MIB)) waitall
+smc "sockmap: excluded port: FIONREAD" slow --port 5301 --bytes $((16 * MIB)) fionread
+smc "sockmap: excluded port: blocking reads never see EAGAIN" slow --strict --port 5301 \
+	--bytes $((16 * MIB)) halfclose
+# Off with a connection open: it goes on (over TCP), and its registration
+# does not outlive it (nothing sees its close once sockops is detached).
+if live_start off; then
+	ferryd_once --sockmap off || echo "FAIL sockmap: ferryd --sockmap off"
+	live_end "sockmap: a connection in flight survives --sockmap off"
+else
+	live_abort "sockmap: a connection in flight survives --sockmap off"
+fi
+check "sockmap: --sockmap off detached the earlier run's sockops link" \
+	test ! -e "$PIN/links/sockmap_ops" -a ! -e "$PIN/links/sockmap_msg"
+assert_eq "sockmap: --sockmap off leaves no socket registered" "$(sm_entries)" 0
+smc "sockmap: --sockmap off takes TCP" slow --bytes $((16 * MIB)) bulk
+assert_eq "sockmap: --sockmap off registers nothing" "$(stat_of add)" 0
+
+# --- restart and teardown with a connection in flight -----------------------
+ferryd_once || echo "FAIL sockmap: ferryd back on"
+check "sockmap: on again after off: both links pinned" \
+	test -e "$PIN/links/sockmap_ops" -a -e "$PIN/links/sockmap_msg"
+smc "sockmap: on again after off accelerates" fast --bytes $((16 * MIB)) bulk
+# A load that fails (here: another shape of map pinned under one of its
+# names) must not leave the earlier run's programs running with the earlier
+# exclusions: off, and said so.
+rm -f "$PIN/ferry_smport_v1"
+bpftool map create "$PIN/ferry_smport_v1" type hash key 4 value 4 entries 8 name smport
+ferryd_once --sockmap-exclude-port 6006 || echo "FAIL sockmap: ferryd with a sockmap that cannot load"
+check "sockmap: a failed load says so" grep -q "same-node acceleration unavailable" "$TMP/ferryd.log"
+check "sockmap: a failed load leaves no program attached" \
+	test ! -e "$PIN/links/sockmap_ops" -a ! -e "$PIN/links/sockmap_msg"
+smc "sockmap: a failed load takes TCP" slow --port 6006 --bytes $((4 * MIB)) bulk
+rm -f "$PIN/ferry_smport_v1"
+ferryd_once || echo "FAIL sockmap: ferryd back on after the failed load"
+check "sockmap: on again after a failed load" \
+	test -e "$PIN/links/sockmap_ops" -a -e "$PIN/links/sockmap_msg"
 if live_start restart; then
 	ferryd_once || echo "FAIL sockmap: ferryd restart with a connection in flight"
 	live_end "sockmap: a connection in flight survives a ferryd restart"

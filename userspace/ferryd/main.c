@@ -87,8 +87,9 @@ static void usage(FILE *f)
 "  --metrics-timeout MS  deadline for a metrics client's request (default %d)\n"
 "  --sockmap on|off      same-node acceleration (sk_msg redirect; default on)\n"
 "  --sockmap-exclude-port N     never accelerate connections with port N at either\n"
-"                        end (repeatable; e.g. for receivers using splice())\n"
-"  --sockmap-exclude-cidr CIDR  same for addresses in CIDR (repeatable)\n"
+"                        end (repeatable; e.g. for receivers using splice()); a\n"
+"                        backend's port: a VIP's is rewritten before this applies\n"
+"  --sockmap-exclude-cidr CIDR  same for addresses in CIDR (repeatable; backends')\n"
 XDP_USAGE
 "  --log-format text|json\n"
 "  -v                    more logging (twice: libbpf debug)\n"

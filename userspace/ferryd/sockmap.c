@@ -240,21 +240,24 @@ static int sockmap_attach(struct ferryd *d)
 }
 
 /*
- * --sockmap off: nothing loaded, nothing attached, so nothing runs per
- * socket. An earlier run's links are detached and unpinned (as `ferryctl
- * teardown` does), and its pinned config switched off, so sockets it
- * registered, which keep their sk_msg program, send over TCP from their
- * next message on.
+ * Acceleration off (--sockmap off, or a load that failed): nothing loaded,
+ * nothing attached, so nothing runs per socket. An earlier run's links are
+ * detached and unpinned (as `ferryctl teardown` does), and its pinned config
+ * switched off, so sockets it registered, which keep their sk_msg program,
+ * send over TCP from their next message on. Its socket addresses go too:
+ * with no sockops program their close is never seen, and an address left in
+ * ferry_smsk_v1 would make a later connection reusing the 4-tuple look
+ * registered once acceleration is back.
  */
-static void sockmap_off(struct ferryd *d)
+static void sockmap_off(struct ferryd *d, const char *why)
 {
 	struct ferry_sm_cfg cfg = {};
 	char path[512];
 	__u32 zero = 0;
-	int fd;
+	int fd, err;
 
-	loader_link_unpin(d, SM_OPS_LINK, "--sockmap off");
-	loader_link_unpin(d, SM_MSG_LINK, "--sockmap off");
+	loader_link_unpin(d, SM_OPS_LINK, why);
+	loader_link_unpin(d, SM_MSG_LINK, why);
 	snprintf(path, sizeof(path), "%s/%s", d->cfg.bpffs, FERRY_MAP_SMCFG);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {
@@ -265,7 +268,14 @@ static void sockmap_off(struct ferryd *d)
 		}
 		close(fd);
 	}
-	log_info("sockmap: same-node acceleration off (programs not loaded)");
+	snprintf(path, sizeof(path), "%s/%s", d->cfg.bpffs, FERRY_MAP_SMSK);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		if ((err = map_clear(fd, sizeof(struct ferry_sm_key))))
+			log_warnx("sockmap: map %s: clear: %s", FERRY_MAP_SMSK, strerror(-err));
+		close(fd);
+	}
+	log_info("sockmap: same-node acceleration off (%s)", why);
 }
 
 /* Same-node acceleration is an optimisation: without it (old kernel, no
@@ -275,7 +285,7 @@ void sockmap_load(struct ferryd *d, struct bpf_object_open_opts *oo)
 	int err;
 
 	if (!d->cfg.sockmap) {
-		sockmap_off(d);
+		sockmap_off(d, "--sockmap off");
 		return;
 	}
 	d->smap = sockmap_bpf__open_opts(oo);
@@ -288,5 +298,8 @@ void sockmap_load(struct ferryd *d, struct bpf_object_open_opts *oo)
 		log_warnx("sockmap: same-node acceleration unavailable: %s", strerror(-err));
 		sockmap_bpf__destroy(d->smap);
 		d->smap = NULL;
+		/* Not an earlier run's programs either: they would go on with
+		 * its exclusions, not the ones this run was given. */
+		sockmap_off(d, "it did not load");
 	}
 }
