@@ -19,7 +19,9 @@
  *
  * With --pin DIR the per-CPU counters in DIR/ferry_stats_v1 are read before
  * and after the case, printed as "stats redirect=N bytes=N ..." and checked
- * against --expect: "fast" needs redirected bytes, "slow" needs none.
+ * against --expect: "fast" needs redirected bytes (a stream may then fall
+ * back to TCP: its bytes are checked all the same), "stream" needs every
+ * byte of --bytes redirected, "slow" needs none.
  *
  * rr --loop holds one connection open across an event of the caller's: after
  * --iters round trips it creates --ready-file and goes on until a line (or
@@ -653,6 +655,64 @@ static int cli_bulk(int fd)
 	shutdown(fd, SHUT_WR);
 	return cli_wait_ack(fd);
 }
+
+/*
+ * window: --bytes in 16 KiB writes, never more than 64 KiB unread: the
+ * reader grants each window with one byte back. A reader that keeps up, so
+ * nothing makes the stream fall back to TCP: every byte must be redirected
+ * (--expect stream).
+ */
+#define WIN_WRITE	(16 * 1024)
+#define WIN_SIZE	(64 * 1024)
+
+static int cli_window(int fd)
+{
+	uint8_t *buf = malloc(WIN_WRITE), credit;
+	uint64_t off = 0, end;
+	size_t n;
+
+	if (!buf)
+		FAILF("malloc");
+	while (off < O.bytes) {
+		for (end = off + WIN_SIZE < O.bytes ? off + WIN_SIZE : O.bytes; off < end; off += n) {
+			n = end - off < WIN_WRITE ? end - off : WIN_WRITE;
+			gen(buf, off, n, SEED_C2S);
+			if (write_all(fd, buf, n, 0)) {
+				free(buf);
+				FAILF("send at %llu: %s", (unsigned long long)off, strerror(errno));
+			}
+		}
+		if (read_full(fd, &credit, 1, 0)) {
+			free(buf);
+			FAILF("no grant after %llu bytes", (unsigned long long)off);
+		}
+	}
+	free(buf);
+	shutdown(fd, SHUT_WR);
+	return cli_wait_ack(fd);
+}
+
+static int rd_window(int fd)
+{
+	uint8_t *buf = malloc(WIN_SIZE), credit = 1;
+	uint64_t off = 0;
+	size_t n;
+
+	if (!buf)
+		FAILF("malloc");
+	for (; off < O.bytes; off += n) {
+		n = O.bytes - off < WIN_SIZE ? O.bytes - off : WIN_SIZE;
+		if (read_full(fd, buf, n, 0) || verify(buf, off, n, SEED_C2S) >= 0 ||
+		    write_all(fd, &credit, 1, 0)) {
+			free(buf);
+			FAILF("window at %llu: short, corrupt or not granted", (unsigned long long)off);
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+static int srv_window(int fd) { return srv_verify_ack(fd, rd_window); }
 
 /* large: one send() per 4 MiB. */
 static int cli_large(int fd)
@@ -1674,6 +1734,7 @@ struct case_def {
 static const struct case_def CASES[] = {
 	{ "bulk", cli_bulk, srv_plain, NULL, "--bytes in writes of 1 B..1 MiB" },
 	{ "large", cli_large, srv_plain, NULL, "--bytes in 4 MiB writes" },
+	{ "window", cli_window, srv_window, NULL, "--bytes in 16 KiB writes, 64 KiB granted at a time" },
 	{ "small", cli_small, srv_plain, NULL, "--bytes in 1..16 B writes, TCP_NODELAY" },
 	{ "cork", cli_cork, srv_plain, NULL, "MSG_MORE and TCP_CORK" },
 	{ "sendfile", cli_sendfile, srv_plain, NULL, "sendfile() from a memfd" },
@@ -1717,7 +1778,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: sockmap-check [-4|-6|--mapped] [--server ADDR] [--connect ADDR] [--port N]\n"
 		   "         [--connect-port N] [--server-netns NAME] [--client-netns NAME]\n"
 		   "         [--server-cgroup DIR] [--strict] [--ready-file PATH] [--loop]\n"
-		   "         [--pin DIR --expect fast|slow|any] [--bytes N] [--size N] [--iters N]\n"
+		   "         [--pin DIR --expect fast|stream|slow|any] [--bytes N] [--size N] [--iters N]\n"
 		   "         [--conns N] [--unix] [--watchdog S] CASE\ncases:\n");
 	for (i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++)
 		fprintf(f, "  %-12s %s\n", CASES[i].name, CASES[i].what);
@@ -1841,6 +1902,12 @@ int main(int argc, char **argv)
 		       (unsigned long long)(b.pressure - a.pressure), (unsigned long long)(b.add - a.add),
 		       (unsigned long long)(b.skip - a.skip), (unsigned long long)(b.add_fail - a.add_fail),
 		       spurious_eagain);
+		/* stream: the client's --bytes all went socket to socket. */
+		if (!strcmp(O.expect, "stream") && b.bytes - a.bytes < O.bytes) {
+			printf("sockmap-check %s: %llu of %llu bytes redirected (expected all)\n", O.cs,
+			       (unsigned long long)(b.bytes - a.bytes), (unsigned long long)O.bytes);
+			return 1;
+		}
 		if (!strcmp(O.expect, "fast") && b.bytes == a.bytes) {
 			printf("sockmap-check %s: nothing was redirected (expected the fast path)\n", O.cs);
 			return 1;

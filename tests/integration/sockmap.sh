@@ -63,6 +63,9 @@ MIB=$((1024 * 1024))
 smc "sockmap: lo4 1 GiB stream, writes of 1 B..1 MiB" fast --bytes $GIB bulk
 smc "sockmap: lo4 64 MiB in 4 MiB writes" fast --bytes $((64 * MIB)) large
 smc "sockmap: lo4 many small writes" fast --bytes $MIB small
+# A reader that keeps up (64 KiB granted at a time): nothing makes the stream
+# fall back, every byte goes socket to socket, in order.
+smc "sockmap: lo4 64 MiB stream, reader keeping up: all redirected" stream --bytes $((64 * MIB)) window
 smc "sockmap: lo4 MSG_MORE and TCP_CORK" fast --bytes $((16 * MIB)) cork
 smc "sockmap: lo4 sendfile" fast --bytes $((64 * MIB)) sendfile
 smc "sockmap: lo4 splice into the socket" fast --bytes $((16 * MIB)) splice-send
@@ -87,12 +90,15 @@ sm_empty() { [ "$(sm_entries)" = 0 ]; }
 wait_for 100 sm_empty
 assert_eq "sockmap: closed sockets are unregistered" "$(sm_entries)" 0
 smc "sockmap: lo6 stream" fast -6 --bytes $((64 * MIB)) bulk
+smc "sockmap: lo6 stream, reader keeping up: all redirected" stream -6 --bytes $((64 * MIB)) window
 smc "sockmap: lo6 request/response" fast -6 --iters 5000 rr
 smc "sockmap: v4-mapped (dual-stack server, IPv4 client)" fast --mapped --bytes $((64 * MIB)) bulk
+smc "sockmap: v4-mapped, reader keeping up: all redirected" stream --mapped --bytes $((64 * MIB)) window
 
 # --- two namespaces joined by a veth (pod to pod) ----------------------------
 NS=(--server-netns "$NS_B" --server 192.0.2.11 --port 8080)
 smc "sockmap: netns 256 MiB stream" fast "${NS[@]}" --bytes $((256 * MIB)) bulk
+smc "sockmap: netns stream, reader keeping up: all redirected" stream "${NS[@]}" --bytes $((64 * MIB)) window
 smc "sockmap: netns request/response" fast "${NS[@]}" --iters 10000 rr
 smc "sockmap: netns half-close" fast "${NS[@]}" --bytes $((16 * MIB)) halfclose
 smc "sockmap: netns SO_LINGER 0 close (RST)" fast "${NS[@]}" --bytes $((16 * MIB)) rst
@@ -111,7 +117,8 @@ smc "sockmap: netns server outside the cgroup takes TCP" slow "${NS[@]}" \
 # One connection held across an event: 100 round trips, then it goes on
 # until released (a line on its stdin), then 100 more on the same
 # connection. Released only after the event, so the last 100 cross it
-# (few: after a teardown they take plain TCP, Nagle and delayed ACKs).
+# (few: a teardown leaves the connection its sk_msg program, which goes on
+# redirecting into the unpinned maps; after --sockmap off they take TCP).
 live_start() {	# tag: $LIVE_PID, $LIVE_OUT; the connection is live when it returns 0
 	LIVE_OUT="$TMP/live.$1"
 	rm -f "$TMP/ready" "$TMP/live.in"
