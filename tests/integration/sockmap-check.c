@@ -1643,6 +1643,8 @@ static int run_perf_rr(void)
 	pthread_join(t, NULL);
 	close(cfd);
 	close(sfd);
+	if (s.rc)	/* the echo side saw what the client did not */
+		FAILF("echo side: %.480s", s.err);
 	qsort(lat, O.iters, sizeof(*lat), cmp_u64);
 	printf("rr size=%zu iters=%ld p50_us=%.1f p99_us=%.1f redirect=%llu\n", O.size, O.iters,
 	       lat[O.iters / 2] / 1000.0, lat[O.iters * 99 / 100] / 1000.0,
