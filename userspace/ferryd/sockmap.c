@@ -111,40 +111,17 @@ bad:
 	return -EINVAL;
 }
 
-/* Make a hash/LPM map hold exactly keys[0..n-1] (value 1 each). */
+/* Make an exclusion map hold exactly keys[0..n) (map_set_sync(): the new
+ * ones in before the stale ones go, so a port in both stays excluded). */
 static int sync_set(int fd, const char *name, const void *keys, size_t ksz, int n)
 {
-	char cur[32], next[32];
 	__u8 one = FERRY_SM_EXCLUDED;
-	void *prev = NULL;
-	int i, err;
+	size_t added, removed;
+	int err = map_set_sync(fd, keys, ksz, n, &one, sizeof(one), &added, &removed);
 
-	/* Drop what is no longer wanted; restart the walk after each delete. */
-	while (!bpf_map_get_next_key(fd, prev, next)) {
-		bool keep = false;
-
-		for (i = 0; i < n && !keep; i++)
-			keep = !memcmp(next, (const char *)keys + i * ksz, ksz);
-		if (keep) {
-			memcpy(cur, next, ksz);
-			prev = cur;
-			continue;
-		}
-		if (bpf_map_delete_elem(fd, next) && errno != ENOENT) {
-			err = -errno;
-			log_warnx("sockmap: map %s: delete: %s", name, strerror(-err));
-			return err;
-		}
-		prev = NULL;
-	}
-	for (i = 0; i < n; i++) {
-		if (bpf_map_update_elem(fd, (const char *)keys + i * ksz, &one, BPF_ANY)) {
-			err = -errno;
-			log_warnx("sockmap: map %s: update: %s", name, strerror(-err));
-			return err;
-		}
-	}
-	return 0;
+	if (err)
+		log_warnx("sockmap: map %s: %s", name, strerror(-err));
+	return err;
 }
 
 static int sm_configure(struct ferryd *d)
@@ -271,7 +248,10 @@ static void sockmap_off(struct ferryd *d, const char *why)
 	snprintf(path, sizeof(path), "%s/%s", d->cfg.bpffs, FERRY_MAP_SMSK);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {
-		if ((err = map_clear(fd, sizeof(struct ferry_sm_key))))
+		size_t added, removed;
+
+		if ((err = map_set_sync(fd, NULL, sizeof(struct ferry_sm_key), 0, NULL,
+					sizeof(__u64), &added, &removed)))
 			log_warnx("sockmap: map %s: clear: %s", FERRY_MAP_SMSK, strerror(-err));
 		close(fd);
 	}

@@ -540,19 +540,6 @@ int map_count(int fd, size_t ksz, size_t *n)
 	return errno == ENOENT ? 0 : -errno;
 }
 
-int map_clear(int fd, size_t ksz)
-{
-	char k[256];
-
-	if (ksz > sizeof(k))
-		return -EINVAL;
-	/* From the first key each time: a delete ends the walk it was in. */
-	while (!bpf_map_get_next_key(fd, NULL, k))
-		if (bpf_map_delete_elem(fd, k) && errno != ENOENT)
-			return -errno;
-	return errno == ENOENT ? 0 : -errno;
-}
-
 int status_read(const struct ferry_maps *m, struct ferry_status *st)
 {
 	__u32 k = 0;

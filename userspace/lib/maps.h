@@ -84,8 +84,6 @@ int map_max_entries(int fd, __u32 *max);
 /* max_entries of the inner map stored at key of a map-in-map; -ENOENT if none. */
 int map_inner_max_entries(int outer_fd, __u32 key, __u32 *max);
 int map_count(int fd, size_t ksz, size_t *n);
-/* Delete every entry of a hash-like map (keys up to 256 bytes). */
-int map_clear(int fd, size_t ksz);
 
 /* An mmapable BPF array (BPF_F_MMAPABLE) mapped whole: *n elements of vsz
  * bytes; -EPROTO when it is not one, or its values are not vsz bytes. */
