@@ -920,17 +920,6 @@ int do_stats(int argc, char **argv)
 
 /* ---- mark ------------------------------------------------------------- */
 
-/* "unhealthy" etc. -> enum ferry_health, by the names ferryctl prints. */
-static int health_parse(const char *s)
-{
-	int h;
-
-	for (h = FERRY_HEALTH_UNKNOWN; h <= FERRY_HEALTH_UNHEALTHY; h++)
-		if (!strcmp(s, health_name(h)))
-			return h;
-	return -EINVAL;
-}
-
 /* The slot of backend (a, port) in service s; -1 if it has none. */
 static int svc_backend_find(const struct svc_state *s, const struct faddr *a, int port)
 {

@@ -67,6 +67,16 @@ const char *health_name(int h)
 	}
 }
 
+int health_parse(const char *s)
+{
+	int h;
+
+	for (h = FERRY_HEALTH_UNKNOWN; h <= FERRY_HEALTH_UNHEALTHY; h++)
+		if (!strcmp(s, health_name(h)))
+			return h;
+	return -EINVAL;
+}
+
 const char *circuit_name(int c)
 {
 	switch (c) {

@@ -72,6 +72,8 @@ int lb_parse(const char *s);
 const char *be_state_name(int st);
 int be_state_parse(const char *s);
 const char *health_name(int h);
+/* "unhealthy" etc. (health_name()'s names) -> enum ferry_health; -EINVAL. */
+int health_parse(const char *s);
 const char *circuit_name(int c);
 /* Defaults applied when a service has no "circuit" object. */
 void circuit_defaults(struct ferry_circuit_cfg *c);
