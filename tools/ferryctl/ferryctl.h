@@ -38,6 +38,10 @@ int ctl_lock(struct ctl *c);
 void ctl_unlock(struct ctl *c);
 /* VIP:PORT[/tcp|udp] into a service key; a usage error (exit 2) otherwise. */
 int ctl_parse_svc_key(struct ctl *c, const char *s, struct ferry_svc_key *k);
+/* An option's whole number 1..max into *out; else a usage error naming
+ * what (the command) and opt, returning EXIT_USAGE. */
+int ctl_parse_count(struct ctl *c, const char *what, const char *opt, const char *s,
+		    unsigned long max, unsigned long *out);
 /* "Error: <what> '<object>': <strerror> (<errno>)" or {"error": ...}; returns 1. */
 int ctl_err(struct ctl *c, const char *what, const char *obj, int err);
 /* Usage error: message (+ usage line), returns EXIT_USAGE. */

@@ -97,6 +97,22 @@ int ctl_parse_svc_key(struct ctl *c, const char *s, struct ferry_svc_key *k)
 	return 0;
 }
 
+int ctl_parse_count(struct ctl *c, const char *what, const char *opt, const char *s,
+		    unsigned long max, unsigned long *out)
+{
+	unsigned long n;
+	char *end;
+
+	errno = 0;
+	n = strtoul(s, &end, 10);
+	/* Digits only: strtoul takes a sign, and wraps "-1" around. */
+	if (*s < '0' || *s > '9' || *end || errno || !n || n > max)
+		return ctl_usage(c, "%s: %s '%s' is not a positive number (at most %lu)", what, opt, s,
+				 max);
+	*out = n;
+	return 0;
+}
+
 int ctl_err(struct ctl *c, const char *what, const char *obj, int err)
 {
 	if (err > 0)

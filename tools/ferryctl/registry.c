@@ -34,26 +34,13 @@ struct check {
 	size_t	writes;
 };
 
-/* Plan reg against st; the summary in ck. Pure: nothing is written. */
-static int check_plan(struct fstate *st, const struct registry *reg, struct check *ck,
-		      char *err, size_t errlen)
-{
-	struct plan p;
-	int ret;
-
-	plan_init(&p);
-	ret = plan_registry(&p, st, reg, err, errlen);
-	ck->sum = p.sum;
-	ck->writes = plan_writes(&p);
-	plan_free(&p);
-	return ret;
-}
-
-/* Against the node when ferry is loaded there, else against an empty one. */
+/* Plan reg against the node when ferry is loaded there, else against an
+ * empty one; the plan's summary in ck. Nothing is written. */
 static int check_registry(struct ctl *c, const struct registry *reg, struct check *ck,
 			  char *err, size_t errlen)
 {
 	struct fstate st;
+	struct plan p;
 	int ret;
 
 	if (ck->node) {
@@ -69,7 +56,11 @@ static int check_registry(struct ctl *c, const struct registry *reg, struct chec
 		}
 		st.xring_m = FERRY_XDP_DEF_RING_M;	/* XDP services plan their rings */
 	}
-	ret = check_plan(&st, reg, ck, err, errlen);
+	plan_init(&p);
+	ret = plan_registry(&p, &st, reg, err, errlen);
+	ck->sum = p.sum;
+	ck->writes = plan_writes(&p);
+	plan_free(&p);
 	fstate_free(&st);
 	return ret;
 }
@@ -147,17 +138,26 @@ static void json_ok(const struct registry *reg, const struct check *ck, struct j
 	json_object_object_add(o, "sync", chg);
 }
 
-static int parse_limit(struct ctl *c, const char *opt, const char *v, size_t *out)
+/* The verdict on file: ok (ck), or the error in err. */
+static void check_done(struct ctl *c, const char *file, const struct registry *reg,
+		       const struct check *ck, const char *err)
 {
-	char *end;
-	unsigned long n;
+	struct json_object *o;
 
-	errno = 0;
-	n = strtoul(v, &end, 10);
-	if (errno || end == v || *end || v[0] == '-' || !n || n > UINT32_MAX)
-		return ctl_usage(c, "%s '%s': a number from 1 to %u", opt, v, UINT32_MAX);
-	*out = n;
-	return 0;
+	if (!ck)
+		fprintf(stderr, "Error: %s\n", err);
+	else if (!c->json)
+		print_ok(file, reg, ck);
+	if (!c->json)
+		return;
+	o = json_object_new_object();
+	json_object_object_add(o, "file", json_object_new_string(file));
+	json_object_object_add(o, "ok", json_object_new_boolean(ck != NULL));
+	if (ck)
+		json_ok(reg, ck, o);
+	else
+		json_object_object_add(o, "error", json_object_new_string(err));
+	ctl_json_print(o);
 }
 
 static int registry_check(struct ctl *c, int argc, char **argv)
@@ -169,17 +169,18 @@ static int registry_check(struct ctl *c, int argc, char **argv)
 	};
 	struct check ck = { .lim = { FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS },
 			    .svc_from = "default", .be_from = "default" };
-	size_t max_svc = 0, max_be = 0;
+	unsigned long max_svc = 0, max_be = 0;
 	struct registry reg;
-	struct json_object *o;
 	char err[FERRY_ERR_LEN];
 	const char *which = NULL;
 	int opt, ret;
 
 	optind = 0;	/* a fresh scan that may permute: options after FILE too */
 	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (opt == 's' ? parse_limit(c, "--max-services", optarg, &max_svc) :
-		    opt == 'b' ? parse_limit(c, "--max-backends", optarg, &max_be) :
+		if (opt == 's' ? ctl_parse_count(c, "registry check", "--max-services", optarg,
+						 UINT32_MAX, &max_svc) :
+		    opt == 'b' ? ctl_parse_count(c, "registry check", "--max-backends", optarg,
+						 UINT32_MAX, &max_be) :
 				 ctl_usage(c, "registry check: unknown option"))
 			return EXIT_USAGE;
 	}
@@ -214,28 +215,13 @@ static int registry_check(struct ctl *c, int argc, char **argv)
 	}
 
 	ret = registry_load(argv[optind], &ck.lim, &reg, err, sizeof(err));
-	if (!ret) {
-		ret = check_registry(c, &reg, &ck, err, sizeof(err));
-		if (ret)
-			registry_free(&reg);
-	}
-	o = json_object_new_object();
-	json_object_object_add(o, "file", json_object_new_string(argv[optind]));
-	json_object_object_add(o, "ok", json_object_new_boolean(!ret));
 	if (ret) {
-		fprintf(stderr, "Error: %s\n", err);
-		json_object_object_add(o, "error", json_object_new_string(err));
-	} else if (c->json) {
-		json_ok(&reg, &ck, o);
-	} else {
-		print_ok(argv[optind], &reg, &ck);
+		check_done(c, argv[optind], NULL, NULL, err);
+		return 1;
 	}
-	if (c->json)
-		ctl_json_print(o);
-	else
-		json_object_put(o);
-	if (!ret)
-		registry_free(&reg);
+	ret = check_registry(c, &reg, &ck, err, sizeof(err));
+	check_done(c, argv[optind], &reg, ret ? NULL : &ck, err);
+	registry_free(&reg);
 	return ret ? 1 : 0;
 }
 

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,14 +247,10 @@ static int xdp_flows(struct ctl *c, int argc, char **argv)
 	void *p;
 
 	while ((o = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
-		char *end;
-
 		if (o != 'n')
 			return ctl_usage(c, "xdp flows: unknown option");
-		errno = 0;
-		max = strtoul(optarg, &end, 10);
-		if (*optarg < '0' || *optarg > '9' || *end || errno || !max)
-			return ctl_usage(c, "xdp flows: --max '%s' is not a positive number", optarg);
+		if (ctl_parse_count(c, "xdp flows", "--max", optarg, ULONG_MAX, &max))
+			return EXIT_USAGE;
 	}
 	if (optind < argc)
 		return ctl_usage(c, "xdp flows: unexpected argument '%s'", argv[optind]);
