@@ -55,7 +55,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -417,13 +416,14 @@ static int peer_stat_v1(struct world *w, __u32 slot, __u64 *sum)
  */
 static int fill_ferry(struct world *w)
 {
-	__u32 sets = bpf_map__max_entries(w->lb->maps.ferry_xflow_v3), i, k, x = 2463534242U;
-	size_t len = (size_t)sets * sizeof(struct ferry_xflow_set);
+	__u32 sets, i, k, x = 2463534242U;
 	struct ferry_xflow_set *t;
+	void *p;
+	int err;
 
-	t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(w->lb->maps.ferry_xflow_v3), 0);
-	if (t == MAP_FAILED)
-		return bench_err("map", FERRY_MAP_XFLOW, -errno);
+	if ((err = array_mmap(bpf_map__fd(w->lb->maps.ferry_xflow_v3), sizeof(*t), true, &p, &sets)))
+		return bench_err("map", FERRY_MAP_XFLOW, err);
+	t = p;
 	for (i = 0; i < sets; i++)
 		for (k = 0; k < FERRY_XFLOW_WAYS; k++) {
 			x ^= x << 13;
@@ -431,34 +431,27 @@ static int fill_ferry(struct world *w)
 			x ^= x << 5;
 			t[i].way[k] = (struct ferry_xflow){ .id = (__u64)x << 32 | 1 };
 		}
-	munmap(t, len);
+	array_munmap(t, sizeof(*t), sets);
 	return 0;
 }
 
-#define PEER_FILL_BATCH	8192
-
 static int fill_peer(struct world *w)
 {
-	struct peer_flow *keys = calloc(PEER_FILL_BATCH, sizeof(*keys));
-	struct peer_flow_dst *vals = calloc(PEER_FILL_BATCH, sizeof(*vals));
-	__u32 done = 0, n, i;
-	int ret = 0;
+	struct peer_flow *keys = calloc(w->flows, sizeof(*keys));
+	struct peer_flow_dst *vals = calloc(w->flows, sizeof(*vals));
+	__u32 i;
+	int ret = -ENOMEM;
 
-	if (!keys || !vals)
-		ret = -ENOMEM;
-	while (!ret && done < w->flows) {
-		n = w->flows - done < PEER_FILL_BATCH ? w->flows - done : PEER_FILL_BATCH;
-		for (i = 0; i < n; i++) {
-			keys[i].src[0] = htonl(0x0a000000 + done + i);
+	if (keys && vals) {
+		for (i = 0; i < w->flows; i++) {
+			keys[i].src[0] = htonl(0x0a000000 + i);
 			inet_pton(AF_INET, VIP, &keys[i].dst[0]);
 			keys[i].port16[0] = htons(1024);
 			keys[i].port16[1] = htons(80);
 			keys[i].proto = IPPROTO_TCP;
 			vals[i].pos = 1;
 		}
-		if (bpf_map_update_batch(w->peer_lru, keys, vals, &n, NULL))
-			ret = -errno;
-		done += n;
+		ret = map_update_many(w->peer_lru, keys, vals, sizeof(*keys), sizeof(*vals), w->flows);
 	}
 	free(keys);
 	free(vals);
@@ -737,21 +730,24 @@ struct progs {
 static int lb_case(struct world *w, const struct progs *pg, const struct lbcase *k, int only,
 		   __u32 calls, struct result *res)
 {
+	const struct {
+		enum xcase c;
+		int	prog;
+		int	(*fill)(struct world *w);
+		const char *name;
+	} side[] = { { k->c, pg->lb, fill_ferry, "ferry_xdp_lb" },
+		     { k->peer, pg->peer, fill_peer, "bench_peer" } };
+	size_t i;
 	int err;
 
-	if (only < 0 || only == (int)k->c) {
-		if (k->full && (err = fill_ferry(w)))
+	for (i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+		if (only >= 0 && only != (int)side[i].c)
+			continue;
+		if (k->full && (err = side[i].fill(w)))
 			return err;
-		if ((err = measure(pg->pass, pg->lb, NULL, k->dst, calls, k->nflows, k->flags, k->vary,
-				   &res[k->c])))
-			return bench_err("BPF_PROG_TEST_RUN", "ferry_xdp_lb", err);
-	}
-	if (only < 0 || only == (int)k->peer) {
-		if (k->full && (err = fill_peer(w)))
-			return err;
-		if ((err = measure(pg->pass, pg->peer, NULL, k->dst, calls, k->nflows, k->flags, k->vary,
-				   &res[k->peer])))
-			return bench_err("BPF_PROG_TEST_RUN", "bench_peer", err);
+		if ((err = measure(pg->pass, side[i].prog, NULL, k->dst, calls, k->nflows, k->flags,
+				   k->vary, &res[side[i].c])))
+			return bench_err("BPF_PROG_TEST_RUN", side[i].name, err);
 	}
 	return 0;
 }
