@@ -440,8 +440,10 @@ static int kv_sync(int fd, const void *keys, const void *vals, size_t ksz, size_
 		err = -ENOMEM;
 		goto cleanup;
 	}
-	memcpy(wk, keys, n * ksz);
-	memcpy(wv, vals, n * vsz);
+	if (n) {	/* an empty set may come as NULL: nothing to copy */
+		memcpy(wk, keys, n * ksz);
+		memcpy(wv, vals, n * vsz);
+	}
 	if ((err = kv_sort(wk, wv, ksz, vsz, n)) || (err = kv_sort(hk, hv, ksz, vsz, have)))
 		goto cleanup;
 	/* Every wanted entry is in before any other goes: one in both sets is
