@@ -50,9 +50,10 @@ static const struct bcmd cmds[] = {
 	  "hold --to IP:PORT [--netns NS] [--count N]\n"
 	  "        open N connections, keep them until stdin closes" },
 	{ "xdp-ns", do_xdp_ns,
-	  "xdp-ns --pin DIR [--calls N] [--case CASE] [--flows N]\n"
+	  "xdp-ns --pin DIR [--calls N] [--case CASE] [--flows N] [--peer-obj FILE]\n"
 	  "        ns per packet of the XDP LB under BPF_PROG_TEST_RUN, minus XDP_PASS (own netns),\n"
-	  "        and of a model of the mature peer's path (Katran's) on the same frames;\n"
+	  "        and of a model of the mature peer's path (Katran's) on the same frames, or of\n"
+	  "        Katran's own balancer object (--peer-obj, built from its source);\n"
 	  "        --case: syn|hit|flows|nonvip|syn_full, each also as peer_<case>, decap,\n"
 	  "        decap_pass, outage, floor (ns per cache-missing load in user space);\n"
 	  "        --flows: flow-table entries (default 1048576, as ferryd --xdp-flows)" },

@@ -12,10 +12,12 @@
  *             a partial outage (OUTAGE_VIP: 62 of 64 backends UNHEALTHY, 2
  *             DEGRADED), most of which take the ring fallback. And SYNs of
  *             new flows into full tables (syn_full: every one evicts).
- *             Each LB case but the outage again on bench_peer, a model of
+ *             Each LB case but the outage also on bench_peer, a model of
  *             the mature peer's forwarding path (Katran's; peer_up() says
- *             how it is set up), on the same frames: a baseline from the
- *             same run on the same host. And the memory floor: what one
+ *             how it is set up), or with --peer-obj on Katran's own
+ *             balancer, on the same frames, the two taking turns in rounds
+ *             of 10,000 calls: a baseline from the same minutes on the
+ *             same host. And the memory floor: what one
  *             cache miss costs here, in user space (memory_floor()).
  *             --case syn|hit|flows|nonvip|syn_full|peer_syn|peer_hit|
  *             peer_flows|peer_nonvip|peer_syn_full|decap|decap_pass|outage|
@@ -79,14 +81,30 @@
 #define VIP	"198.51.100.10"
 #define NODE	"192.0.2.2"	/* vl's address: the decap's outer destination */
 
+/*
+ * The peer the LB cases are measured against: bench_peer (the model, in
+ * xdp_bench.bpf.o), or with --peer-obj Katran's own balancer, built by the
+ * operator from its source (docs/benchmarks.md says how). Both have
+ * Katran's maps, by their names in the object, with the layouts of
+ * <ferry/bench_peer.h>; these are their fds.
+ */
+struct peer {
+	const char *name;	/* "bench_peer", or the object's program name */
+	struct bpf_object *obj;	/* --peer-obj's, else NULL (the skeleton's) */
+	int	prog;
+	int	lru_map;	/* lru_mapping: CPU -> connection table */
+	int	vip_map, reals, ch_rings, ctl, stats;
+	int	lru;		/* the connection table, CPU 0's (created here) */
+};
+
 struct world {
 	char	pin[256];
 	struct xdp_lb_bpf *lb;
 	struct xdp_bench_bpf *ref;
 	struct xdp_decap_bpf *dc;
 	struct ferry_maps fm;
-	int	peer_lru;	/* the peer model's connection table (CPU 0's) */
-	__u32	flows;		/* entries of the flow table and of peer_lru */
+	struct peer peer;
+	__u32	flows;		/* entries of the flow table and of peer.lru */
 };
 
 static int sh(const char *fmt, ...)
@@ -217,7 +235,75 @@ static int outage_up(struct world *w)
 	return marked == OUTAGE_N ? 0 : bench_err("mark health", FERRY_MAP_BACKEND, -ENOENT);
 }
 
-static int world_up(struct world *w, const char *pin, __u32 flows)
+/*
+ * The peer's connection table, as many flows as ferry's, is also its
+ * lru_mapping's template (KatranLb::initLrus() does the same; and libbpf
+ * 1.1 cannot resize a declared template). Before the load: the model's
+ * from the skeleton, or Katran's object opened from obj.
+ */
+static int peer_open(struct world *w, const char *obj)
+{
+	struct peer *p = &w->peer;
+	struct bpf_map *lm;
+
+	p->lru = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "peer_lru", sizeof(struct peer_flow),
+				sizeof(struct peer_flow_dst), w->flows, NULL);
+	if (p->lru < 0)
+		return bench_err("create", "peer_lru", -errno);
+	if (!obj) {
+		p->name = "bench_peer";
+		lm = w->ref->maps.peer_lru_map;
+	} else {
+		if (!(p->obj = bpf_object__open_file(obj, NULL)))
+			return bench_err("open", obj, -errno);
+		if (!(lm = bpf_object__find_map_by_name(p->obj, "lru_mapping")))
+			return bench_err("no map lru_mapping (is it Katran's balancer?)", obj, -ENOENT);
+	}
+	return bpf_map__set_inner_map_fd(lm, p->lru) ? bench_err("set inner map", "lru_mapping", -errno) : 0;
+}
+
+/* After the load: the peer's fds, each of Katran's maps by its name. */
+static int peer_load(struct world *w)
+{
+	static const char *const names[] = { "lru_mapping", "vip_map", "reals", "ch_rings", "ctl_array",
+					     "stats" };
+	struct peer *p = &w->peer;
+	int *fds[] = { &p->lru_map, &p->vip_map, &p->reals, &p->ch_rings, &p->ctl, &p->stats };
+	struct bpf_program *prog = NULL, *pr;
+	struct bpf_map *m;
+	size_t i;
+	int ret;
+
+	if (!p->obj) {
+		struct bpf_map *own[] = { w->ref->maps.peer_lru_map, w->ref->maps.peer_vip_map,
+					  w->ref->maps.peer_reals, w->ref->maps.peer_ch_rings,
+					  w->ref->maps.peer_ctl, w->ref->maps.peer_stats };
+
+		for (i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+			*fds[i] = bpf_map__fd(own[i]);
+		p->prog = bpf_program__fd(w->ref->progs.bench_peer);
+		return 0;
+	}
+	if ((ret = bpf_object__load(p->obj)))
+		return bench_err("load (the verifier's log is above)", bpf_object__name(p->obj), ret);
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!(m = bpf_object__find_map_by_name(p->obj, names[i])))
+			return bench_err("no such map in --peer-obj", names[i], -ENOENT);
+		*fds[i] = bpf_map__fd(m);
+	}
+	/* Its XDP program: balancer_ingress, else the first one. */
+	bpf_object__for_each_program(pr, p->obj)
+		if (bpf_program__type(pr) == BPF_PROG_TYPE_XDP &&
+		    (!prog || !strcmp(bpf_program__name(pr), "balancer_ingress")))
+			prog = pr;
+	if (!prog)
+		return bench_err("no XDP program", "--peer-obj", -ENOENT);
+	p->name = bpf_program__name(prog);
+	p->prog = bpf_program__fd(prog);
+	return 0;
+}
+
+static int world_up(struct world *w, const char *pin, __u32 flows, const char *peer_obj)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo);
 	struct ferry_xcfg xc = { .ring_size = FERRY_XDP_DEF_RING_M };
@@ -234,20 +320,17 @@ static int world_up(struct world *w, const char *pin, __u32 flows)
 	w->ref = xdp_bench_bpf__open();
 	if (!w->lb || !w->ref)
 		return bench_err("open", "xdp_lb", -errno);
-	/* The peer model's connection table, as many flows as ferry's, is
-	 * also its lru_mapping's template (KatranLb::initLrus() does the same;
-	 * and libbpf 1.1 cannot resize a declared template). */
 	w->flows = flows;
-	w->peer_lru = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "peer_lru", sizeof(struct peer_flow),
-				     sizeof(struct peer_flow_dst), flows, NULL);
-	if (w->peer_lru < 0 || bpf_map__set_inner_map_fd(w->ref->maps.peer_lru_map, w->peer_lru))
-		return bench_err("create", "peer_lru", -errno);
+	if ((ret = peer_open(w, peer_obj)))
+		return ret;
 	bpf_map__set_max_entries(w->lb->maps.ferry_xflow_v3, flows / FERRY_XFLOW_WAYS);
 	bpf_map__set_max_entries(w->lb->maps.ferry_xclient_v1, flows / FERRY_XFLOW_WAYS);
 	if ((ret = ferry_xdp_size(w->lb->obj, FERRY_DEF_MAX_SERVICES, FERRY_DEF_MAX_BACKENDS)))
 		return bench_err("size", "xdp_lb", ret);
 	if ((ret = xdp_lb_bpf__load(w->lb)) || (ret = xdp_bench_bpf__load(w->ref)))
 		return bench_err("load", "xdp_lb/xdp_bench", ret);
+	if ((ret = peer_load(w)))
+		return ret;
 	if ((ret = ferry_maps_open(w->pin, &w->fm, &which)))
 		return bench_err("open pinned map", which, ret);
 	inet_pton(AF_INET, "203.0.113.0", &xc.src4);
@@ -325,8 +408,9 @@ static void world_init(struct world *w)
 
 static void world_down(struct world *w)
 {
-	if (w->peer_lru > 0)
-		close(w->peer_lru);
+	if (w->peer.lru > 0)
+		close(w->peer.lru);
+	bpf_object__close(w->peer.obj);
 	ferry_maps_close(&w->fm);
 	xdp_lb_bpf__destroy(w->lb);
 	xdp_bench_bpf__destroy(w->ref);
@@ -352,14 +436,15 @@ static int peer_up(struct world *w)
 	struct peer_vip_meta meta = { .vip_num = 0 };
 	struct peer_ctl gw = { .mac = { 0x02, 0, 0, 0, 0, 0x01 } };
 	__u32 *keys = NULL, *ring = NULL, n = PEER_RING_SIZE, i, zero = 0;
+	struct peer *p = &w->peer;
 	int ret = 0;
 
-	if (bpf_map_update_elem(bpf_map__fd(w->ref->maps.peer_lru_map), &zero, &w->peer_lru, BPF_ANY))
-		return bench_err("write", "peer_lru_map", -errno);
+	if (bpf_map_update_elem(p->lru_map, &zero, &p->lru, BPF_ANY))
+		return bench_err("write", "lru_mapping", -errno);
 	inet_pton(AF_INET, VIP, vip.addr);
-	if (bpf_map_update_elem(bpf_map__fd(w->ref->maps.peer_vip_map), &vip, &meta, BPF_ANY) ||
-	    bpf_map_update_elem(bpf_map__fd(w->ref->maps.peer_ctl), &zero, &gw, BPF_ANY))
-		return bench_err("write", "peer_vip_map/peer_ctl", -errno);
+	if (bpf_map_update_elem(p->vip_map, &vip, &meta, BPF_ANY) ||
+	    bpf_map_update_elem(p->ctl, &zero, &gw, BPF_ANY))
+		return bench_err("write", "vip_map/ctl_array", -errno);
 	for (i = 0; i < 2; i++) {
 		struct peer_real r = {};
 		__u32 k = i + 1;
@@ -369,19 +454,19 @@ static int peer_up(struct world *w)
 		mb[i].weight = 1;
 		memcpy(mb[i].addr, r.addr, sizeof(r.addr));
 		mb[i].port = 80;
-		if (bpf_map_update_elem(bpf_map__fd(w->ref->maps.peer_reals), &k, &r, BPF_ANY))
-			return bench_err("write", "peer_reals", -errno);
+		if (bpf_map_update_elem(p->reals, &k, &r, BPF_ANY))
+			return bench_err("write", "reals", -errno);
 	}
 	keys = malloc(n * sizeof(*keys));
 	ring = malloc(n * sizeof(*ring));
 	if (!keys || !ring)
-		ret = bench_err("ring", "peer_ch_rings", -ENOMEM);
+		ret = bench_err("ring", "ch_rings", -ENOMEM);
 	else if ((ret = maglev_build(mb, 2, n, ring)))
-		ret = bench_err("maglev", "peer_ch_rings", ret);
+		ret = bench_err("maglev", "ch_rings", ret);
 	for (i = 0; !ret && i < n; i++)
 		keys[i] = i;
-	if (!ret && bpf_map_update_batch(bpf_map__fd(w->ref->maps.peer_ch_rings), keys, ring, &n, NULL))
-		ret = bench_err("write", "peer_ch_rings", -errno);
+	if (!ret && bpf_map_update_batch(p->ch_rings, keys, ring, &n, NULL))
+		ret = bench_err("write", "ch_rings", -errno);
 	free(keys);
 	free(ring);
 	return ret;
@@ -397,7 +482,7 @@ static int peer_stat_v1(struct world *w, __u32 slot, __u64 *sum)
 	*sum = 0;
 	if (ncpu <= 0 || !(v = calloc(ncpu, sizeof(*v))))
 		return -ENOMEM;
-	if (bpf_map_lookup_elem(bpf_map__fd(w->ref->maps.peer_stats), &key, v)) {
+	if (bpf_map_lookup_elem(w->peer.stats, &key, v)) {
 		free(v);
 		return -errno;
 	}
@@ -451,7 +536,7 @@ static int fill_peer(struct world *w)
 			keys[i].proto = IPPROTO_TCP;
 			vals[i].pos = 1;
 		}
-		ret = map_update_many(w->peer_lru, keys, vals, sizeof(*keys), sizeof(*vals), w->flows);
+		ret = map_update_many(w->peer.lru, keys, vals, sizeof(*keys), sizeof(*vals), w->flows);
 	}
 	free(keys);
 	free(vals);
@@ -558,39 +643,71 @@ static int run1(int fd, __u8 *buf, size_t len, __u32 *ns)
  * frame, so both see the same machine; the result is the difference. The
  * mean is what was asked for; the median shrugs off the runs that another
  * task or an interrupt preempted on a shared machine.
+ *
+ * With n programs (ferry's and the peer's), they take turns in rounds of
+ * ROUND calls, each through its own frames 0..calls-1: a host that slows
+ * down for a minute (it does, by up to 2x, the rounds in docs/benchmarks.md)
+ * slows both, and their ratio holds. A round is long enough that the other
+ * program's lines leave the caches' way within its first calls.
  */
+#define ROUND	10000
+
+struct samples {
+	__u32	*d, *b;		/* program's and XDP_PASS's ns per call */
+	__u64	total, btotal;
+};
+
+static int measure_n(int pass_fd, const int *prog_fd, int n, const char *outer, const char *dst,
+		     __u32 calls, __u32 nflows, __u8 flags, bool vary, struct result *r)
+{
+	struct samples s[2] = {};
+	__u32 i, start, end;
+	__u8 buf[128];
+	int err = 0, k;
+
+	if (n < 1 || n > 2)
+		return -EINVAL;
+	for (k = 0; k < n; k++)
+		if (!(s[k].d = malloc(calls * sizeof(__u32))) || !(s[k].b = malloc(calls * sizeof(__u32)))) {
+			err = -ENOMEM;
+			goto out;
+		}
+	for (start = 0; start < calls; start = end) {
+		end = calls - start > ROUND ? start + ROUND : calls;
+		for (k = 0; k < n; k++)
+			for (i = start; i < end; i++) {
+				__u32 f = vary ? (nflows ? i % nflows : i) : 0;
+				size_t len = outer ? tunnel_frame(buf, outer, dst, f, flags) :
+						     frame(buf, dst, f, flags);
+
+				if ((err = run1(pass_fd, buf, len, &s[k].b[i])) ||
+				    (err = run1(prog_fd[k], buf, len, &s[k].d[i])))
+					goto out;
+				s[k].total += s[k].d[i];
+				s[k].btotal += s[k].b[i];
+			}
+	}
+	for (k = 0; k < n; k++) {
+		qsort(s[k].d, calls, sizeof(__u32), cmp_u32);
+		qsort(s[k].b, calls, sizeof(__u32), cmp_u32);
+		r[k].pass_mean = (double)s[k].btotal / calls;
+		r[k].pass_median = s[k].b[calls / 2];
+		r[k].mean = (double)s[k].total / calls - r[k].pass_mean;
+		r[k].median = (double)s[k].d[calls / 2] - r[k].pass_median;
+		r[k].p10 = (double)s[k].d[calls / 10] - s[k].b[calls / 10];
+	}
+out:
+	for (k = 0; k < n; k++) {
+		free(s[k].d);
+		free(s[k].b);
+	}
+	return err;
+}
+
 static int measure(int pass_fd, int prog_fd, const char *outer, const char *dst, __u32 calls,
 		   __u32 nflows, __u8 flags, bool vary, struct result *r)
 {
-	__u32 *d = malloc(calls * sizeof(*d)), *b = malloc(calls * sizeof(*b)), i;
-	__u64 total = 0, btotal = 0;
-	__u8 buf[128];
-	int err = 0;
-
-	if (!d || !b) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < calls; i++) {
-		__u32 f = vary ? (nflows ? i % nflows : i) : 0;
-		size_t len = outer ? tunnel_frame(buf, outer, dst, f, flags) : frame(buf, dst, f, flags);
-
-		if ((err = run1(pass_fd, buf, len, &b[i])) || (err = run1(prog_fd, buf, len, &d[i])))
-			goto out;
-		total += d[i];
-		btotal += b[i];
-	}
-	qsort(d, calls, sizeof(*d), cmp_u32);
-	qsort(b, calls, sizeof(*b), cmp_u32);
-	r->pass_mean = (double)btotal / calls;
-	r->pass_median = b[calls / 2];
-	r->mean = (double)total / calls - r->pass_mean;
-	r->median = (double)d[calls / 2] - r->pass_median;
-	r->p10 = (double)d[calls / 10] - b[calls / 10];
-out:
-	free(d);
-	free(b);
-	return err;
+	return measure_n(pass_fd, &prog_fd, 1, outer, dst, calls, nflows, flags, vary, r);
 }
 
 /*
@@ -651,11 +768,11 @@ static int memory_floor(size_t bytes, __u32 lines, double *ns)
 }
 
 /*
- * The model forwards what it should before it is timed: an established
+ * The peer forwards what it should before it is timed: an established
  * flow's packet leaves IPIP to one of the backends with a valid header
  * checksum (XDP_TX), a packet to no VIP passes.
  */
-static int peer_check(int kfd)
+static int peer_check(const struct peer *p)
 {
 	__u8 in[64], out[128], h[20];
 	LIBBPF_OPTS(bpf_test_run_opts, t, .data_in = in, .data_size_in = sizeof(in), .data_out = out,
@@ -663,19 +780,19 @@ static int peer_check(int kfd)
 	const __u8 *ip = out + 14;
 
 	frame(in, VIP, 0, TCP_ACK);
-	if (bpf_prog_test_run_opts(kfd, &t))
-		return bench_err("BPF_PROG_TEST_RUN", "bench_peer", -errno);
+	if (bpf_prog_test_run_opts(p->prog, &t))
+		return bench_err("BPF_PROG_TEST_RUN", p->name, -errno);
 	memcpy(h, ip, sizeof(h));
 	ip4_csum(h);
 	if (t.retval != XDP_TX || t.data_size_out != sizeof(in) + 20 || ip[9] != IPPROTO_IPIP ||
 	    memcmp(ip + 16, "\xc0\x00\x02", 3) || (ip[19] != 11 && ip[19] != 12) || memcmp(h + 10, ip + 10, 2))
-		return bench_err("an established flow's packet was not sent IPIP to a backend", "bench_peer",
+		return bench_err("an established flow's packet was not sent IPIP to a backend", p->name,
 				 -EPROTO);
 	frame(in, "198.51.100.99", 0, TCP_ACK);
 	t.data_size_out = sizeof(out);
-	if (bpf_prog_test_run_opts(kfd, &t))
-		return bench_err("BPF_PROG_TEST_RUN", "bench_peer", -errno);
-	return t.retval == XDP_PASS ? 0 : bench_err("a packet to no VIP did not pass", "bench_peer", -EPROTO);
+	if (bpf_prog_test_run_opts(p->prog, &t))
+		return bench_err("BPF_PROG_TEST_RUN", p->name, -errno);
+	return t.retval == XDP_PASS ? 0 : bench_err("a packet to no VIP did not pass", p->name, -EPROTO);
 }
 
 /* The cases of --case. */
@@ -725,8 +842,8 @@ struct progs {
 	int	pass, lb, peer, decap;
 };
 
-/* One of lbcases on ferry, then on the model; only: the one case wanted,
- * or -1 for both. */
+/* One of lbcases on ferry and on the peer, taking turns (measure_n());
+ * only: the one side wanted alone, or -1 for both. */
 static int lb_case(struct world *w, const struct progs *pg, const struct lbcase *k, int only,
 		   __u32 calls, struct result *res)
 {
@@ -734,21 +851,25 @@ static int lb_case(struct world *w, const struct progs *pg, const struct lbcase 
 		enum xcase c;
 		int	prog;
 		int	(*fill)(struct world *w);
-		const char *name;
-	} side[] = { { k->c, pg->lb, fill_ferry, "ferry_xdp_lb" },
-		     { k->peer, pg->peer, fill_peer, "bench_peer" } };
-	size_t i;
-	int err;
+	} side[] = { { k->c, pg->lb, fill_ferry }, { k->peer, pg->peer, fill_peer } };
+	struct result r[2];
+	int fd[2], n = 0, i, err;
 
-	for (i = 0; i < sizeof(side) / sizeof(side[0]); i++) {
+	for (i = 0; i < 2; i++) {
 		if (only >= 0 && only != (int)side[i].c)
 			continue;
 		if (k->full && (err = side[i].fill(w)))
 			return err;
-		if ((err = measure(pg->pass, side[i].prog, NULL, k->dst, calls, k->nflows, k->flags,
-				   k->vary, &res[side[i].c])))
-			return bench_err("BPF_PROG_TEST_RUN", side[i].name, err);
+		fd[n++] = side[i].prog;
 	}
+	if (!n)
+		return 0;
+	if ((err = measure_n(pg->pass, fd, n, NULL, k->dst, calls, k->nflows, k->flags, k->vary, r)))
+		return bench_err("BPF_PROG_TEST_RUN", n == 2 ? "ferry_xdp_lb and the peer" :
+				 fd[0] == pg->lb ? "ferry_xdp_lb" : w->peer.name, err);
+	for (i = 0, n = 0; i < 2; i++)
+		if (only < 0 || only == (int)side[i].c)
+			res[side[i].c] = r[n++];
 	return 0;
 }
 
@@ -801,10 +922,11 @@ int do_xdp_ns(int argc, char **argv)
 		{ "calls", required_argument, NULL, 'n' },
 		{ "case", required_argument, NULL, 'c' },
 		{ "flows", required_argument, NULL, 'f' },
+		{ "peer-obj", required_argument, NULL, 'o' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long calls = 1000000, flows = FERRY_XDP_DEF_FLOWS;
-	const char *pin = NULL, *only = NULL;
+	const char *pin = NULL, *only = NULL, *peer_obj = NULL;
 	struct world w;
 	struct result res[C_MAX] = {}, tmp;
 	struct progs pg;
@@ -820,6 +942,8 @@ int do_xdp_ns(int argc, char **argv)
 			pin = optarg;
 		else if (o == 'c')
 			only = optarg;
+		else if (o == 'o')
+			peer_obj = optarg;
 		else if (o == 'f') {
 			if (bench_ulong("xdp-ns", "--flows", optarg, 1024, FERRY_XDP_MAX_FLOWS, &flows))
 				return bench_usage("xdp-ns", "bad option");
@@ -852,19 +976,19 @@ int do_xdp_ns(int argc, char **argv)
 		ret = 0;
 		goto out;
 	}
-	if (world_up(&w, pin, flows) || peer_up(&w))
+	if (world_up(&w, pin, flows, peer_obj) || peer_up(&w))
 		goto out;
 	pg.lb = bpf_program__fd(w.lb->progs.ferry_xdp_lb);
 	pg.decap = bpf_program__fd(w.dc->progs.ferry_xdp_decap);
 	pg.pass = bpf_program__fd(w.ref->progs.bench_pass);
-	pg.peer = bpf_program__fd(w.ref->progs.bench_peer);
+	pg.peer = w.peer.prog;
 	/* Warm the next-hop cache; the 100k flows into both tables. */
 	if (measure(pg.pass, pg.lb, NULL, VIP, NFLOWS, NFLOWS, TCP_SYN, true, &tmp) ||
 	    measure(pg.pass, pg.peer, NULL, VIP, NFLOWS, NFLOWS, TCP_SYN, true, &tmp)) {
 		bench_err("BPF_PROG_TEST_RUN", "warm-up", -errno);
 		goto out;
 	}
-	if (peer_check(pg.peer))
+	if (peer_check(&w.peer))
 		goto out;
 	for (i = 0; i < 4; i++)
 		if (lb_case(&w, &pg, &lbcases[i], c, calls, res))
@@ -875,21 +999,21 @@ int do_xdp_ns(int argc, char **argv)
 		goto out;
 	/* The model's figures are for the path they name: CPU 0's own LRU. */
 	if (peer_stat_v1(&w, PEER_STAT_FALLBACK_LRU, &fallback) || fallback) {
-		bench_err("packets took the fallback LRU, not their CPU's", "bench_peer", -EPROTO);
+		bench_err("packets took the fallback LRU, not their CPU's", w.peer.name, -EPROTO);
 		goto out;
 	}
 	if (c >= 0) {
 		struct result *r = &res[c];
 
 		/* One case (quick A/B runs): its figures and the XDP_PASS baseline. */
-		printf("{\"calls\": %lu, \"case\": \"%s\", \"ns\": %.1f, \"median_ns\": %.0f, "
-		       "\"pass_ns\": %.1f, \"pass_median_ns\": %.0f, \"p10_ns\": %.0f}\n", calls, only, r->mean,
-		       r->median, r->pass_mean, r->pass_median, r->p10);
+		printf("{\"calls\": %lu, \"case\": \"%s\", \"peer\": \"%s\", \"ns\": %.1f, "
+		       "\"median_ns\": %.0f, \"pass_ns\": %.1f, \"pass_median_ns\": %.0f, \"p10_ns\": %.0f}\n",
+		       calls, only, w.peer.name, r->mean, r->median, r->pass_mean, r->pass_median, r->p10);
 		ret = 0;
 		goto out;
 	}
-	printf("{\"calls\": %lu, \"pass_ns\": %.1f, \"pass_median_ns\": %.0f", calls, res[C_HIT].pass_mean,
-	       res[C_HIT].pass_median);
+	printf("{\"calls\": %lu, \"peer\": \"%s\", \"pass_ns\": %.1f, \"pass_median_ns\": %.0f", calls,
+	       w.peer.name, res[C_HIT].pass_mean, res[C_HIT].pass_median);
 	for (i = 0; i < C_FLOOR; i++)
 		printf(", \"%s_ns\": %.1f, \"%s_median_ns\": %.0f", case_keys[i], res[i].mean, case_keys[i],
 		       res[i].median);
@@ -1042,7 +1166,7 @@ int do_xdp_veth(int argc, char **argv)
 	if (net_setup())
 		return bench_err("network namespace", "vg/vl", -EIO);
 	pin_cpu(0);
-	if (world_up(&w, pin, 1 << 18))
+	if (world_up(&w, pin, 1 << 18, NULL))
 		goto out;
 	if ((err = bpf_xdp_attach(if_nametoindex("vg"), bpf_program__fd(w.ref->progs.bench_sink),
 				  XDP_FLAGS_DRV_MODE, NULL))) {

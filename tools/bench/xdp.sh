@@ -16,7 +16,10 @@
 #   each LB case (not the outage) also on a model of the mature peer's
 #   forwarding path (Katran's, bench_peer in bpf/xdp_bench.bpf.c: per-CPU LRU
 #   hash, jhash into a 65,537-entry ring, per-CPU stats, IPIP), same frames,
-#   same run, and the ratio ferry / model (mean, and median in brackets);
+#   the two taking turns in rounds of 10,000 calls, and the ratio ferry /
+#   model (mean, and median in brackets);
+#   with FERRY_BENCH_KATRAN=FILE, on Katran's own balancer object instead
+#   (built from its source, docs/benchmarks.md says how; not shipped here);
 #   and the memory floor: ns per dependent load in user space over 100,000
 #   random 64-byte lines of a buffer the flow table's size, what one cache
 #   miss costs on this host (the 100,000-flow case pays about one);
@@ -48,7 +51,9 @@ bench_init xb
 bench_pin ns; pin_ns=$REPLY
 bench_pin veth; pin_veth=$REPLY
 
-ns=$("$B/ferry-bench" xdp-ns --pin "$pin_ns" --calls "$CALLS") || bench_die "xdp-ns failed"
+peer=()
+[ -n "${FERRY_BENCH_KATRAN:-}" ] && peer=(--peer-obj "$FERRY_BENCH_KATRAN")
+ns=$("$B/ferry-bench" xdp-ns --pin "$pin_ns" --calls "$CALLS" "${peer[@]}") || bench_die "xdp-ns failed"
 # The ns figures stand on their own: print them even if the veth run fails.
 veth_ok=1
 veth=$("$B/ferry-bench" xdp-veth --pin "$pin_veth" --frames "$FRAMES") || veth_ok=0
@@ -66,7 +71,8 @@ row() {
 		"$(get "$ns" "peer_$2_ns")" "$(get "$ns" "peer_$2_median_ns")" "$(ratio "$2")" "$3"
 }
 
-printf '\n| XDP LB, ns/packet net of XDP_PASS (%s calls) | mean | median | peer model: mean | median | ferry / model | target (0.8 x peer) |\n' "$CALLS"
+printf '\n| XDP LB, ns/packet net of XDP_PASS (%s calls) | mean | median | peer (%s): mean | median | ferry / peer | target (0.8 x peer) |\n' \
+	"$CALLS" "$(get "$ns" peer | tr -d '"')"
 printf '|---|---:|---:|---:|---:|---:|---:|\n'
 row 'SYN, new flow (maglev + flow-table insert)' syn_new_flow 416
 row 'one established flow (flow-table hit)' lru_hit 104
