@@ -45,7 +45,7 @@ FUZZ_BINS   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace/lib
 
-.PHONY: all deps vmlinux clean check unit demo bench fuzz check-sanitize install
+.PHONY: all deps vmlinux clean check unit demo bench fuzz check-sanitize install image
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -176,6 +176,17 @@ PREFIX ?= /usr/local
 install: $(BUILD)/ferryd $(BUILD)/ferryctl
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BUILD)/ferryd $(BUILD)/ferryctl $(DESTDIR)$(PREFIX)/bin/
+
+# The node image (deploy/Dockerfile), then run as the DaemonSet runs it (tools/image-check.sh:
+# a child cgroup and pin dir of its own). IMAGE_BASE: any Debian 12 image; IMAGE_BUILD_FLAGS:
+# extra `docker build` flags (--network host where the daemon gives builds no network).
+IMAGE             ?= ferry/ferryd:$(VERSION)
+IMAGE_BASE        ?= debian:12
+IMAGE_BUILD_FLAGS ?=
+image:
+	docker build -f deploy/Dockerfile --build-arg BASE=$(IMAGE_BASE) --build-arg VERSION=$(VERSION) \
+		$(IMAGE_BUILD_FLAGS) -t $(IMAGE) .
+	bash tools/image-check.sh $(IMAGE)
 
 clean:
 	rm -rf $(BUILD)
