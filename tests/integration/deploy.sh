@@ -3,7 +3,9 @@
 # ferryctl flag the manifests use exists; the DaemonSet, the teardown and the
 # ConfigMap agree on paths and keys; the ConfigMap's registry is the example
 # and ferryd takes it; `make install` puts runnable binaries where the
-# DaemonSet runs them. Nothing is deployed: no cluster, no BPF, no root needed.
+# DaemonSet runs them; the image (deploy/Dockerfile) installs every library
+# they link. Nothing is deployed or built into an image here: no cluster, no
+# BPF, no root, no Docker needed (make image builds and runs the image).
 source "$(dirname "$0")/lib.sh"
 
 DEP="$ROOT/deploy"
@@ -66,3 +68,17 @@ check ferryctl_has_teardown grep -q '^  teardown' <("$B/ferryctl" --help 2>&1)
 make -s -C "$ROOT" BUILD="$BUILD" install DESTDIR="$TMPD/root" PREFIX=/usr >"$TMPD/install.log" 2>&1
 check install_puts_ferryd_and_ferryctl test -x "$TMPD/root/usr/bin/ferryd" -a -x "$TMPD/root/usr/bin/ferryctl"
 check installed_ferryd_runs silently "$TMPD/root/usr/bin/ferryd" --version
+
+# The image's runtime stage installs every package that owns a library the binaries link (as
+# built here, on Debian 12): a library missing from it fails only when a node starts the pod.
+runtime_pkgs=$(awk '/^FROM/ { stage++ } stage == 2 && /apt-get install/ { on = 1 }
+	on { print; if (!/\\$/) on = 0 }' "$DEP/Dockerfile" | tr ' \\' '\n\n' | grep -E '^[a-z0-9][a-z0-9.+-]+$' |
+	grep -vE '^(apt-get|install|update|clean|rm|RUN|DEBIAN_FRONTEND)$' | sort -u)
+need=""
+for lib in $(ldd "$B/ferryd" "$B/ferryctl" | awk '$3 ~ /^\// { print $3 }' | sort -u); do
+	pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1)
+	[ -n "$pkg" ] || pkg=$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1)
+	case "$pkg" in libc6|"") continue ;; esac	# the base image's own
+	grep -qx "$pkg" <<<"$runtime_pkgs" || need="$need $pkg($(basename "$lib"))"
+done
+assert_eq image_installs_every_linked_library "$need" ""
