@@ -268,6 +268,11 @@ static int peer_load(struct world *w)
 	static const char *const names[] = { "lru_mapping", "vip_map", "reals", "ch_rings", "ctl_array",
 					     "stats" };
 	struct peer *p = &w->peer;
+	static const __u32 sizes[][3] = {	/* key, value, at least this many entries */
+		{ 4, 4, 1 }, { sizeof(struct peer_vip), sizeof(struct peer_vip_meta), 1 },
+		{ 4, sizeof(struct peer_real), 3 }, { 4, 4, PEER_RING_SIZE },
+		{ 4, sizeof(struct peer_ctl), 1 }, { 4, sizeof(struct peer_stats), PEER_STAT_SLOTS },
+	};
 	int *fds[] = { &p->lru_map, &p->vip_map, &p->reals, &p->ch_rings, &p->ctl, &p->stats };
 	struct bpf_program *prog = NULL, *pr;
 	struct bpf_map *m;
@@ -289,6 +294,12 @@ static int peer_load(struct world *w)
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (!(m = bpf_object__find_map_by_name(p->obj, names[i])))
 			return bench_err("no such map in --peer-obj", names[i], -ENOENT);
+		/* Written and read with <ferry/bench_peer.h>'s layouts and
+		 * Katran's default sizes: another build's would be misread. */
+		if (bpf_map__key_size(m) != sizes[i][0] || bpf_map__value_size(m) != sizes[i][1] ||
+		    bpf_map__max_entries(m) < sizes[i][2])
+			return bench_err("key, value or size not Katran's defaults (bench_peer.h)", names[i],
+					 -EINVAL);
 		*fds[i] = bpf_map__fd(m);
 	}
 	/* Its XDP program: balancer_ingress, else the first one. */
