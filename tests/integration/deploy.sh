@@ -75,10 +75,17 @@ runtime_pkgs=$(awk '/^FROM/ { stage++ } stage == 2 && /apt-get install/ { on = 1
 	on { print; if (!/\\$/) on = 0 }' "$DEP/Dockerfile" | tr ' \\' '\n\n' | grep -E '^[a-z0-9][a-z0-9.+-]+$' |
 	grep -vE '^(apt-get|install|update|clean|rm|RUN|DEBIAN_FRONTEND)$' | sort -u)
 need=""
-for lib in $(ldd "$B/ferryd" "$B/ferryctl" | awk '$3 ~ /^\// { print $3 }' | sort -u); do
+libs=$(ldd "$B/ferryd" "$B/ferryctl" | awk '$3 ~ /^\// { print $3 }' | sort -u)
+# A sanitizer build (make check-sanitize) links its runtime; the image is built without one.
+grep -q libasan <<<"$libs" && libs=""
+for lib in $libs; do
 	pkg=$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -1 | cut -d: -f1)
 	[ -n "$pkg" ] || pkg=$(dpkg -S "$lib" 2>/dev/null | head -1 | cut -d: -f1)
 	case "$pkg" in libc6|"") continue ;; esac	# the base image's own
 	grep -qx "$pkg" <<<"$runtime_pkgs" || need="$need $pkg($(basename "$lib"))"
 done
-assert_eq image_installs_every_linked_library "$need" ""
+if [ -z "$libs" ]; then
+	echo "SKIP image_installs_every_linked_library: $B is a sanitizer build"
+else
+	assert_eq image_installs_every_linked_library "$need" ""
+fi
