@@ -5,6 +5,8 @@
 #   the model forwarded an established flow IPIP and passed a non-VIP packet,
 #   used its CPU's LRU, the outage's new flows took the fallback, the decap
 #   stripped every tunnel; and it prints every figure;
+# - the same with --peer-obj on an object with Katran's map and program
+#   names (the model renamed: Makefile, peer_as_katran.bpf.o);
 # - --peer-obj with an object that is not Katran's balancer is refused,
 #   naming the map it lacks, and a missing file naming the file; neither
 #   leaves its pin dir behind.
@@ -36,6 +38,21 @@ done
 assert_eq full_run_prints_every_case "$missing" ""
 check full_run_prints_the_floor bash -c 'jq -e ".floor_ns > 0 and .floor_bytes > 0" "$1" >/dev/null' _ "$TMP/full.json"
 check full_run_removes_its_pins test ! -e "$PIN"
+
+# An object with Katran's map and program names (the model renamed, built by make check):
+# loaded by name, filled, checked and measured in place of the model.
+if [ -f "$B/tests/peer_as_katran.bpf.o" ]; then
+	if run "$TMP/kat.json" --peer-obj "$B/tests/peer_as_katran.bpf.o"; then
+		echo "PASS peer_obj_full_run_passes_its_checks"
+	else
+		echo "FAIL peer_obj_full_run_passes_its_checks: $(tail -3 "$TMP/kat.json.err" | tr '\n' ' ')"
+	fi
+	check peer_obj_names_its_program bash -c 'jq -e ".peer == \"balancer_ingress\" and
+		.peer_lru_hit_ns != null" "$1" >/dev/null' _ "$TMP/kat.json"
+	check peer_obj_run_removes_its_pins test ! -e "$PIN"
+else
+	echo "SKIP peer_obj_full_run_passes_its_checks: $B/tests/peer_as_katran.bpf.o not built (make check builds it)"
+fi
 
 # ferry's own LB object has none of Katran's maps.
 if run "$TMP/bad.json" --case peer_hit --peer-obj "$B/xdp_lb.bpf.o"; then

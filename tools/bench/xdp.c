@@ -235,16 +235,43 @@ static int outage_up(struct world *w)
 	return marked == OUTAGE_N ? 0 : bench_err("mark health", FERRY_MAP_BACKEND, -ENOENT);
 }
 
+/* Katran's maps the harness writes or reads, in struct peer's order, with
+ * <ferry/bench_peer.h>'s layouts and Katran's default sizes: another build's
+ * would be misread (the stats slots past MAX_VIPS, the 65,537-slot ring). */
+static const struct {
+	const char *name;
+	enum bpf_map_type type;
+	__u32	key, value, min_entries;
+} peer_maps[] = {
+	{ "lru_mapping", BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 1 },
+	{ "vip_map", BPF_MAP_TYPE_HASH, sizeof(struct peer_vip), sizeof(struct peer_vip_meta), 1 },
+	{ "reals", BPF_MAP_TYPE_ARRAY, 4, sizeof(struct peer_real), 3 },
+	{ "ch_rings", BPF_MAP_TYPE_ARRAY, 4, 4, PEER_RING_SIZE },
+	{ "ctl_array", BPF_MAP_TYPE_ARRAY, 4, sizeof(struct peer_ctl), 1 },
+	{ "stats", BPF_MAP_TYPE_PERCPU_ARRAY, 4, sizeof(struct peer_stats), PEER_STAT_SLOTS },
+};
+
+static int *peer_fd(struct peer *p, size_t i)
+{
+	int *fds[] = { &p->lru_map, &p->vip_map, &p->reals, &p->ch_rings, &p->ctl, &p->stats };
+
+	return fds[i];
+}
+
 /*
- * The peer's connection table, as many flows as ferry's, is also its
- * lru_mapping's template (KatranLb::initLrus() does the same; and libbpf
- * 1.1 cannot resize a declared template). Before the load: the model's
- * from the skeleton, or Katran's object opened from obj.
+ * Before the load: the peer's connection table, as many flows as ferry's,
+ * which is also its lru_mapping's template (KatranLb::initLrus() does the
+ * same; and libbpf 1.1 cannot resize a declared template); the model's
+ * maps from the skeleton, or Katran's object opened from obj, its maps
+ * checked before anything is created (its ring alone is 128 MiB), and
+ * pinned, if it pins any, under the run's pin dir.
  */
 static int peer_open(struct world *w, const char *obj)
 {
+	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = w->pin);
 	struct peer *p = &w->peer;
-	struct bpf_map *lm;
+	struct bpf_map *lm, *m;
+	size_t i;
 
 	p->lru = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "peer_lru", sizeof(struct peer_flow),
 				sizeof(struct peer_flow_dst), w->flows, NULL);
@@ -254,28 +281,28 @@ static int peer_open(struct world *w, const char *obj)
 		p->name = "bench_peer";
 		lm = w->ref->maps.peer_lru_map;
 	} else {
-		if (!(p->obj = bpf_object__open_file(obj, NULL)))
+		if (!(p->obj = bpf_object__open_file(obj, &oo)))
 			return bench_err("open", obj, -errno);
-		if (!(lm = bpf_object__find_map_by_name(p->obj, "lru_mapping")))
-			return bench_err("no map lru_mapping (is it Katran's balancer?)", obj, -ENOENT);
+		for (i = 0; i < sizeof(peer_maps) / sizeof(peer_maps[0]); i++) {
+			if (!(m = bpf_object__find_map_by_name(p->obj, peer_maps[i].name)))
+				return bench_err("no such map (is it Katran's balancer?)", peer_maps[i].name,
+						 -ENOENT);
+			if (bpf_map__type(m) != peer_maps[i].type || bpf_map__key_size(m) != peer_maps[i].key ||
+			    bpf_map__value_size(m) != peer_maps[i].value ||
+			    bpf_map__max_entries(m) < peer_maps[i].min_entries)
+				return bench_err("type, key, value or size not Katran's defaults (bench_peer.h)",
+						 peer_maps[i].name, -EINVAL);
+		}
+		lm = bpf_object__find_map_by_name(p->obj, "lru_mapping");
 	}
 	return bpf_map__set_inner_map_fd(lm, p->lru) ? bench_err("set inner map", "lru_mapping", -errno) : 0;
 }
 
-/* After the load: the peer's fds, each of Katran's maps by its name. */
+/* After the load: the peer's program and map fds. */
 static int peer_load(struct world *w)
 {
-	static const char *const names[] = { "lru_mapping", "vip_map", "reals", "ch_rings", "ctl_array",
-					     "stats" };
 	struct peer *p = &w->peer;
-	static const __u32 sizes[][3] = {	/* key, value, at least this many entries */
-		{ 4, 4, 1 }, { sizeof(struct peer_vip), sizeof(struct peer_vip_meta), 1 },
-		{ 4, sizeof(struct peer_real), 3 }, { 4, 4, PEER_RING_SIZE },
-		{ 4, sizeof(struct peer_ctl), 1 }, { 4, sizeof(struct peer_stats), PEER_STAT_SLOTS },
-	};
-	int *fds[] = { &p->lru_map, &p->vip_map, &p->reals, &p->ch_rings, &p->ctl, &p->stats };
 	struct bpf_program *prog = NULL, *pr;
-	struct bpf_map *m;
 	size_t i;
 	int ret;
 
@@ -285,23 +312,14 @@ static int peer_load(struct world *w)
 					  w->ref->maps.peer_ctl, w->ref->maps.peer_stats };
 
 		for (i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-			*fds[i] = bpf_map__fd(own[i]);
+			*peer_fd(p, i) = bpf_map__fd(own[i]);
 		p->prog = bpf_program__fd(w->ref->progs.bench_peer);
 		return 0;
 	}
 	if ((ret = bpf_object__load(p->obj)))
 		return bench_err("load (the verifier's log is above)", bpf_object__name(p->obj), ret);
-	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (!(m = bpf_object__find_map_by_name(p->obj, names[i])))
-			return bench_err("no such map in --peer-obj", names[i], -ENOENT);
-		/* Written and read with <ferry/bench_peer.h>'s layouts and
-		 * Katran's default sizes: another build's would be misread. */
-		if (bpf_map__key_size(m) != sizes[i][0] || bpf_map__value_size(m) != sizes[i][1] ||
-		    bpf_map__max_entries(m) < sizes[i][2])
-			return bench_err("key, value or size not Katran's defaults (bench_peer.h)", names[i],
-					 -EINVAL);
-		*fds[i] = bpf_map__fd(m);
-	}
+	for (i = 0; i < sizeof(peer_maps) / sizeof(peer_maps[0]); i++)
+		*peer_fd(p, i) = bpf_map__fd(bpf_object__find_map_by_name(p->obj, peer_maps[i].name));
 	/* Its XDP program: balancer_ingress, else the first one. */
 	bpf_object__for_each_program(pr, p->obj)
 		if (bpf_program__type(pr) == BPF_PROG_TYPE_XDP &&
