@@ -124,6 +124,7 @@ KATRAN_SED := -e 's/(&|\} )peer_vip_map\b/\1vip_map/g' -e 's/(&|\} )peer_lru_map
               -e 's/(&|\} )peer_reals\b/\1reals/g' -e 's/(&|\} )peer_ch_rings\b/\1ch_rings/g' \
               -e 's/(&|\} )peer_ctl\b/\1ctl_array/g' -e 's/(&|\} )peer_stats\b/\1stats/g' \
               -e 's/^int bench_peer\(/int balancer_ingress(/'
+TEST_BPF_OBJS := $(BUILD)/tests/peer_as_katran.bpf.o
 $(BUILD)/tests/peer_as_katran.bpf.o: bpf/xdp_bench.bpf.c $(BPF_HDRS)
 	@mkdir -p $(@D)
 	sed -E $(KATRAN_SED) $< > $(@:.o=.c)
@@ -148,7 +149,7 @@ demo: deps
 # Every test; the last line is "N passed, N failed, N skipped".
 check: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS) $(FUZZ_BINS) \
-		$(BUILD)/tests/peer_as_katran.bpf.o
+		$(TEST_BPF_OBJS)
 	BUILD=$(BUILD) bash tests/run.sh
 
 # Every test again with ferryd, ferryctl, the library and the tests built
@@ -166,7 +167,7 @@ check-sanitize: deps
 	@CFLAGS="$(SAN_FLAGS)" $(MAKE) --no-print-directory BUILD=$(BUILD)-san CC=gcc \
 		all $(UNIT_BINS:$(BUILD)/%=$(BUILD)-san/%) $(BPFT_BINS:$(BUILD)/%=$(BUILD)-san/%) \
 		$(HELPER_BINS:$(BUILD)/%=$(BUILD)-san/%) $(BPF_OBJS:$(BUILD)/%=$(BUILD)-san/%) \
-		$(FUZZ_BINS:$(BUILD)/%=$(BUILD)-san/%)
+		$(FUZZ_BINS:$(BUILD)/%=$(BUILD)-san/%) $(TEST_BPF_OBJS:$(BUILD)/%=$(BUILD)-san/%)
 	ASAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/asan:abort_on_error=1 \
 	UBSAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/ubsan:print_stacktrace=1:abort_on_error=1 \
 		BUILD=$(BUILD)-san bash tests/run.sh
