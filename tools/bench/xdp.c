@@ -85,15 +85,16 @@
  * The peer the LB cases are measured against: bench_peer (the model, in
  * xdp_bench.bpf.o), or with --peer-obj Katran's own balancer, built by the
  * operator from its source (docs/benchmarks.md says how). Both have
- * Katran's maps, by their names in the object, with the layouts of
- * <ferry/bench_peer.h>; these are their fds.
+ * Katran's maps (peer_maps[] names them), with the layouts of
+ * <ferry/bench_peer.h>; map[] holds their fds.
  */
+enum peer_map { PM_LRU_MAPPING, PM_VIP, PM_REALS, PM_RINGS, PM_CTL, PM_STATS, PM_MAX };
+
 struct peer {
 	const char *name;	/* "bench_peer", or the object's program name */
 	struct bpf_object *obj;	/* --peer-obj's, else NULL (the skeleton's) */
 	int	prog;
-	int	lru_map;	/* lru_mapping: CPU -> connection table */
-	int	vip_map, reals, ch_rings, ctl, stats;
+	int	map[PM_MAX];
 	int	lru;		/* the connection table, CPU 0's (created here) */
 };
 
@@ -235,67 +236,67 @@ static int outage_up(struct world *w)
 	return marked == OUTAGE_N ? 0 : bench_err("mark health", FERRY_MAP_BACKEND, -ENOENT);
 }
 
-/* Katran's maps the harness writes or reads, in struct peer's order, with
- * <ferry/bench_peer.h>'s layouts and Katran's default sizes: another build's
- * would be misread (the stats slots past MAX_VIPS, the 65,537-slot ring). */
+/* Katran's maps the harness writes or reads, with <ferry/bench_peer.h>'s
+ * layouts and Katran's default sizes: another build's would be misread (the
+ * stats slots past MAX_VIPS, the 65,537-slot ring). */
 static const struct {
 	const char *name;
 	enum bpf_map_type type;
 	__u32	key, value, min_entries;
-} peer_maps[] = {
-	{ "lru_mapping", BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 1 },
-	{ "vip_map", BPF_MAP_TYPE_HASH, sizeof(struct peer_vip), sizeof(struct peer_vip_meta), 1 },
-	{ "reals", BPF_MAP_TYPE_ARRAY, 4, sizeof(struct peer_real), 3 },
-	{ "ch_rings", BPF_MAP_TYPE_ARRAY, 4, 4, PEER_RING_SIZE },
-	{ "ctl_array", BPF_MAP_TYPE_ARRAY, 4, sizeof(struct peer_ctl), 1 },
-	{ "stats", BPF_MAP_TYPE_PERCPU_ARRAY, 4, sizeof(struct peer_stats), PEER_STAT_SLOTS },
+} peer_maps[PM_MAX] = {
+	[PM_LRU_MAPPING] = { "lru_mapping", BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 1 },
+	[PM_VIP] = { "vip_map", BPF_MAP_TYPE_HASH, sizeof(struct peer_vip), sizeof(struct peer_vip_meta), 1 },
+	[PM_REALS] = { "reals", BPF_MAP_TYPE_ARRAY, 4, sizeof(struct peer_real), 3 },
+	[PM_RINGS] = { "ch_rings", BPF_MAP_TYPE_ARRAY, 4, 4, PEER_RING_SIZE },
+	[PM_CTL] = { "ctl_array", BPF_MAP_TYPE_ARRAY, 4, sizeof(struct peer_ctl), 1 },
+	[PM_STATS] = { "stats", BPF_MAP_TYPE_PERCPU_ARRAY, 4, sizeof(struct peer_stats), PEER_STAT_SLOTS },
 };
 
-static int *peer_fd(struct peer *p, size_t i)
+/* The peer's map i: the model's from the skeleton, or the object's by name. */
+static struct bpf_map *peer_map(struct world *w, enum peer_map i)
 {
-	int *fds[] = { &p->lru_map, &p->vip_map, &p->reals, &p->ch_rings, &p->ctl, &p->stats };
+	struct bpf_map *own[PM_MAX] = {
+		[PM_LRU_MAPPING] = w->ref->maps.peer_lru_map, [PM_VIP] = w->ref->maps.peer_vip_map,
+		[PM_REALS] = w->ref->maps.peer_reals, [PM_RINGS] = w->ref->maps.peer_ch_rings,
+		[PM_CTL] = w->ref->maps.peer_ctl, [PM_STATS] = w->ref->maps.peer_stats,
+	};
 
-	return fds[i];
+	return w->peer.obj ? bpf_object__find_map_by_name(w->peer.obj, peer_maps[i].name) : own[i];
 }
 
 /*
  * Before the load: the peer's connection table, as many flows as ferry's,
  * which is also its lru_mapping's template (KatranLb::initLrus() does the
- * same; and libbpf 1.1 cannot resize a declared template); the model's
- * maps from the skeleton, or Katran's object opened from obj, its maps
- * checked before anything is created (its ring alone is 128 MiB), and
- * pinned, if it pins any, under the run's pin dir.
+ * same; and libbpf 1.1 cannot resize a declared template); --peer-obj's
+ * object opened, its maps checked before anything is created (its ring
+ * alone is 128 MiB), and pinned, if it pins any, under the run's pin dir.
  */
 static int peer_open(struct world *w, const char *obj)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, oo, .pin_root_path = w->pin);
 	struct peer *p = &w->peer;
-	struct bpf_map *lm, *m;
-	size_t i;
+	struct bpf_map *m;
+	int i;
 
+	p->name = "bench_peer";
 	p->lru = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "peer_lru", sizeof(struct peer_flow),
 				sizeof(struct peer_flow_dst), w->flows, NULL);
 	if (p->lru < 0)
 		return bench_err("create", "peer_lru", -errno);
-	if (!obj) {
-		p->name = "bench_peer";
-		lm = w->ref->maps.peer_lru_map;
-	} else {
-		if (!(p->obj = bpf_object__open_file(obj, &oo)))
-			return bench_err("open", obj, -errno);
-		for (i = 0; i < sizeof(peer_maps) / sizeof(peer_maps[0]); i++) {
-			if (!(m = bpf_object__find_map_by_name(p->obj, peer_maps[i].name)))
-				return bench_err("no such map (is it Katran's balancer?)", peer_maps[i].name,
-						 -ENOENT);
-			if (bpf_map__type(m) != peer_maps[i].type || bpf_map__key_size(m) != peer_maps[i].key ||
-			    bpf_map__value_size(m) != peer_maps[i].value ||
-			    bpf_map__max_entries(m) < peer_maps[i].min_entries)
-				return bench_err("type, key, value or size not Katran's defaults (bench_peer.h)",
-						 peer_maps[i].name, -EINVAL);
-		}
-		lm = bpf_object__find_map_by_name(p->obj, "lru_mapping");
+	if (obj && !(p->obj = bpf_object__open_file(obj, &oo)))
+		return bench_err("open", obj, -errno);
+	for (i = 0; obj && i < PM_MAX; i++) {
+		if (!(m = peer_map(w, i)))
+			return bench_err("no such map (is it Katran's balancer?)", peer_maps[i].name, -ENOENT);
+		if (bpf_map__type(m) != peer_maps[i].type || bpf_map__key_size(m) != peer_maps[i].key ||
+		    bpf_map__value_size(m) != peer_maps[i].value ||
+		    bpf_map__max_entries(m) < peer_maps[i].min_entries)
+			return bench_err("type, key, value or size not Katran's defaults (bench_peer.h)",
+					 peer_maps[i].name, -EINVAL);
 	}
-	return bpf_map__set_inner_map_fd(lm, p->lru) ? bench_err("set inner map", "lru_mapping", -errno) : 0;
+	if (bpf_map__set_inner_map_fd(peer_map(w, PM_LRU_MAPPING), p->lru))
+		return bench_err("set inner map", "lru_mapping", -errno);
+	return 0;
 }
 
 /* After the load: the peer's program and map fds. */
@@ -303,23 +304,16 @@ static int peer_load(struct world *w)
 {
 	struct peer *p = &w->peer;
 	struct bpf_program *prog = NULL, *pr;
-	size_t i;
-	int ret;
+	int i, ret;
 
+	if (p->obj && (ret = bpf_object__load(p->obj)))
+		return bench_err("load (the verifier's log is above)", bpf_object__name(p->obj), ret);
+	for (i = 0; i < PM_MAX; i++)
+		p->map[i] = bpf_map__fd(peer_map(w, i));
 	if (!p->obj) {
-		struct bpf_map *own[] = { w->ref->maps.peer_lru_map, w->ref->maps.peer_vip_map,
-					  w->ref->maps.peer_reals, w->ref->maps.peer_ch_rings,
-					  w->ref->maps.peer_ctl, w->ref->maps.peer_stats };
-
-		for (i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-			*peer_fd(p, i) = bpf_map__fd(own[i]);
 		p->prog = bpf_program__fd(w->ref->progs.bench_peer);
 		return 0;
 	}
-	if ((ret = bpf_object__load(p->obj)))
-		return bench_err("load (the verifier's log is above)", bpf_object__name(p->obj), ret);
-	for (i = 0; i < sizeof(peer_maps) / sizeof(peer_maps[0]); i++)
-		*peer_fd(p, i) = bpf_map__fd(bpf_object__find_map_by_name(p->obj, peer_maps[i].name));
 	/* Its XDP program: balancer_ingress, else the first one. */
 	bpf_object__for_each_program(pr, p->obj)
 		if (bpf_program__type(pr) == BPF_PROG_TYPE_XDP &&
@@ -468,11 +462,11 @@ static int peer_up(struct world *w)
 	struct peer *p = &w->peer;
 	int ret = 0;
 
-	if (bpf_map_update_elem(p->lru_map, &zero, &p->lru, BPF_ANY))
+	if (bpf_map_update_elem(p->map[PM_LRU_MAPPING], &zero, &p->lru, BPF_ANY))
 		return bench_err("write", "lru_mapping", -errno);
 	inet_pton(AF_INET, VIP, vip.addr);
-	if (bpf_map_update_elem(p->vip_map, &vip, &meta, BPF_ANY) ||
-	    bpf_map_update_elem(p->ctl, &zero, &gw, BPF_ANY))
+	if (bpf_map_update_elem(p->map[PM_VIP], &vip, &meta, BPF_ANY) ||
+	    bpf_map_update_elem(p->map[PM_CTL], &zero, &gw, BPF_ANY))
 		return bench_err("write", "vip_map/ctl_array", -errno);
 	for (i = 0; i < 2; i++) {
 		struct peer_real r = {};
@@ -483,7 +477,7 @@ static int peer_up(struct world *w)
 		mb[i].weight = 1;
 		memcpy(mb[i].addr, r.addr, sizeof(r.addr));
 		mb[i].port = 80;
-		if (bpf_map_update_elem(p->reals, &k, &r, BPF_ANY))
+		if (bpf_map_update_elem(p->map[PM_REALS], &k, &r, BPF_ANY))
 			return bench_err("write", "reals", -errno);
 	}
 	keys = malloc(n * sizeof(*keys));
@@ -494,7 +488,7 @@ static int peer_up(struct world *w)
 		ret = bench_err("maglev", "ch_rings", ret);
 	for (i = 0; !ret && i < n; i++)
 		keys[i] = i;
-	if (!ret && bpf_map_update_batch(p->ch_rings, keys, ring, &n, NULL))
+	if (!ret && bpf_map_update_batch(p->map[PM_RINGS], keys, ring, &n, NULL))
 		ret = bench_err("write", "ch_rings", -errno);
 	free(keys);
 	free(ring);
@@ -511,7 +505,7 @@ static int peer_stat_v1(struct world *w, __u32 slot, __u64 *sum)
 	*sum = 0;
 	if (ncpu <= 0 || !(v = calloc(ncpu, sizeof(*v))))
 		return -ENOMEM;
-	if (bpf_map_lookup_elem(w->peer.stats, &key, v)) {
+	if (bpf_map_lookup_elem(w->peer.map[PM_STATS], &key, v)) {
 		free(v);
 		return -errno;
 	}
