@@ -876,6 +876,7 @@ static int lb_case(struct world *w, const struct progs *pg, const struct lbcase 
 		int	(*fill)(struct world *w);
 	} side[] = { { k->c, pg->lb, fill_ferry }, { k->peer, pg->peer, fill_peer } };
 	struct result r[2];
+	enum xcase c[2];
 	int fd[2], n = 0, i, err;
 
 	for (i = 0; i < 2; i++) {
@@ -883,6 +884,7 @@ static int lb_case(struct world *w, const struct progs *pg, const struct lbcase 
 			continue;
 		if (k->full && (err = side[i].fill(w)))
 			return err;
+		c[n] = side[i].c;
 		fd[n++] = side[i].prog;
 	}
 	if (!n)
@@ -890,9 +892,8 @@ static int lb_case(struct world *w, const struct progs *pg, const struct lbcase 
 	if ((err = measure_n(pg->pass, fd, n, NULL, k->dst, calls, k->nflows, k->flags, k->vary, r)))
 		return bench_err("BPF_PROG_TEST_RUN", n == 2 ? "ferry_xdp_lb and the peer" :
 				 fd[0] == pg->lb ? "ferry_xdp_lb" : w->peer.name, err);
-	for (i = 0, n = 0; i < 2; i++)
-		if (only < 0 || only == (int)side[i].c)
-			res[side[i].c] = r[n++];
+	for (i = 0; i < n; i++)
+		res[c[i]] = r[i];
 	return 0;
 }
 
