@@ -755,7 +755,7 @@ static int listen_on(const char *spec, int *out, char *bound, size_t len)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	/* "[::]" answers IPv4 too, whatever net.ipv6.bindv6only says: a
 	 * dual-stack node's kubelet may probe either pod address. */
-	if (a.family == AF_INET6 && !memcmp(a.a, (__u32[4]){ 0 }, 16)) {
+	if (a.family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr)) {
 		int zero = 0;
 
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
