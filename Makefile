@@ -45,7 +45,7 @@ FUZZ_BINS   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace/lib
 
-.PHONY: all deps vmlinux clean check unit demo bench fuzz check-sanitize install image
+.PHONY: all deps vmlinux clean check unit demo bench fuzz check-sanitize install image test-bins
 .DELETE_ON_ERROR:
 .SECONDARY:
 
@@ -147,9 +147,12 @@ demo: deps
 	BUILD=$(BUILD) bash tools/demo.sh
 
 # Every test; the last line is "N passed, N failed, N skipped".
+# What the tests run, in $(BUILD); the fuzz targets are built sanitized whatever CFLAGS say, so
+# make check builds and runs them and make check-sanitize does not run them again.
+test-bins: all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS) $(TEST_BPF_OBJS)
+
 check: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPFT_BINS) $(HELPER_BINS) $(BPF_OBJS) $(FUZZ_BINS) \
-		$(TEST_BPF_OBJS)
+	@$(MAKE) --no-print-directory test-bins $(FUZZ_BINS)
 	BUILD=$(BUILD) bash tests/run.sh
 
 # Every test again with ferryd, ferryctl, the library and the tests built
@@ -164,16 +167,13 @@ SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
              -fno-sanitize=alignment -fno-sanitize-recover=undefined -Wno-format-truncation
 check-sanitize: deps
 	@rm -rf $(BUILD)-san.reports && mkdir -p $(BUILD)-san.reports
-	@CFLAGS="$(SAN_FLAGS)" $(MAKE) --no-print-directory BUILD=$(BUILD)-san CC=gcc \
-		all $(UNIT_BINS:$(BUILD)/%=$(BUILD)-san/%) $(BPFT_BINS:$(BUILD)/%=$(BUILD)-san/%) \
-		$(HELPER_BINS:$(BUILD)/%=$(BUILD)-san/%) $(BPF_OBJS:$(BUILD)/%=$(BUILD)-san/%) \
-		$(FUZZ_BINS:$(BUILD)/%=$(BUILD)-san/%) $(TEST_BPF_OBJS:$(BUILD)/%=$(BUILD)-san/%)
-	ASAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/asan:abort_on_error=1 \
+	@CFLAGS="$(SAN_FLAGS)" $(MAKE) --no-print-directory BUILD=$(BUILD)-san CC=gcc test-bins
+	@ASAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/asan:abort_on_error=1 \
 	UBSAN_OPTIONS=log_path=$(CURDIR)/$(BUILD)-san.reports/ubsan:print_stacktrace=1:abort_on_error=1 \
-		BUILD=$(BUILD)-san bash tests/run.sh
-	@if [ -n "$$(ls $(BUILD)-san.reports)" ]; then \
+	FERRY_TEST_FUZZ=0 BUILD=$(BUILD)-san bash tests/run.sh; rc=$$?; \
+	if [ -n "$$(ls $(BUILD)-san.reports)" ]; then \
 		echo "sanitizer reports ($(BUILD)-san.reports):"; head -n 40 $(BUILD)-san.reports/*; exit 1; \
-	else echo "sanitizers: no reports"; fi
+	else echo "sanitizers: no reports"; fi; exit $$rc
 
 # The fuzz targets for longer (FERRY_FUZZ_SECONDS each, 300 unless set);
 # make check runs them for a fixed number of inputs.

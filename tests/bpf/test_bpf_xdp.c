@@ -3245,6 +3245,13 @@ static bool icmp_csum_ok(int af, const __u8 *ip, size_t n)
 	return csum16(ip + hl, n - hl, sum) == 0;
 }
 
+
+/* An IP datagram's length by its own header: IPv4's total length, or the
+ * IPv6 header and its payload length. */
+static size_t ip_dgram_len(const __u8 *ip, bool v4)
+{
+	return v4 ? (size_t)(ip[2] << 8 | ip[3]) : 40 + (size_t)(ip[4] << 8 | ip[5]);
+}
 /* A frame the LB sent out for in (its L3 at il3, family iaf): a tunnel to a
  * backend of the right service, or an ICMP error back to the sender. */
 static bool lb_out_sound(const struct known *k, const __u8 *in, size_t inlen, size_t il3,
@@ -3303,8 +3310,7 @@ static bool lb_out_sound(const struct known *k, const __u8 *in, size_t inlen, si
 	 * where the tail past it was cut to fit the MTU. */
 	*why = "inner datagram cut short";
 	if (ilen != inlen - il3) {
-		size_t dgram = iproto == IPPROTO_IPIP ? (size_t)(in[il3 + 2] << 8 | in[il3 + 3]) :
-			       40 + (size_t)(in[il3 + 4] << 8 | in[il3 + 5]);
+		size_t dgram = ip_dgram_len(in + il3, iproto == IPPROTO_IPIP);
 
 		if (ilen < (iproto == IPPROTO_IPIP ? 20u : 40u) || ilen != dgram)
 			return false;
@@ -3329,8 +3335,7 @@ static bool decap_out_sound(const __u8 *in, size_t inlen, const __u8 *out, size_
 	n = outlen - l3;
 	if (n < 20)
 		return false;
-	dgram = et == 0x0800 ? (size_t)(out[l3 + 2] << 8 | out[l3 + 3]) :
-			       40 + (size_t)(out[l3 + 4] << 8 | out[l3 + 5]);
+	dgram = ip_dgram_len(out + l3, et == 0x0800);
 	for (o = l3 + 20; o <= inlen && o - l3 <= 60 + 40; o++)
 		if (inlen - o >= n && !memcmp(out + l3, in + o, n))
 			return n == inlen - o || n == dgram;

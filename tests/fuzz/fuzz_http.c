@@ -15,11 +15,9 @@
 
 #include "http.h"
 
-#define HEAD_MAX	8192	/* ferryd/metrics.c's MX_HDR_MAX */
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *buf = malloc(size + 1), head[HEAD_MAX + 1];
+	char *buf = malloc(size + 1), head[HTTP_HEAD_MAX + 1];
 	size_t off = 0, n;
 	int code;
 
@@ -32,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	/* Pipelined heads, each parsed as the server would. */
 	while (off < size) {
-		size_t avail = size - off < HEAD_MAX ? size - off : HEAD_MAX;
+		size_t avail = size - off < HTTP_HEAD_MAX ? size - off : HTTP_HEAD_MAX;
 		struct http_req r;
 
 		n = http_head_end(buf + off, avail);

@@ -28,7 +28,7 @@ if run "$TMP/full.json"; then
 else
 	echo "FAIL full_run_passes_its_checks: $(tail -3 "$TMP/full.json.err" | tr '\n' ' ')"
 fi
-check full_run_names_the_model bash -c 'jq -e ".peer == \"bench_peer\"" "$1" >/dev/null' _ "$TMP/full.json"
+check full_run_names_the_model silently jq -e '.peer == "bench_peer"' "$TMP/full.json"
 keys=(syn_new_flow lru_hit flows_100k non_vip syn_full outage decap decap_pass)
 missing=""
 for k in "${keys[@]}" peer_syn_new_flow peer_lru_hit peer_flows_100k peer_non_vip peer_syn_full; do
@@ -36,7 +36,7 @@ for k in "${keys[@]}" peer_syn_new_flow peer_lru_hit peer_flows_100k peer_non_vi
 		"$TMP/full.json" >/dev/null 2>&1 || missing="$missing $k"
 done
 assert_eq full_run_prints_every_case "$missing" ""
-check full_run_prints_the_floor bash -c 'jq -e ".floor_ns > 0 and .floor_bytes > 0" "$1" >/dev/null' _ "$TMP/full.json"
+check full_run_prints_the_floor silently jq -e '.floor_ns > 0 and .floor_bytes > 0' "$TMP/full.json"
 check full_run_removes_its_pins test ! -e "$PIN"
 
 # An object with Katran's map and program names (the model renamed, built by make check):
@@ -47,8 +47,8 @@ if [ -f "$B/tests/peer_as_katran.bpf.o" ]; then
 	else
 		echo "FAIL peer_obj_full_run_passes_its_checks: $(tail -3 "$TMP/kat.json.err" | tr '\n' ' ')"
 	fi
-	check peer_obj_names_its_program bash -c 'jq -e ".peer == \"balancer_ingress\" and
-		.peer_lru_hit_ns != null" "$1" >/dev/null' _ "$TMP/kat.json"
+	check peer_obj_names_its_program silently jq -e '.peer == "balancer_ingress" and .peer_lru_hit_ns != null' \
+		"$TMP/kat.json"
 	check peer_obj_run_removes_its_pins test ! -e "$PIN"
 else
 	echo "SKIP peer_obj_full_run_passes_its_checks: $B/tests/peer_as_katran.bpf.o not built (make check builds it)"

@@ -11,8 +11,6 @@ source "$(dirname "$0")/lib.sh"
 DEP="$ROOT/deploy"
 PY=/usr/bin/python3	# Debian's, with python3-yaml (make deps)
 $PY -c 'import yaml' 2>/dev/null || skip_all "python3-yaml missing (make deps installs it)"
-TMPD=$(mktemp -d /tmp/ferry-test-deploy.XXXXXX)
-trap 'rm -rf "$TMPD"' EXIT
 
 # yq-like: one field of a manifest, by a Python expression over the document.
 field() {	# file, expression over d (the first document)
@@ -26,8 +24,8 @@ PYEOF
 
 bad=""
 for f in "$DEP"/kubernetes/*.yaml "$DEP"/prometheus/*.yml; do
-	$PY -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1])))' "$f" 2>"$TMPD/yaml.err" ||
-		bad="$bad $(basename "$f"): $(tail -1 "$TMPD/yaml.err")"
+	$PY -c 'import sys, yaml; list(yaml.safe_load_all(open(sys.argv[1])))' "$f" 2>"$TMP/yaml.err" ||
+		bad="$bad $(basename "$f"): $(tail -1 "$TMP/yaml.err")"
 done
 assert_eq manifests_parse "$bad" ""
 check dashboard_json_parses silently jq -e . "$DEP/grafana/ferry-dashboard.json"
@@ -54,20 +52,20 @@ CM="$DEP/kubernetes/ferry-registry-configmap.yaml"
 mounted=$(field "$DS" "[v['configMap']['name'] for v in d['spec']['template']['spec']['volumes'] if 'configMap' in v]")
 assert_eq configmap_is_the_mounted_one "$(field "$CM" 'd["metadata"]["name"]')" "$mounted"
 assert_eq configmap_key_is_the_registry_file "$(field "$CM" 'list(d["data"])')" "$(basename "$(arg --registry)")"
-field "$CM" 'd["data"]["registry.json"]' >"$TMPD/registry.json"
-check configmap_registry_is_the_example cmp -s <(jq -S . "$TMPD/registry.json") <(jq -S . "$DEP/examples/registry.json")
-check configmap_registry_checks silently "$B/ferryctl" --bpffs "$TMPD/no-node" registry check "$TMPD/registry.json"
+field "$CM" 'd["data"]["registry.json"]' >"$TMP/registry.json"
+check configmap_registry_is_the_example cmp -s <(jq -S . "$TMP/registry.json") <(jq -S . "$DEP/examples/registry.json")
+check configmap_registry_checks silently "$B/ferryctl" --bpffs "$TMP/no-node" registry check "$TMP/registry.json"
 
 # The teardown removes what the DaemonSet pinned, and ferryctl knows its flags.
 TD="$DEP/kubernetes/ferry-teardown.yaml"
 tcmd=$(field "$TD" "$C[\"command\"][-1]")
-grep -q -- "--bpffs $bpffs teardown" <<<"$tcmd"; check teardown_same_pin_dir test $? = 0
+check teardown_same_pin_dir grep -q -- "--bpffs $bpffs teardown" <<<"$tcmd"
 check ferryctl_has_teardown grep -q '^  teardown' <("$B/ferryctl" --help 2>&1)
 
 # make install: the binaries the image needs, where the DaemonSet runs them.
-make -s -C "$ROOT" BUILD="$BUILD" install DESTDIR="$TMPD/root" PREFIX=/usr >"$TMPD/install.log" 2>&1
-check install_puts_ferryd_and_ferryctl test -x "$TMPD/root/usr/bin/ferryd" -a -x "$TMPD/root/usr/bin/ferryctl"
-check installed_ferryd_runs silently "$TMPD/root/usr/bin/ferryd" --version
+make -s -C "$ROOT" BUILD="$BUILD" install DESTDIR="$TMP/root" PREFIX=/usr >"$TMP/install.log" 2>&1
+check install_puts_ferryd_and_ferryctl test -x "$TMP/root/usr/bin/ferryd" -a -x "$TMP/root/usr/bin/ferryctl"
+check installed_ferryd_runs silently "$TMP/root/usr/bin/ferryd" --version
 
 # The image's runtime stage installs every package that owns a library the binaries link (as
 # built here): a library missing from it fails only when a node starts the pod. The list is the

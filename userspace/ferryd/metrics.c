@@ -53,7 +53,6 @@
 #define MX_PROBE_SLOTS	4		/* the last slots: /healthz and /readyz only */
 #define MX_PEER_PROBES	2		/* probe-only connections a peer past its share may add */
 #define MX_PROBE_READ_MS 1000		/* a probe slot's request must come this fast */
-#define MX_HDR_MAX	8192		/* request line + headers */
 #define MX_WRITE_MIN_MS	30000		/* a response may take at least this long to drain */
 #define MX_TICK_MS	100		/* deadline check period while connections are open */
 #define MX_LINGER_MS	1000		/* discard a closing client's leftovers this long */
@@ -78,7 +77,7 @@ struct mx_conn {
 	struct in6_addr peer;	/* the client's address (IPv4 mapped; IPv6 as its /64) */
 	__u64	deadline_ns;
 	size_t	rlen;
-	char	req[MX_HDR_MAX + 1];
+	char	req[HTTP_HEAD_MAX + 1];
 	struct mbuf hdr, body;	/* response: headers, then body */
 	size_t	sent;		/* bytes of hdr + body written */
 };
@@ -524,7 +523,7 @@ static bool conn_flush(struct metrics_srv *s, struct mx_conn *c)
  */
 static void conn_drive(struct metrics_srv *s, struct mx_conn *c)
 {
-	char head[MX_HDR_MAX + 1];
+	char head[HTTP_HEAD_MAX + 1];
 	size_t hlen;
 
 	while (c->state == C_READ || c->state == C_WRITE) {
@@ -543,7 +542,7 @@ static void conn_drive(struct metrics_srv *s, struct mx_conn *c)
 		}
 		hlen = http_head_end(c->req, c->rlen);
 		if (!hlen) {
-			if (c->rlen < MX_HDR_MAX)
+			if (c->rlen < HTTP_HEAD_MAX)
 				return;
 			c->close_after = true;
 			respond_text(s, c, 431, "request headers too large\n", NULL, false);
@@ -565,7 +564,7 @@ static void conn_read(struct metrics_srv *s, struct mx_conn *c)
 	if (c->state == C_LINGER)
 		n = recv(c->fd, junk, sizeof(junk), 0);
 	else
-		n = recv(c->fd, c->req + c->rlen, MX_HDR_MAX - c->rlen, 0);
+		n = recv(c->fd, c->req + c->rlen, HTTP_HEAD_MAX - c->rlen, 0);
 	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
 		conn_close(s, c);
 		return;

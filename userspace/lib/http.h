@@ -21,6 +21,9 @@
  */
 int http_status_line(const char *buf, size_t len);
 
+/* The longest request head (request line + headers) ferryd's server reads. */
+#define HTTP_HEAD_MAX	8192
+
 /* The length of a request head in p[0..n): through "\r\n\r\n" (or a bare
  * "\n\n"); 0 while it is not complete. */
 size_t http_head_end(const char *p, size_t n);
