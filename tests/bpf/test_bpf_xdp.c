@@ -3245,13 +3245,13 @@ static bool icmp_csum_ok(int af, const __u8 *ip, size_t n)
 	return csum16(ip + hl, n - hl, sum) == 0;
 }
 
-
 /* An IP datagram's length by its own header: IPv4's total length, or the
  * IPv6 header and its payload length. */
 static size_t ip_dgram_len(const __u8 *ip, bool v4)
 {
 	return v4 ? (size_t)(ip[2] << 8 | ip[3]) : 40 + (size_t)(ip[4] << 8 | ip[5]);
 }
+
 /* A frame the LB sent out for in (its L3 at il3, family iaf): a tunnel to a
  * backend of the right service, or an ICMP error back to the sender. */
 static bool lb_out_sound(const struct known *k, const __u8 *in, size_t inlen, size_t il3,
