@@ -13,37 +13,29 @@
 # Root, as the tests: it makes a cgroup and a bpffs pin dir (mounting bpffs if the host has
 # none there, as tests/run.sh does).
 #
-# Like the tests: a child cgroup and a bpffs pin dir of our own (unique suffix), removed on any
-# exit; no network for the containers (--network none), no interface touched.
+# As a test does, with tests/integration/lib.sh: a child cgroup ($CG) and a bpffs pin dir ($PIN)
+# of its own, removed on any exit (world_down, after ferryctl in the image tore down what its
+# ferryd attached); check and silently for each step. No network for the containers
+# (--network none), no interface touched.
 set -u
 IMAGE=${1:?usage: tools/image-check.sh IMAGE}
-cd "$(dirname "$0")/.."
-SUF="img-$$-$RANDOM"
-CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
-CG="$CG2/ferry-$SUF"
-PIN="/sys/fs/bpf/ferry-$SUF"
-REG="$PWD/deploy/examples/registry.json"
-fail=0
+source "$(dirname "$0")/../tests/integration/lib.sh"
+REG="$ROOT/deploy/examples/registry.json"
+PRIV=()
 
-cleanup() {
-	if [ -d "$PIN" ]; then
-		docker run --rm --network none "${PRIV[@]}" -v /sys/fs/bpf:/sys/fs/bpf \
-			--entrypoint /usr/bin/ferryctl "$IMAGE" --bpffs "$PIN" teardown >/dev/null 2>&1
-		rm -rf "$PIN"
-	fi
-	[ -d "$CG" ] && rmdir "$CG" 2>/dev/null
+img_teardown() {
+	[ -d "$PIN" ] && docker run --rm --network none "${PRIV[@]}" -v /sys/fs/bpf:/sys/fs/bpf \
+		--entrypoint /usr/bin/ferryctl "$IMAGE" --bpffs "$PIN" teardown >/dev/null 2>&1
+	world_down
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap img_teardown EXIT
 
-step() {	# name, command...
-	local name=$1 out; shift
-	if out=$("$@" 2>&1); then
-		echo "ok   $name"
-	else
-		echo "FAIL $name"; tail -n 8 <<<"$out" | sed 's/^/     /'
-		fail=1
-	fi
+fail=0
+step() {	# name, command...: check, counting failures for the exit status
+	local out
+	out=$(check "$1" silently "${@:2}")
+	echo "$out"
+	grep -q '^FAIL ' <<<"$out" && fail=1
 }
 
 run() { docker run --rm --network none "$@"; }
